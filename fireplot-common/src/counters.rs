@@ -1,0 +1,140 @@
+//! Layout of the per-CPU counter arrays.
+//!
+//! `COUNTERS` holds one `u64` per (class, family, protocol) followed by the
+//! loss and health counters; `PORT_HITS` holds one `u64` per destination port
+//! of unsolicited TCP/UDP, per family, in chunks of `PORT_CHUNK` ports
+//! (a per-CPU array value may not exceed 32 KiB).
+
+use crate::event::Class;
+use crate::proto::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+
+/// Family slots of the class counters: IPv4, IPv6, none.
+pub const FAMILY_SLOTS: usize = 3;
+/// Protocol slots of the class counters: TCP, UDP, ICMP, ICMPv6, other.
+pub const PROTO_SLOTS: usize = 5;
+/// Names of the protocol slots.
+pub const PROTO_SLOT_NAMES: [&str; PROTO_SLOTS] = ["tcp", "udp", "icmp", "icmpv6", "other"];
+/// Names of the family slots.
+pub const FAMILY_SLOT_NAMES: [&str; FAMILY_SLOTS] = ["ipv4", "ipv6", "none"];
+
+/// Number of (class, family, protocol) counters.
+pub const CLASS_COUNTERS: usize = Class::COUNT * FAMILY_SLOTS * PROTO_SLOTS;
+
+/// Health and loss counters, after the class counters.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misc {
+    /// Events written to the ring buffer.
+    EventsSent = 0,
+    /// Events lost because the ring buffer was full.
+    RingFull = 1,
+    /// Events held back by the per-source rate limiter (counted, not sent).
+    Suppressed = 2,
+    /// Egress could not insert or refresh a flow.
+    FlowInsertFailed = 3,
+    /// Flows created by the egress recorder.
+    FlowsCreated = 4,
+    /// Inbound non-first fragments (classified by addresses only).
+    Fragments = 5,
+    /// IPv6 extension-header chains longer than the walk bound.
+    ExtHeaderOverflow = 6,
+    /// Flow lookups the per-CPU cache could not answer (went to the shared table).
+    CacheMisses = 7,
+    /// Packets seen by the egress recorder.
+    EgressPackets = 8,
+}
+
+impl Misc {
+    /// Number of misc counters.
+    pub const COUNT: usize = 9;
+    /// All misc counters in order.
+    pub const ALL: [Misc; Misc::COUNT] = [
+        Misc::EventsSent,
+        Misc::RingFull,
+        Misc::Suppressed,
+        Misc::FlowInsertFailed,
+        Misc::FlowsCreated,
+        Misc::Fragments,
+        Misc::ExtHeaderOverflow,
+        Misc::CacheMisses,
+        Misc::EgressPackets,
+    ];
+
+    /// The name used in stats output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Misc::EventsSent => "events_sent",
+            Misc::RingFull => "ring_full",
+            Misc::Suppressed => "suppressed",
+            Misc::FlowInsertFailed => "flow_insert_failed",
+            Misc::FlowsCreated => "flows_created",
+            Misc::Fragments => "fragments",
+            Misc::ExtHeaderOverflow => "ext_header_overflow",
+            Misc::CacheMisses => "cache_misses",
+            Misc::EgressPackets => "egress_packets",
+        }
+    }
+
+    /// Index in `COUNTERS`.
+    pub const fn index(self) -> u32 {
+        (CLASS_COUNTERS + self as usize) as u32
+    }
+}
+
+/// Length of the `COUNTERS` array.
+pub const COUNTERS_LEN: u32 = (CLASS_COUNTERS + Misc::COUNT) as u32;
+
+/// Family slot of an event family.
+#[inline(always)]
+pub const fn family_slot(family: u8) -> usize {
+    match family {
+        FAMILY_V4 => 0,
+        FAMILY_V6 => 1,
+        _ => 2,
+    }
+}
+
+/// Protocol slot of an IP protocol number.
+#[inline(always)]
+pub const fn proto_slot(proto: u8) -> usize {
+    match proto {
+        IPPROTO_TCP => 0,
+        IPPROTO_UDP => 1,
+        IPPROTO_ICMP => 2,
+        IPPROTO_ICMPV6 => 3,
+        _ => 4,
+    }
+}
+
+/// Index in `COUNTERS` of a class counter.
+#[inline(always)]
+pub const fn class_index(class: Class, family: u8, proto: u8) -> u32 {
+    (((class as usize * FAMILY_SLOTS) + family_slot(family)) * PROTO_SLOTS + proto_slot(proto))
+        as u32
+}
+
+/// Ports per `PORT_HITS` value.
+pub const PORT_CHUNK: usize = 2048;
+/// Port tables: IPv4/TCP, IPv4/UDP, IPv6/TCP, IPv6/UDP.
+pub const PORT_TABLES: usize = 4;
+/// Number of entries of the `PORT_HITS` array.
+pub const PORT_HITS_LEN: u32 = (PORT_TABLES * 65536 / PORT_CHUNK) as u32;
+/// Names of the port tables.
+pub const PORT_TABLE_NAMES: [(&str, &str); PORT_TABLES] = [
+    ("ipv4", "tcp"),
+    ("ipv4", "udp"),
+    ("ipv6", "tcp"),
+    ("ipv6", "udp"),
+];
+
+/// Port table of (family, proto), if ports of that pair are counted.
+#[inline(always)]
+pub const fn port_table(family: u8, proto: u8) -> Option<usize> {
+    match (family, proto) {
+        (FAMILY_V4, IPPROTO_TCP) => Some(0),
+        (FAMILY_V4, IPPROTO_UDP) => Some(1),
+        (FAMILY_V6, IPPROTO_TCP) => Some(2),
+        (FAMILY_V6, IPPROTO_UDP) => Some(3),
+        _ => None,
+    }
+}

@@ -1,0 +1,268 @@
+//! The TC egress flow recorder: every outbound packet that opens or
+//! continues a flow writes `(proto, local, local port, remote, remote port)`
+//! → last seen. RSTs and ICMP errors never create state, so a scanned host's
+//! answers do not whitelist the scanner.
+
+use aya_ebpf::programs::TcContext;
+use aya_log_ebpf::warn;
+use fireplot_common::{
+    config::Config,
+    counters::Misc,
+    flow::{FlowKeyV4, FlowKeyV6, FlowState, ORIGIN_ACCEPTED, ORIGIN_INSIDE},
+    proto::{
+        FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN,
+        TCP_RST, TCP_SYN,
+    },
+};
+
+use crate::{
+    bump, config,
+    flows::now_jiffies,
+    parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers},
+    FLOWS_V4, FLOWS_V6,
+};
+
+/// Headers egress needs in the linear part of the skb.
+const PULL_LEN: u32 = 128;
+
+/// What an outbound packet does to its flow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// Opens (or re-opens) a flow with this origin: SYN, SYN-ACK, UDP, echo request.
+    Open(u8),
+    /// Continues a flow; picks it up mid-stream if it is not known yet.
+    Continue,
+    /// FIN: the flow is closing (created closing if not known).
+    Fin,
+    /// RST: marks an existing flow closing, never creates one.
+    Rst,
+}
+
+#[inline(always)]
+fn tcp_action(flags: u8) -> Action {
+    if flags & TCP_RST != 0 {
+        Action::Rst
+    } else if flags & TCP_SYN != 0 {
+        if flags & TCP_ACK != 0 {
+            Action::Open(ORIGIN_ACCEPTED)
+        } else {
+            Action::Open(ORIGIN_INSIDE)
+        }
+    } else if flags & TCP_FIN != 0 {
+        Action::Fin
+    } else {
+        Action::Continue
+    }
+}
+
+pub fn record(ctx: &TcContext) {
+    let Some(cfg) = config() else {
+        return;
+    };
+    bump(Misc::EgressPackets.index());
+    let mut b = Bounds {
+        data: ctx.data(),
+        end: ctx.data_end(),
+    };
+    if b.len() < PULL_LEN as usize && ctx.len() as usize > b.len() {
+        let want = if ctx.len() < PULL_LEN {
+            ctx.len()
+        } else {
+            PULL_LEN
+        };
+        if ctx.pull_data(want).is_err() {
+            return;
+        }
+        b = Bounds {
+            data: ctx.data(),
+            end: ctx.data_end(),
+        };
+    }
+    let Ok(h) = parse(&b) else {
+        return;
+    };
+    if h.fragment {
+        return;
+    }
+    let now = now_jiffies();
+    if h.family == FAMILY_V4 {
+        record_v4(ctx, &b, &h, cfg, now);
+    } else {
+        record_v6(ctx, &b, &h, cfg, now);
+    }
+}
+
+/// Ports and action of an outbound packet, or `None` if it creates no state.
+#[inline(always)]
+fn ports_action(
+    b: &Bounds,
+    h: &Headers,
+    echo_request: u8,
+    icmp_proto: u8,
+) -> Option<(u16, u16, Action)> {
+    match h.proto {
+        IPPROTO_TCP => {
+            let t = tcp(b, h.l4)?;
+            Some((t.sport, t.dport, tcp_action(t.flags)))
+        }
+        IPPROTO_UDP => {
+            let (s, d) = udp(b, h.l4)?;
+            Some((s, d, Action::Open(ORIGIN_INSIDE)))
+        }
+        p if p == icmp_proto => {
+            let (ty, _, id) = icmp(b, h.l4)?;
+            if ty == echo_request {
+                Some((id, 0, Action::Open(ORIGIN_INSIDE)))
+            } else {
+                // Echo replies and errors never create state.
+                None
+            }
+        }
+        _ => Some((0, 0, Action::Open(ORIGIN_INSIDE))),
+    }
+}
+
+/// Applies `action` to an existing entry. Returns true if it was refreshed
+/// (then the address-pair entry is refreshed too).
+#[inline(always)]
+fn update(v: &mut FlowState, action: Action, cfg: &Config, now: u64) -> bool {
+    let due = now.wrapping_sub(v.last_seen) >= cfg.refresh;
+    match action {
+        Action::Open(origin) => {
+            if v.origin != origin || v.closing != 0 || due {
+                v.origin = origin;
+                v.closing = 0;
+                v.last_seen = now;
+                return true;
+            }
+        }
+        Action::Continue => {
+            if due {
+                v.last_seen = now;
+                return true;
+            }
+        }
+        Action::Fin | Action::Rst => {
+            if v.closing == 0 || due {
+                v.closing = 1;
+                v.last_seen = now;
+                return true;
+            }
+        }
+    }
+    false
+}
+
+#[inline(always)]
+fn new_state(action: Action, now: u64) -> Option<FlowState> {
+    let (origin, closing) = match action {
+        Action::Open(o) => (o, 0),
+        Action::Continue => (ORIGIN_INSIDE, 0),
+        Action::Fin => (ORIGIN_INSIDE, 1),
+        Action::Rst => return None,
+    };
+    Some(FlowState {
+        last_seen: now,
+        origin,
+        closing,
+        _pad: [0; 6],
+    })
+}
+
+fn record_v4(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
+    let Some((src, dst)) = ipv4_addrs(b, h.l3) else {
+        return;
+    };
+    let Some((sport, dport, action)) = ports_action(b, h, 8, IPPROTO_ICMP) else {
+        return;
+    };
+    let key = FlowKeyV4 {
+        local: src,
+        remote: dst,
+        local_port: sport,
+        remote_port: dport,
+        proto: h.proto,
+        _pad: [0; 3],
+    };
+    let state = match FLOWS_V4.get_ptr_mut(&key) {
+        Some(v) => {
+            // SAFETY: map value; racing writers store equivalent values.
+            let v = unsafe { &mut *v };
+            if !update(v, action, cfg, now) {
+                return;
+            }
+            *v
+        }
+        None => {
+            let Some(state) = new_state(action, now) else {
+                return;
+            };
+            if let Err(e) = FLOWS_V4.insert(&key, &state, 0) {
+                bump(Misc::FlowInsertFailed.index());
+                warn!(ctx, "flow table insert failed: {}", e);
+                return;
+            }
+            bump(Misc::FlowsCreated.index());
+            state
+        }
+    };
+    if sport != 0 || dport != 0 {
+        // The address pair stands for the flow's non-first fragments.
+        let pair = FlowKeyV4 {
+            local_port: 0,
+            remote_port: 0,
+            ..key
+        };
+        if FLOWS_V4.insert(&pair, &state, 0).is_err() {
+            bump(Misc::FlowInsertFailed.index());
+        }
+    }
+}
+
+fn record_v6(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
+    let Some((src, dst)) = ipv6_addrs(b, h.l3) else {
+        return;
+    };
+    let Some((sport, dport, action)) = ports_action(b, h, 128, IPPROTO_ICMPV6) else {
+        return;
+    };
+    let key = FlowKeyV6 {
+        local: src,
+        remote: dst,
+        local_port: sport,
+        remote_port: dport,
+        proto: h.proto,
+        _pad: [0; 3],
+    };
+    let state = match FLOWS_V6.get_ptr_mut(&key) {
+        Some(v) => {
+            let v = unsafe { &mut *v };
+            if !update(v, action, cfg, now) {
+                return;
+            }
+            *v
+        }
+        None => {
+            let Some(state) = new_state(action, now) else {
+                return;
+            };
+            if let Err(e) = FLOWS_V6.insert(&key, &state, 0) {
+                bump(Misc::FlowInsertFailed.index());
+                warn!(ctx, "flow table insert failed: {}", e);
+                return;
+            }
+            bump(Misc::FlowsCreated.index());
+            state
+        }
+    };
+    if sport != 0 || dport != 0 {
+        let pair = FlowKeyV6 {
+            local_port: 0,
+            remote_port: 0,
+            ..key
+        };
+        if FLOWS_V6.insert(&pair, &state, 0).is_err() {
+            bump(Misc::FlowInsertFailed.index());
+        }
+    }
+}

@@ -1,0 +1,484 @@
+//! Classification of inbound packets (DESIGN §2) and event emission.
+
+use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use fireplot_common::{
+    config::{service_bit, Config},
+    counters::{class_index, port_table, Misc, PORT_CHUNK},
+    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
+    flow::{FlowKeyV4, FlowKeyV6, ORIGIN_INSIDE},
+    proto::{
+        FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
+        TCP_ACK, TCP_SYN,
+    },
+};
+
+use crate::{
+    bump, config,
+    flows::{lookup_v4, lookup_v6, now_jiffies, table_v4, table_v6},
+    parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers, ParseError},
+    EVENTS, PORT_HITS, RATE, RATE_SLOTS, SERVICE_PORTS,
+};
+
+/// What an event needs beyond the class. Addresses as two words each
+/// (IPv4 in the low 4 bytes of the first word, in packet byte order).
+struct Probe {
+    src: [u64; 2],
+    dst: [u64; 2],
+    family: u8,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    tcp_seq: u32,
+    tcp_window: u16,
+    icmp_type: u8,
+    icmp_code: u8,
+}
+
+impl Probe {
+    #[inline(always)]
+    fn new(family: u8, proto: u8, src: [u64; 2], dst: [u64; 2]) -> Probe {
+        Probe {
+            src,
+            dst,
+            family,
+            proto,
+            sport: 0,
+            dport: 0,
+            tcp_flags: 0,
+            tcp_seq: 0,
+            tcp_window: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+        }
+    }
+}
+
+/// Classifies one inbound frame; counts it and emits its event if it has one.
+#[inline(always)]
+pub fn classify(ctx: &XdpContext) {
+    let Some(cfg) = config() else {
+        return;
+    };
+    let b = Bounds {
+        data: ctx.data(),
+        end: ctx.data_end(),
+    };
+    match parse(&b) {
+        Ok(h) if h.family == FAMILY_V4 => classify_v4(ctx, &b, cfg, &h),
+        Ok(h) => classify_v6(ctx, &b, cfg, &h),
+        Err(ParseError::NonIp) => bump(class_index(Class::NonIp, FAMILY_NONE, 0)),
+        Err(ParseError::Malformed { family, proto, l3 }) => {
+            malformed(ctx, &b, cfg, family, proto, l3)
+        }
+        Err(ParseError::ExtOverflow { l3 }) => {
+            bump(Misc::ExtHeaderOverflow.index());
+            malformed(ctx, &b, cfg, FAMILY_V6, 0, l3)
+        }
+    }
+}
+
+#[inline(always)]
+fn service(udp: bool, port: u16) -> bool {
+    let (word, bit) = service_bit(udp, port);
+    match SERVICE_PORTS.get(word) {
+        Some(w) => *w & bit != 0,
+        None => false,
+    }
+}
+
+/// Class of a non-SYN TCP, UDP or other packet from its flow lookup.
+#[inline(always)]
+fn by_origin(origin: Option<u8>, published: bool) -> Class {
+    match origin {
+        Some(ORIGIN_INSIDE) => Class::Reply,
+        Some(_) => Class::Service,
+        None if published => Class::Service,
+        None => Class::Unsolicited,
+    }
+}
+
+fn classify_v4(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
+    let Some((src, dst)) = ipv4_addrs(b, h.l3) else {
+        return;
+    };
+    let now = now_jiffies();
+    let mut key = FlowKeyV4 {
+        local: dst,
+        remote: src,
+        local_port: 0,
+        remote_port: 0,
+        proto: h.proto,
+        _pad: [0; 3],
+    };
+    let mut p = Probe::new(FAMILY_V4, h.proto, [src as u64, 0], [dst as u64, 0]);
+    if h.fragment {
+        bump(Misc::Fragments.index());
+        let class = by_origin(lookup_v4(cfg, &key, now), false);
+        return finish(ctx, cfg, h, &p, class);
+    }
+    let class = match h.proto {
+        IPPROTO_TCP => {
+            let Some(t) = tcp(b, h.l4) else {
+                return malformed(ctx, b, cfg, FAMILY_V4, h.proto, h.l3);
+            };
+            p.sport = t.sport;
+            p.dport = t.dport;
+            p.tcp_flags = t.flags;
+            p.tcp_seq = t.seq;
+            p.tcp_window = t.window;
+            if t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                // A SYN opens; it never answers an inside flow (simultaneous
+                // open aside), so it skips the table.
+                if service(false, t.dport) {
+                    Class::Service
+                } else {
+                    Class::Unsolicited
+                }
+            } else {
+                key.local_port = t.dport;
+                key.remote_port = t.sport;
+                by_origin(lookup_v4(cfg, &key, now), service(false, t.dport))
+            }
+        }
+        IPPROTO_UDP => {
+            let Some((sport, dport)) = udp(b, h.l4) else {
+                return malformed(ctx, b, cfg, FAMILY_V4, h.proto, h.l3);
+            };
+            p.sport = sport;
+            p.dport = dport;
+            if sport == 67 && dport == 68 {
+                Class::Control
+            } else {
+                key.local_port = dport;
+                key.remote_port = sport;
+                by_origin(lookup_v4(cfg, &key, now), service(true, dport))
+            }
+        }
+        IPPROTO_ICMP => {
+            let Some((ty, code, id)) = icmp(b, h.l4) else {
+                return malformed(ctx, b, cfg, FAMILY_V4, h.proto, h.l3);
+            };
+            p.icmp_type = ty;
+            p.icmp_code = code;
+            match ty {
+                0 => {
+                    p.sport = id;
+                    key.local_port = id;
+                    by_origin(lookup_v4(cfg, &key, now), false)
+                }
+                8 => {
+                    p.sport = id;
+                    if cfg.service_icmp_echo != 0 {
+                        Class::Service
+                    } else {
+                        Class::Unsolicited
+                    }
+                }
+                3 | 4 | 5 | 11 | 12 => {
+                    if quoted_v4(b, h.l4 + 8, cfg, now) {
+                        Class::Related
+                    } else {
+                        Class::Unsolicited
+                    }
+                }
+                _ => Class::Unsolicited,
+            }
+        }
+        _ => by_origin(lookup_v4(cfg, &key, now), false),
+    };
+    finish(ctx, cfg, h, &p, class)
+}
+
+/// Does the IPv4 header quoted by an ICMP error at `off` belong to a flow
+/// the inside opened? The quote is of an outbound packet: its source is local.
+#[inline(always)]
+fn quoted_v4(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
+    let Some(ip) = b.ptr::<[u8; 20]>(off) else {
+        return false;
+    };
+    let ip = ip as *const u8;
+    // SAFETY: 20 bytes checked.
+    let (vihl, proto) = unsafe { (*ip, *ip.add(9)) };
+    let ihl = ((vihl & 0x0f) as usize) * 4;
+    if vihl >> 4 != 4 || ihl < 20 {
+        return false;
+    }
+    let Some((src, dst)) = ipv4_addrs(b, off) else {
+        return false;
+    };
+    let mut key = FlowKeyV4 {
+        local: src,
+        remote: dst,
+        local_port: 0,
+        remote_port: 0,
+        proto,
+        _pad: [0; 3],
+    };
+    let l4 = off + ihl;
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let Some((sport, dport)) = udp(b, l4) else {
+                return false;
+            };
+            key.local_port = sport;
+            key.remote_port = dport;
+        }
+        IPPROTO_ICMP => match icmp(b, l4) {
+            Some((8, _, id)) => key.local_port = id,
+            _ => return false,
+        },
+        _ => {}
+    }
+    table_v4(cfg, &key, now)
+}
+
+fn classify_v6(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
+    let Some((src, dst)) = ipv6_addrs(b, h.l3) else {
+        return;
+    };
+    let now = now_jiffies();
+    let mut key = FlowKeyV6 {
+        local: dst,
+        remote: src,
+        local_port: 0,
+        remote_port: 0,
+        proto: h.proto,
+        _pad: [0; 3],
+    };
+    let mut p = Probe::new(FAMILY_V6, h.proto, src, dst);
+    if h.fragment {
+        bump(Misc::Fragments.index());
+        let class = by_origin(lookup_v6(cfg, &key, now), false);
+        return finish(ctx, cfg, h, &p, class);
+    }
+    let class = match h.proto {
+        IPPROTO_TCP => {
+            let Some(t) = tcp(b, h.l4) else {
+                return malformed(ctx, b, cfg, FAMILY_V6, h.proto, h.l3);
+            };
+            p.sport = t.sport;
+            p.dport = t.dport;
+            p.tcp_flags = t.flags;
+            p.tcp_seq = t.seq;
+            p.tcp_window = t.window;
+            if t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
+                if service(false, t.dport) {
+                    Class::Service
+                } else {
+                    Class::Unsolicited
+                }
+            } else {
+                key.local_port = t.dport;
+                key.remote_port = t.sport;
+                by_origin(lookup_v6(cfg, &key, now), service(false, t.dport))
+            }
+        }
+        IPPROTO_UDP => {
+            let Some((sport, dport)) = udp(b, h.l4) else {
+                return malformed(ctx, b, cfg, FAMILY_V6, h.proto, h.l3);
+            };
+            p.sport = sport;
+            p.dport = dport;
+            if sport == 547 && dport == 546 {
+                Class::Control
+            } else {
+                key.local_port = dport;
+                key.remote_port = sport;
+                by_origin(lookup_v6(cfg, &key, now), service(true, dport))
+            }
+        }
+        IPPROTO_ICMPV6 => {
+            let Some((ty, code, id)) = icmp(b, h.l4) else {
+                return malformed(ctx, b, cfg, FAMILY_V6, h.proto, h.l3);
+            };
+            p.icmp_type = ty;
+            p.icmp_code = code;
+            match ty {
+                129 => {
+                    p.sport = id;
+                    key.local_port = id;
+                    by_origin(lookup_v6(cfg, &key, now), false)
+                }
+                128 => {
+                    p.sport = id;
+                    if cfg.service_icmp_echo != 0 {
+                        Class::Service
+                    } else {
+                        Class::Unsolicited
+                    }
+                }
+                1..=4 => {
+                    if quoted_v6(b, h.l4 + 8, cfg, now) {
+                        Class::Related
+                    } else {
+                        Class::Unsolicited
+                    }
+                }
+                // MLD, router/neighbour discovery, SEND, multicast router discovery
+                130..=137 | 141..=143 | 148 | 149 | 151..=153 => Class::Control,
+                _ => Class::Unsolicited,
+            }
+        }
+        _ => by_origin(lookup_v6(cfg, &key, now), false),
+    };
+    finish(ctx, cfg, h, &p, class)
+}
+
+#[inline(always)]
+fn quoted_v6(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
+    let Some(ip) = b.ptr::<[u8; 40]>(off) else {
+        return false;
+    };
+    // SAFETY: 40 bytes checked.
+    let (ver, proto) = unsafe { (*(ip as *const u8) >> 4, *(ip as *const u8).add(6)) };
+    if ver != 6 {
+        return false;
+    }
+    let Some((src, dst)) = ipv6_addrs(b, off) else {
+        return false;
+    };
+    let mut key = FlowKeyV6 {
+        local: src,
+        remote: dst,
+        local_port: 0,
+        remote_port: 0,
+        proto,
+        _pad: [0; 3],
+    };
+    let l4 = off + 40;
+    match proto {
+        IPPROTO_TCP | IPPROTO_UDP => {
+            let Some((sport, dport)) = udp(b, l4) else {
+                return false;
+            };
+            key.local_port = sport;
+            key.remote_port = dport;
+        }
+        IPPROTO_ICMPV6 => match icmp(b, l4) {
+            Some((128, _, id)) => key.local_port = id,
+            _ => return false,
+        },
+        _ => {}
+    }
+    table_v6(cfg, &key, now)
+}
+
+/// Counts the packet; unsolicited ones also bump their port and send an event.
+#[inline(always)]
+fn finish(ctx: &XdpContext, cfg: &Config, h: &Headers, p: &Probe, class: Class) {
+    bump(class_index(class, p.family, p.proto));
+    if class as u8 != Class::Unsolicited as u8 {
+        return;
+    }
+    if !h.fragment {
+        if let Some(table) = port_table(p.family, p.proto) {
+            let flat = table * 65536 + p.dport as usize;
+            if let Some(chunk) = PORT_HITS.get_ptr_mut((flat / PORT_CHUNK) as u32) {
+                // SAFETY: per-CPU value; index masked into the chunk.
+                unsafe { (*chunk)[flat & (PORT_CHUNK - 1)] += 1 };
+            }
+        }
+    }
+    let mut pkt_flags = 0;
+    if h.fragment {
+        pkt_flags |= PKT_FRAGMENT;
+    }
+    if h.vlan {
+        pkt_flags |= PKT_VLAN;
+    }
+    emit(ctx, cfg, p, class, h.ttl, h.ip_id, pkt_flags);
+}
+
+/// Counts a malformed frame and, if enabled, sends what could be read of it.
+#[inline(always)]
+fn malformed(ctx: &XdpContext, b: &Bounds, cfg: &Config, family: u8, proto: u8, l3: usize) {
+    bump(class_index(Class::Malformed, family, proto));
+    if cfg.emit_malformed == 0 {
+        return;
+    }
+    let (src, dst) = match family {
+        FAMILY_V4 => match ipv4_addrs(b, l3) {
+            Some((s, d)) => ([s as u64, 0], [d as u64, 0]),
+            None => ([0; 2], [0; 2]),
+        },
+        FAMILY_V6 => ipv6_addrs(b, l3).unwrap_or(([0; 2], [0; 2])),
+        _ => ([0; 2], [0; 2]),
+    };
+    let p = Probe::new(family, proto, src, dst);
+    emit(ctx, cfg, &p, Class::Malformed, 0, 0, 0);
+}
+
+/// Per-source GCRA: false when this source is over its event budget.
+#[inline(always)]
+fn rate_allow(cfg: &Config, p: &Probe, now_ns: u64) -> bool {
+    if cfg.rate_interval_ns == 0 {
+        return true;
+    }
+    let h =
+        (p.src[0] ^ p.src[1].rotate_left(31) ^ p.family as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let Some(slot) = RATE.get_ptr_mut(((h >> 40) as u32) & (RATE_SLOTS - 1)) else {
+        return true;
+    };
+    // SAFETY: per-CPU slot, only this CPU touches it.
+    let s = unsafe { &mut *slot };
+    if s.src != p.src || s.family != p.family {
+        // A new source takes the slot with a full budget; a collision can
+        // only let more events through, never hold back a second source.
+        s.src = p.src;
+        s.family = p.family;
+        s.tat_ns = now_ns;
+    }
+    let tat = if s.tat_ns > now_ns { s.tat_ns } else { now_ns };
+    if tat - now_ns > cfg.rate_tolerance_ns {
+        return false;
+    }
+    s.tat_ns = tat + cfg.rate_interval_ns;
+    true
+}
+
+#[inline(always)]
+fn emit(
+    ctx: &XdpContext,
+    cfg: &Config,
+    p: &Probe,
+    class: Class,
+    ttl: u8,
+    ip_id: u16,
+    pkt_flags: u8,
+) {
+    let now_ns = unsafe { bpf_ktime_get_ns() };
+    if !rate_allow(cfg, p, now_ns) {
+        bump(Misc::Suppressed.index());
+        return;
+    }
+    let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
+        bump(Misc::RingFull.index());
+        return;
+    };
+    let mut ev = Event::zeroed();
+    ev.ts_ns = now_ns;
+    // SAFETY: `src`/`dst` are 16-byte arrays at 8-aligned offsets.
+    unsafe {
+        *(ev.src.as_mut_ptr() as *mut [u64; 2]) = p.src;
+        *(ev.dst.as_mut_ptr() as *mut [u64; 2]) = p.dst;
+    }
+    ev.ifindex = ctx.ingress_ifindex() as u32;
+    ev.tcp_seq = p.tcp_seq;
+    ev.pkt_len = (ctx.data_end() - ctx.data()) as u16;
+    ev.sport = p.sport;
+    ev.dport = p.dport;
+    ev.ip_id = ip_id;
+    ev.tcp_window = p.tcp_window;
+    ev.family = p.family;
+    ev.proto = p.proto;
+    ev.tcp_flags = p.tcp_flags;
+    ev.ttl = ttl;
+    ev.class = class as u8;
+    ev.pkt_flags = pkt_flags;
+    ev.icmp_type = p.icmp_type;
+    ev.icmp_code = p.icmp_code;
+    entry.write(ev);
+    entry.submit(0);
+    bump(Misc::EventsSent.index());
+}

@@ -1,0 +1,3 @@
+//! The `fireplot` subcommands.
+
+pub mod run;

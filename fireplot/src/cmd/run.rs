@@ -1,0 +1,312 @@
+//! `fireplot run`: the sensor daemon.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    path::PathBuf,
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use clap::Args;
+use fireplot_common::event::Event;
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
+
+use crate::{
+    output::{
+        event::{rfc3339_ns, EventRecord},
+        summary::{Summary, UserCounts},
+    },
+    sensor::{
+        clock::{monotonic_ns, monotonic_to_wall_offset},
+        Limits, LoadOptions, Sensor, XdpModeChoice,
+    },
+    units::{HumanDuration, Service},
+};
+
+/// Options of `fireplot run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// WAN interface to watch (XDP ingress and TC egress attach here).
+    #[arg(long, short = 'i')]
+    pub iface: String,
+
+    /// How to attach XDP: native (driver) with fallback to generic, native only, or generic.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp_mode: XdpModeChoice,
+
+    /// A published service whose inbound traffic is `service`, not an event:
+    /// tcp/443, udp/53, tcp/8000-8080, icmp. Repeatable.
+    #[arg(long = "service", value_name = "PROTO/PORT")]
+    pub services: Vec<Service>,
+
+    /// Write one JSON line per event to FILE (`-` for stdout). Appends.
+    #[arg(long, value_name = "FILE")]
+    pub events_out: Option<String>,
+
+    /// Print a counter summary this often (and always at exit).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub stats_every: HumanDuration,
+
+    /// Summaries as JSON lines instead of text.
+    #[arg(long)]
+    pub stats_json: bool,
+
+    /// Write summaries to FILE instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub stats_out: Option<PathBuf>,
+
+    /// Stop after this long (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<HumanDuration>,
+
+    /// Events per second per source before the kernel suppresses (and counts) them; 0 = unlimited.
+    #[arg(long, default_value_t = Limits::default().rate_limit)]
+    pub rate_limit: u32,
+
+    /// Events a source may send at once before --rate-limit applies.
+    #[arg(long, default_value_t = Limits::default().rate_burst)]
+    pub rate_burst: u32,
+
+    /// Idle timeout of TCP flows, seconds.
+    #[arg(long, default_value_t = Limits::default().tcp_timeout_s)]
+    pub tcp_timeout: u64,
+    /// Idle timeout of TCP flows after FIN/RST from the inside, seconds.
+    #[arg(long, default_value_t = Limits::default().tcp_closing_timeout_s)]
+    pub tcp_closing_timeout: u64,
+    /// Idle timeout of UDP flows, seconds.
+    #[arg(long, default_value_t = Limits::default().udp_timeout_s)]
+    pub udp_timeout: u64,
+    /// Idle timeout of ICMP echo flows, seconds.
+    #[arg(long, default_value_t = Limits::default().icmp_timeout_s)]
+    pub icmp_timeout: u64,
+    /// Idle timeout of other protocols, seconds.
+    #[arg(long, default_value_t = Limits::default().other_timeout_s)]
+    pub other_timeout: u64,
+
+    /// Also send events for malformed packets.
+    #[arg(long)]
+    pub emit_malformed: bool,
+
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
+    pub ring_mib: u32,
+
+    /// Entries of the IPv4 flow table (IPv6 gets half).
+    #[arg(long, default_value_t = LoadOptions::default().flow_table_size)]
+    pub flow_table_size: u32,
+}
+
+fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of MiB"))?;
+    if v == 0 || !v.is_power_of_two() || v > 1024 {
+        return Err(format!(
+            "ring size must be a power of two between 1 and 1024 MiB, not {v}"
+        ));
+    }
+    Ok(v)
+}
+
+impl RunArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            tcp_timeout_s: self.tcp_timeout,
+            tcp_closing_timeout_s: self.tcp_closing_timeout,
+            udp_timeout_s: self.udp_timeout,
+            icmp_timeout_s: self.icmp_timeout,
+            other_timeout_s: self.other_timeout,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst.max(1),
+            emit_malformed: self.emit_malformed,
+            service_icmp_echo: false,
+        }
+    }
+}
+
+/// Where event lines go.
+struct EventSink {
+    out: Option<Box<dyn Write + Send>>,
+    counts: UserCounts,
+    write_error_reported: bool,
+}
+
+impl EventSink {
+    fn open(spec: Option<&str>) -> anyhow::Result<EventSink> {
+        let out: Option<Box<dyn Write + Send>> = match spec {
+            None => None,
+            Some("-") => Some(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
+            Some(path) => {
+                let f = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open events file `{path}`"))?;
+                Some(Box::new(BufWriter::with_capacity(1 << 20, f)))
+            }
+        };
+        Ok(EventSink {
+            out,
+            counts: UserCounts::default(),
+            write_error_reported: false,
+        })
+    }
+
+    fn record(&mut self, bytes: &[u8], wall_offset: i128) {
+        self.counts.events_received += 1;
+        let Some(ev) = Event::from_bytes(bytes) else {
+            self.counts.decode_errors += 1;
+            return;
+        };
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let line = EventRecord::from_event(&ev, wall_offset).to_json();
+        match writeln!(out, "{line}") {
+            Ok(()) => self.counts.events_written += 1,
+            Err(e) => {
+                self.counts.write_errors += 1;
+                if !self.write_error_reported {
+                    log::error!("cannot write events: {e}; counting what is lost and going on");
+                    self.write_error_reported = true;
+                }
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            if let Err(e) = out.flush() {
+                log::error!("cannot flush events: {e}");
+            }
+        }
+    }
+}
+
+/// Takes every record now in the ring buffer.
+fn drain(ring: &mut RingBuf<MapData>, sink: &mut EventSink) -> usize {
+    let offset = monotonic_to_wall_offset();
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        sink.record(&item, offset);
+        n += 1;
+    }
+    n
+}
+
+struct StatsWriter {
+    out: Box<dyn Write + Send>,
+    json: bool,
+}
+
+impl StatsWriter {
+    fn write(&mut self, sensor: &Sensor, iface: &str, started: Instant, user: UserCounts) {
+        let counters = match sensor.counters() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("cannot read counters: {e}");
+                return;
+            }
+        };
+        let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
+        let summary = Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
+        let text = if self.json {
+            summary.to_json() + "\n"
+        } else {
+            summary.to_text(&counters)
+        };
+        if let Err(e) = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|_| self.out.flush())
+        {
+            log::error!("cannot write stats: {e}");
+        }
+    }
+}
+
+/// Runs the sensor until a signal or `--duration`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut stats = StatsWriter {
+        out: match &args.stats_out {
+            Some(p) => Box::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot open stats file `{}`", p.display()))?,
+            ),
+            None => Box::new(io::stderr()),
+        },
+        json: args.stats_json,
+    };
+    let mut sink = EventSink::open(args.events_out.as_deref())?;
+    if args.events_out.is_none() {
+        log::warn!("no --events-out: events are counted but not written anywhere");
+    }
+
+    let load = LoadOptions {
+        ring_bytes: args.ring_mib * 1024 * 1024,
+        flow_table_size: args.flow_table_size,
+    };
+    let mut sensor = Sensor::load(&load)?;
+    sensor.configure(&args.limits(), &args.services)?;
+    let mode = sensor.attach(&args.iface, args.xdp_mode)?;
+    log::info!(
+        "fireplot attached to {} (XDP {mode}, TC egress), HZ {}",
+        args.iface,
+        sensor.clock.hz
+    );
+    let ring = sensor.take_events()?;
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
+    // for as long as the AsyncFd owns the ring buffer.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("cannot poll the event ring buffer")?;
+
+    let started = Instant::now();
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut tick = tokio::time::interval(
+        args.stats_every
+            .0
+            .max(std::time::Duration::from_millis(100)),
+    );
+    tick.tick().await;
+    let mut flush_tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d.0);
+    let until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("event ring buffer poll failed")?;
+                drain(guard.get_inner_mut(), &mut sink);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => stats.write(&sensor, &args.iface, started, sink.counts),
+            _ = flush_tick.tick() => sink.flush(),
+            _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { log::info!("SIGINT: stopping"); break; }
+            _ = &mut until_deadline => break,
+        }
+    }
+
+    // Detach first so nothing new arrives, then take what is left.
+    sensor.detach();
+    drain(ring.get_mut(), &mut sink);
+    sink.flush();
+    stats.write(&sensor, &args.iface, started, sink.counts);
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! fireplot: an XDP sensor for unsolicited WAN traffic.
+//!
+//! The kernel side (`fireplot-ebpf`) classifies every inbound packet and
+//! sends one event per unsolicited packet through a ring buffer. This crate
+//! loads and attaches it ([`sensor`]), turns events into JSON lines
+//! ([`output`]), and runs the daemon ([`cmd`]).
+
+pub mod cmd;
+pub mod output;
+pub mod sensor;
+pub mod units;

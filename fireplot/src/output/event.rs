@@ -1,0 +1,275 @@
+//! Event JSON lines (DESIGN §5): `ts`, `family`, `proto`, `src`, `sport`,
+//! `dst`, `dport`, `flags`, `ttl`, `len`, `class`, plus fields for tool
+//! fingerprints and ICMP. The same type reads the lines back.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use fireplot_common::{
+    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_NAMES},
+};
+use serde::{Deserialize, Serialize};
+
+/// An IP protocol as written in JSON: a name for the common ones, else the number.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Proto {
+    Name(String),
+    Number(u8),
+}
+
+impl Proto {
+    pub fn from_number(p: u8) -> Proto {
+        match p {
+            IPPROTO_TCP => Proto::Name("tcp".into()),
+            IPPROTO_UDP => Proto::Name("udp".into()),
+            IPPROTO_ICMP => Proto::Name("icmp".into()),
+            IPPROTO_ICMPV6 => Proto::Name("icmpv6".into()),
+            n => Proto::Number(n),
+        }
+    }
+
+    /// The protocol number, if the name is known.
+    pub fn number(&self) -> Option<u8> {
+        match self {
+            Proto::Number(n) => Some(*n),
+            Proto::Name(s) => match s.as_str() {
+                "tcp" => Some(IPPROTO_TCP),
+                "udp" => Some(IPPROTO_UDP),
+                "icmp" => Some(IPPROTO_ICMP),
+                "icmpv6" => Some(IPPROTO_ICMPV6),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// One event as a JSON line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// RFC 3339, UTC, nanoseconds.
+    pub ts: String,
+    pub family: u8,
+    pub proto: Proto,
+    pub src: Option<IpAddr>,
+    /// TCP/UDP source port; null for other protocols.
+    pub sport: Option<u16>,
+    pub dst: Option<IpAddr>,
+    pub dport: Option<u16>,
+    /// TCP flags joined with `|` ("SYN", "FIN|PSH|URG"); "" for none or not TCP.
+    pub flags: String,
+    pub ttl: u8,
+    /// Frame length in bytes.
+    pub len: u16,
+    pub class: String,
+    #[serde(default)]
+    pub ifindex: u32,
+    #[serde(default)]
+    pub ip_id: u16,
+    #[serde(default)]
+    pub tcp_seq: u32,
+    #[serde(default)]
+    pub tcp_window: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_code: Option<u8>,
+    /// Echo identifier of ICMP echo request/reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_id: Option<u16>,
+    #[serde(default)]
+    pub fragment: bool,
+    #[serde(default)]
+    pub vlan: bool,
+}
+
+/// "SYN|ACK" style names of a TCP flag byte; "" for none.
+pub fn flags_string(flags: u8) -> String {
+    let mut out = String::new();
+    for (bit, name) in TCP_FLAG_NAMES.iter().enumerate() {
+        if flags & (1 << bit) != 0 {
+            if !out.is_empty() {
+                out.push('|');
+            }
+            out.push_str(name);
+        }
+    }
+    out
+}
+
+/// Parses a flags string back into the flag byte.
+pub fn parse_flags(s: &str) -> Option<u8> {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let mut flags = 0u8;
+    for part in s.split('|') {
+        let bit = TCP_FLAG_NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(part.trim()))?;
+        flags |= 1 << bit;
+    }
+    Some(flags)
+}
+
+/// RFC 3339 UTC with nanoseconds for a Unix time in nanoseconds.
+pub fn rfc3339_ns(unix_ns: i128) -> String {
+    let secs = unix_ns.div_euclid(1_000_000_000) as i64;
+    let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
+    match DateTime::<Utc>::from_timestamp(secs, nanos) {
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        None => "1970-01-01T00:00:00.000000000Z".into(),
+    }
+}
+
+impl EventRecord {
+    /// Converts a kernel event; `wall_offset_ns` turns its monotonic time into Unix time.
+    pub fn from_event(ev: &Event, wall_offset_ns: i128) -> EventRecord {
+        let ports =
+            matches!(ev.proto, IPPROTO_TCP | IPPROTO_UDP) && ev.pkt_flags & PKT_FRAGMENT == 0;
+        let icmp =
+            matches!(ev.proto, IPPROTO_ICMP | IPPROTO_ICMPV6) && ev.pkt_flags & PKT_FRAGMENT == 0;
+        let echo = icmp && matches!(ev.icmp_type, 0 | 8 | 128 | 129);
+        EventRecord {
+            ts: rfc3339_ns(ev.ts_ns as i128 + wall_offset_ns),
+            family: ev.family,
+            proto: Proto::from_number(ev.proto),
+            src: ev.src_addr(),
+            sport: ports.then_some(ev.sport),
+            dst: ev.dst_addr(),
+            dport: ports.then_some(ev.dport),
+            flags: if ev.proto == IPPROTO_TCP {
+                flags_string(ev.tcp_flags)
+            } else {
+                String::new()
+            },
+            ttl: ev.ttl,
+            len: ev.pkt_len,
+            class: Class::from_u8(ev.class)
+                .map(Class::name)
+                .unwrap_or("unknown")
+                .to_string(),
+            ifindex: ev.ifindex,
+            ip_id: ev.ip_id,
+            tcp_seq: ev.tcp_seq,
+            tcp_window: ev.tcp_window,
+            icmp_type: icmp.then_some(ev.icmp_type),
+            icmp_code: icmp.then_some(ev.icmp_code),
+            icmp_id: echo.then_some(ev.sport),
+            fragment: ev.pkt_flags & PKT_FRAGMENT != 0,
+            vlan: ev.pkt_flags & PKT_VLAN != 0,
+        }
+    }
+
+    /// The JSON line (without newline).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("event records always serialize")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fireplot_common::proto::{FAMILY_V4, FAMILY_V6, TCP_FIN, TCP_PSH, TCP_SYN, TCP_URG};
+
+    fn v4_syn() -> Event {
+        let mut ev = Event::zeroed();
+        ev.ts_ns = 5_000_000_123;
+        ev.src[..4].copy_from_slice(&[198, 18, 0, 2]);
+        ev.dst[..4].copy_from_slice(&[198, 18, 1, 2]);
+        ev.family = FAMILY_V4;
+        ev.proto = IPPROTO_TCP;
+        ev.sport = 40000;
+        ev.dport = 443;
+        ev.tcp_flags = TCP_SYN;
+        ev.ttl = 63;
+        ev.pkt_len = 60;
+        ev.class = Class::Unsolicited as u8;
+        ev
+    }
+
+    #[test]
+    fn flags_names_round_trip() {
+        assert_eq!(flags_string(0), "");
+        assert_eq!(flags_string(TCP_SYN), "SYN");
+        assert_eq!(flags_string(TCP_FIN | TCP_PSH | TCP_URG), "FIN|PSH|URG");
+        for f in 0..=255u8 {
+            assert_eq!(parse_flags(&flags_string(f)), Some(f));
+        }
+        assert_eq!(parse_flags("SYN|BOGUS"), None);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_ns() {
+        assert_eq!(rfc3339_ns(0), "1970-01-01T00:00:00.000000000Z");
+        assert_eq!(
+            rfc3339_ns(1_800_000_000_123_456_789),
+            "2027-01-15T08:00:00.123456789Z"
+        );
+    }
+
+    #[test]
+    fn v4_syn_has_design_fields() {
+        let rec = EventRecord::from_event(&v4_syn(), 1_000_000_000_000_000_000);
+        let v: serde_json::Value = serde_json::from_str(&rec.to_json()).unwrap();
+        assert_eq!(v["ts"], "2001-09-09T01:46:45.000000123Z");
+        assert_eq!(v["family"], 4);
+        assert_eq!(v["proto"], "tcp");
+        assert_eq!(v["src"], "198.18.0.2");
+        assert_eq!(v["sport"], 40000);
+        assert_eq!(v["dst"], "198.18.1.2");
+        assert_eq!(v["dport"], 443);
+        assert_eq!(v["flags"], "SYN");
+        assert_eq!(v["ttl"], 63);
+        assert_eq!(v["len"], 60);
+        assert_eq!(v["class"], "unsolicited");
+        let back: EventRecord = serde_json::from_str(&rec.to_json()).unwrap();
+        assert_eq!(back, rec);
+    }
+
+    #[test]
+    fn icmpv6_and_other_protocols() {
+        let mut ev = v4_syn();
+        ev.family = FAMILY_V6;
+        ev.src = "2001:db8::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        ev.dst = "2001:db8:1::2"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets();
+        ev.proto = IPPROTO_ICMPV6;
+        ev.icmp_type = 128;
+        ev.sport = 77;
+        ev.dport = 0;
+        let v: serde_json::Value =
+            serde_json::from_str(&EventRecord::from_event(&ev, 0).to_json()).unwrap();
+        assert_eq!(v["proto"], "icmpv6");
+        assert_eq!(v["src"], "2001:db8::2");
+        assert_eq!(v["sport"], serde_json::Value::Null);
+        assert_eq!(v["icmp_type"], 128);
+        assert_eq!(v["icmp_id"], 77);
+        assert_eq!(v["flags"], "");
+        ev.proto = 47;
+        let v: serde_json::Value =
+            serde_json::from_str(&EventRecord::from_event(&ev, 0).to_json()).unwrap();
+        assert_eq!(v["proto"], 47);
+        assert!(v.get("icmp_type").is_none());
+    }
+
+    #[test]
+    fn decode_rejects_short_records() {
+        let ev = v4_syn();
+        // SAFETY: Event is Pod; viewing it as bytes is sound.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                (&ev as *const Event).cast::<u8>(),
+                std::mem::size_of::<Event>(),
+            )
+        };
+        assert_eq!(Event::from_bytes(bytes), Some(ev));
+        assert_eq!(Event::from_bytes(&bytes[..71]), None);
+    }
+}

@@ -1,0 +1,116 @@
+//! Counter summaries: one screen of text, or one JSON object per line.
+
+use std::fmt::Write as _;
+
+use fireplot_common::{counters::Misc, event::Class};
+use serde::Serialize;
+
+use crate::sensor::Counters;
+
+/// What userspace counted on its side of the ring buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct UserCounts {
+    /// Records taken from the ring buffer.
+    pub events_received: u64,
+    /// Event lines written to `--events-out`.
+    pub events_written: u64,
+    /// Records too short to be an event (never expected; counted, not dropped silently).
+    pub decode_errors: u64,
+    /// Event lines that could not be written (I/O errors).
+    pub write_errors: u64,
+}
+
+/// A summary at one moment.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary<'a> {
+    pub ts: String,
+    pub iface: &'a str,
+    pub uptime_s: f64,
+    pub classes: &'a [crate::sensor::stats::ClassCount],
+    pub kernel: std::collections::BTreeMap<&'static str, u64>,
+    pub userspace: UserCounts,
+    pub top_ports: &'a [crate::sensor::stats::PortCount],
+}
+
+impl<'a> Summary<'a> {
+    pub fn new(
+        ts: String,
+        iface: &'a str,
+        uptime_s: f64,
+        c: &'a Counters,
+        user: UserCounts,
+    ) -> Summary<'a> {
+        Summary {
+            ts,
+            iface,
+            uptime_s,
+            classes: &c.classes,
+            kernel: c.misc.iter().copied().collect(),
+            userspace: user,
+            top_ports: &c.ports[..c.ports.len().min(10)],
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("summary serializes")
+    }
+
+    /// A few lines for a terminal.
+    pub fn to_text(&self, c: &Counters) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "fireplot on {} — {:.1} s — {}",
+            self.iface, self.uptime_s, self.ts
+        );
+        let mut line = String::from("  packets:");
+        for class in Class::ALL {
+            let n = c.class_total(class);
+            let _ = write!(line, " {} {}", class.name(), n);
+        }
+        let _ = writeln!(s, "{line}");
+        let mut unsol = String::from("  unsolicited by family/proto:");
+        let mut any = false;
+        for cc in c
+            .classes
+            .iter()
+            .filter(|cc| cc.class == Class::Unsolicited.name())
+        {
+            any = true;
+            let _ = write!(unsol, " {}/{} {}", cc.family, cc.proto, cc.packets);
+        }
+        if any {
+            let _ = writeln!(s, "{unsol}");
+        }
+        let _ = writeln!(
+            s,
+            "  events: sent {} received {} written {} | lost: ring_full {} suppressed {} decode_errors {} write_errors {}",
+            c.misc(Misc::EventsSent),
+            self.userspace.events_received,
+            self.userspace.events_written,
+            c.misc(Misc::RingFull),
+            c.misc(Misc::Suppressed),
+            self.userspace.decode_errors,
+            self.userspace.write_errors,
+        );
+        let _ = writeln!(
+            s,
+            "  flows: created {} insert_failed {} cache_misses {} egress_packets {} fragments {} ext_header_overflow {}",
+            c.misc(Misc::FlowsCreated),
+            c.misc(Misc::FlowInsertFailed),
+            c.misc(Misc::CacheMisses),
+            c.misc(Misc::EgressPackets),
+            c.misc(Misc::Fragments),
+            c.misc(Misc::ExtHeaderOverflow),
+        );
+        if !self.top_ports.is_empty() {
+            let ports: Vec<String> = self
+                .top_ports
+                .iter()
+                .map(|p| format!("{}/{}({}) {}", p.proto, p.port, p.family, p.hits))
+                .collect();
+            let _ = writeln!(s, "  top ports: {}", ports.join(", "));
+        }
+        s
+    }
+}

@@ -1,0 +1,133 @@
+//! Per-CPU counters summed over CPUs.
+
+use aya::maps::{Map, PerCpuArray};
+use fireplot_common::{
+    counters::{
+        Misc, COUNTERS_LEN, FAMILY_SLOTS, FAMILY_SLOT_NAMES, PORT_CHUNK, PORT_HITS_LEN,
+        PORT_TABLE_NAMES, PROTO_SLOTS, PROTO_SLOT_NAMES,
+    },
+    event::Class,
+};
+use serde::Serialize;
+
+use super::Error;
+
+/// Packets of one (class, family, protocol slot).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ClassCount {
+    pub class: &'static str,
+    pub family: &'static str,
+    pub proto: &'static str,
+    pub packets: u64,
+}
+
+/// Unsolicited hits on one destination port.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PortCount {
+    pub family: &'static str,
+    pub proto: &'static str,
+    pub port: u16,
+    pub hits: u64,
+}
+
+/// A snapshot of all kernel counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Non-zero class counters.
+    pub classes: Vec<ClassCount>,
+    /// Loss and health counters by name.
+    pub misc: Vec<(&'static str, u64)>,
+    /// Non-zero port counters, most hit first.
+    pub ports: Vec<PortCount>,
+}
+
+fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+    move |e| Error::Map {
+        name,
+        detail: e.to_string(),
+    }
+}
+
+impl Counters {
+    /// Reads `COUNTERS` and `PORT_HITS`.
+    pub fn read(counters: &Map, port_hits: &Map) -> Result<Counters, Error> {
+        let counters = PerCpuArray::<_, u64>::try_from(counters).map_err(map_err("COUNTERS"))?;
+        let mut flat = vec![0u64; COUNTERS_LEN as usize];
+        for (i, slot) in flat.iter_mut().enumerate() {
+            let values = counters.get(&(i as u32), 0).map_err(map_err("COUNTERS"))?;
+            *slot = values.iter().sum();
+        }
+        let mut out = Counters::default();
+        for class in Class::ALL {
+            for f in 0..FAMILY_SLOTS {
+                for p in 0..PROTO_SLOTS {
+                    let idx = (class as usize * FAMILY_SLOTS + f) * PROTO_SLOTS + p;
+                    if flat[idx] > 0 {
+                        out.classes.push(ClassCount {
+                            class: class.name(),
+                            family: FAMILY_SLOT_NAMES[f],
+                            proto: PROTO_SLOT_NAMES[p],
+                            packets: flat[idx],
+                        });
+                    }
+                }
+            }
+        }
+        for m in Misc::ALL {
+            out.misc.push((m.name(), flat[m.index() as usize]));
+        }
+        let hits = PerCpuArray::<_, [u64; PORT_CHUNK]>::try_from(port_hits)
+            .map_err(map_err("PORT_HITS"))?;
+        for chunk in 0..PORT_HITS_LEN {
+            let values = hits.get(&chunk, 0).map_err(map_err("PORT_HITS"))?;
+            let mut sum = [0u64; PORT_CHUNK];
+            for cpu in values.iter() {
+                for (s, v) in sum.iter_mut().zip(cpu.iter()) {
+                    *s += v;
+                }
+            }
+            for (i, &h) in sum.iter().enumerate() {
+                if h > 0 {
+                    let flat = chunk as usize * PORT_CHUNK + i;
+                    let (family, proto) = PORT_TABLE_NAMES[flat / 65536];
+                    out.ports.push(PortCount {
+                        family,
+                        proto,
+                        port: (flat % 65536) as u16,
+                        hits: h,
+                    });
+                }
+            }
+        }
+        out.ports
+            .sort_by(|a, b| b.hits.cmp(&a.hits).then(a.port.cmp(&b.port)));
+        Ok(out)
+    }
+
+    /// Packets of `class` over all families and protocols.
+    pub fn class_total(&self, class: Class) -> u64 {
+        self.classes
+            .iter()
+            .filter(|c| c.class == class.name())
+            .map(|c| c.packets)
+            .sum()
+    }
+
+    /// Packets of one (class, family name, proto slot name).
+    pub fn class_count(&self, class: Class, family: &str, proto: &str) -> u64 {
+        self.classes
+            .iter()
+            .filter(|c| c.class == class.name() && c.family == family && c.proto == proto)
+            .map(|c| c.packets)
+            .sum()
+    }
+
+    /// A misc counter.
+    pub fn misc(&self, m: Misc) -> u64 {
+        self.misc
+            .iter()
+            .find(|(n, _)| *n == m.name())
+            .map(|(_, v)| *v)
+            .unwrap_or(0)
+    }
+}
