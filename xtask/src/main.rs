@@ -1,1 +1,116 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup|build|run|test|demo|lab`.
+
+mod build;
+mod demo;
+mod setup;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(about = "fireplot's build, test and demo tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what builds and tests need (rust-src, bpf-linker 0.10.3, Debian packages). Idempotent.
+    Setup,
+    /// Build the eBPF object (nightly) and the fireplot binary with it embedded.
+    Build {
+        /// Build fireplot in release mode (the eBPF object is always optimised).
+        #[arg(long)]
+        release: bool,
+    },
+    /// Build (release), then run `fireplot ARGS` (needs root).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Install what is missing, build, run unit and privileged integration tests.
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build, bring a lab up, run real scans and normal traffic past the sensor, summarise, tear down.
+    Demo {
+        /// Namespace prefix of the lab.
+        #[arg(long, default_value = "fpdemo")]
+        prefix: String,
+        /// Folder for the demo's output (default: demo-out/<time>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Bring the lab network up or down.
+    Lab {
+        #[arg(value_enum)]
+        action: LabAction,
+        /// Namespace prefix of the lab.
+        #[arg(long, default_value = "fp")]
+        prefix: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LabAction {
+    Up,
+    Down,
+}
+
+fn require_root(what: &str) -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("`cargo xtask {what}` needs root (network namespaces, XDP); try `sudo -E cargo xtask {what}`");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::setup(),
+        Task::Build { release } => build::build(release).map(|_| ()),
+        Task::Run { args } => {
+            setup::ensure()?;
+            let bin = build::build(true)?;
+            require_root("run")?;
+            let status = std::process::Command::new(&bin).args(&args).status()?;
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        Task::Test { args } => {
+            setup::ensure()?;
+            build::build(true)?;
+            build::test(&args)
+        }
+        Task::Demo { prefix, out } => {
+            require_root("demo")?;
+            setup::ensure()?;
+            let bin = build::build(true)?;
+            demo::demo(&prefix, out, &bin)
+        }
+        Task::Lab { action, prefix } => {
+            require_root("lab")?;
+            match action {
+                LabAction::Up => {
+                    let lab = fireplot_tests::Lab::up(&prefix)?;
+                    println!(
+                        "lab `{prefix}` is up: namespaces {}, {}, {}; sensor interface {}/wan0",
+                        lab.ns(fireplot_tests::Node::Inet),
+                        lab.ns(fireplot_tests::Node::Router),
+                        lab.ns(fireplot_tests::Node::Lan),
+                        lab.ns(fireplot_tests::Node::Router)
+                    );
+                    lab.keep();
+                    Ok(())
+                }
+                LabAction::Down => {
+                    fireplot_tests::teardown(&prefix);
+                    println!("lab `{prefix}` is down");
+                    Ok(())
+                }
+            }
+        }
+    }
+}

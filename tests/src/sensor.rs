@@ -1,0 +1,181 @@
+//! Runs the `fireplot` binary on the lab router's `wan0` and collects what
+//! it wrote: event lines and the final JSON summary.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+
+use crate::{Lab, Node};
+
+/// The fireplot binary: `$FIREPLOT_BIN`, else the workspace's release build.
+pub fn fireplot_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FIREPLOT_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join("target/release/fireplot")
+}
+
+/// A running sensor.
+pub struct Sensor {
+    child: Child,
+    pub events_path: PathBuf,
+    pub stats_path: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// What a stopped sensor left.
+pub struct Collected {
+    pub events: Vec<Value>,
+    /// The last summary (written at exit).
+    pub stats: Value,
+}
+
+impl Sensor {
+    /// Starts `fireplot run --iface wan0` in the router namespace, writing
+    /// into `dir`, and waits until it has attached.
+    pub fn start(lab: &Lab, dir: &Path, extra: &[&str]) -> Result<Sensor> {
+        std::fs::create_dir_all(dir)?;
+        let events_path = dir.join("events.jsonl");
+        let stats_path = dir.join("stats.jsonl");
+        let log_path = dir.join("fireplot.log");
+        for p in [&events_path, &stats_path] {
+            let _ = std::fs::remove_file(p);
+        }
+        let bin = fireplot_bin();
+        if !bin.exists() {
+            bail!("{} does not exist; build it with `cargo xtask build --release`", bin.display());
+        }
+        let mut child = lab
+            .command(Node::Router, bin.to_str().context("binary path is not UTF-8")?)
+            .args(["run", "--iface", "wan0", "--stats-json", "--stats-every", "1h"])
+            .arg("--events-out")
+            .arg(&events_path)
+            .arg("--stats-out")
+            .arg(&stats_path)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot start fireplot")?;
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = mpsc::channel();
+        let log = log_path.clone();
+        std::thread::spawn(move || {
+            let mut file = std::fs::File::create(&log).ok();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(f) = file.as_mut() {
+                    use std::io::Write;
+                    let _ = writeln!(f, "{line}");
+                }
+                if line.contains("fireplot attached to") {
+                    let _ = tx.send(Ok(()));
+                } else if line.starts_with("error:") {
+                    let _ = tx.send(Err(line));
+                }
+            }
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(())) => {}
+            Ok(Err(line)) => {
+                let _ = child.wait();
+                bail!("fireplot failed to start: {line}");
+            }
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "fireplot did not attach within 60 s; log: {}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+        }
+        Ok(Sensor {
+            child,
+            events_path,
+            stats_path,
+            log_path,
+        })
+    }
+
+    /// Stops the sensor with SIGINT (as an operator would) and reads its output.
+    pub fn stop(mut self) -> Result<Collected> {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = self.child.try_wait()? {
+                break s;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!("fireplot did not exit within 30 s of SIGINT");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if !status.success() {
+            bail!(
+                "fireplot exited with {status}; log:\n{}",
+                std::fs::read_to_string(&self.log_path).unwrap_or_default()
+            );
+        }
+        read_collected(&self.events_path, &self.stats_path)
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Reads event lines and the last summary line.
+pub fn read_collected(events: &Path, stats: &Path) -> Result<Collected> {
+    let text = std::fs::read_to_string(events).unwrap_or_default();
+    let events = text
+        .lines()
+        .map(|l| serde_json::from_str(l).with_context(|| format!("bad event line: {l}")))
+        .collect::<Result<Vec<Value>>>()?;
+    let stats_text = std::fs::read_to_string(stats).with_context(|| format!("no summary at {}", stats.display()))?;
+    let last = stats_text.lines().last().context("empty summary file")?;
+    Ok(Collected {
+        events,
+        stats: serde_json::from_str(last)?,
+    })
+}
+
+impl Collected {
+    /// Total packets of a class in the final summary.
+    pub fn class_total(&self, class: &str) -> u64 {
+        self.stats["classes"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["class"] == class)
+                    .map(|c| c["packets"].as_u64().unwrap_or(0))
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// A kernel misc counter from the final summary.
+    pub fn kernel(&self, name: &str) -> u64 {
+        self.stats["kernel"][name].as_u64().unwrap_or(0)
+    }
+
+    /// A userspace counter from the final summary.
+    pub fn user(&self, name: &str) -> u64 {
+        self.stats["userspace"][name].as_u64().unwrap_or(0)
+    }
+}

@@ -1,0 +1,207 @@
+//! Ordinary traffic for the lab: servers on the inet side and clients on the
+//! lan side, run on threads that enter a namespace with setns(2), plus
+//! wrappers for the scanners. Every loop is bounded in count and time.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{addr, Lab, Node};
+
+/// Runs `f` on a new thread inside network namespace `ns`.
+pub fn in_netns<T, F>(ns: &str, f: F) -> JoinHandle<Result<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T> + Send + 'static,
+{
+    let path = format!("/var/run/netns/{ns}");
+    std::thread::spawn(move || {
+        let file = File::open(&path).with_context(|| format!("cannot open {path}"))?;
+        // SAFETY: valid fd of a network namespace; affects this thread only.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns({path}): {}", std::io::Error::last_os_error());
+        }
+        f()
+    })
+}
+
+/// TCP and UDP echo servers in the inet namespace (dual-stack on `[::]`).
+pub struct Servers {
+    stop: Arc<AtomicBool>,
+    handles: Vec<JoinHandle<Result<u64>>>,
+    pub tcp_port: u16,
+    pub udp_port: u16,
+}
+
+impl Servers {
+    pub fn start(lab: &Lab, tcp_port: u16, udp_port: u16) -> Result<Servers> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let ns = lab.ns(Node::Inet);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<()>>();
+        let s = stop.clone();
+        let tx = ready_tx.clone();
+        let tcp = in_netns(&ns, move || {
+            let l = match TcpListener::bind(("::", tcp_port)) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    bail!("bind tcp");
+                }
+            };
+            l.set_nonblocking(true)?;
+            let _ = tx.send(Ok(()));
+            let mut served = 0;
+            while !s.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((mut c, _)) => {
+                        c.set_nonblocking(false)?;
+                        c.set_read_timeout(Some(Duration::from_secs(2)))?;
+                        let mut buf = [0u8; 2048];
+                        while let Ok(n) = c.read(&mut buf) {
+                            if n == 0 || c.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                        served += 1;
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            Ok(served)
+        });
+        let s = stop.clone();
+        let tx = ready_tx;
+        let udp = in_netns(&ns, move || {
+            let sock = match UdpSocket::bind(("::", udp_port)) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    bail!("bind udp");
+                }
+            };
+            sock.set_read_timeout(Some(Duration::from_millis(50)))?;
+            let _ = tx.send(Ok(()));
+            let mut served = 0;
+            let mut buf = [0u8; 2048];
+            while !s.load(Ordering::Relaxed) {
+                if let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    sock.send_to(&buf[..n], peer)?;
+                    served += 1;
+                }
+            }
+            Ok(served)
+        });
+        for _ in 0..2 {
+            ready_rx
+                .recv_timeout(Duration::from_secs(10))
+                .context("servers did not start")??;
+        }
+        Ok(Servers {
+            stop,
+            handles: vec![tcp, udp],
+            tcp_port,
+            udp_port,
+        })
+    }
+
+    /// Stops the servers; returns how many TCP connections and UDP datagrams they served.
+    pub fn stop(self) -> Result<(u64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut counts = Vec::new();
+        for h in self.handles {
+            counts.push(h.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??);
+        }
+        Ok((counts[0], counts[1]))
+    }
+}
+
+/// What the lan-side clients did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Outbound {
+    pub tcp_ok: u32,
+    pub udp_ok: u32,
+    pub ping_ok: u32,
+}
+
+/// Ordinary outbound traffic from the lan host to the inet servers, over
+/// IPv4 and IPv6: `rounds` TCP echo exchanges and UDP echo exchanges per
+/// family, and pings. Every reply must come back through the sensor.
+pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
+    let (tcp_port, udp_port) = (servers.tcp_port, servers.udp_port);
+    let client = in_netns(&lab.ns(Node::Lan), move || {
+        let mut o = Outbound::default();
+        for round in 0..rounds {
+            for host in [addr::INET_V4, addr::INET_V6] {
+                let ip: std::net::IpAddr = host.parse()?;
+                let payload = format!("fireplot round {round} to {host}");
+                let mut c = TcpStream::connect_timeout(&SocketAddr::new(ip, tcp_port), Duration::from_secs(3))?;
+                c.set_read_timeout(Some(Duration::from_secs(3)))?;
+                c.write_all(payload.as_bytes())?;
+                let mut buf = vec![0u8; payload.len()];
+                c.read_exact(&mut buf)?;
+                if buf == payload.as_bytes() {
+                    o.tcp_ok += 1;
+                }
+                drop(c);
+                let bind: SocketAddr = if ip.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
+                let u = UdpSocket::bind(bind)?;
+                u.set_read_timeout(Some(Duration::from_secs(2)))?;
+                u.send_to(payload.as_bytes(), SocketAddr::new(ip, udp_port))?;
+                let mut buf = [0u8; 2048];
+                if let Ok((n, _)) = u.recv_from(&mut buf) {
+                    if &buf[..n] == payload.as_bytes() {
+                        o.udp_ok += 1;
+                    }
+                }
+            }
+        }
+        Ok(o)
+    });
+    let mut o = client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    for host in [addr::INET_V4, addr::INET_V6] {
+        let out = lab
+            .command(Node::Lan, "ping")
+            .args(["-c", "3", "-i", "0.2", "-W", "2", host])
+            .output()
+            .context("cannot run ping (iputils-ping missing? run `cargo xtask setup`)")?;
+        if out.status.success() {
+            o.ping_ok += 1;
+        }
+    }
+    Ok(o)
+}
+
+/// Runs a scanner in the inet namespace with a time bound; its output is
+/// returned, its failure is an error.
+pub fn scanner(lab: &Lab, program: &str, args: &[&str], limit: Duration) -> Result<std::process::Output> {
+    let started = Instant::now();
+    let child = lab
+        .command(Node::Inet, "timeout")
+        .args(["--kill-after=5", &format!("{}", limit.as_secs().max(1)), program])
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?} failed after {:.1} s ({}): {}",
+            started.elapsed().as_secs_f64(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}

@@ -1,0 +1,79 @@
+//! Building the eBPF object and the userspace binary, and running tests.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context, Result};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
+}
+
+/// Path of the built eBPF object.
+pub fn ebpf_object() -> PathBuf {
+    root().join("fireplot-ebpf/target/bpfel-unknown-none/release/fireplot")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// A cargo command free of the variables the outer `cargo xtask` set, so
+/// that `+nightly` and the eBPF crate's own toolchain file take effect.
+fn cargo(toolchain: Option<&str>) -> Command {
+    let mut c = Command::new("cargo");
+    if let Some(t) = toolchain {
+        c.arg(format!("+{t}"));
+    }
+    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTDOC", "CARGO_TARGET_DIR", "RUSTFLAGS"] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Builds the eBPF object, then fireplot with it embedded. Returns the binary.
+pub fn build(release: bool) -> Result<PathBuf> {
+    let root = root();
+    run(cargo(Some("nightly"))
+        .current_dir(root.join("fireplot-ebpf"))
+        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"]))
+    .context("building the eBPF object failed (is `cargo xtask setup` done?)")?;
+    let object = ebpf_object();
+    if !object.exists() {
+        bail!("eBPF object missing at {}", object.display());
+    }
+    let mut c = cargo(None);
+    c.current_dir(&root)
+        .args(["build", "--package", "fireplot"])
+        .env("FIREPLOT_EBPF_OBJECT", &object);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    Ok(root.join(if release { "target/release/fireplot" } else { "target/debug/fireplot" }))
+}
+
+/// Unit tests and privileged integration tests, in release mode so the
+/// binary the lab tests run is the one just built.
+pub fn test(extra: &[String]) -> Result<()> {
+    let root = root();
+    let mut c = cargo(None);
+    c.current_dir(&root)
+        .args(["test", "--release", "--workspace"])
+        .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
+        .env("FIREPLOT_BIN", root.join("target/release/fireplot"));
+    c.args(extra);
+    if !extra.iter().any(|a| a == "--") {
+        // Lab tests each build their own namespaces, but scanners compete for
+        // two cores: one test at a time keeps their timing honest.
+        c.args(["--", "--test-threads=1"]);
+    }
+    run(&mut c)
+}

@@ -1,0 +1,187 @@
+//! `cargo xtask demo`: the main job on a built-in scenario. A lab comes up,
+//! the sensor attaches to the router's wan0, real scanners and ordinary
+//! outbound traffic run past it, and a one-screen summary is printed. The
+//! events, the sensor's summaries and log stay in the output folder.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use fireplot_tests::{
+    addr,
+    sensor::{Collected, Sensor},
+    traffic::{outbound, scanner, Servers},
+    Lab,
+};
+use serde_json::Value;
+
+fn step(what: &str) {
+    eprintln!("demo: {what}");
+}
+
+/// The scans the demo runs, from the inet side.
+fn scans(lab: &Lab) -> Result<()> {
+    let mac = lab.router_wan_mac()?;
+    let limit = Duration::from_secs(120);
+    step("nmap SYN scan of 198.18.1.2, ports 1-1000");
+    scanner(lab, "nmap", &["-n", "-Pn", "-sS", "-T4", "--max-retries", "1", "-p", "1-1000", addr::LAN_V4], limit)?;
+    step("nmap Xmas scan of 198.18.1.2 from 198.18.0.11, ports 1-200");
+    scanner(
+        lab,
+        "nmap",
+        &["-n", "-Pn", "-sX", "-T4", "--max-retries", "0", "-S", "198.18.0.11", "-e", "inet0", "-p", "1-200", addr::LAN_V4],
+        limit,
+    )?;
+    step("UDP probe burst from 198.18.0.12 (hping3, 300 ports)");
+    scanner(
+        lab,
+        "hping3",
+        &["-q", "--udp", "-a", "198.18.0.12", "-p", "++1000", "-c", "300", "-i", "u2000", addr::LAN_V4],
+        limit,
+    )?;
+    step("nmap UDP scan of common ports from 198.18.0.13");
+    scanner(
+        lab,
+        "nmap",
+        &["-n", "-Pn", "-sU", "--max-retries", "0", "-S", "198.18.0.13", "-e", "inet0", "-p", "53,67,123,161,500,1900,5353,11211", addr::LAN_V4],
+        limit,
+    )?;
+    step("masscan sweep of 198.18.1.0/24 on 5 ports from 198.18.0.20");
+    scanner(
+        lab,
+        "masscan",
+        &[
+            addr::LAN_NET_V4,
+            "-p22,23,80,443,7547",
+            "--rate",
+            "2000",
+            "--wait",
+            "1",
+            "--router-mac",
+            &mac,
+            "--adapter-ip",
+            "198.18.0.20",
+            "-e",
+            "inet0",
+        ],
+        limit,
+    )?;
+    step("nmap IPv6 SYN scan of 2001:db8:1::2, ports 1-300");
+    scanner(lab, "nmap", &["-6", "-n", "-Pn", "-sS", "-T4", "--max-retries", "1", "-p", "1-300", addr::LAN_V6], limit)?;
+    step("IPv6 UDP probes (hping3 has no IPv6; nmap -6 -sU, 20 ports)");
+    scanner(lab, "nmap", &["-6", "-n", "-Pn", "-sU", "--max-retries", "0", "-p", "1-20", addr::LAN_V6], limit)?;
+    Ok(())
+}
+
+fn top<K: Ord + Clone + std::fmt::Display>(counts: &BTreeMap<K, u64>, n: usize) -> String {
+    let mut v: Vec<(&K, &u64)> = counts.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .take(n)
+        .map(|(k, c)| format!("{k} ({c})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn summarise(c: &Collected, out: &Path) -> String {
+    let mut by_class_proto: BTreeMap<String, u64> = BTreeMap::new();
+    let mut ports: BTreeMap<String, u64> = BTreeMap::new();
+    let mut sources: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &c.events {
+        let proto = match &e["proto"] {
+            Value::String(s) => s.clone(),
+            v => v.to_string(),
+        };
+        *by_class_proto
+            .entry(format!("{}/ipv{}/{}", e["class"].as_str().unwrap_or("?"), e["family"], proto))
+            .or_default() += 1;
+        if let Some(p) = e["dport"].as_u64() {
+            *ports.entry(format!("{proto}/{p}")).or_default() += 1;
+        }
+        if let Some(s) = e["src"].as_str() {
+            *sources.entry(s.to_string()).or_default() += 1;
+        }
+    }
+    let mut s = String::new();
+    s.push_str("\n=== fireplot demo summary ===\n");
+    s.push_str("packets by class (kernel counters):");
+    for class in ["reply", "related", "service", "control", "unsolicited", "malformed", "non_ip"] {
+        s.push_str(&format!(" {class} {}", c.class_total(class)));
+    }
+    s.push('\n');
+    s.push_str(&format!(
+        "events: {} written; kernel sent {}, ring_full {}, suppressed {}\n",
+        c.events.len(),
+        c.kernel("events_sent"),
+        c.kernel("ring_full"),
+        c.kernel("suppressed")
+    ));
+    s.push_str("events by class/family/proto:\n");
+    for (k, v) in &by_class_proto {
+        s.push_str(&format!("  {k:<28} {v}\n"));
+    }
+    s.push_str(&format!("top ports:   {}\n", top(&ports, 10)));
+    s.push_str(&format!("top sources: {}\n", top(&sources, 8)));
+    s.push_str(&format!("output:      {}\n", out.display()));
+    s
+}
+
+pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let stamp = std::process::Command::new("date")
+                .arg("+%Y%m%d-%H%M%S")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_else(|_| "run".into());
+            crate::build::root().join("demo-out").join(stamp)
+        }
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = out.canonicalize()?;
+    // SAFETY: set before any thread that reads the environment starts.
+    unsafe { std::env::set_var("FIREPLOT_BIN", bin) };
+
+    let p = prefix.to_string();
+    ctrlc::set_handler(move || {
+        eprintln!("demo: interrupted, tearing the lab down");
+        fireplot_tests::teardown(&p);
+        std::process::exit(130);
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    step(&format!("bringing lab `{prefix}` up"));
+    let lab = Lab::up(prefix)?;
+    let servers = Servers::start(&lab, 8080, 5353)?;
+    step("starting the sensor on the router's wan0");
+    let sensor = Sensor::start(&lab, &out, &[])?;
+    step("normal outbound traffic from the lan host (TCP, UDP, ping; IPv4 and IPv6)");
+    let before = outbound(&lab, &servers, 5)?;
+    scans(&lab)?;
+    let after = outbound(&lab, &servers, 5)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let collected = sensor.stop()?;
+    servers.stop()?;
+    drop(lab);
+    println!("{}", summarise(&collected, &out));
+    println!(
+        "outbound exchanges that got their replies: tcp {}, udp {}, ping {} (of 20, 20, 4)",
+        before.tcp_ok + after.tcp_ok,
+        before.udp_ok + after.udp_ok,
+        before.ping_ok + after.ping_ok
+    );
+    let replies_as_events = collected
+        .events
+        .iter()
+        .filter(|e| {
+            e["src"] == addr::INET_V4 || e["src"] == addr::INET_V6
+        })
+        .filter(|e| e["sport"] == 8080 || e["sport"] == 5353 || e["icmp_type"] == 0 || e["icmp_type"] == 129)
+        .count();
+    println!("replies to the lan's own traffic reported as events: {replies_as_events} (must be 0)");
+    Ok(())
+}

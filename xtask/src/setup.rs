@@ -1,0 +1,114 @@
+//! Installs prerequisites: rust-src for nightly, bpf-linker 0.10.3 (the last
+//! release that works with nightly's LLVM 22), and Debian packages.
+
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context, Result};
+
+/// Debian packages the tests, demo and lab use.
+pub const APT_PACKAGES: &[&str] = &[
+    "iproute2",
+    "iputils-ping",
+    "nmap",
+    "masscan",
+    "hping3",
+    "nftables",
+    "iptables",
+    "tcpdump",
+];
+
+const BPF_LINKER_VERSION: &str = "0.10.3";
+
+fn has_rust_src() -> bool {
+    Command::new("rustup")
+        .args(["component", "list", "--toolchain", "nightly", "--installed"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")))
+        .unwrap_or(false)
+}
+
+fn has_bpf_linker() -> bool {
+    Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false)
+}
+
+fn missing_packages() -> Vec<&'static str> {
+    APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", p])
+                .stderr(Stdio::null())
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn has_nightly() -> bool {
+    Command::new("rustup")
+        .args(["run", "nightly", "rustc", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: {cmd:?}");
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+/// Installs whatever is missing; quiet when nothing is.
+pub fn ensure() -> Result<()> {
+    if !has_nightly() {
+        bail!("the nightly toolchain is missing; the eBPF crate needs it (`rustup toolchain install nightly`)");
+    }
+    if !has_rust_src() {
+        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+    }
+    if !has_bpf_linker() {
+        run(Command::new("cargo").args([
+            "+nightly",
+            "install",
+            "bpf-linker",
+            "--version",
+            BPF_LINKER_VERSION,
+            "--locked",
+            "--force",
+        ]))?;
+    }
+    let missing = missing_packages();
+    if !missing.is_empty() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            bail!("missing Debian packages {missing:?}; install them as root: apt-get install {}", missing.join(" "));
+        }
+        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    }
+    Ok(())
+}
+
+/// `cargo xtask setup`: ensure, and say what is there.
+pub fn setup() -> Result<()> {
+    ensure()?;
+    println!(
+        "setup complete: nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, packages: {}",
+        APT_PACKAGES.join(" ")
+    );
+    Ok(())
+}
