@@ -60,10 +60,7 @@ pub fn record(ctx: &TcContext) {
         return;
     };
     bump(Misc::EgressPackets.index());
-    let mut b = Bounds {
-        data: ctx.data(),
-        end: ctx.data_end(),
-    };
+    let mut b = Bounds::new(ctx.data(), ctx.data_end());
     if b.len() < PULL_LEN as usize && ctx.len() as usize > b.len() {
         let want = if ctx.len() < PULL_LEN {
             ctx.len()
@@ -73,10 +70,7 @@ pub fn record(ctx: &TcContext) {
         if ctx.pull_data(want).is_err() {
             return;
         }
-        b = Bounds {
-            data: ctx.data(),
-            end: ctx.data_end(),
-        };
+        b = Bounds::new(ctx.data(), ctx.data_end());
     }
     let Ok(h) = parse(&b) else {
         return;
@@ -85,6 +79,7 @@ pub fn record(ctx: &TcContext) {
         return;
     }
     let now = now_jiffies();
+    let b = b.within(&h);
     if h.family == FAMILY_V4 {
         record_v4(ctx, &b, &h, cfg, now);
     } else {

@@ -60,13 +60,10 @@ pub fn classify(ctx: &XdpContext) {
     let Some(cfg) = config() else {
         return;
     };
-    let b = Bounds {
-        data: ctx.data(),
-        end: ctx.data_end(),
-    };
+    let b = Bounds::new(ctx.data(), ctx.data_end());
     match parse(&b) {
-        Ok(h) if h.family == FAMILY_V4 => classify_v4(ctx, &b, cfg, &h),
-        Ok(h) => classify_v6(ctx, &b, cfg, &h),
+        Ok(h) if h.family == FAMILY_V4 => classify_v4(ctx, &b.within(&h), cfg, &h),
+        Ok(h) => classify_v6(ctx, &b.within(&h), cfg, &h),
         Err(ParseError::NonIp) => bump(class_index(Class::NonIp, FAMILY_NONE, 0)),
         Err(ParseError::Malformed { family, proto, l3 }) => {
             malformed(ctx, &b, cfg, family, proto, l3)

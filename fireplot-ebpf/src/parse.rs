@@ -17,19 +17,42 @@ const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 
-/// The linear part of a packet.
+/// The linear part of a packet, and how much of it a read may use.
 #[derive(Clone, Copy)]
 pub struct Bounds {
     pub data: usize,
     pub end: usize,
+    /// Reads stop here: the frame's end, or the IP datagram's end once it
+    /// is known (so Ethernet padding is never read as a header).
+    pub limit: usize,
 }
 
 impl Bounds {
+    #[inline(always)]
+    pub fn new(data: usize, end: usize) -> Bounds {
+        Bounds {
+            data,
+            end,
+            limit: end,
+        }
+    }
+
+    /// The same packet with reads limited to the IP datagram.
+    #[inline(always)]
+    pub fn within(&self, h: &Headers) -> Bounds {
+        Bounds {
+            limit: self.data + h.ip_end,
+            ..*self
+        }
+    }
+
     /// A pointer to a `T` at `off`, if the whole `T` lies inside the packet.
     #[inline(always)]
     pub fn ptr<T>(&self, off: usize) -> Option<*const T> {
         let start = self.data + off;
-        if start + size_of::<T>() > self.end {
+        // The first check is for the verifier (packet pointer against
+        // data_end), the second for the datagram's own length.
+        if start + size_of::<T>() > self.end || start + size_of::<T>() > self.limit {
             return None;
         }
         Some(start as *const T)
@@ -64,6 +87,8 @@ pub struct Headers {
     pub l3: usize,
     /// Offset of the L4 header (nothing there for a non-first fragment).
     pub l4: usize,
+    /// Offset of the end of the IP datagram (frame bytes after it are padding).
+    pub ip_end: usize,
     pub ttl: u8,
     pub vlan: bool,
     /// Non-first fragment: no L4 header.
@@ -87,11 +112,21 @@ pub fn parse(b: &Bounds) -> Result<Headers, ParseError> {
     let mut vlan = false;
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
         vlan = true;
-        let tag: *const [u8; 4] = b.ptr(off).ok_or(ParseError::NonIp)?;
+        let cut = ParseError::Malformed {
+            family: 0,
+            proto: 0,
+            l3: off,
+        };
+        let tag: *const [u8; 4] = b.ptr(off).ok_or(cut)?;
         ethertype = be16(unsafe { (tag as *const u8).add(2) });
         off += 4;
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-            let tag: *const [u8; 4] = b.ptr(off).ok_or(ParseError::NonIp)?;
+            let cut = ParseError::Malformed {
+                family: 0,
+                proto: 0,
+                l3: off,
+            };
+            let tag: *const [u8; 4] = b.ptr(off).ok_or(cut)?;
             ethertype = be16(unsafe { (tag as *const u8).add(2) });
             off += 4;
         }
@@ -145,6 +180,7 @@ fn parse_ipv4(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
         proto,
         l3: off,
         l4,
+        ip_end: off + total_len,
         ttl,
         vlan,
         fragment: frag & 0x1fff != 0,
@@ -163,14 +199,19 @@ fn parse_ipv6(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
     // SAFETY: 40 bytes checked above.
     let (ver, mut nh, hop) = unsafe { (*ip >> 4, *ip.add(6), *ip.add(7)) };
     let payload_len = be16(unsafe { ip.add(4) }) as usize;
-    // payload_len 0 is a jumbogram (RFC 2675), which never crosses a WAN link.
-    if ver != 6 || payload_len == 0 || off + 40 + payload_len > b.len() {
+    // payload_len 0 with a hop-by-hop header is a jumbogram (RFC 2675),
+    // which never crosses a WAN link.
+    if ver != 6 || (payload_len == 0 && nh == 0) || off + 40 + payload_len > b.len() {
         return Err(ParseError::Malformed {
             family: FAMILY_V6,
             proto: nh,
             l3: off,
         });
     }
+    let b = &Bounds {
+        limit: b.data + off + 40 + payload_len,
+        ..*b
+    };
     let mut l4 = off + 40;
     let mut fragment = false;
     let mut i = 0;
@@ -227,6 +268,7 @@ fn parse_ipv6(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
         proto: nh,
         l3: off,
         l4,
+        ip_end: off + 40 + payload_len,
         ttl: hop,
         vlan,
         fragment,

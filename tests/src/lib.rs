@@ -14,6 +14,7 @@
 //! the namespaces. A `Lab` tears itself down when dropped; `teardown` also
 //! removes a lab left behind by a killed run.
 
+pub mod packets;
 pub mod sensor;
 pub mod traffic;
 
@@ -70,7 +71,9 @@ pub struct Lab {
 }
 
 fn run(cmd: &mut Command) -> Result<Output> {
-    let out = cmd.output().with_context(|| format!("cannot run {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !out.status.success() {
         bail!(
             "{cmd:?} failed ({}): {}",
@@ -89,7 +92,11 @@ fn ip_batch(ns: &str, script: &str) -> Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .context("cannot run `ip` (iproute2 missing? run `cargo xtask setup`)")?;
-    child.stdin.take().expect("piped stdin").write_all(script.as_bytes())?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(script.as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
         bail!(
@@ -101,7 +108,14 @@ fn ip_batch(ns: &str, script: &str) -> Result<()> {
 }
 
 fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
-    run(Command::new("ip").args(["netns", "exec", ns, "sysctl", "-qw", &format!("{key}={value}")]))?;
+    run(Command::new("ip").args([
+        "netns",
+        "exec",
+        ns,
+        "sysctl",
+        "-qw",
+        &format!("{key}={value}"),
+    ]))?;
     Ok(())
 }
 
@@ -109,7 +123,9 @@ fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
 pub fn check_prefix(prefix: &str) -> Result<()> {
     if prefix.is_empty()
         || prefix.len() > 12
-        || !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
     {
         bail!("lab prefix `{prefix}` must be 1-12 letters, digits or _");
     }
@@ -125,20 +141,27 @@ impl Lab {
             prefix: prefix.to_string(),
             keep: false,
         };
-        lab.build().with_context(|| format!("cannot build lab `{prefix}`"))?;
+        lab.build()
+            .with_context(|| format!("cannot build lab `{prefix}`"))?;
         Ok(lab)
     }
 
     fn build(&self) -> Result<()> {
-        let (inet, router, lan) = (self.ns(Node::Inet), self.ns(Node::Router), self.ns(Node::Lan));
+        let (inet, router, lan) = (
+            self.ns(Node::Inet),
+            self.ns(Node::Router),
+            self.ns(Node::Lan),
+        );
         for ns in [&inet, &router, &lan] {
             run(Command::new("ip").args(["netns", "add", ns]))?;
         }
         run(Command::new("ip").args([
-            "link", "add", "inet0", "netns", &inet, "type", "veth", "peer", "name", "wan0", "netns", &router,
+            "link", "add", "inet0", "netns", &inet, "type", "veth", "peer", "name", "wan0",
+            "netns", &router,
         ]))?;
         run(Command::new("ip").args([
-            "link", "add", "lan0", "netns", &router, "type", "veth", "peer", "name", "eth0", "netns", &lan,
+            "link", "add", "lan0", "netns", &router, "type", "veth", "peer", "name", "eth0",
+            "netns", &lan,
         ]))?;
         for ns in [&inet, &router, &lan] {
             // No router advertisements or autoconf: addresses are static.
@@ -249,4 +272,19 @@ pub fn unique_prefix(tag: &str) -> String {
     let pid = std::process::id() % 100_000;
     let tag: String = tag.chars().take(3).collect();
     format!("{tag}{pid}{n}")
+}
+
+/// Gate for privileged tests: true when they can run. Under `CI=true` a
+/// missing privilege is a failure, never a skip; elsewhere the test says
+/// why it skips.
+pub fn privileged(test: &str) -> bool {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
+        panic!("{test}: privileged tests must run under CI, but this is not root");
+    }
+    eprintln!("{test}: SKIPPED: needs root (network namespaces, XDP, BPF_PROG_TEST_RUN); run `sudo -E cargo xtask test`");
+    false
 }

@@ -51,11 +51,24 @@ impl Sensor {
         }
         let bin = fireplot_bin();
         if !bin.exists() {
-            bail!("{} does not exist; build it with `cargo xtask build --release`", bin.display());
+            bail!(
+                "{} does not exist; build it with `cargo xtask build --release`",
+                bin.display()
+            );
         }
         let mut child = lab
-            .command(Node::Router, bin.to_str().context("binary path is not UTF-8")?)
-            .args(["run", "--iface", "wan0", "--stats-json", "--stats-every", "1h"])
+            .command(
+                Node::Router,
+                bin.to_str().context("binary path is not UTF-8")?,
+            )
+            .args([
+                "run",
+                "--iface",
+                "wan0",
+                "--stats-json",
+                "--stats-every",
+                "1h",
+            ])
             .arg("--events-out")
             .arg(&events_path)
             .arg("--stats-out")
@@ -147,7 +160,8 @@ pub fn read_collected(events: &Path, stats: &Path) -> Result<Collected> {
         .lines()
         .map(|l| serde_json::from_str(l).with_context(|| format!("bad event line: {l}")))
         .collect::<Result<Vec<Value>>>()?;
-    let stats_text = std::fs::read_to_string(stats).with_context(|| format!("no summary at {}", stats.display()))?;
+    let stats_text = std::fs::read_to_string(stats)
+        .with_context(|| format!("no summary at {}", stats.display()))?;
     let last = stats_text.lines().last().context("empty summary file")?;
     Ok(Collected {
         events,

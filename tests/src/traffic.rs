@@ -120,7 +120,10 @@ impl Servers {
         self.stop.store(true, Ordering::Relaxed);
         let mut counts = Vec::new();
         for h in self.handles {
-            counts.push(h.join().map_err(|_| anyhow::anyhow!("server thread panicked"))??);
+            counts.push(
+                h.join()
+                    .map_err(|_| anyhow::anyhow!("server thread panicked"))??,
+            );
         }
         Ok((counts[0], counts[1]))
     }
@@ -145,7 +148,10 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
             for host in [addr::INET_V4, addr::INET_V6] {
                 let ip: std::net::IpAddr = host.parse()?;
                 let payload = format!("fireplot round {round} to {host}");
-                let mut c = TcpStream::connect_timeout(&SocketAddr::new(ip, tcp_port), Duration::from_secs(3))?;
+                let mut c = TcpStream::connect_timeout(
+                    &SocketAddr::new(ip, tcp_port),
+                    Duration::from_secs(3),
+                )?;
                 c.set_read_timeout(Some(Duration::from_secs(3)))?;
                 c.write_all(payload.as_bytes())?;
                 let mut buf = vec![0u8; payload.len()];
@@ -154,7 +160,11 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
                     o.tcp_ok += 1;
                 }
                 drop(c);
-                let bind: SocketAddr = if ip.is_ipv4() { "0.0.0.0:0".parse()? } else { "[::]:0".parse()? };
+                let bind: SocketAddr = if ip.is_ipv4() {
+                    "0.0.0.0:0".parse()?
+                } else {
+                    "[::]:0".parse()?
+                };
                 let u = UdpSocket::bind(bind)?;
                 u.set_read_timeout(Some(Duration::from_secs(2)))?;
                 u.send_to(payload.as_bytes(), SocketAddr::new(ip, udp_port))?;
@@ -168,7 +178,9 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
         }
         Ok(o)
     });
-    let mut o = client.join().map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    let mut o = client
+        .join()
+        .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
     for host in [addr::INET_V4, addr::INET_V6] {
         let out = lab
             .command(Node::Lan, "ping")
@@ -184,11 +196,20 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
 
 /// Runs a scanner in the inet namespace with a time bound; its output is
 /// returned, its failure is an error.
-pub fn scanner(lab: &Lab, program: &str, args: &[&str], limit: Duration) -> Result<std::process::Output> {
+pub fn scanner(
+    lab: &Lab,
+    program: &str,
+    args: &[&str],
+    limit: Duration,
+) -> Result<std::process::Output> {
     let started = Instant::now();
     let child = lab
         .command(Node::Inet, "timeout")
-        .args(["--kill-after=5", &format!("{}", limit.as_secs().max(1)), program])
+        .args([
+            "--kill-after=5",
+            &format!("{}", limit.as_secs().max(1)),
+            program,
+        ])
         .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

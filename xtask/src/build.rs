@@ -9,7 +9,10 @@ use anyhow::{bail, Context, Result};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// Path of the built eBPF object.
@@ -18,7 +21,9 @@ pub fn ebpf_object() -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -32,7 +37,14 @@ fn cargo(toolchain: Option<&str>) -> Command {
     if let Some(t) = toolchain {
         c.arg(format!("+{t}"));
     }
-    for var in ["RUSTUP_TOOLCHAIN", "RUSTC", "RUSTC_WRAPPER", "RUSTDOC", "CARGO_TARGET_DIR", "RUSTFLAGS"] {
+    for var in [
+        "RUSTUP_TOOLCHAIN",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTDOC",
+        "CARGO_TARGET_DIR",
+        "RUSTFLAGS",
+    ] {
         c.env_remove(var);
     }
     c
@@ -43,7 +55,14 @@ pub fn build(release: bool) -> Result<PathBuf> {
     let root = root();
     run(cargo(Some("nightly"))
         .current_dir(root.join("fireplot-ebpf"))
-        .args(["build", "--release", "-Z", "build-std=core", "--target", "bpfel-unknown-none"]))
+        .args([
+            "build",
+            "--release",
+            "-Z",
+            "build-std=core",
+            "--target",
+            "bpfel-unknown-none",
+        ]))
     .context("building the eBPF object failed (is `cargo xtask setup` done?)")?;
     let object = ebpf_object();
     if !object.exists() {
@@ -57,7 +76,11 @@ pub fn build(release: bool) -> Result<PathBuf> {
         c.arg("--release");
     }
     run(&mut c)?;
-    Ok(root.join(if release { "target/release/fireplot" } else { "target/debug/fireplot" }))
+    Ok(root.join(if release {
+        "target/release/fireplot"
+    } else {
+        "target/debug/fireplot"
+    }))
 }
 
 /// Unit tests and privileged integration tests, in release mode so the

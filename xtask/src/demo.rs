@@ -27,26 +27,80 @@ fn scans(lab: &Lab) -> Result<()> {
     let mac = lab.router_wan_mac()?;
     let limit = Duration::from_secs(120);
     step("nmap SYN scan of 198.18.1.2, ports 1-1000");
-    scanner(lab, "nmap", &["-n", "-Pn", "-sS", "-T4", "--max-retries", "1", "-p", "1-1000", addr::LAN_V4], limit)?;
+    scanner(
+        lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "-T4",
+            "--max-retries",
+            "1",
+            "-p",
+            "1-1000",
+            addr::LAN_V4,
+        ],
+        limit,
+    )?;
     step("nmap Xmas scan of 198.18.1.2 from 198.18.0.11, ports 1-200");
     scanner(
         lab,
         "nmap",
-        &["-n", "-Pn", "-sX", "-T4", "--max-retries", "0", "-S", "198.18.0.11", "-e", "inet0", "-p", "1-200", addr::LAN_V4],
+        &[
+            "-n",
+            "-Pn",
+            "-sX",
+            "-T4",
+            "--max-retries",
+            "0",
+            "-S",
+            "198.18.0.11",
+            "-e",
+            "inet0",
+            "-p",
+            "1-200",
+            addr::LAN_V4,
+        ],
         limit,
     )?;
     step("UDP probe burst from 198.18.0.12 (hping3, 300 ports)");
     scanner(
         lab,
         "hping3",
-        &["-q", "--udp", "-a", "198.18.0.12", "-p", "++1000", "-c", "300", "-i", "u2000", addr::LAN_V4],
+        &[
+            "-q",
+            "--udp",
+            "-a",
+            "198.18.0.12",
+            "-p",
+            "++1000",
+            "-c",
+            "300",
+            "-i",
+            "u2000",
+            addr::LAN_V4,
+        ],
         limit,
     )?;
     step("nmap UDP scan of common ports from 198.18.0.13");
     scanner(
         lab,
         "nmap",
-        &["-n", "-Pn", "-sU", "--max-retries", "0", "-S", "198.18.0.13", "-e", "inet0", "-p", "53,67,123,161,500,1900,5353,11211", addr::LAN_V4],
+        &[
+            "-n",
+            "-Pn",
+            "-sU",
+            "--max-retries",
+            "0",
+            "-S",
+            "198.18.0.13",
+            "-e",
+            "inet0",
+            "-p",
+            "53,67,123,161,500,1900,5353,11211",
+            addr::LAN_V4,
+        ],
         limit,
     )?;
     step("masscan sweep of 198.18.1.0/24 on 5 ports from 198.18.0.20");
@@ -70,9 +124,40 @@ fn scans(lab: &Lab) -> Result<()> {
         limit,
     )?;
     step("nmap IPv6 SYN scan of 2001:db8:1::2, ports 1-300");
-    scanner(lab, "nmap", &["-6", "-n", "-Pn", "-sS", "-T4", "--max-retries", "1", "-p", "1-300", addr::LAN_V6], limit)?;
+    scanner(
+        lab,
+        "nmap",
+        &[
+            "-6",
+            "-n",
+            "-Pn",
+            "-sS",
+            "-T4",
+            "--max-retries",
+            "1",
+            "-p",
+            "1-300",
+            addr::LAN_V6,
+        ],
+        limit,
+    )?;
     step("IPv6 UDP probes (hping3 has no IPv6; nmap -6 -sU, 20 ports)");
-    scanner(lab, "nmap", &["-6", "-n", "-Pn", "-sU", "--max-retries", "0", "-p", "1-20", addr::LAN_V6], limit)?;
+    scanner(
+        lab,
+        "nmap",
+        &[
+            "-6",
+            "-n",
+            "-Pn",
+            "-sU",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-20",
+            addr::LAN_V6,
+        ],
+        limit,
+    )?;
     Ok(())
 }
 
@@ -96,7 +181,12 @@ fn summarise(c: &Collected, out: &Path) -> String {
             v => v.to_string(),
         };
         *by_class_proto
-            .entry(format!("{}/ipv{}/{}", e["class"].as_str().unwrap_or("?"), e["family"], proto))
+            .entry(format!(
+                "{}/ipv{}/{}",
+                e["class"].as_str().unwrap_or("?"),
+                e["family"],
+                proto
+            ))
             .or_default() += 1;
         if let Some(p) = e["dport"].as_u64() {
             *ports.entry(format!("{proto}/{p}")).or_default() += 1;
@@ -108,7 +198,15 @@ fn summarise(c: &Collected, out: &Path) -> String {
     let mut s = String::new();
     s.push_str("\n=== fireplot demo summary ===\n");
     s.push_str("packets by class (kernel counters):");
-    for class in ["reply", "related", "service", "control", "unsolicited", "malformed", "non_ip"] {
+    for class in [
+        "reply",
+        "related",
+        "service",
+        "control",
+        "unsolicited",
+        "malformed",
+        "non_ip",
+    ] {
         s.push_str(&format!(" {class} {}", c.class_total(class)));
     }
     s.push('\n');
@@ -177,11 +275,13 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
     let replies_as_events = collected
         .events
         .iter()
+        .filter(|e| e["src"] == addr::INET_V4 || e["src"] == addr::INET_V6)
         .filter(|e| {
-            e["src"] == addr::INET_V4 || e["src"] == addr::INET_V6
+            e["sport"] == 8080 || e["sport"] == 5353 || e["icmp_type"] == 0 || e["icmp_type"] == 129
         })
-        .filter(|e| e["sport"] == 8080 || e["sport"] == 5353 || e["icmp_type"] == 0 || e["icmp_type"] == 129)
         .count();
-    println!("replies to the lan's own traffic reported as events: {replies_as_events} (must be 0)");
+    println!(
+        "replies to the lan's own traffic reported as events: {replies_as_events} (must be 0)"
+    );
     Ok(())
 }

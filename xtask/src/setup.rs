@@ -23,7 +23,11 @@ fn has_rust_src() -> bool {
     Command::new("rustup")
         .args(["component", "list", "--toolchain", "nightly", "--installed"])
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().any(|l| l.starts_with("rust-src")))
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .any(|l| l.starts_with("rust-src"))
+        })
         .unwrap_or(false)
 }
 
@@ -62,7 +66,9 @@ fn has_nightly() -> bool {
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
     }
@@ -75,7 +81,13 @@ pub fn ensure() -> Result<()> {
         bail!("the nightly toolchain is missing; the eBPF crate needs it (`rustup toolchain install nightly`)");
     }
     if !has_rust_src() {
-        run(Command::new("rustup").args(["component", "add", "rust-src", "--toolchain", "nightly"]))?;
+        run(Command::new("rustup").args([
+            "component",
+            "add",
+            "rust-src",
+            "--toolchain",
+            "nightly",
+        ]))?;
     }
     if !has_bpf_linker() {
         run(Command::new("cargo").args([
@@ -92,9 +104,14 @@ pub fn ensure() -> Result<()> {
     if !missing.is_empty() {
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            bail!("missing Debian packages {missing:?}; install them as root: apt-get install {}", missing.join(" "));
+            bail!(
+                "missing Debian packages {missing:?}; install them as root: apt-get install {}",
+                missing.join(" ")
+            );
         }
-        run(Command::new("apt-get").arg("update").env("DEBIAN_FRONTEND", "noninteractive"))?;
+        run(Command::new("apt-get")
+            .arg("update")
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
         run(Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
             .args(&missing)

@@ -1,0 +1,969 @@
+//! Table-driven BPF_PROG_TEST_RUN tests of the XDP classifier: each row is
+//! a built frame, the expected action (always XDP_PASS), the expected
+//! counter effect and the expected event. Flows are recorded by running
+//! the real TC egress program over outbound frames first.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
+
+use aya::maps::{MapData, RingBuf};
+use fireplot::{
+    sensor::{Limits, LoadOptions, Sensor, PROG_INGRESS},
+    units::Service,
+};
+use fireplot_common::{
+    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+};
+use fireplot_tests::{
+    packets::{flags::*, *},
+    privileged,
+};
+
+const XDP_PASS: u32 = 2;
+/// TC_ACT_UNSPEC as the u32 test_run returns.
+const TC_NEXT: u32 = u32::MAX;
+
+struct Harness {
+    sensor: Sensor,
+    ring: RingBuf<MapData>,
+}
+
+type ClassKey = (String, String, String);
+
+fn class_map(s: &Sensor) -> (BTreeMap<ClassKey, u64>, BTreeMap<&'static str, u64>) {
+    let c = s.counters().expect("read counters");
+    let classes = c
+        .classes
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c.class.to_string(),
+                    c.family.to_string(),
+                    c.proto.to_string(),
+                ),
+                c.packets,
+            )
+        })
+        .collect();
+    (classes, c.misc.iter().copied().collect())
+}
+
+/// What one frame changed.
+struct Effect {
+    action: u32,
+    classes: BTreeMap<ClassKey, u64>,
+    misc: BTreeMap<&'static str, u64>,
+    events: Vec<Event>,
+}
+
+impl Harness {
+    fn new(limits: Limits, services: &[Service], ring_bytes: u32) -> Harness {
+        let mut sensor = Sensor::load(&LoadOptions {
+            ring_bytes,
+            ..LoadOptions::default()
+        })
+        .expect("load sensor (is the eBPF object built? `cargo xtask build`)");
+        sensor.configure(&limits, services).expect("configure");
+        let ring = sensor.take_events().expect("ring buffer");
+        Harness { sensor, ring }
+    }
+
+    fn default() -> Harness {
+        Harness::new(
+            Limits::default(),
+            &[Service::Tcp {
+                first: 443,
+                last: 443,
+            }],
+            1 << 20,
+        )
+    }
+
+    fn egress(&mut self, frame: &[u8]) {
+        let (rc, _) = self
+            .sensor
+            .test_run_egress(frame, 1)
+            .expect("egress test_run");
+        assert_eq!(rc, TC_NEXT, "egress must hand every packet on unchanged");
+    }
+
+    fn drain(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        while let Some(item) = self.ring.next() {
+            out.push(Event::from_bytes(&item).expect("event record"));
+        }
+        out
+    }
+
+    fn ingress(&mut self, frame: &[u8]) -> Effect {
+        self.drain();
+        let (c0, m0) = class_map(&self.sensor);
+        let (action, _) = self
+            .sensor
+            .test_run(PROG_INGRESS, frame, 1)
+            .expect("xdp test_run");
+        let (c1, m1) = class_map(&self.sensor);
+        let classes = c1
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = v - c0.get(k).copied().unwrap_or(0);
+                (d > 0).then(|| (k.clone(), d))
+            })
+            .collect();
+        let misc = m1
+            .iter()
+            .filter_map(|(k, v)| {
+                let d = v - m0.get(k).copied().unwrap_or(0);
+                (d > 0).then_some((*k, d))
+            })
+            .collect();
+        Effect {
+            action,
+            classes,
+            misc,
+            events: self.drain(),
+        }
+    }
+}
+
+/// Expected event fields.
+#[derive(Clone, Debug)]
+struct Expect {
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    sport: u16,
+    dport: u16,
+    tcp_flags: u8,
+    icmp_type: u8,
+    pkt_flags: u8,
+}
+
+struct Row {
+    name: &'static str,
+    frame: Vec<u8>,
+    class: Class,
+    family: &'static str,
+    proto: &'static str,
+    /// Some: exactly this event; None: no event.
+    event: Option<Expect>,
+    /// Misc counters that must move by one.
+    misc: &'static [&'static str],
+}
+
+fn a4(o: [u8; 4]) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(o))
+}
+fn a6(o: [u8; 16]) -> IpAddr {
+    IpAddr::V6(Ipv6Addr::from(o))
+}
+
+fn tcp(sport: u16, dport: u16, flags: u8) -> L4 {
+    L4::Tcp {
+        sport,
+        dport,
+        flags,
+    }
+}
+fn udp(sport: u16, dport: u16) -> L4 {
+    L4::Udp { sport, dport }
+}
+fn icmp(ty: u8, code: u8, id: u16) -> L4 {
+    let b = id.to_be_bytes();
+    L4::Icmp {
+        ty,
+        code,
+        rest: [b[0], b[1], 0, 1],
+    }
+}
+
+fn ev4(src: [u8; 4], l4: L4) -> Option<Expect> {
+    Some(expect(a4(src), a4(INSIDE_V4), l4))
+}
+fn ev6(src: [u8; 16], l4: L4) -> Option<Expect> {
+    Some(expect(a6(src), a6(INSIDE_V6), l4))
+}
+fn expect(src: IpAddr, dst: IpAddr, l4: L4) -> Expect {
+    let v6 = src.is_ipv6();
+    let (proto, sport, dport, tcp_flags, icmp_type) = match l4 {
+        L4::Tcp {
+            sport,
+            dport,
+            flags,
+        } => (IPPROTO_TCP, sport, dport, flags, 0),
+        L4::Udp { sport, dport } => (IPPROTO_UDP, sport, dport, 0, 0),
+        L4::Icmp { ty, rest, .. } => {
+            let echo = matches!(ty, 0 | 8 | 128 | 129);
+            let id = if echo {
+                u16::from_be_bytes([rest[0], rest[1]])
+            } else {
+                0
+            };
+            (if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP }, id, 0, 0, ty)
+        }
+        L4::Raw { proto } => (proto, 0, 0, 0, 0),
+    };
+    Expect {
+        src,
+        dst,
+        proto,
+        sport,
+        dport,
+        tcp_flags,
+        icmp_type,
+        pkt_flags: 0,
+    }
+}
+
+/// Outbound frames from the inside that the egress recorder turns into flows.
+fn record_inside_flows(h: &mut Harness) {
+    let eg4 = |l4| v4(INSIDE_V4, OUTSIDE_V4, l4);
+    let eg6 = |l4| v6(INSIDE_V6, OUTSIDE_V6, l4);
+    h.egress(&eg4(tcp(40000, 443, SYN)));
+    h.egress(&eg4(udp(5000, 53)));
+    h.egress(&eg4(icmp(8, 0, 0x1234)));
+    h.egress(&eg4(tcp(22, 50000, SYN | ACK))); // the inside accepted a connection
+    h.egress(&eg4(tcp(23, 60000, RST | ACK))); // answering a probe: no state
+    h.egress(&eg4(L4::Raw { proto: 47 }));
+    h.egress(&eg6(tcp(40000, 443, SYN)));
+    h.egress(&eg6(udp(5000, 53)));
+    h.egress(&eg6(icmp(128, 0, 0x4321)));
+}
+
+fn rows() -> Vec<Row> {
+    let r = |name, frame, class, family, proto, event| Row {
+        name,
+        frame,
+        class,
+        family,
+        proto,
+        event,
+        misc: &[],
+    };
+    let quoted_udp_v4 = ip_part(&v4(INSIDE_V4, OUTSIDE_V4, udp(5000, 53)));
+    let quoted_unknown_v4 = ip_part(&v4(INSIDE_V4, OTHER_V4, udp(5001, 53)));
+    let quoted_tcp_v6 = ip_part(&v6(INSIDE_V6, OUTSIDE_V6, tcp(40000, 443, SYN)));
+    let unreach = L4::Icmp {
+        ty: 3,
+        code: 3,
+        rest: [0; 4],
+    };
+    let unreach6 = L4::Icmp {
+        ty: 1,
+        code: 4,
+        rest: [0; 4],
+    };
+    let syn80 = tcp(55555, 80, SYN);
+    let mut rows = vec![
+        // --- replies and related (no events) ---
+        r(
+            "v4 syn-ack reply",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(443, 40000, SYN | ACK)),
+            Class::Reply,
+            "ipv4",
+            "tcp",
+            None,
+        ),
+        r(
+            "v4 ack reply",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(443, 40000, ACK | PSH)),
+            Class::Reply,
+            "ipv4",
+            "tcp",
+            None,
+        ),
+        r(
+            "v4 udp reply",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(53, 5000)),
+            Class::Reply,
+            "ipv4",
+            "udp",
+            None,
+        ),
+        r(
+            "v4 echo reply",
+            v4(OUTSIDE_V4, INSIDE_V4, icmp(0, 0, 0x1234)),
+            Class::Reply,
+            "ipv4",
+            "icmp",
+            None,
+        ),
+        r(
+            "v4 gre reply",
+            v4(OUTSIDE_V4, INSIDE_V4, L4::Raw { proto: 47 }),
+            Class::Reply,
+            "ipv4",
+            "other",
+            None,
+        ),
+        r(
+            "v4 icmp error quoting an inside udp flow",
+            v4_vlan(Vlan::None, OTHER_V4, INSIDE_V4, unreach, &quoted_udp_v4),
+            Class::Related,
+            "ipv4",
+            "icmp",
+            None,
+        ),
+        r(
+            "v6 syn-ack reply",
+            v6(OUTSIDE_V6, INSIDE_V6, tcp(443, 40000, SYN | ACK)),
+            Class::Reply,
+            "ipv6",
+            "tcp",
+            None,
+        ),
+        r(
+            "v6 udp reply",
+            v6(OUTSIDE_V6, INSIDE_V6, udp(53, 5000)),
+            Class::Reply,
+            "ipv6",
+            "udp",
+            None,
+        ),
+        r(
+            "v6 echo reply",
+            v6(OUTSIDE_V6, INSIDE_V6, icmp(129, 0, 0x4321)),
+            Class::Reply,
+            "ipv6",
+            "icmpv6",
+            None,
+        ),
+        r(
+            "v6 icmp error quoting an inside tcp flow",
+            v6_vlan(Vlan::None, OTHER_V6, INSIDE_V6, unreach6, &quoted_tcp_v6),
+            Class::Related,
+            "ipv6",
+            "icmpv6",
+            None,
+        ),
+        // --- services and control ---
+        r(
+            "v4 syn to published tcp/443",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(50001, 443, SYN)),
+            Class::Service,
+            "ipv4",
+            "tcp",
+            None,
+        ),
+        r(
+            "v4 ack on a connection the inside accepted",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(50000, 22, ACK)),
+            Class::Service,
+            "ipv4",
+            "tcp",
+            None,
+        ),
+        r(
+            "v6 syn to published tcp/443",
+            v6(OUTSIDE_V6, INSIDE_V6, tcp(50001, 443, SYN)),
+            Class::Service,
+            "ipv6",
+            "tcp",
+            None,
+        ),
+        r(
+            "v4 dhcp reply",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(67, 68)),
+            Class::Control,
+            "ipv4",
+            "udp",
+            None,
+        ),
+        r(
+            "v6 dhcpv6 reply",
+            v6(OUTSIDE_V6, INSIDE_V6, udp(547, 546)),
+            Class::Control,
+            "ipv6",
+            "udp",
+            None,
+        ),
+        r(
+            "v6 neighbour solicitation",
+            v6(OUTSIDE_V6, INSIDE_V6, icmp(135, 0, 0)),
+            Class::Control,
+            "ipv6",
+            "icmpv6",
+            None,
+        ),
+        r(
+            "v6 router advertisement",
+            v6(OUTSIDE_V6, INSIDE_V6, icmp(134, 0, 0)),
+            Class::Control,
+            "ipv6",
+            "icmpv6",
+            None,
+        ),
+        r("arp", arp(), Class::NonIp, "none", "other", None),
+        // --- unsolicited (events) ---
+        r(
+            "v4 syn probe",
+            v4(OUTSIDE_V4, INSIDE_V4, syn80),
+            Class::Unsolicited,
+            "ipv4",
+            "tcp",
+            ev4(OUTSIDE_V4, syn80),
+        ),
+        r(
+            "v4 syn to the port the inside answered with RST",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(60000, 23, SYN)),
+            Class::Unsolicited,
+            "ipv4",
+            "tcp",
+            ev4(OUTSIDE_V4, tcp(60000, 23, SYN)),
+        ),
+        r(
+            "v4 ack from the scanner the inside answered with RST",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(60000, 23, ACK)),
+            Class::Unsolicited,
+            "ipv4",
+            "tcp",
+            ev4(OUTSIDE_V4, tcp(60000, 23, ACK)),
+        ),
+        r(
+            "v4 reply-shaped packet from a stranger",
+            v4(OTHER_V4, INSIDE_V4, tcp(443, 40000, SYN | ACK)),
+            Class::Unsolicited,
+            "ipv4",
+            "tcp",
+            ev4(OTHER_V4, tcp(443, 40000, SYN | ACK)),
+        ),
+        r(
+            "v4 udp probe",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(40001, 161)),
+            Class::Unsolicited,
+            "ipv4",
+            "udp",
+            ev4(OUTSIDE_V4, udp(40001, 161)),
+        ),
+        r(
+            "v4 echo request",
+            v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 7)),
+            Class::Unsolicited,
+            "ipv4",
+            "icmp",
+            ev4(OUTSIDE_V4, icmp(8, 0, 7)),
+        ),
+        r(
+            "v4 echo reply nobody asked for",
+            v4(OUTSIDE_V4, INSIDE_V4, icmp(0, 0, 0x9999)),
+            Class::Unsolicited,
+            "ipv4",
+            "icmp",
+            ev4(OUTSIDE_V4, icmp(0, 0, 0x9999)),
+        ),
+        r(
+            "v4 icmp error quoting an unknown flow (backscatter)",
+            v4_vlan(Vlan::None, OTHER_V4, INSIDE_V4, unreach, &quoted_unknown_v4),
+            Class::Unsolicited,
+            "ipv4",
+            "icmp",
+            Some(expect(a4(OTHER_V4), a4(INSIDE_V4), unreach)),
+        ),
+        r(
+            "v4 gre from a stranger",
+            v4(OTHER_V4, INSIDE_V4, L4::Raw { proto: 47 }),
+            Class::Unsolicited,
+            "ipv4",
+            "other",
+            ev4(OTHER_V4, L4::Raw { proto: 47 }),
+        ),
+        r(
+            "v4 syn with ip options",
+            v4_with_options(OUTSIDE_V4, INSIDE_V4, syn80, &[1, 1, 1, 0, 7, 7, 4, 0]),
+            Class::Unsolicited,
+            "ipv4",
+            "tcp",
+            ev4(OUTSIDE_V4, syn80),
+        ),
+        r(
+            "v6 syn probe",
+            v6(OUTSIDE_V6, INSIDE_V6, syn80),
+            Class::Unsolicited,
+            "ipv6",
+            "tcp",
+            ev6(OUTSIDE_V6, syn80),
+        ),
+        r(
+            "v6 udp probe",
+            v6(OUTSIDE_V6, INSIDE_V6, udp(40001, 53)),
+            Class::Unsolicited,
+            "ipv6",
+            "udp",
+            ev6(OUTSIDE_V6, udp(40001, 53)),
+        ),
+        r(
+            "v6 echo request",
+            v6(OUTSIDE_V6, INSIDE_V6, icmp(128, 0, 9)),
+            Class::Unsolicited,
+            "ipv6",
+            "icmpv6",
+            ev6(OUTSIDE_V6, icmp(128, 0, 9)),
+        ),
+        r(
+            "v6 syn behind two extension headers",
+            v6_with_ext(OUTSIDE_V6, INSIDE_V6, 2, syn80),
+            Class::Unsolicited,
+            "ipv6",
+            "tcp",
+            ev6(OUTSIDE_V6, syn80),
+        ),
+        r(
+            "v6 raw protocol 132",
+            v6(OTHER_V6, INSIDE_V6, L4::Raw { proto: 132 }),
+            Class::Unsolicited,
+            "ipv6",
+            "other",
+            ev6(OTHER_V6, L4::Raw { proto: 132 }),
+        ),
+    ];
+    // Every TCP flag mix a scanner uses, as an event with its flags.
+    for (name, f) in [
+        ("NULL", 0),
+        ("FIN", FIN),
+        ("Xmas", FIN | PSH | URG),
+        ("Maimon", FIN | ACK),
+        ("SYN|FIN", SYN | FIN),
+        ("ACK", ACK),
+        ("SYN|ECE|CWR", SYN | ECE | CWR),
+        ("all flags", 0xff),
+    ] {
+        let l4 = tcp(33333, 8080, f);
+        rows.push(Row {
+            name: Box::leak(format!("v4 tcp flags {name}").into_boxed_str()),
+            frame: v4(OUTSIDE_V4, INSIDE_V4, l4),
+            class: Class::Unsolicited,
+            family: "ipv4",
+            proto: "tcp",
+            event: ev4(OUTSIDE_V4, l4),
+            misc: &[],
+        });
+    }
+    // VLAN and QinQ.
+    let mut vlan_ev = ev4(OUTSIDE_V4, syn80).unwrap();
+    vlan_ev.pkt_flags = PKT_VLAN;
+    rows.push(Row {
+        name: "v4 syn in a vlan",
+        frame: v4_vlan(Vlan::Single(100), OUTSIDE_V4, INSIDE_V4, syn80, &[]),
+        class: Class::Unsolicited,
+        family: "ipv4",
+        proto: "tcp",
+        event: Some(vlan_ev.clone()),
+        misc: &[],
+    });
+    rows.push(Row {
+        name: "v4 syn in qinq",
+        frame: v4_vlan(Vlan::Double(200, 100), OUTSIDE_V4, INSIDE_V4, syn80, &[]),
+        class: Class::Unsolicited,
+        family: "ipv4",
+        proto: "tcp",
+        event: Some(vlan_ev),
+        misc: &[],
+    });
+    rows.push(Row {
+        name: "v4 udp reply in qinq",
+        frame: v4_vlan(
+            Vlan::Double(200, 100),
+            OUTSIDE_V4,
+            INSIDE_V4,
+            udp(53, 5000),
+            &[],
+        ),
+        class: Class::Reply,
+        family: "ipv4",
+        proto: "udp",
+        event: None,
+        misc: &[],
+    });
+    let mut v6vlan = ev6(OUTSIDE_V6, syn80).unwrap();
+    v6vlan.pkt_flags = PKT_VLAN;
+    rows.push(Row {
+        name: "v6 syn in a vlan",
+        frame: v6_vlan(Vlan::Single(7), OUTSIDE_V6, INSIDE_V6, syn80, &[]),
+        class: Class::Unsolicited,
+        family: "ipv6",
+        proto: "tcp",
+        event: Some(v6vlan),
+        misc: &[],
+    });
+    // Fragments: classified by addresses and protocol only.
+    rows.push(Row {
+        name: "v4 non-first fragment of an inside udp flow",
+        frame: v4_fragment(OUTSIDE_V4, INSIDE_V4, IPPROTO_UDP),
+        class: Class::Reply,
+        family: "ipv4",
+        proto: "udp",
+        event: None,
+        misc: &["fragments"],
+    });
+    let mut frag = expect(a4(OTHER_V4), a4(INSIDE_V4), L4::Raw { proto: IPPROTO_UDP });
+    frag.pkt_flags = PKT_FRAGMENT;
+    rows.push(Row {
+        name: "v4 non-first fragment from a stranger",
+        frame: v4_fragment(OTHER_V4, INSIDE_V4, IPPROTO_UDP),
+        class: Class::Unsolicited,
+        family: "ipv4",
+        proto: "udp",
+        event: Some(frag),
+        misc: &["fragments"],
+    });
+    rows.push(Row {
+        name: "v6 non-first fragment of an inside udp flow",
+        frame: v6_fragment(OUTSIDE_V6, INSIDE_V6, IPPROTO_UDP),
+        class: Class::Reply,
+        family: "ipv6",
+        proto: "udp",
+        event: None,
+        misc: &["fragments"],
+    });
+    let mut frag6 = expect(a6(OTHER_V6), a6(INSIDE_V6), L4::Raw { proto: IPPROTO_UDP });
+    frag6.pkt_flags = PKT_FRAGMENT;
+    rows.push(Row {
+        name: "v6 non-first fragment from a stranger",
+        frame: v6_fragment(OTHER_V6, INSIDE_V6, IPPROTO_UDP),
+        class: Class::Unsolicited,
+        family: "ipv6",
+        proto: "udp",
+        event: Some(frag6),
+        misc: &["fragments"],
+    });
+    // A large frame is parsed like any other.
+    let big = v4_vlan(Vlan::None, OUTSIDE_V4, INSIDE_V4, syn80, &[0x5a; 3000]);
+    rows.push(r(
+        "v4 3 KB syn",
+        big,
+        Class::Unsolicited,
+        "ipv4",
+        "tcp",
+        ev4(OUTSIDE_V4, syn80),
+    ));
+    rows
+}
+
+fn check_row(h: &mut Harness, row: &Row) {
+    let e = h.ingress(&row.frame);
+    let name = row.name;
+    assert_eq!(
+        e.action, XDP_PASS,
+        "{name}: monitor mode must pass every packet"
+    );
+    let want: BTreeMap<ClassKey, u64> = [(
+        (
+            row.class.name().to_string(),
+            row.family.to_string(),
+            row.proto.to_string(),
+        ),
+        1,
+    )]
+    .into();
+    assert_eq!(e.classes, want, "{name}: class counters");
+    for m in row.misc {
+        assert_eq!(
+            e.misc.get(m).copied(),
+            Some(1),
+            "{name}: counter {m} must move by one: {:?}",
+            e.misc
+        );
+    }
+    match &row.event {
+        None => {
+            assert!(
+                e.events.is_empty(),
+                "{name}: no event expected, got {:?}",
+                e.events
+            );
+            assert!(
+                !e.misc.contains_key("events_sent"),
+                "{name}: events_sent moved"
+            );
+        }
+        Some(x) => {
+            assert_eq!(e.events.len(), 1, "{name}: exactly one event");
+            assert_eq!(
+                e.misc.get("events_sent").copied(),
+                Some(1),
+                "{name}: events_sent"
+            );
+            let ev = &e.events[0];
+            assert_eq!(ev.src_addr(), Some(x.src), "{name}: src");
+            assert_eq!(ev.dst_addr(), Some(x.dst), "{name}: dst");
+            assert_eq!(ev.proto, x.proto, "{name}: proto");
+            assert_eq!(ev.sport, x.sport, "{name}: sport");
+            assert_eq!(ev.dport, x.dport, "{name}: dport");
+            assert_eq!(ev.tcp_flags, x.tcp_flags, "{name}: tcp flags");
+            assert_eq!(ev.icmp_type, x.icmp_type, "{name}: icmp type");
+            assert_eq!(ev.pkt_flags, x.pkt_flags, "{name}: packet flags");
+            assert_eq!(ev.class, Class::Unsolicited as u8, "{name}: class");
+            assert_eq!(ev.ttl, 64, "{name}: ttl");
+            assert_eq!(ev.pkt_len as usize, row.frame.len(), "{name}: length");
+            assert!(ev.ts_ns > 0, "{name}: timestamp");
+            if ev.proto == IPPROTO_TCP && ev.pkt_flags & PKT_FRAGMENT == 0 {
+                assert_eq!(ev.tcp_seq, 0x1234_5678, "{name}: seq");
+                assert_eq!(ev.tcp_window, 1024, "{name}: window");
+            }
+        }
+    }
+}
+
+#[test]
+fn classification_table() {
+    if !privileged("classification_table") {
+        return;
+    }
+    let mut h = Harness::default();
+    record_inside_flows(&mut h);
+    let rows = rows();
+    assert!(rows.len() >= 40, "table has {} rows", rows.len());
+    for row in &rows {
+        check_row(&mut h, row);
+    }
+}
+
+/// Truncated, inconsistent and oversized headers: counted as malformed,
+/// passed, and reported as events when malformed events are on.
+#[test]
+fn malformed_corpus() {
+    if !privileged("malformed_corpus") {
+        return;
+    }
+    let limits = Limits {
+        emit_malformed: true,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    let syn4 = v4(OUTSIDE_V4, INSIDE_V4, tcp(1234, 80, SYN));
+    let syn6 = v6(OUTSIDE_V6, INSIDE_V6, tcp(1234, 80, SYN));
+    let udp6 = v6(OUTSIDE_V6, INSIDE_V6, udp(1234, 53));
+    let qinq = v4_vlan(
+        Vlan::Double(1, 2),
+        OUTSIDE_V4,
+        INSIDE_V4,
+        tcp(1, 2, SYN),
+        &[],
+    );
+    let mut corpus: Vec<(String, Vec<u8>, &str)> = Vec::new();
+    // Truncated at every header boundary (and inside each header).
+    for cut in [14, 24, 34, 40, 53] {
+        corpus.push((format!("v4 syn cut at {cut}"), syn4[..cut].to_vec(), "ipv4"));
+    }
+    for cut in [14, 30, 54, 60, 73] {
+        corpus.push((format!("v6 syn cut at {cut}"), syn6[..cut].to_vec(), "ipv6"));
+    }
+    corpus.push(("v6 udp cut at 61".into(), udp6[..61].to_vec(), "ipv6"));
+    for cut in [16, 20] {
+        corpus.push((format!("qinq cut at {cut}"), qinq[..cut].to_vec(), "none"));
+    }
+    // IP total length consistent but no room for the TCP header.
+    let mut no_l4 = syn4[..34].to_vec();
+    no_l4[16..18].copy_from_slice(&20u16.to_be_bytes());
+    patch_v4(&mut no_l4, 2, 0);
+    corpus.push(("v4 tcp without its header".into(), no_l4, "ipv4"));
+    let mut ihl4 = syn4.clone();
+    patch_v4(&mut ihl4, 0, 0x44);
+    corpus.push(("v4 ihl 4".into(), ihl4, "ipv4"));
+    let mut ihl0 = syn4.clone();
+    patch_v4(&mut ihl0, 0, 0x40);
+    corpus.push(("v4 ihl 0".into(), ihl0, "ipv4"));
+    let mut ihl_past = syn4.clone();
+    patch_v4(&mut ihl_past, 0, 0x4f);
+    ihl_past.truncate(14 + 40);
+    ihl_past[16..18].copy_from_slice(&40u16.to_be_bytes());
+    corpus.push(("v4 ihl past the end".into(), ihl_past, "ipv4"));
+    let mut long_total = syn4.clone();
+    long_total[16..18].copy_from_slice(&1500u16.to_be_bytes());
+    corpus.push(("v4 total length past the frame".into(), long_total, "ipv4"));
+    let mut wrong_version = syn4.clone();
+    patch_v4(&mut wrong_version, 0, 0x65);
+    corpus.push((
+        "version 6 in an ipv4 ethertype".into(),
+        wrong_version,
+        "ipv4",
+    ));
+    let mut jumbo = syn6.clone();
+    jumbo[18..20].copy_from_slice(&0u16.to_be_bytes());
+    corpus.push(("v6 jumbogram (payload length 0)".into(), jumbo, "ipv6"));
+    let mut v6_long = syn6.clone();
+    v6_long[18..20].copy_from_slice(&4000u16.to_be_bytes());
+    corpus.push(("v6 payload length past the frame".into(), v6_long, "ipv6"));
+    corpus.push((
+        "v6 extension chain past the bound".into(),
+        v6_with_ext(OUTSIDE_V6, INSIDE_V6, 9, tcp(1, 2, SYN)),
+        "ipv6",
+    ));
+    let mut triple = qinq.clone();
+    triple.splice(20..20, [0x81, 0x00, 0x00, 0x03]);
+    corpus.push(("three vlan tags".into(), triple, "none"));
+
+    for (name, frame, family) in &corpus {
+        let e = h.ingress(frame);
+        assert_eq!(e.action, XDP_PASS, "{name}: must pass");
+        let malformed: u64 = e
+            .classes
+            .iter()
+            .filter(|(k, _)| k.0 == "malformed" && k.1 == *family)
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(
+            malformed, 1,
+            "{name}: one malformed {family} packet, got {:?}",
+            e.classes
+        );
+        assert_eq!(
+            e.classes.values().sum::<u64>(),
+            1,
+            "{name}: nothing else counted"
+        );
+        assert_eq!(e.events.len(), 1, "{name}: one malformed event");
+        assert_eq!(
+            e.events[0].class,
+            Class::Malformed as u8,
+            "{name}: event class"
+        );
+        if name.contains("extension chain") {
+            assert_eq!(
+                e.misc.get("ext_header_overflow").copied(),
+                Some(1),
+                "{name}: overflow counter"
+            );
+        }
+    }
+    // Frames shorter than Ethernet never reach XDP: the kernel refuses them
+    // and nothing is counted.
+    let before = class_map(&h.sensor).0;
+    for len in [0usize, 13] {
+        assert!(
+            h.sensor.test_run(PROG_INGRESS, &syn4[..len], 1).is_err(),
+            "a {len}-byte frame must be refused by BPF_PROG_TEST_RUN"
+        );
+    }
+    assert_eq!(
+        class_map(&h.sensor).0,
+        before,
+        "refused frames change no counter"
+    );
+}
+
+/// Malformed packets are counted but send no event unless asked to.
+#[test]
+fn malformed_events_are_off_by_default() {
+    if !privileged("malformed_events_are_off_by_default") {
+        return;
+    }
+    let mut h = Harness::new(Limits::default(), &[], 1 << 20);
+    let syn4 = v4(OUTSIDE_V4, INSIDE_V4, tcp(1234, 80, SYN));
+    let e = h.ingress(&syn4[..30]);
+    assert_eq!(e.action, XDP_PASS);
+    assert_eq!(
+        e.classes
+            .get(&("malformed".into(), "ipv4".into(), "other".into()))
+            .copied(),
+        Some(1)
+    );
+    assert!(e.events.is_empty());
+}
+
+/// The per-source limiter holds back a flooding source and counts it,
+/// while a second source keeps its events.
+#[test]
+fn rate_limit_is_per_source_and_counted() {
+    if !privileged("rate_limit_is_per_source_and_counted") {
+        return;
+    }
+    let limits = Limits {
+        rate_limit: 1,
+        rate_burst: 5,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    let flood = v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN));
+    let (rc, _) = h.sensor.test_run(PROG_INGRESS, &flood, 100).expect("flood");
+    assert_eq!(rc, XDP_PASS);
+    let flood_events = h.drain();
+    let c = h.sensor.counters().unwrap();
+    assert_eq!(flood_events.len(), 5, "burst of 5 passes");
+    assert_eq!(
+        c.misc(fireplot_common::counters::Misc::Suppressed),
+        95,
+        "the rest is counted as suppressed"
+    );
+    assert_eq!(
+        c.class_total(Class::Unsolicited),
+        100,
+        "every probe is still counted"
+    );
+    let other = v4(OTHER_V4, INSIDE_V4, tcp(1000, 80, SYN));
+    let (rc, _) = h
+        .sensor
+        .test_run(PROG_INGRESS, &other, 3)
+        .expect("second source");
+    assert_eq!(rc, XDP_PASS);
+    let events = h.drain();
+    assert_eq!(
+        events.len(),
+        3,
+        "a second source is not held back by the first"
+    );
+    assert!(events.iter().all(|e| e.src_addr() == Some(a4(OTHER_V4))));
+}
+
+/// A full ring buffer loses events, and every lost one is counted.
+#[test]
+fn ring_full_is_counted() {
+    if !privileged("ring_full_is_counted") {
+        return;
+    }
+    let limits = Limits {
+        rate_limit: 0,
+        ..Limits::default()
+    };
+    let page = 4096;
+    let mut h = Harness::new(limits, &[], page);
+    let frame = v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN));
+    let (rc, _) = h.sensor.test_run(PROG_INGRESS, &frame, 200).expect("run");
+    assert_eq!(rc, XDP_PASS);
+    let received = h.drain().len() as u64;
+    let c = h.sensor.counters().unwrap();
+    use fireplot_common::counters::Misc;
+    assert!(
+        c.misc(Misc::RingFull) > 0,
+        "a 4 KiB ring cannot hold 200 events"
+    );
+    assert_eq!(
+        c.misc(Misc::EventsSent),
+        received,
+        "userspace got every event the kernel sent"
+    );
+    assert_eq!(
+        c.misc(Misc::EventsSent) + c.misc(Misc::RingFull),
+        200,
+        "sent + lost = probes"
+    );
+}
+
+/// Flows time out: a reply after the idle timeout is unsolicited again.
+#[test]
+fn flows_expire_after_their_timeout() {
+    if !privileged("flows_expire_after_their_timeout") {
+        return;
+    }
+    let limits = Limits {
+        udp_timeout_s: 1,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    h.egress(&v4(INSIDE_V4, OUTSIDE_V4, udp(7000, 53)));
+    let reply = v4(OUTSIDE_V4, INSIDE_V4, udp(53, 7000));
+    let e = h.ingress(&reply);
+    assert_eq!(e.classes.keys().next().map(|k| k.0.as_str()), Some("reply"));
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let e = h.ingress(&reply);
+    assert_eq!(
+        e.classes.keys().next().map(|k| k.0.as_str()),
+        Some("unsolicited"),
+        "expired flow"
+    );
+    assert_eq!(e.events.len(), 1);
+}
