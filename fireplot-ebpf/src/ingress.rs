@@ -1,6 +1,9 @@
 //! Classification of inbound packets (DESIGN §2) and event emission.
 
-use aya_ebpf::{helpers::bpf_ktime_get_ns, programs::XdpContext};
+use aya_ebpf::{
+    helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
+    programs::XdpContext,
+};
 use fireplot_common::{
     config::{service_bit, Config},
     counters::{class_index, port_table, Misc, PORT_CHUNK},
@@ -444,11 +447,14 @@ fn emit(
     ip_id: u16,
     pkt_flags: u8,
 ) {
-    let now_ns = unsafe { bpf_ktime_get_ns() };
-    if !rate_allow(cfg, p, now_ns) {
+    // The limiter runs on the coarse clock (one tick, a few ms): a flood's
+    // suppressed packets never pay for reading the clocksource.
+    let coarse_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    if !rate_allow(cfg, p, coarse_ns) {
         bump(Misc::Suppressed.index());
         return;
     }
+    let now_ns = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(Misc::RingFull.index());
         return;
