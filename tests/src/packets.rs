@@ -178,7 +178,7 @@ pub fn patch_v4(frame: &mut [u8], offset: usize, value: u8) {
 
 /// An IPv4 frame with `options` (a multiple of 4 bytes) in the header.
 pub fn v4_with_options(src: [u8; 4], dst: [u8; 4], l4: L4, options: &[u8]) -> Vec<u8> {
-    assert!(options.len() % 4 == 0 && options.len() <= 40);
+    assert!(options.len().is_multiple_of(4) && options.len() <= 40);
     let plain = v4(src, dst, l4);
     let mut f = plain[..34].to_vec();
     f.extend_from_slice(options);

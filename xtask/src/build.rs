@@ -100,3 +100,30 @@ pub fn test(extra: &[String]) -> Result<()> {
     }
     run(&mut c)
 }
+
+/// Runs the benchmark binary; it prints the table and writes
+/// `target/bench/results.json`.
+pub fn bench(quick: bool) -> Result<()> {
+    let root = root();
+    let mut c = cargo(None);
+    c.current_dir(&root)
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "--package",
+            "fireplot-tests",
+            "--features",
+            "bench",
+            "--bin",
+            "fireplot-bench",
+            "--",
+        ])
+        .arg("--json")
+        .arg(root.join("target/bench/results.json"))
+        .env("FIREPLOT_EBPF_OBJECT", ebpf_object());
+    if quick {
+        c.arg("--quick");
+    }
+    run(&mut c)
+}

@@ -44,6 +44,12 @@ enum Task {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
     },
+    /// Measure: XDP ns/packet per path next to a trivial XDP_PASS, TC egress cost.
+    Bench {
+        /// Fewer repeats (a quick look, not a figure to quote).
+        #[arg(long)]
+        quick: bool,
+    },
     /// Bring the lab network up or down.
     Lab {
         #[arg(value_enum)]
@@ -89,6 +95,12 @@ fn main() -> Result<()> {
             setup::ensure()?;
             let bin = build::build(true)?;
             demo::demo(&prefix, out, &bin)
+        }
+        Task::Bench { quick } => {
+            require_root("bench")?;
+            setup::ensure()?;
+            build::build(true)?;
+            build::bench(quick)
         }
         Task::Lab { action, prefix } => {
             require_root("lab")?;

@@ -59,14 +59,14 @@ impl Counters {
         }
         let mut out = Counters::default();
         for class in Class::ALL {
-            for f in 0..FAMILY_SLOTS {
-                for p in 0..PROTO_SLOTS {
+            for (f, family) in FAMILY_SLOT_NAMES.iter().enumerate() {
+                for (p, proto) in PROTO_SLOT_NAMES.iter().enumerate() {
                     let idx = (class as usize * FAMILY_SLOTS + f) * PROTO_SLOTS + p;
                     if flat[idx] > 0 {
                         out.classes.push(ClassCount {
                             class: class.name(),
-                            family: FAMILY_SLOT_NAMES[f],
-                            proto: PROTO_SLOT_NAMES[p],
+                            family,
+                            proto,
                             packets: flat[idx],
                         });
                     }

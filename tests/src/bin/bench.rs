@@ -14,7 +14,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// ns/packet of `prog` over `frame`: median of `runs` test_runs of `repeat`.
-fn xdp_ns(s: &mut Sensor, prog: &'static str, frame: &[u8], repeat: u32, runs: usize) -> Result<f64> {
+fn xdp_ns(
+    s: &mut Sensor,
+    prog: &'static str,
+    frame: &[u8],
+    repeat: u32,
+    runs: usize,
+) -> Result<f64> {
     let mut v = Vec::new();
     for _ in 0..runs {
         let (_, d) = s.test_run(prog, frame, repeat).context("test_run")?;
@@ -26,7 +32,9 @@ fn xdp_ns(s: &mut Sensor, prog: &'static str, frame: &[u8], repeat: u32, runs: u
 fn egress_ns(s: &mut Sensor, frame: &[u8], repeat: u32, runs: usize) -> Result<f64> {
     let mut v = Vec::new();
     for _ in 0..runs {
-        let (_, d): (u32, Duration) = s.test_run_egress(frame, repeat).context("egress test_run")?;
+        let (_, d): (u32, Duration) = s
+            .test_run_egress(frame, repeat)
+            .context("egress test_run")?;
         v.push(d.as_secs_f64() * 1e9);
     }
     Ok(median(v))
@@ -52,19 +60,88 @@ fn main() -> Result<()> {
     let mut s = Sensor::load(&big_ring)?;
     s.configure(&unlimited, &[])?;
     // Inside flows, recorded by the real egress program.
-    let out_tcp = v4(INSIDE_V4, OUTSIDE_V4, L4::Tcp { sport: 40000, dport: 443, flags: SYN });
-    let out_udp = v4(INSIDE_V4, OUTSIDE_V4, L4::Udp { sport: 5000, dport: 53 });
-    let out_tcp6 = v6(INSIDE_V6, OUTSIDE_V6, L4::Tcp { sport: 40000, dport: 443, flags: SYN });
+    let out_tcp = v4(
+        INSIDE_V4,
+        OUTSIDE_V4,
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: SYN,
+        },
+    );
+    let out_udp = v4(
+        INSIDE_V4,
+        OUTSIDE_V4,
+        L4::Udp {
+            sport: 5000,
+            dport: 53,
+        },
+    );
+    let out_tcp6 = v6(
+        INSIDE_V6,
+        OUTSIDE_V6,
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: SYN,
+        },
+    );
     for f in [&out_tcp, &out_udp, &out_tcp6] {
         s.test_run_egress(f, 1)?;
     }
-    let reply_tcp = v4(OUTSIDE_V4, INSIDE_V4, L4::Tcp { sport: 443, dport: 40000, flags: ACK | PSH });
-    let reply_udp = v4(OUTSIDE_V4, INSIDE_V4, L4::Udp { sport: 53, dport: 5000 });
-    let reply_tcp6 = v6(OUTSIDE_V6, INSIDE_V6, L4::Tcp { sport: 443, dport: 40000, flags: ACK });
-    let syn = v4(OUTSIDE_V4, INSIDE_V4, L4::Tcp { sport: 55555, dport: 80, flags: SYN });
-    let udp6 = v6(OUTSIDE_V6, INSIDE_V6, L4::Udp { sport: 55555, dport: 53 });
+    let reply_tcp = v4(
+        OUTSIDE_V4,
+        INSIDE_V4,
+        L4::Tcp {
+            sport: 443,
+            dport: 40000,
+            flags: ACK | PSH,
+        },
+    );
+    let reply_udp = v4(
+        OUTSIDE_V4,
+        INSIDE_V4,
+        L4::Udp {
+            sport: 53,
+            dport: 5000,
+        },
+    );
+    let reply_tcp6 = v6(
+        OUTSIDE_V6,
+        INSIDE_V6,
+        L4::Tcp {
+            sport: 443,
+            dport: 40000,
+            flags: ACK,
+        },
+    );
+    let syn = v4(
+        OUTSIDE_V4,
+        INSIDE_V4,
+        L4::Tcp {
+            sport: 55555,
+            dport: 80,
+            flags: SYN,
+        },
+    );
+    let udp6 = v6(
+        OUTSIDE_V6,
+        INSIDE_V6,
+        L4::Udp {
+            sport: 55555,
+            dport: 53,
+        },
+    );
     let malformed = syn[..30].to_vec();
-    let egress_ack = v4(INSIDE_V4, OUTSIDE_V4, L4::Tcp { sport: 40000, dport: 443, flags: ACK });
+    let egress_ack = v4(
+        INSIDE_V4,
+        OUTSIDE_V4,
+        L4::Tcp {
+            sport: 40000,
+            dport: 443,
+            flags: ACK,
+        },
+    );
 
     let mut rows: Vec<(String, f64)> = Vec::new();
     let baseline = xdp_ns(&mut s, PROG_BASELINE, &syn, repeat, runs)?;
@@ -75,11 +152,17 @@ fn main() -> Result<()> {
         ("reply to inside TCP flow (v6)", &reply_tcp6),
         ("malformed (truncated IPv4)", &malformed),
     ] {
-        rows.push((name.into(), xdp_ns(&mut s, PROG_INGRESS, frame, repeat, runs)?));
+        rows.push((
+            name.into(),
+            xdp_ns(&mut s, PROG_INGRESS, frame, repeat, runs)?,
+        ));
     }
     // Events: each run's events land in the big ring; a fresh sensor per
     // figure keeps the ring from filling across figures.
-    for (name, frame) in [("unsolicited IPv4 SYN (event)", &syn), ("unsolicited IPv6 UDP (event)", &udp6)] {
+    for (name, frame) in [
+        ("unsolicited IPv4 SYN (event)", &syn),
+        ("unsolicited IPv6 UDP (event)", &udp6),
+    ] {
         let mut e = Sensor::load(&big_ring)?;
         e.configure(&unlimited, &[])?;
         let reps = repeat.min(1_000_000);
@@ -95,7 +178,9 @@ fn main() -> Result<()> {
             // possible, so check the ring did not fill.
             let c = e.counters()?;
             if c.misc(fireplot_common::counters::Misc::RingFull) > 0 {
-                eprintln!("warning: ring filled during `{name}`; figure includes the ring-full path");
+                eprintln!(
+                    "warning: ring filled during `{name}`; figure includes the ring-full path"
+                );
             }
             e = Sensor::load(&big_ring)?;
             e.configure(&unlimited, &[])?;
@@ -115,11 +200,17 @@ fn main() -> Result<()> {
     ));
     let egress = egress_ns(&mut s, &egress_ack, repeat, runs)?;
 
-    println!("{:<48} {:>9} {:>11}", "XDP program (BPF_PROG_TEST_RUN)", "ns/pkt", "× baseline");
+    println!(
+        "{:<48} {:>9} {:>11}",
+        "XDP program (BPF_PROG_TEST_RUN)", "ns/pkt", "× baseline"
+    );
     for (name, ns) in &rows {
         println!("{name:<48} {ns:>9.1} {:>10.2}×", ns / baseline);
     }
-    println!("{:<48} {egress:>9.1}", "tc egress recorder (ACK on a known flow)");
+    println!(
+        "{:<48} {egress:>9.1}",
+        "tc egress recorder (ACK on a known flow)"
+    );
     let json = json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpu": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()

@@ -1,0 +1,413 @@
+//! End-to-end tests on the lab network with real tools: the sensor runs on
+//! the router's wan0, scanners on the inet side, ordinary clients inside.
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+
+use fireplot_tests::{
+    addr, privileged,
+    sensor::{fireplot_bin, Collected, Sensor},
+    traffic::{outbound, scanner, Servers},
+    unique_prefix, Lab, Node,
+};
+use serde_json::Value;
+
+const SCAN_LIMIT: Duration = Duration::from_secs(120);
+
+fn out_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fireplot-test-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// Every event the kernel sent reached the file, and every unsolicited
+/// packet is an event, a suppressed event or a ring-full loss.
+fn assert_consistent(c: &Collected) {
+    let sent = c.kernel("events_sent");
+    assert_eq!(
+        sent,
+        c.user("events_received"),
+        "kernel sent vs userspace received"
+    );
+    assert_eq!(sent, c.user("events_written"), "received vs written");
+    assert_eq!(sent, c.events.len() as u64, "written vs lines in the file");
+    assert_eq!(c.user("decode_errors"), 0);
+    assert_eq!(
+        c.class_total("unsolicited"),
+        sent + c.kernel("suppressed") + c.kernel("ring_full"),
+        "unsolicited packets = events + suppressed + ring-full"
+    );
+}
+
+fn events_from<'a>(c: &'a Collected, src: &str) -> Vec<&'a Value> {
+    c.events.iter().filter(|e| e["src"] == src).collect()
+}
+
+#[test]
+fn replies_to_inside_traffic_are_never_events() {
+    if !privileged("replies_to_inside_traffic_are_never_events") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("rep")).expect("lab");
+    let servers = Servers::start(&lab, 8080, 5353).expect("servers");
+    let sensor = Sensor::start(&lab, &out_dir("replies"), &[]).expect("sensor");
+    let o = outbound(&lab, &servers, 10).expect("outbound traffic");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = sensor.stop().expect("stop sensor");
+    servers.stop().expect("stop servers");
+    assert_eq!(
+        (o.tcp_ok, o.udp_ok, o.ping_ok),
+        (20, 20, 2),
+        "all outbound exchanges answered"
+    );
+    assert!(
+        c.class_total("reply") >= 100,
+        "replies counted: {}",
+        c.class_total("reply")
+    );
+    assert_eq!(c.events.len(), 0, "replies became events: {:?}", c.events);
+    assert_eq!(c.class_total("unsolicited"), 0);
+    assert!(c.kernel("flows_created") >= 42, "egress recorded the flows");
+    assert_consistent(&c);
+}
+
+#[test]
+fn nmap_syn_scan_gives_one_event_per_probe() {
+    if !privileged("nmap_syn_scan_gives_one_event_per_probe") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("syn")).expect("lab");
+    let started = chrono_now();
+    let sensor = Sensor::start(&lab, &out_dir("syn"), &[]).expect("sensor");
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-200",
+            addr::LAN_V4,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = sensor.stop().expect("stop");
+    let ended = chrono_now();
+    let probes = events_from(&c, addr::INET_V4);
+    assert_eq!(probes.len(), 200, "one event per probe");
+    let ports: BTreeSet<u64> = probes
+        .iter()
+        .map(|e| e["dport"].as_u64().expect("dport"))
+        .collect();
+    assert_eq!(
+        ports,
+        (1..=200).collect::<BTreeSet<u64>>(),
+        "each port once"
+    );
+    for e in &probes {
+        assert_eq!(e["family"], 4);
+        assert_eq!(e["proto"], "tcp");
+        assert_eq!(e["dst"], addr::LAN_V4);
+        assert_eq!(e["flags"], "SYN");
+        assert_eq!(e["class"], "unsolicited");
+        assert!(e["sport"].as_u64().is_some_and(|p| p > 0));
+        assert!(e["ttl"].as_u64().is_some_and(|t| t > 0));
+        assert!(e["len"].as_u64().is_some_and(|l| l >= 54));
+        let ts = e["ts"].as_str().expect("ts");
+        assert!(ts.ends_with('Z') && ts.len() == 30, "RFC 3339 ns UTC: {ts}");
+        assert!(
+            started.as_str() <= ts && ts <= ended.as_str(),
+            "{ts} within the run [{started}, {ended}]"
+        );
+    }
+    assert_consistent(&c);
+}
+
+fn chrono_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn ipv6_probes_are_events() {
+    if !privileged("ipv6_probes_are_events") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("v6")).expect("lab");
+    let sensor = Sensor::start(&lab, &out_dir("v6"), &[]).expect("sensor");
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-6",
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-100",
+            addr::LAN_V6,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap -6");
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-6",
+            "-n",
+            "-Pn",
+            "-sU",
+            "--max-retries",
+            "0",
+            "-p",
+            "500-509",
+            addr::LAN_V6,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap -6 -sU");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = sensor.stop().expect("stop");
+    let probes = events_from(&c, addr::INET_V6);
+    let tcp: BTreeSet<u64> = probes
+        .iter()
+        .filter(|e| e["proto"] == "tcp")
+        .map(|e| e["dport"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tcp, (1..=100).collect(), "every IPv6 TCP probe");
+    let udp: BTreeSet<u64> = probes
+        .iter()
+        .filter(|e| e["proto"] == "udp")
+        .map(|e| e["dport"].as_u64().unwrap())
+        .collect();
+    assert_eq!(udp, (500..=509).collect(), "every IPv6 UDP probe");
+    for e in &probes {
+        assert_eq!(e["family"], 6);
+        assert_eq!(e["dst"], addr::LAN_V6);
+        assert_eq!(e["class"], "unsolicited");
+    }
+    assert!(
+        c.class_total("control") > 0,
+        "neighbour discovery counted as control"
+    );
+    assert_consistent(&c);
+}
+
+#[test]
+fn published_service_is_not_an_event() {
+    if !privileged("published_service_is_not_an_event") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("svc")).expect("lab");
+    let sensor = Sensor::start(&lab, &out_dir("svc"), &["--service", "tcp/8443"]).expect("sensor");
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "-p",
+            "8440-8446",
+            addr::LAN_V4,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = sensor.stop().expect("stop");
+    let ports: BTreeSet<u64> = c
+        .events
+        .iter()
+        .filter_map(|e| e["dport"].as_u64())
+        .collect();
+    assert_eq!(
+        ports,
+        [8440, 8441, 8442, 8444, 8445, 8446].into(),
+        "8443 is published"
+    );
+    assert_eq!(c.class_total("service"), 1, "the probe of 8443 is service");
+    assert_consistent(&c);
+}
+
+#[test]
+fn a_flood_does_not_silence_another_source() {
+    if !privileged("a_flood_does_not_silence_another_source") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("fld")).expect("lab");
+    let sensor = Sensor::start(&lab, &out_dir("flood"), &[]).expect("sensor");
+    let flood = lab
+        .command(Node::Inet, "timeout")
+        .args([
+            "-s",
+            "INT",
+            "1",
+            "hping3",
+            "--flood",
+            "-q",
+            "-S",
+            "-p",
+            "80",
+            addr::LAN_V4,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("hping3 flood");
+    std::thread::sleep(Duration::from_millis(200));
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "-S",
+            "198.18.0.11",
+            "-e",
+            "inet0",
+            "-p",
+            "1-100",
+            addr::LAN_V4,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap during the flood");
+    let flood_status = flood.wait_with_output().expect("flood ends");
+    let _ = flood_status;
+    std::thread::sleep(Duration::from_millis(300));
+    let c = sensor.stop().expect("stop");
+    let second: BTreeSet<u64> = events_from(&c, "198.18.0.11")
+        .iter()
+        .map(|e| e["dport"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        second,
+        (1..=100).collect(),
+        "every probe of the second source is an event"
+    );
+    let flooded = c.stats["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["class"] == "unsolicited")
+        .map(|k| k["packets"].as_u64().unwrap())
+        .sum::<u64>();
+    assert!(
+        flooded > 1000,
+        "the flood reached the sensor ({flooded} packets)"
+    );
+    // Default burst is 50,000 events; past it (plus the 10,000/s refill) the
+    // limiter must hold the flooding source back.
+    if flooded > 70_000 {
+        assert!(
+            c.kernel("suppressed") > 0,
+            "a {flooded}-packet flood was not rate-limited"
+        );
+    }
+    assert_consistent(&c);
+    eprintln!(
+        "flood: {} unsolicited packets, {} events, {} suppressed, {} ring-full",
+        flooded,
+        c.events.len(),
+        c.kernel("suppressed"),
+        c.kernel("ring_full")
+    );
+}
+
+#[test]
+fn a_second_xdp_program_is_refused_not_replaced() {
+    if !privileged("a_second_xdp_program_is_refused_not_replaced") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("bsy")).expect("lab");
+    let first = Sensor::start(&lab, &out_dir("busy"), &[]).expect("first sensor");
+    let out = lab
+        .command(Node::Router, fireplot_bin().to_str().unwrap())
+        .args(["run", "--iface", "wan0", "--duration", "1s"])
+        .output()
+        .expect("second fireplot");
+    assert!(!out.status.success(), "the second instance must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already attached"), "clear error: {err}");
+    // The first one still works.
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-5",
+            addr::LAN_V4,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap");
+    std::thread::sleep(Duration::from_millis(300));
+    let c = first.stop().expect("stop");
+    assert_eq!(events_from(&c, addr::INET_V4).len(), 5);
+}
+
+#[test]
+fn clear_errors_for_bad_setups() {
+    if !privileged("clear_errors_for_bad_setups") {
+        return;
+    }
+    let bin = fireplot_bin();
+    let lab = Lab::up(&unique_prefix("err")).expect("lab");
+    let out = lab
+        .command(Node::Router, bin.to_str().unwrap())
+        .args(["run", "--iface", "nosuch0", "--duration", "1s"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown network interface `nosuch0`"), "{err}");
+
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&bin)
+        .args(["run", "--iface", "lo", "--duration", "1s"])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs root"), "{err}");
+
+    let out = Command::new(&bin)
+        .args(["run", "--iface", "lo", "--xdp-mode", "warp"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid value 'warp'"));
+    let out = Command::new(&bin)
+        .args(["run", "--iface", "lo", "--ring-mib", "3"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
+}
