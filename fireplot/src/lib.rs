@@ -7,5 +7,7 @@
 
 pub mod cmd;
 pub mod output;
+pub mod record;
 pub mod sensor;
+pub mod store;
 pub mod units;

@@ -98,7 +98,40 @@ pub fn test(extra: &[String]) -> Result<()> {
         // two cores: one test at a time keeps their timing honest.
         c.args(["--", "--test-threads=1"]);
     }
-    run(&mut c)
+    // Pass the output through and total the per-binary results, so the run
+    // ends with one line that counts every test (the last per-binary line
+    // is often a crate with no doc tests).
+    c.stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().context("cannot run cargo test")?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            for part in rest.split(';') {
+                let mut words = part.split_whitespace().rev();
+                let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                    continue;
+                };
+                let Ok(n) = n.parse::<u64>() else { continue };
+                match what {
+                    "passed" => passed += n,
+                    "failed" => failed += n,
+                    "ignored" => ignored += n,
+                    _ => {}
+                }
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    if !status.success() {
+        bail!("cargo test failed ({status})");
+    }
+    if passed == 0 {
+        bail!("no test ran");
+    }
+    Ok(())
 }
 
 /// Runs the benchmark binary; it prints the table and writes

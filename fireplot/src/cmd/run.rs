@@ -21,10 +21,12 @@ use crate::{
         event::{rfc3339_ns, EventRecord},
         summary::{Summary, UserCounts},
     },
+    record::Record,
     sensor::{
         clock::{monotonic_ns, monotonic_to_wall_offset},
         Limits, LoadOptions, Sensor, XdpModeChoice,
     },
+    store::{default_path, writer::StoreWriter},
     units::{HumanDuration, Service},
 };
 
@@ -47,6 +49,16 @@ pub struct RunArgs {
     /// Write one JSON line per event to FILE (`-` for stdout). Appends.
     #[arg(long, value_name = "FILE")]
     pub events_out: Option<String>,
+
+    /// Store every event (and counter summaries, alerts) in this SQLite
+    /// database. Without a value: /var/lib/fireplot/fireplot.db as root,
+    /// ./fireplot.db otherwise.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub db: Option<PathBuf>,
+
+    /// Delete stored history older than this, in the background (e.g. 30d).
+    #[arg(long, value_name = "DURATION", requires = "db")]
+    pub retain: Option<HumanDuration>,
 
     /// Print a counter summary this often (and always at exit).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -129,11 +141,13 @@ impl RunArgs {
     }
 }
 
-/// Where event lines go.
+/// Where events go: JSON lines and the history store.
 struct EventSink {
     out: Option<Box<dyn Write + Send>>,
     counts: UserCounts,
     write_error_reported: bool,
+    store: Option<StoreWriter>,
+    batch: Vec<Record>,
 }
 
 impl EventSink {
@@ -154,6 +168,8 @@ impl EventSink {
             out,
             counts: UserCounts::default(),
             write_error_reported: false,
+            store: None,
+            batch: Vec::new(),
         })
     }
 
@@ -163,6 +179,9 @@ impl EventSink {
             self.counts.decode_errors += 1;
             return;
         };
+        if self.store.is_some() {
+            self.batch.push(Record::from_event(&ev, wall_offset));
+        }
         let Some(out) = self.out.as_mut() else {
             return;
         };
@@ -176,6 +195,13 @@ impl EventSink {
                     self.write_error_reported = true;
                 }
             }
+        }
+    }
+
+    /// Hands the records of the last drain to the store writer.
+    fn store_batch(&mut self) {
+        if let Some(w) = &self.store {
+            w.events(std::mem::take(&mut self.batch));
         }
     }
 
@@ -196,6 +222,7 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut EventSink) -> usize {
         sink.record(&item, offset);
         n += 1;
     }
+    sink.store_batch();
     n
 }
 
@@ -205,7 +232,8 @@ struct StatsWriter {
 }
 
 impl StatsWriter {
-    fn write(&mut self, sensor: &Sensor, iface: &str, started: Instant, user: UserCounts) {
+    fn write(&mut self, sensor: &Sensor, iface: &str, started: Instant, sink: &EventSink) {
+        let user = sink.counts;
         let counters = match sensor.counters() {
             Ok(c) => c,
             Err(e) => {
@@ -214,7 +242,12 @@ impl StatsWriter {
             }
         };
         let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
-        let summary = Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
+        let mut summary =
+            Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
+        summary.store = sink.store.as_ref().map(StoreWriter::counts);
+        if let Some(w) = &sink.store {
+            w.counters(crate::record::now_ns(), iface, summary.to_json());
+        }
         let text = if self.json {
             summary.to_json() + "\n"
         } else {
@@ -246,8 +279,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         json: args.stats_json,
     };
     let mut sink = EventSink::open(args.events_out.as_deref())?;
-    if args.events_out.is_none() {
-        log::warn!("no --events-out: events are counted but not written anywhere");
+    if args.events_out.is_none() && args.db.is_none() {
+        log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
 
     let load = LoadOptions {
@@ -262,6 +295,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.iface,
         sensor.clock.hz
     );
+    if let Some(db) = &args.db {
+        let path = if db.as_os_str().is_empty() {
+            default_path()
+        } else {
+            db.clone()
+        };
+        let ifindex = ifindex_of(&args.iface);
+        log::info!("storing history in {}", path.display());
+        sink.store = Some(StoreWriter::start(
+            path,
+            args.retain.map(|r| r.0),
+            Some((ifindex, args.iface.clone())),
+        ));
+    }
     let ring = sensor.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
     // for as long as the AsyncFd owns the ring buffer.
@@ -295,7 +342,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 drain(guard.get_inner_mut(), &mut sink);
                 guard.clear_ready();
             }
-            _ = tick.tick() => stats.write(&sensor, &args.iface, started, sink.counts),
+            _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
             _ = flush_tick.tick() => sink.flush(),
             _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: stopping"); break; }
@@ -307,6 +354,20 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     sensor.detach();
     drain(ring.get_mut(), &mut sink);
     sink.flush();
-    stats.write(&sensor, &args.iface, started, sink.counts);
+    if let Some(w) = &sink.store {
+        w.flush();
+    }
+    stats.write(&sensor, &args.iface, started, &sink);
+    if let Some(w) = sink.store.take() {
+        w.close();
+    }
     Ok(())
+}
+
+fn ifindex_of(iface: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(iface) else {
+        return 0;
+    };
+    // SAFETY: valid NUL-terminated string.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
 }

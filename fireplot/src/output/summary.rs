@@ -29,6 +29,9 @@ pub struct Summary<'a> {
     pub classes: &'a [crate::sensor::stats::ClassCount],
     pub kernel: std::collections::BTreeMap<&'static str, u64>,
     pub userspace: UserCounts,
+    /// History store counts, when `--db` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::store::writer::StoreCounts>,
     pub top_ports: &'a [crate::sensor::stats::PortCount],
 }
 
@@ -47,6 +50,7 @@ impl<'a> Summary<'a> {
             classes: &c.classes,
             kernel: c.misc.iter().copied().collect(),
             userspace: user,
+            store: None,
             top_ports: &c.ports[..c.ports.len().min(10)],
         }
     }
@@ -93,6 +97,13 @@ impl<'a> Summary<'a> {
             self.userspace.decode_errors,
             self.userspace.write_errors,
         );
+        if let Some(st) = &self.store {
+            let _ = writeln!(
+                s,
+                "  history: stored {} not_stored {}",
+                st.stored, st.not_stored
+            );
+        }
         let _ = writeln!(
             s,
             "  flows: created {} insert_failed {} cache_misses {} egress_packets {} fragments {} ext_header_overflow {}",

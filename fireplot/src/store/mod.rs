@@ -1,0 +1,546 @@
+//! The history store: an embedded SQLite database (WAL) of events, counter
+//! snapshots and alerts, with a versioned schema migrated on open.
+//!
+//! Events are written in batches, one transaction each, by a dedicated
+//! writer thread ([`writer`]) so that ingest never waits on the disk and a
+//! failing disk never stops the sensor.
+
+pub mod writer;
+
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use thiserror::Error;
+
+use crate::record::{addr_bytes, bytes_addr, Record};
+
+/// The schema version this build writes. Version 1 (the first release) had
+/// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table.
+pub const SCHEMA_VERSION: i64 = 2;
+
+/// Errors of the history store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The file could not be opened or is not a database.
+    #[error("cannot open history database `{path}`")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database is from a newer fireplot.
+    #[error("history database `{path}` has schema version {found}, newer than this fireplot's {SCHEMA_VERSION}")]
+    TooNew { path: PathBuf, found: i64 },
+    /// A statement failed (disk full, locked, corrupt, read-only).
+    #[error("history database `{path}`: {action} failed")]
+    Sql {
+        path: PathBuf,
+        action: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// The default database path for a daemon: `/var/lib/fireplot/fireplot.db`
+/// as root, else `./fireplot.db`.
+pub fn default_path() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/lib/fireplot/fireplot.db")
+    } else {
+        PathBuf::from("fireplot.db")
+    }
+}
+
+/// Which events a query returns.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Inclusive start, exclusive end, Unix ns.
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub family: Option<u8>,
+    pub proto: Option<u8>,
+    pub ifindex: Option<u32>,
+    /// Source network (address, prefix length).
+    pub src: Option<(IpAddr, u8)>,
+}
+
+impl Filter {
+    /// Everything in `[from, to)`.
+    pub fn range(from_ns: i64, to_ns: i64) -> Filter {
+        Filter {
+            from_ns,
+            to_ns,
+            ..Filter::default()
+        }
+    }
+
+    /// Checks the parts SQL does not (the source prefix).
+    pub fn matches(&self, r: &Record) -> bool {
+        if r.ts_ns < self.from_ns || r.ts_ns >= self.to_ns {
+            return false;
+        }
+        if self.family.is_some_and(|f| f != r.family) || self.proto.is_some_and(|p| p != r.proto) {
+            return false;
+        }
+        if self.ifindex.is_some_and(|i| i != r.ifindex) {
+            return false;
+        }
+        match (self.src, r.src) {
+            (None, _) => true,
+            (Some((net, len)), Some(a)) => in_prefix(a, net, len),
+            (Some(_), None) => false,
+        }
+    }
+}
+
+/// Is `a` inside `net/len`?
+pub fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (a, net) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let len = len.min(32) as u32;
+            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let len = len.min(128) as u32;
+            let mask = if len == 0 {
+                0
+            } else {
+                u128::MAX << (128 - len)
+            };
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// An open history database.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS events (
+    ts_ns INTEGER NOT NULL, family INTEGER NOT NULL, proto INTEGER NOT NULL,
+    src BLOB, dst BLOB, sport INTEGER NOT NULL, dport INTEGER NOT NULL,
+    tcp_flags INTEGER NOT NULL, ttl INTEGER NOT NULL, len INTEGER NOT NULL,
+    class INTEGER NOT NULL, ifindex INTEGER NOT NULL,
+    icmp_type INTEGER NOT NULL, icmp_code INTEGER NOT NULL, pkt_flags INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ns);
+CREATE TABLE IF NOT EXISTS counters (ts_ns INTEGER NOT NULL, iface TEXT NOT NULL, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS interfaces (ifindex INTEGER PRIMARY KEY, name TEXT NOT NULL);
+";
+
+const MIGRATE_V1_TO_V2: &str = "
+ALTER TABLE events ADD COLUMN ip_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN tcp_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN tcp_window INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE IF NOT EXISTS alerts (
+    first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
+    kind TEXT NOT NULL, json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (first_seen_ns);
+";
+
+const COLUMNS: &str =
+    "ts_ns, family, proto, src, dst, sport, dport, tcp_flags, ttl, len, class, ifindex, \
+                       icmp_type, icmp_code, pkt_flags, ip_id, tcp_seq, tcp_window";
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: path.into(),
+        };
+        store.setup()?;
+        Ok(store)
+    }
+
+    /// Opens an existing database read-only (plots, top, detect).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(
+            |source| StoreError::Open {
+                path: path.into(),
+                source,
+            },
+        )?;
+        let store = Store {
+            conn,
+            path: path.into(),
+        };
+        let v = store.version()?;
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: path.into(),
+                found: v,
+            });
+        }
+        if v < SCHEMA_VERSION {
+            return Err(StoreError::Sql {
+                path: path.into(),
+                action: "reading an old schema read-only (open it once read-write to migrate)",
+                source: rusqlite::Error::InvalidQuery,
+            });
+        }
+        Ok(store)
+    }
+
+    fn sql(&self, action: &'static str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        move |source| StoreError::Sql {
+            path: self.path.clone(),
+            action,
+            source,
+        }
+    }
+
+    fn version(&self) -> Result<i64, StoreError> {
+        let has_meta: bool = self
+            .conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(self.sql("reading the schema"))?
+            > 0;
+        if !has_meta {
+            return Ok(0);
+        }
+        let v: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql("reading the schema version"))?;
+        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
+    }
+
+    fn setup(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 2000;")
+            .map_err(self.sql("setting WAL mode"))?;
+        let v = self.version()?;
+        if v > SCHEMA_VERSION {
+            return Err(StoreError::TooNew {
+                path: self.path.clone(),
+                found: v,
+            });
+        }
+        if v == 0 {
+            self.conn
+                .execute_batch(SCHEMA_V1)
+                .map_err(self.sql("creating the schema"))?;
+            self.set_version(1)?;
+        }
+        if v <= 1 {
+            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                action: "migrating to schema 2",
+                source,
+            })?;
+            tx.execute_batch(MIGRATE_V1_TO_V2)
+                .and_then(|_| {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
+                        [],
+                    )
+                })
+                .and_then(|_| tx.commit())
+                .map_err(|source| StoreError::Sql {
+                    path: self.path.clone(),
+                    action: "migrating to schema 2",
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn set_version(&self, v: i64) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![v.to_string()],
+            )
+            .map_err(self.sql("writing the schema version"))?;
+        Ok(())
+    }
+
+    /// Creates a database with the version-1 schema (for migration tests).
+    #[doc(hidden)]
+    pub fn create_v1(path: &Path) -> Result<(), StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        let s = Store {
+            conn,
+            path: path.into(),
+        };
+        s.conn
+            .execute_batch(SCHEMA_V1)
+            .map_err(s.sql("creating the v1 schema"))?;
+        s.set_version(1)
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        self.version()
+    }
+
+    /// Inserts events in one transaction.
+    pub fn insert(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |action| {
+            let path = path.clone();
+            move |source| StoreError::Sql {
+                path,
+                action,
+                source,
+            }
+        };
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(err("starting a transaction"))?;
+        {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO events ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
+                ))
+                .map_err(err("preparing the insert"))?;
+            for r in records {
+                stmt.execute(params![
+                    r.ts_ns,
+                    r.family,
+                    r.proto,
+                    addr_bytes(&r.src),
+                    addr_bytes(&r.dst),
+                    r.sport,
+                    r.dport,
+                    r.tcp_flags,
+                    r.ttl,
+                    r.len,
+                    r.class,
+                    r.ifindex,
+                    r.icmp_type,
+                    r.icmp_code,
+                    r.pkt_flags,
+                    r.ip_id,
+                    r.tcp_seq,
+                    r.tcp_window
+                ])
+                .map_err(err("inserting events"))?;
+            }
+        }
+        tx.commit().map_err(err("committing events"))
+    }
+
+    /// Remembers an interface name for `--iface` filters.
+    pub fn set_interface(&self, ifindex: u32, name: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO interfaces (ifindex, name) VALUES (?1, ?2)",
+                params![ifindex, name],
+            )
+            .map_err(self.sql("recording the interface"))?;
+        Ok(())
+    }
+
+    /// The ifindex recorded for an interface name.
+    pub fn interface_index(&self, name: &str) -> Result<Option<u32>, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT ifindex FROM interfaces WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.sql("looking up the interface"))
+    }
+
+    /// Stores a counter summary.
+    pub fn insert_counters(
+        &self,
+        ts_ns: i64,
+        iface: &str,
+        summary_json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO counters (ts_ns, iface, summary) VALUES (?1, ?2, ?3)",
+                params![ts_ns, iface, summary_json],
+            )
+            .map_err(self.sql("storing counters"))?;
+        Ok(())
+    }
+
+    /// Stores an alert (its JSON line).
+    pub fn insert_alert(
+        &self,
+        first_ns: i64,
+        last_ns: i64,
+        kind: &str,
+        json: &str,
+    ) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO alerts (first_seen_ns, last_seen_ns, kind, json) VALUES (?1, ?2, ?3, ?4)",
+                params![first_ns, last_ns, kind, json],
+            )
+            .map_err(self.sql("storing an alert"))?;
+        Ok(())
+    }
+
+    /// Alerts overlapping `[from, to)`: (first_seen_ns, last_seen_ns, kind, json).
+    pub fn alerts(
+        &self,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> Result<Vec<(i64, i64, String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT first_seen_ns, last_seen_ns, kind, json FROM alerts \
+                 WHERE last_seen_ns >= ?1 AND first_seen_ns < ?2 ORDER BY first_seen_ns",
+            )
+            .map_err(self.sql("reading alerts"))?;
+        let rows = stmt
+            .query_map(params![from_ns, to_ns], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.sql("reading alerts"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("reading alerts"))
+    }
+
+    /// Streams the events matching `filter` in time order, without loading
+    /// them all: `f` sees one record at a time.
+    pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(Record)) -> Result<u64, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM events WHERE ts_ns >= ?1 AND ts_ns < ?2");
+        if let Some(fam) = filter.family {
+            sql.push_str(&format!(" AND family = {fam}"));
+        }
+        if let Some(p) = filter.proto {
+            sql.push_str(&format!(" AND proto = {p}"));
+        }
+        if let Some(i) = filter.ifindex {
+            sql.push_str(&format!(" AND ifindex = {i}"));
+        }
+        sql.push_str(" ORDER BY ts_ns");
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(self.sql("querying events"))?;
+        let mut rows = stmt
+            .query(params![filter.from_ns, filter.to_ns])
+            .map_err(self.sql("querying events"))?;
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
+            let rec = Record {
+                ts_ns: row.get(0).map_err(self.sql("reading events"))?,
+                family: row.get(1).map_err(self.sql("reading events"))?,
+                proto: row.get(2).map_err(self.sql("reading events"))?,
+                src: bytes_addr(
+                    row.get_ref(3)
+                        .ok()
+                        .and_then(|v| v.as_blob_or_null().ok().flatten()),
+                ),
+                dst: bytes_addr(
+                    row.get_ref(4)
+                        .ok()
+                        .and_then(|v| v.as_blob_or_null().ok().flatten()),
+                ),
+                sport: row.get(5).map_err(self.sql("reading events"))?,
+                dport: row.get(6).map_err(self.sql("reading events"))?,
+                tcp_flags: row.get(7).map_err(self.sql("reading events"))?,
+                ttl: row.get(8).map_err(self.sql("reading events"))?,
+                len: row.get(9).map_err(self.sql("reading events"))?,
+                class: row.get(10).map_err(self.sql("reading events"))?,
+                ifindex: row.get(11).map_err(self.sql("reading events"))?,
+                icmp_type: row.get(12).map_err(self.sql("reading events"))?,
+                icmp_code: row.get(13).map_err(self.sql("reading events"))?,
+                pkt_flags: row.get(14).map_err(self.sql("reading events"))?,
+                ip_id: row.get(15).map_err(self.sql("reading events"))?,
+                tcp_seq: row.get(16).map_err(self.sql("reading events"))?,
+                tcp_window: row.get(17).map_err(self.sql("reading events"))?,
+            };
+            if filter.matches(&rec) {
+                n += 1;
+                f(rec);
+            }
+        }
+        Ok(n)
+    }
+
+    /// The time span of the stored events, if any.
+    pub fn span(&self) -> Result<Option<(i64, i64)>, StoreError> {
+        self.conn
+            .query_row("SELECT min(ts_ns), max(ts_ns) FROM events", [], |r| {
+                Ok(
+                    match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
+                        (Some(a), Some(b)) => Some((a, b)),
+                        _ => None,
+                    },
+                )
+            })
+            .map_err(self.sql("reading the time span"))
+    }
+
+    /// Deletes up to `chunk` events (and counters, alerts) older than
+    /// `before_ns`; returns how many events went. Call repeatedly: small
+    /// chunks keep each write transaction short.
+    pub fn delete_older(&self, before_ns: i64, chunk: u32) -> Result<usize, StoreError> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts_ns < ?1 LIMIT ?2)",
+                params![before_ns, chunk],
+            )
+            .map_err(self.sql("deleting old events"))?;
+        if n < chunk as usize {
+            self.conn
+                .execute("DELETE FROM counters WHERE ts_ns < ?1", params![before_ns])
+                .map_err(self.sql("deleting old counters"))?;
+            self.conn
+                .execute(
+                    "DELETE FROM alerts WHERE last_seen_ns < ?1",
+                    params![before_ns],
+                )
+                .map_err(self.sql("deleting old alerts"))?;
+        }
+        Ok(n)
+    }
+
+    /// Number of stored events.
+    pub fn count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.sql("counting events"))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
