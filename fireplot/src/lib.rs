@@ -7,6 +7,7 @@
 
 pub mod cmd;
 pub mod output;
+pub mod plot;
 pub mod record;
 pub mod sensor;
 pub mod store;

@@ -1,7 +1,11 @@
 //! The `fireplot` command line.
 
 use clap::{Parser, Subcommand};
-use fireplot::cmd::run::{run, RunArgs};
+use fireplot::cmd::{
+    plot::{plot, PlotArgs},
+    run::{run, RunArgs},
+    top::{run_top, TopArgs},
+};
 
 /// fireplot: see the unsolicited traffic that hits a WAN interface.
 ///
@@ -19,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run the sensor on a WAN interface (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON).
     Run(RunArgs),
+    /// Render a fireplot (PNG or SVG) from the history database or an events file. No root needed.
+    Plot(PlotArgs),
+    /// Top destination ports, sources and protocols over a window. No root needed.
+    Top(TopArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -35,11 +43,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run(args).await,
-        }
-    });
+    let result = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Plot(args) => plot(&args),
+        Command::Top(args) => run_top(&args),
+    };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

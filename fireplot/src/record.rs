@@ -98,6 +98,7 @@ impl Record {
                 .unwrap_or("unknown")
                 .into(),
             ifindex: self.ifindex,
+            iface: None,
             ip_id: self.ip_id,
             tcp_seq: self.tcp_seq,
             tcp_window: self.tcp_window,
@@ -183,11 +184,12 @@ impl TryFrom<(&EventRecord, usize)> for Record {
     }
 }
 
-/// Reads event JSON lines, calling `f` per record. Blank lines are skipped;
-/// bad lines are counted and the first few reported through `bad`.
+/// Reads event JSON lines, calling `f` per record (with the line's
+/// interface name, if it has one). Blank lines are skipped; bad lines are
+/// counted and passed to `bad`.
 pub fn read_lines<R: BufRead>(
     reader: R,
-    mut f: impl FnMut(Record),
+    mut f: impl FnMut(Record, Option<&str>),
     mut bad: impl FnMut(LineError),
 ) -> std::io::Result<(u64, u64)> {
     let (mut ok, mut errors) = (0u64, 0u64);
@@ -202,11 +204,11 @@ pub fn read_lines<R: BufRead>(
                 line: i + 1,
                 source,
             })
-            .and_then(|r| Record::try_from((&r, i + 1)));
+            .and_then(|r| Record::try_from((&r, i + 1)).map(|rec| (rec, r.iface)));
         match rec {
-            Ok(r) => {
+            Ok((r, iface)) => {
                 ok += 1;
-                f(r)
+                f(r, iface.as_deref())
             }
             Err(e) => {
                 errors += 1;

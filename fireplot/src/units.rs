@@ -1,6 +1,6 @@
 //! Parsing of command-line units: durations and published services.
 
-use std::{fmt, str::FromStr, time::Duration};
+use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
 
 /// A duration such as `30s`, `5m`, `1h30m`, `2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,9 +61,105 @@ impl FromStr for Service {
     }
 }
 
+/// A point in time: RFC 3339 (`2026-11-23T08:00:00Z`), `now`, or a
+/// duration meaning that long ago (`2h`, `-2h`, `3d`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeArg(pub i64);
+
+impl FromStr for TimeArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "now" {
+            return Ok(TimeArg(crate::record::now_ns()));
+        }
+        if let Some(ns) = crate::record::parse_rfc3339_ns(s) {
+            return Ok(TimeArg(ns));
+        }
+        let ago = s
+            .strip_prefix('-')
+            .unwrap_or(s)
+            .strip_suffix(" ago")
+            .unwrap_or(s.strip_prefix('-').unwrap_or(s));
+        match humantime::parse_duration(ago) {
+            Ok(d) => Ok(TimeArg(crate::record::now_ns() - d.as_nanos() as i64)),
+            Err(_) => Err(format!(
+                "invalid time `{s}`; use RFC 3339 (2026-11-23T08:00:00Z), `now`, or how long ago (2h, 3d)"
+            )),
+        }
+    }
+}
+
+/// An address prefix such as `198.51.100.0/24` or `2001:db8::/32` (a bare
+/// address is a /32 or /128).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr(pub IpAddr, pub u8);
+
+impl FromStr for Cidr {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || format!("invalid prefix `{s}`; use e.g. 198.51.100.0/24 or 2001:db8::/32");
+        let (a, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| err())?)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.parse().map_err(|_| err())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = len.unwrap_or(max);
+        if len > max {
+            return Err(err());
+        }
+        Ok(Cidr(addr, len))
+    }
+}
+
+/// An IP protocol by name (tcp, udp, icmp, icmpv6) or number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtoArg(pub u8);
+
+impl FromStr for ProtoArg {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "tcp" => Ok(ProtoArg(6)),
+            "udp" => Ok(ProtoArg(17)),
+            "icmp" => Ok(ProtoArg(1)),
+            "icmpv6" | "ipv6-icmp" => Ok(ProtoArg(58)),
+            n => n.parse::<u8>().map(ProtoArg).map_err(|_| {
+                format!("invalid protocol `{s}`; use tcp, udp, icmp, icmpv6 or a number")
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_prefixes_protocols_parse() {
+        assert_eq!(
+            "2027-01-15T08:00:00Z".parse::<TimeArg>().unwrap().0,
+            1_800_000_000_000_000_000
+        );
+        let now = crate::record::now_ns();
+        let two_h = "2h".parse::<TimeArg>().unwrap().0;
+        assert!((now - 7_200_000_000_000 - two_h).abs() < 5_000_000_000);
+        assert_eq!(
+            "-2h".parse::<TimeArg>().unwrap().0 / 1_000_000_000,
+            two_h / 1_000_000_000
+        );
+        assert!("yesterday-ish".parse::<TimeArg>().is_err());
+        assert_eq!(
+            "198.18.0.0/15".parse::<Cidr>().unwrap(),
+            Cidr("198.18.0.0".parse().unwrap(), 15)
+        );
+        assert_eq!("2001:db8::1".parse::<Cidr>().unwrap().1, 128);
+        assert!("198.18.0.0/33".parse::<Cidr>().is_err());
+        assert_eq!("TCP".parse::<ProtoArg>().unwrap().0, 6);
+        assert_eq!("47".parse::<ProtoArg>().unwrap().0, 47);
+        assert!("gre?".parse::<ProtoArg>().is_err());
+    }
 
     #[test]
     fn services_parse() {

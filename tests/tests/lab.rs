@@ -411,3 +411,108 @@ fn clear_errors_for_bad_setups() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("power of two"));
 }
+
+#[test]
+fn live_run_keeps_history_and_draws_plots() {
+    if !privileged("live_run_keeps_history_and_draws_plots") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("his")).expect("lab");
+    let dir = out_dir("history");
+    let db = dir.join("h.db");
+    let plots = dir.join("plots");
+    let _ = std::fs::remove_file(&db);
+    let _ = std::fs::remove_dir_all(&plots);
+    let sensor = Sensor::start(
+        &lab,
+        &dir,
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--plot-dir",
+            plots.to_str().unwrap(),
+            "--plot-every",
+            "1s",
+            "--plot-window",
+            "10m",
+            "--plot-svg",
+        ],
+    )
+    .expect("sensor");
+    scanner(
+        &lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "-p",
+            "1-50",
+            addr::LAN_V4,
+        ],
+        SCAN_LIMIT,
+    )
+    .expect("nmap");
+    std::thread::sleep(Duration::from_millis(1500));
+    let c = sensor.stop().expect("stop");
+    assert_consistent(&c);
+    assert_eq!(
+        c.stats["store"]["stored"], 50,
+        "every event stored: {}",
+        c.stats
+    );
+    assert_eq!(c.stats["store"]["not_stored"], 0);
+    for f in ["fireplot-wan0.png", "fireplot-wan0.svg"] {
+        let meta = std::fs::metadata(plots.join(f)).unwrap_or_else(|_| panic!("{f} written"));
+        assert!(meta.len() > 1000, "{f} has content");
+    }
+    let bin = fireplot_bin();
+    let top = Command::new(&bin)
+        .args(["top", "--json", "--last", "1h", "--iface", "wan0", "--db"])
+        .arg(&db)
+        .output()
+        .expect("top");
+    assert!(
+        top.status.success(),
+        "{}",
+        String::from_utf8_lossy(&top.stderr)
+    );
+    let v: Value = serde_json::from_slice(&top.stdout).expect("top json");
+    assert_eq!(v["events"], 50);
+    assert_eq!(v["sources"][0]["src"], addr::INET_V4);
+    assert_eq!(v["sources"][0]["events"], 50);
+    let png = dir.join("offline.png");
+    let plot = Command::new(&bin)
+        .args(["plot", "--last", "1h", "--db"])
+        .arg(&db)
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .expect("plot");
+    assert!(
+        plot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    assert!(String::from_utf8_lossy(&plot.stderr).contains("50 events"));
+    // The events file gives the same picture's count.
+    let plot = Command::new(&bin)
+        .args(["plot", "--events"])
+        .arg(&sensor_events(&dir))
+        .arg("--out")
+        .arg(dir.join("from-events.svg"))
+        .output()
+        .expect("plot from events");
+    assert!(
+        plot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    assert!(String::from_utf8_lossy(&plot.stderr).contains("50 events"));
+}
+
+fn sensor_events(dir: &std::path::Path) -> PathBuf {
+    dir.join("events.jsonl")
+}

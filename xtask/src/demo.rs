@@ -18,6 +18,15 @@ use fireplot_tests::{
 };
 use serde_json::Value;
 
+fn now_rfc3339() -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%S.%NZ"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    out
+}
+
 fn step(what: &str) {
     eprintln!("demo: {what}");
 }
@@ -256,16 +265,53 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
     let lab = Lab::up(prefix)?;
     let servers = Servers::start(&lab, 8080, 5353)?;
     step("starting the sensor on the router's wan0");
-    let sensor = Sensor::start(&lab, &out, &[])?;
+    let db = out.join("history.db");
+    let plots = out.join("plots");
+    let sensor = Sensor::start(
+        &lab,
+        &out,
+        &[
+            "--db",
+            db.to_str().context("output path is not UTF-8")?,
+            "--plot-dir",
+            plots.to_str().context("output path is not UTF-8")?,
+            "--plot-window",
+            "3m",
+            "--plot-every",
+            "30s",
+        ],
+    )?;
+    let started = now_rfc3339();
     step("normal outbound traffic from the lan host (TCP, UDP, ping; IPv4 and IPv6)");
     let before = outbound(&lab, &servers, 5)?;
     scans(&lab)?;
     let after = outbound(&lab, &servers, 5)?;
     std::thread::sleep(Duration::from_millis(500));
     let collected = sensor.stop()?;
+    let ended = now_rfc3339();
     servers.stop()?;
     drop(lab);
+    step("rendering the fireplot of this run from the history database");
+    for ext in ["png", "svg"] {
+        let status = std::process::Command::new(bin)
+            .args(["plot", "--db"])
+            .arg(&db)
+            .args([
+                "--from", &started, "--to", &ended, "--iface", "wan0", "--out",
+            ])
+            .arg(out.join(format!("fireplot.{ext}")))
+            .status()?;
+        if !status.success() {
+            anyhow::bail!("fireplot plot failed ({status})");
+        }
+    }
     println!("{}", summarise(&collected, &out));
+    println!("fireplot:    {}", out.join("fireplot.png").display());
+    println!(
+        "             {} (SVG), {} (the daemon's own, last 3 minutes)",
+        out.join("fireplot.svg").display(),
+        plots.join("fireplot-wan0.png").display()
+    );
     println!(
         "outbound exchanges that got their replies: tcp {}, udp {}, ping {} (of 20, 20, 4)",
         before.tcp_ok + after.tcp_ok,

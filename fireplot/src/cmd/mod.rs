@@ -1,3 +1,6 @@
 //! The `fireplot` subcommands.
 
+pub mod plot;
 pub mod run;
+pub mod source;
+pub mod top;

@@ -21,6 +21,7 @@ use crate::{
         event::{rfc3339_ns, EventRecord},
         summary::{Summary, UserCounts},
     },
+    plot::{periodic::Periodic, Theme},
     record::Record,
     sensor::{
         clock::{monotonic_ns, monotonic_to_wall_offset},
@@ -59,6 +60,31 @@ pub struct RunArgs {
     /// Delete stored history older than this, in the background (e.g. 30d).
     #[arg(long, value_name = "DURATION", requires = "db")]
     pub retain: Option<HumanDuration>,
+
+    /// Keep fireplots in DIR: fireplot-<iface>.png over --plot-window, and
+    /// one per finished day (fireplot-<iface>-YYYY-MM-DD.png). Needs --db.
+    #[arg(long, value_name = "DIR", requires = "db")]
+    pub plot_dir: Option<PathBuf>,
+
+    /// How often the rolling plot is redrawn.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub plot_every: HumanDuration,
+
+    /// Time span of the rolling plot.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub plot_window: HumanDuration,
+
+    /// Also write SVG next to each PNG.
+    #[arg(long)]
+    pub plot_svg: bool,
+
+    /// Plot colours.
+    #[arg(long, value_enum, default_value = "dark")]
+    pub plot_theme: Theme,
+
+    /// Plot times in UTC instead of local time.
+    #[arg(long)]
+    pub plot_utc: bool,
 
     /// Print a counter summary this often (and always at exit).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -148,6 +174,7 @@ struct EventSink {
     write_error_reported: bool,
     store: Option<StoreWriter>,
     batch: Vec<Record>,
+    iface: Option<String>,
 }
 
 impl EventSink {
@@ -170,6 +197,7 @@ impl EventSink {
             write_error_reported: false,
             store: None,
             batch: Vec::new(),
+            iface: None,
         })
     }
 
@@ -185,7 +213,9 @@ impl EventSink {
         let Some(out) = self.out.as_mut() else {
             return;
         };
-        let line = EventRecord::from_event(&ev, wall_offset).to_json();
+        let mut rec = EventRecord::from_event(&ev, wall_offset);
+        rec.iface = self.iface.clone();
+        let line = rec.to_json();
         match writeln!(out, "{line}") {
             Ok(()) => self.counts.events_written += 1,
             Err(e) => {
@@ -279,6 +309,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         json: args.stats_json,
     };
     let mut sink = EventSink::open(args.events_out.as_deref())?;
+    sink.iface = Some(args.iface.clone());
     if args.events_out.is_none() && args.db.is_none() {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
@@ -309,6 +340,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some((ifindex, args.iface.clone())),
         ));
     }
+    let periodic = match (&args.plot_dir, &args.db) {
+        (Some(dir), Some(db)) => Some(Periodic {
+            dir: dir.clone(),
+            iface: args.iface.clone(),
+            ifindex: ifindex_of(&args.iface),
+            db: if db.as_os_str().is_empty() {
+                default_path()
+            } else {
+                db.clone()
+            },
+            window: args.plot_window.0,
+            svg: args.plot_svg,
+            theme: args.plot_theme,
+            utc: args.plot_utc,
+            started_ns: crate::record::now_ns(),
+        }),
+        _ => None,
+    };
+    let mut plot_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut plot_tick =
+        tokio::time::interval(args.plot_every.0.max(std::time::Duration::from_secs(1)));
+    plot_tick.tick().await;
     let ring = sensor.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
     // for as long as the AsyncFd owns the ring buffer.
@@ -344,6 +397,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
             _ = flush_tick.tick() => sink.flush(),
+            _ = plot_tick.tick(), if periodic.is_some() => {
+                // One render at a time; a slow one skips the next tick.
+                if plot_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    let p = periodic.clone().expect("checked by the guard");
+                    plot_task = Some(tokio::task::spawn_blocking(move || p.tick()));
+                }
+            }
             _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
             _ = sigint.recv() => { log::info!("SIGINT: stopping"); break; }
             _ = &mut until_deadline => break,
@@ -360,6 +420,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     stats.write(&sensor, &args.iface, started, &sink);
     if let Some(w) = sink.store.take() {
         w.close();
+    }
+    if let Some(t) = plot_task.take() {
+        let _ = t.await;
+    }
+    if let Some(p) = periodic {
+        // The last picture includes everything this run saw.
+        let _ = tokio::task::spawn_blocking(move || p.tick()).await;
     }
     Ok(())
 }

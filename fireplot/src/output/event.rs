@@ -65,6 +65,9 @@ pub struct EventRecord {
     pub class: String,
     #[serde(default)]
     pub ifindex: u32,
+    /// Interface name, when the writer knew it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iface: Option<String>,
     #[serde(default)]
     pub ip_id: u16,
     #[serde(default)]
@@ -151,6 +154,7 @@ impl EventRecord {
                 .unwrap_or("unknown")
                 .to_string(),
             ifindex: ev.ifindex,
+            iface: None,
             ip_id: ev.ip_id,
             tcp_seq: ev.tcp_seq,
             tcp_window: ev.tcp_window,

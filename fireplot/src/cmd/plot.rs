@@ -1,0 +1,107 @@
+//! `fireplot plot`: render a fireplot from the history or an events file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::source::SourceArgs;
+use crate::plot::{layout::Layout, render, Density, Mark, Spec, Theme};
+
+/// Options of `fireplot plot`.
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Output file; .png or .svg decides the format.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub out: PathBuf,
+
+    #[arg(long, default_value_t = 1600)]
+    pub width: u32,
+
+    #[arg(long, default_value_t = 900)]
+    pub height: u32,
+
+    /// dark: the original fireplot on black; light: the same hues on white.
+    #[arg(long, value_enum, default_value = "dark")]
+    pub theme: Theme,
+
+    /// Label times in UTC instead of local time.
+    #[arg(long)]
+    pub utc: bool,
+
+    /// Mark the alerts stored in the database over their time span.
+    #[arg(long)]
+    pub mark_alerts: bool,
+}
+
+/// Renders and says what it drew.
+pub fn plot(args: &PlotArgs) -> Result<()> {
+    if !(320..=20_000).contains(&args.width) || !(240..=20_000).contains(&args.height) {
+        anyhow::bail!("--width must be 320..20000 and --height 240..20000");
+    }
+    let source = args.source.open()?;
+    let layout = Layout::new(
+        args.width,
+        args.height,
+        source.filter.from_ns,
+        source.filter.to_ns,
+    );
+    let mut density = Density::new(layout);
+    let started = std::time::Instant::now();
+    let (n, bad) = source.for_each(|r| density.add(r))?;
+    let marks = if args.mark_alerts {
+        source
+            .alerts()?
+            .into_iter()
+            .map(|(from_ns, to_ns, kind, json)| {
+                let who = serde_json::from_str::<serde_json::Value>(&json)
+                    .ok()
+                    .and_then(|v| {
+                        v["sources"]
+                            .get(0)
+                            .and_then(|s| s.as_str())
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_default();
+                Mark {
+                    from_ns,
+                    to_ns,
+                    label: format!("{kind} {who}").trim().to_string(),
+                }
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let spec = Spec {
+        width: args.width,
+        height: args.height,
+        theme: args.theme,
+        utc: args.utc,
+        iface: args
+            .source
+            .iface
+            .clone()
+            .unwrap_or_else(|| source.label.clone()),
+        marks,
+    };
+    let r = render(&density, &spec, &args.out)
+        .with_context(|| format!("cannot render `{}`", args.out.display()))?;
+    eprintln!(
+        "{}: {} events ({} pixels) in {:.2} s{}",
+        args.out.display(),
+        r.events,
+        r.pixels,
+        started.elapsed().as_secs_f64(),
+        if bad > 0 {
+            format!(", {bad} unreadable lines skipped")
+        } else {
+            String::new()
+        }
+    );
+    let _ = n;
+    Ok(())
+}

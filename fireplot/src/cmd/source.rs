@@ -1,0 +1,219 @@
+//! Where offline commands (`plot`, `top`, `detect`) read events from: the
+//! history database or an events JSON-lines file, with a time range and
+//! filters.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::{
+    record::{now_ns, read_lines, Record},
+    store::{default_path, Filter, Store},
+    units::{Cidr, HumanDuration, ProtoArg, TimeArg},
+};
+
+/// Input, range and filter options shared by the offline commands.
+#[derive(Args, Debug, Clone, Default)]
+pub struct SourceArgs {
+    /// Read the history database (default path without a value:
+    /// /var/lib/fireplot/fireplot.db as root, ./fireplot.db otherwise).
+    /// This is the default input.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", conflicts_with = "events")]
+    pub db: Option<PathBuf>,
+
+    /// Read an events JSON-lines file (`-` for stdin) instead of the database.
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
+    /// The window ending now (default 24h for the database; the whole file for --events).
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["from", "to"])]
+    pub last: Option<HumanDuration>,
+
+    /// Start of the range: RFC 3339, `now`, or how long ago (2h, 3d).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<TimeArg>,
+
+    /// End of the range (default now; for --events without --from, the file's end).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<TimeArg>,
+
+    /// Only events that arrived on this interface.
+    #[arg(long)]
+    pub iface: Option<String>,
+
+    /// Only this protocol: tcp, udp, icmp, icmpv6 or a number.
+    #[arg(long)]
+    pub proto: Option<ProtoArg>,
+
+    /// Only this address family: 4 or 6.
+    #[arg(long, value_parser = parse_family)]
+    pub family: Option<u8>,
+
+    /// Only sources in this prefix (198.51.100.0/24, 2001:db8::/32).
+    #[arg(long, value_name = "CIDR")]
+    pub src: Option<Cidr>,
+}
+
+/// The input with its range resolved.
+pub struct Source {
+    input: Input,
+    pub filter: Filter,
+    iface_name: Option<String>,
+    /// What the title calls the input.
+    pub label: String,
+}
+
+enum Input {
+    Db(Store),
+    Events(PathBuf),
+}
+
+fn open_events(path: &PathBuf) -> Result<Box<dyn BufRead>> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let f = File::open(path)
+        .with_context(|| format!("cannot open events file `{}`", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+impl SourceArgs {
+    /// Opens the input and works out the time range.
+    pub fn open(&self) -> Result<Source> {
+        let mut filter = Filter::range(i64::MIN, i64::MAX);
+        filter.family = self.family;
+        filter.proto = self.proto.map(|p| p.0);
+        filter.src = self.src.map(|c| (c.0, c.1));
+        let now = now_ns();
+        let (input, label) = match &self.events {
+            Some(p) => (Input::Events(p.clone()), p.display().to_string()),
+            None => {
+                let path = match &self.db {
+                    Some(p) if !p.as_os_str().is_empty() => p.clone(),
+                    _ => default_path(),
+                };
+                if !path.exists() {
+                    bail!(
+                        "no history database at `{}`; pass --db PATH or --events FILE",
+                        path.display()
+                    );
+                }
+                let store = Store::open_read_only(&path)?;
+                if let Some(name) = &self.iface {
+                    match store.interface_index(name)? {
+                        Some(i) => filter.ifindex = Some(i),
+                        None => {
+                            bail!("the database has no events recorded from interface `{name}`")
+                        }
+                    }
+                }
+                (Input::Db(store), path.display().to_string())
+            }
+        };
+        let (from, to) = match (self.last, self.from, self.to) {
+            (Some(l), _, _) => (now - l.0.as_nanos() as i64, now),
+            (None, Some(f), t) => (f.0, t.map(|t| t.0).unwrap_or(now)),
+            (None, None, t) => {
+                match &input {
+                    Input::Db(_) => {
+                        let to = t.map(|t| t.0).unwrap_or(now);
+                        (to - 86_400_000_000_000, to)
+                    }
+                    Input::Events(p) => {
+                        // The file's own span: one pass to find it.
+                        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+                        if p.as_os_str() == "-" {
+                            bail!("reading stdin needs --from/--to or --last (it cannot be read twice)");
+                        }
+                        read_lines(
+                            open_events(p)?,
+                            |r, _| {
+                                lo = lo.min(r.ts_ns);
+                                hi = hi.max(r.ts_ns);
+                            },
+                            |_| {},
+                        )?;
+                        if lo > hi {
+                            let to = t.map(|t| t.0).unwrap_or(now);
+                            (to - 3_600_000_000_000, to)
+                        } else {
+                            // Pad so the last event is inside the half-open range.
+                            let pad = ((hi - lo) / 50).max(1_000_000_000);
+                            (lo - pad, t.map(|t| t.0).unwrap_or(hi + pad))
+                        }
+                    }
+                }
+            }
+        };
+        if from >= to {
+            bail!("the range is empty: --from must be before --to");
+        }
+        filter.from_ns = from;
+        filter.to_ns = to;
+        Ok(Source {
+            input,
+            filter,
+            iface_name: self.iface.clone(),
+            label,
+        })
+    }
+}
+
+impl Source {
+    /// Streams the matching records in file or time order. Returns
+    /// (records passed to `f`, unreadable lines).
+    pub fn for_each(&self, mut f: impl FnMut(&Record)) -> Result<(u64, u64)> {
+        match &self.input {
+            Input::Db(store) => Ok((store.for_each(&self.filter, |r| f(&r))?, 0)),
+            Input::Events(p) => {
+                let mut n = 0;
+                let mut first_bad: Option<String> = None;
+                let (_, bad) = read_lines(
+                    open_events(p)?,
+                    |r, iface| {
+                        if let (Some(want), Some(have)) = (&self.iface_name, iface) {
+                            if want != have {
+                                return;
+                            }
+                        }
+                        if self.filter.matches(&r) {
+                            n += 1;
+                            f(&r);
+                        }
+                    },
+                    |e| {
+                        first_bad.get_or_insert_with(|| e.to_string());
+                    },
+                )?;
+                if let Some(e) = first_bad {
+                    log::warn!(
+                        "{bad} unreadable lines in `{}` were skipped (first: {e})",
+                        p.display()
+                    );
+                }
+                Ok((n, bad))
+            }
+        }
+    }
+
+    /// Alerts stored in the database for the range (empty for files).
+    pub fn alerts(&self) -> Result<Vec<(i64, i64, String, String)>> {
+        match &self.input {
+            Input::Db(store) => Ok(store.alerts(self.filter.from_ns, self.filter.to_ns)?),
+            Input::Events(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+fn parse_family(s: &str) -> Result<u8, String> {
+    match s.trim_start_matches("ipv") {
+        "4" => Ok(4),
+        "6" => Ok(6),
+        _ => Err(format!("invalid family `{s}`; use 4 or 6")),
+    }
+}

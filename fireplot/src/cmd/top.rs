@@ -1,0 +1,89 @@
+//! `fireplot top`: the most probed ports, the busiest sources and the
+//! protocol mix over a window.
+
+use std::collections::HashMap;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::source::SourceArgs;
+use crate::{output::event::Proto, record::Record};
+
+/// Options of `fireplot top`.
+#[derive(Args, Debug, Clone)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+
+    /// Rows per table.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub limit: usize,
+
+    /// One JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn proto_name(p: u8) -> String {
+    match Proto::from_number(p) {
+        Proto::Name(n) => n,
+        Proto::Number(n) => n.to_string(),
+    }
+}
+
+fn top<K: Clone + Ord>(m: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
+    let mut v: Vec<(K, u64)> = m.iter().map(|(k, c)| (k.clone(), *c)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(n);
+    v
+}
+
+pub fn run_top(args: &TopArgs) -> Result<()> {
+    let source = args.source.open()?;
+    let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
+    let mut sources: HashMap<String, u64> = HashMap::new();
+    let mut protos: HashMap<(u8, u8), u64> = HashMap::new();
+    let mut total = 0u64;
+    source.for_each(|r: &Record| {
+        total += 1;
+        if r.has_ports() {
+            *ports.entry((r.proto, r.dport)).or_default() += 1;
+        }
+        let src = r.src.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
+        *sources.entry(src).or_default() += 1;
+        *protos.entry((r.family, r.proto)).or_default() += 1;
+    })?;
+    let tp = top(&ports, args.limit);
+    let ts = top(&sources, args.limit);
+    let tpr = top(&protos, usize::MAX);
+    let from = crate::output::event::rfc3339_ns(source.filter.from_ns as i128);
+    let to = crate::output::event::rfc3339_ns(source.filter.to_ns as i128);
+    if args.json {
+        let v = json!({
+            "from": from, "to": to, "events": total, "distinct_sources": sources.len(),
+            "ports": tp.iter().map(|((p, port), c)| json!({"proto": proto_name(*p), "port": port, "events": c})).collect::<Vec<_>>(),
+            "sources": ts.iter().map(|(s, c)| json!({"src": s, "events": c})).collect::<Vec<_>>(),
+            "protocols": tpr.iter().map(|((f, p), c)| json!({"family": f, "proto": proto_name(*p), "events": c})).collect::<Vec<_>>(),
+        });
+        println!("{v}");
+        return Ok(());
+    }
+    println!(
+        "{total} events from {} sources, {from} to {to}",
+        sources.len()
+    );
+    println!("\n{:<18} {:>10}", "port", "events");
+    for ((p, port), c) in &tp {
+        println!("{:<18} {c:>10}", format!("{}/{port}", proto_name(*p)));
+    }
+    println!("\n{:<40} {:>10}", "source", "events");
+    for (s, c) in &ts {
+        println!("{s:<40} {c:>10}");
+    }
+    println!("\n{:<18} {:>10}", "protocol", "events");
+    for ((f, p), c) in &tpr {
+        println!("{:<18} {c:>10}", format!("ipv{f}/{}", proto_name(*p)));
+    }
+    Ok(())
+}

@@ -1,0 +1,509 @@
+//! The fireplot (DESIGN §6): time on x, destination port on a log y axis,
+//! one dot per probe coloured by family and protocol, port-less protocols
+//! in their own lane, dense areas shaded rather than overdrawn.
+//!
+//! Rendering scales with the picture, not the data: events are binned per
+//! pixel as they stream past ([`Density`]), then each occupied pixel is
+//! painted once, its brightness growing with the log of its count.
+
+pub mod layout;
+pub mod periodic;
+
+use std::{path::Path, sync::Once};
+
+use plotters::{
+    prelude::*,
+    style::{FontStyle, RGBColor},
+};
+use thiserror::Error;
+
+use crate::record::Record;
+use layout::{time_ticks, Lane, Layout, Zone};
+
+/// Colour categories, in legend order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Category {
+    V4Tcp,
+    V4Udp,
+    V6Tcp,
+    V6Udp,
+    Icmp,
+    Icmp6,
+    Other,
+}
+
+impl Category {
+    pub const ALL: [Category; 7] = [
+        Category::V4Tcp,
+        Category::V4Udp,
+        Category::V6Tcp,
+        Category::V6Udp,
+        Category::Icmp,
+        Category::Icmp6,
+        Category::Other,
+    ];
+
+    pub fn of(r: &Record) -> Category {
+        match (r.family, r.proto) {
+            (4, 6) => Category::V4Tcp,
+            (4, 17) => Category::V4Udp,
+            (6, 6) => Category::V6Tcp,
+            (6, 17) => Category::V6Udp,
+            (_, 1) => Category::Icmp,
+            (_, 58) => Category::Icmp6,
+            _ => Category::Other,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Category::V4Tcp => "IPv4/TCP",
+            Category::V4Udp => "IPv4/UDP",
+            Category::V6Tcp => "IPv6/TCP",
+            Category::V6Udp => "IPv6/UDP",
+            Category::Icmp => "ICMP",
+            Category::Icmp6 => "ICMPv6",
+            Category::Other => "other",
+        }
+    }
+}
+
+/// Colour scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Theme {
+    /// The original fireplot: black background.
+    Dark,
+    /// White background, the same hues made readable.
+    Light,
+}
+
+impl Theme {
+    pub fn background(self) -> RGBColor {
+        match self {
+            Theme::Dark => RGBColor(0, 0, 0),
+            Theme::Light => RGBColor(255, 255, 255),
+        }
+    }
+
+    pub fn foreground(self) -> RGBColor {
+        match self {
+            Theme::Dark => RGBColor(200, 200, 200),
+            Theme::Light => RGBColor(30, 30, 30),
+        }
+    }
+
+    pub fn grid(self) -> RGBColor {
+        match self {
+            Theme::Dark => RGBColor(45, 45, 45),
+            Theme::Light => RGBColor(225, 225, 225),
+        }
+    }
+
+    /// The colour of a category at full density.
+    pub fn color(self, c: Category) -> RGBColor {
+        match (self, c) {
+            (Theme::Dark, Category::V4Tcp) => RGBColor(0x00, 0xff, 0x00),
+            (Theme::Dark, Category::V4Udp) => RGBColor(0xb0, 0xb0, 0xff),
+            (Theme::Dark, Category::V6Tcp) => RGBColor(0xff, 0x00, 0x00),
+            (Theme::Dark, Category::V6Udp) => RGBColor(0xff, 0xff, 0xff),
+            (Theme::Dark, Category::Icmp) => RGBColor(0xff, 0xa5, 0x00),
+            (Theme::Dark, Category::Icmp6) => RGBColor(0xff, 0x40, 0xff),
+            (Theme::Dark, Category::Other) => RGBColor(0xff, 0xff, 0x00),
+            (Theme::Light, Category::V4Tcp) => RGBColor(0x00, 0x99, 0x00),
+            (Theme::Light, Category::V4Udp) => RGBColor(0x40, 0x40, 0xd0),
+            (Theme::Light, Category::V6Tcp) => RGBColor(0xd0, 0x00, 0x00),
+            (Theme::Light, Category::V6Udp) => RGBColor(0x55, 0x55, 0x55),
+            (Theme::Light, Category::Icmp) => RGBColor(0xd0, 0x70, 0x00),
+            (Theme::Light, Category::Icmp6) => RGBColor(0xa0, 0x00, 0xa0),
+            (Theme::Light, Category::Other) => RGBColor(0x90, 0x90, 0x00),
+        }
+    }
+
+    /// A category's colour at `intensity` (0..=1) over the background.
+    pub fn shade(self, c: Category, intensity: f64) -> [u8; 3] {
+        let fg = self.color(c);
+        let bg = self.background();
+        let mix = |f: u8, b: u8| (b as f64 + (f as f64 - b as f64) * intensity).round() as u8;
+        [mix(fg.0, bg.0), mix(fg.1, bg.1), mix(fg.2, bg.2)]
+    }
+}
+
+/// Errors of rendering.
+#[derive(Debug, Error)]
+pub enum PlotError {
+    /// The output name has no known extension.
+    #[error("cannot tell the format of `{0}`: use a .png or .svg file name")]
+    Format(String),
+    /// Drawing failed.
+    #[error("drawing the plot failed: {0}")]
+    Draw(String),
+    /// Writing the file failed.
+    #[error("cannot write `{path}`")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// An alert drawn on the plot: a band over its time span and a label.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    pub from_ns: i64,
+    pub to_ns: i64,
+    pub label: String,
+}
+
+/// What to draw besides the dots.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    pub width: u32,
+    pub height: u32,
+    pub theme: Theme,
+    pub utc: bool,
+    /// Interface (or source) named in the title.
+    pub iface: String,
+    pub marks: Vec<Mark>,
+}
+
+/// Per-pixel counts per category, filled as events stream past.
+pub struct Density {
+    pub layout: Layout,
+    w: usize,
+    h: usize,
+    cells: Vec<Vec<u32>>,
+    /// Events per category in range.
+    pub totals: [u64; 7],
+    /// Events outside the time range (not drawn).
+    pub outside: u64,
+}
+
+impl Density {
+    pub fn new(layout: Layout) -> Density {
+        let (w, h) = (layout.width as usize, layout.height as usize);
+        Density {
+            layout,
+            w,
+            h,
+            cells: vec![Vec::new(); Category::ALL.len()],
+            totals: [0; 7],
+            outside: 0,
+        }
+    }
+
+    fn cat_index(c: Category) -> usize {
+        Category::ALL.iter().position(|x| *x == c).unwrap_or(6)
+    }
+
+    /// Bins one event.
+    pub fn add(&mut self, r: &Record) {
+        let Some(x) = self.layout.x(r.ts_ns) else {
+            self.outside += 1;
+            return;
+        };
+        let cat = Category::of(r);
+        let y = match cat {
+            Category::Icmp | Category::Icmp6 => self.layout.y_lane(Lane::Icmp),
+            Category::Other => self.layout.y_lane(Lane::Other),
+            _ if !r.has_ports() || r.dport == 0 => self.layout.y_lane(Lane::NoPort),
+            _ => self.layout.y_port(r.dport),
+        };
+        let i = Self::cat_index(cat);
+        self.totals[i] += 1;
+        let cells = &mut self.cells[i];
+        if cells.is_empty() {
+            cells.resize(self.w * self.h, 0);
+        }
+        let idx = y as usize * self.w + x as usize;
+        cells[idx] = cells[idx].saturating_add(1);
+    }
+
+    pub fn total(&self) -> u64 {
+        self.totals.iter().sum()
+    }
+
+    /// Occupied pixels: (x, y, category, intensity), sparse first so dense
+    /// pixels are painted last and stay on top.
+    fn pixels(&self) -> Vec<(u32, u32, Category, f64)> {
+        let mut out = Vec::new();
+        for (i, cells) in self.cells.iter().enumerate() {
+            let max = cells.iter().copied().max().unwrap_or(0);
+            if max == 0 {
+                continue;
+            }
+            let scale = (1.0 + max as f64).ln();
+            for (idx, &c) in cells.iter().enumerate() {
+                if c > 0 {
+                    let intensity = if max == 1 {
+                        1.0
+                    } else {
+                        0.55 + 0.45 * (1.0 + c as f64).ln() / scale
+                    };
+                    out.push((
+                        (idx % self.w) as u32,
+                        (idx / self.w) as u32,
+                        Category::ALL[i],
+                        intensity,
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.3.total_cmp(&b.3));
+        out
+    }
+}
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
+            log::error!("the built-in font could not be loaded; plot text will be missing");
+        }
+    });
+}
+
+fn draw_err<E: std::fmt::Debug>(e: E) -> PlotError {
+    PlotError::Draw(format!("{e:?}"))
+}
+
+/// Draws background, grid, axes, labels, legend and marks.
+fn draw_frame<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    d: &Density,
+    spec: &Spec,
+) -> Result<(), PlotError> {
+    let l = &d.layout;
+    let theme = spec.theme;
+    let fg = theme.foreground();
+    root.fill(&theme.background()).map_err(draw_err)?;
+    let font = |size: u32| ("sans-serif", size).into_font().color(&fg);
+    let zone = Zone::new(spec.utc, l.from_ns);
+
+    // Alert marks under everything else.
+    for m in &spec.marks {
+        let (Some(x0), x1) = (l.x(m.from_ns.max(l.from_ns)), l.x(m.to_ns.min(l.to_ns - 1))) else {
+            continue;
+        };
+        let x1 = x1.unwrap_or(l.right - 1).max(x0 + 1);
+        let band = match theme {
+            Theme::Dark => RGBColor(60, 20, 20),
+            Theme::Light => RGBColor(255, 225, 225),
+        };
+        root.draw(&Rectangle::new(
+            [
+                (x0 as i32, l.top as i32),
+                (x1 as i32, l.lane_bottom() as i32),
+            ],
+            band.filled(),
+        ))
+        .map_err(draw_err)?;
+        root.draw(&Text::new(
+            m.label.clone(),
+            (x0 as i32 + 2, l.top as i32 + 2),
+            font(11),
+        ))
+        .map_err(draw_err)?;
+    }
+
+    // Port grid and ticks.
+    for t in l.port_ticks(12) {
+        let y = l.y_port(t) as i32;
+        root.draw(&PathElement::new(
+            vec![(l.left as i32, y), (l.right as i32, y)],
+            theme.grid(),
+        ))
+        .map_err(draw_err)?;
+        let label = t.to_string();
+        let w = 7 * label.len() as i32;
+        root.draw(&Text::new(label, (l.left as i32 - 6 - w, y - 6), font(12)))
+            .map_err(draw_err)?;
+    }
+    for lane in Lane::ALL {
+        let y = l.y_lane(lane) as i32;
+        root.draw(&PathElement::new(
+            vec![(l.left as i32, y), (l.right as i32, y)],
+            theme.grid(),
+        ))
+        .map_err(draw_err)?;
+        let label = lane.label();
+        root.draw(&Text::new(
+            label,
+            (l.left as i32 - 8 - 6 * label.len() as i32, y - 6),
+            font(11),
+        ))
+        .map_err(draw_err)?;
+    }
+    // Time ticks.
+    let ticks = time_ticks(
+        l.from_ns,
+        l.to_ns,
+        &zone,
+        (l.plot_width() / 110).max(2) as i64,
+    );
+    for (ts, label) in &ticks {
+        if let Some(x) = l.x(*ts) {
+            root.draw(&PathElement::new(
+                vec![(x as i32, l.top as i32), (x as i32, l.lane_bottom() as i32)],
+                theme.grid(),
+            ))
+            .map_err(draw_err)?;
+            root.draw(&Text::new(
+                label.clone(),
+                (
+                    x as i32 - 3 * label.len() as i32,
+                    l.lane_bottom() as i32 + 6,
+                ),
+                font(12),
+            ))
+            .map_err(draw_err)?;
+        }
+    }
+    // Frame.
+    root.draw(&Rectangle::new(
+        [
+            (l.left as i32 - 1, l.top as i32 - 1),
+            (l.right as i32, l.lane_bottom() as i32),
+        ],
+        fg.stroke_width(1),
+    ))
+    .map_err(draw_err)?;
+    root.draw(&PathElement::new(
+        vec![
+            (l.left as i32, l.ports_bottom as i32 + 3),
+            (l.right as i32, l.ports_bottom as i32 + 3),
+        ],
+        fg,
+    ))
+    .map_err(draw_err)?;
+
+    // Title and axis names.
+    let title = format!(
+        "fireplot — {} — {} to {} ({}) — {} probes",
+        spec.iface,
+        zone.format(l.from_ns, "%Y-%m-%d %H:%M:%S"),
+        zone.format(l.to_ns, "%Y-%m-%d %H:%M:%S"),
+        zone.name(),
+        d.total()
+    );
+    root.draw(&Text::new(title, (l.left as i32, 12), font(16)))
+        .map_err(draw_err)?;
+    root.draw(&Text::new(
+        "dst port (log)",
+        (6, l.top as i32 - 18),
+        font(11),
+    ))
+    .map_err(draw_err)?;
+    if d.total() == 0 {
+        let note = "no events in this range";
+        root.draw(&Text::new(
+            note,
+            (
+                (l.left + l.plot_width() / 2) as i32 - 70,
+                ((l.top + l.ports_bottom) / 2) as i32,
+            ),
+            font(18),
+        ))
+        .map_err(draw_err)?;
+    }
+
+    // Legend: a swatch and count per category.
+    let mut x = l.left as i32;
+    let y = l.height as i32 - 24;
+    for (i, c) in Category::ALL.iter().enumerate() {
+        let color = theme.color(*c);
+        root.draw(&Rectangle::new([(x, y), (x + 10, y + 10)], color.filled()))
+            .map_err(draw_err)?;
+        let label = format!("{} {}", c.label(), d.totals[i]);
+        let w = 7 * label.len() as i32 + 24;
+        root.draw(&Text::new(label, (x + 14, y - 1), font(12)))
+            .map_err(draw_err)?;
+        x += w;
+    }
+    Ok(())
+}
+
+/// What a render produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rendered {
+    pub events: u64,
+    pub pixels: u64,
+}
+
+/// Renders to `out` (PNG or SVG by extension), written atomically (a
+/// temporary file renamed over the target).
+pub fn render(d: &Density, spec: &Spec, out: &Path) -> Result<Rendered, PlotError> {
+    register_font();
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    let tmp = out.with_extension(format!("{ext}.tmp"));
+    let write_err = |source| PlotError::Write {
+        path: out.display().to_string(),
+        source,
+    };
+    let pixels = d.pixels();
+    match ext.as_str() {
+        "png" => {
+            let (w, h) = (d.layout.width, d.layout.height);
+            let mut buf = vec![0u8; (w * h * 3) as usize];
+            {
+                let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+                draw_frame(&root, d, spec)?;
+                root.present().map_err(draw_err)?;
+            }
+            for (x, y, c, intensity) in &pixels {
+                let rgb = spec.theme.shade(*c, *intensity);
+                // A 2×2 dot: one pixel is too small to see on a 1600-wide plot.
+                for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+                    let (px, py) = (x + dx, y + dy);
+                    if px < d.layout.right && py < d.layout.lane_bottom() {
+                        let i = ((py * w + px) * 3) as usize;
+                        buf[i..i + 3].copy_from_slice(&rgb);
+                    }
+                }
+            }
+            image::save_buffer_with_format(
+                &tmp,
+                &buf,
+                w,
+                h,
+                image::ColorType::Rgb8,
+                image::ImageFormat::Png,
+            )
+            .map_err(|e| write_err(std::io::Error::other(e)))?;
+        }
+        "svg" => {
+            let mut s = String::new();
+            {
+                let root = SVGBackend::with_string(&mut s, (d.layout.width, d.layout.height))
+                    .into_drawing_area();
+                draw_frame(&root, d, spec)?;
+                // Dots over the frame; adjacent pixels of one colour share a rect
+                // would be smaller still, but 2×2 squares keep the file simple.
+                for (x, y, c, intensity) in &pixels {
+                    let [r, g, b] = spec.theme.shade(*c, *intensity);
+                    root.draw(&Rectangle::new(
+                        [(*x as i32, *y as i32), (*x as i32 + 2, *y as i32 + 2)],
+                        RGBColor(r, g, b).filled(),
+                    ))
+                    .map_err(draw_err)?;
+                }
+                root.present().map_err(draw_err)?;
+            }
+            std::fs::write(&tmp, s).map_err(write_err)?;
+        }
+        _ => return Err(PlotError::Format(out.display().to_string())),
+    }
+    std::fs::rename(&tmp, out).map_err(write_err)?;
+    Ok(Rendered {
+        events: d.total(),
+        pixels: pixels.len() as u64,
+    })
+}
+
+#[cfg(test)]
+mod tests;

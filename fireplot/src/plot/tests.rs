@@ -1,0 +1,239 @@
+//! Plot tests: decode the PNG and look at the pixels where known events
+//! must be.
+
+use std::path::PathBuf;
+
+use super::{layout::Layout, render, Category, Density, Mark, Spec, Theme};
+use crate::record::Record;
+
+const T0: i64 = 1_800_000_000_000_000_000;
+const HOUR: i64 = 3_600_000_000_000;
+
+fn rec(ts_ns: i64, family: u8, proto: u8, dport: u16) -> Record {
+    Record {
+        ts_ns,
+        family,
+        proto,
+        src: Some(if family == 4 {
+            "198.18.0.2".parse().unwrap()
+        } else {
+            "2001:db8::2".parse().unwrap()
+        }),
+        dst: None,
+        sport: 1234,
+        dport,
+        tcp_flags: 2,
+        ttl: 64,
+        len: 60,
+        class: 4,
+        ifindex: 1,
+        ip_id: 0,
+        tcp_seq: 0,
+        tcp_window: 0,
+        icmp_type: 8,
+        icmp_code: 0,
+        pkt_flags: 0,
+    }
+}
+
+fn out(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fireplot-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+fn spec(theme: Theme) -> Spec {
+    Spec {
+        width: 1600,
+        height: 900,
+        theme,
+        utc: true,
+        iface: "wan0".into(),
+        marks: vec![],
+    }
+}
+
+fn pixel(img: &image::RgbImage, x: u32, y: u32) -> [u8; 3] {
+    img.get_pixel(x, y).0
+}
+
+/// Known events: one per colour, at known times and ports.
+fn known() -> Vec<(Record, Category)> {
+    vec![
+        (rec(T0 + HOUR / 10, 4, 6, 443), Category::V4Tcp),
+        (rec(T0 + 3 * HOUR / 10, 4, 17, 53), Category::V4Udp),
+        (rec(T0 + 5 * HOUR / 10, 6, 6, 22), Category::V6Tcp),
+        (rec(T0 + 7 * HOUR / 10, 6, 17, 5000), Category::V6Udp),
+        (rec(T0 + 9 * HOUR / 10, 4, 1, 0), Category::Icmp),
+    ]
+}
+
+fn check_theme(theme: Theme) {
+    let layout = Layout::new(1600, 900, T0, T0 + HOUR);
+    let mut d = Density::new(layout.clone());
+    for (r, _) in known() {
+        d.add(&r);
+    }
+    d.add(&rec(T0 - 1, 4, 6, 80)); // before the range: not drawn
+    assert_eq!(d.outside, 1);
+    let path = out(&format!("known-{theme:?}.png"));
+    let r = render(&d, &spec(theme), &path).unwrap();
+    assert_eq!(r.events, 5);
+    let img = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (1600, 900));
+    assert_eq!(
+        pixel(&img, 2, 2),
+        theme.shade(Category::Other, 0.0),
+        "background"
+    );
+    for (r, cat) in known() {
+        let x = layout.x(r.ts_ns).unwrap();
+        let y = if cat == Category::Icmp {
+            layout.y_lane(super::layout::Lane::Icmp)
+        } else {
+            layout.y_port(r.dport)
+        };
+        let c = theme.color(cat);
+        assert_eq!(pixel(&img, x, y), [c.0, c.1, c.2], "{cat:?} at ({x},{y})");
+        // Nothing of that colour far away from it on the same row.
+        assert_ne!(pixel(&img, x + 40, y), [c.0, c.1, c.2]);
+    }
+}
+
+#[test]
+fn dark_theme_puts_each_colour_at_its_time_and_port() {
+    check_theme(Theme::Dark);
+    let d = Theme::Dark;
+    assert_eq!(
+        d.color(Category::V4Tcp),
+        plotters::style::RGBColor(0x00, 0xff, 0x00)
+    );
+    assert_eq!(
+        d.color(Category::V4Udp),
+        plotters::style::RGBColor(0xb0, 0xb0, 0xff)
+    );
+    assert_eq!(
+        d.color(Category::V6Tcp),
+        plotters::style::RGBColor(0xff, 0x00, 0x00)
+    );
+    assert_eq!(
+        d.color(Category::V6Udp),
+        plotters::style::RGBColor(0xff, 0xff, 0xff)
+    );
+}
+
+#[test]
+fn light_theme_puts_each_colour_at_its_time_and_port() {
+    check_theme(Theme::Light);
+}
+
+#[test]
+fn a_vertical_scan_is_a_vertical_line() {
+    let layout = Layout::new(1600, 900, T0, T0 + HOUR);
+    let mut d = Density::new(layout.clone());
+    let ts = T0 + HOUR / 2;
+    for port in 1..=1000u16 {
+        d.add(&rec(ts + port as i64 * 1_000_000, 4, 6, port)); // 1 s for 1000 ports
+    }
+    let path = out("vertical.png");
+    render(&d, &spec(Theme::Dark), &path).unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    let x = layout.x(ts).unwrap();
+    let green = |y| pixel(&img, x, y)[1] > 100 && pixel(&img, x, y)[0] < 50;
+    for port in [1u16, 10, 100, 1000] {
+        assert!(green(layout.y_port(port)), "port {port} lit");
+    }
+    assert!(
+        !green(layout.y_port(5000)),
+        "nothing above the scanned range"
+    );
+}
+
+#[test]
+fn empty_range_renders_with_a_note() {
+    let layout = Layout::new(800, 500, T0, T0 + HOUR);
+    let d = Density::new(layout);
+    let path = out("empty.png");
+    let r = render(&d, &spec(Theme::Dark), &path).unwrap();
+    assert_eq!(
+        r,
+        super::Rendered {
+            events: 0,
+            pixels: 0
+        }
+    );
+    let img = image::open(&path).unwrap().to_rgb8();
+    assert_eq!(img.dimensions(), (800, 500));
+    let svg = out("empty.svg");
+    render(
+        &Density::new(Layout::new(800, 500, T0, T0 + HOUR)),
+        &spec(Theme::Light),
+        &svg,
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(&svg)
+        .unwrap()
+        .contains("no events in this range"));
+}
+
+#[test]
+fn svg_is_well_formed_and_marks_alerts() {
+    let layout = Layout::new(1200, 700, T0, T0 + HOUR);
+    let mut d = Density::new(layout);
+    for (r, _) in known() {
+        d.add(&r);
+    }
+    let mut s = spec(Theme::Dark);
+    s.marks.push(Mark {
+        from_ns: T0 + HOUR / 4,
+        to_ns: T0 + HOUR / 3,
+        label: "port_scan 198.18.0.2".into(),
+    });
+    let path = out("known.svg");
+    render(&d, &s, &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    assert!(text.contains("port_scan 198.18.0.2"));
+    assert!(
+        text.contains("#00FF00") || text.contains("#00ff00"),
+        "IPv4/TCP dot present"
+    );
+    assert!(text.contains("IPv4/TCP 1"), "legend with counts");
+}
+
+#[test]
+fn unknown_extension_is_an_error() {
+    let d = Density::new(Layout::new(800, 500, T0, T0 + HOUR));
+    let e = render(&d, &spec(Theme::Dark), &out("x.gif")).unwrap_err();
+    assert!(e.to_string().contains(".png or .svg"));
+}
+
+#[test]
+fn a_million_events_render() {
+    let layout = Layout::new(1600, 900, T0, T0 + 24 * HOUR);
+    let mut d = Density::new(layout);
+    let started = std::time::Instant::now();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..1_000_000i64 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let family = if x & 1 == 0 { 4 } else { 6 };
+        let proto = if x & 2 == 0 { 6 } else { 17 };
+        d.add(&rec(
+            T0 + i * 86_400_000,
+            family,
+            proto,
+            (x >> 16) as u16 | 1,
+        ));
+    }
+    let path = out("million.png");
+    let r = render(&d, &spec(Theme::Dark), &path).unwrap();
+    assert_eq!(r.events, 1_000_000);
+    assert!(r.pixels > 100_000, "dense plot: {} pixels", r.pixels);
+    eprintln!(
+        "1M events binned and rendered in {:.2} s",
+        started.elapsed().as_secs_f64()
+    );
+}
