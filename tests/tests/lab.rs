@@ -500,7 +500,7 @@ fn live_run_keeps_history_and_draws_plots() {
     // The events file gives the same picture's count.
     let plot = Command::new(&bin)
         .args(["plot", "--events"])
-        .arg(&sensor_events(&dir))
+        .arg(sensor_events(&dir))
         .arg("--out")
         .arg(dir.join("from-events.svg"))
         .output()

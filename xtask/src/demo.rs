@@ -132,6 +132,46 @@ fn scans(lab: &Lab) -> Result<()> {
         ],
         limit,
     )?;
+    step("slow nmap scan from 198.18.0.14 (one probe every 40 ms, ports 2000-2100): a diagonal");
+    scanner(
+        lab,
+        "nmap",
+        &[
+            "-n",
+            "-Pn",
+            "-sS",
+            "--max-retries",
+            "0",
+            "--scan-delay",
+            "40ms",
+            "-S",
+            "198.18.0.14",
+            "-e",
+            "inet0",
+            "-p",
+            "2000-2100",
+            addr::LAN_V4,
+        ],
+        limit,
+    )?;
+    step("ICMP echo sweep of 198.18.1.0/28 from 198.18.0.15");
+    scanner(
+        lab,
+        "nmap",
+        &[
+            "-n",
+            "-sn",
+            "-PE",
+            "--max-retries",
+            "0",
+            "-S",
+            "198.18.0.15",
+            "-e",
+            "inet0",
+            "198.18.1.0/28",
+        ],
+        limit,
+    )?;
     step("nmap IPv6 SYN scan of 2001:db8:1::2, ports 1-300");
     scanner(
         lab,

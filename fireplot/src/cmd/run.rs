@@ -167,6 +167,9 @@ impl RunArgs {
     }
 }
 
+/// Events per store transaction (more are sent every flush tick).
+const STORE_BATCH: usize = 8192;
+
 /// Where events go: JSON lines and the history store.
 struct EventSink {
     out: Option<Box<dyn Write + Send>>,
@@ -228,10 +231,14 @@ impl EventSink {
         }
     }
 
-    /// Hands the records of the last drain to the store writer.
-    fn store_batch(&mut self) {
+    /// Hands records to the store writer in batches of at least
+    /// `STORE_BATCH` (one transaction each), or whatever is pending when
+    /// `force` (every flush tick and at exit).
+    fn store_batch(&mut self, force: bool) {
         if let Some(w) = &self.store {
-            w.events(std::mem::take(&mut self.batch));
+            if force || self.batch.len() >= STORE_BATCH {
+                w.events(std::mem::take(&mut self.batch));
+            }
         }
     }
 
@@ -252,7 +259,7 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut EventSink) -> usize {
         sink.record(&item, offset);
         n += 1;
     }
-    sink.store_batch();
+    sink.store_batch(false);
     n
 }
 
@@ -396,7 +403,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
-            _ = flush_tick.tick() => sink.flush(),
+            _ = flush_tick.tick() => {
+                sink.flush();
+                sink.store_batch(true);
+            }
             _ = plot_tick.tick(), if periodic.is_some() => {
                 // One render at a time; a slow one skips the next tick.
                 if plot_task.as_ref().is_none_or(|t| t.is_finished()) {
@@ -414,6 +424,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     sensor.detach();
     drain(ring.get_mut(), &mut sink);
     sink.flush();
+    sink.store_batch(true);
     if let Some(w) = &sink.store {
         w.flush();
     }

@@ -201,6 +201,15 @@ impl Source {
         }
     }
 
+    /// Like [`Source::for_each`], but from the database only the fields a
+    /// plot uses are read.
+    pub fn for_each_plot(&self, mut f: impl FnMut(&Record)) -> Result<(u64, u64)> {
+        match &self.input {
+            Input::Db(store) => Ok((store.for_each_plot(&self.filter, &mut f)?, 0)),
+            Input::Events(_) => self.for_each(f),
+        }
+    }
+
     /// Alerts stored in the database for the range (empty for files).
     pub fn alerts(&self) -> Result<Vec<(i64, i64, String, String)>> {
         match &self.input {

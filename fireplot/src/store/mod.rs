@@ -490,6 +490,68 @@ impl Store {
         Ok(n)
     }
 
+    /// Like [`Store::for_each`] but reads only what a plot needs (time,
+    /// family, protocol, destination port, packet flags): about twice as
+    /// fast on large ranges. Records passed on have the other fields zero.
+    pub fn for_each_plot(
+        &self,
+        filter: &Filter,
+        mut f: impl FnMut(&Record),
+    ) -> Result<u64, StoreError> {
+        if filter.src.is_some() {
+            return self.for_each(filter, |r| f(&r));
+        }
+        let mut sql = String::from("SELECT ts_ns, family, proto, dport, pkt_flags FROM events WHERE ts_ns >= ?1 AND ts_ns < ?2");
+        if let Some(fam) = filter.family {
+            sql.push_str(&format!(" AND family = {fam}"));
+        }
+        if let Some(p) = filter.proto {
+            sql.push_str(&format!(" AND proto = {p}"));
+        }
+        if let Some(i) = filter.ifindex {
+            sql.push_str(&format!(" AND ifindex = {i}"));
+        }
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(self.sql("querying events"))?;
+        let mut rows = stmt
+            .query(params![filter.from_ns, filter.to_ns])
+            .map_err(self.sql("querying events"))?;
+        let mut rec = Record {
+            ts_ns: 0,
+            family: 0,
+            proto: 0,
+            src: None,
+            dst: None,
+            sport: 0,
+            dport: 0,
+            tcp_flags: 0,
+            ttl: 0,
+            len: 0,
+            class: 0,
+            ifindex: 0,
+            ip_id: 0,
+            tcp_seq: 0,
+            tcp_window: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            pkt_flags: 0,
+        };
+        let mut n = 0;
+        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
+            let e = self.sql("reading events");
+            rec.ts_ns = row.get(0).map_err(&e)?;
+            rec.family = row.get(1).map_err(&e)?;
+            rec.proto = row.get(2).map_err(&e)?;
+            rec.dport = row.get(3).map_err(&e)?;
+            rec.pkt_flags = row.get(4).map_err(&e)?;
+            n += 1;
+            f(&rec);
+        }
+        Ok(n)
+    }
+
     /// The time span of the stored events, if any.
     pub fn span(&self) -> Result<Option<(i64, i64)>, StoreError> {
         self.conn

@@ -222,3 +222,24 @@ fn locked_database_is_counted_and_resumed() {
     let c = w.close();
     assert_eq!((c.stored, c.not_stored), (10, 10));
 }
+
+#[test]
+fn plot_query_reads_what_plots_need() {
+    let path = temp_db("plotq");
+    let mut s = Store::open(&path).unwrap();
+    let recs: Vec<Record> = (0..300).map(sample).collect();
+    s.insert(&recs).unwrap();
+    let mut got = Vec::new();
+    let mut f = Filter::range(i64::MIN, i64::MAX);
+    f.family = Some(4);
+    s.for_each_plot(&f, |r| {
+        got.push((r.ts_ns, r.family, r.proto, r.dport, r.pkt_flags))
+    })
+    .unwrap();
+    let want: Vec<_> = recs
+        .iter()
+        .filter(|r| r.family == 4)
+        .map(|r| (r.ts_ns, r.family, r.proto, r.dport, r.pkt_flags))
+        .collect();
+    assert_eq!(got, want);
+}

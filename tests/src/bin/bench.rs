@@ -199,6 +199,7 @@ fn main() -> Result<()> {
         xdp_ns(&mut l, PROG_INGRESS, &syn, repeat, runs)?,
     ));
     let egress = egress_ns(&mut s, &egress_ack, repeat, runs)?;
+    let user = userspace(quick)?;
 
     println!(
         "{:<48} {:>9} {:>11}",
@@ -211,6 +212,11 @@ fn main() -> Result<()> {
         "{:<48} {egress:>9.1}",
         "tc egress recorder (ACK on a known flow)"
     );
+    println!();
+    println!("{:<52} {:>14}", "userspace", "figure");
+    for (name, v, unit) in &user {
+        println!("{name:<52} {v:>14.1} {unit}");
+    }
     let json = json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpu": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()
@@ -220,6 +226,7 @@ fn main() -> Result<()> {
         "runs": runs,
         "xdp": rows.iter().map(|(n, v)| json!({"name": n, "ns": v, "x_baseline": v / baseline})).collect::<Vec<_>>(),
         "tc_egress_ns": egress,
+        "userspace": user.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
     });
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir)?;
@@ -227,4 +234,99 @@ fn main() -> Result<()> {
     std::fs::write(&out_path, serde_json::to_string_pretty(&json)?)?;
     println!("written to {out_path}");
     Ok(())
+}
+
+/// Synthetic events: a day of traffic from many sources over all ports.
+fn synthetic(n: usize, t0: i64) -> impl Iterator<Item = fireplot::record::Record> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let step = 86_400_000_000_000i64 / n.max(1) as i64;
+    (0..n).map(move |i| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let v4 = x & 1 == 0;
+        fireplot::record::Record {
+            ts_ns: t0 + i as i64 * step,
+            family: if v4 { 4 } else { 6 },
+            proto: if x & 2 == 0 { 6 } else { 17 },
+            src: Some(if v4 {
+                std::net::IpAddr::from(((x >> 20) as u32).to_be_bytes())
+            } else {
+                std::net::IpAddr::from(((x as u128) << 64 | 0x2001_0db8).to_be_bytes())
+            }),
+            dst: Some(std::net::IpAddr::from([198, 18, 1, 2])),
+            sport: (x >> 8) as u16,
+            dport: ((x >> 24) as u16) | 1,
+            tcp_flags: 2,
+            ttl: 50,
+            len: 60,
+            class: 4,
+            ifindex: 2,
+            ip_id: (x >> 40) as u16,
+            tcp_seq: (x >> 12) as u32,
+            tcp_window: 1024,
+            icmp_type: 0,
+            icmp_code: 0,
+            pkt_flags: 0,
+        }
+    })
+}
+
+/// Store ingest and plot render figures: (name, value, unit).
+fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
+    use fireplot::{
+        plot::{layout::Layout, render, Density, Spec, Theme},
+        store::{Filter, Store},
+    };
+    let mut out = Vec::new();
+    let dir = std::env::temp_dir().join(format!("fireplot-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let t0 = 1_800_000_000_000_000_000i64;
+    let sizes: &[usize] = if quick {
+        &[1_000_000]
+    } else {
+        &[1_000_000, 10_000_000]
+    };
+    for &n in sizes {
+        let path = dir.join(format!("bench-{n}.db"));
+        let _ = std::fs::remove_file(&path);
+        let mut store = Store::open(&path)?;
+        let started = std::time::Instant::now();
+        let mut batch = Vec::with_capacity(8192);
+        for r in synthetic(n, t0) {
+            batch.push(r);
+            if batch.len() == 8192 {
+                store.insert(&batch)?;
+                batch.clear();
+            }
+        }
+        store.insert(&batch)?;
+        let secs = started.elapsed().as_secs_f64();
+        out.push((
+            format!("store ingest, {n} events (batches of 8192)"),
+            n as f64 / secs,
+            "events/s",
+        ));
+        drop(store);
+        let started = std::time::Instant::now();
+        let store = Store::open_read_only(&path)?;
+        let mut d = Density::new(Layout::new(1600, 900, t0, t0 + 86_400_000_000_000));
+        store.for_each_plot(&Filter::range(t0, t0 + 86_400_000_000_000), |r| d.add(r))?;
+        let spec = Spec {
+            width: 1600,
+            height: 900,
+            theme: Theme::Dark,
+            utc: true,
+            iface: "bench".into(),
+            marks: vec![],
+        };
+        render(&d, &spec, &dir.join(format!("bench-{n}.png")))?;
+        out.push((
+            format!("plot {n} events from the store to 1600x900 PNG"),
+            started.elapsed().as_secs_f64(),
+            "s",
+        ));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(out)
 }
