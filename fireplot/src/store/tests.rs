@@ -243,3 +243,23 @@ fn plot_query_reads_what_plots_need() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn corrupt_database_keeps_the_writer_alive() {
+    let path = temp_db("corruptw");
+    std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+    let w = StoreWriter::start(path.clone(), None, None);
+    w.events((0..30).map(sample).collect());
+    w.flush();
+    assert_eq!(w.counts().stored, 0);
+    assert_eq!(w.counts().not_stored, 30);
+    // Still accepting (and counting) work: the sensor is not stopped by it.
+    w.events((30..40).map(sample).collect());
+    let c = w.close();
+    assert_eq!((c.stored, c.not_stored), (0, 40));
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        vec![0x5a; 8192],
+        "a corrupt file is never overwritten"
+    );
+}
