@@ -6,6 +6,7 @@
 //! ([`output`]), and runs the daemon ([`cmd`]).
 
 pub mod cmd;
+pub mod detect;
 pub mod output;
 pub mod plot;
 pub mod record;

@@ -1,0 +1,239 @@
+//! distributed_scan: several sources sharing the work on one target.
+//!
+//! Synchronized: two sources that probe the same (target, protocol, port)
+//! at most `sync_max_lag_ms` apart, on `sync_ports` distinct ports, are in
+//! lockstep — nmap's decoy scan (`-D`) or two scanners driven together (the
+//! seed's "perfectly synchronized dual portscanning"). Pairs join into one
+//! group per target, reported with their mean lag.
+//!
+//! Shared: within `distributed_window_s`, `distributed_ports` distinct ports
+//! of one target probed by 2..=`distributed_max_sources` sources, none of
+//! which is a port scanner alone.
+
+use rustc_hash::FxHashMap;
+
+use super::{
+    config::DetectConfig,
+    episode::{Key, Kind, PortSet},
+    probe::{Probe, Role},
+    DetectStats, Engine, SEC,
+};
+
+const LAST_CAP: usize = 1 << 18;
+const PAIR_CAP: usize = 1 << 16;
+const SHARED_TARGETS: usize = 4096;
+const SHARED_SOURCES: usize = 256;
+
+#[derive(Default)]
+struct Pair {
+    ports: Vec<u16>,
+    lag_sum_ns: f64,
+    n: u64,
+    last_ns: i64,
+}
+
+/// Lockstep detection state.
+#[derive(Default)]
+pub struct Sync {
+    last: FxHashMap<(u128, u8, u16), (u128, i64)>,
+    pairs: FxHashMap<(u128, u128), Pair>,
+    members: FxHashMap<u128, u64>,
+    lags: FxHashMap<u64, (f64, u64)>,
+}
+
+impl Sync {
+    pub fn is_member(&self, src: u128) -> bool {
+        !self.members.is_empty() && self.members.contains_key(&src)
+    }
+
+    pub fn forget_group(&mut self, id: u64) {
+        self.members.retain(|_, g| *g != id);
+        self.lags.remove(&id);
+    }
+
+    pub fn prune(&mut self, now: i64, cfg: &DetectConfig, stats: &mut DetectStats) {
+        let lag = cfg.sync_max_lag_ms as i64 * 1_000_000;
+        self.last.retain(|_, (_, t)| now - *t <= lag);
+        let idle = cfg.episode_idle_s as i64 * SEC;
+        self.pairs.retain(|_, p| now - p.last_ns <= idle);
+        let _ = stats;
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.last.capacity() * 57
+            + self.pairs.capacity() * 100
+            + self.members.capacity() * 25
+            + self.lags.capacity() * 25
+    }
+}
+
+/// Shared-work detection state.
+#[derive(Default)]
+pub struct Shared {
+    targets: FxHashMap<u128, Window>,
+}
+
+struct Window {
+    start: i64,
+    ports: PortSet,
+    sources: FxHashMap<u128, u32>,
+    probes: u64,
+}
+
+impl Shared {
+    pub fn prune(&mut self, now: i64, cfg: &DetectConfig) {
+        let w = cfg.distributed_window_s as i64 * SEC;
+        self.targets.retain(|_, t| now - t.start <= w);
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.targets
+            .values()
+            .map(|w| 64 + w.ports.bytes() + w.sources.capacity() * 21)
+            .sum::<usize>()
+            + self.targets.capacity() * 17
+    }
+}
+
+pub fn observe(e: &mut Engine, p: &Probe) {
+    if !matches!(p.proto, 6 | 17) {
+        return;
+    }
+    lockstep(e, p);
+    if p.role == Role::Probe {
+        shared(e, p);
+    }
+}
+
+fn lockstep(e: &mut Engine, p: &Probe) {
+    let max_lag = e.cfg.sync_max_lag_ms as i64 * 1_000_000;
+    let k = (p.dst, p.proto, p.port);
+    let mut grouped = None;
+    if let Some(&(a, ta)) = e.sync.last.get(&k) {
+        let lag = p.ts_ns - ta;
+        if a != p.src && (0..=max_lag).contains(&lag) {
+            let pk = (a.min(p.src), a.max(p.src));
+            if e.sync.pairs.len() < PAIR_CAP || e.sync.pairs.contains_key(&pk) {
+                let pair = e.sync.pairs.entry(pk).or_default();
+                if !pair.ports.contains(&p.port) && pair.ports.len() < 64 {
+                    pair.ports.push(p.port);
+                }
+                pair.lag_sum_ns += lag as f64;
+                pair.n += 1;
+                pair.last_ns = p.ts_ns;
+                if pair.ports.len() >= e.cfg.sync_ports as usize {
+                    grouped = Some((a, pair.ports.clone(), pair.lag_sum_ns / pair.n as f64));
+                }
+            }
+        }
+    }
+    e.sync.last.insert(k, (p.src, p.ts_ns));
+    if e.sync.last.len() > LAST_CAP {
+        let now = e.now;
+        e.sync.last.retain(|_, (_, t)| now - *t <= max_lag);
+        if e.sync.last.len() > LAST_CAP {
+            e.sync.last.clear();
+            e.stats.sync_resets += 1;
+        }
+    }
+    if let Some((a, ports, lag_ns)) = grouped {
+        group(e, a, p, ports, lag_ns);
+    }
+}
+
+fn group(e: &mut Engine, a: u128, p: &Probe, ports: Vec<u16>, lag_ns: f64) {
+    let key = Key::Dst(Kind::DistributedScan, p.dst);
+    let id = e.start(Kind::DistributedScan, key, p, |ep| {
+        ep.sources.insert(a);
+        ep.sources.insert(p.src);
+        ep.targets.insert(p.dst);
+        for port in &ports {
+            ep.add_port(*port);
+        }
+        ep.probes = ports.len() as u64 * 2;
+        ep.synchronized = Some(true);
+        ep.lag_ms = Some(lag_ns / 1e6);
+    });
+    let (sum, n) = {
+        let l = e.sync.lags.entry(id).or_default();
+        l.0 += lag_ns;
+        l.1 += 1;
+        *l
+    };
+    for s in [a, p.src] {
+        e.sync.members.insert(s, id);
+        e.join(id, s);
+    }
+    if let Some(ep) = e.episodes.get_mut(&id) {
+        ep.synchronized = Some(true);
+        ep.lag_ms = Some(sum / n as f64 / 1e6);
+        ep.sources.insert(a);
+        ep.sources.insert(p.src);
+    }
+}
+
+fn shared(e: &mut Engine, p: &Probe) {
+    let window = e.cfg.distributed_window_s as i64 * SEC;
+    if e.shared.targets.len() >= SHARED_TARGETS && !e.shared.targets.contains_key(&p.dst) {
+        return;
+    }
+    let w = e.shared.targets.entry(p.dst).or_insert_with(|| Window {
+        start: p.ts_ns,
+        ports: PortSet::default(),
+        sources: FxHashMap::default(),
+        probes: 0,
+    });
+    if p.ts_ns - w.start > window {
+        w.start = p.ts_ns;
+        w.ports = PortSet::default();
+        w.sources.clear();
+        w.probes = 0;
+    }
+    w.probes += 1;
+    if w.sources.len() < SHARED_SOURCES || w.sources.contains_key(&p.src) {
+        *w.sources.entry(p.src).or_default() += 1;
+    }
+    if !w.ports.insert(p.port) || w.ports.len() < e.cfg.distributed_ports {
+        return;
+    }
+    let n = w.sources.len() as u32;
+    if n < 2 || n > e.cfg.distributed_max_sources {
+        return;
+    }
+    let key = Key::Dst(Kind::DistributedScan, p.dst);
+    if e.active(&key).is_some() {
+        return;
+    }
+    // None of them a scanner alone.
+    let w = &e.shared.targets[&p.dst];
+    let scan_ports = e.cfg.scan_ports;
+    let alone = w.sources.keys().any(|s| {
+        e.sources.heavy.get(s).is_some_and(|h| {
+            h.targets
+                .get(&p.dst)
+                .is_some_and(|t| t.ports.len() >= scan_ports)
+        })
+    });
+    if alone {
+        return;
+    }
+    let mut sources: Vec<u128> = w.sources.keys().copied().collect();
+    sources.sort_unstable();
+    let ports = w.ports.iter();
+    let (start, probes) = (w.start, w.probes);
+    let id = e.start(Kind::DistributedScan, key, p, |ep| {
+        for s in &sources {
+            ep.sources.insert(*s);
+        }
+        ep.targets.insert(p.dst);
+        for port in ports {
+            ep.add_port(port);
+        }
+        ep.first_ns = start;
+        ep.probes = probes;
+        ep.synchronized = Some(false);
+    });
+    for s in sources {
+        e.join(id, s);
+    }
+}

@@ -1,0 +1,203 @@
+//! What a detector needs to know about one event, derived once.
+
+use std::net::IpAddr;
+
+use crate::record::Record;
+
+/// TCP flag bits.
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+pub const URG: u8 = 0x20;
+
+/// How an event counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A probe a scanner sends: SYN, ACK, UDP, ICMP echo, another protocol.
+    Probe,
+    /// A TCP flag mix no stack sends to open a connection.
+    Odd(FlagType),
+    /// An answer to something we never sent: SYN-ACK, RST, ICMP error.
+    Backscatter,
+}
+
+/// Named flag mixes of flag scans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FlagType {
+    Null,
+    Fin,
+    Xmas,
+    Maimon,
+    SynFin,
+    Other,
+}
+
+impl Role {
+    /// The compact form kept in a source's first-probe record.
+    pub fn code(self) -> u8 {
+        match self {
+            Role::Probe => 0,
+            Role::Odd(t) => 1 + t as u8,
+            Role::Backscatter => 255,
+        }
+    }
+}
+
+impl FlagType {
+    const ALL: [FlagType; 6] = [
+        FlagType::Null,
+        FlagType::Fin,
+        FlagType::Xmas,
+        FlagType::Maimon,
+        FlagType::SynFin,
+        FlagType::Other,
+    ];
+
+    /// The inverse of `Role::code` for odd probes.
+    pub fn from_code(c: u8) -> Option<FlagType> {
+        Self::ALL.get((c as usize).checked_sub(1)?).copied()
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FlagType::Null => "null",
+            FlagType::Fin => "fin",
+            FlagType::Xmas => "xmas",
+            FlagType::Maimon => "maimon",
+            FlagType::SynFin => "syn_fin",
+            FlagType::Other => "other",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            FlagType::Null => "NULL",
+            FlagType::Fin => "FIN",
+            FlagType::Xmas => "Xmas",
+            FlagType::Maimon => "Maimon",
+            FlagType::SynFin => "SYN|FIN",
+            FlagType::Other => "odd-flag",
+        }
+    }
+}
+
+/// The role of a TCP flag byte.
+pub fn tcp_role(flags: u8) -> Role {
+    let f = flags & 0x3f; // ECE/CWR do not change the role
+    if f & SYN != 0 && f & FIN != 0 {
+        return Role::Odd(FlagType::SynFin);
+    }
+    if f & RST != 0 || (f & SYN != 0 && f & ACK != 0) {
+        return Role::Backscatter;
+    }
+    if f & SYN != 0 {
+        return Role::Probe;
+    }
+    if f & ACK != 0 {
+        // FIN|ACK opening nothing is nmap's Maimon scan; other ACK mixes are
+        // what an ACK scan (-sA) sends: a probe.
+        return if f & FIN != 0 && f & (PSH | URG) == 0 {
+            Role::Odd(FlagType::Maimon)
+        } else {
+            Role::Probe
+        };
+    }
+    Role::Odd(match f {
+        0 => FlagType::Null,
+        FIN => FlagType::Fin,
+        x if x == FIN | PSH | URG => FlagType::Xmas,
+        _ => FlagType::Other,
+    })
+}
+
+/// An event reduced to what the detectors use.
+#[derive(Clone, Copy, Debug)]
+pub struct Probe {
+    pub ts_ns: i64,
+    pub src: u128,
+    pub dst: u128,
+    pub src_ip: IpAddr,
+    pub dst_ip: IpAddr,
+    pub proto: u8,
+    /// TCP/UDP destination port, 0 otherwise.
+    pub port: u16,
+    pub flags: u8,
+    pub role: Role,
+}
+
+/// An address as a u128 key (IPv4 mapped).
+pub fn key(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => u128::from(v.to_ipv6_mapped()),
+        IpAddr::V6(v) => u128::from(v),
+    }
+}
+
+/// The address a key stands for.
+pub fn addr(k: u128) -> IpAddr {
+    let v6 = std::net::Ipv6Addr::from(k);
+    match v6.to_ipv4_mapped() {
+        Some(v4) => IpAddr::V4(v4),
+        None => IpAddr::V6(v6),
+    }
+}
+
+impl Probe {
+    /// None for events without addresses (malformed).
+    pub fn from_record(r: &Record) -> Option<Probe> {
+        let (src_ip, dst_ip) = (r.src?, r.dst?);
+        let role = match r.proto {
+            6 if r.has_ports() => tcp_role(r.tcp_flags),
+            1 if matches!(r.icmp_type, 3 | 4 | 5 | 11 | 12) => Role::Backscatter,
+            58 if matches!(r.icmp_type, 1..=4) => Role::Backscatter,
+            _ => Role::Probe,
+        };
+        Some(Probe {
+            ts_ns: r.ts_ns,
+            src: key(src_ip),
+            dst: key(dst_ip),
+            src_ip,
+            dst_ip,
+            proto: r.proto,
+            port: if r.has_ports() { r.dport } else { 0 },
+            flags: if r.proto == 6 { r.tcp_flags } else { 0 },
+            role,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_roles() {
+        assert_eq!(tcp_role(SYN), Role::Probe);
+        assert_eq!(tcp_role(SYN | 0xc0), Role::Probe);
+        assert_eq!(tcp_role(ACK), Role::Probe);
+        assert_eq!(tcp_role(0), Role::Odd(FlagType::Null));
+        assert_eq!(tcp_role(FIN), Role::Odd(FlagType::Fin));
+        assert_eq!(tcp_role(FIN | PSH | URG), Role::Odd(FlagType::Xmas));
+        assert_eq!(tcp_role(FIN | ACK), Role::Odd(FlagType::Maimon));
+        assert_eq!(tcp_role(SYN | FIN), Role::Odd(FlagType::SynFin));
+        assert_eq!(tcp_role(PSH), Role::Odd(FlagType::Other));
+        assert_eq!(tcp_role(SYN | ACK), Role::Backscatter);
+        assert_eq!(tcp_role(RST), Role::Backscatter);
+        assert_eq!(tcp_role(RST | ACK), Role::Backscatter);
+    }
+
+    #[test]
+    fn keys_round_trip() {
+        for a in ["198.18.0.2", "2001:db8::2", "::ffff:1.2.3.4"] {
+            let ip: IpAddr = a.parse().unwrap();
+            let back = addr(key(ip));
+            if a.starts_with("::ffff") {
+                assert_eq!(back, "1.2.3.4".parse::<IpAddr>().unwrap());
+            } else {
+                assert_eq!(back, ip);
+            }
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! port_scan, port_sweep, protocol_scan and flag_scan: one source's probes.
+//!
+//! port_scan: one target, many ports (`scan_ports` distinct ports on one
+//! target). port_sweep: many targets (`sweep_targets`), few ports (at most
+//! `sweep_max_ports` over all targets). protocol_scan: `protocols` distinct IP
+//! protocols. flag_scan: `flag_probes` probes with a TCP flag mix no stack
+//! sends first (NULL, FIN, Xmas, Maimon, SYN|FIN, ...); those probes do not
+//! count toward port_scan, so an Xmas scan is a flag_scan, not both.
+//! Sources that are part of a synchronized group (a decoy scan) are
+//! reported as that group, not one by one.
+
+use super::{
+    episode::{Key, Kind, PortSet},
+    probe::{FlagType, Probe},
+    sources::{Heavy, Light},
+    Engine,
+};
+
+/// Makes sure `p.src` has a heavy record; false if this probe only repeats
+/// the source's first one (nothing new to learn).
+fn promote(e: &mut Engine, p: &Probe) -> Option<Light> {
+    let l = e.sources.light.get_mut(&p.src)?;
+    if !l.heavy {
+        if l.same_as_first(p.dst, p.port, p.proto) {
+            return None;
+        }
+        l.heavy = true;
+        let first = *l;
+        let sweep_max = e.cfg.sweep_max_ports as usize;
+        let h = e.sources.heavy_mut(p.src);
+        match first.first_role {
+            0 => record(
+                h,
+                first.first_dst,
+                first.first_port,
+                first.first_proto,
+                sweep_max,
+            ),
+            255 => {}
+            c => {
+                if let Some(t) = FlagType::from_code(c) {
+                    h.odd.insert((first.first_dst, first.first_port));
+                    h.odd_types.push((t, 1, 0));
+                }
+            }
+        }
+    }
+    e.sources.light.get(&p.src).copied()
+}
+
+/// Adds a scan probe to a heavy record.
+fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize) {
+    h.protocols[(proto >> 6) as usize] |= 1u64 << (proto & 63);
+    h.target_order.push(dst);
+    let with_port = matches!(proto, 6 | 17);
+    if with_port {
+        h.port_order.push(port as u128);
+    }
+    let tp = if h.targets.len() < Heavy::MAX_TARGETS || h.targets.contains_key(&dst) {
+        Some(h.targets.entry(dst).or_default())
+    } else {
+        h.targets_over += 1;
+        None
+    };
+    if with_port {
+        if let Some(tp) = tp {
+            let was_bitmap = tp.ports.is_bitmap();
+            tp.ports.insert(port);
+            if !was_bitmap && tp.ports.is_bitmap() {
+                h.bitmaps += 1;
+            }
+            h.max_target_ports = h.max_target_ports.max(tp.ports.len());
+        }
+        if !h.union_over && !h.union_ports.contains(&port) {
+            h.union_ports.push(port);
+            if h.union_ports.len() > sweep_max {
+                h.union_over = true;
+            }
+        }
+    }
+}
+
+/// A scan probe (SYN, ACK, UDP, ICMP echo, another protocol).
+pub fn observe(e: &mut Engine, p: &Probe) {
+    let Some(light) = promote(e, p) else { return };
+    let sweep_max = e.cfg.sweep_max_ports as usize;
+    {
+        let h = e.sources.heavy_mut(p.src);
+        record(h, p.dst, p.port, p.proto, sweep_max);
+    }
+    e.sources.reaccount(p.src);
+    let h = &e.sources.heavy[&p.src];
+    let cfg = &e.cfg;
+    let grouped = e.sync.is_member(p.src);
+    let scan = h.max_target_ports >= cfg.scan_ports && matches!(p.proto, 6 | 17);
+    let sweep = h.targets_count() >= cfg.sweep_targets as u64 && !h.union_over;
+    let protocols = h.protocol_count() >= cfg.protocols;
+
+    if scan
+        && !grouped
+        && e.active(&Key::Src(Kind::PortScan, p.src, p.proto))
+            .is_none()
+    {
+        let ports: Vec<u16> = h
+            .targets
+            .get(&p.dst)
+            .map(|t| t.ports.iter())
+            .unwrap_or_default();
+        let order = h.port_order;
+        e.start(
+            Kind::PortScan,
+            Key::Src(Kind::PortScan, p.src, p.proto),
+            p,
+            |ep| {
+                seed(ep, &light, p);
+                ep.targets.insert(p.dst);
+                for port in ports {
+                    ep.add_port(port);
+                }
+                ep.order = order;
+            },
+        );
+    }
+    if sweep
+        && !grouped
+        && e.active(&Key::Src(Kind::PortSweep, p.src, p.proto))
+            .is_none()
+    {
+        let h = &e.sources.heavy[&p.src];
+        let mut targets: Vec<u128> = h.targets.keys().copied().collect();
+        targets.sort_unstable();
+        let ports = h.union_ports.clone();
+        let order = h.target_order;
+        e.start(
+            Kind::PortSweep,
+            Key::Src(Kind::PortSweep, p.src, p.proto),
+            p,
+            |ep| {
+                seed(ep, &light, p);
+                for t in targets {
+                    ep.targets.insert(t);
+                }
+                if matches!(p.proto, 6 | 17) {
+                    for port in ports {
+                        ep.add_port(port);
+                    }
+                }
+                ep.order = order;
+            },
+        );
+    }
+    if protocols && e.active(&Key::Src(Kind::ProtocolScan, p.src, 0)).is_none() {
+        let bits = e.sources.heavy[&p.src].protocols;
+        e.start(
+            Kind::ProtocolScan,
+            Key::Src(Kind::ProtocolScan, p.src, 0),
+            p,
+            |ep| {
+                seed(ep, &light, p);
+                ep.targets.insert(p.dst);
+                ep.protocols = Some(bits);
+                ep.proto = 0;
+            },
+        );
+    }
+}
+
+/// What every per-source episode starts with: the source, its first
+/// probe's time, its probe count so far.
+fn seed(ep: &mut super::episode::Episode, light: &Light, p: &Probe) {
+    ep.sources.insert(p.src);
+    ep.first_ns = light.first_ns;
+    ep.last_ns = p.ts_ns;
+    ep.probes = light.probes as u64;
+}
+
+/// A probe with an odd TCP flag mix.
+pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType) {
+    let Some(light) = promote(e, p) else { return };
+    let cap = e.cfg.flag_probes as usize * 4;
+    {
+        let h = e.sources.heavy_mut(p.src);
+        if h.odd.len() < cap {
+            h.odd.insert((p.dst, p.port));
+        }
+        match h.odd_types.iter_mut().find(|(ft, _, _)| *ft == t) {
+            Some(x) => x.1 += 1,
+            None => h.odd_types.push((t, 1, p.flags)),
+        }
+        // The flags of a type seeded from a first probe are learnt now.
+        if let Some(x) = h
+            .odd_types
+            .iter_mut()
+            .find(|(ft, _, f)| *ft == t && *f == 0 && p.flags != 0)
+        {
+            x.2 = p.flags;
+        }
+    }
+    e.sources.reaccount(p.src);
+    let h = &e.sources.heavy[&p.src];
+    if h.odd.len() < e.cfg.flag_probes as usize
+        || e.active(&Key::Src(Kind::FlagScan, p.src, 6)).is_some()
+    {
+        return;
+    }
+    let (flag_type, n, flags) = h
+        .odd_types
+        .iter()
+        .copied()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .unwrap_or((t, 1, p.flags));
+    let mut ports = PortSet::default();
+    let mut targets: Vec<u128> = Vec::new();
+    let mut odd: Vec<(u128, u16)> = h.odd.iter().copied().collect();
+    odd.sort_unstable();
+    for (d, port) in odd {
+        ports.insert(port);
+        if !targets.contains(&d) {
+            targets.push(d);
+        }
+    }
+    let odd_total: u64 = h.odd_types.iter().map(|x| x.1 as u64).sum();
+    e.start(
+        Kind::FlagScan,
+        Key::Src(Kind::FlagScan, p.src, 6),
+        p,
+        |ep| {
+            ep.sources.insert(p.src);
+            ep.first_ns = light.first_ns;
+            ep.probes = odd_total.max(n as u64);
+            for port in ports.iter() {
+                ep.add_port(port);
+            }
+            for d in targets {
+                ep.targets.insert(d);
+            }
+            ep.flag_type = Some(flag_type);
+            ep.flags = flags;
+        },
+    );
+}

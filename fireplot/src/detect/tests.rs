@@ -1,0 +1,633 @@
+//! Detector tests on synthetic event streams.
+
+use std::net::IpAddr;
+
+use super::{Alert, DetectConfig, Engine};
+use crate::record::Record;
+
+const T0: i64 = 1_800_000_000_000_000_000;
+const MS: i64 = 1_000_000;
+const S: i64 = 1_000_000_000;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ev(ts: i64, src: &str, dst: &str, proto: u8, dport: u16, flags: u8) -> Record {
+    Record {
+        ts_ns: ts,
+        family: if src.contains(':') { 6 } else { 4 },
+        proto,
+        src: Some(ip(src)),
+        dst: Some(ip(dst)),
+        sport: 40000,
+        dport,
+        tcp_flags: flags,
+        ttl: 50,
+        len: 60,
+        class: 4,
+        ifindex: 2,
+        ip_id: 0,
+        tcp_seq: 0,
+        tcp_window: 0,
+        icmp_type: if proto == 1 { 8 } else { 0 },
+        icmp_code: 0,
+        pkt_flags: 0,
+    }
+}
+
+fn run(events: &[Record]) -> Vec<Alert> {
+    run_with(DetectConfig::default(), events)
+}
+
+fn run_with(cfg: DetectConfig, events: &[Record]) -> Vec<Alert> {
+    let mut e = Engine::new(cfg);
+    let mut out = Vec::new();
+    for r in events {
+        e.push(r);
+        out.extend(e.drain());
+    }
+    out.extend(e.finish());
+    out
+}
+
+fn started<'a>(alerts: &'a [Alert], kind: &str) -> Vec<&'a Alert> {
+    alerts
+        .iter()
+        .filter(|a| a.kind == kind && a.status == "started")
+        .collect()
+}
+
+/// (kind, sources) of every episode, from its `ended` record (the totals).
+fn kinds(alerts: &[Alert]) -> Vec<(String, Vec<String>)> {
+    let mut v: Vec<(String, Vec<String>)> = alerts
+        .iter()
+        .filter(|a| a.status == "ended")
+        .map(|a| (a.kind.clone(), a.sources.clone()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A pseudo-random permutation of 1..=n (nmap's default port order).
+fn shuffled(n: u16, seed: u64) -> Vec<u16> {
+    let mut v: Vec<u16> = (1..=n).collect();
+    let mut x = seed | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+#[test]
+fn fast_syn_scan_is_alerted_within_ten_ports() {
+    let evs: Vec<Record> = shuffled(1000, 7)
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            ev(
+                T0 + i as i64 * 100_000,
+                "198.51.100.7",
+                "198.18.1.2",
+                6,
+                *p,
+                0x02,
+            )
+        })
+        .collect();
+    let mut e = Engine::new(DetectConfig::default());
+    let mut first_alert_at = None;
+    for (i, r) in evs.iter().enumerate() {
+        e.push(r);
+        if first_alert_at.is_none() && !e.drain().is_empty() {
+            first_alert_at = Some(i + 1);
+        }
+    }
+    assert!(
+        first_alert_at.is_some_and(|n| n <= 10),
+        "alerted after {first_alert_at:?} probes"
+    );
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("port_scan".into(), vec!["198.51.100.7".to_string()])]
+    );
+    let end = all
+        .iter()
+        .find(|a| a.status == "ended")
+        .expect("ended record");
+    assert_eq!(end.ports.count, 1000);
+    assert_eq!(end.probes, 1000);
+    assert_eq!(end.speed, "fast");
+    assert_eq!(end.order, "random");
+    assert_eq!(end.flags, "SYN");
+    assert_eq!(end.targets.count, 1);
+    assert!(end.severity >= 3);
+    assert!(
+        end.summary
+            .contains("198.51.100.7 probed 1,000 TCP ports of 198.18.1.2"),
+        "{}",
+        end.summary
+    );
+    assert_eq!(
+        all.iter().filter(|a| a.id == end.id).count(),
+        2,
+        "one started, one ended"
+    );
+}
+
+#[test]
+fn slow_ascending_scan_over_twelve_hours() {
+    let evs: Vec<Record> = (0..144)
+        .map(|i| {
+            ev(
+                T0 + i * 300 * S,
+                "203.0.113.9",
+                "198.18.1.2",
+                6,
+                1000 + i as u16,
+                0x02,
+            )
+        })
+        .collect();
+    let all = run(&evs);
+    let s = started(&all, "port_scan");
+    assert_eq!(s.len(), 1, "{all:#?}");
+    assert_eq!(s[0].speed, "slow");
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(end.order, "ascending");
+    assert_eq!(end.ports.count, 144);
+    assert!(end.summary.contains("slowly"));
+    assert_eq!(all.len(), 2, "one episode: a 5-minute pause is not an end");
+}
+
+#[test]
+fn background_noise_gives_no_per_source_alerts() {
+    let common = [
+        22u16, 23, 80, 443, 445, 3389, 8080, 5060, 1433, 3306, 7547, 37777, 53, 123, 161, 5555,
+        2323, 81, 8443, 6379,
+    ];
+    let mut evs = Vec::new();
+    let mut x: u64 = 0x1234_5678;
+    for s in 0..10_000u32 {
+        let src = format!(
+            "{}.{}.{}.{}",
+            11 + (s >> 16) % 200,
+            (s >> 8) & 255,
+            s & 255,
+            7
+        );
+        for k in 0..(1 + (s % 2)) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let port = common[(x % common.len() as u64) as usize];
+            let dst = format!("198.18.1.{}", 1 + (x >> 8) % 8);
+            evs.push(ev(
+                T0 + (s as i64 * 2 + k as i64) * 30 * MS,
+                &src,
+                &dst,
+                6,
+                port,
+                0x02,
+            ));
+        }
+    }
+    let all = run(&evs);
+    for kind in [
+        "port_scan",
+        "port_sweep",
+        "flag_scan",
+        "protocol_scan",
+        "flood",
+        "distributed_scan",
+    ] {
+        assert!(
+            started(&all, kind).is_empty(),
+            "{kind}: {:?}",
+            started(&all, kind).first()
+        );
+    }
+}
+
+#[test]
+fn sweep_of_a_slash_24_is_alerted_within_ten_targets() {
+    let mut evs = Vec::new();
+    let mut order: Vec<u16> = (0..256).collect();
+    order = order.into_iter().map(|i| (i * 97) % 256).collect();
+    for (i, h) in order.iter().enumerate() {
+        for (j, port) in [22u16, 80, 443].iter().enumerate() {
+            evs.push(ev(
+                T0 + (i as i64 * 3 + j as i64) * MS,
+                "192.0.2.50",
+                &format!("198.18.1.{h}"),
+                6,
+                *port,
+                0x02,
+            ));
+        }
+    }
+    let mut e = Engine::new(DetectConfig::default());
+    let mut at = None;
+    let mut targets = std::collections::HashSet::new();
+    for r in &evs {
+        targets.insert(r.dst);
+        e.push(r);
+        if at.is_none() && !e.drain().is_empty() {
+            at = Some(targets.len());
+        }
+    }
+    assert!(at.is_some_and(|n| n <= 10), "alerted after {at:?} targets");
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("port_sweep".into(), vec!["192.0.2.50".to_string()])]
+    );
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(end.targets.count, 256);
+    assert_eq!(end.ports.count, 3);
+    assert_eq!(end.order, "random");
+    assert!(
+        end.summary
+            .contains("swept 256 hosts on TCP ports 22, 80, 443"),
+        "{}",
+        end.summary
+    );
+}
+
+#[test]
+fn icmp_echo_sweep_is_a_sweep() {
+    let evs: Vec<Record> = (1..=40u16)
+        .map(|h| {
+            ev(
+                T0 + h as i64 * MS,
+                "192.0.2.51",
+                &format!("198.18.1.{h}"),
+                1,
+                0,
+                0,
+            )
+        })
+        .collect();
+    let all = run(&evs);
+    let s = started(&all, "port_sweep");
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].proto, "icmp");
+    assert_eq!(
+        all.iter().find(|a| a.status == "ended").unwrap().order,
+        "ascending"
+    );
+}
+
+#[test]
+fn flag_scans_are_named_and_not_port_scans() {
+    for (flags, name) in [
+        (0x29u8, "xmas"),
+        (0x00, "null"),
+        (0x01, "fin"),
+        (0x11, "maimon"),
+        (0x03, "syn_fin"),
+    ] {
+        let evs: Vec<Record> = (1..=200u16)
+            .map(|p| ev(T0 + p as i64 * MS, "192.0.2.60", "198.18.1.2", 6, p, flags))
+            .collect();
+        let all = run(&evs);
+        assert_eq!(
+            kinds(&all),
+            vec![("flag_scan".into(), vec!["192.0.2.60".to_string()])],
+            "{name}"
+        );
+        let s = started(&all, "flag_scan")[0];
+        assert_eq!(s.flag_type.as_deref(), Some(name));
+        let end = all.iter().find(|a| a.status == "ended").unwrap();
+        assert_eq!(end.ports.count, 200, "{name}");
+        assert_eq!(end.probes, 200, "{name}");
+    }
+}
+
+#[test]
+fn ack_scan_is_a_port_scan_with_its_flags() {
+    let evs: Vec<Record> = (1..=100u16)
+        .map(|p| ev(T0 + p as i64 * MS, "192.0.2.61", "198.18.1.2", 6, p, 0x10))
+        .collect();
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("port_scan".into(), vec!["192.0.2.61".to_string()])]
+    );
+    assert_eq!(started(&all, "port_scan")[0].flags, "ACK");
+}
+
+#[test]
+fn udp_scan_is_a_port_scan() {
+    let evs: Vec<Record> = (1..=100u16)
+        .map(|p| ev(T0 + p as i64 * MS, "192.0.2.62", "198.18.1.2", 17, p, 0))
+        .collect();
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("port_scan".into(), vec!["192.0.2.62".to_string()])]
+    );
+    assert_eq!(started(&all, "port_scan")[0].proto, "udp");
+}
+
+#[test]
+fn protocol_scan() {
+    let evs: Vec<Record> = (0..=40u8)
+        .map(|p| {
+            let mut r = ev(
+                T0 + p as i64 * MS,
+                "192.0.2.63",
+                "198.18.1.2",
+                p,
+                if matches!(p, 6 | 17) { 80 } else { 0 },
+                0x10,
+            );
+            if !matches!(p, 6 | 17) {
+                r.dport = 0;
+            }
+            r
+        })
+        .collect();
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("protocol_scan".into(), vec!["192.0.2.63".to_string()])]
+    );
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(end.protocols.as_ref().map(|p| p.len()), Some(41));
+}
+
+#[test]
+fn decoy_scan_is_one_synchronized_distributed_scan() {
+    let sources = ["192.0.2.30", "192.0.2.31", "192.0.2.32", "192.0.2.33"];
+    let mut evs = Vec::new();
+    for (i, port) in shuffled(300, 3).iter().enumerate() {
+        for (j, s) in sources.iter().enumerate() {
+            evs.push(ev(
+                T0 + i as i64 * MS + j as i64 * 20_000,
+                s,
+                "198.18.1.2",
+                6,
+                *port,
+                0x02,
+            ));
+        }
+    }
+    let all = run(&evs);
+    let mut want: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(kinds(&all), vec![("distributed_scan".into(), want)]);
+    let s = started(&all, "distributed_scan")[0];
+    assert_eq!(s.synchronized, Some(true));
+    assert!(s.lag_ms.is_some_and(|l| l < 1.0), "lag {:?}", s.lag_ms);
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(end.ports.count, 300);
+    assert_eq!(end.source_count, 4);
+}
+
+#[test]
+fn two_scanners_in_lockstep() {
+    let mut evs = Vec::new();
+    for p in 1..=200u16 {
+        let t = T0 + p as i64 * 10 * MS;
+        evs.push(ev(t, "192.0.2.40", "198.18.1.2", 6, p, 0x02));
+        evs.push(ev(t + 50 * MS, "192.0.2.41", "198.18.1.2", 6, p, 0x02));
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![(
+            "distributed_scan".into(),
+            vec!["192.0.2.40".to_string(), "192.0.2.41".to_string()]
+        )]
+    );
+    let s = started(&all, "distributed_scan")[0];
+    assert!(
+        s.lag_ms.is_some_and(|l| (l - 50.0).abs() < 1.0),
+        "lag {:?}",
+        s.lag_ms
+    );
+    assert!(s.summary.contains("lockstep"));
+}
+
+#[test]
+fn sources_sharing_the_work() {
+    let mut evs = Vec::new();
+    let mut t = T0;
+    for s in 0..20u16 {
+        for k in 0..8u16 {
+            t += 200 * MS;
+            evs.push(ev(
+                t,
+                &format!("192.0.2.{}", 100 + s),
+                "198.18.1.9",
+                6,
+                2000 + s * 8 + k,
+                0x02,
+            ));
+        }
+    }
+    let all = run(&evs);
+    let d = started(&all, "distributed_scan");
+    assert_eq!(d.len(), 1, "{:?}", kinds(&all));
+    assert_eq!(d[0].synchronized, Some(false));
+    assert!(started(&all, "port_scan").is_empty());
+}
+
+#[test]
+fn port_surge_rises_above_its_baseline() {
+    let mut evs = Vec::new();
+    let bucket = 600 * S;
+    // Six hours of a quiet baseline: two sources per bucket on 7547.
+    for b in 0..36i64 {
+        for k in 0..2 {
+            evs.push(ev(
+                T0 + b * bucket + k * S,
+                &format!("203.0.113.{}", k + 1),
+                "198.18.1.2",
+                6,
+                7547,
+                0x02,
+            ));
+        }
+    }
+    // A wave: 1,000 distinct sources over two hours, one or two probes each.
+    for i in 0..1000i64 {
+        let src = format!("100.{}.{}.{}", 64 + i / 65536, (i / 256) % 256, i % 256);
+        let t = T0 + 36 * bucket + i * 7 * S;
+        evs.push(ev(t, &src, "198.18.1.2", 6, 7547, 0x02));
+        if i % 3 == 0 {
+            evs.push(ev(t + S, &src, "198.18.1.3", 6, 7547, 0x02));
+        }
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    let all = run(&evs);
+    let s = started(&all, "port_surge");
+    assert_eq!(s.len(), 1, "{:?}", kinds(&all));
+    assert_eq!(s[0].ports.sample, vec![7547]);
+    assert!(s[0].baseline.is_some_and(|b| b <= 2.0));
+    assert!(started(&all, "port_scan").is_empty() && started(&all, "port_sweep").is_empty());
+}
+
+#[test]
+fn backscatter_from_many_sources() {
+    let evs: Vec<Record> = (0..100)
+        .map(|i| {
+            let flags = if i % 2 == 0 { 0x12 } else { 0x14 };
+            ev(
+                T0 + i * 50 * MS,
+                &format!("203.0.113.{}", i + 1),
+                "198.18.1.2",
+                6,
+                1024 + i as u16,
+                flags,
+            )
+        })
+        .collect();
+    let all = run(&evs);
+    let b = started(&all, "backscatter");
+    assert_eq!(b.len(), 1, "{:?}", kinds(&all));
+    assert_eq!(b[0].targets.sample, vec!["198.18.1.2".to_string()]);
+    assert_eq!(kinds(&all).len(), 1);
+}
+
+#[test]
+fn floods_by_source_and_by_port() {
+    let evs: Vec<Record> = (0..30_000)
+        .map(|i| ev(T0 + i * 30_000, "192.0.2.70", "198.18.1.2", 6, 80, 0x02))
+        .collect();
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("flood".into(), vec!["192.0.2.70".to_string()])]
+    );
+    let evs: Vec<Record> = (0..30_000)
+        .map(|i| {
+            ev(
+                T0 + i * 30_000,
+                &format!("192.0.2.{}", 1 + i % 10),
+                "198.18.1.2",
+                17,
+                53,
+                0,
+            )
+        })
+        .collect();
+    let all = run(&evs);
+    let f = started(&all, "flood");
+    assert_eq!(f.len(), 1, "{:?}", kinds(&all));
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(end.source_count, 10);
+}
+
+#[test]
+fn a_pause_continues_the_episode_a_long_one_starts_a_new_one() {
+    let mut evs = Vec::new();
+    for p in 1..=50u16 {
+        evs.push(ev(
+            T0 + p as i64 * MS,
+            "192.0.2.80",
+            "198.18.1.2",
+            6,
+            p,
+            0x02,
+        ));
+    }
+    for p in 51..=100u16 {
+        evs.push(ev(
+            T0 + 120 * S + p as i64 * MS,
+            "192.0.2.80",
+            "198.18.1.2",
+            6,
+            p,
+            0x02,
+        ));
+    }
+    let all = run(&evs);
+    assert_eq!(
+        started(&all, "port_scan").len(),
+        1,
+        "a 2-minute pause is the same episode"
+    );
+    for p in 101..=150u16 {
+        evs.push(ev(
+            T0 + 3600 * S + p as i64 * MS,
+            "192.0.2.80",
+            "198.18.1.2",
+            6,
+            p,
+            0x02,
+        ));
+    }
+    let all = run(&evs);
+    assert_eq!(
+        started(&all, "port_scan").len(),
+        2,
+        "an hour's pause ends it"
+    );
+    let first_end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(first_end.ports.count, 100);
+}
+
+#[test]
+fn replay_is_deterministic() {
+    let mut evs = Vec::new();
+    for (i, p) in shuffled(500, 11).iter().enumerate() {
+        evs.push(ev(
+            T0 + i as i64 * MS,
+            "192.0.2.90",
+            "198.18.1.2",
+            6,
+            *p,
+            0x02,
+        ));
+        evs.push(ev(
+            T0 + i as i64 * MS + 1,
+            &format!("203.0.113.{}", i % 200),
+            &format!("198.18.1.{}", i % 50),
+            17,
+            53,
+            0,
+        ));
+    }
+    assert_eq!(run(&evs), run(&evs));
+}
+
+#[test]
+fn ten_million_spoofed_sources_stay_in_the_budget() {
+    let mut e = Engine::new(DetectConfig::default());
+    let budget = e.stats().budget_bytes;
+    for i in 0..10_000_000u64 {
+        let a = (0x0a00_0000u64 + i) as u32;
+        let mut r = ev(
+            T0 + i as i64 * 1000,
+            "0.0.0.0",
+            "198.18.1.2",
+            6,
+            80 + (i % 7) as u16,
+            0x02,
+        );
+        r.src = Some(IpAddr::from(a.to_be_bytes()));
+        e.push(&r);
+    }
+    let st = e.stats();
+    assert!(st.state_bytes <= budget, "{} > {budget}", st.state_bytes);
+    assert!(st.sources_evicted > 0, "evictions are counted");
+    assert_eq!(
+        st.sources_evicted + st.sources_tracked + st.sources_expired,
+        10_000_000
+    );
+    let _ = e.finish();
+    eprintln!(
+        "10M spoofed sources: {} tracked, {} evicted, {:.0} MiB accounted of {:.0} MiB",
+        st.sources_tracked,
+        st.sources_evicted,
+        st.state_bytes as f64 / 1048576.0,
+        budget as f64 / 1048576.0
+    );
+}
