@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use fireplot::cmd::{
+    detect::{detect, DetectCmdArgs},
     plot::{plot, PlotArgs},
     run::{run, RunArgs},
     top::{run_top, TopArgs},
@@ -27,6 +28,8 @@ enum Command {
     Plot(PlotArgs),
     /// Top destination ports, sources and protocols over a window. No root needed.
     Top(TopArgs),
+    /// Run the scan detectors over stored or saved events; alerts as JSON lines. No root needed.
+    Detect(DetectCmdArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +50,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Plot(args) => plot(&args),
         Command::Top(args) => run_top(&args),
+        Command::Detect(args) => detect(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

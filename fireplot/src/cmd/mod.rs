@@ -1,5 +1,6 @@
 //! The `fireplot` subcommands.
 
+pub mod detect;
 pub mod plot;
 pub mod run;
 pub mod source;

@@ -16,6 +16,8 @@ use tokio::{
     signal::unix::{signal, SignalKind},
 };
 
+use super::detect::DetectArgs;
+use crate::detect::{Alert, Engine};
 use crate::{
     output::{
         event::{rfc3339_ns, EventRecord},
@@ -85,6 +87,13 @@ pub struct RunArgs {
     /// Plot times in UTC instead of local time.
     #[arg(long)]
     pub plot_utc: bool,
+
+    /// Write alert JSON lines to FILE (`-` for stdout); alerts also go to --db.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<String>,
+
+    #[command(flatten)]
+    pub detect: DetectArgs,
 
     /// Print a counter summary this often (and always at exit).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
@@ -178,6 +187,38 @@ struct EventSink {
     store: Option<StoreWriter>,
     batch: Vec<Record>,
     iface: Option<String>,
+    detect: Option<Detection>,
+}
+
+/// The detection engine of a live run and where its alerts go.
+struct Detection {
+    engine: Engine,
+    out: Option<Box<dyn Write + Send>>,
+    alerts: u64,
+    write_errors: u64,
+}
+
+impl Detection {
+    fn emit(&mut self, alerts: Vec<Alert>, store: Option<&StoreWriter>) {
+        for a in alerts {
+            self.alerts += 1;
+            let line = a.to_json();
+            if let Some(out) = self.out.as_mut() {
+                if writeln!(out, "{line}").is_err() {
+                    self.write_errors += 1;
+                }
+            }
+            if let Some(w) = store {
+                let first = crate::record::parse_rfc3339_ns(&a.first_seen).unwrap_or(0);
+                let last = crate::record::parse_rfc3339_ns(&a.last_seen).unwrap_or(first);
+                w.alert(first, last, &a.kind, line);
+            }
+            log::info!("alert {} {}: {}", a.status, a.kind, a.summary);
+        }
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush();
+        }
+    }
 }
 
 impl EventSink {
@@ -201,6 +242,7 @@ impl EventSink {
             store: None,
             batch: Vec::new(),
             iface: None,
+            detect: None,
         })
     }
 
@@ -210,8 +252,18 @@ impl EventSink {
             self.counts.decode_errors += 1;
             return;
         };
-        if self.store.is_some() {
-            self.batch.push(Record::from_event(&ev, wall_offset));
+        if self.store.is_some() || self.detect.is_some() {
+            let rec = Record::from_event(&ev, wall_offset);
+            if let Some(d) = self.detect.as_mut() {
+                d.engine.push(&rec);
+                let alerts = d.engine.drain();
+                if !alerts.is_empty() {
+                    d.emit(alerts, self.store.as_ref());
+                }
+            }
+            if self.store.is_some() {
+                self.batch.push(rec);
+            }
         }
         let Some(out) = self.out.as_mut() else {
             return;
@@ -282,6 +334,14 @@ impl StatsWriter {
         let mut summary =
             Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
         summary.store = sink.store.as_ref().map(StoreWriter::counts);
+        summary.detect = sink
+            .detect
+            .as_ref()
+            .map(|d| crate::output::summary::DetectSummary {
+                stats: d.engine.stats(),
+                alerts: d.alerts,
+                write_errors: d.write_errors,
+            });
         if let Some(w) = &sink.store {
             w.counters(crate::record::now_ns(), iface, summary.to_json());
         }
@@ -317,6 +377,26 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut sink = EventSink::open(args.events_out.as_deref())?;
     sink.iface = Some(args.iface.clone());
+    let detect_cfg = args.detect.load()?;
+    if args.alerts.is_some() || args.db.is_some() {
+        let out: Option<Box<dyn Write + Send>> = match args.alerts.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(io::stdout())),
+            Some(path) => Some(Box::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open alerts file `{path}`"))?,
+            )),
+        };
+        sink.detect = Some(Detection {
+            engine: Engine::new(detect_cfg),
+            out,
+            alerts: 0,
+            write_errors: 0,
+        });
+    }
     if args.events_out.is_none() && args.db.is_none() {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
@@ -424,6 +504,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     sensor.detach();
     drain(ring.get_mut(), &mut sink);
     sink.flush();
+    if let Some(mut d) = sink.detect.take() {
+        // Episodes still open end with the run, as they do at the end of a replay.
+        let alerts = d.engine.finish();
+        d.emit(alerts, sink.store.as_ref());
+        sink.detect = Some(d);
+    }
     sink.store_batch(true);
     if let Some(w) = &sink.store {
         w.flush();

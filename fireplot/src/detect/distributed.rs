@@ -28,8 +28,31 @@ const SHARED_SOURCES: usize = 256;
 struct Pair {
     ports: Vec<u16>,
     lag_sum_ns: f64,
+    lag_sq_sum: f64,
     n: u64,
     last_ns: i64,
+    /// Time of the leader's probe in the previous co-probe.
+    prev_lead_ns: i64,
+    ordered: u64,
+    disordered: u64,
+}
+
+impl Pair {
+    fn mean(&self) -> f64 {
+        self.lag_sum_ns / self.n.max(1) as f64
+    }
+
+    /// Lockstep means a steady lag: two scans that merely overlap in time
+    /// (random port orders) co-probe with lags all over the window.
+    ///
+    /// And the same order: the follower probes ports in the order the
+    /// leader did (for two random-order scans, half of the time).
+    fn steady(&self) -> bool {
+        let mean = self.mean();
+        let var = (self.lag_sq_sum / self.n.max(1) as f64 - mean * mean).max(0.0);
+        let same_order = self.ordered * 10 >= (self.ordered + self.disordered) * 9;
+        same_order && var.sqrt() <= (0.25 * mean).max(2_000_000.0)
+    }
 }
 
 /// Lockstep detection state.
@@ -70,7 +93,7 @@ impl Sync {
 /// Shared-work detection state.
 #[derive(Default)]
 pub struct Shared {
-    targets: FxHashMap<u128, Window>,
+    targets: FxHashMap<(u128, u8), Window>,
 }
 
 struct Window {
@@ -119,10 +142,19 @@ fn lockstep(e: &mut Engine, p: &Probe) {
                     pair.ports.push(p.port);
                 }
                 pair.lag_sum_ns += lag as f64;
+                pair.lag_sq_sum += (lag as f64) * (lag as f64);
+                if pair.n > 0 {
+                    if ta >= pair.prev_lead_ns {
+                        pair.ordered += 1;
+                    } else {
+                        pair.disordered += 1;
+                    }
+                }
+                pair.prev_lead_ns = ta;
                 pair.n += 1;
                 pair.last_ns = p.ts_ns;
-                if pair.ports.len() >= e.cfg.sync_ports as usize {
-                    grouped = Some((a, pair.ports.clone(), pair.lag_sum_ns / pair.n as f64));
+                if pair.ports.len() >= e.cfg.sync_ports as usize && pair.steady() {
+                    grouped = Some((a, pair.ports.clone(), pair.mean()));
                 }
             }
         }
@@ -174,10 +206,11 @@ fn group(e: &mut Engine, a: u128, p: &Probe, ports: Vec<u16>, lag_ns: f64) {
 
 fn shared(e: &mut Engine, p: &Probe) {
     let window = e.cfg.distributed_window_s as i64 * SEC;
-    if e.shared.targets.len() >= SHARED_TARGETS && !e.shared.targets.contains_key(&p.dst) {
+    let wk = (p.dst, p.proto);
+    if e.shared.targets.len() >= SHARED_TARGETS && !e.shared.targets.contains_key(&wk) {
         return;
     }
-    let w = e.shared.targets.entry(p.dst).or_insert_with(|| Window {
+    let w = e.shared.targets.entry(wk).or_insert_with(|| Window {
         start: p.ts_ns,
         ports: PortSet::default(),
         sources: FxHashMap::default(),
@@ -205,12 +238,12 @@ fn shared(e: &mut Engine, p: &Probe) {
         return;
     }
     // None of them a scanner alone.
-    let w = &e.shared.targets[&p.dst];
+    let w = &e.shared.targets[&wk];
     let scan_ports = e.cfg.scan_ports;
     let alone = w.sources.keys().any(|s| {
         e.sources.heavy.get(s).is_some_and(|h| {
             h.targets
-                .get(&p.dst)
+                .get(&(p.dst, p.proto))
                 .is_some_and(|t| t.ports.len() >= scan_ports)
         })
     });

@@ -12,7 +12,7 @@
 use super::{
     episode::{Key, Kind, PortSet},
     probe::{FlagType, Probe},
-    sources::{Heavy, Light},
+    sources::{proto_slot, Heavy, Light},
     Engine,
 };
 
@@ -52,14 +52,19 @@ fn promote(e: &mut Engine, p: &Probe) -> Option<Light> {
 fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize) {
     h.protocols[(proto >> 6) as usize] |= 1u64 << (proto & 63);
     h.target_order.push(dst);
-    let with_port = matches!(proto, 6 | 17);
+    let slot = proto_slot(proto);
+    let with_port = slot < 2;
     if with_port {
         h.port_order.push(port as u128);
     }
-    let tp = if h.targets.len() < Heavy::MAX_TARGETS || h.targets.contains_key(&dst) {
-        Some(h.targets.entry(dst).or_default())
+    let key = (dst, if with_port { proto } else { 0 });
+    let known = h.targets.contains_key(&key);
+    if !known {
+        h.target_counts[slot] += 1;
+    }
+    let tp = if known || h.targets.len() < Heavy::MAX_TARGETS {
+        Some(h.targets.entry(key).or_default())
     } else {
-        h.targets_over += 1;
         None
     };
     if with_port {
@@ -69,12 +74,12 @@ fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize) {
             if !was_bitmap && tp.ports.is_bitmap() {
                 h.bitmaps += 1;
             }
-            h.max_target_ports = h.max_target_ports.max(tp.ports.len());
+            h.max_target_ports[slot] = h.max_target_ports[slot].max(tp.ports.len());
         }
-        if !h.union_over && !h.union_ports.contains(&port) {
-            h.union_ports.push(port);
-            if h.union_ports.len() > sweep_max {
-                h.union_over = true;
+        if !h.union_over[slot] && !h.union_ports[slot].contains(&port) {
+            h.union_ports[slot].push(port);
+            if h.union_ports[slot].len() > sweep_max {
+                h.union_over[slot] = true;
             }
         }
     }
@@ -92,8 +97,9 @@ pub fn observe(e: &mut Engine, p: &Probe) {
     let h = &e.sources.heavy[&p.src];
     let cfg = &e.cfg;
     let grouped = e.sync.is_member(p.src);
-    let scan = h.max_target_ports >= cfg.scan_ports && matches!(p.proto, 6 | 17);
-    let sweep = h.targets_count() >= cfg.sweep_targets as u64 && !h.union_over;
+    let slot = proto_slot(p.proto);
+    let scan = slot < 2 && h.max_target_ports[slot] >= cfg.scan_ports;
+    let sweep = h.target_counts[slot] >= cfg.sweep_targets as u64 && !h.union_over[slot];
     let protocols = h.protocol_count() >= cfg.protocols;
 
     if scan
@@ -103,7 +109,7 @@ pub fn observe(e: &mut Engine, p: &Probe) {
     {
         let ports: Vec<u16> = h
             .targets
-            .get(&p.dst)
+            .get(&(p.dst, p.proto))
             .map(|t| t.ports.iter())
             .unwrap_or_default();
         let order = h.port_order;
@@ -127,9 +133,15 @@ pub fn observe(e: &mut Engine, p: &Probe) {
             .is_none()
     {
         let h = &e.sources.heavy[&p.src];
-        let mut targets: Vec<u128> = h.targets.keys().copied().collect();
+        let want = if slot < 2 { p.proto } else { 0 };
+        let mut targets: Vec<u128> = h
+            .targets
+            .keys()
+            .filter(|(_, pr)| *pr == want)
+            .map(|(d, _)| *d)
+            .collect();
         targets.sort_unstable();
-        let ports = h.union_ports.clone();
+        let ports = h.union_ports[slot].clone();
         let order = h.target_order;
         e.start(
             Kind::PortSweep,

@@ -44,22 +44,32 @@ pub struct TargetPorts {
     pub ports: PortSet,
 }
 
+/// Slot of per-protocol evidence: TCP, UDP, anything else.
+pub fn proto_slot(proto: u8) -> usize {
+    match proto {
+        6 => 0,
+        17 => 1,
+        _ => 2,
+    }
+}
+
 /// Evidence of a source that does more than one thing.
 #[derive(Clone, Debug, Default)]
 pub struct Heavy {
-    /// Ports per target (scan probes only), at most `MAX_TARGETS` targets.
-    pub targets: FxHashMap<u128, TargetPorts>,
-    pub targets_over: u64,
-    /// Distinct ports over all targets, counted up to `sweep_max_ports + 1`.
-    pub union_ports: Vec<u16>,
-    pub union_over: bool,
+    /// Ports per (target, protocol) (scan probes only), at most `MAX_TARGETS` entries.
+    pub targets: FxHashMap<(u128, u8), TargetPorts>,
+    /// Distinct targets per protocol slot (beyond the cap: counted per probe).
+    pub target_counts: [u64; 3],
+    /// Distinct ports over all targets per protocol slot, counted up to `sweep_max_ports + 1`.
+    pub union_ports: [Vec<u16>; 3],
+    pub union_over: [bool; 3],
     /// Odd-flag probes: distinct (target, port), counted up to the threshold.
     pub odd: FxHashSet<(u128, u16)>,
     pub odd_types: Vec<(FlagType, u32, u8)>,
     /// IP protocols seen.
     pub protocols: [u64; 4],
-    /// Most distinct ports seen on one target.
-    pub max_target_ports: u32,
+    /// Most distinct ports seen on one target, per protocol slot.
+    pub max_target_ports: [u32; 3],
     /// Order of ports and of targets probed.
     pub port_order: super::episode::Order,
     pub target_order: super::episode::Order,
@@ -75,16 +85,16 @@ impl Heavy {
         self.protocols.iter().map(|w| w.count_ones()).sum()
     }
 
-    pub fn targets_count(&self) -> u64 {
-        self.targets.len() as u64 + self.targets_over
-    }
-
     /// Bytes held, without walking the targets (kept cheap: it runs per probe).
     pub fn estimate_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.targets.capacity() * (16 + std::mem::size_of::<TargetPorts>() + 1 + 48)
+            + self.targets.capacity() * (32 + std::mem::size_of::<TargetPorts>() + 1 + 48)
             + self.bitmaps * 8192
-            + self.union_ports.capacity() * 2
+            + self
+                .union_ports
+                .iter()
+                .map(|u| u.capacity() * 2)
+                .sum::<usize>()
             + self.odd.capacity() * 25
     }
 }

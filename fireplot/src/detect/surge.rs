@@ -17,7 +17,7 @@ use super::{
     Engine, SEC,
 };
 
-const ENTRY_CAP: usize = 1 << 21;
+const ENTRY_CAP: usize = 1 << 19;
 
 #[derive(Default)]
 struct Bucket {

@@ -20,6 +20,16 @@ pub struct UserCounts {
     pub write_errors: u64,
 }
 
+/// What the live detector did.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct DetectSummary {
+    #[serde(flatten)]
+    pub stats: crate::detect::DetectStats,
+    /// Alert records written.
+    pub alerts: u64,
+    pub write_errors: u64,
+}
+
 /// A summary at one moment.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary<'a> {
@@ -29,6 +39,9 @@ pub struct Summary<'a> {
     pub classes: &'a [crate::sensor::stats::ClassCount],
     pub kernel: std::collections::BTreeMap<&'static str, u64>,
     pub userspace: UserCounts,
+    /// Detector counts, when detection runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detect: Option<DetectSummary>,
     /// History store counts, when `--db` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<crate::store::writer::StoreCounts>,
@@ -51,6 +64,7 @@ impl<'a> Summary<'a> {
             kernel: c.misc.iter().copied().collect(),
             userspace: user,
             store: None,
+            detect: None,
             top_ports: &c.ports[..c.ports.len().min(10)],
         }
     }
@@ -97,6 +111,17 @@ impl<'a> Summary<'a> {
             self.userspace.decode_errors,
             self.userspace.write_errors,
         );
+        if let Some(d) = &self.detect {
+            let _ = writeln!(
+                s,
+                "  detection: {} alert records, {} sources tracked, {} evicted, {} MiB of {} MiB",
+                d.alerts,
+                d.stats.sources_tracked,
+                d.stats.sources_evicted,
+                d.stats.state_bytes >> 20,
+                d.stats.budget_bytes >> 20
+            );
+        }
         if let Some(st) = &self.store {
             let _ = writeln!(
                 s,
