@@ -26,6 +26,7 @@ pub fn fireplot_bin() -> PathBuf {
 /// A running sensor.
 pub struct Sensor {
     child: Child,
+    pub alerts_path: PathBuf,
     pub events_path: PathBuf,
     pub stats_path: PathBuf,
     pub log_path: PathBuf,
@@ -34,6 +35,8 @@ pub struct Sensor {
 /// What a stopped sensor left.
 pub struct Collected {
     pub events: Vec<Value>,
+    /// Alert JSON lines of the live detector.
+    pub alerts: Vec<Value>,
     /// The last summary (written at exit).
     pub stats: Value,
 }
@@ -46,7 +49,8 @@ impl Sensor {
         let events_path = dir.join("events.jsonl");
         let stats_path = dir.join("stats.jsonl");
         let log_path = dir.join("fireplot.log");
-        for p in [&events_path, &stats_path] {
+        let alerts_path = dir.join("alerts.jsonl");
+        for p in [&events_path, &stats_path, &alerts_path] {
             let _ = std::fs::remove_file(p);
         }
         let bin = fireplot_bin();
@@ -73,6 +77,8 @@ impl Sensor {
             .arg(&events_path)
             .arg("--stats-out")
             .arg(&stats_path)
+            .arg("--alerts")
+            .arg(&alerts_path)
             .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -113,6 +119,7 @@ impl Sensor {
         }
         Ok(Sensor {
             child,
+            alerts_path,
             events_path,
             stats_path,
             log_path,
@@ -140,7 +147,9 @@ impl Sensor {
                 std::fs::read_to_string(&self.log_path).unwrap_or_default()
             );
         }
-        read_collected(&self.events_path, &self.stats_path)
+        let mut c = read_collected(&self.events_path, &self.stats_path)?;
+        c.alerts = read_lines(&self.alerts_path)?;
+        Ok(c)
     }
 }
 
@@ -165,8 +174,20 @@ pub fn read_collected(events: &Path, stats: &Path) -> Result<Collected> {
     let last = stats_text.lines().last().context("empty summary file")?;
     Ok(Collected {
         events,
+        alerts: Vec::new(),
         stats: serde_json::from_str(last)?,
     })
+}
+
+/// Reads a JSON-lines file (missing file: no lines).
+pub fn read_lines(path: &Path) -> Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l)
+                .with_context(|| format!("bad JSON line in {}: {l}", path.display()))
+        })
+        .collect()
 }
 
 impl Collected {

@@ -346,6 +346,23 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
         }
     }
     println!("{}", summarise(&collected, &out));
+    println!("alerts ({}):", out.join("alerts.jsonl").display());
+    let ended: Vec<&Value> = collected
+        .alerts
+        .iter()
+        .filter(|a| a["status"] == "ended")
+        .collect();
+    if ended.is_empty() {
+        println!("  none");
+    }
+    for a in ended {
+        println!(
+            "  [{}] {:<16} {}",
+            a["severity"],
+            a["kind"].as_str().unwrap_or("?"),
+            a["summary"].as_str().unwrap_or("")
+        );
+    }
     println!("fireplot:    {}", out.join("fireplot.png").display());
     println!(
         "             {} (SVG), {} (the daemon's own, last 3 minutes)",

@@ -1,0 +1,360 @@
+//! The labelled scenario suite: real scanners against the lab's lan host,
+//! each asserting the exact set of alert kinds and their sources, and that
+//! `fireplot detect` over the run's events file gives the live alerts again.
+
+use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+
+use fireplot_tests::{
+    addr, privileged,
+    sensor::{fireplot_bin, read_lines, Collected, Sensor},
+    traffic::{outbound, scanner, Servers},
+    unique_prefix, Lab, Node,
+};
+use serde_json::Value;
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn out_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fireplot-scenario-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// (kind, sorted sources) of every episode, from its `ended` record.
+fn episodes(alerts: &[Value]) -> BTreeSet<(String, Vec<String>)> {
+    alerts
+        .iter()
+        .filter(|a| a["status"] == "ended")
+        .map(|a| {
+            let mut s: Vec<String> = a["sources"]
+                .as_array()
+                .expect("sources")
+                .iter()
+                .map(|v| v.as_str().expect("address").to_string())
+                .collect();
+            s.sort();
+            (a["kind"].as_str().expect("kind").to_string(), s)
+        })
+        .collect()
+}
+
+/// Runs `traffic` past a fresh sensor and checks the alerts.
+fn scenario(name: &str, traffic: impl FnOnce(&Lab), want: &[(&str, &[&str])]) -> Collected {
+    let lab = Lab::up(&unique_prefix(name)).expect("lab");
+    let dir = out_dir(name);
+    let sensor = Sensor::start(&lab, &dir, &[]).expect("sensor");
+    traffic(&lab);
+    std::thread::sleep(Duration::from_millis(300));
+    let c = sensor.stop().expect("stop sensor");
+    let want: BTreeSet<(String, Vec<String>)> = want
+        .iter()
+        .map(|(k, s)| {
+            let mut v: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+            v.sort();
+            (k.to_string(), v)
+        })
+        .collect();
+    assert_eq!(episodes(&c.alerts), want, "{name}: alerts {:#?}", c.alerts);
+    for a in &c.alerts {
+        for field in [
+            "kind",
+            "first_seen",
+            "last_seen",
+            "sources",
+            "targets",
+            "proto",
+            "ports",
+            "probes",
+            "rate_pps",
+            "flags",
+            "severity",
+            "summary",
+            "speed",
+            "order",
+        ] {
+            assert!(
+                a.get(field).is_some(),
+                "{name}: alert without `{field}`: {a}"
+            );
+        }
+        let sev = a["severity"].as_u64().unwrap();
+        assert!((1..=5).contains(&sev));
+    }
+    // Offline replay of the run's events gives the same alerts, line for line.
+    let replay = dir.join("replay.jsonl");
+    let out = Command::new(fireplot_bin())
+        .args(["detect", "--events"])
+        .arg(&c_events(&dir))
+        .arg("--alerts")
+        .arg(&replay)
+        .output()
+        .expect("fireplot detect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read_lines(&replay).expect("replay"),
+        c.alerts,
+        "{name}: detect reproduces the live run"
+    );
+    c
+}
+
+fn c_events(dir: &std::path::Path) -> PathBuf {
+    dir.join("events.jsonl")
+}
+
+fn nmap(lab: &Lab, args: &[&str]) {
+    let mut a = vec!["-n", "-Pn", "--max-retries", "0"];
+    a.extend_from_slice(args);
+    scanner(lab, "nmap", &a, LIMIT).expect("nmap");
+}
+
+const INET: &str = addr::INET_V4;
+
+#[test]
+fn scenario_syn_scan() {
+    if !privileged("scenario_syn_scan") {
+        return;
+    }
+    let c = scenario(
+        "syn",
+        |l| nmap(l, &["-sS", "-p", "1-1000", addr::LAN_V4]),
+        &[("port_scan", &[INET])],
+    );
+    let started = c.alerts.iter().find(|a| a["status"] == "started").unwrap();
+    assert!(
+        started["ports"]["count"].as_u64().unwrap() <= 10,
+        "alerted early: {started}"
+    );
+    let ended = c.alerts.iter().find(|a| a["status"] == "ended").unwrap();
+    assert_eq!(ended["ports"]["count"], 1000);
+    assert_eq!(ended["flags"], "SYN");
+}
+
+#[test]
+fn scenario_xmas_null_fin_scans() {
+    if !privileged("scenario_xmas_null_fin_scans") {
+        return;
+    }
+    for (flag, kind) in [("-sX", "xmas"), ("-sN", "null"), ("-sF", "fin")] {
+        let c = scenario(
+            &kind[..3],
+            |l| nmap(l, &[flag, "-p", "1-200", addr::LAN_V4]),
+            &[("flag_scan", &[INET])],
+        );
+        assert!(
+            c.alerts.iter().all(|a| a["flag_type"] == kind),
+            "{kind}: {:?}",
+            c.alerts
+        );
+    }
+}
+
+#[test]
+fn scenario_udp_scan() {
+    if !privileged("scenario_udp_scan") {
+        return;
+    }
+    let c = scenario(
+        "udp",
+        |l| nmap(l, &["-sU", "-p", "1-100", addr::LAN_V4]),
+        &[("port_scan", &[INET])],
+    );
+    assert!(c.alerts.iter().all(|a| a["proto"] == "udp"));
+}
+
+#[test]
+fn scenario_ack_scan() {
+    if !privileged("scenario_ack_scan") {
+        return;
+    }
+    let c = scenario(
+        "ack",
+        |l| nmap(l, &["-sA", "-p", "1-200", addr::LAN_V4]),
+        &[("port_scan", &[INET])],
+    );
+    assert!(
+        c.alerts.iter().all(|a| a["flags"] == "ACK"),
+        "{:?}",
+        c.alerts
+    );
+}
+
+#[test]
+fn scenario_protocol_scan() {
+    if !privileged("scenario_protocol_scan") {
+        return;
+    }
+    let c = scenario(
+        "prot",
+        |l| nmap(l, &["-sO", "-p", "0-60", addr::LAN_V4]),
+        &[("protocol_scan", &[INET])],
+    );
+    let ended = c.alerts.iter().find(|a| a["status"] == "ended").unwrap();
+    assert!(
+        ended["protocols"].as_array().unwrap().len() >= 50,
+        "{ended}"
+    );
+}
+
+#[test]
+fn scenario_decoy_scan() {
+    if !privileged("scenario_decoy_scan") {
+        return;
+    }
+    let c = scenario(
+        "dec",
+        |l| {
+            nmap(
+                l,
+                &[
+                    "-sS",
+                    "-D",
+                    "198.18.0.30,198.18.0.31,198.18.0.32,ME",
+                    "-e",
+                    "inet0",
+                    "-p",
+                    "1-100",
+                    addr::LAN_V4,
+                ],
+            )
+        },
+        &[(
+            "distributed_scan",
+            &["198.18.0.30", "198.18.0.31", "198.18.0.32", INET],
+        )],
+    );
+    assert!(c.alerts.iter().all(|a| a["synchronized"] == true));
+}
+
+#[test]
+fn scenario_masscan_sweep() {
+    if !privileged("scenario_masscan_sweep") {
+        return;
+    }
+    scenario(
+        "mas",
+        |l| {
+            let mac = l.router_wan_mac().expect("mac");
+            scanner(
+                l,
+                "masscan",
+                &[
+                    addr::LAN_NET_V4,
+                    "-p22,80,443",
+                    "--rate",
+                    "2000",
+                    "--wait",
+                    "1",
+                    "--router-mac",
+                    &mac,
+                    "--adapter-ip",
+                    "198.18.0.20",
+                    "-e",
+                    "inet0",
+                ],
+                LIMIT,
+            )
+            .expect("masscan");
+        },
+        &[("port_sweep", &["198.18.0.20"])],
+    );
+}
+
+#[test]
+fn scenario_two_scanners_in_lockstep() {
+    if !privileged("scenario_two_scanners_in_lockstep") {
+        return;
+    }
+    let c = scenario(
+        "lck",
+        |l| {
+            let spawn = |src: &str| {
+                l.command(Node::Inet, "nmap")
+                    .args([
+                        "-n",
+                        "-Pn",
+                        "-sS",
+                        "-r",
+                        "--max-retries",
+                        "0",
+                        "--scan-delay",
+                        "20ms",
+                        "-e",
+                        "inet0",
+                        "-S",
+                        src,
+                        "-p",
+                        "1-100",
+                        addr::LAN_V4,
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("nmap")
+            };
+            let a = spawn("198.18.0.40");
+            let b = spawn("198.18.0.41");
+            for mut child in [a, b] {
+                assert!(child.wait().expect("nmap").success());
+            }
+        },
+        &[("distributed_scan", &["198.18.0.40", "198.18.0.41"])],
+    );
+    assert!(c
+        .alerts
+        .iter()
+        .all(|a| a["synchronized"] == true && a["lag_ms"].is_number()));
+}
+
+#[test]
+fn scenario_flood() {
+    if !privileged("scenario_flood") {
+        return;
+    }
+    scenario(
+        "fld",
+        |l| {
+            let _ = l
+                .command(Node::Inet, "timeout")
+                .args([
+                    "-s",
+                    "INT",
+                    "1",
+                    "hping3",
+                    "--flood",
+                    "-q",
+                    "-S",
+                    "-p",
+                    "80",
+                    addr::LAN_V4,
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .expect("hping3");
+        },
+        &[("flood", &[INET])],
+    );
+}
+
+#[test]
+fn scenario_normal_outbound_traffic_gives_no_alert() {
+    if !privileged("scenario_normal_outbound_traffic_gives_no_alert") {
+        return;
+    }
+    let c = scenario(
+        "out",
+        |l| {
+            let servers = Servers::start(l, 8080, 5353).expect("servers");
+            let o = outbound(l, &servers, 10).expect("outbound");
+            servers.stop().expect("stop servers");
+            assert_eq!((o.tcp_ok, o.udp_ok, o.ping_ok), (20, 20, 2));
+        },
+        &[],
+    );
+    assert!(c.alerts.is_empty());
+}
