@@ -140,6 +140,7 @@ fn scans(lab: &Lab) -> Result<()> {
             "-n",
             "-Pn",
             "-sS",
+            "-r",
             "--max-retries",
             "0",
             "--scan-delay",
@@ -337,7 +338,14 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
             .args(["plot", "--db"])
             .arg(&db)
             .args([
-                "--from", &started, "--to", &ended, "--iface", "wan0", "--out",
+                "--from",
+                &started,
+                "--to",
+                &ended,
+                "--iface",
+                "wan0",
+                "--mark-alerts",
+                "--out",
             ])
             .arg(out.join(format!("fireplot.{ext}")))
             .status()?;
