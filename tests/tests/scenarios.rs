@@ -84,7 +84,7 @@ fn scenario(name: &str, traffic: impl FnOnce(&Lab), want: &[(&str, &[&str])]) ->
     let replay = dir.join("replay.jsonl");
     let out = Command::new(fireplot_bin())
         .args(["detect", "--events"])
-        .arg(&c_events(&dir))
+        .arg(c_events(&dir))
         .arg("--alerts")
         .arg(&replay)
         .output()

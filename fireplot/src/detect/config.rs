@@ -68,7 +68,7 @@ impl Default for DetectConfig {
             fast_max_interval_s: 1.0,
             episode_idle_s: 900,
             source_idle_s: 6 * 3600,
-            sync_max_lag_ms: 5000,
+            sync_max_lag_ms: 2000,
             sync_ports: 5,
             distributed_ports: 100,
             distributed_max_sources: 16,

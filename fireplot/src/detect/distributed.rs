@@ -19,7 +19,16 @@ use super::{
     DetectStats, Engine, SEC,
 };
 
-const LAST_CAP: usize = 1 << 18;
+/// Slots of the last-prober table (direct-mapped; a collision only loses a
+/// co-probe, which lockstep scans produce by the hundred).
+const LAST_SLOTS: usize = 1 << 16;
+
+#[derive(Clone, Copy, Default)]
+struct LastProbe {
+    tag: u64,
+    src: u128,
+    ts: i64,
+}
 const PAIR_CAP: usize = 1 << 16;
 const SHARED_TARGETS: usize = 4096;
 const SHARED_SOURCES: usize = 256;
@@ -35,6 +44,8 @@ struct Pair {
     prev_lead_ns: i64,
     ordered: u64,
     disordered: u64,
+    /// Shown not to be in lockstep: no more bookkeeping.
+    dead: bool,
 }
 
 impl Pair {
@@ -58,7 +69,7 @@ impl Pair {
 /// Lockstep detection state.
 #[derive(Default)]
 pub struct Sync {
-    last: FxHashMap<(u128, u8, u16), (u128, i64)>,
+    last: Vec<LastProbe>,
     pairs: FxHashMap<(u128, u128), Pair>,
     members: FxHashMap<u128, u64>,
     lags: FxHashMap<u64, (f64, u64)>,
@@ -75,8 +86,6 @@ impl Sync {
     }
 
     pub fn prune(&mut self, now: i64, cfg: &DetectConfig, stats: &mut DetectStats) {
-        let lag = cfg.sync_max_lag_ms as i64 * 1_000_000;
-        self.last.retain(|_, (_, t)| now - *t <= lag);
         let idle = cfg.episode_idle_s as i64 * SEC;
         self.pairs.retain(|_, p| now - p.last_ns <= idle);
         let _ = stats;
@@ -118,27 +127,46 @@ impl Shared {
     }
 }
 
-pub fn observe(e: &mut Engine, p: &Probe) {
+/// `busy`: the source is already reported on its own (a scanner alone),
+/// so it cannot be one of several sharing the work.
+pub fn observe(e: &mut Engine, p: &Probe, busy: bool) {
     if !matches!(p.proto, 6 | 17) {
         return;
     }
     lockstep(e, p);
-    if p.role == Role::Probe {
+    if p.role == Role::Probe && !busy {
         shared(e, p);
     }
 }
 
 fn lockstep(e: &mut Engine, p: &Probe) {
     let max_lag = e.cfg.sync_max_lag_ms as i64 * 1_000_000;
-    let k = (p.dst, p.proto, p.port);
+    if e.sync.last.is_empty() {
+        e.sync.last = vec![LastProbe::default(); LAST_SLOTS];
+    }
+    let tag = {
+        let x = (p.dst as u64 ^ (p.dst >> 64) as u64).rotate_left(17)
+            ^ ((p.proto as u64) << 16 | p.port as u64);
+        x.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+    };
+    let slot = &mut e.sync.last[(tag >> 40) as usize & (LAST_SLOTS - 1)];
+    let prev = (slot.tag == tag).then_some((slot.src, slot.ts));
+    *slot = LastProbe {
+        tag,
+        src: p.src,
+        ts: p.ts_ns,
+    };
     let mut grouped = None;
-    if let Some(&(a, ta)) = e.sync.last.get(&k) {
+    if let Some((a, ta)) = prev {
         let lag = p.ts_ns - ta;
         if a != p.src && (0..=max_lag).contains(&lag) {
             let pk = (a.min(p.src), a.max(p.src));
             if e.sync.pairs.len() < PAIR_CAP || e.sync.pairs.contains_key(&pk) {
                 let pair = e.sync.pairs.entry(pk).or_default();
-                if !pair.ports.contains(&p.port) && pair.ports.len() < 64 {
+                if pair.dead {
+                    return;
+                }
+                if pair.ports.len() < 16 && !pair.ports.contains(&p.port) {
                     pair.ports.push(p.port);
                 }
                 pair.lag_sum_ns += lag as f64;
@@ -153,19 +181,15 @@ fn lockstep(e: &mut Engine, p: &Probe) {
                 pair.prev_lead_ns = ta;
                 pair.n += 1;
                 pair.last_ns = p.ts_ns;
-                if pair.ports.len() >= e.cfg.sync_ports as usize && pair.steady() {
-                    grouped = Some((a, pair.ports.clone(), pair.mean()));
+                if pair.ports.len() >= e.cfg.sync_ports as usize {
+                    if pair.steady() {
+                        grouped = Some((a, pair.ports.clone(), pair.mean()));
+                    } else if pair.n >= 16 {
+                        // Two scans that merely overlap: stop tracking them.
+                        pair.dead = true;
+                    }
                 }
             }
-        }
-    }
-    e.sync.last.insert(k, (p.src, p.ts_ns));
-    if e.sync.last.len() > LAST_CAP {
-        let now = e.now;
-        e.sync.last.retain(|_, (_, t)| now - *t <= max_lag);
-        if e.sync.last.len() > LAST_CAP {
-            e.sync.last.clear();
-            e.stats.sync_resets += 1;
         }
     }
     if let Some((a, ports, lag_ns)) = grouped {

@@ -229,6 +229,9 @@ pub struct Episode {
     pub baseline: Option<f64>,
     /// Flood: the highest one-second count.
     pub peak_pps: u64,
+    /// Last source and target added (skips the set lookups for runs).
+    last_src: Option<u128>,
+    last_dst: Option<u128>,
 }
 
 impl Episode {
@@ -255,6 +258,8 @@ impl Episode {
             protocols: None,
             baseline: None,
             peak_pps: 0,
+            last_src: None,
+            last_dst: None,
         }
     }
 
@@ -274,8 +279,14 @@ impl Episode {
         self.probes += 1;
         self.first_ns = self.first_ns.min(p.ts_ns);
         self.last_ns = self.last_ns.max(p.ts_ns);
-        self.sources.insert(p.src);
-        self.targets.insert(p.dst);
+        if self.last_src != Some(p.src) {
+            self.sources.insert(p.src);
+            self.last_src = Some(p.src);
+        }
+        if self.last_dst != Some(p.dst) {
+            self.targets.insert(p.dst);
+            self.last_dst = Some(p.dst);
+        }
         if matches!(p.proto, 6 | 17) {
             self.add_port(p.port);
         }

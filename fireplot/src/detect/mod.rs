@@ -69,6 +69,8 @@ pub struct Engine {
     out: Vec<Alert>,
     stats: DetectStats,
     budget: usize,
+    /// Bytes of everything but the source table, as of the last sweep.
+    other_bytes: usize,
 }
 
 impl Engine {
@@ -92,6 +94,7 @@ impl Engine {
             out: Vec::new(),
             stats: DetectStats::default(),
             budget,
+            other_bytes: 0,
             cfg,
         }
     }
@@ -124,28 +127,36 @@ impl Engine {
         }
         light.sec_count += 1;
         let sec_count = light.sec_count;
+        let snapshot = *light;
 
-        self.route(&p, sec_count);
+        // A source already reported as a scanner, sweeper or flooder is
+        // not part of a surge or of shared work: skip those detectors.
+        let busy = self.route(&p, sec_count);
         flood::observe_source(self, &p, sec_count);
         match p.role {
-            Role::Probe => scan::observe(self, &p),
-            Role::Odd(t) => scan::observe_odd(self, &p, t),
+            Role::Probe => scan::observe(self, &p, &snapshot),
+            Role::Odd(t) => scan::observe_odd(self, &p, t, &snapshot),
             Role::Backscatter => backscatter::observe(self, &p),
         }
         if p.role != Role::Backscatter {
-            distributed::observe(self, &p);
-            surge::observe(self, &p);
+            distributed::observe(self, &p, busy);
+            if !busy {
+                surge::observe(self, &p);
+            }
             flood::observe_port(self, &p);
         }
     }
 
     /// Adds the event to the active episodes it belongs to.
-    fn route(&mut self, p: &Probe, sec_count: u32) {
+    /// True if the source has an active per-source episode (scan, sweep, flood...).
+    fn route(&mut self, p: &Probe, sec_count: u32) -> bool {
+        let mut busy = false;
         if let Some(ids) = self.by_src.get(&p.src) {
             for id in ids {
                 let Some(ep) = self.episodes.get_mut(id) else {
                     continue;
                 };
+                busy |= matches!(ep.key, Key::Src(..));
                 let accepts = match (ep.kind, ep.key) {
                     (Kind::PortScan | Kind::PortSweep, Key::Src(_, _, proto)) => {
                         p.role == Role::Probe && p.proto == proto
@@ -188,6 +199,7 @@ impl Engine {
                 }
             }
         }
+        busy
     }
 
     /// Is an episode with this key active?
@@ -294,7 +306,15 @@ impl Engine {
         self.sync.prune(now, &self.cfg, &mut self.stats);
         self.shared.prune(now, &self.cfg);
         self.back.prune(now, &self.cfg);
-        while self.state_bytes() > self.budget && self.sources.evict_front(None) {}
+        self.other_bytes = self.state_bytes() - self.sources.bytes();
+        self.keep_budget();
+    }
+
+    /// Evicts the least recently seen sources until the state fits.
+    fn keep_budget(&mut self) {
+        while self.sources.bytes() + self.other_bytes > self.budget
+            && self.sources.evict_front(None)
+        {}
     }
 
     fn state_bytes(&self) -> usize {

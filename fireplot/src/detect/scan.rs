@@ -12,35 +12,72 @@
 use super::{
     episode::{Key, Kind, PortSet},
     probe::{FlagType, Probe},
-    sources::{proto_slot, Heavy, Light},
+    sources::{proto_slot, Heavy, Light, TargetPorts},
     Engine,
 };
 
 /// Makes sure `p.src` has a heavy record; false if this probe only repeats
 /// the source's first one (nothing new to learn).
-fn promote(e: &mut Engine, p: &Probe) -> Option<Light> {
+fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
+    if seen.heavy {
+        // Already heavy: nothing to change in the light record.
+        return Some(*seen);
+    }
     let l = e.sources.light.get_mut(&p.src)?;
     if !l.heavy {
-        if l.same_as_first(p.dst, p.port, p.proto) {
+        if l.same_as_first(p.dst, p.port, p.proto) || l.same_as_second(p.dst, p.port, p.proto) {
             return None;
+        }
+        if !l.has_second {
+            l.has_second = true;
+            l.second_dst = p.dst;
+            l.second_port = p.port;
+            l.second_proto = p.proto;
+            l.second_role = p.role.code();
+            // Two different probes are still background unless the
+            // thresholds are that low; a third makes the source heavy.
+            if e.cfg.scan_ports > 2
+                && e.cfg.sweep_targets > 2
+                && e.cfg.flag_probes > 2
+                && e.cfg.protocols > 2
+            {
+                return None;
+            }
         }
         l.heavy = true;
         let first = *l;
         let sweep_max = e.cfg.sweep_max_ports as usize;
         let h = e.sources.heavy_mut(p.src);
-        match first.first_role {
-            0 => record(
-                h,
-                first.first_dst,
-                first.first_port,
-                first.first_proto,
-                sweep_max,
-            ),
-            255 => {}
-            c => {
-                if let Some(t) = FlagType::from_code(c) {
-                    h.odd.insert((first.first_dst, first.first_port));
-                    h.odd_types.push((t, 1, 0));
+        let mut seeds = vec![(
+            first.first_dst,
+            first.first_port,
+            first.first_proto,
+            first.first_role,
+        )];
+        if first.has_second
+            && !(first.second_dst == p.dst
+                && first.second_port == p.port
+                && first.second_proto == p.proto)
+        {
+            seeds.push((
+                first.second_dst,
+                first.second_port,
+                first.second_proto,
+                first.second_role,
+            ));
+        }
+        for (dst, port, proto, role) in seeds {
+            match role {
+                0 => record(h, dst, port, proto, sweep_max, true),
+                255 => {}
+                c => {
+                    if let Some(t) = FlagType::from_code(c) {
+                        h.odd.insert((dst, port));
+                        match h.odd_types.iter_mut().find(|(ft, _, _)| *ft == t) {
+                            Some(x) => x.1 += 1,
+                            None => h.odd_types.push((t, 1, 0)),
+                        }
+                    }
                 }
             }
         }
@@ -49,7 +86,9 @@ fn promote(e: &mut Engine, p: &Probe) -> Option<Light> {
 }
 
 /// Adds a scan probe to a heavy record.
-fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize) {
+/// `ports`: whether per-target port sets still matter (not once the source
+/// is reported as a port scanner of this protocol: the episode has them).
+fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize, ports: bool) {
     h.protocols[(proto >> 6) as usize] |= 1u64 << (proto & 63);
     h.target_order.push(dst);
     let slot = proto_slot(proto);
@@ -58,16 +97,15 @@ fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize) {
         h.port_order.push(port as u128);
     }
     let key = (dst, if with_port { proto } else { 0 });
-    let known = h.targets.contains_key(&key);
-    if !known {
-        h.target_counts[slot] += 1;
-    }
-    let tp = if known || h.targets.len() < Heavy::MAX_TARGETS {
-        Some(h.targets.entry(key).or_default())
-    } else {
-        None
+    let room = h.targets.len() < Heavy::MAX_TARGETS;
+    let tp = match h.targets.entry(key) {
+        std::collections::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            h.target_counts[slot] += 1;
+            room.then(|| v.insert(TargetPorts::default()))
+        }
     };
-    if with_port {
+    if with_port && ports {
         if let Some(tp) = tp {
             let was_bitmap = tp.ports.is_bitmap();
             tp.ports.insert(port);
@@ -86,21 +124,50 @@ fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize) {
 }
 
 /// A scan probe (SYN, ACK, UDP, ICMP echo, another protocol).
-pub fn observe(e: &mut Engine, p: &Probe) {
-    let Some(light) = promote(e, p) else { return };
-    let sweep_max = e.cfg.sweep_max_ports as usize;
-    {
-        let h = e.sources.heavy_mut(p.src);
-        record(h, p.dst, p.port, p.proto, sweep_max);
+pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
+    let Some(light) = promote(e, p, seen) else {
+        return;
+    };
+    if !seen.heavy {
+        // A new heavy record: make room for it, which may take this very
+        // source (then there is nothing to learn from it now).
+        e.keep_budget();
+        if !e.sources.light.contains_key(&p.src) {
+            return;
+        }
     }
-    e.sources.reaccount(p.src);
-    let h = &e.sources.heavy[&p.src];
+    let scanning = e
+        .active(&Key::Src(Kind::PortScan, p.src, p.proto))
+        .is_some();
     let cfg = &e.cfg;
-    let grouped = e.sync.is_member(p.src);
     let slot = proto_slot(p.proto);
-    let scan = slot < 2 && h.max_target_ports[slot] >= cfg.scan_ports;
-    let sweep = h.target_counts[slot] >= cfg.sweep_targets as u64 && !h.union_over[slot];
-    let protocols = h.protocol_count() >= cfg.protocols;
+    let (scan, sweep, protocols) = {
+        let super::sources::Sources {
+            heavy, heavy_bytes, ..
+        } = &mut e.sources;
+        let h = heavy.entry(p.src).or_default();
+        record(
+            h,
+            p.dst,
+            p.port,
+            p.proto,
+            cfg.sweep_max_ports as usize,
+            !scanning,
+        );
+        let b = h.estimate_bytes();
+        *heavy_bytes = *heavy_bytes + b - h.bytes;
+        h.bytes = b;
+        (
+            slot < 2 && h.max_target_ports[slot] >= cfg.scan_ports,
+            h.target_counts[slot] >= cfg.sweep_targets as u64 && !h.union_over[slot],
+            h.protocol_count() >= cfg.protocols,
+        )
+    };
+    if !(scan || sweep || protocols) {
+        return;
+    }
+    let grouped = e.sync.is_member(p.src);
+    let h = &e.sources.heavy[&p.src];
 
     if scan
         && !grouped
@@ -187,8 +254,16 @@ fn seed(ep: &mut super::episode::Episode, light: &Light, p: &Probe) {
 }
 
 /// A probe with an odd TCP flag mix.
-pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType) {
-    let Some(light) = promote(e, p) else { return };
+pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType, seen: &Light) {
+    let Some(light) = promote(e, p, seen) else {
+        return;
+    };
+    if !seen.heavy {
+        e.keep_budget();
+        if !e.sources.light.contains_key(&p.src) {
+            return;
+        }
+    }
     let cap = e.cfg.flag_probes as usize * 4;
     {
         let h = e.sources.heavy_mut(p.src);

@@ -29,12 +29,26 @@ pub struct Light {
     /// Role of the first probe: 0 scan probe, 1 + `FlagType` odd, 255 backscatter.
     pub first_role: u8,
     pub heavy: bool,
+    /// A second, different probe (internet background sends one or two):
+    /// kept here so such sources never need a heavy record.
+    pub second_dst: u128,
+    pub second_port: u16,
+    pub second_proto: u8,
+    pub second_role: u8,
+    pub has_second: bool,
 }
 
 impl Light {
     /// Is this probe the same as the source's first one?
     pub fn same_as_first(&self, dst: u128, port: u16, proto: u8) -> bool {
         self.first_dst == dst && self.first_port == port && self.first_proto == proto
+    }
+
+    pub fn same_as_second(&self, dst: u128, port: u16, proto: u8) -> bool {
+        self.has_second
+            && self.second_dst == dst
+            && self.second_port == port
+            && self.second_proto == proto
     }
 }
 
@@ -127,9 +141,11 @@ impl Sources {
             buckets *= 2;
         }
         let max = buckets * 7 / 16;
-        let light = FxHashMap::with_capacity_and_hasher(buckets * 7 / 8, Default::default());
-        let fifo = VecDeque::with_capacity(max);
-        let fixed_bytes = buckets * LIGHT_ENTRY + fifo.capacity() * FIFO_ENTRY;
+        // The table grows as sources arrive (a small table is a fast one);
+        // at `max` entries it is half full and stops growing.
+        let light = FxHashMap::with_capacity_and_hasher(1024, Default::default());
+        let fifo = VecDeque::with_capacity(1024);
+        let fixed_bytes = 0;
         Sources {
             light,
             heavy: FxHashMap::default(),
@@ -160,40 +176,50 @@ impl Sources {
         proto: u8,
         role: u8,
     ) -> (&mut Light, bool) {
-        if !self.light.contains_key(&src) {
+        if self.light.len() >= self.max_sources && !self.light.contains_key(&src) {
             while self.light.len() >= self.max_sources {
                 if !self.evict_front(None) {
                     break;
                 }
             }
-            self.light.insert(
-                src,
-                Light {
-                    first_dst: dst,
-                    first_ns: ts_ns,
-                    last_ns: ts_ns,
-                    sec: ts_ns.div_euclid(1_000_000_000),
-                    sec_count: 0,
-                    probes: 0,
-                    first_port: port,
-                    first_proto: proto,
-                    first_role: role,
-                    heavy: false,
-                },
-            );
-            self.fifo.push_back((src, ts_ns));
-            let l = self.light.get_mut(&src).expect("just inserted");
-            return (l, true);
         }
-        let l = self.light.get_mut(&src).expect("checked");
-        (l, false)
+        let mut new = false;
+        let l = self.light.entry(src).or_insert_with(|| {
+            new = true;
+            Light {
+                first_dst: dst,
+                first_ns: ts_ns,
+                last_ns: ts_ns,
+                sec: ts_ns.div_euclid(1_000_000_000),
+                sec_count: 0,
+                probes: 0,
+                first_port: port,
+                first_proto: proto,
+                first_role: role,
+                heavy: false,
+                second_dst: 0,
+                second_port: 0,
+                second_proto: 0,
+                second_role: 0,
+                has_second: false,
+            }
+        });
+        if new {
+            self.fifo.push_back((src, ts_ns));
+        }
+        (l, new)
     }
 
     /// Removes the least recently seen source. With `idle_before`, only if
     /// it was last seen before then (expiry); otherwise unconditionally
     /// (budget). Returns false when nothing was removed.
     pub fn evict_front(&mut self, idle_before: Option<i64>) -> bool {
-        while let Some((src, queued)) = self.fifo.pop_front() {
+        while let Some(&(src, queued)) = self.fifo.front() {
+            if idle_before.is_some_and(|t| queued >= t) {
+                // Everything from here on was queued (so seen) after the cutoff.
+                return false;
+            }
+            self.fifo.pop_front();
             let Some(l) = self.light.get(&src) else {
                 continue;
             };
@@ -202,11 +228,7 @@ impl Sources {
                 self.fifo.push_back((src, l.last_ns));
                 continue;
             }
-            if let Some(t) = idle_before {
-                if l.last_ns >= t {
-                    self.fifo.push_front((src, queued));
-                    return false;
-                }
+            if idle_before.is_some() {
                 self.expired += 1;
             } else {
                 self.evicted += 1;

@@ -23,6 +23,8 @@ const ENTRY_CAP: usize = 1 << 19;
 struct Bucket {
     sources: FxHashSet<u128>,
     probes: u64,
+    /// First probe of the bucket.
+    first_ns: i64,
 }
 
 /// Surge state.
@@ -95,7 +97,10 @@ pub fn observe(e: &mut Engine, p: &Probe) {
     }
     let k = (p.proto, p.port);
     let full = e.surge.entries >= ENTRY_CAP;
-    let bucket = e.surge.cur.entry(k).or_default();
+    let bucket = e.surge.cur.entry(k).or_insert_with(|| Bucket {
+        first_ns: p.ts_ns,
+        ..Bucket::default()
+    });
     bucket.probes += 1;
     let new = !full && bucket.sources.insert(p.src);
     if !new {
@@ -121,7 +126,7 @@ pub fn observe(e: &mut Engine, p: &Probe) {
     }
     let mut sources: Vec<u128> = e.surge.cur[&k].sources.iter().copied().collect();
     sources.sort_unstable();
-    let bucket_start = b * e.cfg.surge_bucket_s as i64 * SEC;
+    let bucket_start = e.surge.cur[&k].first_ns;
     e.start(Kind::PortSurge, key, p, |ep| {
         for s in sources {
             ep.sources.insert(s);
@@ -129,7 +134,7 @@ pub fn observe(e: &mut Engine, p: &Probe) {
         ep.targets.insert(p.dst);
         ep.add_port(p.port);
         ep.probes = probes;
-        ep.first_ns = bucket_start.max(ep.first_ns.min(p.ts_ns) - 0);
+        ep.first_ns = bucket_start;
         ep.baseline = Some(base);
     });
 }

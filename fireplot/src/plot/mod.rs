@@ -282,7 +282,7 @@ fn draw_frame<DB: DrawingBackend>(
     let zone = Zone::new(spec.utc, l.from_ns);
 
     // Alert marks under everything else.
-    for m in &spec.marks {
+    for (i, m) in spec.marks.iter().enumerate() {
         let (Some(x0), x1) = (l.x(m.from_ns.max(l.from_ns)), l.x(m.to_ns.min(l.to_ns - 1))) else {
             continue;
         };
@@ -299,9 +299,10 @@ fn draw_frame<DB: DrawingBackend>(
             band.filled(),
         ))
         .map_err(draw_err)?;
+        // Labels of neighbouring marks are staggered so they stay readable.
         root.draw(&Text::new(
             m.label.clone(),
-            (x0 as i32 + 2, l.top as i32 + 2),
+            (x0 as i32 + 2, l.top as i32 + 2 + (i % 4) as i32 * 13),
             font(11),
         ))
         .map_err(draw_err)?;
