@@ -1,9 +1,15 @@
 //! Classification of inbound packets (DESIGN §2) and event emission.
 
 use aya_ebpf::{
+    bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_ktime_get_coarse_ns, bpf_ktime_get_ns},
     programs::XdpContext,
 };
+
+/// Bytes waiting in the ring before the reader is woken (about 800 events).
+const WAKEUP_BYTES: u64 = 64 * 1024;
+/// Bytes past `WAKEUP_BYTES` within which events still force a wakeup.
+const WAKEUP_WINDOW: u64 = 8 * 1024;
 use fireplot_common::{
     config::{service_bit, Config},
     counters::{class_index, port_table, Misc, PORT_CHUNK},
@@ -482,6 +488,17 @@ fn emit(
     ev.icmp_type = p.icmp_type;
     ev.icmp_code = p.icmp_code;
     entry.write(ev);
-    entry.submit(0);
+    // Waking the reader for every event costs more than the event itself
+    // once it keeps up; wake it when a batch has just gathered. Past that
+    // window the reader is awake (or the ring is full) and more wakeups
+    // would only add cost. The loader also drains on a short timer, so a
+    // lone event waits at most that long.
+    let avail = EVENTS.query(BPF_RB_AVAIL_DATA as u64);
+    let flags = if (WAKEUP_BYTES..WAKEUP_BYTES + WAKEUP_WINDOW).contains(&avail) {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    entry.submit(flags as u64);
     bump(Misc::EventsSent.index());
 }

@@ -466,6 +466,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     );
     tick.tick().await;
     let mut flush_tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    // The kernel wakes us only when a batch is waiting (see `WAKEUP_BYTES`
+    // in fireplot-ebpf); this tick picks up the rest within 20 ms.
+    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d.0);
     let until_deadline = async {
         match deadline {
@@ -483,6 +487,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
+            _ = drain_tick.tick() => {
+                drain(ring.get_mut(), &mut sink);
+            }
             _ = flush_tick.tick() => {
                 sink.flush();
                 sink.store_batch(true);

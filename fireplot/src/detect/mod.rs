@@ -141,9 +141,11 @@ impl Engine {
         if p.role != Role::Backscatter {
             distributed::observe(self, &p, busy);
             if !busy {
+                // A port flood is many sources at once; a source reported
+                // on its own is counted there, not here.
                 surge::observe(self, &p);
+                flood::observe_port(self, &p);
             }
-            flood::observe_port(self, &p);
         }
     }
 

@@ -206,6 +206,8 @@ fn main() -> Result<()> {
     ));
     let egress = egress_ns(&mut s, &egress_ack, repeat, runs)?;
     let user = userspace(quick)?;
+    let ring = ring_drain(quick)?;
+    let lab = lab_end_to_end(quick)?;
 
     println!(
         "{:<48} {:>9} {:>11}",
@@ -220,8 +222,40 @@ fn main() -> Result<()> {
     );
     println!();
     println!("{:<52} {:>14}", "userspace", "figure");
-    for (name, v, unit) in &user {
+    for (name, v, unit) in ring.iter().chain(user.iter()) {
         println!("{name:<52} {v:>14.1} {unit}");
+    }
+    println!();
+    println!(
+        "{:<10} {:>10} {:>9} {:>10} {:>10} {:>10} {:>12} {:>12}",
+        "masscan",
+        "achieved",
+        "probes",
+        "fireplot",
+        "ipt LOG",
+        "tcpdump",
+        "fireplot cpu",
+        "tcpdump cpu"
+    );
+    for r in &lab.rows {
+        println!(
+            "{:<10} {:>10} {:>9} {:>9.2}% {:>9.2}% {:>9.2}% {:>11.2}s {:>11.2}s",
+            format!("{}k pps", r.rate / 1000),
+            format!("{:.0}k pps", r.achieved / 1000.0),
+            r.probes,
+            r.fireplot * 100.0,
+            r.log * 100.0,
+            r.tcpdump * 100.0,
+            r.fireplot_cpu_s,
+            r.tcpdump_cpu_s
+        );
+    }
+    match lab.best {
+        Some(b) => println!(
+            "highest rate with fireplot recording >= 99.9 % of probes: {}k pps",
+            b / 1000
+        ),
+        None => println!("fireplot recorded < 99.9 % of probes at every rate measured"),
     }
     let json = json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
@@ -232,7 +266,13 @@ fn main() -> Result<()> {
         "runs": runs,
         "xdp": rows.iter().map(|(n, v)| json!({"name": n, "ns": v, "x_baseline": v / baseline})).collect::<Vec<_>>(),
         "tc_egress_ns": egress,
-        "userspace": user.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
+        "userspace": ring.iter().chain(user.iter()).map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
+        "lab": lab.rows.iter().map(|r| json!({
+            "rate_pps": r.rate, "achieved_pps": r.achieved, "probes": r.probes, "fireplot": r.fireplot, "iptables_log": r.log,
+            "tcpdump": r.tcpdump, "fireplot_cpu_s": r.fireplot_cpu_s, "tcpdump_cpu_s": r.tcpdump_cpu_s,
+            "ring_full": r.ring_full,
+        })).collect::<Vec<_>>(),
+        "lab_best_rate_pps": lab.best,
     });
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir)?;
@@ -294,42 +334,46 @@ fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
         &[1_000_000, 10_000_000]
     };
     for &n in sizes {
-        let path = dir.join(format!("bench-{n}.db"));
-        let _ = std::fs::remove_file(&path);
-        let mut store = Store::open(&path)?;
-        let started = std::time::Instant::now();
-        let mut batch = Vec::with_capacity(8192);
-        for r in synthetic(n, t0) {
-            batch.push(r);
-            if batch.len() == 8192 {
-                store.insert(&batch)?;
-                batch.clear();
+        let (mut ingest, mut render_s) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            let path = dir.join(format!("bench-{n}.db"));
+            let _ = std::fs::remove_file(&path);
+            let mut store = Store::open(&path)?;
+            let started = std::time::Instant::now();
+            let mut batch = Vec::with_capacity(8192);
+            for r in synthetic(n, t0) {
+                batch.push(r);
+                if batch.len() == 8192 {
+                    store.insert(&batch)?;
+                    batch.clear();
+                }
             }
+            store.insert(&batch)?;
+            ingest.push(n as f64 / started.elapsed().as_secs_f64());
+            drop(store);
+            let started = std::time::Instant::now();
+            let store = Store::open_read_only(&path)?;
+            let mut d = Density::new(Layout::new(1600, 900, t0, t0 + 86_400_000_000_000));
+            store.for_each_plot(&Filter::range(t0, t0 + 86_400_000_000_000), |r| d.add(r))?;
+            let spec = Spec {
+                width: 1600,
+                height: 900,
+                theme: Theme::Dark,
+                utc: true,
+                iface: "bench".into(),
+                marks: vec![],
+            };
+            render(&d, &spec, &dir.join(format!("bench-{n}.png")))?;
+            render_s.push(started.elapsed().as_secs_f64());
         }
-        store.insert(&batch)?;
-        let secs = started.elapsed().as_secs_f64();
         out.push((
             format!("store ingest, {n} events (batches of 8192)"),
-            n as f64 / secs,
+            median(ingest),
             "events/s",
         ));
-        drop(store);
-        let started = std::time::Instant::now();
-        let store = Store::open_read_only(&path)?;
-        let mut d = Density::new(Layout::new(1600, 900, t0, t0 + 86_400_000_000_000));
-        store.for_each_plot(&Filter::range(t0, t0 + 86_400_000_000_000), |r| d.add(r))?;
-        let spec = Spec {
-            width: 1600,
-            height: 900,
-            theme: Theme::Dark,
-            utc: true,
-            iface: "bench".into(),
-            marks: vec![],
-        };
-        render(&d, &spec, &dir.join(format!("bench-{n}.png")))?;
         out.push((
             format!("plot {n} events from the store to 1600x900 PNG"),
-            started.elapsed().as_secs_f64(),
+            median(render_s),
             "s",
         ));
     }
@@ -461,4 +505,379 @@ fn detector_run(
             "MiB",
         ),
     ]
+}
+
+/// Events per second the loader drains and decodes from the ring buffer
+/// while the kernel produces as fast as BPF_PROG_TEST_RUN can (one core
+/// each), and what the ring dropped at that rate.
+fn ring_drain(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
+    use std::sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    };
+    let total: u32 = if quick { 2_000_000 } else { 10_000_000 };
+    let mut s = Sensor::load(&LoadOptions {
+        ring_bytes: 16 * 1024 * 1024,
+        ..LoadOptions::default()
+    })?;
+    s.configure(
+        &Limits {
+            rate_limit: 0,
+            ..Limits::default()
+        },
+        &[],
+    )?;
+    let mut ring = s.take_events()?;
+    let frame = v4(
+        OUTSIDE_V4,
+        INSIDE_V4,
+        L4::Tcp {
+            sport: 55555,
+            dport: 80,
+            flags: SYN,
+        },
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let d = done.clone();
+    let started = std::time::Instant::now();
+    let producer = std::thread::spawn(move || -> Result<Sensor> {
+        let chunk = 100_000;
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(chunk);
+            s.test_run(PROG_INGRESS, &frame, n)?;
+            left -= n;
+        }
+        d.store(true, Ordering::Release);
+        Ok(s)
+    });
+    let offset = fireplot::sensor::clock::monotonic_to_wall_offset();
+    let mut received = 0u64;
+    let mut last = 0i64;
+    loop {
+        let finished = done.load(Ordering::Acquire);
+        let mut got = false;
+        while let Some(item) = ring.next() {
+            if let Some(ev) = fireplot_common::event::Event::from_bytes(&item) {
+                let r = fireplot::record::Record::from_event(&ev, offset);
+                last = last.max(r.ts_ns);
+                received += 1;
+                got = true;
+            }
+        }
+        if finished && !got {
+            break;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let s = producer
+        .join()
+        .map_err(|_| anyhow::anyhow!("producer panicked"))??;
+    let c = s.counters()?;
+    let full = c.misc(fireplot_common::counters::Misc::RingFull);
+    let _ = last;
+    Ok(vec![
+        (
+            "ring buffer: events drained and decoded".into(),
+            received as f64 / secs,
+            "events/s",
+        ),
+        (
+            "ring buffer: kernel produced (test_run)".into(),
+            total as f64 / secs,
+            "events/s",
+        ),
+        (
+            "ring buffer: dropped at that rate (ring_full)".into(),
+            full as f64,
+            "events",
+        ),
+    ])
+}
+
+struct LabRow {
+    rate: u64,
+    /// Probes per second masscan actually sent (probes / its run time).
+    achieved: f64,
+    probes: u64,
+    fireplot: f64,
+    log: f64,
+    tcpdump: f64,
+    fireplot_cpu_s: f64,
+    tcpdump_cpu_s: f64,
+    ring_full: u64,
+}
+
+struct LabResult {
+    rows: Vec<LabRow>,
+    best: Option<u64>,
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let tick = 100.0; // USER_HZ
+    let ut: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let st: f64 = f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    (ut + st) / tick
+}
+
+/// The classic pipeline next to fireplot: for each masscan rate, the share
+/// of probes that fireplot recorded as events, that an iptables LOG rule on
+/// the router's WAN got into the kernel log (what the original fireplot was
+/// fed), and that tcpdump on wan0 captured — all three on the same probes.
+fn lab_end_to_end(quick: bool) -> Result<LabResult> {
+    use fireplot_tests::{Lab, Node};
+    use std::io::Read;
+
+    let rates: &[u64] = if quick {
+        &[10_000, 100_000]
+    } else {
+        &[10_000, 50_000, 100_000, 200_000]
+    };
+    let nports: u64 = if quick { 196 } else { 391 }; // × 256 hosts: ~50k / ~100k probes
+    let ports = format!("1-{nports}");
+    let sent = 256 * nports;
+    let lab = Lab::up("fpbench")?;
+    let mac = lab.router_wan_mac()?;
+    let router = lab.ns(Node::Router);
+    // iptables LOG in a namespace reaches the kernel log only with this on.
+    let old_nf_log = std::fs::read_to_string("/proc/sys/net/netfilter/nf_log_all_netns")
+        .unwrap_or_else(|_| "0".into());
+    std::fs::write("/proc/sys/net/netfilter/nf_log_all_netns", "1")
+        .context("enable nf_log_all_netns")?;
+    let ipt = |args: &[&str]| -> Result<()> {
+        let st = std::process::Command::new("ip")
+            .args(["netns", "exec", &router, "iptables"])
+            .args(args)
+            .status()?;
+        anyhow::ensure!(st.success(), "iptables {args:?} failed");
+        Ok(())
+    };
+    ipt(&[
+        "-I",
+        "FORWARD",
+        "-i",
+        "wan0",
+        "-p",
+        "tcp",
+        "--syn",
+        "-j",
+        "LOG",
+        "--log-prefix",
+        "FPBENCH ",
+    ])?;
+    let dir = std::env::temp_dir().join(format!("fireplot-bench-lab-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    let result = (|| -> Result<()> {
+        let reps = if quick { 1 } else { 3 };
+        for &rate in rates {
+            let mut reps_rows: Vec<LabRow> = Vec::new();
+            for _ in 0..reps {
+                // Kernel log reader from now on.
+                let kmsg = std::fs::File::open("/dev/kmsg")?;
+                // SAFETY: seek the kmsg fd to the end so only new records are read.
+                unsafe { libc::lseek(std::os::fd::AsRawFd::as_raw_fd(&kmsg), 0, libc::SEEK_END) };
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let st2 = stop.clone();
+                let reader = std::thread::spawn(move || {
+                    // SAFETY: non-blocking reads on our own fd.
+                    unsafe {
+                        let fd = std::os::fd::AsRawFd::as_raw_fd(&kmsg);
+                        libc::fcntl(
+                            fd,
+                            libc::F_SETFL,
+                            libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK,
+                        );
+                    }
+                    let mut kmsg = kmsg;
+                    let (mut n, mut lost) = (0u64, 0u64);
+                    let mut buf = vec![0u8; 8192];
+                    loop {
+                        match kmsg.read(&mut buf) {
+                            Ok(len) if len > 0 => {
+                                if buf[..len].windows(8).any(|w| w == b"FPBENCH ") {
+                                    n += 1;
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(e) if e.raw_os_error() == Some(libc::EPIPE) => lost += 1,
+                            Err(_) => {
+                                if st2.load(std::sync::atomic::Ordering::Relaxed) {
+                                    break;
+                                }
+                                std::thread::sleep(std::time::Duration::from_micros(200));
+                            }
+                        }
+                    }
+                    (n, lost)
+                });
+                let pcap = dir.join("cap.pcap");
+                let mut tcpdump = lab
+                    .command(Node::Router, "tcpdump")
+                    .args(["-i", "wan0", "-n", "-s", "96", "-B", "8192", "-w"])
+                    .arg(&pcap)
+                    .arg("tcp[tcpflags] & tcp-syn != 0 and dst net 198.18.1.0/24")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .context("tcpdump")?;
+                let out = dir.join(format!("r{rate}"));
+                let sensor = fireplot_tests::sensor::Sensor::start(
+                    &lab,
+                    &out,
+                    &["--rate-limit", "0", "--ring-mib", "64"],
+                )?;
+                std::thread::sleep(std::time::Duration::from_millis(1000));
+                let fp_pid = sensor_pid(&router);
+                let fp_cpu0 = fp_pid.map(cpu_seconds).unwrap_or(0.0);
+                let td_cpu0 = cpu_seconds(tcpdump.id());
+                let scan_started = std::time::Instant::now();
+                fireplot_tests::traffic::scanner(
+                    &lab,
+                    "masscan",
+                    &[
+                        "198.18.1.0/24",
+                        &format!("-p{ports}"),
+                        "--rate",
+                        &rate.to_string(),
+                        "--wait",
+                        "1",
+                        "--router-mac",
+                        &mac,
+                        "--adapter-ip",
+                        "198.18.0.20",
+                        "-e",
+                        "inet0",
+                    ],
+                    std::time::Duration::from_secs(120),
+                )?;
+                // masscan's run includes its 1 s --wait.
+                let achieved =
+                    sent as f64 / (scan_started.elapsed().as_secs_f64() - 1.0).max(0.001);
+                std::thread::sleep(std::time::Duration::from_millis(1000));
+                let fp_cpu = fp_pid.map(cpu_seconds).unwrap_or(0.0) - fp_cpu0;
+                let td_cpu = cpu_seconds(tcpdump.id()) - td_cpu0;
+                let c = sensor.stop()?;
+                // SAFETY: signal our own child.
+                unsafe { libc::kill(tcpdump.id() as i32, libc::SIGINT) };
+                let mut err = String::new();
+                if let Some(mut e) = tcpdump.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let _ = tcpdump.wait();
+                std::thread::sleep(std::time::Duration::from_millis(300));
+                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                let (logged, lost) = reader
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("kmsg reader panicked"))?;
+                let captured: u64 = err
+                    .lines()
+                    .find(|l| l.contains("packets captured"))
+                    .and_then(|l| l.split_whitespace().next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                // Ground truth: masscan sends each (host, port) SYN once.
+                let probes = sent;
+                let xdp_seen: u64 = c.stats["classes"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter(|k| k["class"] == "unsolicited" && k["proto"] == "tcp")
+                            .map(|k| k["packets"].as_u64().unwrap_or(0))
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                let events = c
+                    .events
+                    .iter()
+                    .filter(|e| e["src"] == "198.18.0.20" && e["flags"] == "SYN")
+                    .count() as u64;
+                let frac = |n: u64| {
+                    if probes == 0 {
+                        0.0
+                    } else {
+                        (n as f64 / probes as f64).min(1.0)
+                    }
+                };
+                eprintln!(
+                "bench: masscan {rate} pps: {probes} SYN probes sent, XDP saw {xdp_seen} unsolicited TCP, fireplot events {events}, LOG {logged} (kmsg lost {lost}), tcpdump {captured}"
+            );
+                reps_rows.push(LabRow {
+                    rate,
+                    achieved,
+                    probes,
+                    fireplot: frac(events),
+                    log: frac(logged),
+                    tcpdump: frac(captured),
+                    fireplot_cpu_s: fp_cpu,
+                    tcpdump_cpu_s: td_cpu,
+                    ring_full: c.kernel("ring_full"),
+                });
+            }
+            rows.push(median_row(reps_rows));
+        }
+        Ok(())
+    })();
+    let _ = ipt(&[
+        "-D",
+        "FORWARD",
+        "-i",
+        "wan0",
+        "-p",
+        "tcp",
+        "--syn",
+        "-j",
+        "LOG",
+        "--log-prefix",
+        "FPBENCH ",
+    ]);
+    let _ = std::fs::write(
+        "/proc/sys/net/netfilter/nf_log_all_netns",
+        old_nf_log.trim(),
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(lab);
+    result?;
+    let best = rows
+        .iter()
+        .filter(|r| r.fireplot >= 0.999)
+        .map(|r| r.rate)
+        .max();
+    Ok(LabResult { rows, best })
+}
+
+/// The pid of the fireplot running in the router namespace.
+fn sensor_pid(router_ns: &str) -> Option<u32> {
+    let out = std::process::Command::new("ip")
+        .args(["netns", "pids", router_ns])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim() == "fireplot")
+                .unwrap_or(false)
+        })
+}
+
+/// The median of each figure over repeated runs at one rate.
+fn median_row(rs: Vec<LabRow>) -> LabRow {
+    let m = |f: &dyn Fn(&LabRow) -> f64| median(rs.iter().map(f).collect());
+    LabRow {
+        rate: rs[0].rate,
+        achieved: m(&|r| r.achieved),
+        probes: rs[0].probes,
+        fireplot: m(&|r| r.fireplot),
+        log: m(&|r| r.log),
+        tcpdump: m(&|r| r.tcpdump),
+        fireplot_cpu_s: m(&|r| r.fireplot_cpu_s),
+        tcpdump_cpu_s: m(&|r| r.tcpdump_cpu_s),
+        ring_full: m(&|r| r.ring_full as f64) as u64,
+    }
 }
