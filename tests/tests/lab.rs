@@ -248,7 +248,23 @@ fn a_flood_does_not_silence_another_source() {
         return;
     }
     let lab = Lab::up(&unique_prefix("fld")).expect("lab");
-    let sensor = Sensor::start(&lab, &out_dir("flood"), &[]).expect("sensor");
+    let dir = out_dir("flood");
+    let sensor = Sensor::start(&lab, &dir, &[]).expect("sensor");
+    // What of the second source reaches wan0: a flood can overflow the veth
+    // queue before the sensor ever sees a packet, which is not the sensor's
+    // loss. The capture filter runs in the kernel, so the flood does not
+    // crowd the capture buffer.
+    let pcap = dir.join("second.pcap");
+    let capture = lab
+        .command(Node::Router, "tcpdump")
+        .args(["-i", "wan0", "-n", "-U", "-w"])
+        .arg(&pcap)
+        .arg("src host 198.18.0.11 and tcp")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    std::thread::sleep(Duration::from_millis(700));
     let flood = lab
         .command(Node::Inet, "timeout")
         .args([
@@ -292,15 +308,29 @@ fn a_flood_does_not_silence_another_source() {
     let _ = flood_status;
     std::thread::sleep(Duration::from_millis(300));
     let c = sensor.stop().expect("stop");
+    libc_kill(capture.id() as i32);
+    let out = capture.wait_with_output().expect("tcpdump ends");
+    let text = String::from_utf8_lossy(&out.stderr);
+    let captured: u64 = text
+        .lines()
+        .find(|l| l.contains("packets captured"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("tcpdump's count");
     let second: BTreeSet<u64> = events_from(&c, "198.18.0.11")
         .iter()
         .map(|e| e["dport"].as_u64().unwrap())
         .collect();
-    assert_eq!(
-        second,
-        (1..=100).collect(),
-        "every probe of the second source is an event"
+    assert!(
+        captured >= 90,
+        "most of the second source's probes crossed the link ({captured})"
     );
+    assert_eq!(
+        second.len() as u64,
+        captured,
+        "every probe of the second source that reached wan0 is an event"
+    );
+    assert_eq!(c.kernel("ring_full"), 0, "no event lost to a full ring");
     let flooded = c.stats["classes"]
         .as_array()
         .unwrap()
@@ -515,4 +545,9 @@ fn live_run_keeps_history_and_draws_plots() {
 
 fn sensor_events(dir: &std::path::Path) -> PathBuf {
     dir.join("events.jsonl")
+}
+
+fn libc_kill(pid: i32) {
+    // SAFETY: plain kill(2) with SIGINT.
+    unsafe { libc::kill(pid, libc::SIGINT) };
 }
