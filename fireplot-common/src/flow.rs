@@ -58,29 +58,22 @@ pub struct FlowState {
 }
 assert_size!(FlowState, 16);
 
-/// One slot of the per-CPU direct-mapped cache in front of the IPv4 table.
+/// One slot of a per-CPU direct-mapped cache in front of a flow table.
 ///
 /// A slot copies a table entry the ingress program found; it answers only
 /// while the copied `last_seen` is still fresh and the copy itself is younger
-/// than `Config::cache_ttl_jiffies`.
+/// than `Config::cache_ttl`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct CacheSlotV4 {
-    pub key: FlowKeyV4,
+pub struct CacheSlot<K> {
+    pub key: K,
     pub state: FlowState,
     /// `jiffies` when the slot was filled from the table.
     pub filled: u64,
 }
+pub type CacheSlotV4 = CacheSlot<FlowKeyV4>;
+pub type CacheSlotV6 = CacheSlot<FlowKeyV6>;
 assert_size!(CacheSlotV4, 40);
-
-/// IPv6 counterpart of [`CacheSlotV4`].
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub struct CacheSlotV6 {
-    pub key: FlowKeyV6,
-    pub state: FlowState,
-    pub filled: u64,
-}
 assert_size!(CacheSlotV6, 64);
 
 /// One slot of the per-CPU event rate limiter, direct-mapped by source.
@@ -107,7 +100,6 @@ mod user {
     unsafe impl aya::Pod for FlowKeyV4 {}
     unsafe impl aya::Pod for FlowKeyV6 {}
     unsafe impl aya::Pod for FlowState {}
-    unsafe impl aya::Pod for CacheSlotV4 {}
-    unsafe impl aya::Pod for CacheSlotV6 {}
+    unsafe impl<K: aya::Pod> aya::Pod for CacheSlot<K> {}
     unsafe impl aya::Pod for RateSlot {}
 }

@@ -8,18 +8,14 @@ use aya_log_ebpf::warn;
 use fireplot_common::{
     config::Config,
     counters::Misc,
-    flow::{FlowKeyV4, FlowKeyV6, FlowState, ORIGIN_ACCEPTED, ORIGIN_INSIDE},
-    proto::{
-        FAMILY_V4, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN,
-        TCP_RST, TCP_SYN,
-    },
+    flow::{FlowState, ORIGIN_ACCEPTED, ORIGIN_INSIDE},
+    proto::{FAMILY_V4, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use crate::{
     bump, config,
-    flows::now_jiffies,
-    parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers},
-    FLOWS_V4, FLOWS_V6,
+    flows::{now_jiffies, Family, V4, V6},
+    parse::{icmp, parse, tcp, udp, Bounds, Headers},
 };
 
 /// Headers egress needs in the linear part of the skb.
@@ -81,9 +77,9 @@ pub fn record(ctx: &TcContext) {
     let now = now_jiffies();
     let b = b.within(&h);
     if h.family == FAMILY_V4 {
-        record_v4(ctx, &b, &h, cfg, now);
+        record_family::<V4>(ctx, &b, &h, cfg, now);
     } else {
-        record_v6(ctx, &b, &h, cfg, now);
+        record_family::<V6>(ctx, &b, &h, cfg, now);
     }
 }
 
@@ -164,22 +160,17 @@ fn new_state(action: Action, now: u64) -> Option<FlowState> {
     })
 }
 
-fn record_v4(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
-    let Some((src, dst)) = ipv4_addrs(b, h.l3) else {
+/// Records an outbound packet of family `F`.
+#[inline(always)]
+fn record_family<F: Family>(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
+    let Some((src, dst)) = F::addrs(b, h.l3) else {
         return;
     };
-    let Some((sport, dport, action)) = ports_action(b, h, 8, IPPROTO_ICMP) else {
+    let Some((sport, dport, action)) = ports_action(b, h, F::ECHO_REQUEST, F::ICMP) else {
         return;
     };
-    let key = FlowKeyV4 {
-        local: src,
-        remote: dst,
-        local_port: sport,
-        remote_port: dport,
-        proto: h.proto,
-        _pad: [0; 3],
-    };
-    let state = match FLOWS_V4.get_ptr_mut(&key) {
+    let key = F::key(src, dst, sport, dport, h.proto);
+    let state = match F::table().get_ptr_mut(&key) {
         Some(v) => {
             // SAFETY: map value; racing writers store equivalent values.
             let v = unsafe { &mut *v };
@@ -192,7 +183,7 @@ fn record_v4(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
             let Some(state) = new_state(action, now) else {
                 return;
             };
-            if let Err(e) = FLOWS_V4.insert(&key, &state, 0) {
+            if let Err(e) = F::table().insert(&key, &state, 0) {
                 bump(Misc::FlowInsertFailed.index());
                 warn!(ctx, "flow table insert failed: {}", e);
                 return;
@@ -203,60 +194,8 @@ fn record_v4(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
     };
     if sport != 0 || dport != 0 {
         // The address pair stands for the flow's non-first fragments.
-        let pair = FlowKeyV4 {
-            local_port: 0,
-            remote_port: 0,
-            ..key
-        };
-        if FLOWS_V4.insert(&pair, &state, 0).is_err() {
-            bump(Misc::FlowInsertFailed.index());
-        }
-    }
-}
-
-fn record_v6(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
-    let Some((src, dst)) = ipv6_addrs(b, h.l3) else {
-        return;
-    };
-    let Some((sport, dport, action)) = ports_action(b, h, 128, IPPROTO_ICMPV6) else {
-        return;
-    };
-    let key = FlowKeyV6 {
-        local: src,
-        remote: dst,
-        local_port: sport,
-        remote_port: dport,
-        proto: h.proto,
-        _pad: [0; 3],
-    };
-    let state = match FLOWS_V6.get_ptr_mut(&key) {
-        Some(v) => {
-            let v = unsafe { &mut *v };
-            if !update(v, action, cfg, now) {
-                return;
-            }
-            *v
-        }
-        None => {
-            let Some(state) = new_state(action, now) else {
-                return;
-            };
-            if let Err(e) = FLOWS_V6.insert(&key, &state, 0) {
-                bump(Misc::FlowInsertFailed.index());
-                warn!(ctx, "flow table insert failed: {}", e);
-                return;
-            }
-            bump(Misc::FlowsCreated.index());
-            state
-        }
-    };
-    if sport != 0 || dport != 0 {
-        let pair = FlowKeyV6 {
-            local_port: 0,
-            remote_port: 0,
-            ..key
-        };
-        if FLOWS_V6.insert(&pair, &state, 0).is_err() {
+        let pair = F::key(src, dst, 0, 0, h.proto);
+        if F::table().insert(&pair, &state, 0).is_err() {
             bump(Misc::FlowInsertFailed.index());
         }
     }

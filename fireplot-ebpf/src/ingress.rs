@@ -6,27 +6,25 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 
-/// Bytes waiting in the ring before the reader is woken (about 800 events).
-const WAKEUP_BYTES: u64 = 64 * 1024;
-/// Bytes past `WAKEUP_BYTES` within which events still force a wakeup.
-const WAKEUP_WINDOW: u64 = 8 * 1024;
 use fireplot_common::{
     config::{service_bit, Config},
     counters::{class_index, port_table, Misc, PORT_CHUNK},
     event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
-    flow::{FlowKeyV4, FlowKeyV6, ORIGIN_INSIDE},
-    proto::{
-        FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-        TCP_ACK, TCP_SYN,
-    },
+    flow::ORIGIN_INSIDE,
+    proto::{FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
 };
 
 use crate::{
     bump, config,
-    flows::{lookup_v4, lookup_v6, now_jiffies, table_v4, table_v6},
+    flows::{in_table, lookup, now_jiffies, Family, V4, V6},
     parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers, ParseError},
     EVENTS, PORT_HITS, RATE, RATE_SLOTS, SERVICE_PORTS,
 };
+
+/// Bytes waiting in the ring before the reader is woken (about 800 events).
+const WAKEUP_BYTES: u64 = 64 * 1024;
+/// Bytes past `WAKEUP_BYTES` within which events still force a wakeup.
+const WAKEUP_WINDOW: u64 = 8 * 1024;
 
 /// What an event needs beyond the class. Addresses as two words each
 /// (IPv4 in the low 4 bytes of the first word, in packet byte order).
@@ -71,8 +69,8 @@ pub fn classify(ctx: &XdpContext) {
     };
     let b = Bounds::new(ctx.data(), ctx.data_end());
     match parse(&b) {
-        Ok(h) if h.family == FAMILY_V4 => classify_v4(ctx, &b.within(&h), cfg, &h),
-        Ok(h) => classify_v6(ctx, &b.within(&h), cfg, &h),
+        Ok(h) if h.family == FAMILY_V4 => classify_family::<V4>(ctx, &b.within(&h), cfg, &h),
+        Ok(h) => classify_family::<V6>(ctx, &b.within(&h), cfg, &h),
         Err(ParseError::NonIp) => bump(class_index(Class::NonIp, FAMILY_NONE, 0)),
         Err(ParseError::Malformed { family, proto, l3 }) => {
             malformed(ctx, &b, cfg, family, proto, l3)
@@ -104,29 +102,26 @@ fn by_origin(origin: Option<u8>, published: bool) -> Class {
     }
 }
 
-fn classify_v4(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
-    let Some((src, dst)) = ipv4_addrs(b, h.l3) else {
+/// Classifies a parsed IPv4 or IPv6 packet.
+#[inline(always)]
+fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
+    let Some((src, dst)) = F::addrs(b, h.l3) else {
         return;
     };
     let now = now_jiffies();
-    let mut key = FlowKeyV4 {
-        local: dst,
-        remote: src,
-        local_port: 0,
-        remote_port: 0,
-        proto: h.proto,
-        _pad: [0; 3],
-    };
-    let mut p = Probe::new(FAMILY_V4, h.proto, [src as u64, 0], [dst as u64, 0]);
+    // The reply to a flow the inside opened has the flow's tuple reversed.
+    let reversed =
+        |local_port: u16, remote_port: u16| F::key(dst, src, local_port, remote_port, h.proto);
+    let mut p = Probe::new(F::FAMILY, h.proto, F::words(src), F::words(dst));
     if h.fragment {
         bump(Misc::Fragments.index());
-        let class = by_origin(lookup_v4(cfg, &key, now), false);
+        let class = by_origin(lookup::<F>(cfg, &reversed(0, 0), now), false);
         return finish(ctx, cfg, h, &p, class);
     }
     let class = match h.proto {
         IPPROTO_TCP => {
             let Some(t) = tcp(b, h.l4) else {
-                return malformed(ctx, b, cfg, FAMILY_V4, h.proto, h.l3);
+                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
             };
             p.sport = t.sport;
             p.dport = t.dport;
@@ -142,232 +137,79 @@ fn classify_v4(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
                     Class::Unsolicited
                 }
             } else {
-                key.local_port = t.dport;
-                key.remote_port = t.sport;
-                by_origin(lookup_v4(cfg, &key, now), service(false, t.dport))
+                by_origin(
+                    lookup::<F>(cfg, &reversed(t.dport, t.sport), now),
+                    service(false, t.dport),
+                )
             }
         }
         IPPROTO_UDP => {
             let Some((sport, dport)) = udp(b, h.l4) else {
-                return malformed(ctx, b, cfg, FAMILY_V4, h.proto, h.l3);
+                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
             };
             p.sport = sport;
             p.dport = dport;
-            if sport == 67 && dport == 68 {
+            if (sport, dport) == F::DHCP_REPLY {
                 Class::Control
             } else {
-                key.local_port = dport;
-                key.remote_port = sport;
-                by_origin(lookup_v4(cfg, &key, now), service(true, dport))
+                by_origin(
+                    lookup::<F>(cfg, &reversed(dport, sport), now),
+                    service(true, dport),
+                )
             }
         }
-        IPPROTO_ICMP => {
+        x if x == F::ICMP => {
             let Some((ty, code, id)) = icmp(b, h.l4) else {
-                return malformed(ctx, b, cfg, FAMILY_V4, h.proto, h.l3);
+                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
             };
             p.icmp_type = ty;
             p.icmp_code = code;
-            match ty {
-                0 => {
-                    p.sport = id;
-                    key.local_port = id;
-                    by_origin(lookup_v4(cfg, &key, now), false)
-                }
-                8 => {
-                    p.sport = id;
-                    if cfg.service_icmp_echo != 0 {
-                        Class::Service
-                    } else {
-                        Class::Unsolicited
-                    }
-                }
-                3 | 4 | 5 | 11 | 12 => {
-                    if quoted_v4(b, h.l4 + 8, cfg, now) {
-                        Class::Related
-                    } else {
-                        Class::Unsolicited
-                    }
-                }
-                _ => Class::Unsolicited,
-            }
-        }
-        _ => by_origin(lookup_v4(cfg, &key, now), false),
-    };
-    finish(ctx, cfg, h, &p, class)
-}
-
-/// Does the IPv4 header quoted by an ICMP error at `off` belong to a flow
-/// the inside opened? The quote is of an outbound packet: its source is local.
-#[inline(always)]
-fn quoted_v4(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
-    let Some(ip) = b.ptr::<[u8; 20]>(off) else {
-        return false;
-    };
-    let ip = ip as *const u8;
-    // SAFETY: 20 bytes checked.
-    let (vihl, proto) = unsafe { (*ip, *ip.add(9)) };
-    let ihl = ((vihl & 0x0f) as usize) * 4;
-    if vihl >> 4 != 4 || ihl < 20 {
-        return false;
-    }
-    let Some((src, dst)) = ipv4_addrs(b, off) else {
-        return false;
-    };
-    let mut key = FlowKeyV4 {
-        local: src,
-        remote: dst,
-        local_port: 0,
-        remote_port: 0,
-        proto,
-        _pad: [0; 3],
-    };
-    let l4 = off + ihl;
-    match proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
-            let Some((sport, dport)) = udp(b, l4) else {
-                return false;
-            };
-            key.local_port = sport;
-            key.remote_port = dport;
-        }
-        IPPROTO_ICMP => match icmp(b, l4) {
-            Some((8, _, id)) => key.local_port = id,
-            _ => return false,
-        },
-        _ => {}
-    }
-    table_v4(cfg, &key, now)
-}
-
-fn classify_v6(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
-    let Some((src, dst)) = ipv6_addrs(b, h.l3) else {
-        return;
-    };
-    let now = now_jiffies();
-    let mut key = FlowKeyV6 {
-        local: dst,
-        remote: src,
-        local_port: 0,
-        remote_port: 0,
-        proto: h.proto,
-        _pad: [0; 3],
-    };
-    let mut p = Probe::new(FAMILY_V6, h.proto, src, dst);
-    if h.fragment {
-        bump(Misc::Fragments.index());
-        let class = by_origin(lookup_v6(cfg, &key, now), false);
-        return finish(ctx, cfg, h, &p, class);
-    }
-    let class = match h.proto {
-        IPPROTO_TCP => {
-            let Some(t) = tcp(b, h.l4) else {
-                return malformed(ctx, b, cfg, FAMILY_V6, h.proto, h.l3);
-            };
-            p.sport = t.sport;
-            p.dport = t.dport;
-            p.tcp_flags = t.flags;
-            p.tcp_seq = t.seq;
-            p.tcp_window = t.window;
-            if t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
-                if service(false, t.dport) {
+            if ty == F::ECHO_REPLY {
+                p.sport = id;
+                by_origin(lookup::<F>(cfg, &reversed(id, 0), now), false)
+            } else if ty == F::ECHO_REQUEST {
+                p.sport = id;
+                if cfg.service_icmp_echo != 0 {
                     Class::Service
                 } else {
                     Class::Unsolicited
                 }
-            } else {
-                key.local_port = t.dport;
-                key.remote_port = t.sport;
-                by_origin(lookup_v6(cfg, &key, now), service(false, t.dport))
-            }
-        }
-        IPPROTO_UDP => {
-            let Some((sport, dport)) = udp(b, h.l4) else {
-                return malformed(ctx, b, cfg, FAMILY_V6, h.proto, h.l3);
-            };
-            p.sport = sport;
-            p.dport = dport;
-            if sport == 547 && dport == 546 {
+            } else if F::is_error(ty) {
+                if quoted::<F>(b, h.l4 + 8, cfg, now) {
+                    Class::Related
+                } else {
+                    Class::Unsolicited
+                }
+            } else if F::is_control(ty) {
                 Class::Control
             } else {
-                key.local_port = dport;
-                key.remote_port = sport;
-                by_origin(lookup_v6(cfg, &key, now), service(true, dport))
+                Class::Unsolicited
             }
         }
-        IPPROTO_ICMPV6 => {
-            let Some((ty, code, id)) = icmp(b, h.l4) else {
-                return malformed(ctx, b, cfg, FAMILY_V6, h.proto, h.l3);
-            };
-            p.icmp_type = ty;
-            p.icmp_code = code;
-            match ty {
-                129 => {
-                    p.sport = id;
-                    key.local_port = id;
-                    by_origin(lookup_v6(cfg, &key, now), false)
-                }
-                128 => {
-                    p.sport = id;
-                    if cfg.service_icmp_echo != 0 {
-                        Class::Service
-                    } else {
-                        Class::Unsolicited
-                    }
-                }
-                1..=4 => {
-                    if quoted_v6(b, h.l4 + 8, cfg, now) {
-                        Class::Related
-                    } else {
-                        Class::Unsolicited
-                    }
-                }
-                // MLD, router/neighbour discovery, SEND, multicast router discovery
-                130..=137 | 141..=143 | 148 | 149 | 151..=153 => Class::Control,
-                _ => Class::Unsolicited,
-            }
-        }
-        _ => by_origin(lookup_v6(cfg, &key, now), false),
+        _ => by_origin(lookup::<F>(cfg, &reversed(0, 0), now), false),
     };
     finish(ctx, cfg, h, &p, class)
 }
 
+/// Does the header quoted by an ICMP error at `off` belong to a flow the
+/// inside opened? The quote is of an outbound packet: its source is local.
 #[inline(always)]
-fn quoted_v6(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
-    let Some(ip) = b.ptr::<[u8; 40]>(off) else {
+fn quoted<F: Family>(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
+    let Some((proto, src, dst, l4)) = F::inner(b, off) else {
         return false;
     };
-    // SAFETY: 40 bytes checked.
-    let (ver, proto) = unsafe { (*(ip as *const u8) >> 4, *(ip as *const u8).add(6)) };
-    if ver != 6 {
-        return false;
-    }
-    let Some((src, dst)) = ipv6_addrs(b, off) else {
-        return false;
-    };
-    let mut key = FlowKeyV6 {
-        local: src,
-        remote: dst,
-        local_port: 0,
-        remote_port: 0,
-        proto,
-        _pad: [0; 3],
-    };
-    let l4 = off + 40;
-    match proto {
-        IPPROTO_TCP | IPPROTO_UDP => {
-            let Some((sport, dport)) = udp(b, l4) else {
-                return false;
-            };
-            key.local_port = sport;
-            key.remote_port = dport;
-        }
-        IPPROTO_ICMPV6 => match icmp(b, l4) {
-            Some((128, _, id)) => key.local_port = id,
+    let (local_port, remote_port) = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => match udp(b, l4) {
+            Some(ports) => ports,
+            None => return false,
+        },
+        x if x == F::ICMP => match icmp(b, l4) {
+            Some((ty, _, id)) if ty == F::ECHO_REQUEST => (id, 0),
             _ => return false,
         },
-        _ => {}
-    }
-    table_v6(cfg, &key, now)
+        _ => (0, 0),
+    };
+    in_table::<F>(cfg, &F::key(src, dst, local_port, remote_port, proto), now)
 }
 
 /// Counts the packet; unsolicited ones also bump their port and send an event.
