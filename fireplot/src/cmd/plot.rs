@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::source::SourceArgs;
-use crate::plot::{layout::Layout, render, Density, Mark, Spec, Theme};
+use crate::plot::{layout::Layout, marks_from_alerts, render, Density, Spec, Theme};
 
 /// Options of `fireplot plot`.
 #[derive(Args, Debug, Clone)]
@@ -53,26 +53,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (n, bad) = source.for_each_plot(|r| density.add(r))?;
     let marks = if args.mark_alerts {
-        source
-            .alerts()?
-            .into_iter()
-            .map(|(from_ns, to_ns, kind, json)| {
-                let who = serde_json::from_str::<serde_json::Value>(&json)
-                    .ok()
-                    .and_then(|v| {
-                        v["sources"]
-                            .get(0)
-                            .and_then(|s| s.as_str())
-                            .map(str::to_string)
-                    })
-                    .unwrap_or_default();
-                Mark {
-                    from_ns,
-                    to_ns,
-                    label: format!("{kind} {who}").trim().to_string(),
-                }
-            })
-            .collect()
+        marks_from_alerts(source.alerts()?)
     } else {
         Vec::new()
     };

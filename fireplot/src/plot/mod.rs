@@ -154,6 +154,28 @@ pub struct Mark {
     pub label: String,
 }
 
+/// One mark per alert episode from stored alert rows (first_seen_ns,
+/// last_seen_ns, kind, JSON): an episode's `ended` record replaces its
+/// `started` one.
+pub fn marks_from_alerts(rows: Vec<(i64, i64, String, String)>) -> Vec<Mark> {
+    let mut by_id: Vec<(u64, Mark)> = Vec::new();
+    for (from_ns, to_ns, kind, json) in rows {
+        let v = serde_json::from_str::<serde_json::Value>(&json).unwrap_or_default();
+        let id = v["id"].as_u64().unwrap_or(u64::MAX);
+        let who = v["sources"].get(0).and_then(|s| s.as_str()).unwrap_or("");
+        let mark = Mark {
+            from_ns,
+            to_ns,
+            label: format!("{kind} {who}").trim().to_string(),
+        };
+        match by_id.iter_mut().find(|(i, _)| *i == id && id != u64::MAX) {
+            Some(slot) => slot.1 = mark,
+            None => by_id.push((id, mark)),
+        }
+    }
+    by_id.into_iter().map(|(_, m)| m).collect()
+}
+
 /// What to draw besides the dots.
 #[derive(Clone, Debug)]
 pub struct Spec {
@@ -282,15 +304,25 @@ fn draw_frame<DB: DrawingBackend>(
     let zone = Zone::new(spec.utc, l.from_ns);
 
     // Alert marks under everything else.
-    for (i, m) in spec.marks.iter().enumerate() {
-        let (Some(x0), x1) = (l.x(m.from_ns.max(l.from_ns)), l.x(m.to_ns.min(l.to_ns - 1))) else {
-            continue;
-        };
-        let x1 = x1.unwrap_or(l.right - 1).max(x0 + 1);
-        let band = match theme {
-            Theme::Dark => RGBColor(60, 20, 20),
-            Theme::Light => RGBColor(255, 225, 225),
-        };
+    // Bands first, then all labels, so no band covers another's label.
+    let spans: Vec<(usize, u32, u32)> = spec
+        .marks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| {
+            let x0 = l.x(m.from_ns.max(l.from_ns))?;
+            let x1 = l
+                .x(m.to_ns.min(l.to_ns - 1))
+                .unwrap_or(l.right - 1)
+                .max(x0 + 1);
+            Some((i, x0, x1))
+        })
+        .collect();
+    let band = match theme {
+        Theme::Dark => RGBColor(60, 20, 20),
+        Theme::Light => RGBColor(255, 225, 225),
+    };
+    for &(_, x0, x1) in &spans {
         root.draw(&Rectangle::new(
             [
                 (x0 as i32, l.top as i32),
@@ -299,10 +331,12 @@ fn draw_frame<DB: DrawingBackend>(
             band.filled(),
         ))
         .map_err(draw_err)?;
+    }
+    for (row, &(i, x0, _)) in spans.iter().enumerate() {
         // Labels of neighbouring marks are staggered so they stay readable.
         root.draw(&Text::new(
-            m.label.clone(),
-            (x0 as i32 + 2, l.top as i32 + 2 + (i % 4) as i32 * 13),
+            spec.marks[i].label.clone(),
+            (x0 as i32 + 2, l.top as i32 + 2 + (row % 6) as i32 * 13),
             font(11),
         ))
         .map_err(draw_err)?;

@@ -45,16 +45,7 @@ fn render_range(p: &Periodic, from_ns: i64, to_ns: i64, out: &Path) -> Result<u6
         theme: p.theme,
         utc: p.utc,
         iface: p.iface.clone(),
-        marks: store
-            .alerts(from_ns, to_ns)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(a, b, kind, _)| super::Mark {
-                from_ns: a,
-                to_ns: b,
-                label: kind,
-            })
-            .collect(),
+        marks: super::marks_from_alerts(store.alerts(from_ns, to_ns).unwrap_or_default()),
     };
     let r = render(&d, &spec, out).map_err(|e| e.to_string())?;
     if p.svg {

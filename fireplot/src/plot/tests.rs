@@ -237,3 +237,36 @@ fn a_million_events_render() {
         started.elapsed().as_secs_f64()
     );
 }
+
+#[test]
+fn one_mark_per_alert_episode() {
+    let rows = vec![
+        (
+            1,
+            2,
+            "port_scan".to_string(),
+            r#"{"id":1,"status":"started","sources":["198.18.0.2"]}"#.to_string(),
+        ),
+        (
+            3,
+            4,
+            "flood".to_string(),
+            r#"{"id":2,"status":"started","sources":["198.18.0.9"]}"#.to_string(),
+        ),
+        (
+            1,
+            9,
+            "port_scan".to_string(),
+            r#"{"id":1,"status":"ended","sources":["198.18.0.2"]}"#.to_string(),
+        ),
+    ];
+    let marks = super::marks_from_alerts(rows);
+    assert_eq!(marks.len(), 2);
+    assert_eq!(
+        (marks[0].from_ns, marks[0].to_ns),
+        (1, 9),
+        "the ended record's span"
+    );
+    assert_eq!(marks[0].label, "port_scan 198.18.0.2");
+    assert_eq!(marks[1].label, "flood 198.18.0.9");
+}
