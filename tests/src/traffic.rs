@@ -194,6 +194,72 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
     Ok(o)
 }
 
+/// Time limit of one lab scan.
+pub const SCAN_LIMIT: Duration = Duration::from_secs(120);
+
+/// nmap from the inet side with what every lab scan shares: no DNS, no host
+/// discovery, no retransmissions (so each probe is sent once).
+pub fn nmap(lab: &Lab, args: &[&str]) -> Result<std::process::Output> {
+    let mut a = vec!["-n", "-Pn", "--max-retries", "0"];
+    a.extend_from_slice(args);
+    scanner(lab, "nmap", &a, SCAN_LIMIT)
+}
+
+/// masscan from the inet side, from `src` (an extra inet address), through
+/// the router's wan0.
+pub fn masscan(
+    lab: &Lab,
+    target: &str,
+    ports: &str,
+    rate: u32,
+    src: &str,
+) -> Result<std::process::Output> {
+    let mac = lab.router_wan_mac()?;
+    let ports = format!("-p{ports}");
+    let rate = rate.to_string();
+    scanner(
+        lab,
+        "masscan",
+        &[
+            target,
+            &ports,
+            "--rate",
+            &rate,
+            "--wait",
+            "1",
+            "--router-mac",
+            &mac,
+            "--adapter-ip",
+            src,
+            "-e",
+            "inet0",
+        ],
+        SCAN_LIMIT,
+    )
+}
+
+/// An hping3 SYN flood of port 80 of the lan host for `secs` seconds
+/// (started; wait on the child).
+pub fn hping3_flood(lab: &Lab, secs: u32) -> Result<std::process::Child> {
+    lab.command(Node::Inet, "timeout")
+        .args([
+            "-s",
+            "INT",
+            &secs.to_string(),
+            "hping3",
+            "--flood",
+            "-q",
+            "-S",
+            "-p",
+            "80",
+            addr::LAN_V4,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("cannot start hping3")
+}
+
 /// Runs a scanner in the inet namespace with a time bound; its output is
 /// returned, its failure is an error.
 pub fn scanner(

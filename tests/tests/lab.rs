@@ -6,12 +6,10 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration
 use fireplot_tests::{
     addr, privileged,
     sensor::{fireplot_bin, Collected, Sensor},
-    traffic::{outbound, scanner, Servers},
+    traffic::{hping3_flood, nmap, outbound, Servers},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
-
-const SCAN_LIMIT: Duration = Duration::from_secs(120);
 
 fn out_dir(test: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fireplot-test-{test}-{}", std::process::id()));
@@ -78,22 +76,7 @@ fn nmap_syn_scan_gives_one_event_per_probe() {
     let lab = Lab::up(&unique_prefix("syn")).expect("lab");
     let started = chrono_now();
     let sensor = Sensor::start(&lab, &out_dir("syn"), &[]).expect("sensor");
-    scanner(
-        &lab,
-        "nmap",
-        &[
-            "-n",
-            "-Pn",
-            "-sS",
-            "--max-retries",
-            "0",
-            "-p",
-            "1-200",
-            addr::LAN_V4,
-        ],
-        SCAN_LIMIT,
-    )
-    .expect("nmap");
+    nmap(&lab, &["-sS", "-p", "1-200", addr::LAN_V4]).expect("nmap");
     std::thread::sleep(Duration::from_millis(300));
     let c = sensor.stop().expect("stop");
     let ended = chrono_now();
@@ -142,40 +125,8 @@ fn ipv6_probes_are_events() {
     }
     let lab = Lab::up(&unique_prefix("v6")).expect("lab");
     let sensor = Sensor::start(&lab, &out_dir("v6"), &[]).expect("sensor");
-    scanner(
-        &lab,
-        "nmap",
-        &[
-            "-6",
-            "-n",
-            "-Pn",
-            "-sS",
-            "--max-retries",
-            "0",
-            "-p",
-            "1-100",
-            addr::LAN_V6,
-        ],
-        SCAN_LIMIT,
-    )
-    .expect("nmap -6");
-    scanner(
-        &lab,
-        "nmap",
-        &[
-            "-6",
-            "-n",
-            "-Pn",
-            "-sU",
-            "--max-retries",
-            "0",
-            "-p",
-            "500-509",
-            addr::LAN_V6,
-        ],
-        SCAN_LIMIT,
-    )
-    .expect("nmap -6 -sU");
+    nmap(&lab, &["-6", "-sS", "-p", "1-100", addr::LAN_V6]).expect("nmap -6");
+    nmap(&lab, &["-6", "-sU", "-p", "500-509", addr::LAN_V6]).expect("nmap -6 -sU");
     std::thread::sleep(Duration::from_millis(300));
     let c = sensor.stop().expect("stop");
     let probes = events_from(&c, addr::INET_V6);
@@ -210,22 +161,7 @@ fn published_service_is_not_an_event() {
     }
     let lab = Lab::up(&unique_prefix("svc")).expect("lab");
     let sensor = Sensor::start(&lab, &out_dir("svc"), &["--service", "tcp/8443"]).expect("sensor");
-    scanner(
-        &lab,
-        "nmap",
-        &[
-            "-n",
-            "-Pn",
-            "-sS",
-            "--max-retries",
-            "0",
-            "-p",
-            "8440-8446",
-            addr::LAN_V4,
-        ],
-        SCAN_LIMIT,
-    )
-    .expect("nmap");
+    nmap(&lab, &["-sS", "-p", "8440-8446", addr::LAN_V4]).expect("nmap");
     std::thread::sleep(Duration::from_millis(300));
     let c = sensor.stop().expect("stop");
     let ports: BTreeSet<u64> = c
@@ -265,34 +201,12 @@ fn a_flood_does_not_silence_another_source() {
         .spawn()
         .expect("tcpdump");
     std::thread::sleep(Duration::from_millis(700));
-    let flood = lab
-        .command(Node::Inet, "timeout")
-        .args([
-            "-s",
-            "INT",
-            "1",
-            "hping3",
-            "--flood",
-            "-q",
-            "-S",
-            "-p",
-            "80",
-            addr::LAN_V4,
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("hping3 flood");
+    let flood = hping3_flood(&lab, 1).expect("hping3 flood");
     std::thread::sleep(Duration::from_millis(200));
-    scanner(
+    nmap(
         &lab,
-        "nmap",
         &[
-            "-n",
-            "-Pn",
             "-sS",
-            "--max-retries",
-            "0",
             "-S",
             "198.18.0.11",
             "-e",
@@ -301,7 +215,6 @@ fn a_flood_does_not_silence_another_source() {
             "1-100",
             addr::LAN_V4,
         ],
-        SCAN_LIMIT,
     )
     .expect("nmap during the flood");
     let flood_status = flood.wait_with_output().expect("flood ends");
@@ -376,22 +289,7 @@ fn a_second_xdp_program_is_refused_not_replaced() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("already attached"), "clear error: {err}");
     // The first one still works.
-    scanner(
-        &lab,
-        "nmap",
-        &[
-            "-n",
-            "-Pn",
-            "-sS",
-            "--max-retries",
-            "0",
-            "-p",
-            "1-5",
-            addr::LAN_V4,
-        ],
-        SCAN_LIMIT,
-    )
-    .expect("nmap");
+    nmap(&lab, &["-sS", "-p", "1-5", addr::LAN_V4]).expect("nmap");
     std::thread::sleep(Duration::from_millis(300));
     let c = first.stop().expect("stop");
     assert_eq!(events_from(&c, addr::INET_V4).len(), 5);
@@ -469,22 +367,7 @@ fn live_run_keeps_history_and_draws_plots() {
         ],
     )
     .expect("sensor");
-    scanner(
-        &lab,
-        "nmap",
-        &[
-            "-n",
-            "-Pn",
-            "-sS",
-            "--max-retries",
-            "0",
-            "-p",
-            "1-50",
-            addr::LAN_V4,
-        ],
-        SCAN_LIMIT,
-    )
-    .expect("nmap");
+    nmap(&lab, &["-sS", "-p", "1-50", addr::LAN_V4]).expect("nmap");
     std::thread::sleep(Duration::from_millis(1500));
     let c = sensor.stop().expect("stop");
     assert_consistent(&c);

@@ -7,12 +7,10 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration
 use fireplot_tests::{
     addr, privileged,
     sensor::{fireplot_bin, read_lines, Collected, Sensor},
-    traffic::{outbound, scanner, Servers},
+    traffic::{self, outbound, Servers},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
-
-const LIMIT: Duration = Duration::from_secs(120);
 
 fn out_dir(test: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("fireplot-scenario-{test}-{}", std::process::id()));
@@ -107,9 +105,7 @@ fn c_events(dir: &std::path::Path) -> PathBuf {
 }
 
 fn nmap(lab: &Lab, args: &[&str]) {
-    let mut a = vec!["-n", "-Pn", "--max-retries", "0"];
-    a.extend_from_slice(args);
-    scanner(lab, "nmap", &a, LIMIT).expect("nmap");
+    traffic::nmap(lab, args).expect("nmap");
 }
 
 const INET: &str = addr::INET_V4;
@@ -238,27 +234,8 @@ fn scenario_masscan_sweep() {
     scenario(
         "mas",
         |l| {
-            let mac = l.router_wan_mac().expect("mac");
-            scanner(
-                l,
-                "masscan",
-                &[
-                    addr::LAN_NET_V4,
-                    "-p22,80,443",
-                    "--rate",
-                    "2000",
-                    "--wait",
-                    "1",
-                    "--router-mac",
-                    &mac,
-                    "--adapter-ip",
-                    "198.18.0.20",
-                    "-e",
-                    "inet0",
-                ],
-                LIMIT,
-            )
-            .expect("masscan");
+            traffic::masscan(l, addr::LAN_NET_V4, "22,80,443", 2000, "198.18.0.20")
+                .expect("masscan");
         },
         &[("port_sweep", &["198.18.0.20"])],
     );
@@ -318,24 +295,8 @@ fn scenario_flood() {
     scenario(
         "fld",
         |l| {
-            let _ = l
-                .command(Node::Inet, "timeout")
-                .args([
-                    "-s",
-                    "INT",
-                    "1",
-                    "hping3",
-                    "--flood",
-                    "-q",
-                    "-S",
-                    "-p",
-                    "80",
-                    addr::LAN_V4,
-                ])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()
-                .expect("hping3");
+            let flood = traffic::hping3_flood(l, 1).expect("hping3");
+            let _ = flood.wait_with_output();
         },
         &[("flood", &[INET])],
     );

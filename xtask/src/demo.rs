@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use fireplot_tests::{
     addr,
     sensor::{Collected, Sensor},
-    traffic::{outbound, scanner, Servers},
+    traffic::{masscan, outbound, scanner, Servers},
     Lab,
 };
 use serde_json::Value;
@@ -33,7 +33,6 @@ fn step(what: &str) {
 
 /// The scans the demo runs, from the inet side.
 fn scans(lab: &Lab) -> Result<()> {
-    let mac = lab.router_wan_mac()?;
     let limit = Duration::from_secs(120);
     step("nmap SYN scan of 198.18.1.2, ports 1-1000");
     scanner(
@@ -113,24 +112,12 @@ fn scans(lab: &Lab) -> Result<()> {
         limit,
     )?;
     step("masscan sweep of 198.18.1.0/24 on 5 ports from 198.18.0.20");
-    scanner(
+    masscan(
         lab,
-        "masscan",
-        &[
-            addr::LAN_NET_V4,
-            "-p22,23,80,443,7547",
-            "--rate",
-            "2000",
-            "--wait",
-            "1",
-            "--router-mac",
-            &mac,
-            "--adapter-ip",
-            "198.18.0.20",
-            "-e",
-            "inet0",
-        ],
-        limit,
+        addr::LAN_NET_V4,
+        "22,23,80,443,7547",
+        2000,
+        "198.18.0.20",
     )?;
     step("slow nmap scan from 198.18.0.14 (one probe every 40 ms, ports 2000-2100): a diagonal");
     scanner(

@@ -78,6 +78,22 @@ impl Filter {
         }
     }
 
+    /// The SQL condition for everything but the source prefix; the time
+    /// range is bound as ?1 and ?2. The other values are integers, written in.
+    fn sql_where(&self) -> String {
+        let mut w = String::from("ts_ns >= ?1 AND ts_ns < ?2");
+        if let Some(fam) = self.family {
+            w.push_str(&format!(" AND family = {fam}"));
+        }
+        if let Some(p) = self.proto {
+            w.push_str(&format!(" AND proto = {p}"));
+        }
+        if let Some(i) = self.ifindex {
+            w.push_str(&format!(" AND ifindex = {i}"));
+        }
+        w
+    }
+
     /// Checks the parts SQL does not (the source prefix).
     pub fn matches(&self, r: &Record) -> bool {
         if r.ts_ns < self.from_ns || r.ts_ns >= self.to_ns {
@@ -434,17 +450,10 @@ impl Store {
     /// Streams the events matching `filter` in time order, without loading
     /// them all: `f` sees one record at a time.
     pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(Record)) -> Result<u64, StoreError> {
-        let mut sql = format!("SELECT {COLUMNS} FROM events WHERE ts_ns >= ?1 AND ts_ns < ?2");
-        if let Some(fam) = filter.family {
-            sql.push_str(&format!(" AND family = {fam}"));
-        }
-        if let Some(p) = filter.proto {
-            sql.push_str(&format!(" AND proto = {p}"));
-        }
-        if let Some(i) = filter.ifindex {
-            sql.push_str(&format!(" AND ifindex = {i}"));
-        }
-        sql.push_str(" ORDER BY ts_ns");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE {} ORDER BY ts_ns",
+            filter.sql_where()
+        );
         let mut stmt = self
             .conn
             .prepare(&sql)
@@ -501,16 +510,10 @@ impl Store {
         if filter.src.is_some() {
             return self.for_each(filter, |r| f(&r));
         }
-        let mut sql = String::from("SELECT ts_ns, family, proto, dport, pkt_flags FROM events WHERE ts_ns >= ?1 AND ts_ns < ?2");
-        if let Some(fam) = filter.family {
-            sql.push_str(&format!(" AND family = {fam}"));
-        }
-        if let Some(p) = filter.proto {
-            sql.push_str(&format!(" AND proto = {p}"));
-        }
-        if let Some(i) = filter.ifindex {
-            sql.push_str(&format!(" AND ifindex = {i}"));
-        }
+        let sql = format!(
+            "SELECT ts_ns, family, proto, dport, pkt_flags FROM events WHERE {}",
+            filter.sql_where()
+        );
         let mut stmt = self
             .conn
             .prepare(&sql)
