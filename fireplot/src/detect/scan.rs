@@ -16,8 +16,9 @@ use super::{
     Engine,
 };
 
-/// Makes sure `p.src` has a heavy record; false if this probe only repeats
-/// the source's first one (nothing new to learn).
+/// Makes sure `p.src` has a heavy record (within the memory budget); None
+/// if this probe only repeats what the light record holds, or if the budget
+/// evicted the source.
 fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
     if seen.heavy {
         // Already heavy: nothing to change in the light record.
@@ -82,6 +83,9 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
             }
         }
     }
+    // A new heavy record: make room for it, which may take this very
+    // source (then there is nothing to learn from it now).
+    e.keep_budget();
     e.sources.light.get(&p.src).copied()
 }
 
@@ -128,14 +132,6 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
     let Some(light) = promote(e, p, seen) else {
         return;
     };
-    if !seen.heavy {
-        // A new heavy record: make room for it, which may take this very
-        // source (then there is nothing to learn from it now).
-        e.keep_budget();
-        if !e.sources.light.contains_key(&p.src) {
-            return;
-        }
-    }
     let scanning = e
         .active(&Key::Src(Kind::PortScan, p.src, p.proto))
         .is_some();
@@ -258,12 +254,6 @@ pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType, seen: &Light) {
     let Some(light) = promote(e, p, seen) else {
         return;
     };
-    if !seen.heavy {
-        e.keep_budget();
-        if !e.sources.light.contains_key(&p.src) {
-            return;
-        }
-    }
     let cap = e.cfg.flag_probes as usize * 4;
     {
         let h = e.sources.heavy_mut(p.src);
