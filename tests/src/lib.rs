@@ -274,9 +274,18 @@ pub fn unique_prefix(tag: &str) -> String {
     format!("{tag}{pid}{n}")
 }
 
+/// Environment variable naming the file where skipped tests are recorded
+/// (set by `cargo xtask test`, which counts them as skipped, not passed).
+pub const SKIP_LOG_ENV: &str = "FIREPLOT_SKIP_LOG";
+
+/// Why privileged tests skip; `cargo xtask test` prints it with the count.
+pub const SKIP_REASON: &str =
+    "needs root (network namespaces, XDP, BPF_PROG_TEST_RUN); run `sudo -E cargo xtask test`";
+
 /// Gate for privileged tests: true when they can run. Under `CI=true` a
 /// missing privilege is a failure, never a skip; elsewhere the test says
-/// why it skips.
+/// why it skips and records itself in `$FIREPLOT_SKIP_LOG` (libtest can only
+/// count a test that returns as passed).
 pub fn privileged(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } == 0 {
@@ -285,6 +294,36 @@ pub fn privileged(test: &str) -> bool {
     if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
         panic!("{test}: privileged tests must run under CI, but this is not root");
     }
-    eprintln!("{test}: SKIPPED: needs root (network namespaces, XDP, BPF_PROG_TEST_RUN); run `sudo -E cargo xtask test`");
+    eprintln!("{test}: SKIPPED: {SKIP_REASON}");
+    if let Some(path) = std::env::var_os(SKIP_LOG_ENV) {
+        use std::io::Write;
+        // One short line per skip: O_APPEND keeps lines of parallel tests whole.
+        let line = format!("{test}\t{SKIP_REASON}\n");
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            panic!("{test}: cannot record the skip in {path:?}: {e}");
+        }
+    }
     false
+}
+
+/// Pins the calling thread to one CPU, so BPF_PROG_TEST_RUN runs the
+/// program on that CPU's per-CPU maps (the rate limiter's share, counters).
+pub fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes within it.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; `cpu` is below CPU_SETSIZE for any machine we run on.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; the set is initialised.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    assert_eq!(
+        rc,
+        0,
+        "sched_setaffinity to CPU {cpu}: {}",
+        std::io::Error::last_os_error()
+    );
 }

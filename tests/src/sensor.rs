@@ -126,6 +126,36 @@ impl Sensor {
         })
     }
 
+    /// Event lines written so far (the sensor flushes its file every 500 ms).
+    pub fn events_written(&self) -> usize {
+        std::fs::read(&self.events_path)
+            .map(|b| b.iter().filter(|&&c| c == b'\n').count())
+            .unwrap_or(0)
+    }
+
+    /// Waits until the traffic just sent has been seen: the event file has
+    /// stopped growing for a second (two flush periods), with at least
+    /// `min` lines. Bounded at 30 s; instead of a fixed sleep, so a loaded
+    /// machine (softirq deferred to ksoftirqd) only makes it slower.
+    pub fn settle(&self, min: usize) -> usize {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut last = self.events_written();
+        let mut stable_since = std::time::Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+            let now = self.events_written();
+            if now != last {
+                last = now;
+                stable_since = std::time::Instant::now();
+            } else if now >= min && stable_since.elapsed() >= Duration::from_secs(1) {
+                return now;
+            }
+            if std::time::Instant::now() > deadline {
+                return now;
+            }
+        }
+    }
+
     /// Stops the sensor with SIGINT (as an operator would) and reads its output.
     pub fn stop(mut self) -> Result<Collected> {
         // SAFETY: plain kill(2) on our own child.

@@ -2,7 +2,7 @@
 //! each asserting the exact set of alert kinds and their sources, and that
 //! `fireplot detect` over the run's events file gives the live alerts again.
 
-use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use fireplot_tests::{
     addr, privileged,
@@ -42,7 +42,7 @@ fn scenario(name: &str, traffic: impl FnOnce(&Lab), want: &[(&str, &[&str])]) ->
     let dir = out_dir(name);
     let sensor = Sensor::start(&lab, &dir, &[]).expect("sensor");
     traffic(&lab);
-    std::thread::sleep(Duration::from_millis(300));
+    sensor.settle(0);
     let c = sensor.stop().expect("stop sensor");
     let want: BTreeSet<(String, Vec<String>)> = want
         .iter()

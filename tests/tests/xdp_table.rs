@@ -19,7 +19,7 @@ use fireplot_common::{
 };
 use fireplot_tests::{
     packets::{flags::*, *},
-    privileged,
+    pin_to_cpu, privileged,
 };
 
 const XDP_PASS: u32 = 2;
@@ -866,28 +866,44 @@ fn malformed_events_are_off_by_default() {
 }
 
 /// The per-source limiter holds back a flooding source and counts it,
-/// while a second source keeps its events.
+/// while a second source keeps its events. The budget is split across the
+/// CPUs: pinned to one CPU, a source gets exactly that CPU's share.
 #[test]
 fn rate_limit_is_per_source_and_counted() {
     if !privileged("rate_limit_is_per_source_and_counted") {
         return;
     }
+    pin_to_cpu(0);
+    let cpus = fireplot::sensor::online_cpus().expect("online CPUs");
+    let per_cpu_burst = 5u64;
     let limits = Limits {
         rate_limit: 1,
-        rate_burst: 5,
+        // Two CPUs of 5 plus a remainder that rounds away: never more than the flag.
+        rate_burst: (per_cpu_burst * cpus as u64 + (cpus as u64 - 1)) as u32,
         ..Limits::default()
     };
+    let share = limits.cpu_share(cpus).expect("limiter on");
+    assert_eq!(share.burst, per_cpu_burst, "each CPU holds ⌊burst / CPUs⌋");
     let mut h = Harness::new(limits, &[], 1 << 20);
     let flood = v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN));
     let (rc, _) = h.sensor.test_run(PROG_INGRESS, &flood, 100).expect("flood");
     assert_eq!(rc, XDP_PASS);
     let flood_events = h.drain();
     let c = h.sensor.counters().unwrap();
-    assert_eq!(flood_events.len(), 5, "burst of 5 passes");
+    assert_eq!(
+        flood_events.len() as u64,
+        per_cpu_burst,
+        "one CPU's share of the burst passes"
+    );
     assert_eq!(
         c.misc(fireplot_common::counters::Misc::Suppressed),
-        95,
+        100 - per_cpu_burst,
         "the rest is counted as suppressed"
+    );
+    assert_eq!(
+        c.per_cpu.iter().map(|p| p.cpu).collect::<Vec<_>>(),
+        vec![0],
+        "everything ran on the pinned CPU"
     );
     assert_eq!(
         c.class_total(Class::Unsolicited),
@@ -907,6 +923,15 @@ fn rate_limit_is_per_source_and_counted() {
         "a second source is not held back by the first"
     );
     assert!(events.iter().all(|e| e.src_addr() == Some(a4(OTHER_V4))));
+    if cpus > 1 {
+        // The same source on another CPU gets that CPU's share, no more:
+        // over the sensor it has had the whole burst.
+        pin_to_cpu(1);
+        let (rc, _) = h.sensor.test_run(PROG_INGRESS, &flood, 100).expect("flood");
+        assert_eq!(rc, XDP_PASS);
+        assert_eq!(h.drain().len() as u64, per_cpu_burst, "CPU 1's share");
+        pin_to_cpu(0);
+    }
 }
 
 /// A full ring buffer loses events, and every lost one is counted.

@@ -87,11 +87,14 @@ pub fn build(release: bool) -> Result<PathBuf> {
 /// binary the lab tests run is the one just built.
 pub fn test(extra: &[String]) -> Result<()> {
     let root = root();
+    let skip_log = root.join("target/test-skips.tsv");
+    let _ = std::fs::remove_file(&skip_log);
     let mut c = cargo(None);
     c.current_dir(&root)
         .args(["test", "--release", "--workspace"])
         .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
-        .env("FIREPLOT_BIN", root.join("target/release/fireplot"));
+        .env("FIREPLOT_BIN", root.join("target/release/fireplot"))
+        .env(fireplot_tests::SKIP_LOG_ENV, &skip_log);
     c.args(extra);
     if !extra.iter().any(|a| a == "--") {
         // Lab tests each build their own namespaces, but scanners compete for
@@ -124,7 +127,23 @@ pub fn test(extra: &[String]) -> Result<()> {
         }
     }
     let status = child.wait()?;
-    println!("tests: {passed} passed, {failed} failed, {ignored} skipped");
+    // A skipped privileged test returns early, which libtest counts as
+    // passed: take those out of the passed count.
+    let skips = std::fs::read_to_string(&skip_log).unwrap_or_default();
+    let mut reasons: std::collections::BTreeMap<&str, u64> = Default::default();
+    for line in skips.lines() {
+        let reason = line.split_once('\t').map_or("", |(_, r)| r);
+        *reasons.entry(reason).or_default() += 1;
+    }
+    let skipped: u64 = reasons.values().sum();
+    let passed = passed.saturating_sub(skipped);
+    for (reason, n) in &reasons {
+        println!("skipped {n} privileged tests: {reason}");
+    }
+    println!(
+        "tests: {passed} passed, {failed} failed, {} skipped",
+        ignored + skipped
+    );
     if !status.success() {
         bail!("cargo test failed ({status})");
     }

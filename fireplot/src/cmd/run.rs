@@ -111,12 +111,21 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<HumanDuration>,
 
-    /// Events per second per source before the kernel suppresses (and counts) them; 0 = unlimited.
-    #[arg(long, default_value_t = Limits::default().rate_limit)]
+    /// Events per second one source may cause over the whole sensor before
+    /// the kernel suppresses (and counts) the rest; 0 = unlimited. The
+    /// buckets are per CPU (no lock on the hot path), so the budget is split:
+    /// each of the C CPUs that run XDP holds N/C events/s and ⌊burst/C⌋ of
+    /// burst. A source never gets more than N/s in total, whatever the
+    /// receive-side spreading; one whose packets all land on one CPU gets
+    /// that CPU's share. Suppressed packets are still counted (classes,
+    /// ports) and show as `suppressed` in the summaries.
+    #[arg(long, default_value_t = Limits::default().rate_limit, verbatim_doc_comment)]
     pub rate_limit: u32,
 
-    /// Events a source may send at once before --rate-limit applies.
-    #[arg(long, default_value_t = Limits::default().rate_burst)]
+    /// Events one source may cause at once, over the whole sensor, before
+    /// --rate-limit applies (split across CPUs like the rate; at least the
+    /// number of CPUs).
+    #[arg(long, default_value_t = Limits::default().rate_burst, verbatim_doc_comment)]
     pub rate_burst: u32,
 
     /// Idle timeout of TCP flows, seconds.
@@ -143,9 +152,22 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
     pub ring_mib: u32,
 
-    /// Entries of the IPv4 flow table (IPv6 gets half).
-    #[arg(long, default_value_t = LoadOptions::default().flow_table_size)]
+    /// Entries of the IPv4 flow table (IPv6 gets half, at least 1024).
+    #[arg(long, default_value_t = LoadOptions::default().flow_table_size, value_parser = parse_flow_table_size)]
     pub flow_table_size: u32,
+}
+
+fn parse_flow_table_size(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of entries"))?;
+    if !(1024..=64 << 20).contains(&v) {
+        return Err(format!(
+            "the flow table needs between 1024 and {} entries, not {v}",
+            64 << 20
+        ));
+    }
+    Ok(v)
 }
 
 fn parse_ring_mib(s: &str) -> Result<u32, String> {
@@ -169,7 +191,7 @@ impl RunArgs {
             icmp_timeout_s: self.icmp_timeout,
             other_timeout_s: self.other_timeout,
             rate_limit: self.rate_limit,
-            rate_burst: self.rate_burst.max(1),
+            rate_burst: self.rate_burst,
             emit_malformed: self.emit_malformed,
             service_icmp_echo: false,
         }
@@ -318,6 +340,7 @@ fn drain(ring: &mut RingBuf<MapData>, sink: &mut EventSink) -> usize {
 struct StatsWriter {
     out: Box<dyn Write + Send>,
     json: bool,
+    rate_limit: Option<crate::output::summary::RateLimitSummary>,
 }
 
 impl StatsWriter {
@@ -334,6 +357,7 @@ impl StatsWriter {
         let mut summary =
             Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
         summary.store = sink.store.as_ref().map(StoreWriter::counts);
+        summary.rate_limit = self.rate_limit;
         summary.detect = sink
             .detect
             .as_ref()
@@ -374,7 +398,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => Box::new(io::stderr()),
         },
         json: args.stats_json,
+        rate_limit: None,
     };
+    // Every limit is checked before anything is opened or loaded.
+    let limits = args.limits();
+    limits.validate(crate::sensor::online_cpus()?)?;
     let mut sink = EventSink::open(args.events_out.as_deref())?;
     sink.iface = Some(args.iface.clone());
     let detect_cfg = args.detect.load()?;
@@ -406,7 +434,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         flow_table_size: args.flow_table_size,
     };
     let mut sensor = Sensor::load(&load)?;
-    sensor.configure(&args.limits(), &args.services)?;
+    sensor.configure(&limits, &args.services)?;
+    stats.rate_limit =
+        limits
+            .cpu_share(sensor.cpus)
+            .map(|share| crate::output::summary::RateLimitSummary {
+                rate_limit: limits.rate_limit,
+                rate_burst: limits.rate_burst,
+                cpus: sensor.cpus,
+                cpu_burst: share.burst,
+                cpu_interval_ns: share.interval_ns,
+            });
     let mode = sensor.attach(&args.iface, args.xdp_mode)?;
     log::info!(
         "fireplot attached to {} (XDP {mode}, TC egress), HZ {}",

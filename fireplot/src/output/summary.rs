@@ -46,6 +46,26 @@ pub struct Summary<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<crate::store::writer::StoreCounts>,
     pub top_ports: &'a [crate::sensor::stats::PortCount],
+    /// Per-CPU unsolicited packets, events and losses (receive spreading).
+    pub per_cpu: &'a [crate::sensor::stats::CpuCount],
+    /// How the per-source budget is split, when the limiter is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSummary>,
+}
+
+/// The per-source event budget and each CPU's share of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct RateLimitSummary {
+    /// Events/s one source may cause over the whole sensor.
+    pub rate_limit: u32,
+    /// Events one source may cause at once over the whole sensor.
+    pub rate_burst: u32,
+    /// CPUs the budget is split across.
+    pub cpus: u32,
+    /// A CPU's share of the burst.
+    pub cpu_burst: u64,
+    /// A CPU's share of the rate, as nanoseconds between events.
+    pub cpu_interval_ns: u64,
 }
 
 impl<'a> Summary<'a> {
@@ -66,6 +86,8 @@ impl<'a> Summary<'a> {
             store: None,
             detect: None,
             top_ports: &c.ports[..c.ports.len().min(10)],
+            per_cpu: &c.per_cpu,
+            rate_limit: None,
         }
     }
 

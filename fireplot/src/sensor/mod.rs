@@ -6,6 +6,7 @@
 //! qdisc before that.
 
 pub mod clock;
+pub mod limits;
 pub mod stats;
 
 use std::{io, mem::size_of};
@@ -23,6 +24,7 @@ use thiserror::Error;
 
 use crate::units::Service;
 pub use clock::Clock;
+pub use limits::{Limits, LimitsError};
 pub use stats::Counters;
 
 /// The eBPF object built by `cargo xtask build`; empty if it was not built.
@@ -74,79 +76,29 @@ pub enum Error {
         #[source]
         source: ProgramError,
     },
-    /// A map is missing or an operation on it failed.
-    #[error("map `{name}`: {detail}")]
-    Map { name: &'static str, detail: String },
+    /// A map or program is not in the object (a build mismatch).
+    #[error("`{name}` is not in the eBPF object (a binary built from another version?)")]
+    Missing { name: &'static str },
+    /// An operation on a map failed.
+    #[error("map `{name}`")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    /// A limit or timeout cannot be used.
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
+    /// The CPUs that can run XDP could not be read.
+    #[error("cannot read the online CPUs from {path}")]
+    Cpus {
+        path: &'static str,
+        #[source]
+        source: io::Error,
+    },
     /// Reading the clocks failed.
     #[error("failed to calibrate the kernel clock")]
     Clock(#[source] io::Error),
-}
-
-/// Limits and timeouts written into the `CONFIG` map.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Limits {
-    /// Idle timeouts in seconds (defaults close to conntrack's).
-    pub tcp_timeout_s: u64,
-    pub tcp_closing_timeout_s: u64,
-    pub udp_timeout_s: u64,
-    pub icmp_timeout_s: u64,
-    pub other_timeout_s: u64,
-    /// Events per second per source (0 = unlimited).
-    pub rate_limit: u32,
-    /// Events a source may send at once before the rate applies.
-    pub rate_burst: u32,
-    /// Also send events for malformed packets.
-    pub emit_malformed: bool,
-    /// Inbound echo requests are `service` (the router answers ping).
-    pub service_icmp_echo: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            // conntrack: established 5 days, close-wait/time-wait 120 s,
-            // udp stream 120 s, icmp 30 s, generic 600 s.
-            tcp_timeout_s: 432_000,
-            tcp_closing_timeout_s: 120,
-            udp_timeout_s: 120,
-            icmp_timeout_s: 30,
-            other_timeout_s: 600,
-            rate_limit: 10_000,
-            rate_burst: 50_000,
-            emit_malformed: false,
-            service_icmp_echo: false,
-        }
-    }
-}
-
-impl Limits {
-    /// The kernel config for a kernel running at `hz`.
-    pub fn to_config(&self, hz: u64) -> Config {
-        let (interval, tolerance) = if self.rate_limit == 0 {
-            (0, 0)
-        } else {
-            let interval = 1_000_000_000 / self.rate_limit as u64;
-            (
-                interval.max(1),
-                interval * self.rate_burst.saturating_sub(1) as u64,
-            )
-        };
-        Config {
-            timeout_tcp: self.tcp_timeout_s * hz,
-            timeout_tcp_closing: self.tcp_closing_timeout_s * hz,
-            timeout_udp: self.udp_timeout_s * hz,
-            timeout_icmp: self.icmp_timeout_s * hz,
-            timeout_other: self.other_timeout_s * hz,
-            cache_ttl: hz,
-            refresh: hz,
-            rate_interval_ns: interval,
-            rate_tolerance_ns: tolerance,
-            emit_malformed: self.emit_malformed as u8,
-            service_icmp_echo: self.service_icmp_echo as u8,
-            loaded: 1,
-            _pad: [0; 5],
-        }
-    }
 }
 
 /// Sizes fixed at load time.
@@ -183,7 +135,16 @@ pub struct Sensor {
     ebpf: Ebpf,
     /// Kernel clock facts: HZ and the monotonic→wall offset.
     pub clock: Clock,
+    /// CPUs that can run the XDP program (the rate limit is split across them).
+    pub cpus: u32,
     attached_xdp: Option<&'static str>,
+}
+
+/// Number of online CPUs: each runs XDP for the queues it serves.
+pub fn online_cpus() -> Result<u32, Error> {
+    aya::util::online_cpus()
+        .map(|c| c.len().max(1) as u32)
+        .map_err(|(path, source)| Error::Cpus { path, source })
 }
 
 /// Checks root / capabilities before touching bpf(2), for a clear error.
@@ -286,6 +247,7 @@ impl Sensor {
         let mut sensor = Sensor {
             ebpf,
             clock: Clock::default(),
+            cpus: online_cpus()?,
             attached_xdp: None,
         };
         sensor.clock = sensor.calibrate()?;
@@ -304,32 +266,22 @@ impl Sensor {
     fn sample_kernel_clock(&mut self) -> Result<[u64; 2], Error> {
         let frame = [0u8; 64];
         self.test_run(PROG_CLOCK, &frame, 1)?;
-        let map = Array::<_, [u64; 2]>::try_from(self.map("CLOCK")?).map_err(|e| Error::Map {
-            name: "CLOCK",
-            detail: e.to_string(),
-        })?;
-        map.get(&0, 0).map_err(|e| Error::Map {
-            name: "CLOCK",
-            detail: e.to_string(),
-        })
+        let map = Array::<_, [u64; 2]>::try_from(self.map("CLOCK")?).map_err(map_error("CLOCK"))?;
+        map.get(&0, 0).map_err(map_error("CLOCK"))
     }
 
     fn map(&self, name: &'static str) -> Result<&aya::maps::Map, Error> {
-        self.ebpf.map(name).ok_or(Error::Map {
-            name,
-            detail: "not in the object".into(),
-        })
+        self.ebpf.map(name).ok_or(Error::Missing { name })
     }
 
     fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, Error> {
-        self.ebpf.map_mut(name).ok_or(Error::Map {
-            name,
-            detail: "not in the object".into(),
-        })
+        self.ebpf.map_mut(name).ok_or(Error::Missing { name })
     }
 
-    /// Writes limits and published services into the kernel maps.
+    /// Validates limits, then writes them and the published services into
+    /// the kernel maps.
     pub fn configure(&mut self, limits: &Limits, services: &[Service]) -> Result<(), Error> {
+        limits.validate(self.cpus)?;
         let mut limits = limits.clone();
         limits.service_icmp_echo |= services.contains(&Service::IcmpEcho);
         let mut words = vec![0u64; SERVICE_WORDS as usize];
@@ -344,12 +296,7 @@ impl Sensor {
                 words[w as usize] |= bit;
             }
         }
-        let map_err = |name: &'static str| {
-            move |e: aya::maps::MapError| Error::Map {
-                name,
-                detail: e.to_string(),
-            }
-        };
+        let map_err = map_error;
         let mut ports = Array::<_, u64>::try_from(self.map_mut("SERVICE_PORTS")?)
             .map_err(map_err("SERVICE_PORTS"))?;
         for (i, w) in words.iter().enumerate() {
@@ -357,7 +304,7 @@ impl Sensor {
                 .set(i as u32, w, 0)
                 .map_err(map_err("SERVICE_PORTS"))?;
         }
-        let config = limits.to_config(self.clock.hz);
+        let config = limits.to_config(self.clock.hz, self.cpus);
         let mut cfg =
             Array::<_, Config>::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
         cfg.set(0, config, 0).map_err(map_err("CONFIG"))?;
@@ -434,14 +381,11 @@ impl Sensor {
 
     /// Takes the event ring buffer (once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>, Error> {
-        let map = self.ebpf.take_map("EVENTS").ok_or(Error::Map {
-            name: "EVENTS",
-            detail: "already taken or not in the object".into(),
-        })?;
-        RingBuf::try_from(map).map_err(|e| Error::Map {
-            name: "EVENTS",
-            detail: e.to_string(),
-        })
+        let map = self
+            .ebpf
+            .take_map("EVENTS")
+            .ok_or(Error::Missing { name: "EVENTS" })?;
+        RingBuf::try_from(map).map_err(map_error("EVENTS"))
     }
 
     /// Sums the per-CPU counters.
@@ -525,15 +469,17 @@ fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, E
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
 {
-    let prog = ebpf.program_mut(name).ok_or(Error::Map {
-        name,
-        detail: "program not in the object".into(),
-    })?;
+    let prog = ebpf.program_mut(name).ok_or(Error::Missing { name })?;
     prog.try_into().map_err(|source| Error::Program {
         action: "find",
         program: name,
         source,
     })
+}
+
+/// Wraps a map error with the map's name.
+pub(crate) fn map_error(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
+    move |source| Error::Map { name, source }
 }
 
 /// Size of one event record, for ring-buffer sizing messages.

@@ -30,6 +30,17 @@ pub struct PortCount {
     pub hits: u64,
 }
 
+/// What one CPU counted: where the receive side spread the traffic, and
+/// how each CPU's share of the rate limit was used.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CpuCount {
+    pub cpu: u32,
+    pub unsolicited: u64,
+    pub events_sent: u64,
+    pub suppressed: u64,
+    pub ring_full: u64,
+}
+
 /// A snapshot of all kernel counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Counters {
@@ -39,25 +50,48 @@ pub struct Counters {
     pub misc: Vec<(&'static str, u64)>,
     /// Non-zero port counters, most hit first.
     pub ports: Vec<PortCount>,
+    /// CPUs that counted any unsolicited packet or event.
+    pub per_cpu: Vec<CpuCount>,
 }
 
-fn map_err(name: &'static str) -> impl Fn(aya::maps::MapError) -> Error {
-    move |e| Error::Map {
-        name,
-        detail: e.to_string(),
-    }
-}
+use super::map_error as map_err;
 
 impl Counters {
     /// Reads `COUNTERS` and `PORT_HITS`.
     pub fn read(counters: &Map, port_hits: &Map) -> Result<Counters, Error> {
         let counters = PerCpuArray::<_, u64>::try_from(counters).map_err(map_err("COUNTERS"))?;
         let mut flat = vec![0u64; COUNTERS_LEN as usize];
+        let mut per_cpu: Vec<CpuCount> = Vec::new();
+        let unsolicited_base = Class::Unsolicited as usize * FAMILY_SLOTS * PROTO_SLOTS;
+        let unsolicited = unsolicited_base..unsolicited_base + FAMILY_SLOTS * PROTO_SLOTS;
         for (i, slot) in flat.iter_mut().enumerate() {
             let values = counters.get(&(i as u32), 0).map_err(map_err("COUNTERS"))?;
             *slot = values.iter().sum();
+            if per_cpu.is_empty() {
+                per_cpu = (0..values.len() as u32)
+                    .map(|cpu| CpuCount {
+                        cpu,
+                        ..CpuCount::default()
+                    })
+                    .collect();
+            }
+            for (c, v) in per_cpu.iter_mut().zip(values.iter()) {
+                match i {
+                    _ if unsolicited.contains(&i) => c.unsolicited += v,
+                    _ if i == Misc::EventsSent.index() as usize => c.events_sent += v,
+                    _ if i == Misc::Suppressed.index() as usize => c.suppressed += v,
+                    _ if i == Misc::RingFull.index() as usize => c.ring_full += v,
+                    _ => {}
+                }
+            }
         }
-        let mut out = Counters::default();
+        let mut out = Counters {
+            per_cpu: per_cpu
+                .into_iter()
+                .filter(|c| c.unsolicited + c.events_sent + c.suppressed + c.ring_full > 0)
+                .collect(),
+            ..Counters::default()
+        };
         for class in Class::ALL {
             for (f, family) in FAMILY_SLOT_NAMES.iter().enumerate() {
                 for (p, proto) in PROTO_SLOT_NAMES.iter().enumerate() {

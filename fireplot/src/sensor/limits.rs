@@ -1,0 +1,216 @@
+//! Limits and timeouts the kernel programs read from the `CONFIG` map, and
+//! their validation: every value is checked here, at start, with a message
+//! that names the flag, never clamped in silence.
+
+use fireplot_common::config::Config;
+use thiserror::Error;
+
+/// Longest idle timeout accepted (one year): beyond it the jiffies product
+/// is still far from overflow, and nothing real needs more.
+pub const MAX_TIMEOUT_S: u64 = 365 * 24 * 3600;
+/// Highest per-source event rate accepted (events/s over the whole sensor).
+pub const MAX_RATE_LIMIT: u32 = 100_000_000;
+
+/// A limit that cannot be written to the kernel.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum LimitsError {
+    /// An idle timeout is zero or too long.
+    #[error("--{flag} must be between 1 and {MAX_TIMEOUT_S} seconds, not {value}")]
+    Timeout { flag: &'static str, value: u64 },
+    /// The rate limit is beyond what the kernel's nanosecond interval can express.
+    #[error("--rate-limit must be 0 (off) or at most {MAX_RATE_LIMIT} events/s, not {value}")]
+    RateTooHigh { value: u32 },
+    /// The burst cannot give every receiving CPU at least one event.
+    #[error("--rate-burst {burst} is smaller than the {cpus} CPUs that share it (each CPU holds ⌊burst / CPUs⌋ events); use at least {cpus}, or --rate-limit 0 to turn the limiter off")]
+    BurstTooSmall { burst: u32, cpus: u32 },
+}
+
+/// Limits and timeouts written into the `CONFIG` map.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Limits {
+    /// Idle timeouts in seconds (defaults close to conntrack's).
+    pub tcp_timeout_s: u64,
+    pub tcp_closing_timeout_s: u64,
+    pub udp_timeout_s: u64,
+    pub icmp_timeout_s: u64,
+    pub other_timeout_s: u64,
+    /// Events per second per source over the whole sensor (0 = unlimited).
+    pub rate_limit: u32,
+    /// Events a source may send at once, over the whole sensor, before the rate applies.
+    pub rate_burst: u32,
+    /// Also send events for malformed packets.
+    pub emit_malformed: bool,
+    /// Inbound echo requests are `service` (the router answers ping).
+    pub service_icmp_echo: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // conntrack: established 5 days, close-wait/time-wait 120 s,
+            // udp stream 120 s, icmp 30 s, generic 600 s.
+            tcp_timeout_s: 432_000,
+            tcp_closing_timeout_s: 120,
+            udp_timeout_s: 120,
+            icmp_timeout_s: 30,
+            other_timeout_s: 600,
+            rate_limit: 10_000,
+            rate_burst: 50_000,
+            emit_malformed: false,
+            service_icmp_echo: false,
+        }
+    }
+}
+
+/// One CPU's share of the per-source budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CpuShare {
+    /// Nanoseconds between events of one source on one CPU.
+    pub interval_ns: u64,
+    /// Events a source may send at once on one CPU.
+    pub burst: u64,
+}
+
+impl Limits {
+    /// Checks every value for a sensor whose XDP program runs on `cpus` CPUs.
+    pub fn validate(&self, cpus: u32) -> Result<(), LimitsError> {
+        for (flag, value) in [
+            ("tcp-timeout", self.tcp_timeout_s),
+            ("tcp-closing-timeout", self.tcp_closing_timeout_s),
+            ("udp-timeout", self.udp_timeout_s),
+            ("icmp-timeout", self.icmp_timeout_s),
+            ("other-timeout", self.other_timeout_s),
+        ] {
+            if value == 0 || value > MAX_TIMEOUT_S {
+                return Err(LimitsError::Timeout { flag, value });
+            }
+        }
+        if self.rate_limit > MAX_RATE_LIMIT {
+            return Err(LimitsError::RateTooHigh {
+                value: self.rate_limit,
+            });
+        }
+        if self.rate_limit != 0 && self.rate_burst < cpus.max(1) {
+            return Err(LimitsError::BurstTooSmall {
+                burst: self.rate_burst,
+                cpus: cpus.max(1),
+            });
+        }
+        Ok(())
+    }
+
+    /// The per-CPU share of the rate limit, or `None` when it is off.
+    ///
+    /// The limiter's buckets are per CPU (no shared state, no lock on the
+    /// hot path), so the budget is split: each of the `cpus` CPUs that can
+    /// run the XDP program holds `rate_limit / cpus` events/s and
+    /// `⌊rate_burst / cpus⌋` events of burst. Whatever the receive-side
+    /// spreading, one source never gets more than `rate_limit` events/s
+    /// and `rate_burst` at once from the whole sensor; a source whose
+    /// packets all land on one CPU gets that CPU's share.
+    pub fn cpu_share(&self, cpus: u32) -> Option<CpuShare> {
+        if self.rate_limit == 0 {
+            return None;
+        }
+        let cpus = u64::from(cpus.max(1));
+        Some(CpuShare {
+            interval_ns: (1_000_000_000 * cpus).div_ceil(u64::from(self.rate_limit)),
+            burst: (u64::from(self.rate_burst) / cpus).max(1),
+        })
+    }
+
+    /// The kernel config for a kernel running at `hz` with `cpus` CPUs.
+    pub fn to_config(&self, hz: u64, cpus: u32) -> Config {
+        let (interval, tolerance) = match self.cpu_share(cpus) {
+            None => (0, 0),
+            Some(s) => (s.interval_ns, s.interval_ns * (s.burst - 1)),
+        };
+        Config {
+            timeout_tcp: self.tcp_timeout_s * hz,
+            timeout_tcp_closing: self.tcp_closing_timeout_s * hz,
+            timeout_udp: self.udp_timeout_s * hz,
+            timeout_icmp: self.icmp_timeout_s * hz,
+            timeout_other: self.other_timeout_s * hz,
+            cache_ttl: hz,
+            refresh: hz,
+            rate_interval_ns: interval,
+            rate_tolerance_ns: tolerance,
+            emit_malformed: self.emit_malformed as u8,
+            service_icmp_echo: self.service_icmp_echo as u8,
+            loaded: 1,
+            _pad: [0; 5],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_split_so_the_sum_never_exceeds_the_flag() {
+        let l = Limits {
+            rate_limit: 10_000,
+            rate_burst: 50_000,
+            ..Limits::default()
+        };
+        for cpus in [1u32, 2, 3, 7, 64] {
+            let s = l.cpu_share(cpus).expect("limiter on");
+            // Events/s over all CPUs when every CPU is saturated.
+            let total_rate = cpus as f64 * 1e9 / s.interval_ns as f64;
+            assert!(total_rate <= 10_000.0, "{cpus} CPUs: {total_rate}/s");
+            assert!(total_rate > 9_990.0, "{cpus} CPUs: {total_rate}/s");
+            assert!(s.burst * cpus as u64 <= 50_000, "{cpus} CPUs");
+            assert!(s.burst * cpus as u64 > 50_000 - cpus as u64, "{cpus} CPUs");
+        }
+        assert_eq!(Limits { rate_limit: 0, ..l }.cpu_share(2), None);
+    }
+
+    #[test]
+    fn bad_limits_are_refused_with_the_flag_named() {
+        let ok = Limits::default();
+        assert_eq!(ok.validate(2), Ok(()));
+        let e = Limits {
+            rate_burst: 0,
+            ..ok.clone()
+        }
+        .validate(2)
+        .unwrap_err();
+        assert!(e.to_string().contains("--rate-burst 0"), "{e}");
+        assert!(Limits {
+            rate_burst: 3,
+            ..ok.clone()
+        }
+        .validate(4)
+        .is_err());
+        // Off: the burst does not matter.
+        assert_eq!(
+            Limits {
+                rate_limit: 0,
+                rate_burst: 0,
+                ..ok.clone()
+            }
+            .validate(2),
+            Ok(())
+        );
+        let e = Limits {
+            udp_timeout_s: 0,
+            ..ok.clone()
+        }
+        .validate(2)
+        .unwrap_err();
+        assert!(e.to_string().contains("--udp-timeout"), "{e}");
+        assert!(Limits {
+            tcp_timeout_s: u64::MAX,
+            ..ok.clone()
+        }
+        .validate(2)
+        .is_err());
+        assert!(Limits {
+            rate_limit: u32::MAX,
+            ..ok
+        }
+        .validate(2)
+        .is_err());
+    }
+}
