@@ -65,14 +65,13 @@ impl Sensor {
                 Node::Router,
                 bin.to_str().context("binary path is not UTF-8")?,
             )
-            .args([
-                "run",
-                "--iface",
-                "wan0",
-                "--stats-json",
-                "--stats-every",
-                "1h",
-            ])
+            .args(["run", "--iface", "wan0", "--stats-json"])
+            // One summary at exit unless the caller asks for more.
+            .args(if extra.contains(&"--stats-every") {
+                &[][..]
+            } else {
+                &["--stats-every", "1h"][..]
+            })
             .arg("--events-out")
             .arg(&events_path)
             .arg("--stats-out")
@@ -124,6 +123,11 @@ impl Sensor {
             stats_path,
             log_path,
         })
+    }
+
+    /// The sensor's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Event lines written so far (the sensor flushes its file every 500 ms).

@@ -3,6 +3,7 @@
 mod build;
 mod demo;
 mod setup;
+mod soak;
 
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
@@ -49,6 +50,17 @@ enum Task {
         /// Fewer repeats (a quick look, not a figure to quote).
         #[arg(long)]
         quick: bool,
+    },
+    /// Run the lab sensor with --db, --retain and live detection under a
+    /// steady mixed load; print RSS, fds, database size, events stored and
+    /// every loss counter at start and every minute.
+    Soak {
+        /// How long to run.
+        #[arg(long, default_value_t = 30)]
+        minutes: u64,
+        /// Namespace prefix of the lab.
+        #[arg(long, default_value = "fpsoak")]
+        prefix: String,
     },
     /// Bring the lab network up or down.
     Lab {
@@ -101,6 +113,12 @@ fn main() -> Result<()> {
             setup::ensure()?;
             build::build(true)?;
             build::bench(quick)
+        }
+        Task::Soak { minutes, prefix } => {
+            require_root("soak")?;
+            setup::ensure()?;
+            let bin = build::build(true)?;
+            soak::soak(&prefix, minutes, &bin)
         }
         Task::Lab { action, prefix } => {
             require_root("lab")?;

@@ -147,8 +147,13 @@ impl<'a> Summary<'a> {
         if let Some(st) = &self.store {
             let _ = writeln!(
                 s,
-                "  history: stored {} not_stored {}",
-                st.stored, st.not_stored
+                "  history: events stored {} not_stored {}, alerts stored {} not_stored {}, summaries stored {} not_stored {}",
+                st.stored,
+                st.not_stored,
+                st.alerts_stored,
+                st.alerts_not_stored,
+                st.summaries_stored,
+                st.summaries_not_stored
             );
         }
         let _ = writeln!(

@@ -223,6 +223,69 @@ fn locked_database_is_counted_and_resumed() {
     assert_eq!((c.stored, c.not_stored), (10, 10));
 }
 
+/// A stalled database (another process holds the write lock, so every write
+/// waits out the busy timeout) never makes ingest wait: events, alerts and
+/// counter summaries are queued or counted, and every item ends up counted
+/// as stored or not stored.
+#[test]
+fn a_stalled_database_never_blocks_ingest_and_every_item_is_counted() {
+    let path = temp_db("stall");
+    Store::open(&path).unwrap();
+    let holder = rusqlite::Connection::open(&path).unwrap();
+    holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    let w = std::sync::Arc::new(StoreWriter::with_queue(path.clone(), None, None, 4));
+    let (batches, per_batch, alerts, summaries) = (100u64, 10u64, 60u64, 40u64);
+    // Ingest runs on its own thread: if any call waited on the stalled
+    // writer, it would wait for the lock this thread holds, and the bound
+    // below would expire instead of the sends completing.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let writer = w.clone();
+    std::thread::spawn(move || {
+        for b in 0..batches {
+            let first = (b * per_batch) as i64;
+            writer.events((first..first + per_batch as i64).map(sample).collect());
+        }
+        for i in 0..alerts {
+            writer.alert(i as i64, i as i64, "port_scan", "{}".into());
+        }
+        for i in 0..summaries {
+            writer.counters(i as i64, "wan0", "{}".into());
+        }
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("ingest went on while the database was stalled");
+    let during = w.counts();
+    assert!(
+        during.not_stored + during.alerts_not_stored + during.summaries_not_stored > 0,
+        "a queue of 4 cannot hold it all: the overflow is counted, {during:?}"
+    );
+    holder.execute_batch("COMMIT").unwrap();
+    drop(holder);
+    let c = std::sync::Arc::into_inner(w).expect("one owner").close();
+    assert_eq!(
+        c.stored + c.not_stored,
+        batches * per_batch,
+        "events add up: {c:?}"
+    );
+    assert_eq!(
+        c.alerts_stored + c.alerts_not_stored,
+        alerts,
+        "alerts add up: {c:?}"
+    );
+    assert_eq!(
+        c.summaries_stored + c.summaries_not_stored,
+        summaries,
+        "summaries add up: {c:?}"
+    );
+    assert_eq!(
+        Store::open(&path).unwrap().count().unwrap(),
+        c.stored,
+        "what is counted as stored is in the database"
+    );
+}
+
 #[test]
 fn plot_query_reads_what_plots_need() {
     let path = temp_db("plotq");

@@ -44,18 +44,62 @@ enum Msg {
     Flush(mpsc::Sender<()>),
 }
 
-/// What the writer has done, for summaries.
+/// What the writer has done, by kind, for summaries. Whatever is handed
+/// to the writer ends in exactly one of `*stored` or `*not_stored`: a full
+/// queue, a broken database and a failed write are all counted.
 #[derive(Debug, Default)]
 pub struct WriterCounts {
     pub stored: AtomicU64,
     pub not_stored: AtomicU64,
+    pub alerts_stored: AtomicU64,
+    pub alerts_not_stored: AtomicU64,
+    pub summaries_stored: AtomicU64,
+    pub summaries_not_stored: AtomicU64,
 }
 
-/// A snapshot of [`WriterCounts`].
+/// A snapshot of [`WriterCounts`]. `stored`/`not_stored` count events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct StoreCounts {
     pub stored: u64,
     pub not_stored: u64,
+    pub alerts_stored: u64,
+    pub alerts_not_stored: u64,
+    pub summaries_stored: u64,
+    pub summaries_not_stored: u64,
+}
+
+/// What a message is, for counting it.
+#[derive(Clone, Copy)]
+enum Kind {
+    Events,
+    Alerts,
+    Summaries,
+}
+
+impl WriterCounts {
+    fn add(&self, kind: Kind, ok: bool, n: u64) {
+        let c = match (kind, ok) {
+            (Kind::Events, true) => &self.stored,
+            (Kind::Events, false) => &self.not_stored,
+            (Kind::Alerts, true) => &self.alerts_stored,
+            (Kind::Alerts, false) => &self.alerts_not_stored,
+            (Kind::Summaries, true) => &self.summaries_stored,
+            (Kind::Summaries, false) => &self.summaries_not_stored,
+        };
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl Msg {
+    /// The kind and number of items a message carries (a flush carries none).
+    fn items(&self) -> Option<(Kind, u64)> {
+        match self {
+            Msg::Events(b) => Some((Kind::Events, b.len() as u64)),
+            Msg::Counters { .. } => Some((Kind::Summaries, 1)),
+            Msg::Alert { .. } => Some((Kind::Alerts, 1)),
+            Msg::Flush(_) => None,
+        }
+    }
 }
 
 /// Handle to the writer thread.
@@ -116,6 +160,37 @@ impl State {
     }
 }
 
+impl State {
+    /// Writes one message and counts its items as stored or not.
+    fn write(&mut self, msg: Msg) {
+        let Some((kind, n)) = msg.items() else {
+            return;
+        };
+        let result = self.store().map(|s| match &msg {
+            Msg::Events(batch) => s.insert(batch),
+            Msg::Counters { ts_ns, iface, json } => s.insert_counters(*ts_ns, iface, json),
+            Msg::Alert {
+                first_ns,
+                last_ns,
+                kind,
+                json,
+            } => s.insert_alert(*first_ns, *last_ns, kind, json),
+            Msg::Flush(_) => Ok(()),
+        });
+        match result {
+            Some(Ok(())) => {
+                self.counts.add(kind, true, n);
+                self.ok();
+            }
+            Some(Err(e)) => {
+                self.counts.add(kind, false, n);
+                self.fail(&e);
+            }
+            None => self.counts.add(kind, false, n),
+        }
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -134,7 +209,17 @@ impl StoreWriter {
         retain: Option<Duration>,
         iface: Option<(u32, String)>,
     ) -> StoreWriter {
-        let (tx, rx) = mpsc::sync_channel::<Msg>(QUEUE_BATCHES);
+        Self::with_queue(path, retain, iface, QUEUE_BATCHES)
+    }
+
+    /// As [`StoreWriter::start`], with a queue of `queue` messages.
+    pub fn with_queue(
+        path: PathBuf,
+        retain: Option<Duration>,
+        iface: Option<(u32, String)>,
+        queue: usize,
+    ) -> StoreWriter {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(queue);
         let counts = Arc::new(WriterCounts::default());
         let c = counts.clone();
         let handle = std::thread::Builder::new()
@@ -152,46 +237,10 @@ impl StoreWriter {
                 let mut last_retention = Instant::now() - Duration::from_secs(3600);
                 loop {
                     match rx.recv_timeout(Duration::from_secs(1)) {
-                        Ok(Msg::Events(batch)) => {
-                            let n = batch.len() as u64;
-                            let result = st.store().map(|s| s.insert(&batch));
-                            match result {
-                                Some(Ok(())) => {
-                                    c.stored.fetch_add(n, Ordering::Relaxed);
-                                    st.ok();
-                                }
-                                Some(Err(e)) => {
-                                    c.not_stored.fetch_add(n, Ordering::Relaxed);
-                                    st.fail(&e);
-                                }
-                                None => {
-                                    c.not_stored.fetch_add(n, Ordering::Relaxed);
-                                }
-                            }
-                        }
-                        Ok(Msg::Counters { ts_ns, iface, json }) => {
-                            if let Some(Err(e)) =
-                                st.store().map(|s| s.insert_counters(ts_ns, &iface, &json))
-                            {
-                                st.fail(&e);
-                            }
-                        }
-                        Ok(Msg::Alert {
-                            first_ns,
-                            last_ns,
-                            kind,
-                            json,
-                        }) => {
-                            if let Some(Err(e)) = st
-                                .store()
-                                .map(|s| s.insert_alert(first_ns, last_ns, &kind, &json))
-                            {
-                                st.fail(&e);
-                            }
-                        }
                         Ok(Msg::Flush(done)) => {
                             let _ = done.send(());
                         }
+                        Ok(msg) => st.write(msg),
                         Err(RecvTimeoutError::Timeout) => {}
                         Err(RecvTimeoutError::Disconnected) => break,
                     }
@@ -221,41 +270,49 @@ impl StoreWriter {
         }
     }
 
-    /// Queues a batch; if the queue is full the batch is counted as not stored.
-    pub fn events(&self, batch: Vec<Record>) {
-        if batch.is_empty() {
+    /// Queues a message without ever waiting: if the queue is full (the
+    /// disk is slower than ingest, or stalled) its items are counted as
+    /// not stored, and ingest goes on.
+    fn send(&self, msg: Msg) {
+        let Some((kind, n)) = msg.items() else {
             return;
-        }
-        let n = batch.len() as u64;
-        if let Some(tx) = &self.tx {
-            match tx.try_send(Msg::Events(batch)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.counts.not_stored.fetch_add(n, Ordering::Relaxed);
-                }
-            }
+        };
+        let sent = match &self.tx {
+            Some(tx) => match tx.try_send(msg) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+            },
+            None => false,
+        };
+        if !sent {
+            self.counts.add(kind, false, n);
         }
     }
 
+    /// Queues a batch of events (one transaction).
+    pub fn events(&self, batch: Vec<Record>) {
+        if !batch.is_empty() {
+            self.send(Msg::Events(batch));
+        }
+    }
+
+    /// Queues a counter summary.
     pub fn counters(&self, ts_ns: i64, iface: &str, json: String) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.try_send(Msg::Counters {
-                ts_ns,
-                iface: iface.into(),
-                json,
-            });
-        }
+        self.send(Msg::Counters {
+            ts_ns,
+            iface: iface.into(),
+            json,
+        });
     }
 
+    /// Queues an alert record.
     pub fn alert(&self, first_ns: i64, last_ns: i64, kind: &str, json: String) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(Msg::Alert {
-                first_ns,
-                last_ns,
-                kind: kind.into(),
-                json,
-            });
-        }
+        self.send(Msg::Alert {
+            first_ns,
+            last_ns,
+            kind: kind.into(),
+            json,
+        });
     }
 
     /// Waits until everything queued so far is written (or failed).
@@ -269,9 +326,15 @@ impl StoreWriter {
     }
 
     pub fn counts(&self) -> StoreCounts {
+        let c = &self.counts;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         StoreCounts {
-            stored: self.counts.stored.load(Ordering::Relaxed),
-            not_stored: self.counts.not_stored.load(Ordering::Relaxed),
+            stored: get(&c.stored),
+            not_stored: get(&c.not_stored),
+            alerts_stored: get(&c.alerts_stored),
+            alerts_not_stored: get(&c.alerts_not_stored),
+            summaries_stored: get(&c.summaries_stored),
+            summaries_not_stored: get(&c.summaries_not_stored),
         }
     }
 
