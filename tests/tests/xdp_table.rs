@@ -10,8 +10,8 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use fireplot::{
+    sensor::Service,
     sensor::{Limits, LoadOptions, Sensor, PROG_INGRESS},
-    units::Service,
 };
 use fireplot_common::{
     event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},

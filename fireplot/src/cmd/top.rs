@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::source::SourceArgs;
-use crate::{output::event::Proto, record::Record};
+use crate::{record::line::Proto, record::Record};
 
 /// Options of `fireplot top`.
 #[derive(Args, Debug, Clone)]
@@ -57,8 +57,8 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let tp = top(&ports, args.limit);
     let ts = top(&sources, args.limit);
     let tpr = top(&protos, usize::MAX);
-    let from = crate::output::event::rfc3339_ns(source.filter.from_ns as i128);
-    let to = crate::output::event::rfc3339_ns(source.filter.to_ns as i128);
+    let from = crate::record::line::rfc3339_ns(source.filter.from_ns as i128);
+    let to = crate::record::line::rfc3339_ns(source.filter.to_ns as i128);
     if args.json {
         let v = json!({
             "from": from, "to": to, "events": total, "distinct_sources": sources.len(),

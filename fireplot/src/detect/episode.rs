@@ -7,7 +7,7 @@ use super::{
     alert::{human_secs, severity, thousands, Alert, Ports, Targets},
     probe::{addr, FlagType, Probe},
 };
-use crate::output::event::{flags_string, rfc3339_ns, Proto};
+use crate::record::line::{flags_string, rfc3339_ns, Proto};
 
 /// Alert kinds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -7,6 +7,7 @@
 
 pub mod clock;
 pub mod limits;
+pub mod service;
 pub mod stats;
 
 use std::{io, mem::size_of};
@@ -22,9 +23,9 @@ use aya::{
 use fireplot_common::config::{service_bit, Config, SERVICE_WORDS};
 use thiserror::Error;
 
-use crate::units::Service;
 pub use clock::Clock;
 pub use limits::{Limits, LimitsError};
+pub use service::Service;
 pub use stats::Counters;
 
 /// The eBPF object built by `cargo xtask build`; empty if it was not built.
@@ -120,7 +121,7 @@ impl Default for LoadOptions {
 }
 
 /// How XDP is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum XdpModeChoice {
     /// Native (driver) mode, falling back to generic (skb) mode.
     Auto,

@@ -14,7 +14,9 @@ use fireplot_common::{
 };
 use thiserror::Error;
 
-use crate::output::event::{parse_flags, rfc3339_ns, EventRecord, Proto};
+pub mod line;
+
+use line::{parse_flags, rfc3339_ns, EventRecord, Proto};
 
 /// One stored event.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,7 +89,7 @@ impl Record {
             dst: self.dst,
             dport: ports.then_some(self.dport),
             flags: if self.proto == 6 {
-                crate::output::event::flags_string(self.tcp_flags)
+                line::flags_string(self.tcp_flags)
             } else {
                 String::new()
             },

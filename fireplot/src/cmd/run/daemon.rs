@@ -1,0 +1,221 @@
+//! The daemon's event loop: load and attach the sensor, drain the ring
+//! buffer into the sinks, write summaries and plots on their ticks, and on
+//! a signal or `--duration` detach first, then flush everything.
+
+use std::{
+    fs::File,
+    io::{self, Write},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    signal::unix::{signal, SignalKind},
+};
+
+use super::{
+    sinks::{drain, Detection, EventSink, StatsWriter},
+    summary::RateLimitSummary,
+    RunArgs,
+};
+use crate::{
+    detect::Engine,
+    plot::periodic::Periodic,
+    sensor::{LoadOptions, Sensor},
+    store::{default_path, writer::StoreWriter},
+};
+
+/// Runs the sensor until a signal or `--duration`.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let mut stats = StatsWriter {
+        out: match &args.stats_out {
+            Some(p) => Box::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .with_context(|| format!("cannot open stats file `{}`", p.display()))?,
+            ),
+            None => Box::new(io::stderr()),
+        },
+        json: args.stats_json,
+        rate_limit: None,
+    };
+    // Every limit is checked before anything is opened or loaded.
+    let limits = args.limits();
+    limits.validate(crate::sensor::online_cpus()?)?;
+    let mut sink = EventSink::open(args.events_out.as_deref())?;
+    sink.iface = Some(args.iface.clone());
+    let detect_cfg = args.detect.load()?;
+    if args.alerts.is_some() || args.db.is_some() {
+        let out: Option<Box<dyn Write + Send>> = match args.alerts.as_deref() {
+            None => None,
+            Some("-") => Some(Box::new(io::stdout())),
+            Some(path) => Some(Box::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open alerts file `{path}`"))?,
+            )),
+        };
+        sink.detect = Some(Detection {
+            engine: Engine::new(detect_cfg),
+            out,
+            alerts: 0,
+            write_errors: 0,
+        });
+    }
+    if args.events_out.is_none() && args.db.is_none() {
+        log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
+    }
+
+    let load = LoadOptions {
+        ring_bytes: args.ring_mib * 1024 * 1024,
+        flow_table_size: args.flow_table_size,
+    };
+    let mut sensor = Sensor::load(&load)?;
+    sensor.configure(&limits, &args.services)?;
+    stats.rate_limit = limits.cpu_share(sensor.cpus).map(|share| RateLimitSummary {
+        rate_limit: limits.rate_limit,
+        rate_burst: limits.rate_burst,
+        cpus: sensor.cpus,
+        cpu_burst: share.burst,
+        cpu_interval_ns: share.interval_ns,
+    });
+    let mode = sensor.attach(&args.iface, args.xdp_mode)?;
+    log::info!(
+        "fireplot attached to {} (XDP {mode}, TC egress), HZ {}",
+        args.iface,
+        sensor.clock.hz
+    );
+    if let Some(db) = &args.db {
+        let path = if db.as_os_str().is_empty() {
+            default_path()
+        } else {
+            db.clone()
+        };
+        let ifindex = ifindex_of(&args.iface);
+        log::info!("storing history in {}", path.display());
+        sink.store = Some(StoreWriter::start(
+            path,
+            args.retain.map(|r| r.0),
+            Some((ifindex, args.iface.clone())),
+        ));
+    }
+    let periodic = match (&args.plot_dir, &args.db) {
+        (Some(dir), Some(db)) => Some(Periodic {
+            dir: dir.clone(),
+            iface: args.iface.clone(),
+            ifindex: ifindex_of(&args.iface),
+            db: if db.as_os_str().is_empty() {
+                default_path()
+            } else {
+                db.clone()
+            },
+            window: args.plot_window.0,
+            svg: args.plot_svg,
+            theme: args.plot_theme,
+            utc: args.plot_utc,
+            started_ns: crate::record::now_ns(),
+        }),
+        _ => None,
+    };
+    let mut plot_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut plot_tick =
+        tokio::time::interval(args.plot_every.0.max(std::time::Duration::from_secs(1)));
+    plot_tick.tick().await;
+    let ring = sensor.take_events()?;
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
+    // for as long as the AsyncFd owns the ring buffer.
+    let mut ring = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)
+        .context("cannot poll the event ring buffer")?;
+
+    let started = Instant::now();
+    let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut tick = tokio::time::interval(
+        args.stats_every
+            .0
+            .max(std::time::Duration::from_millis(100)),
+    );
+    tick.tick().await;
+    let mut flush_tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    // The kernel wakes us only when a batch is waiting (see `WAKEUP_BYTES`
+    // in fireplot-ebpf); this tick picks up the rest within 20 ms.
+    let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(20));
+    drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let deadline = args.duration.map(|d| tokio::time::Instant::now() + d.0);
+    let until_deadline = async {
+        match deadline {
+            Some(d) => tokio::time::sleep_until(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until_deadline);
+
+    loop {
+        tokio::select! {
+            guard = ring.readable_mut() => {
+                let mut guard = guard.context("event ring buffer poll failed")?;
+                drain(guard.get_inner_mut(), &mut sink);
+                guard.clear_ready();
+            }
+            _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
+            _ = drain_tick.tick() => {
+                drain(ring.get_mut(), &mut sink);
+            }
+            _ = flush_tick.tick() => {
+                sink.flush();
+                sink.store_batch(true);
+            }
+            _ = plot_tick.tick(), if periodic.is_some() => {
+                // One render at a time; a slow one skips the next tick.
+                if plot_task.as_ref().is_none_or(|t| t.is_finished()) {
+                    let p = periodic.clone().expect("checked by the guard");
+                    plot_task = Some(tokio::task::spawn_blocking(move || p.tick()));
+                }
+            }
+            _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
+            _ = sigint.recv() => { log::info!("SIGINT: stopping"); break; }
+            _ = &mut until_deadline => break,
+        }
+    }
+
+    // Detach first so nothing new arrives, then take what is left.
+    sensor.detach();
+    drain(ring.get_mut(), &mut sink);
+    sink.flush();
+    if let Some(mut d) = sink.detect.take() {
+        // Episodes still open end with the run, as they do at the end of a replay.
+        let alerts = d.engine.finish();
+        d.emit(alerts, sink.store.as_ref());
+        sink.detect = Some(d);
+    }
+    sink.store_batch(true);
+    if let Some(w) = &sink.store {
+        w.flush();
+    }
+    stats.write(&sensor, &args.iface, started, &sink);
+    if let Some(w) = sink.store.take() {
+        w.close();
+    }
+    if let Some(t) = plot_task.take() {
+        let _ = t.await;
+    }
+    if let Some(p) = periodic {
+        // The last picture includes everything this run saw.
+        let _ = tokio::task::spawn_blocking(move || p.tick()).await;
+    }
+    Ok(())
+}
+
+fn ifindex_of(iface: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(iface) else {
+        return 0;
+    };
+    // SAFETY: valid NUL-terminated string.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}

@@ -1,0 +1,205 @@
+//! `fireplot run`: the sensor daemon. This file holds its arguments; the
+//! event loop is in `daemon`, where events, alerts and summaries go in
+//! `sinks`, and the counter summary's form in `summary`.
+
+mod daemon;
+mod sinks;
+pub mod summary;
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::detect::DetectArgs;
+use crate::{
+    plot::Theme,
+    sensor::{Limits, LoadOptions, Service, XdpModeChoice},
+    units::HumanDuration,
+};
+
+pub use daemon::run;
+
+/// Options of `fireplot run`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// WAN interface to watch (XDP ingress and TC egress attach here).
+    #[arg(long, short = 'i')]
+    pub iface: String,
+
+    /// How to attach XDP: native (driver) with fallback to generic, native only, or generic.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp_mode: XdpModeChoice,
+
+    /// A published service whose inbound traffic is `service`, not an event:
+    /// tcp/443, udp/53, tcp/8000-8080, icmp. Repeatable.
+    #[arg(long = "service", value_name = "PROTO/PORT")]
+    pub services: Vec<Service>,
+
+    /// Write one JSON line per event to FILE (`-` for stdout). Appends.
+    #[arg(long, value_name = "FILE")]
+    pub events_out: Option<String>,
+
+    /// Store every event (and counter summaries, alerts) in this SQLite
+    /// database. Without a value: /var/lib/fireplot/fireplot.db as root,
+    /// ./fireplot.db otherwise.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub db: Option<PathBuf>,
+
+    /// Delete stored history older than this, in the background (e.g. 30d).
+    #[arg(long, value_name = "DURATION", requires = "db")]
+    pub retain: Option<HumanDuration>,
+
+    /// Keep fireplots in DIR: fireplot-<iface>.png over --plot-window, and
+    /// one per finished day (fireplot-<iface>-YYYY-MM-DD.png). Needs --db.
+    #[arg(long, value_name = "DIR", requires = "db")]
+    pub plot_dir: Option<PathBuf>,
+
+    /// How often the rolling plot is redrawn.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub plot_every: HumanDuration,
+
+    /// Time span of the rolling plot.
+    #[arg(long, default_value = "24h", value_name = "DURATION")]
+    pub plot_window: HumanDuration,
+
+    /// Also write SVG next to each PNG.
+    #[arg(long)]
+    pub plot_svg: bool,
+
+    /// Plot colours.
+    #[arg(long, value_enum, default_value = "dark")]
+    pub plot_theme: Theme,
+
+    /// Plot times in UTC instead of local time.
+    #[arg(long)]
+    pub plot_utc: bool,
+
+    /// Write alert JSON lines to FILE (`-` for stdout); alerts also go to --db.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<String>,
+
+    #[command(flatten)]
+    pub detect: DetectArgs,
+
+    /// Print a counter summary this often (and always at exit).
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    pub stats_every: HumanDuration,
+
+    /// Summaries as JSON lines instead of text.
+    #[arg(long)]
+    pub stats_json: bool,
+
+    /// Write summaries to FILE instead of stderr.
+    #[arg(long, value_name = "FILE")]
+    pub stats_out: Option<PathBuf>,
+
+    /// Stop after this long (default: run until SIGINT/SIGTERM).
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<HumanDuration>,
+
+    /// Events per second one source may cause over the whole sensor before
+    /// the kernel suppresses (and counts) the rest; 0 = unlimited. The
+    /// buckets are per CPU (no lock on the hot path), so the budget is split:
+    /// each of the C CPUs that run XDP holds N/C events/s and ⌊burst/C⌋ of
+    /// burst. A source never gets more than N/s in total, whatever the
+    /// receive-side spreading; one whose packets all land on one CPU gets
+    /// that CPU's share. Suppressed packets are still counted (classes,
+    /// ports) and show as `suppressed` in the summaries.
+    #[arg(long, default_value_t = Limits::default().rate_limit, verbatim_doc_comment)]
+    pub rate_limit: u32,
+
+    /// Events one source may cause at once, over the whole sensor, before
+    /// --rate-limit applies (split across CPUs like the rate; at least the
+    /// number of CPUs).
+    #[arg(long, default_value_t = Limits::default().rate_burst, verbatim_doc_comment)]
+    pub rate_burst: u32,
+
+    /// Idle timeout of TCP flows, seconds.
+    #[arg(long, default_value_t = Limits::default().tcp_timeout_s)]
+    pub tcp_timeout: u64,
+    /// Idle timeout of TCP flows after FIN/RST from the inside, seconds.
+    #[arg(long, default_value_t = Limits::default().tcp_closing_timeout_s)]
+    pub tcp_closing_timeout: u64,
+    /// Idle timeout of UDP flows, seconds.
+    #[arg(long, default_value_t = Limits::default().udp_timeout_s)]
+    pub udp_timeout: u64,
+    /// Idle timeout of ICMP echo flows, seconds.
+    #[arg(long, default_value_t = Limits::default().icmp_timeout_s)]
+    pub icmp_timeout: u64,
+    /// Idle timeout of other protocols, seconds.
+    #[arg(long, default_value_t = Limits::default().other_timeout_s)]
+    pub other_timeout: u64,
+
+    /// Also send events for malformed packets.
+    #[arg(long)]
+    pub emit_malformed: bool,
+
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
+    pub ring_mib: u32,
+
+    /// Entries of the IPv4 flow table (IPv6 gets half, at least 1024).
+    #[arg(long, default_value_t = LoadOptions::default().flow_table_size, value_parser = parse_flow_table_size)]
+    pub flow_table_size: u32,
+}
+
+fn parse_flow_table_size(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of entries"))?;
+    if !(1024..=64 << 20).contains(&v) {
+        return Err(format!(
+            "the flow table needs between 1024 and {} entries, not {v}",
+            64 << 20
+        ));
+    }
+    Ok(v)
+}
+
+fn parse_ring_mib(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of MiB"))?;
+    if v == 0 || !v.is_power_of_two() || v > 1024 {
+        return Err(format!(
+            "ring size must be a power of two between 1 and 1024 MiB, not {v}"
+        ));
+    }
+    Ok(v)
+}
+
+impl RunArgs {
+    fn limits(&self) -> Limits {
+        Limits {
+            tcp_timeout_s: self.tcp_timeout,
+            tcp_closing_timeout_s: self.tcp_closing_timeout,
+            udp_timeout_s: self.udp_timeout,
+            icmp_timeout_s: self.icmp_timeout,
+            other_timeout_s: self.other_timeout,
+            rate_limit: self.rate_limit,
+            rate_burst: self.rate_burst,
+            emit_malformed: self.emit_malformed,
+            service_icmp_echo: false,
+        }
+    }
+}
+
+impl clap::ValueEnum for XdpModeChoice {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            XdpModeChoice::Auto,
+            XdpModeChoice::Native,
+            XdpModeChoice::Skb,
+        ]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            XdpModeChoice::Auto => PossibleValue::new("auto")
+                .help("Native (driver) mode, falling back to generic (skb) mode"),
+            XdpModeChoice::Native => PossibleValue::new("native").help("Native (driver) mode only"),
+            XdpModeChoice::Skb => PossibleValue::new("skb").help("Generic (skb) mode"),
+        })
+    }
+}

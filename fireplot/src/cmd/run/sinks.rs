@@ -1,0 +1,216 @@
+//! Where a running sensor's output goes: event lines, the history store,
+//! live detection and its alerts, and counter summaries. None of them ever
+//! makes the event loop wait; what cannot be written is counted.
+
+use std::{
+    fs::File,
+    io::{self, BufWriter, Write},
+    time::Instant,
+};
+
+use anyhow::Context as _;
+use aya::maps::{MapData, RingBuf};
+use fireplot_common::event::Event;
+
+use super::summary::{DetectSummary, RateLimitSummary, Summary, UserCounts};
+use crate::{
+    detect::{Alert, Engine},
+    record::{
+        line::{rfc3339_ns, EventRecord},
+        Record,
+    },
+    sensor::{
+        clock::{monotonic_ns, monotonic_to_wall_offset},
+        Sensor,
+    },
+    store::writer::StoreWriter,
+};
+
+/// Events per store transaction (more are sent every flush tick).
+const STORE_BATCH: usize = 8192;
+
+/// Where events go: JSON lines and the history store.
+pub(super) struct EventSink {
+    pub(super) out: Option<Box<dyn Write + Send>>,
+    pub(super) counts: UserCounts,
+    pub(super) write_error_reported: bool,
+    pub(super) store: Option<StoreWriter>,
+    pub(super) batch: Vec<Record>,
+    pub(super) iface: Option<String>,
+    pub(super) detect: Option<Detection>,
+}
+
+/// The detection engine of a live run and where its alerts go.
+pub(super) struct Detection {
+    pub(super) engine: Engine,
+    pub(super) out: Option<Box<dyn Write + Send>>,
+    pub(super) alerts: u64,
+    pub(super) write_errors: u64,
+}
+
+impl Detection {
+    pub(super) fn emit(&mut self, alerts: Vec<Alert>, store: Option<&StoreWriter>) {
+        for a in alerts {
+            self.alerts += 1;
+            let line = a.to_json();
+            if let Some(out) = self.out.as_mut() {
+                if writeln!(out, "{line}").is_err() {
+                    self.write_errors += 1;
+                }
+            }
+            if let Some(w) = store {
+                let first = crate::record::parse_rfc3339_ns(&a.first_seen).unwrap_or(0);
+                let last = crate::record::parse_rfc3339_ns(&a.last_seen).unwrap_or(first);
+                w.alert(first, last, &a.kind, line);
+            }
+            log::info!("alert {} {}: {}", a.status, a.kind, a.summary);
+        }
+        if let Some(out) = self.out.as_mut() {
+            let _ = out.flush();
+        }
+    }
+}
+
+impl EventSink {
+    pub(super) fn open(spec: Option<&str>) -> anyhow::Result<EventSink> {
+        let out: Option<Box<dyn Write + Send>> = match spec {
+            None => None,
+            Some("-") => Some(Box::new(BufWriter::with_capacity(1 << 16, io::stdout()))),
+            Some(path) => {
+                let f = File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open events file `{path}`"))?;
+                Some(Box::new(BufWriter::with_capacity(1 << 20, f)))
+            }
+        };
+        Ok(EventSink {
+            out,
+            counts: UserCounts::default(),
+            write_error_reported: false,
+            store: None,
+            batch: Vec::new(),
+            iface: None,
+            detect: None,
+        })
+    }
+
+    pub(super) fn record(&mut self, bytes: &[u8], wall_offset: i128) {
+        self.counts.events_received += 1;
+        let Some(ev) = Event::from_bytes(bytes) else {
+            self.counts.decode_errors += 1;
+            return;
+        };
+        if self.store.is_some() || self.detect.is_some() {
+            let rec = Record::from_event(&ev, wall_offset);
+            if let Some(d) = self.detect.as_mut() {
+                d.engine.push(&rec);
+                let alerts = d.engine.drain();
+                if !alerts.is_empty() {
+                    d.emit(alerts, self.store.as_ref());
+                }
+            }
+            if self.store.is_some() {
+                self.batch.push(rec);
+            }
+        }
+        let Some(out) = self.out.as_mut() else {
+            return;
+        };
+        let mut rec = EventRecord::from_event(&ev, wall_offset);
+        rec.iface = self.iface.clone();
+        let line = rec.to_json();
+        match writeln!(out, "{line}") {
+            Ok(()) => self.counts.events_written += 1,
+            Err(e) => {
+                self.counts.write_errors += 1;
+                if !self.write_error_reported {
+                    log::error!("cannot write events: {e}; counting what is lost and going on");
+                    self.write_error_reported = true;
+                }
+            }
+        }
+    }
+
+    /// Hands records to the store writer in batches of at least
+    /// `STORE_BATCH` (one transaction each), or whatever is pending when
+    /// `force` (every flush tick and at exit).
+    pub(super) fn store_batch(&mut self, force: bool) {
+        if let Some(w) = &self.store {
+            if force || self.batch.len() >= STORE_BATCH {
+                w.events(std::mem::take(&mut self.batch));
+            }
+        }
+    }
+
+    pub(super) fn flush(&mut self) {
+        if let Some(out) = self.out.as_mut() {
+            if let Err(e) = out.flush() {
+                log::error!("cannot flush events: {e}");
+            }
+        }
+    }
+}
+
+/// Takes every record now in the ring buffer.
+pub(super) fn drain(ring: &mut RingBuf<MapData>, sink: &mut EventSink) -> usize {
+    let offset = monotonic_to_wall_offset();
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        sink.record(&item, offset);
+        n += 1;
+    }
+    sink.store_batch(false);
+    n
+}
+
+pub(super) struct StatsWriter {
+    pub(super) out: Box<dyn Write + Send>,
+    pub(super) json: bool,
+    pub(super) rate_limit: Option<RateLimitSummary>,
+}
+
+impl StatsWriter {
+    pub(super) fn write(
+        &mut self,
+        sensor: &Sensor,
+        iface: &str,
+        started: Instant,
+        sink: &EventSink,
+    ) {
+        let user = sink.counts;
+        let counters = match sensor.counters() {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("cannot read counters: {e}");
+                return;
+            }
+        };
+        let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
+        let mut summary =
+            Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
+        summary.store = sink.store.as_ref().map(StoreWriter::counts);
+        summary.rate_limit = self.rate_limit;
+        summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
+            stats: d.engine.stats(),
+            alerts: d.alerts,
+            write_errors: d.write_errors,
+        });
+        if let Some(w) = &sink.store {
+            w.counters(crate::record::now_ns(), iface, summary.to_json());
+        }
+        let text = if self.json {
+            summary.to_json() + "\n"
+        } else {
+            summary.to_text(&counters)
+        };
+        if let Err(e) = self
+            .out
+            .write_all(text.as_bytes())
+            .and_then(|_| self.out.flush())
+        {
+            log::error!("cannot write stats: {e}");
+        }
+    }
+}
