@@ -28,7 +28,7 @@ pub struct DetectArgs {
 
 impl DetectArgs {
     pub fn load(&self) -> Result<DetectConfig> {
-        DetectConfig::load(self.config.as_deref(), &self.set).map_err(anyhow::Error::msg)
+        Ok(DetectConfig::load(self.config.as_deref(), &self.set)?)
     }
 }
 

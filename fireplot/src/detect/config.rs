@@ -3,6 +3,39 @@
 //! on the command line (applied after the file).
 
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Why detector settings could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config `{path}`")]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--config` file is not TOML.
+    #[error("config `{path}` is not valid TOML")]
+    Toml {
+        path: std::path::PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A `--set` argument is not `key=value`.
+    #[error("--set `{arg}`: use key=value (e.g. scan_ports=20)")]
+    SetSyntax { arg: String },
+    /// An unknown key or a value of the wrong type.
+    #[error("invalid detector settings")]
+    Invalid(#[source] toml::de::Error),
+    /// A value outside its domain.
+    #[error("detector setting `{key}` = {value}: {why}")]
+    OutOfRange {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
 
 /// Thresholds and windows of all detectors.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,8 +61,21 @@ pub struct DetectConfig {
     /// distributed_scan: two sources probing the same target and port at most
     /// this far apart (milliseconds) are in lockstep...
     pub sync_max_lag_ms: u64,
-    /// ...once they have done so on this many distinct ports.
+    /// ...once they have done so on this many distinct ports...
     pub sync_ports: u32,
+    /// ...with at least this share of co-probes in the leader's port order
+    /// (two independent random-order scans agree about half of the time)...
+    pub sync_same_order: f64,
+    /// ...and a steady lag: its standard deviation at most this share of the
+    /// mean lag...
+    pub sync_lag_spread: f64,
+    /// ...or at most this many milliseconds, whichever is larger (scheduler
+    /// and link jitter of fast scans).
+    pub sync_lag_spread_min_ms: f64,
+    /// A co-probing pair that is not steady after this many co-probes is
+    /// dropped (two scans that merely overlap). Also the number of ports kept
+    /// as the pair's sample (at least `sync_ports`).
+    pub sync_decide_probes: u32,
     /// distributed_scan (not synchronized): distinct ports of one target...
     pub distributed_ports: u32,
     /// ...probed by at least two and at most this many sources...
@@ -52,6 +98,10 @@ pub struct DetectConfig {
     pub backscatter_window_s: u64,
     /// flood: events per second from one source, or to one port from several.
     pub flood_pps: u32,
+    /// flood of one port: "from several sources" only while no single
+    /// source sent more than this share of the port's events in that second
+    /// (else it is that source's flood).
+    pub flood_port_max_share: f64,
     /// Memory budget of all detector state, MiB. Source state is evicted
     /// oldest-first (least recently seen) past it, and evictions are counted.
     pub memory_mib: u64,
@@ -70,6 +120,10 @@ impl Default for DetectConfig {
             source_idle_s: 6 * 3600,
             sync_max_lag_ms: 2000,
             sync_ports: 5,
+            sync_same_order: 0.9,
+            sync_lag_spread: 0.25,
+            sync_lag_spread_min_ms: 2.0,
+            sync_decide_probes: 16,
             distributed_ports: 100,
             distributed_max_sources: 16,
             distributed_window_s: 600,
@@ -81,30 +135,37 @@ impl Default for DetectConfig {
             backscatter_sources: 20,
             backscatter_window_s: 600,
             flood_pps: 20_000,
+            flood_port_max_share: 0.5,
             memory_mib: 256,
         }
     }
 }
 
 impl DetectConfig {
-    /// Defaults, then the TOML file, then `key=value` overrides.
+    /// Defaults, then the TOML file, then `key=value` overrides; every
+    /// value is then checked.
     pub fn load(
         file: Option<&std::path::Path>,
         overrides: &[String],
-    ) -> Result<DetectConfig, String> {
+    ) -> Result<DetectConfig, ConfigError> {
         let mut table = match file {
             Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read config `{}`: {e}", p.display()))?;
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
                 text.parse::<toml::Table>()
-                    .map_err(|e| format!("config `{}` is not valid TOML: {e}", p.display()))?
+                    .map_err(|source| ConfigError::Toml {
+                        path: p.to_path_buf(),
+                        source,
+                    })?
             }
             None => toml::Table::new(),
         };
         for o in overrides {
             let (k, v) = o
                 .split_once('=')
-                .ok_or_else(|| format!("--set `{o}`: use key=value (e.g. scan_ports=20)"))?;
+                .ok_or_else(|| ConfigError::SetSyntax { arg: o.clone() })?;
             let value: toml::Value = format!("v = {}", v.trim())
                 .parse::<toml::Table>()
                 .ok()
@@ -112,33 +173,94 @@ impl DetectConfig {
                 .unwrap_or_else(|| toml::Value::String(v.trim().to_string()));
             table.insert(k.trim().to_string(), value);
         }
-        let cfg: DetectConfig = table
-            .try_into()
-            .map_err(|e| format!("invalid detector settings: {e}"))?;
+        let cfg: DetectConfig = table.try_into().map_err(ConfigError::Invalid)?;
         cfg.validate()?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), String> {
-        let positive = [
-            ("scan_ports", self.scan_ports as u64),
-            ("sweep_targets", self.sweep_targets as u64),
-            ("flag_probes", self.flag_probes as u64),
-            ("protocols", self.protocols as u64),
-            ("sync_ports", self.sync_ports as u64),
-            ("surge_bucket_s", self.surge_bucket_s),
-            ("backscatter_window_s", self.backscatter_window_s),
-            ("flood_pps", self.flood_pps as u64),
-            ("memory_mib", self.memory_mib),
-            ("distributed_window_s", self.distributed_window_s),
+    /// Checks every field: counts and windows positive, shares in (0, 1],
+    /// factors finite, windows no longer than a year.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const YEAR_S: u64 = 365 * 24 * 3600;
+        let bad = |key: &'static str, value: String, why: &'static str| {
+            Err(ConfigError::OutOfRange { key, value, why })
+        };
+        let counts = [
+            ("scan_ports", self.scan_ports),
+            ("sweep_targets", self.sweep_targets),
+            ("sweep_max_ports", self.sweep_max_ports),
+            ("flag_probes", self.flag_probes),
+            ("protocols", self.protocols),
+            ("sync_ports", self.sync_ports),
+            ("sync_decide_probes", self.sync_decide_probes),
+            ("distributed_ports", self.distributed_ports),
+            ("distributed_max_sources", self.distributed_max_sources),
+            ("surge_min_sources", self.surge_min_sources),
+            ("surge_warmup_buckets", self.surge_warmup_buckets),
+            ("backscatter_sources", self.backscatter_sources),
+            ("flood_pps", self.flood_pps),
         ];
-        for (name, v) in positive {
+        for (key, v) in counts {
             if v == 0 {
-                return Err(format!("{name} must be greater than 0"));
+                return bad(key, v.to_string(), "must be at least 1");
             }
         }
-        if self.memory_mib < 16 {
-            return Err("memory_mib must be at least 16".into());
+        if self.distributed_max_sources < 2 {
+            return bad(
+                "distributed_max_sources",
+                self.distributed_max_sources.to_string(),
+                "work is shared by at least 2 sources",
+            );
+        }
+        let windows = [
+            ("episode_idle_s", self.episode_idle_s),
+            ("source_idle_s", self.source_idle_s),
+            ("sync_max_lag_ms", self.sync_max_lag_ms),
+            ("distributed_window_s", self.distributed_window_s),
+            ("surge_bucket_s", self.surge_bucket_s),
+            ("backscatter_window_s", self.backscatter_window_s),
+        ];
+        for (key, v) in windows {
+            if v == 0 || v > YEAR_S {
+                return bad(key, v.to_string(), "must be between 1 and a year");
+            }
+        }
+        let shares = [
+            ("sync_same_order", self.sync_same_order),
+            ("sync_lag_spread", self.sync_lag_spread),
+            ("flood_port_max_share", self.flood_port_max_share),
+        ];
+        for (key, v) in shares {
+            if !(v > 0.0 && v <= 1.0) {
+                return bad(key, v.to_string(), "must be a share in (0, 1]");
+            }
+        }
+        let positives = [
+            ("fast_max_interval_s", self.fast_max_interval_s),
+            ("sync_lag_spread_min_ms", self.sync_lag_spread_min_ms),
+            (
+                "surge_max_probes_per_source",
+                self.surge_max_probes_per_source,
+            ),
+        ];
+        for (key, v) in positives {
+            if !(v.is_finite() && v > 0.0) {
+                return bad(key, v.to_string(), "must be a positive number");
+            }
+        }
+        if !(self.surge_factor.is_finite() && self.surge_factor >= 1.0) {
+            return bad(
+                "surge_factor",
+                self.surge_factor.to_string(),
+                "must be a number of at least 1 (times the baseline)",
+            );
+        }
+        if !(16..=1 << 20).contains(&self.memory_mib) {
+            return bad(
+                "memory_mib",
+                self.memory_mib.to_string(),
+                "must be between 16 and 1048576",
+            );
         }
         Ok(())
     }
@@ -169,6 +291,27 @@ mod tests {
         std::fs::write(&f, "scan_ports = [").unwrap();
         assert!(DetectConfig::load(Some(&f), &[])
             .unwrap_err()
+            .to_string()
             .contains("not valid TOML"));
+    }
+
+    #[test]
+    fn every_field_is_checked() {
+        for (set, key) in [
+            ("sweep_max_ports=0", "sweep_max_ports"),
+            ("episode_idle_s=0", "episode_idle_s"),
+            ("surge_factor=0.5", "surge_factor"),
+            ("surge_factor=nan", "surge_factor"),
+            ("sync_same_order=1.5", "sync_same_order"),
+            ("flood_port_max_share=0", "flood_port_max_share"),
+            ("distributed_max_sources=1", "distributed_max_sources"),
+            ("fast_max_interval_s=-1", "fast_max_interval_s"),
+            ("source_idle_s=99999999999", "source_idle_s"),
+            ("memory_mib=8", "memory_mib"),
+        ] {
+            let e = DetectConfig::load(None, &[set.into()]).unwrap_err();
+            assert!(e.to_string().contains(key), "{set}: {e}");
+        }
+        assert!(DetectConfig::default().validate().is_ok());
     }
 }

@@ -58,11 +58,13 @@ impl Pair {
     ///
     /// And the same order: the follower probes ports in the order the
     /// leader did (for two random-order scans, half of the time).
-    fn steady(&self) -> bool {
+    fn steady(&self, cfg: &DetectConfig) -> bool {
         let mean = self.mean();
         let var = (self.lag_sq_sum / self.n.max(1) as f64 - mean * mean).max(0.0);
-        let same_order = self.ordered * 10 >= (self.ordered + self.disordered) * 9;
-        same_order && var.sqrt() <= (0.25 * mean).max(2_000_000.0)
+        let same_order =
+            self.ordered as f64 >= (self.ordered + self.disordered) as f64 * cfg.sync_same_order;
+        same_order
+            && var.sqrt() <= (cfg.sync_lag_spread * mean).max(cfg.sync_lag_spread_min_ms * 1e6)
     }
 }
 
@@ -141,6 +143,8 @@ pub fn observe(e: &mut Engine, p: &Probe, busy: bool) {
 
 fn lockstep(e: &mut Engine, p: &Probe) {
     let max_lag = e.cfg.sync_max_lag_ms as i64 * 1_000_000;
+    let decide = e.cfg.sync_decide_probes as u64;
+    let sample = e.cfg.sync_ports.max(e.cfg.sync_decide_probes) as usize;
     if e.sync.last.is_empty() {
         e.sync.last = vec![LastProbe::default(); LAST_SLOTS];
     }
@@ -161,12 +165,14 @@ fn lockstep(e: &mut Engine, p: &Probe) {
         let lag = p.ts_ns - ta;
         if a != p.src && (0..=max_lag).contains(&lag) {
             let pk = (a.min(p.src), a.max(p.src));
-            if e.sync.pairs.len() < PAIR_CAP || e.sync.pairs.contains_key(&pk) {
+            if e.sync.pairs.len() >= PAIR_CAP && !e.sync.pairs.contains_key(&pk) {
+                e.stats.sync_pairs_untracked += 1;
+            } else {
                 let pair = e.sync.pairs.entry(pk).or_default();
                 if pair.dead {
                     return;
                 }
-                if pair.ports.len() < 16 && !pair.ports.contains(&p.port) {
+                if pair.ports.len() < sample && !pair.ports.contains(&p.port) {
                     pair.ports.push(p.port);
                 }
                 pair.lag_sum_ns += lag as f64;
@@ -182,9 +188,9 @@ fn lockstep(e: &mut Engine, p: &Probe) {
                 pair.n += 1;
                 pair.last_ns = p.ts_ns;
                 if pair.ports.len() >= e.cfg.sync_ports as usize {
-                    if pair.steady() {
+                    if pair.steady(&e.cfg) {
                         grouped = Some((a, pair.ports.clone(), pair.mean()));
-                    } else if pair.n >= 16 {
+                    } else if pair.n >= decide {
                         // Two scans that merely overlap: stop tracking them.
                         pair.dead = true;
                     }

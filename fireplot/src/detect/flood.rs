@@ -1,5 +1,7 @@
 //! flood: one source, or one destination port probed by several sources,
-//! above `flood_pps` events in one second of event time.
+//! above `flood_pps` events in one second of event time. A port's flood is
+//! "from several sources" only while no source sent more than
+//! `flood_port_max_share` of it (else it is that source's flood).
 
 use rustc_hash::FxHashMap;
 
@@ -9,11 +11,20 @@ use super::{
     Engine, SEC,
 };
 
+/// One port's count in the current second, and its busiest source's.
+#[derive(Clone, Copy)]
+struct PortSecond {
+    events: u32,
+    /// The most events one source sent in this second (over all its
+    /// targets: an upper bound of its share of this port).
+    top_source: u32,
+}
+
 /// Per-port counts of the current second.
 #[derive(Default)]
 pub struct PortFlood {
     sec: i64,
-    counts: FxHashMap<(u8, u16), (u32, u128, bool)>,
+    counts: FxHashMap<(u8, u16), PortSecond>,
 }
 
 impl PortFlood {
@@ -43,7 +54,8 @@ pub fn observe_source(e: &mut Engine, p: &Probe, sec_count: u32) {
     });
 }
 
-pub fn observe_port(e: &mut Engine, p: &Probe) {
+/// `src_count`: events of the probe's source in this second so far.
+pub fn observe_port(e: &mut Engine, p: &Probe, src_count: u32) {
     if !matches!(p.proto, 6 | 17) {
         return;
     }
@@ -56,12 +68,14 @@ pub fn observe_port(e: &mut Engine, p: &Probe) {
         .port_flood
         .counts
         .entry((p.proto, p.port))
-        .or_insert((0, p.src, false));
-    c.0 += 1;
-    if c.1 != p.src {
-        c.2 = true;
-    }
-    let (n, several) = (c.0, c.2);
+        .or_insert(PortSecond {
+            events: 0,
+            top_source: 0,
+        });
+    c.events += 1;
+    c.top_source = c.top_source.max(src_count.min(c.events));
+    let n = c.events;
+    let several = f64::from(c.top_source) <= e.cfg.flood_port_max_share * f64::from(n);
     if n < e.cfg.flood_pps || !several {
         return;
     }

@@ -42,8 +42,8 @@ pub struct DetectStats {
     /// Sources forgotten after `source_idle_s`.
     pub sources_expired: u64,
     pub sources_tracked: u64,
-    /// Times the lockstep table hit its cap and was cleared.
-    pub sync_resets: u64,
+    /// Co-probing pairs not tracked because the lockstep pair table was full.
+    pub sync_pairs_untracked: u64,
     /// Bytes of detector state, as accounted.
     pub state_bytes: u64,
     pub budget_bytes: u64,
@@ -144,7 +144,7 @@ impl Engine {
                 // A port flood is many sources at once; a source reported
                 // on its own is counted there, not here.
                 surge::observe(self, &p);
-                flood::observe_port(self, &p);
+                flood::observe_port(self, &p, sec_count);
             }
         }
     }

@@ -415,6 +415,121 @@ fn two_scanners_in_lockstep() {
     assert!(s.summary.contains("lockstep"));
 }
 
+/// Lockstep with real-world jitter: the follower's lag wanders ±4 ms
+/// around 50 ms (pseudo-random, fixed seed), and is still one group.
+#[test]
+fn two_scanners_in_lockstep_with_jitter() {
+    let mut evs = Vec::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    for p in 1..=200u16 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let jitter = (x % 9) as i64 - 4;
+        let t = T0 + p as i64 * 10 * MS;
+        evs.push(ev(t, "192.0.2.42", "198.18.1.2", 6, p, 0x02));
+        evs.push(ev(
+            t + (50 + jitter) * MS,
+            "192.0.2.43",
+            "198.18.1.2",
+            6,
+            p,
+            0x02,
+        ));
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    let all = run(&evs);
+    let d = started(&all, "distributed_scan");
+    assert_eq!(d.len(), 1, "{:?}", kinds(&all));
+    assert_eq!(d[0].synchronized, Some(true));
+    assert!(
+        d[0].lag_ms.is_some_and(|l| (l - 50.0).abs() < 3.0),
+        "lag {:?}",
+        d[0].lag_ms
+    );
+}
+
+/// Two independent scans of the same 300 ports at the same time, each in
+/// its own random order (nmap's default): they co-probe many ports within
+/// the lag window, but neither in order nor at a steady lag. Two port
+/// scans, never one lockstep group.
+#[test]
+fn independent_overlapping_scans_are_not_lockstep() {
+    let mut evs = Vec::new();
+    for (src, seed) in [("192.0.2.44", 0x9e37_79b9u64), ("192.0.2.45", 0x7f4a_7c15)] {
+        let mut ports: Vec<u16> = (1..=300).collect();
+        let mut x = seed;
+        for i in (1..ports.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            ports.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        for (k, port) in ports.iter().enumerate() {
+            evs.push(ev(
+                T0 + k as i64 * 5 * MS,
+                src,
+                "198.18.1.2",
+                6,
+                *port,
+                0x02,
+            ));
+        }
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    let all = run(&evs);
+    assert!(
+        started(&all, "distributed_scan").is_empty(),
+        "{:?}",
+        kinds(&all)
+    );
+    assert_eq!(started(&all, "port_scan").len(), 2, "{:?}", kinds(&all));
+}
+
+/// The lockstep thresholds come from the config: demanding a spread the
+/// jittered pair cannot meet (and a sooner decision) leaves it ungrouped.
+#[test]
+fn lockstep_thresholds_are_settings() {
+    let mut evs = Vec::new();
+    for p in 1..=100u16 {
+        let t = T0 + p as i64 * 10 * MS;
+        let jitter = if p % 2 == 0 { 3 } else { -3 };
+        evs.push(ev(t, "192.0.2.46", "198.18.1.2", 6, p, 0x02));
+        evs.push(ev(
+            t + (50 + jitter) * MS,
+            "192.0.2.47",
+            "198.18.1.2",
+            6,
+            p,
+            0x02,
+        ));
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    assert_eq!(started(&run(&evs), "distributed_scan").len(), 1);
+    let strict = DetectConfig {
+        sync_lag_spread: 0.02,
+        sync_lag_spread_min_ms: 1.0,
+        ..DetectConfig::default()
+    };
+    assert!(started(&run_with(strict, &evs), "distributed_scan").is_empty());
+}
+
+/// One source flooding a port, plus one stray probe of the same port from
+/// someone else in the same second: that is the source's flood, not a port
+/// flood "from several sources".
+#[test]
+fn a_stray_second_source_does_not_make_a_port_flood() {
+    let mut evs: Vec<Record> = (0..25_000)
+        .map(|i| ev(T0 + i * 20_000, "192.0.2.71", "198.18.1.2", 6, 80, 0x02))
+        .collect();
+    evs.push(ev(T0 + 10_000, "192.0.2.72", "198.18.1.2", 6, 80, 0x02));
+    evs.sort_by_key(|r| r.ts_ns);
+    let all = run(&evs);
+    let floods = started(&all, "flood");
+    assert_eq!(floods.len(), 1, "{:?}", kinds(&all));
+    assert_eq!(floods[0].sources, vec!["192.0.2.71".to_string()]);
+}
+
 #[test]
 fn sources_sharing_the_work() {
     let mut evs = Vec::new();
