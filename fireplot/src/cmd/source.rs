@@ -130,7 +130,7 @@ impl SourceArgs {
                         if p.as_os_str() == "-" {
                             bail!("reading stdin needs --from/--to or --last (it cannot be read twice)");
                         }
-                        read_lines(
+                        let read = read_lines(
                             open_events(p)?,
                             |r, _| {
                                 lo = lo.min(r.ts_ns);
@@ -138,14 +138,18 @@ impl SourceArgs {
                             },
                             |_| {},
                         )?;
-                        if lo > hi {
-                            let to = t.map(|t| t.0).unwrap_or(now);
-                            (to - 3_600_000_000_000, to)
-                        } else {
-                            // Pad so the last event is inside the half-open range.
-                            let pad = ((hi - lo) / 50).max(1_000_000_000);
-                            (lo - pad, t.map(|t| t.0).unwrap_or(hi + pad))
+                        if let Some(e) = read.none_usable(&format!("`{}`", p.display())) {
+                            bail!(e);
                         }
+                        if read.ok == 0 {
+                            bail!(
+                                "`{}` holds no events; give --from/--to (or --last) for an empty range",
+                                p.display()
+                            );
+                        }
+                        // Pad so the last event is inside the half-open range.
+                        let pad = ((hi - lo) / 50).max(1_000_000_000);
+                        (lo - pad, t.map(|t| t.0).unwrap_or(hi + pad))
                     }
                 }
             }
@@ -172,8 +176,7 @@ impl Source {
             Input::Db(store) => Ok((store.for_each(&self.filter, |r| f(&r))?, 0)),
             Input::Events(p) => {
                 let mut n = 0;
-                let mut first_bad: Option<String> = None;
-                let (_, bad) = read_lines(
+                let read = read_lines(
                     open_events(p)?,
                     |r, iface| {
                         if let (Some(want), Some(have)) = (&self.iface_name, iface) {
@@ -186,15 +189,19 @@ impl Source {
                             f(&r);
                         }
                     },
-                    |e| {
-                        first_bad.get_or_insert_with(|| e.to_string());
-                    },
+                    |_| {},
                 )?;
-                if let Some(e) = first_bad {
-                    log::warn!(
-                        "{bad} unreadable lines in `{}` were skipped (first: {e})",
-                        p.display()
-                    );
+                let what = if p.as_os_str() == "-" {
+                    "standard input".to_string()
+                } else {
+                    format!("`{}`", p.display())
+                };
+                if let Some(e) = read.none_usable(&what) {
+                    bail!(e);
+                }
+                let bad = read.bad;
+                if let Some(e) = read.first_bad {
+                    log::warn!("{bad} unreadable lines in {what} were skipped (first: {e})");
                 }
                 Ok((n, bad))
             }

@@ -17,8 +17,8 @@ pub struct TopArgs {
     pub source: SourceArgs,
 
     /// Rows per table.
-    #[arg(long, short = 'n', default_value_t = 10)]
-    pub limit: usize,
+    #[arg(long, short = 'n', default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub limit: u64,
 
     /// One JSON object instead of tables.
     #[arg(long)]
@@ -54,8 +54,8 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         *sources.entry(src).or_default() += 1;
         *protos.entry((r.family, r.proto)).or_default() += 1;
     })?;
-    let tp = top(&ports, args.limit);
-    let ts = top(&sources, args.limit);
+    let tp = top(&ports, args.limit as usize);
+    let ts = top(&sources, args.limit as usize);
     let tpr = top(&protos, usize::MAX);
     let from = crate::record::line::rfc3339_ns(source.filter.from_ns as i128);
     let to = crate::record::line::rfc3339_ns(source.filter.to_ns as i128);

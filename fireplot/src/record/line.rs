@@ -30,16 +30,17 @@ impl Proto {
         }
     }
 
-    /// The protocol number, if the name is known.
+    /// The protocol number, if the name is known. Names are read without
+    /// regard to case, and a number written as a string ("162") is a number.
     pub fn number(&self) -> Option<u8> {
         match self {
             Proto::Number(n) => Some(*n),
-            Proto::Name(s) => match s.as_str() {
+            Proto::Name(s) => match s.to_ascii_lowercase().as_str() {
                 "tcp" => Some(IPPROTO_TCP),
                 "udp" => Some(IPPROTO_UDP),
                 "icmp" => Some(IPPROTO_ICMP),
-                "icmpv6" => Some(IPPROTO_ICMPV6),
-                _ => None,
+                "icmpv6" | "ipv6-icmp" => Some(IPPROTO_ICMPV6),
+                n => n.trim().parse().ok(),
             },
         }
     }

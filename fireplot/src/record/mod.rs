@@ -126,6 +126,13 @@ pub enum LineError {
     /// A field with a value out of its domain.
     #[error("line {line}: {detail}")]
     Field { line: usize, detail: String },
+    /// The line is not UTF-8 text.
+    #[error("line {line}: not UTF-8 text ({source})")]
+    NotUtf8 {
+        line: usize,
+        #[source]
+        source: std::str::Utf8Error,
+    },
 }
 
 /// Parses an RFC 3339 time into Unix nanoseconds.
@@ -186,39 +193,78 @@ impl TryFrom<(&EventRecord, usize)> for Record {
     }
 }
 
+/// What [`read_lines`] found: usable records, bad lines (counted, the
+/// first one's reason kept) and blank lines.
+#[derive(Debug, Default)]
+pub struct LinesRead {
+    pub ok: u64,
+    pub bad: u64,
+    pub first_bad: Option<String>,
+}
+
+impl LinesRead {
+    /// The one-sentence error for input that had lines but none usable.
+    pub fn none_usable(&self, what: &str) -> Option<String> {
+        (self.ok == 0 && self.bad > 0).then(|| {
+            format!(
+                "{what} has {} lines but none is an event (first: {})",
+                self.bad,
+                self.first_bad.as_deref().unwrap_or("?")
+            )
+        })
+    }
+}
+
 /// Reads event JSON lines, calling `f` per record (with the line's
-/// interface name, if it has one). Blank lines are skipped; bad lines are
-/// counted and passed to `bad`.
+/// interface name, if it has one). Blank lines are skipped; a bad line —
+/// not UTF-8, not JSON, a field out of its domain — is counted and passed
+/// to `bad`, never fatal. Only an I/O error ends the read.
 pub fn read_lines<R: BufRead>(
-    reader: R,
+    mut reader: R,
     mut f: impl FnMut(Record, Option<&str>),
-    mut bad: impl FnMut(LineError),
-) -> std::io::Result<(u64, u64)> {
-    let (mut ok, mut errors) = (0u64, 0u64);
-    for (i, line) in reader.lines().enumerate() {
-        let line = line?;
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
-            continue;
+    mut bad: impl FnMut(&LineError),
+) -> std::io::Result<LinesRead> {
+    let mut read = LinesRead::default();
+    let mut buf = Vec::with_capacity(512);
+    let mut line_no = 0usize;
+    loop {
+        buf.clear();
+        if reader.read_until(b'\n', &mut buf)? == 0 {
+            break;
         }
-        let rec = serde_json::from_str::<EventRecord>(trimmed)
-            .map_err(|source| LineError::Json {
-                line: i + 1,
+        line_no += 1;
+        let rec = std::str::from_utf8(&buf)
+            .map_err(|source| LineError::NotUtf8 {
+                line: line_no,
                 source,
             })
-            .and_then(|r| Record::try_from((&r, i + 1)).map(|rec| (rec, r.iface)));
+            .and_then(|text| {
+                let trimmed = text.trim();
+                if trimmed.is_empty() {
+                    return Ok(None);
+                }
+                let r = serde_json::from_str::<EventRecord>(trimmed).map_err(|source| {
+                    LineError::Json {
+                        line: line_no,
+                        source,
+                    }
+                })?;
+                Record::try_from((&r, line_no)).map(|rec| Some((rec, r.iface)))
+            });
         match rec {
-            Ok((r, iface)) => {
-                ok += 1;
+            Ok(None) => {}
+            Ok(Some((r, iface))) => {
+                read.ok += 1;
                 f(r, iface.as_deref())
             }
             Err(e) => {
-                errors += 1;
-                bad(e)
+                read.bad += 1;
+                read.first_bad.get_or_insert_with(|| e.to_string());
+                bad(&e)
             }
         }
     }
-    Ok((ok, errors))
+    Ok(read)
 }
 
 /// An address as the 16 bytes the store keeps (IPv4 in the first 4).
@@ -249,4 +295,68 @@ pub fn now_ns() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"ts":"2026-11-23T17:00:51.123456789Z","family":4,"proto":"tcp","src":"198.18.0.2","sport":1,"dst":"198.18.1.2","dport":443,"flags":"SYN","ttl":63,"len":58,"class":"unsolicited"}"#;
+
+    fn read(input: &[u8]) -> (Vec<Record>, LinesRead, Vec<String>) {
+        let mut recs = Vec::new();
+        let mut errors = Vec::new();
+        let r = read_lines(input, |r, _| recs.push(r), |e| errors.push(e.to_string()))
+            .expect("no I/O error");
+        (recs, r, errors)
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_a_bad_line_not_the_end() {
+        let mut input = Vec::new();
+        input.extend_from_slice(GOOD.as_bytes());
+        input.extend_from_slice(b"\n\xff\xfe{\"ts\"\n\n");
+        input.extend_from_slice(GOOD.as_bytes());
+        let (recs, r, errors) = read(&input);
+        assert_eq!(recs.len(), 2, "the lines around it are read");
+        assert_eq!((r.ok, r.bad), (2, 1));
+        assert!(errors[0].contains("line 2: not UTF-8"), "{errors:?}");
+        assert_eq!(r.none_usable("x"), None);
+    }
+
+    #[test]
+    fn lines_but_none_usable_is_one_sentence() {
+        let (_, r, _) = read(b"hello\n{\"ts\":1}\n");
+        let e = r.none_usable("`f.jsonl`").expect("an error");
+        assert!(
+            e.starts_with("`f.jsonl` has 2 lines but none is an event (first: line 1"),
+            "{e}"
+        );
+        let (_, empty, _) = read(b"\n\n");
+        assert_eq!(
+            empty.none_usable("x"),
+            None,
+            "blank lines are not bad lines"
+        );
+    }
+
+    #[test]
+    fn proto_may_be_a_name_a_number_or_a_number_in_a_string() {
+        for (proto, want) in [
+            ("\"tcp\"", 6),
+            ("\"TCP\"", 6),
+            ("162", 162),
+            ("\"162\"", 162),
+            ("\"ipv6-icmp\"", 58),
+        ] {
+            let line = GOOD.replace("\"tcp\"", proto);
+            let (recs, r, errors) = read(line.as_bytes());
+            assert_eq!(r.ok, 1, "{proto}: {errors:?}");
+            assert_eq!(recs[0].proto, want, "{proto}");
+        }
+        for bad in ["\"gre?\"", "\"300\"", "300", "-1"] {
+            let line = GOOD.replace("\"tcp\"", bad);
+            assert_eq!(read(line.as_bytes()).1.bad, 1, "{bad} is a bad line");
+        }
+    }
 }

@@ -28,6 +28,11 @@ use crate::{
 
 /// Runs the sensor until a signal or `--duration`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Every value is checked before anything is opened or loaded.
+    args.check()?;
+    let limits = args.limits();
+    limits.validate(crate::sensor::online_cpus()?)?;
+    let detect_cfg = args.detect.load()?;
     let mut stats = StatsWriter {
         out: match &args.stats_out {
             Some(p) => Box::new(
@@ -42,12 +47,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         json: args.stats_json,
         rate_limit: None,
     };
-    // Every limit is checked before anything is opened or loaded.
-    let limits = args.limits();
-    limits.validate(crate::sensor::online_cpus()?)?;
     let mut sink = EventSink::open(args.events_out.as_deref())?;
     sink.iface = Some(args.iface.clone());
-    let detect_cfg = args.detect.load()?;
     if args.alerts.is_some() || args.db.is_some() {
         let out: Option<Box<dyn Write + Send>> = match args.alerts.as_deref() {
             None => None,
@@ -123,8 +124,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         _ => None,
     };
     let mut plot_task: Option<tokio::task::JoinHandle<()>> = None;
-    let mut plot_tick =
-        tokio::time::interval(args.plot_every.0.max(std::time::Duration::from_secs(1)));
+    let mut plot_tick = tokio::time::interval(args.plot_every.0);
     plot_tick.tick().await;
     let ring = sensor.take_events()?;
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged
@@ -136,11 +136,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut sigterm = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    let mut tick = tokio::time::interval(
-        args.stats_every
-            .0
-            .max(std::time::Duration::from_millis(100)),
-    );
+    let mut tick = tokio::time::interval(args.stats_every.0);
     tick.tick().await;
     let mut flush_tick = tokio::time::interval(std::time::Duration::from_millis(500));
     // The kernel wakes us only when a batch is waiting (see `WAKEUP_BYTES`

@@ -169,6 +169,43 @@ fn parse_ring_mib(s: &str) -> Result<u32, String> {
 }
 
 impl RunArgs {
+    /// Checks the durations at start, with the flag named, instead of
+    /// clamping them later in silence. (Limits are checked by
+    /// [`Limits::validate`], sizes by their parsers.)
+    pub fn check(&self) -> anyhow::Result<()> {
+        use std::time::Duration;
+        let at_least = [
+            (
+                "--stats-every",
+                Some(self.stats_every),
+                Duration::from_millis(100),
+            ),
+            (
+                "--plot-every",
+                Some(self.plot_every),
+                Duration::from_secs(1),
+            ),
+            (
+                "--plot-window",
+                Some(self.plot_window),
+                Duration::from_secs(60),
+            ),
+            ("--retain", self.retain, Duration::from_secs(60)),
+            ("--duration", self.duration, Duration::from_millis(1)),
+        ];
+        for (flag, value, min) in at_least {
+            if let Some(v) = value {
+                if v.0 < min {
+                    anyhow::bail!(
+                        "{flag} {v} is too short: it must be at least {}",
+                        HumanDuration(min)
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             tcp_timeout_s: self.tcp_timeout,
