@@ -20,7 +20,7 @@ pub fn ebpf_object() -> PathBuf {
     root().join("fireplot-ebpf/target/bpfel-unknown-none/release/fireplot")
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd
         .status()
         .with_context(|| format!("cannot run {cmd:?}"))?;
@@ -81,6 +81,13 @@ pub fn build(release: bool) -> Result<PathBuf> {
     } else {
         "target/debug/fireplot"
     }))
+}
+
+/// `cargo test` in the workspace, free of the outer cargo's variables.
+pub fn cargo_test() -> Command {
+    let mut c = cargo(None);
+    c.current_dir(root()).arg("test");
+    c
 }
 
 /// Unit tests and privileged integration tests, in release mode so the

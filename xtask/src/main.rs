@@ -2,6 +2,7 @@
 
 mod build;
 mod demo;
+mod fuzz;
 mod setup;
 mod soak;
 
@@ -50,6 +51,13 @@ enum Task {
         /// Fewer repeats (a quick look, not a figure to quote).
         #[arg(long)]
         quick: bool,
+    },
+    /// Run the property tests (XDP frames, event lines, detector config)
+    /// round after round with fresh seeds and many more cases.
+    Fuzz {
+        /// How long to run.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
     },
     /// Run the lab sensor with --db, --retain and live detection under a
     /// steady mixed load; print RSS, fds, database size, events stored and
@@ -113,6 +121,12 @@ fn main() -> Result<()> {
             setup::ensure()?;
             build::build(true)?;
             build::bench(quick)
+        }
+        Task::Fuzz { minutes } => {
+            require_root("fuzz")?;
+            setup::ensure()?;
+            build::build(true)?;
+            fuzz::fuzz(minutes)
         }
         Task::Soak { minutes, prefix } => {
             require_root("soak")?;

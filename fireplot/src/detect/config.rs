@@ -314,4 +314,70 @@ mod tests {
         }
         assert!(DetectConfig::default().validate().is_ok());
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn keys() -> Vec<String> {
+            let t = toml::Table::try_from(DetectConfig::default()).expect("defaults serialize");
+            t.keys().cloned().collect()
+        }
+
+        /// A TOML value of any kind, near and far from the valid ones.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<i64>().prop_map(|n| n.to_string()),
+                (0u64..100_000).prop_map(|n| n.to_string()),
+                any::<f64>().prop_map(|f| format!("{f:?}")),
+                Just("nan".to_string()),
+                Just("inf".to_string()),
+                Just("-0.0".to_string()),
+                "[a-z0-9\\. \"=\\[\\]]{0,10}",
+                Just("true".to_string()),
+                Just("[1, 2]".to_string()),
+            ]
+        }
+
+        fn entries() -> impl Strategy<Value = Vec<(String, String)>> {
+            let keys = keys();
+            let key = prop_oneof![
+                8 => proptest::sample::select(keys),
+                1 => "[a-z_]{1,12}",
+            ];
+            proptest::collection::vec((key, value()), 0..6)
+        }
+
+        proptest! {
+            #![proptest_config(crate::record::proptests::config(5_000))]
+
+            /// Whatever the file and the --set arguments say, loading never
+            /// panics, and a config it accepts passes validation and is
+            /// printed (--print-config) as a file that loads to the same.
+            #[test]
+            fn any_settings_load_or_fail_cleanly(
+                file in entries(),
+                sets in entries(),
+                raw in "[ -~]{0,40}",
+            ) {
+                let dir = std::env::temp_dir().join(format!("fireplot-cfgprop-{}", std::process::id()));
+                std::fs::create_dir_all(&dir).unwrap();
+                let path = dir.join("c.toml");
+                let mut text = String::new();
+                for (k, v) in &file {
+                    text.push_str(&format!("{k} = {v}\n"));
+                }
+                text.push_str(&raw);
+                std::fs::write(&path, &text).unwrap();
+                let sets: Vec<String> = sets.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                if let Ok(cfg) = DetectConfig::load(Some(&path), &sets) {
+                    prop_assert!(cfg.validate().is_ok());
+                    let printed = toml::to_string(&cfg).expect("prints");
+                    std::fs::write(&path, printed).unwrap();
+                    let again = DetectConfig::load(Some(&path), &[]).expect("its own print loads");
+                    prop_assert_eq!(again, cfg);
+                }
+            }
+        }
+    }
 }

@@ -15,6 +15,8 @@ use fireplot_common::{
 use thiserror::Error;
 
 pub mod line;
+#[cfg(test)]
+pub(crate) mod proptests;
 
 use line::{parse_flags, rfc3339_ns, EventRecord, Proto};
 
