@@ -28,6 +28,7 @@ use crate::{
 #[inline(always)]
 pub fn now_jiffies() -> u64 {
     // Inlined by the verifier on 64-bit JITs: a load, not a call.
+    // SAFETY: a helper without arguments or preconditions.
     unsafe { bpf_jiffies64() }
 }
 

@@ -297,11 +297,13 @@ fn emit(
 ) {
     // The limiter runs on the coarse clock (one tick, a few ms): a flood's
     // suppressed packets never pay for reading the clocksource.
+    // SAFETY: a helper without arguments or preconditions.
     let coarse_ns = unsafe { bpf_ktime_get_coarse_ns() };
     if !rate_allow(cfg, p, coarse_ns) {
         bump(Misc::Suppressed.index());
         return;
     }
+    // SAFETY: a helper without arguments or preconditions.
     let now_ns = unsafe { bpf_ktime_get_ns() };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(Misc::RingFull.index());

@@ -118,6 +118,7 @@ pub fn parse(b: &Bounds) -> Result<Headers, ParseError> {
             l3: off,
         };
         let tag: *const [u8; 4] = b.ptr(off).ok_or(cut)?;
+        // SAFETY: `tag` points at 4 bytes checked by `Bounds::ptr`; +2 stays inside.
         ethertype = be16(unsafe { (tag as *const u8).add(2) });
         off += 4;
         if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
@@ -127,6 +128,7 @@ pub fn parse(b: &Bounds) -> Result<Headers, ParseError> {
                 l3: off,
             };
             let tag: *const [u8; 4] = b.ptr(off).ok_or(cut)?;
+            // SAFETY: as above, for the second tag.
             ethertype = be16(unsafe { (tag as *const u8).add(2) });
             off += 4;
         }
@@ -166,6 +168,7 @@ fn parse_ipv4(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
     if ihl < 20 {
         return Err(bad);
     }
+    // SAFETY: `ip` points at the 20-byte header checked by `Bounds::ptr`.
     let total_len = be16(unsafe { ip.add(2) }) as usize;
     if total_len < ihl || off + total_len > b.len() {
         return Err(bad);
@@ -174,6 +177,7 @@ fn parse_ipv4(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
     if b.data + l4 > b.end {
         return Err(bad);
     }
+    // SAFETY: as above; bytes 4..8 are inside the checked header.
     let frag = be16(unsafe { ip.add(6) });
     Ok(Headers {
         family: FAMILY_V4,
@@ -184,6 +188,7 @@ fn parse_ipv4(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
         ttl,
         vlan,
         fragment: frag & 0x1fff != 0,
+        // SAFETY: as above.
         ip_id: be16(unsafe { ip.add(4) }),
     })
 }
@@ -220,6 +225,7 @@ fn parse_ipv6(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
             // hop-by-hop, routing, destination options: (len + 1) * 8 bytes
             0 | 43 | 60 => {
                 let h = b.ptr::<[u8; 2]>(l4).ok_or(bad)? as *const u8;
+                // SAFETY: 2 bytes checked by `Bounds::ptr`.
                 let (next, len) = unsafe { (*h, *h.add(1)) };
                 nh = next;
                 l4 += (len as usize + 1) * 8;
@@ -227,7 +233,9 @@ fn parse_ipv6(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
             // fragment header: 8 bytes
             44 => {
                 let h = b.ptr::<[u8; 8]>(l4).ok_or(bad)? as *const u8;
+                // SAFETY: 8 bytes checked by `Bounds::ptr`.
                 nh = unsafe { *h };
+                // SAFETY: as above.
                 let frag_off = be16(unsafe { h.add(2) }) >> 3;
                 l4 += 8;
                 if frag_off != 0 {
@@ -238,6 +246,7 @@ fn parse_ipv6(b: &Bounds, off: usize, vlan: bool) -> Result<Headers, ParseError>
             // authentication header: (len + 2) * 4 bytes
             51 => {
                 let h = b.ptr::<[u8; 2]>(l4).ok_or(bad)? as *const u8;
+                // SAFETY: 2 bytes checked by `Bounds::ptr`.
                 let (next, len) = unsafe { (*h, *h.add(1)) };
                 nh = next;
                 l4 += (len as usize + 2) * 4;
@@ -305,6 +314,7 @@ pub fn tcp(b: &Bounds, off: usize) -> Option<Tcp> {
 #[inline(always)]
 pub fn udp(b: &Bounds, off: usize) -> Option<(u16, u16)> {
     let h = b.ptr::<[u8; 8]>(off)? as *const u8;
+    // SAFETY: 8 bytes checked by `Bounds::ptr`.
     Some((be16(h), be16(unsafe { h.add(2) })))
 }
 

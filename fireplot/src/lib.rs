@@ -12,3 +12,16 @@ pub mod record;
 pub mod sensor;
 pub mod store;
 pub mod units;
+
+/// An error and its causes on one line ("a: b: c"), for logs that must
+/// not lose the cause.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -86,3 +86,21 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
     let _ = n;
     Ok(())
 }
+
+impl clap::ValueEnum for Theme {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Theme::Dark, Theme::Light]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        use clap::builder::PossibleValue;
+        Some(match self {
+            Theme::Dark => {
+                PossibleValue::new("dark").help("The original fireplot: black background")
+            }
+            Theme::Light => {
+                PossibleValue::new("light").help("White background, the same hues made readable")
+            }
+        })
+    }
+}

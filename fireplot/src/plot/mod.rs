@@ -69,7 +69,7 @@ impl Category {
 }
 
 /// Colour scheme.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Theme {
     /// The original fireplot: black background.
     Dark,

@@ -9,12 +9,24 @@ use std::{
 };
 
 use chrono::{Local, NaiveDate, TimeZone};
+use thiserror::Error;
 
-use super::{layout::Layout, render, Density, Spec, Theme};
+use super::{layout::Layout, render, Density, PlotError, Spec, Theme};
 use crate::{
     record::now_ns,
-    store::{Filter, Store},
+    store::{Filter, Store, StoreError},
 };
+
+/// Why a periodic plot was not drawn (logged; the sensor keeps running).
+#[derive(Debug, Error)]
+pub enum PeriodicError {
+    /// The history could not be read.
+    #[error("cannot read the history")]
+    Store(#[from] StoreError),
+    /// The picture could not be drawn or written.
+    #[error("cannot draw the plot")]
+    Plot(#[from] PlotError),
+}
 
 /// Settings of the daemon's plots.
 #[derive(Clone, Debug)]
@@ -31,25 +43,23 @@ pub struct Periodic {
     pub started_ns: i64,
 }
 
-fn render_range(p: &Periodic, from_ns: i64, to_ns: i64, out: &Path) -> Result<u64, String> {
-    let store = Store::open_read_only(&p.db).map_err(|e| e.to_string())?;
+fn render_range(p: &Periodic, from_ns: i64, to_ns: i64, out: &Path) -> Result<u64, PeriodicError> {
+    let store = Store::open_read_only(&p.db)?;
     let mut filter = Filter::range(from_ns, to_ns);
     filter.ifindex = (p.ifindex != 0).then_some(p.ifindex);
     let mut d = Density::new(Layout::new(1600, 900, from_ns, to_ns));
-    store
-        .for_each(&filter, |r| d.add(&r))
-        .map_err(|e| e.to_string())?;
+    store.for_each(&filter, |r| d.add(&r))?;
     let spec = Spec {
         width: 1600,
         height: 900,
         theme: p.theme,
         utc: p.utc,
         iface: p.iface.clone(),
-        marks: super::marks_from_alerts(store.alerts(from_ns, to_ns).unwrap_or_default()),
+        marks: super::marks_from_alerts(store.alerts(from_ns, to_ns)?),
     };
-    let r = render(&d, &spec, out).map_err(|e| e.to_string())?;
+    let r = render(&d, &spec, out)?;
     if p.svg {
-        render(&d, &spec, &out.with_extension("svg")).map_err(|e| e.to_string())?;
+        render(&d, &spec, &out.with_extension("svg"))?;
     }
     Ok(r.events)
 }
@@ -86,7 +96,11 @@ impl Periodic {
         let out = self.rolling_path();
         match render_range(self, from, now, &out) {
             Ok(n) => log::debug!("{}: {n} events", out.display()),
-            Err(e) => log::error!("cannot render {}: {e}", out.display()),
+            Err(e) => log::error!(
+                "cannot render {}: {}",
+                out.display(),
+                crate::error_chain(&e)
+            ),
         }
         let today = Local::now().date_naive();
         let Some(yesterday) = today.pred_opt() else {
@@ -100,7 +114,11 @@ impl Periodic {
         if self.started_ns < end && !daily.exists() {
             match render_range(self, start, end, &daily) {
                 Ok(n) => log::info!("daily fireplot {} ({n} events)", daily.display()),
-                Err(e) => log::error!("cannot render {}: {e}", daily.display()),
+                Err(e) => log::error!(
+                    "cannot render {}: {}",
+                    daily.display(),
+                    crate::error_chain(&e)
+                ),
             }
         }
     }

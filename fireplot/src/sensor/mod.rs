@@ -168,6 +168,7 @@ pub fn check_privileges() -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::NotPrivileged {
+            // SAFETY: geteuid has no preconditions.
             detail: format!("running as uid {} with capabilities {cap_eff:#x}", unsafe {
                 libc::geteuid()
             }),

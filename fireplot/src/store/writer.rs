@@ -139,7 +139,7 @@ impl State {
         if self.broken_since.is_none() {
             log::error!(
                 "HISTORY NOT STORED: {}; the sensor keeps running, counts every event it cannot store and retries every {} s",
-                error_chain(e),
+                crate::error_chain(e),
                 RETRY.as_secs()
             );
             self.broken_since = Some(Instant::now());
@@ -189,17 +189,6 @@ impl State {
             None => self.counts.add(kind, false, n),
         }
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
 
 impl StoreWriter {
