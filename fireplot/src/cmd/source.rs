@@ -142,14 +142,19 @@ impl SourceArgs {
                             bail!(e);
                         }
                         if read.ok == 0 {
-                            bail!(
-                                "`{}` holds no events; give --from/--to (or --last) for an empty range",
+                            // A quiet run writes an empty file: nothing to
+                            // replay is a valid answer, said out loud.
+                            log::warn!(
+                                "`{}` holds no events; using the hour before --to (or now)",
                                 p.display()
                             );
+                            let to = t.map(|t| t.0).unwrap_or(now);
+                            (to - 3_600_000_000_000, to)
+                        } else {
+                            // Pad so the last event is inside the half-open range.
+                            let pad = ((hi - lo) / 50).max(1_000_000_000);
+                            (lo - pad, t.map(|t| t.0).unwrap_or(hi + pad))
                         }
-                        // Pad so the last event is inside the half-open range.
-                        let pad = ((hi - lo) / 50).max(1_000_000_000);
-                        (lo - pad, t.map(|t| t.0).unwrap_or(hi + pad))
                     }
                 }
             }
