@@ -114,43 +114,22 @@ pub fn test(extra: &[String]) -> Result<()> {
     c.stdout(std::process::Stdio::piped());
     let mut child = c.spawn().context("cannot run cargo test")?;
     let stdout = child.stdout.take().expect("piped stdout");
-    let (mut passed, mut failed, mut ignored) = (0u64, 0u64, 0u64);
+    let mut tally = Tally::default();
     for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
         println!("{line}");
-        if let Some(rest) = line.strip_prefix("test result: ") {
-            for part in rest.split(';') {
-                let mut words = part.split_whitespace().rev();
-                let (Some(what), Some(n)) = (words.next(), words.next()) else {
-                    continue;
-                };
-                let Ok(n) = n.parse::<u64>() else { continue };
-                match what {
-                    "passed" => passed += n,
-                    "failed" => failed += n,
-                    "ignored" => ignored += n,
-                    _ => {}
-                }
-            }
-        }
+        tally.add_line(&line);
     }
     let status = child.wait()?;
-    // A skipped privileged test returns early, which libtest counts as
-    // passed: take those out of the passed count.
     let skips = std::fs::read_to_string(&skip_log).unwrap_or_default();
-    let mut reasons: std::collections::BTreeMap<&str, u64> = Default::default();
-    for line in skips.lines() {
-        let reason = line.split_once('\t').map_or("", |(_, r)| r);
-        *reasons.entry(reason).or_default() += 1;
-    }
-    let skipped: u64 = reasons.values().sum();
-    let passed = passed.saturating_sub(skipped);
-    for (reason, n) in &reasons {
+    for (reason, n) in tally.take_skips(&skips) {
         println!("skipped {n} privileged tests: {reason}");
     }
-    println!(
-        "tests: {passed} passed, {failed} failed, {} skipped",
-        ignored + skipped
-    );
+    let Tally {
+        passed,
+        failed,
+        skipped,
+    } = tally;
+    println!("tests: {passed} passed, {failed} failed, {skipped} skipped");
     if !status.success() {
         bail!("cargo test failed ({status})");
     }
@@ -158,6 +137,51 @@ pub fn test(extra: &[String]) -> Result<()> {
         bail!("no test ran");
     }
     Ok(())
+}
+
+/// Totals of a `cargo test` run.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Tally {
+    passed: u64,
+    failed: u64,
+    skipped: u64,
+}
+
+impl Tally {
+    /// Adds one libtest `test result:` line (other lines are ignored).
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<u64>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.skipped += n,
+                _ => {}
+            }
+        }
+    }
+
+    /// A skipped privileged test returns early, which libtest counts as
+    /// passed: moves the tests of the skip log (`name\treason` lines) from
+    /// passed to skipped, and returns the count per reason.
+    fn take_skips(&mut self, log: &str) -> Vec<(String, u64)> {
+        let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in log.lines().filter(|l| !l.trim().is_empty()) {
+            let reason = line.split_once('\t').map_or("", |(_, r)| r);
+            *reasons.entry(reason.to_string()).or_default() += 1;
+        }
+        let skipped: u64 = reasons.values().sum();
+        self.passed = self.passed.saturating_sub(skipped);
+        self.skipped += skipped;
+        reasons.into_iter().collect()
+    }
 }
 
 /// Runs the benchmark binary; it prints the table and writes
@@ -185,4 +209,27 @@ pub fn bench(quick: bool) -> Result<()> {
         c.arg("--quick");
     }
     run(&mut c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tally;
+
+    #[test]
+    fn skipped_privileged_tests_are_not_counted_as_passed() {
+        let mut t = Tally::default();
+        t.add_line("test result: ok. 60 passed; 0 failed; 2 ignored; 0 measured; 0 filtered out; finished in 1.00s");
+        t.add_line("test result: FAILED. 7 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s");
+        t.add_line("test lab::x ... ok");
+        let reasons = t.take_skips("a\tneeds root\nb\tneeds root\n\n");
+        assert_eq!(reasons, vec![("needs root".to_string(), 2)]);
+        assert_eq!(
+            t,
+            Tally {
+                passed: 65,
+                failed: 1,
+                skipped: 4
+            }
+        );
+    }
 }
