@@ -240,7 +240,7 @@ fn a_stalled_database_never_blocks_ingest_and_every_item_is_counted() {
     // below would expire instead of the sends completing.
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let writer = w.clone();
-    std::thread::spawn(move || {
+    let ingest = std::thread::spawn(move || {
         for b in 0..batches {
             let first = (b * per_batch) as i64;
             writer.events((first..first + per_batch as i64).map(sample).collect());
@@ -251,11 +251,14 @@ fn a_stalled_database_never_blocks_ingest_and_every_item_is_counted() {
         for i in 0..summaries {
             writer.counters(i as i64, "wan0", "{}".into());
         }
+        // Let go of the writer before saying so: the test then owns it alone.
+        drop(writer);
         done_tx.send(()).unwrap();
     });
     done_rx
         .recv_timeout(Duration::from_secs(60))
         .expect("ingest went on while the database was stalled");
+    ingest.join().expect("ingest thread");
     let during = w.counts();
     assert!(
         during.not_stored + during.alerts_not_stored + during.summaries_not_stored > 0,
