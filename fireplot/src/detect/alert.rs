@@ -54,8 +54,34 @@ pub struct Alert {
     pub flag_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocols: Option<Vec<u8>>,
+    /// port_surge: the port's rate before the surge, new sources per day.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<f64>,
+    /// port_surge: the horizon (seconds) where the rise was most significant,
+    /// the new sources within it, and log10 of its probability.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon_s: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub horizon_sources: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log10_p: Option<f64>,
+    /// flood by hammering: packets to the one target port, and over how
+    /// many seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_s: Option<f64>,
+    /// backscatter: `many_sources` (our address is spoofed elsewhere) or
+    /// `one_victim` (one victim of a spoofed flood answers many of ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shape: Option<String>,
+    /// flag_scan: the distinct odd flag combinations seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub combos: Option<Vec<String>>,
+    /// Per-source kinds: the scanner whose signature the probes carry
+    /// (zmap, masscan, mirai, nmap, hping3), or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
 }
 
 impl Alert {

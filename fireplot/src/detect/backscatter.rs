@@ -1,12 +1,20 @@
-//! backscatter: unsolicited SYN-ACKs, RSTs and ICMP errors reaching one of
-//! our addresses from many sources within `backscatter_window_s`. Somebody
-//! is spoofing that address in an attack elsewhere and the victims answer us.
+//! backscatter: unsolicited SYN-ACKs, RSTs and ICMP errors — answers to
+//! something we never sent. Two shapes:
+//! - many sources answering one of our addresses within
+//!   `backscatter_window_s`: somebody spoofs that address in an attack
+//!   elsewhere and the victims answer us (`many_sources`);
+//! - one source answering `backscatter_victim_targets` of our addresses
+//!   within `backscatter_victim_window_s`: that source is the victim of a
+//!   spoofed flood whose forged sources include our addresses
+//!   (`one_victim`).
+//!
+//! Answers never count toward scans or sweeps.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
     config::DetectConfig,
-    episode::{Key, Kind},
+    episode::{Key, Kind, Run},
     probe::Probe,
     Engine, SEC,
 };
@@ -20,16 +28,29 @@ struct Window {
     probes: u64,
 }
 
+/// One victim's answers to our addresses.
+struct Victim {
+    start: i64,
+    targets: FxHashSet<u128>,
+    probes: u64,
+    /// The source port of its first answer, and how many answers came from it.
+    sport: u16,
+    same_sport: u64,
+}
+
 /// Backscatter state.
 #[derive(Default)]
 pub struct Backscatter {
     win: FxHashMap<u128, Window>,
+    victims: FxHashMap<u128, Victim>,
 }
 
 impl Backscatter {
     pub fn prune(&mut self, now: i64, cfg: &DetectConfig) {
         let w = cfg.backscatter_window_s as i64 * SEC;
         self.win.retain(|_, x| now - x.start <= w);
+        let v = cfg.backscatter_victim_window_s as i64 * SEC;
+        self.victims.retain(|_, x| now - x.start <= v);
     }
 
     pub fn bytes(&self) -> usize {
@@ -38,10 +59,78 @@ impl Backscatter {
             .map(|w| 40 + w.sources.capacity() * 17)
             .sum::<usize>()
             + self.win.capacity() * 17
+            + self
+                .victims
+                .values()
+                .map(|v| 64 + v.targets.capacity() * 17)
+                .sum::<usize>()
+            + self.victims.capacity() * 17
     }
 }
 
 pub fn observe(e: &mut Engine, p: &Probe) {
+    observe_victim(e, p);
+    observe_target(e, p);
+}
+
+/// One source answering many of our addresses.
+fn observe_victim(e: &mut Engine, p: &Probe) {
+    let window = e.cfg.backscatter_victim_window_s as i64 * SEC;
+    if e.back.victims.len() >= TARGET_CAP && !e.back.victims.contains_key(&p.src) {
+        return;
+    }
+    let v = e.back.victims.entry(p.src).or_insert_with(|| Victim {
+        start: p.ts_ns,
+        targets: FxHashSet::default(),
+        probes: 0,
+        sport: p.sport,
+        same_sport: 0,
+    });
+    if p.ts_ns - v.start > window {
+        *v = Victim {
+            start: p.ts_ns,
+            targets: FxHashSet::default(),
+            probes: 0,
+            sport: p.sport,
+            same_sport: 0,
+        };
+    }
+    v.probes += 1;
+    if p.sport == v.sport {
+        v.same_sport += 1;
+    }
+    let new = v.targets.len() < SOURCE_CAP && v.targets.insert(p.dst);
+    let (n, start, probes, sport, same) =
+        (v.targets.len(), v.start, v.probes, v.sport, v.same_sport);
+    if !new || n < e.cfg.backscatter_victim_targets as usize {
+        return;
+    }
+    let key = Key::Src(Kind::Backscatter, p.src, 0);
+    if e.active(&key).is_some() {
+        return;
+    }
+    let mut targets: Vec<u128> = e.back.victims[&p.src].targets.iter().copied().collect();
+    targets.sort_unstable();
+    e.start(Kind::Backscatter, key, p, |ep| {
+        ep.one_victim = true;
+        ep.sources.insert(p.src);
+        for t in targets {
+            ep.targets.insert(t);
+        }
+        ep.first_ns = start;
+        ep.probes = probes;
+        // The service it answers from, when most answers share one port.
+        if matches!(p.proto, 6 | 17) && same * 10 >= probes * 9 {
+            ep.run = Some(Run {
+                port: sport,
+                ..Run::default()
+            });
+        }
+    });
+}
+
+/// Many sources answering one of our addresses.
+fn observe_target(e: &mut Engine, p: &Probe) {
     let window = e.cfg.backscatter_window_s as i64 * SEC;
     if e.back.win.len() >= TARGET_CAP && !e.back.win.contains_key(&p.dst) {
         return;

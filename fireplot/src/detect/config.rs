@@ -41,14 +41,18 @@ pub enum ConfigError {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DetectConfig {
-    /// port_scan: distinct ports of one target that make a source a scanner.
+    /// port_scan: distinct ports of one target that make a source a scanner
+    /// (Zeek needs 15, TRW 4–5; nmap's UDP top-ports scan reaches 9).
     pub scan_ports: u32,
     /// port_sweep: distinct targets that make a source a sweeper...
     pub sweep_targets: u32,
     /// ...while it probes at most this many distinct ports.
     pub sweep_max_ports: u32,
-    /// flag_scan: probes (distinct target and port) with a flag mix no stack sends first.
+    /// flag_scan: probes (distinct target and port) with a flag mix no stack sends first...
     pub flag_probes: u32,
+    /// ...or this many distinct odd flag combinations from one source, even
+    /// to one port (OS and firewall fingerprinting: nmap -O's T2, T3, T7).
+    pub flag_combos: u32,
     /// protocol_scan: distinct IP protocols from one source.
     pub protocols: u32,
     /// speed: `fast` when the mean time between a scan's probes is at most this (seconds).
@@ -82,26 +86,60 @@ pub struct DetectConfig {
     pub distributed_max_sources: u32,
     /// ...none of which is a port scanner alone, within this window (seconds).
     pub distributed_window_s: u64,
-    /// port_surge: bucket length (seconds) for distinct sources per port.
+    /// port_surge: bucket (seconds) of a port's count of new sources.
     pub surge_bucket_s: u64,
-    /// port_surge: at least this many distinct sources in a bucket...
+    /// port_surge: horizons tested (seconds, multiples of the bucket).
+    pub surge_horizons_s: Vec<u64>,
+    /// port_surge: P(at least this many new sources | the port's history)
+    /// at or below which a horizon is significant (per test).
+    pub surge_false_alarm: f64,
+    /// port_surge: at least this many new sources within the horizon...
     pub surge_min_sources: u32,
-    /// ...and this many times the port's baseline (mean of earlier buckets).
-    pub surge_factor: f64,
-    /// port_surge: buckets of history needed before a baseline counts.
-    pub surge_warmup_buckets: u32,
-    /// port_surge: mean probes per source above this means scanners, not a surge.
-    pub surge_max_probes_per_source: f64,
+    /// ...and at least this many times the expected count: real background
+    /// swings (day and night) more than a Poisson count would.
+    pub surge_min_ratio: f64,
+    /// port_surge: a horizon is tested once the port has been watched this
+    /// long (and twice the horizon) before the window.
+    pub surge_min_history_s: u64,
+    /// port_surge: the prior of a port's rate: this many sources...
+    pub surge_prior_sources: f64,
+    /// ...over this many seconds (weak: a port nobody probed gets a small,
+    /// non-zero rate; a busy one is learnt from its own history).
+    pub surge_prior_s: u64,
+    /// port_surge: half-life (seconds) of a port's history.
+    pub surge_half_life_s: u64,
     /// backscatter: distinct sources of unsolicited SYN-ACK/RST/ICMP errors to one address...
     pub backscatter_sources: u32,
     /// ...within this window (seconds).
     pub backscatter_window_s: u64,
+    /// backscatter from one victim: one source's SYN-ACKs, RSTs and ICMP
+    /// errors reaching this many of our addresses...
+    pub backscatter_victim_targets: u32,
+    /// ...within this window (seconds).
+    pub backscatter_victim_window_s: u64,
     /// flood: events per second from one source, or to one port from several.
     pub flood_pps: u32,
     /// flood of one port: "from several sources" only while no single
     /// source sent more than this share of the port's events in that second
     /// (else it is that source's flood).
     pub flood_port_max_share: f64,
+    /// flood (hammering): one source sending this many packets to one
+    /// target port, at any rate...
+    pub hammer_packets: u32,
+    /// ...with no gap longer than this (seconds) between them, over at
+    /// least `hammer_min_span_s` (a shorter burst is judged by the
+    /// per-second flood thresholds, so several sources bursting at one port
+    /// are one port flood, not many hammerings).
+    pub hammer_gap_s: u64,
+    pub hammer_min_span_s: u64,
+    /// Severity 1–5 of a hammering from its packet count: psad's danger
+    /// levels.
+    pub hammer_levels: [u64; 5],
+    /// tool: a scanner is named when at least this many probes of an
+    /// episode were checked...
+    pub tool_min_probes: u32,
+    /// ...and this share of them carry its signature.
+    pub tool_min_share: f64,
     /// Memory budget of all detector state, MiB. Source state is evicted
     /// oldest-first (least recently seen) past it, and evictions are counted.
     pub memory_mib: u64,
@@ -110,10 +148,11 @@ pub struct DetectConfig {
 impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
-            scan_ports: 10,
-            sweep_targets: 10,
+            scan_ports: 6,
+            sweep_targets: 6,
             sweep_max_ports: 5,
             flag_probes: 5,
+            flag_combos: 3,
             protocols: 8,
             fast_max_interval_s: 1.0,
             episode_idle_s: 900,
@@ -124,18 +163,30 @@ impl Default for DetectConfig {
             sync_lag_spread: 0.25,
             sync_lag_spread_min_ms: 2.0,
             sync_decide_probes: 16,
-            distributed_ports: 100,
+            distributed_ports: 50,
             distributed_max_sources: 16,
             distributed_window_s: 600,
             surge_bucket_s: 600,
-            surge_min_sources: 50,
-            surge_factor: 10.0,
-            surge_warmup_buckets: 6,
-            surge_max_probes_per_source: 5.0,
+            surge_horizons_s: vec![600, 3600, 6 * 3600, 24 * 3600],
+            surge_false_alarm: 1e-9,
+            surge_min_sources: 20,
+            surge_min_ratio: 4.0,
+            surge_min_history_s: 6 * 3600,
+            surge_prior_sources: 1.0,
+            surge_prior_s: 3600,
+            surge_half_life_s: 7 * 86_400,
             backscatter_sources: 20,
             backscatter_window_s: 600,
+            backscatter_victim_targets: 20,
+            backscatter_victim_window_s: 86_400,
             flood_pps: 20_000,
             flood_port_max_share: 0.5,
+            hammer_packets: 1000,
+            hammer_gap_s: 600,
+            hammer_min_span_s: 1,
+            hammer_levels: [5, 15, 150, 1_500, 10_000],
+            tool_min_probes: 5,
+            tool_min_share: 0.9,
             memory_mib: 256,
         }
     }
@@ -190,13 +241,19 @@ impl DetectConfig {
             ("sweep_targets", self.sweep_targets),
             ("sweep_max_ports", self.sweep_max_ports),
             ("flag_probes", self.flag_probes),
+            ("flag_combos", self.flag_combos),
+            ("hammer_packets", self.hammer_packets),
+            ("tool_min_probes", self.tool_min_probes),
+            (
+                "backscatter_victim_targets",
+                self.backscatter_victim_targets,
+            ),
             ("protocols", self.protocols),
             ("sync_ports", self.sync_ports),
             ("sync_decide_probes", self.sync_decide_probes),
             ("distributed_ports", self.distributed_ports),
             ("distributed_max_sources", self.distributed_max_sources),
             ("surge_min_sources", self.surge_min_sources),
-            ("surge_warmup_buckets", self.surge_warmup_buckets),
             ("backscatter_sources", self.backscatter_sources),
             ("flood_pps", self.flood_pps),
         ];
@@ -212,6 +269,17 @@ impl DetectConfig {
                 "work is shared by at least 2 sources",
             );
         }
+        // Shared work is found only among sources none of which scans
+        // alone: more ports than they can share unnoticed is unreachable.
+        let reachable =
+            u64::from(self.distributed_max_sources) * u64::from(self.scan_ports.saturating_sub(1));
+        if u64::from(self.distributed_ports) > reachable {
+            return bad(
+                "distributed_ports",
+                self.distributed_ports.to_string(),
+                "is more than distributed_max_sources × (scan_ports − 1) sources can probe without one being a port scan: shared work could never be found",
+            );
+        }
         let windows = [
             ("episode_idle_s", self.episode_idle_s),
             ("source_idle_s", self.source_idle_s),
@@ -219,6 +287,15 @@ impl DetectConfig {
             ("distributed_window_s", self.distributed_window_s),
             ("surge_bucket_s", self.surge_bucket_s),
             ("backscatter_window_s", self.backscatter_window_s),
+            (
+                "backscatter_victim_window_s",
+                self.backscatter_victim_window_s,
+            ),
+            ("hammer_gap_s", self.hammer_gap_s),
+            ("hammer_min_span_s", self.hammer_min_span_s),
+            ("surge_min_history_s", self.surge_min_history_s),
+            ("surge_prior_s", self.surge_prior_s),
+            ("surge_half_life_s", self.surge_half_life_s),
         ];
         for (key, v) in windows {
             if v == 0 || v > YEAR_S {
@@ -229,6 +306,8 @@ impl DetectConfig {
             ("sync_same_order", self.sync_same_order),
             ("sync_lag_spread", self.sync_lag_spread),
             ("flood_port_max_share", self.flood_port_max_share),
+            ("tool_min_share", self.tool_min_share),
+            ("surge_false_alarm", self.surge_false_alarm),
         ];
         for (key, v) in shares {
             if !(v > 0.0 && v <= 1.0) {
@@ -238,21 +317,37 @@ impl DetectConfig {
         let positives = [
             ("fast_max_interval_s", self.fast_max_interval_s),
             ("sync_lag_spread_min_ms", self.sync_lag_spread_min_ms),
-            (
-                "surge_max_probes_per_source",
-                self.surge_max_probes_per_source,
-            ),
+            ("surge_prior_sources", self.surge_prior_sources),
         ];
         for (key, v) in positives {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, v.to_string(), "must be a positive number");
             }
         }
-        if !(self.surge_factor.is_finite() && self.surge_factor >= 1.0) {
+        if !(self.surge_min_ratio.is_finite() && self.surge_min_ratio >= 1.0) {
             return bad(
-                "surge_factor",
-                self.surge_factor.to_string(),
-                "must be a number of at least 1 (times the baseline)",
+                "surge_min_ratio",
+                self.surge_min_ratio.to_string(),
+                "must be a number of at least 1 (times the expected count)",
+            );
+        }
+        let horizons = &self.surge_horizons_s;
+        if horizons.is_empty()
+            || horizons
+                .iter()
+                .any(|h| *h == 0 || h % self.surge_bucket_s != 0 || *h > 7 * 86_400)
+        {
+            return bad(
+                "surge_horizons_s",
+                format!("{horizons:?}"),
+                "must be one or more multiples of surge_bucket_s, at most 7 days",
+            );
+        }
+        if self.hammer_levels.windows(2).any(|w| w[0] >= w[1]) || self.hammer_levels[0] == 0 {
+            return bad(
+                "hammer_levels",
+                format!("{:?}", self.hammer_levels),
+                "must be five increasing packet counts",
             );
         }
         if !(16..=1 << 20).contains(&self.memory_mib) {
@@ -278,12 +373,12 @@ mod tests {
         std::fs::write(&f, "scan_ports = 20\nflood_pps = 1000\n").unwrap();
         let c = DetectConfig::load(
             Some(&f),
-            &["flood_pps=5".into(), "surge_factor = 3.5".into()],
+            &["flood_pps=5".into(), "surge_min_ratio = 3.5".into()],
         )
         .unwrap();
         assert_eq!(c.scan_ports, 20);
         assert_eq!(c.flood_pps, 5);
-        assert_eq!(c.surge_factor, 3.5);
+        assert_eq!(c.surge_min_ratio, 3.5);
         assert_eq!(c.sweep_targets, DetectConfig::default().sweep_targets);
         assert!(DetectConfig::load(None, &["no_such_key=1".into()]).is_err());
         assert!(DetectConfig::load(None, &["scan_ports=0".into()]).is_err());
@@ -300,8 +395,11 @@ mod tests {
         for (set, key) in [
             ("sweep_max_ports=0", "sweep_max_ports"),
             ("episode_idle_s=0", "episode_idle_s"),
-            ("surge_factor=0.5", "surge_factor"),
-            ("surge_factor=nan", "surge_factor"),
+            ("surge_min_ratio=0.5", "surge_min_ratio"),
+            ("surge_min_ratio=nan", "surge_min_ratio"),
+            ("surge_horizons_s=[700]", "surge_horizons_s"),
+            ("surge_false_alarm=2", "surge_false_alarm"),
+            ("hammer_levels=[5, 5, 150, 1500, 10000]", "hammer_levels"),
             ("sync_same_order=1.5", "sync_same_order"),
             ("flood_port_max_share=0", "flood_port_max_share"),
             ("distributed_max_sources=1", "distributed_max_sources"),

@@ -5,7 +5,10 @@ use rustc_hash::FxHashSet;
 
 use super::{
     alert::{human_secs, severity, thousands, Alert, Ports, Targets},
-    probe::{addr, FlagType, Probe},
+    config::DetectConfig,
+    probe::{addr, FlagType, Probe, Role},
+    surge::SurgeTest,
+    tools::ToolVotes,
 };
 use crate::record::line::{flags_string, rfc3339_ns, Proto};
 
@@ -143,6 +146,13 @@ impl PortSet {
         self.count == 0
     }
 
+    pub fn contains(&self, p: u16) -> bool {
+        match &self.bits {
+            Some(b) => b[(p >> 6) as usize] & (1u64 << (p & 63)) != 0,
+            None => self.small.contains(&p),
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.small.capacity() * 2
@@ -229,6 +239,20 @@ pub struct Episode {
     pub baseline: Option<f64>,
     /// Flood: the highest one-second count.
     pub peak_pps: u64,
+    /// Flood by hammering: the run of packets to one target port.
+    pub run: Option<Run>,
+    /// Scanner signatures of the probes.
+    pub tools: ToolVotes,
+    /// flag_scan: distinct odd flag bytes (a 256-bit set).
+    pub combos: Option<[u64; 4]>,
+    /// port_surge: the strongest significant test.
+    pub surge: Option<SurgeTest>,
+    /// port_surge: new sources of the window before the episode started
+    /// (the episode's own set holds those seen since).
+    pub surge_before: u64,
+    /// backscatter: one victim answering many of our addresses (keyed by
+    /// the source), not many sources answering one (keyed by the target).
+    pub one_victim: bool,
     /// Last source and target added (skips the set lookups for runs).
     last_src: Option<u128>,
     last_dst: Option<u128>,
@@ -258,6 +282,12 @@ impl Episode {
             protocols: None,
             baseline: None,
             peak_pps: 0,
+            run: None,
+            tools: ToolVotes::default(),
+            combos: None,
+            surge: None,
+            surge_before: 0,
+            one_victim: false,
             last_src: None,
             last_dst: None,
         }
@@ -297,6 +327,16 @@ impl Episode {
         if let Some(bits) = self.protocols.as_mut() {
             bits[(p.proto >> 6) as usize] |= 1u64 << (p.proto & 63);
         }
+        if let Some(r) = self.run.as_mut() {
+            if r.matches(p) {
+                r.count += 1;
+                r.last_ns = r.last_ns.max(p.ts_ns);
+            }
+        }
+        if let (Some(c), Role::Odd(_)) = (self.combos.as_mut(), p.role) {
+            c[(p.flags >> 6) as usize] |= 1u64 << (p.flags & 63);
+        }
+        self.tools.add(p);
     }
 
     pub fn duration_s(&self) -> f64 {
@@ -328,7 +368,8 @@ impl Episode {
     }
 
     /// The alert record of this episode now.
-    pub fn alert(&self, status: &str, fast_max_interval_s: f64) -> Alert {
+    pub fn alert(&self, status: &str, cfg: &DetectConfig) -> Alert {
+        let fast_max_interval_s = cfg.fast_max_interval_s;
         let proto_name = match Proto::from_number(self.proto) {
             Proto::Name(n) => n,
             Proto::Number(n) => n.to_string(),
@@ -336,7 +377,14 @@ impl Episode {
         let dur = self.duration_s();
         let rate = self.probes as f64 / dur.max(0.001);
         let breadth = self.ports.len().max(self.targets.count() as u32) as u64;
+        let hammering = self.kind == Kind::Flood
+            && self.run.is_some()
+            && self.peak_pps < u64::from(cfg.flood_pps);
         let sev = match self.kind {
+            Kind::Flood if hammering => {
+                let n = self.run.map_or(0, |r| r.count);
+                cfg.hammer_levels.iter().filter(|l| n >= **l).count().max(1) as u8
+            }
             Kind::Flood => match self.peak_pps {
                 0..=49_999 => 3,
                 50_000..=199_999 => 4,
@@ -350,7 +398,23 @@ impl Episode {
         let sources = self.sources.sorted(32);
         let speed = self.speed(fast_max_interval_s);
         let order = self.order.name();
-        let summary = self.summary(status, &proto_name.to_uppercase(), dur, speed, order);
+        let summary = self.summary(
+            status,
+            &proto_name.to_uppercase(),
+            dur,
+            speed,
+            order,
+            hammering,
+        );
+        let per_source = matches!(
+            self.kind,
+            Kind::PortScan
+                | Kind::PortSweep
+                | Kind::FlagScan
+                | Kind::ProtocolScan
+                | Kind::Flood
+                | Kind::DistributedScan
+        );
         Alert {
             id: self.id,
             status: status.into(),
@@ -386,10 +450,40 @@ impl Episode {
             flag_type: self.flag_type.map(|f| f.name().to_string()),
             protocols: self.protocols.map(|_| self.protocol_list()),
             baseline: self.baseline.map(|b| (b * 100.0).round() / 100.0),
+            horizon_s: self.surge.map(|t| t.horizon_s),
+            horizon_sources: self.surge.map(|t| t.sources),
+            log10_p: self.surge.map(|t| (t.log10_p * 10.0).round() / 10.0),
+            count: self.run.filter(|_| hammering).map(|r| r.count),
+            window_s: self
+                .run
+                .filter(|_| hammering)
+                .map(|r| ((r.last_ns - r.first_ns) as f64 / 1e8).round() / 10.0),
+            shape: (self.kind == Kind::Backscatter).then(|| {
+                if self.one_victim {
+                    "one_victim"
+                } else {
+                    "many_sources"
+                }
+                .to_string()
+            }),
+            combos: self.combos.map(|c| combo_names(&c)),
+            tool: per_source.then(|| {
+                self.tools
+                    .name(cfg.tool_min_probes, cfg.tool_min_share)
+                    .to_string()
+            }),
         }
     }
 
-    fn summary(&self, status: &str, proto: &str, dur: f64, speed: &str, order: &str) -> String {
+    fn summary(
+        &self,
+        status: &str,
+        proto: &str,
+        dur: f64,
+        speed: &str,
+        order: &str,
+        hammering: bool,
+    ) -> String {
         let src = self.sources.sample().first().cloned().unwrap_or_default();
         let target = self.targets.sample().first().cloned().unwrap_or_default();
         let ports = thousands(self.ports.len() as u64);
@@ -428,6 +522,16 @@ impl Episode {
                     if going { "are probing" } else { "probed" }
                 )
             }
+            Kind::FlagScan if self.combos.is_some_and(|c| combo_count(&c) > 1) => {
+                let names = combo_names(&self.combos.unwrap_or_default());
+                format!(
+                    "{src} {} {} different odd TCP flag combinations ({}) to {ports} port{} of {target}: OS or firewall fingerprinting",
+                    if going { "has sent" } else { "sent" },
+                    names.len(),
+                    names.iter().take(6).cloned().collect::<Vec<_>>().join(", ") + if names.len() > 6 { ", ..." } else { "" },
+                    if self.ports.len() == 1 { "" } else { "s" }
+                )
+            }
             Kind::FlagScan => {
                 let t = self.flag_type.map(FlagType::title).unwrap_or("odd-flag");
                 let fl = flags_string(self.flags);
@@ -444,11 +548,54 @@ impl Episode {
             ),
             Kind::PortSurge => {
                 let port = self.port_sample.first().copied().unwrap_or(0);
+                let t = self.surge.unwrap_or(SurgeTest {
+                    horizon_s: 0,
+                    sources: self.sources.count(),
+                    baseline_per_day: 0.0,
+                    log10_p: 0.0,
+                });
+                let base = per_day(t.baseline_per_day);
+                if going {
+                    format!(
+                        "{proto}/{port}: {} distinct sources in {}, baseline {base}",
+                        thousands(t.sources),
+                        human_secs(t.horizon_s as f64)
+                    )
+                } else {
+                    format!(
+                        "{proto}/{port}: {} distinct sources in {took} ({} in {} at the peak), baseline {base}",
+                        thousands(self.surge_before + self.sources.count()),
+                        thousands(t.sources),
+                        human_secs(t.horizon_s as f64)
+                    )
+                }
+            }
+            Kind::Backscatter if self.one_victim => {
+                let what = match (self.proto, self.flags & 0x14) {
+                    (6, 0x10) => "SYN-ACKs",
+                    (6, _) => "RSTs",
+                    _ => "ICMP errors",
+                };
+                let from = match self.run {
+                    Some(r) if r.port != 0 => format!(" from port {}", r.port),
+                    _ => String::new(),
+                };
                 format!(
-                    "{proto}/{port} {} {} distinct sources in {took}, far above its baseline of {:.1} per bucket; no single source is a scanner",
-                    if going { "is drawing" } else { "drew" },
-                    thousands(self.sources.count()),
-                    self.baseline.unwrap_or(0.0)
+                    "{src} {} a spoofed flood: {probes} {what}{from} to {targets} of our addresses in {took}",
+                    if going { "is answering" } else { "answered" }
+                )
+            }
+            Kind::Flood if hammering => {
+                let r = self.run.unwrap_or_default();
+                let span = (r.last_ns - r.first_ns) as f64 / 1e9;
+                format!(
+                    "{src} {} {proto}/{} of {} with {} packets in {} ({:.1}/s)",
+                    if going { "is hammering" } else { "hammered" },
+                    r.port,
+                    addr(r.dst),
+                    thousands(r.count),
+                    human_secs(span),
+                    r.count as f64 / span.max(0.001)
                 )
             }
             Kind::Backscatter => format!(
@@ -470,6 +617,54 @@ impl Episode {
                 ),
             },
         }
+    }
+}
+
+/// A run of packets from one source to one target port (hammering), or
+/// for one-victim backscatter the victim's dominant source port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Run {
+    pub dst: u128,
+    pub proto: u8,
+    pub port: u16,
+    pub count: u64,
+    pub first_ns: i64,
+    pub last_ns: i64,
+}
+
+impl Run {
+    fn matches(&self, p: &Probe) -> bool {
+        p.dst == self.dst && p.proto == self.proto && p.port == self.port
+    }
+}
+
+fn combo_count(c: &[u64; 4]) -> u32 {
+    c.iter().map(|w| w.count_ones()).sum()
+}
+
+/// The flag combinations of a set, named ("NULL" for none).
+fn combo_names(c: &[u64; 4]) -> Vec<String> {
+    (0..=255u8)
+        .filter(|f| c[(f >> 6) as usize] & (1u64 << (f & 63)) != 0)
+        .map(|f| {
+            let s = flags_string(f);
+            if s.is_empty() {
+                "NULL".to_string()
+            } else {
+                s
+            }
+        })
+        .collect()
+}
+
+/// "4 a day", "0.3 a day", "2.5 an hour".
+fn per_day(rate: f64) -> String {
+    if rate >= 48.0 {
+        format!("{:.0} an hour", rate / 24.0)
+    } else if rate >= 10.0 {
+        format!("{rate:.0} a day")
+    } else {
+        format!("{rate:.1} a day")
     }
 }
 

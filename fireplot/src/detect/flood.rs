@@ -1,13 +1,14 @@
 //! flood: one source, or one destination port probed by several sources,
-//! above `flood_pps` events in one second of event time. A port's flood is
+//! above `flood_pps` events in one second of event time; or one source
+//! hammering one target port at any rate (`hammer_packets` in a run). A port's flood is
 //! "from several sources" only while no source sent more than
 //! `flood_port_max_share` of it (else it is that source's flood).
 
 use rustc_hash::FxHashMap;
 
 use super::{
-    episode::{Key, Kind},
-    probe::Probe,
+    episode::{Key, Kind, Run},
+    probe::{Probe, Role},
     Engine, SEC,
 };
 
@@ -90,5 +91,124 @@ pub fn observe_port(e: &mut Engine, p: &Probe, src_count: u32) {
         ep.first_ns = sec * SEC;
         ep.probes = n as u64;
         ep.peak_pps = n as u64;
+    });
+}
+
+/// Runs of packets from one source to one target port (hammering).
+#[derive(Default)]
+pub struct Hammer {
+    runs: FxHashMap<(u128, u128, u8, u16), RunCount>,
+    /// Repeats not tracked because the table was full.
+    pub untracked: u64,
+}
+
+#[derive(Clone, Copy)]
+struct RunCount {
+    count: u64,
+    first_ns: i64,
+    last_ns: i64,
+}
+
+/// Runs tracked at once; idle ones are pruned every second of event time.
+const RUN_CAP: usize = 1 << 16;
+
+impl Hammer {
+    pub fn prune(&mut self, now: i64, gap_s: u64) {
+        let gap = gap_s as i64 * SEC;
+        self.runs.retain(|_, r| now - r.last_ns <= gap);
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.runs.capacity() * (40 + 24 + 1)
+    }
+}
+
+/// Counts a packet that repeats one the source sent before (`repeat`) to
+/// the same target port; a run of `hammer_packets` with no gap longer than
+/// `hammer_gap_s` is a flood by hammering, whatever the rate. Only probes
+/// count: answers are backscatter, and TCP packets with ACK but no SYN
+/// are the middle of a connection whose state the sensor lost (a chatty
+/// client after a timeout), not an attack; published services never reach
+/// the detector as events at all.
+pub fn observe_hammer(e: &mut Engine, p: &Probe, repeat: bool) {
+    use super::probe::{ACK, SYN};
+    use fireplot_common::event::Class;
+    if p.class != Class::Unsolicited as u8
+        || p.role == Role::Backscatter
+        || (p.proto == 6 && p.flags & ACK != 0 && p.flags & SYN == 0)
+    {
+        return;
+    }
+    let k = (p.src, p.dst, p.proto, p.port);
+    let gap = e.cfg.hammer_gap_s as i64 * SEC;
+    let run = match e.hammer.runs.get_mut(&k) {
+        Some(r) => {
+            if p.ts_ns - r.last_ns > gap {
+                *r = RunCount {
+                    count: 1,
+                    first_ns: p.ts_ns,
+                    last_ns: p.ts_ns,
+                };
+            } else {
+                r.count += 1;
+                r.last_ns = r.last_ns.max(p.ts_ns);
+            }
+            *r
+        }
+        None if repeat => {
+            if e.hammer.runs.len() >= RUN_CAP {
+                e.hammer.untracked += 1;
+                return;
+            }
+            // This packet and the one it repeats.
+            let r = RunCount {
+                count: 2,
+                first_ns: p.ts_ns,
+                last_ns: p.ts_ns,
+            };
+            e.hammer.runs.insert(k, r);
+            r
+        }
+        None => return,
+    };
+    if run.count < u64::from(e.cfg.hammer_packets)
+        || run.last_ns - run.first_ns < e.cfg.hammer_min_span_s as i64 * SEC
+    {
+        return;
+    }
+    let key = Key::Src(Kind::Flood, p.src, 0);
+    if let Some(id) = e.active(&key) {
+        // A rate flood of the same source: it now counts this run too.
+        if let Some(ep) = e.episodes.get_mut(&id) {
+            if ep.run.is_none() {
+                ep.run = Some(Run {
+                    dst: p.dst,
+                    proto: p.proto,
+                    port: p.port,
+                    count: run.count,
+                    first_ns: run.first_ns,
+                    last_ns: run.last_ns,
+                });
+            }
+        }
+        return;
+    }
+    e.start(Kind::Flood, key, p, |ep| {
+        ep.sources.insert(p.src);
+        ep.targets.insert(p.dst);
+        if matches!(p.proto, 6 | 17) {
+            ep.add_port(p.port);
+        }
+        ep.first_ns = run.first_ns;
+        ep.probes = run.count;
+        ep.tools.add(p);
+        ep.run = Some(Run {
+            dst: p.dst,
+            proto: p.proto,
+            port: p.port,
+            count: run.count,
+            first_ns: run.first_ns,
+            last_ns: run.last_ns,
+        });
     });
 }

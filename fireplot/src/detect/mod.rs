@@ -18,6 +18,7 @@ pub mod probe;
 mod scan;
 pub mod sources;
 mod surge;
+mod tools;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;
@@ -44,6 +45,8 @@ pub struct DetectStats {
     pub sources_tracked: u64,
     /// Co-probing pairs not tracked because the lockstep pair table was full.
     pub sync_pairs_untracked: u64,
+    /// Repeated probes not tracked for hammering because its table was full.
+    pub hammer_runs_untracked: u64,
     /// Bytes of detector state, as accounted.
     pub state_bytes: u64,
     pub budget_bytes: u64,
@@ -66,6 +69,7 @@ pub struct Engine {
     surge: surge::Surge,
     back: backscatter::Backscatter,
     port_flood: flood::PortFlood,
+    hammer: flood::Hammer,
     out: Vec<Alert>,
     stats: DetectStats,
     budget: usize,
@@ -91,6 +95,7 @@ impl Engine {
             surge: surge::Surge::default(),
             back: backscatter::Backscatter::default(),
             port_flood: flood::PortFlood::default(),
+            hammer: flood::Hammer::default(),
             out: Vec::new(),
             stats: DetectStats::default(),
             budget,
@@ -128,11 +133,13 @@ impl Engine {
         light.sec_count += 1;
         let sec_count = light.sec_count;
         let snapshot = *light;
+        let (repeat, new_for_port) = self.seen_before(&p, &snapshot, _new);
 
         // A source already reported as a scanner, sweeper or flooder is
         // not part of a surge or of shared work: skip those detectors.
         let busy = self.route(&p, sec_count);
         flood::observe_source(self, &p, sec_count);
+        flood::observe_hammer(self, &p, repeat);
         match p.role {
             Role::Probe => scan::observe(self, &p, &snapshot),
             Role::Odd(t) => scan::observe_odd(self, &p, t, &snapshot),
@@ -143,10 +150,40 @@ impl Engine {
             if !busy {
                 // A port flood is many sources at once; a source reported
                 // on its own is counted there, not here.
-                surge::observe(self, &p);
+                surge::observe(self, &p, new_for_port);
                 flood::observe_port(self, &p, sec_count);
             }
         }
+    }
+
+    /// Has the source sent this very probe (target, protocol, port) before,
+    /// and has it probed this (protocol, port) before — from its record as
+    /// it was before this probe.
+    fn seen_before(&self, p: &Probe, l: &sources::Light, new_source: bool) -> (bool, bool) {
+        if new_source {
+            return (false, true);
+        }
+        if !l.heavy {
+            let repeat =
+                l.same_as_first(p.dst, p.port, p.proto) || l.same_as_second(p.dst, p.port, p.proto);
+            let port_seen = (l.first_port == p.port && l.first_proto == p.proto)
+                || (l.has_second && l.second_port == p.port && l.second_proto == p.proto);
+            return (repeat, !port_seen);
+        }
+        let Some(h) = self.sources.heavy.get(&p.src) else {
+            return (false, false);
+        };
+        let slot = sources::proto_slot(p.proto);
+        let with_port = slot < 2;
+        let repeat = h
+            .targets
+            .get(&(p.dst, if with_port { p.proto } else { 0 }))
+            .is_some_and(|t| !with_port || t.ports.contains(p.port));
+        // A source past `sweep_max_ports` ports is scanning, not one of a
+        // wave's many sources.
+        let new_for_port =
+            with_port && !h.union_over[slot] && !h.union_ports[slot].contains(&p.port);
+        (repeat, new_for_port)
     }
 
     /// Adds the event to the active episodes it belongs to.
@@ -164,6 +201,7 @@ impl Engine {
                         p.role == Role::Probe && p.proto == proto
                     }
                     (Kind::FlagScan, _) => matches!(p.role, Role::Odd(_)),
+                    (Kind::Backscatter, Key::Src(..)) => p.role == Role::Backscatter,
                     (Kind::ProtocolScan, _) => p.role == Role::Probe,
                     (Kind::Flood, _) => true,
                     (Kind::DistributedScan, Key::Dst(_, dst)) => {
@@ -229,8 +267,7 @@ impl Engine {
             Key::Dst(Kind::Backscatter, dst) => self.by_dst.entry(dst).or_default().push(id),
             Key::Dst(_, _) => {}
         }
-        self.out
-            .push(ep.alert("started", self.cfg.fast_max_interval_s));
+        self.out.push(ep.alert("started", &self.cfg));
         self.stats.alerts_started += 1;
         self.by_key.insert(key, id);
         self.episodes.insert(id, ep);
@@ -282,8 +319,7 @@ impl Engine {
             }
             self.sync.forget_group(id);
         }
-        self.out
-            .push(ep.alert("ended", self.cfg.fast_max_interval_s));
+        self.out.push(ep.alert("ended", &self.cfg));
         self.stats.alerts_ended += 1;
     }
 
@@ -296,7 +332,13 @@ impl Engine {
         let mut done: Vec<u64> = self
             .episodes
             .values()
-            .filter(|e| now - e.last_ns > idle || surge::finished(self, e))
+            .filter(|e| {
+                if e.kind == Kind::PortSurge {
+                    surge::finished(self, e)
+                } else {
+                    now - e.last_ns > idle
+                }
+            })
             .map(|e| e.id)
             .collect();
         done.sort_unstable();
@@ -306,6 +348,7 @@ impl Engine {
         self.sources
             .expire(now - self.cfg.source_idle_s as i64 * SEC, 100_000);
         self.sync.prune(now, &self.cfg, &mut self.stats);
+        self.hammer.prune(now, self.cfg.hammer_gap_s);
         self.shared.prune(now, &self.cfg);
         self.back.prune(now, &self.cfg);
         self.other_bytes = self.state_bytes() - self.sources.bytes();
@@ -327,6 +370,7 @@ impl Engine {
             + self.surge.bytes()
             + self.back.bytes()
             + self.port_flood.bytes()
+            + self.hammer.bytes()
     }
 
     /// Alerts produced since the last call, in order.
@@ -351,6 +395,7 @@ impl Engine {
             sources_tracked: self.sources.light.len() as u64,
             state_bytes: self.state_bytes() as u64,
             budget_bytes: self.budget as u64,
+            hammer_runs_untracked: self.hammer.untracked,
             ..self.stats
         }
     }
@@ -358,3 +403,5 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_pace;

@@ -71,6 +71,19 @@ impl FlagType {
         }
     }
 
+    /// The flag byte a type stands for, where it names one (a first probe
+    /// keeps only its type).
+    pub fn flags(self) -> Option<u8> {
+        match self {
+            FlagType::Null => Some(0),
+            FlagType::Fin => Some(FIN),
+            FlagType::Xmas => Some(FIN | PSH | URG),
+            FlagType::Maimon => Some(FIN | ACK),
+            FlagType::SynFin => Some(SYN | FIN),
+            FlagType::Other => None,
+        }
+    }
+
     pub fn title(self) -> &'static str {
         match self {
             FlagType::Null => "NULL",
@@ -125,6 +138,17 @@ pub struct Probe {
     pub port: u16,
     pub flags: u8,
     pub role: Role,
+    /// TCP/UDP source port (ICMP echo id), 0 otherwise.
+    pub sport: u16,
+    /// Fields scanner fingerprints read.
+    pub ip_id: u16,
+    pub tcp_seq: u32,
+    pub tcp_window: u16,
+    /// Frame length.
+    pub len: u16,
+    /// The event's class (`Class` value): only `unsolicited` counts for
+    /// hammering, so state the sensor lost track of is not an attack.
+    pub class: u8,
 }
 
 /// An address as a u128 key (IPv4 mapped).
@@ -164,6 +188,12 @@ impl Probe {
             port: if r.has_ports() { r.dport } else { 0 },
             flags: if r.proto == 6 { r.tcp_flags } else { 0 },
             role,
+            sport: r.sport,
+            ip_id: r.ip_id,
+            tcp_seq: r.tcp_seq,
+            tcp_window: r.tcp_window,
+            len: r.len,
+            class: r.class,
         })
     }
 }

@@ -26,10 +26,15 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
     }
     let l = e.sources.light.get_mut(&p.src)?;
     if !l.heavy {
-        if l.same_as_first(p.dst, p.port, p.proto) || l.same_as_second(p.dst, p.port, p.proto) {
+        let repeat =
+            l.same_as_first(p.dst, p.port, p.proto) || l.same_as_second(p.dst, p.port, p.proto);
+        // An odd flag mix to a port probed before is new evidence (flag
+        // probing of one port: OS or firewall fingerprinting).
+        // (The first probe is "the same as the first": it is no repeat.)
+        if repeat && (l.probes <= 1 || !matches!(p.role, super::probe::Role::Odd(_))) {
             return None;
         }
-        if !l.has_second {
+        if !repeat && !l.has_second {
             l.has_second = true;
             l.second_dst = p.dst;
             l.second_port = p.port;
@@ -74,6 +79,9 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
                 c => {
                     if let Some(t) = FlagType::from_code(c) {
                         h.odd.insert((dst, port));
+                        if let Some(f) = t.flags() {
+                            h.odd_combos[(f >> 6) as usize] |= 1u64 << (f & 63);
+                        }
                         match h.odd_types.iter_mut().find(|(ft, _, _)| *ft == t) {
                             Some(x) => x.1 += 1,
                             None => h.odd_types.push((t, 1, 0)),
@@ -150,6 +158,7 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
             cfg.sweep_max_ports as usize,
             !scanning,
         );
+        h.tools.add(p);
         let b = h.estimate_bytes();
         *heavy_bytes = *heavy_bytes + b - h.bytes;
         h.bytes = b;
@@ -164,6 +173,7 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
     }
     let grouped = e.sync.is_member(p.src);
     let h = &e.sources.heavy[&p.src];
+    let tools = h.tools;
 
     if scan
         && !grouped
@@ -182,6 +192,7 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
             p,
             |ep| {
                 seed(ep, &light, p);
+                ep.tools = tools;
                 ep.targets.insert(p.dst);
                 for port in ports {
                     ep.add_port(port);
@@ -212,6 +223,7 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
             p,
             |ep| {
                 seed(ep, &light, p);
+                ep.tools = tools;
                 for t in targets {
                     ep.targets.insert(t);
                 }
@@ -232,6 +244,7 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
             p,
             |ep| {
                 seed(ep, &light, p);
+                ep.tools = tools;
                 ep.targets.insert(p.dst);
                 ep.protocols = Some(bits);
                 ep.proto = 0;
@@ -264,6 +277,7 @@ pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType, seen: &Light) {
             Some(x) => x.1 += 1,
             None => h.odd_types.push((t, 1, p.flags)),
         }
+        h.odd_combos[(p.flags >> 6) as usize] |= 1u64 << (p.flags & 63);
         // The flags of a type seeded from a first probe are learnt now.
         if let Some(x) = h
             .odd_types
@@ -275,11 +289,13 @@ pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType, seen: &Light) {
     }
     e.sources.reaccount(p.src);
     let h = &e.sources.heavy[&p.src];
-    if h.odd.len() < e.cfg.flag_probes as usize
+    let combos: u32 = h.odd_combos.iter().map(|w| w.count_ones()).sum();
+    if (h.odd.len() < e.cfg.flag_probes as usize && combos < e.cfg.flag_combos)
         || e.active(&Key::Src(Kind::FlagScan, p.src, 6)).is_some()
     {
         return;
     }
+    let odd_combos = h.odd_combos;
     let (flag_type, n, flags) = h
         .odd_types
         .iter()
@@ -313,6 +329,7 @@ pub fn observe_odd(e: &mut Engine, p: &Probe, t: FlagType, seen: &Light) {
             }
             ep.flag_type = Some(flag_type);
             ep.flags = flags;
+            ep.combos = Some(odd_combos);
         },
     );
 }

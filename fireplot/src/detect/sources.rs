@@ -80,6 +80,10 @@ pub struct Heavy {
     /// Odd-flag probes: distinct (target, port), counted up to the threshold.
     pub odd: FxHashSet<(u128, u16)>,
     pub odd_types: Vec<(FlagType, u32, u8)>,
+    /// Distinct odd flag bytes (a 256-bit set).
+    pub odd_combos: [u64; 4],
+    /// Scanner signatures of its probes.
+    pub tools: super::tools::ToolVotes,
     /// IP protocols seen.
     pub protocols: [u64; 4],
     /// Most distinct ports seen on one target, per protocol slot.

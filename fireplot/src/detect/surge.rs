@@ -1,15 +1,30 @@
-//! port_surge: the number of distinct sources probing one (protocol, port)
-//! rising far above that port's own baseline — the seed's TCP/7547 and
-//! TCP/37777 waves — while no single source is a scanner.
+//! port_surge: more distinct sources on one (protocol, port) than the
+//! port's own history makes probable — the seed's waves: TCP/7547 with over
+//! 1,000 sources in 12 h on a port that had a few a day, TCP/37777 with
+//! ~200 in 24 h on a port nobody probed before.
 //!
-//! Distinct sources are counted per bucket of `surge_bucket_s`; the
-//! baseline is the mean over all earlier buckets since the engine started
-//! (quiet buckets count as zero). A surge needs `surge_warmup_buckets` of
-//! history, `surge_min_sources` sources in the bucket, `surge_factor` times
-//! the baseline, and at most `surge_max_probes_per_source` probes per source
-//! on average. It ends with the first bucket below `surge_min_sources`.
+//! A source counts for a port once, when it first probes it (and only while
+//! it is not reported as a scanner on its own). Each port keeps the number
+//! of such new sources per bucket of `surge_bucket_s`, over the longest
+//! horizon; older buckets roll into a decayed total (half-life
+//! `surge_half_life_s`), so the baseline follows the port over weeks.
+//!
+//! At every new source, each horizon H of `surge_horizons_s` is tested: k
+//! new sources in the last H against a Poisson count with mean λ·H, where λ
+//! is the port's rate before the window, (`surge_prior_sources` + count) /
+//! (`surge_prior_s` + observed time) — a weak prior, so a port nobody
+//! probed has a small but non-zero rate. A horizon is tested once the port
+//! has been watched for at least twice H and `surge_min_history_s`. The
+//! port surges when P(X ≥ k) ≤ `surge_false_alarm` and k ≥
+//! `surge_min_sources` and k ≥ `surge_min_ratio` × the expected count. The
+//! episode ends once the port has not been significant for a quarter of
+//! the horizon it was found at (at least `episode_idle_s`).
+//!
+//! Memory: one entry per (protocol, port) that ever drew a source, a bucket
+//! ring of `u16` each: at most 2 × 65,536 entries (IPv4 and IPv6 sources of
+//! a port count together: a wave is about the service, not the family).
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 use super::{
     episode::{Episode, Key, Kind},
@@ -17,124 +32,265 @@ use super::{
     Engine, SEC,
 };
 
-const ENTRY_CAP: usize = 1 << 19;
+/// One port's history.
+struct PortHistory {
+    /// New sources per bucket; slot `bucket % len`.
+    ring: Box<[u16]>,
+    /// Newest bucket index held in the ring.
+    head: i64,
+    /// Decayed new sources of buckets that left the ring.
+    old_count: f64,
+    /// Decayed seconds those buckets cover.
+    old_secs: f64,
+    /// Time of the last significant test.
+    last_significant_ns: i64,
+}
 
-#[derive(Default)]
-struct Bucket {
-    sources: FxHashSet<u128>,
-    probes: u64,
-    /// First probe of the bucket.
-    first_ns: i64,
+/// What a significant test found, kept on the surge episode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SurgeTest {
+    pub horizon_s: i64,
+    /// New sources within the horizon.
+    pub sources: u64,
+    /// The port's rate before the window, per day.
+    pub baseline_per_day: f64,
+    /// log10 of P(X ≥ sources).
+    pub log10_p: f64,
 }
 
 /// Surge state.
 #[derive(Default)]
 pub struct Surge {
-    bucket: Option<i64>,
-    first_bucket: i64,
-    cur: FxHashMap<(u8, u16), Bucket>,
-    /// Sum of distinct sources over finished buckets, per port.
-    sums: FxHashMap<(u8, u16), f64>,
-    entries: usize,
-    /// Surge episodes whose port went quiet in the last finished bucket.
-    quiet: Vec<u64>,
+    ports: FxHashMap<(u8, u16), PortHistory>,
+    /// The first bucket of event time: every port is watched from here.
+    first_bucket: Option<i64>,
 }
 
 impl Surge {
     pub fn bytes(&self) -> usize {
-        self.entries * 17 + self.cur.capacity() * 60 + self.sums.capacity() * 20
-    }
-
-    fn baseline(&self, k: (u8, u16)) -> (f64, i64) {
-        let hist = self.bucket.map(|b| b - self.first_bucket).unwrap_or(0);
-        (
-            self.sums.get(&k).copied().unwrap_or(0.0) / hist.max(1) as f64,
-            hist,
-        )
+        let ring = self.ports.values().next().map_or(0, |p| p.ring.len() * 2);
+        self.ports.capacity() * (4 + std::mem::size_of::<PortHistory>() + 1)
+            + self.ports.len() * ring
     }
 }
 
-/// True for a surge episode whose port went quiet.
+/// log P(X ≥ k) for X ~ Poisson(mu), k ≥ 1.
+pub fn poisson_log_sf(k: u64, mu: f64) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    if mu <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let kf = k as f64;
+    if kf <= mu {
+        // Not in the upper tail: the sum is not small; say so (≥ ~0.5).
+        return (0.5f64).ln();
+    }
+    // The first term, then the ratio series of the tail: each next term is
+    // the last times mu / (j + 1), decreasing since j ≥ k > mu.
+    let log_first = -mu + kf * mu.ln() - ln_gamma(kf + 1.0);
+    let (mut sum, mut term) = (1.0f64, 1.0f64);
+    let mut j = kf;
+    for _ in 0..10_000 {
+        j += 1.0;
+        term *= mu / j;
+        sum += term;
+        if term < 1e-17 * sum {
+            break;
+        }
+    }
+    log_first + sum.ln()
+}
+
+/// ln Γ(x) for x ≥ 1 (Lanczos, g = 7; |error| < 1e-13 here).
+fn ln_gamma(x: f64) -> f64 {
+    const G: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    let x = x - 1.0;
+    let mut a = G[0];
+    let t = x + 7.5;
+    for (i, g) in G.iter().enumerate().skip(1) {
+        a += g / (x + i as f64);
+    }
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
+}
+
+/// True for a surge episode whose port has not been significant for a
+/// quarter of the horizon it was found at (at least `episode_idle_s`): a
+/// slow wave has long gaps between its sources, and is one episode.
 pub fn finished(e: &Engine, ep: &Episode) -> bool {
-    ep.kind == Kind::PortSurge && e.surge.quiet.contains(&ep.id)
+    let Key::Port(Kind::PortSurge, proto, port) = ep.key else {
+        return false;
+    };
+    let horizon = ep.surge.map_or(0, |t| t.horizon_s);
+    let idle = (e.cfg.episode_idle_s as i64).max(horizon / 4) * SEC;
+    e.surge
+        .ports
+        .get(&(proto, port))
+        .is_none_or(|h| e.now - h.last_significant_ns > idle)
 }
 
-fn roll(e: &mut Engine, to: i64) {
-    let min = e.cfg.surge_min_sources as usize;
-    let active: Vec<(u64, (u8, u16))> = e
-        .episodes
-        .values()
-        .filter_map(|ep| match ep.key {
-            Key::Port(Kind::PortSurge, proto, port) => Some((ep.id, (proto, port))),
-            _ => None,
-        })
-        .collect();
-    e.surge.quiet = active
-        .into_iter()
-        .filter(|(_, k)| e.surge.cur.get(k).is_none_or(|b| b.sources.len() < min))
-        .map(|(id, _)| id)
-        .collect();
-    let mut cur = std::mem::take(&mut e.surge.cur);
-    for (k, b) in cur.drain() {
-        *e.surge.sums.entry(k).or_default() += b.sources.len() as f64;
-    }
-    e.surge.entries = 0;
-    e.surge.bucket = Some(to);
-}
-
-pub fn observe(e: &mut Engine, p: &Probe) {
-    if p.role != Role::Probe || !matches!(p.proto, 6 | 17) {
+/// Moves the ring forward to `bucket`, rolling old buckets into the total.
+fn advance(h: &mut PortHistory, bucket: i64, bucket_s: f64, decay: f64, first: i64) {
+    let n = h.ring.len() as i64;
+    let steps = bucket - h.head;
+    if steps <= 0 {
         return;
     }
-    let b = p.ts_ns.div_euclid(e.cfg.surge_bucket_s as i64 * SEC);
-    match e.surge.bucket {
-        None => {
-            e.surge.bucket = Some(b);
-            e.surge.first_bucket = b;
+    for k in (h.head + 1)..=(h.head + steps.min(n)) {
+        let idx = k.rem_euclid(n) as usize;
+        // The bucket leaving is the one `n` before `k`, if it was watched.
+        if k - n >= first {
+            h.old_count = h.old_count * decay + f64::from(h.ring[idx]);
+            h.old_secs = h.old_secs * decay + bucket_s;
         }
-        Some(c) if b > c => roll(e, b),
-        _ => {}
+        h.ring[idx] = 0;
     }
-    let k = (p.proto, p.port);
-    let full = e.surge.entries >= ENTRY_CAP;
-    let bucket = e.surge.cur.entry(k).or_insert_with(|| Bucket {
-        first_ns: p.ts_ns,
-        ..Bucket::default()
-    });
-    bucket.probes += 1;
-    let new = !full && bucket.sources.insert(p.src);
-    if !new {
+    // A gap longer than the ring: the skipped buckets were quiet.
+    for _ in 0..(steps - n).clamp(0, 100_000) {
+        h.old_count *= decay;
+        h.old_secs = h.old_secs * decay + bucket_s;
+    }
+    h.head = bucket;
+}
+
+/// Counts a source's first probe of a port and tests the port.
+/// `new_for_port`: this source has not probed this port before.
+pub fn observe(e: &mut Engine, p: &Probe, new_for_port: bool) {
+    if p.role != Role::Probe || !matches!(p.proto, 6 | 17) || !new_for_port {
         return;
     }
-    e.surge.entries += 1;
-    let n = bucket.sources.len();
-    let probes = bucket.probes;
     let cfg = &e.cfg;
-    if n < cfg.surge_min_sources as usize {
-        return;
-    }
-    let (base, hist) = e.surge.baseline(k);
-    if hist < cfg.surge_warmup_buckets as i64
-        || (n as f64) < cfg.surge_factor * base
-        || probes as f64 / n as f64 > cfg.surge_max_probes_per_source
-    {
-        return;
-    }
-    let key = Key::Port(Kind::PortSurge, p.proto, p.port);
-    if e.active(&key).is_some() {
-        return;
-    }
-    let mut sources: Vec<u128> = e.surge.cur[&k].sources.iter().copied().collect();
-    sources.sort_unstable();
-    let bucket_start = e.surge.cur[&k].first_ns;
-    e.start(Kind::PortSurge, key, p, |ep| {
-        for s in sources {
-            ep.sources.insert(s);
+    let bucket_s = cfg.surge_bucket_s as i64;
+    let bucket = p.ts_ns.div_euclid(bucket_s * SEC);
+    let first = *e.surge.first_bucket.get_or_insert(bucket);
+    let slots = (cfg
+        .surge_horizons_s
+        .iter()
+        .copied()
+        .max()
+        .unwrap_or(bucket_s as u64) as i64
+        / bucket_s)
+        .max(1) as usize;
+    let decay = (-(bucket_s as f64) * std::f64::consts::LN_2 / cfg.surge_half_life_s as f64).exp();
+    let h = e.surge.ports.entry((p.proto, p.port)).or_insert_with(|| {
+        // Watched since the first bucket: everything before was quiet.
+        let before_ring = (bucket - slots as i64 + 1 - first).max(0);
+        PortHistory {
+            ring: vec![0u16; slots].into_boxed_slice(),
+            head: bucket,
+            old_count: 0.0,
+            old_secs: (before_ring * bucket_s) as f64,
+            last_significant_ns: i64::MIN / 2,
         }
+    });
+    advance(h, bucket, bucket_s as f64, decay, first);
+    let idx = bucket.rem_euclid(slots as i64) as usize;
+    h.ring[idx] = h.ring[idx].saturating_add(1);
+
+    // Test each horizon: the newest `w` buckets against the rest.
+    let watched_buckets = bucket - first + 1;
+    let mut best: Option<SurgeTest> = None;
+    let ln_alpha = cfg.surge_false_alarm.ln();
+    for &horizon in &cfg.surge_horizons_s {
+        let w = (horizon as i64 / bucket_s).max(1);
+        let before_buckets = watched_buckets - w;
+        let before_secs_ring = (before_buckets.min(slots as i64 - w).max(0) * bucket_s) as f64;
+        let before_secs = h.old_secs + before_secs_ring;
+        if before_secs < (2 * horizon).max(cfg.surge_min_history_s) as f64 {
+            continue;
+        }
+        let (mut k, mut before_count) = (0u64, h.old_count);
+        for age in 0..slots as i64 {
+            let v = u64::from(h.ring[(bucket - age).rem_euclid(slots as i64) as usize]);
+            // (Buckets before the first watched one are zero.)
+            if age < w {
+                k += v;
+            } else {
+                before_count += v as f64;
+            }
+        }
+        if k < u64::from(cfg.surge_min_sources) {
+            continue;
+        }
+        let rate =
+            (cfg.surge_prior_sources + before_count) / (cfg.surge_prior_s as f64 + before_secs);
+        let mu = rate * (w * bucket_s) as f64;
+        if (k as f64) < cfg.surge_min_ratio * mu {
+            continue;
+        }
+        let lp = poisson_log_sf(k, mu);
+        if lp <= ln_alpha && best.is_none_or(|b| lp / std::f64::consts::LN_10 < b.log10_p) {
+            best = Some(SurgeTest {
+                horizon_s: w * bucket_s,
+                sources: k,
+                baseline_per_day: rate * 86_400.0,
+                log10_p: lp / std::f64::consts::LN_10,
+            });
+        }
+    }
+    let Some(test) = best else {
+        return;
+    };
+    h.last_significant_ns = p.ts_ns;
+    let key = Key::Port(Kind::PortSurge, p.proto, p.port);
+    if let Some(id) = e.active(&key) {
+        if let Some(ep) = e.episodes.get_mut(&id) {
+            // Keep the strongest evidence for the end record.
+            if ep.surge.is_none_or(|s| test.sources > s.sources) {
+                ep.surge = Some(test);
+            }
+        }
+        return;
+    }
+    let window_start = (bucket - test.horizon_s / bucket_s + 1) * bucket_s * SEC;
+    e.start(Kind::PortSurge, key, p, |ep| {
+        ep.sources.insert(p.src);
         ep.targets.insert(p.dst);
         ep.add_port(p.port);
-        ep.probes = probes;
-        ep.first_ns = bucket_start;
-        ep.baseline = Some(base);
+        ep.probes = test.sources;
+        ep.first_ns = window_start.max(p.ts_ns - test.horizon_s * SEC);
+        ep.baseline = Some(test.baseline_per_day);
+        ep.surge = Some(test);
+        ep.surge_before = test.sources - 1;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poisson_tail_matches_direct_sums() {
+        // P(X ≥ k) for small cases, summed directly.
+        for (k, mu) in [(1u64, 0.5f64), (5, 2.0), (20, 3.0), (30, 10.0), (3, 2.5)] {
+            let mut p = 0.0;
+            let mut term = (-mu).exp();
+            for j in 0..200u64 {
+                if j >= k {
+                    p += term;
+                }
+                term *= mu / (j + 1) as f64;
+            }
+            let got = poisson_log_sf(k, mu).exp();
+            if (k as f64) > mu {
+                assert!((got - p).abs() / p < 1e-9, "k {k} mu {mu}: {got} vs {p}");
+            } else {
+                assert!(got >= 0.4, "not in the tail: {got}");
+            }
+        }
+        // Far tails stay finite in log space.
+        let lp = poisson_log_sf(1104, 2.0);
+        assert!(lp.is_finite() && lp < -3000.0, "{lp}");
+    }
 }
