@@ -194,6 +194,91 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
     Ok(o)
 }
 
+/// A TCP port held open in a namespace (the kernel completes handshakes;
+/// nothing is accepted), until dropped.
+pub struct Listener {
+    stop: std::sync::mpsc::Sender<()>,
+    handle: Option<JoinHandle<Result<()>>>,
+}
+
+impl Listener {
+    pub fn open(lab: &Lab, node: Node, port: u16) -> Result<Listener> {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::result::Result<(), String>>();
+        let handle = in_netns(&lab.ns(node), move || {
+            let l = match TcpListener::bind(("::", port)) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    bail!("bind tcp/{port}: {e}");
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
+            // Bounded: a forgotten listener closes by itself.
+            let _ = stopped.recv_timeout(Duration::from_secs(300));
+            drop(l);
+            Ok(())
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(Listener {
+                stop,
+                handle: Some(handle),
+            }),
+            Ok(Err(e)) => bail!("listener on tcp/{port}: {e}"),
+            Err(_) => bail!("listener on tcp/{port} did not start"),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.stop.send(());
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// zmap from `src` (an extra inet address) through the router's wan0, with
+/// an empty blocklist (its default refuses 198.18.0.0/15).
+pub fn zmap(
+    lab: &Lab,
+    target: &str,
+    port: u16,
+    src: &str,
+    dir: &std::path::Path,
+) -> Result<std::process::Output> {
+    let mac = lab.router_wan_mac()?;
+    let blocklist = dir.join("zmap-blocklist.conf");
+    std::fs::write(&blocklist, "").context("zmap blocklist")?;
+    let port = port.to_string();
+    scanner(
+        lab,
+        "zmap",
+        &[
+            "-p",
+            &port,
+            "-i",
+            "inet0",
+            "-G",
+            &mac,
+            "-S",
+            src,
+            "-b",
+            blocklist.to_str().context("path")?,
+            "-r",
+            "2000",
+            "--cooldown-time",
+            "1",
+            "-o",
+            "-",
+            "-q",
+            target,
+        ],
+        SCAN_LIMIT,
+    )
+}
+
 /// Time limit of one lab scan.
 pub const SCAN_LIMIT: Duration = Duration::from_secs(120);
 

@@ -12,6 +12,7 @@ pub const APT_PACKAGES: &[&str] = &[
     "nmap",
     "masscan",
     "hping3",
+    "zmap",
     "nftables",
     "iptables",
     "tcpdump",
