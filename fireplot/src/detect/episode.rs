@@ -563,10 +563,8 @@ impl Episode {
                     )
                 } else {
                     format!(
-                        "{proto}/{port}: {} distinct sources in {took} ({} in {} at the peak), baseline {base}",
+                        "{proto}/{port}: {} distinct sources in {took}, baseline {base}",
                         thousands(self.surge_before + self.sources.count()),
-                        thousands(t.sources),
-                        human_secs(t.horizon_s as f64)
                     )
                 }
             }
