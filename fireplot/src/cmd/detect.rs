@@ -53,10 +53,7 @@ pub struct DetectCmdArgs {
 pub fn detect(args: &DetectCmdArgs) -> Result<()> {
     let cfg = args.detect.load()?;
     if args.print_config {
-        print!(
-            "{}",
-            toml::to_string(&cfg).context("cannot print the settings")?
-        );
+        print!("{}", cfg.to_documented_toml());
         return Ok(());
     }
     let source = args.source.open()?;

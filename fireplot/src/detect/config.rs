@@ -361,6 +361,169 @@ impl DetectConfig {
     }
 }
 
+/// One line of documentation per setting, printed above it by
+/// `fireplot detect --print-config` (a test keeps it complete).
+pub const DOCS: &[(&str, &str)] = &[
+    (
+        "scan_ports",
+        "port_scan: distinct ports of one target from one source",
+    ),
+    (
+        "sweep_targets",
+        "port_sweep: distinct targets from one source...",
+    ),
+    (
+        "sweep_max_ports",
+        "...probing at most this many distinct ports",
+    ),
+    (
+        "flag_probes",
+        "flag_scan: odd-flag probes to distinct (target, port)...",
+    ),
+    (
+        "flag_combos",
+        "...or this many distinct odd flag combinations (fingerprinting, even of one port)",
+    ),
+    (
+        "protocols",
+        "protocol_scan: distinct IP protocols from one source",
+    ),
+    (
+        "fast_max_interval_s",
+        "speed is `fast` when the mean gap between probes is at most this (s)",
+    ),
+    (
+        "episode_idle_s",
+        "an episode ends after this long without evidence (s)",
+    ),
+    (
+        "source_idle_s",
+        "a source is forgotten after this long without a probe (s)",
+    ),
+    (
+        "sync_max_lag_ms",
+        "lockstep: two sources probing the same target port at most this far apart (ms)...",
+    ),
+    ("sync_ports", "...on this many distinct ports..."),
+    (
+        "sync_same_order",
+        "...with this share of co-probes in the leader's port order...",
+    ),
+    (
+        "sync_lag_spread",
+        "...and a lag whose standard deviation is at most this share of its mean...",
+    ),
+    (
+        "sync_lag_spread_min_ms",
+        "...or at most this many ms, whichever is larger",
+    ),
+    (
+        "sync_decide_probes",
+        "lockstep: a pair not steady after this many co-probes is dropped",
+    ),
+    (
+        "distributed_ports",
+        "shared work: distinct ports of one target...",
+    ),
+    (
+        "distributed_max_sources",
+        "...from 2 to this many sources, none a port scanner alone...",
+    ),
+    ("distributed_window_s", "...within this window (s)"),
+    (
+        "surge_bucket_s",
+        "port_surge: bucket of a port's count of new sources (s)",
+    ),
+    (
+        "surge_horizons_s",
+        "port_surge: horizons tested (s, multiples of the bucket)",
+    ),
+    (
+        "surge_false_alarm",
+        "port_surge: significant when P(at least this many new sources) is at most this",
+    ),
+    (
+        "surge_min_sources",
+        "port_surge: at least this many new sources within the horizon...",
+    ),
+    (
+        "surge_min_ratio",
+        "...and this many times the expected count",
+    ),
+    (
+        "surge_min_history_s",
+        "port_surge: a horizon is tested after this long (and twice the horizon) of history (s)",
+    ),
+    (
+        "surge_prior_sources",
+        "port_surge: prior of a port's rate: this many sources...",
+    ),
+    ("surge_prior_s", "...over this many seconds"),
+    (
+        "surge_half_life_s",
+        "port_surge: half-life of a port's history (s)",
+    ),
+    (
+        "backscatter_sources",
+        "backscatter (many_sources): distinct answering sources to one of our addresses...",
+    ),
+    ("backscatter_window_s", "...within this window (s)"),
+    (
+        "backscatter_victim_targets",
+        "backscatter (one_victim): our addresses one source answers...",
+    ),
+    ("backscatter_victim_window_s", "...within this window (s)"),
+    (
+        "flood_pps",
+        "flood: events in one second from one source, or to one port from several",
+    ),
+    (
+        "flood_port_max_share",
+        "flood of a port: no single source above this share of its second",
+    ),
+    (
+        "hammer_packets",
+        "flood by hammering: packets from one source to one target port...",
+    ),
+    ("hammer_gap_s", "...with no gap longer than this (s)..."),
+    (
+        "hammer_min_span_s",
+        "...over at least this long (s; shorter bursts are for flood_pps)",
+    ),
+    (
+        "hammer_levels",
+        "hammering severity 1-5 from its packet count (psad's danger levels)",
+    ),
+    (
+        "tool_min_probes",
+        "tool: named when at least this many probes were checked...",
+    ),
+    ("tool_min_share", "...and this share carry its signature"),
+    (
+        "memory_mib",
+        "memory budget of all detector state (MiB); sources past it are evicted oldest first",
+    ),
+];
+
+impl DetectConfig {
+    /// The settings as TOML with a comment line above each.
+    pub fn to_documented_toml(&self) -> String {
+        let plain = toml::to_string(self).expect("the settings serialize");
+        let mut out = String::new();
+        for line in plain.lines() {
+            let key = line.split('=').next().unwrap_or("").trim();
+            if let Some((_, doc)) = DOCS.iter().find(|(k, _)| *k == key) {
+                out.push_str("# ");
+                out.push_str(doc);
+                out.push('\n');
+            }
+            out.push_str(line);
+            out.push('\n');
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,6 +551,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("not valid TOML"));
+    }
+
+    #[test]
+    fn every_setting_is_documented_and_the_print_loads_again() {
+        let cfg = DetectConfig::default();
+        let table = toml::Table::try_from(&cfg).unwrap();
+        for key in table.keys() {
+            assert!(
+                DOCS.iter().any(|(k, _)| k == key),
+                "{key} has no line in DOCS"
+            );
+        }
+        assert_eq!(DOCS.len(), table.len(), "DOCS names only settings");
+        let printed = cfg.to_documented_toml();
+        assert!(printed.starts_with("# port_scan"), "{printed}");
+        assert_eq!(printed.parse::<toml::Table>().unwrap(), table);
     }
 
     #[test]
