@@ -45,6 +45,13 @@ impl Sensor {
     /// Starts `fireplot run --iface wan0` in the router namespace, writing
     /// into `dir`, and waits until it has attached.
     pub fn start(lab: &Lab, dir: &Path, extra: &[&str]) -> Result<Sensor> {
+        Self::start_with(lab, dir, extra, true)
+    }
+
+    /// As [`Sensor::start`]; without `--events-out` when `events` is false
+    /// (long runs keep their events in `--db` only: [`Sensor::stop`] then
+    /// reads no event lines).
+    pub fn start_with(lab: &Lab, dir: &Path, extra: &[&str], events: bool) -> Result<Sensor> {
         std::fs::create_dir_all(dir)?;
         let events_path = dir.join("events.jsonl");
         let stats_path = dir.join("stats.jsonl");
@@ -72,8 +79,11 @@ impl Sensor {
             } else {
                 &["--stats-every", "1h"][..]
             })
-            .arg("--events-out")
-            .arg(&events_path)
+            .args(if events {
+                vec!["--events-out".as_ref(), events_path.as_os_str()]
+            } else {
+                Vec::new()
+            })
             .arg("--stats-out")
             .arg(&stats_path)
             .arg("--alerts")

@@ -144,7 +144,8 @@ pub fn soak(prefix: &str, minutes: u64, bin: &Path) -> Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("soak.db");
     let lab = Lab::up(prefix)?;
-    let sensor = Sensor::start(
+    // Events go to the database only: a soak writes millions.
+    let sensor = Sensor::start_with(
         &lab,
         &dir,
         &[
@@ -156,6 +157,7 @@ pub fn soak(prefix: &str, minutes: u64, bin: &Path) -> Result<()> {
             "--stats-every",
             "60s",
         ],
+        false,
     )?;
     let secs = minutes * 60;
     let mut load = load(&lab, secs)?;
