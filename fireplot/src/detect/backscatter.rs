@@ -99,7 +99,9 @@ fn observe_victim(e: &mut Engine, p: &Probe) {
     if p.sport == v.sport {
         v.same_sport += 1;
     }
-    let new = v.targets.len() < SOURCE_CAP && v.targets.insert(p.dst);
+    // Past the threshold the episode holds the targets: the set stops here.
+    let room = v.targets.len() < (e.cfg.backscatter_victim_targets as usize).min(SOURCE_CAP);
+    let new = room && v.targets.insert(p.dst);
     let (n, start, probes, sport, same) =
         (v.targets.len(), v.start, v.probes, v.sport, v.same_sport);
     if !new || n < e.cfg.backscatter_victim_targets as usize {

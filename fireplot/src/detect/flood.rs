@@ -94,10 +94,12 @@ pub fn observe_port(e: &mut Engine, p: &Probe, src_count: u32) {
     });
 }
 
-/// Runs of packets from one source to one target port (hammering).
+/// Runs of packets from one source to one target port (hammering), keyed
+/// by a 64-bit hash of (source, target, protocol, port): two runs share a
+/// slot with odds of 2^-64 per pair, and the key hashes in one step.
 #[derive(Default)]
 pub struct Hammer {
-    runs: FxHashMap<(u128, u128, u8, u16), RunCount>,
+    runs: FxHashMap<u64, RunCount>,
     /// Repeats not tracked because the table was full.
     pub untracked: u64,
 }
@@ -107,6 +109,21 @@ struct RunCount {
     count: u64,
     first_ns: i64,
     last_ns: i64,
+}
+
+fn run_key(p: &Probe) -> u64 {
+    let mix = |h: u64, v: u64| (h.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
+    let mut h = 0u64;
+    for v in [
+        p.src as u64,
+        (p.src >> 64) as u64,
+        p.dst as u64,
+        (p.dst >> 64) as u64,
+        (u64::from(p.proto) << 16) | u64::from(p.port),
+    ] {
+        h = mix(h, v);
+    }
+    h
 }
 
 /// Runs tracked at once; idle ones are pruned every second of event time.
@@ -119,7 +136,7 @@ impl Hammer {
     }
 
     pub fn bytes(&self) -> usize {
-        self.runs.capacity() * (40 + 24 + 1)
+        self.runs.capacity() * (8 + 24 + 1)
     }
 }
 
@@ -133,13 +150,16 @@ impl Hammer {
 pub fn observe_hammer(e: &mut Engine, p: &Probe, repeat: bool) {
     use super::probe::{ACK, SYN};
     use fireplot_common::event::Class;
-    if p.class != Class::Unsolicited as u8
+    // A run exists only for a tuple the source sent before: only a repeat
+    // can belong to one (this keeps the lookup off every other event).
+    if !repeat
+        || p.class != Class::Unsolicited as u8
         || p.role == Role::Backscatter
         || (p.proto == 6 && p.flags & ACK != 0 && p.flags & SYN == 0)
     {
         return;
     }
-    let k = (p.src, p.dst, p.proto, p.port);
+    let k = run_key(p);
     let gap = e.cfg.hammer_gap_s as i64 * SEC;
     let run = match e.hammer.runs.get_mut(&k) {
         Some(r) => {
@@ -155,7 +175,7 @@ pub fn observe_hammer(e: &mut Engine, p: &Probe, repeat: bool) {
             }
             *r
         }
-        None if repeat => {
+        None => {
             if e.hammer.runs.len() >= RUN_CAP {
                 e.hammer.untracked += 1;
                 return;
@@ -169,7 +189,6 @@ pub fn observe_hammer(e: &mut Engine, p: &Probe, repeat: bool) {
             e.hammer.runs.insert(k, r);
             r
         }
-        None => return,
     };
     if run.count < u64::from(e.cfg.hammer_packets)
         || run.last_ns - run.first_ns < e.cfg.hammer_min_span_s as i64 * SEC

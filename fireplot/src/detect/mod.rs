@@ -114,6 +114,7 @@ impl Engine {
         let Some(p) = Probe::from_record(r) else {
             return;
         };
+        distributed::prefetch(self, &p);
         if p.ts_ns > self.now {
             self.now = p.ts_ns;
         }
@@ -133,11 +134,18 @@ impl Engine {
         light.sec_count += 1;
         let sec_count = light.sec_count;
         let snapshot = *light;
-        let (repeat, new_for_port) = self.seen_before(&p, &snapshot, _new);
 
         // A source already reported as a scanner, sweeper or flooder is
         // not part of a surge or of shared work: skip those detectors.
         let busy = self.route(&p, sec_count);
+        // A source reported on its own whose record is heavy no longer keeps
+        // its port sets (the episode has them): it is neither a repeat to
+        // count for hammering nor one of a wave's many sources.
+        let (repeat, new_for_port) = if busy && snapshot.heavy {
+            (false, false)
+        } else {
+            self.seen_before(&p, &snapshot, _new)
+        };
         flood::observe_source(self, &p, sec_count);
         flood::observe_hammer(self, &p, repeat);
         match p.role {

@@ -158,7 +158,10 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
             cfg.sweep_max_ports as usize,
             !scanning,
         );
-        h.tools.add(p);
+        // Once reported, the episode tallies the signatures.
+        if !scanning {
+            h.tools.add(p);
+        }
         let b = h.estimate_bytes();
         *heavy_bytes = *heavy_bytes + b - h.bytes;
         h.bytes = b;

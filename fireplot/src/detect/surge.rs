@@ -38,6 +38,10 @@ struct PortHistory {
     ring: Box<[u16]>,
     /// Newest bucket index held in the ring.
     head: i64,
+    /// Sum of the ring, and of the newest `w` buckets for each horizon
+    /// (kept as buckets come and go: a test costs no walk of the ring).
+    in_ring: u64,
+    window: Box<[u64]>,
     /// Decayed new sources of buckets that left the ring.
     old_count: f64,
     /// Decayed seconds those buckets cover.
@@ -64,6 +68,9 @@ pub struct Surge {
     ports: FxHashMap<(u8, u16), PortHistory>,
     /// The first bucket of event time: every port is watched from here.
     first_bucket: Option<i64>,
+    /// Derived from the config once: buckets in the ring, each horizon's
+    /// width in buckets, the decay per bucket.
+    shape: Option<(usize, Vec<i64>, f64)>,
 }
 
 impl Surge {
@@ -141,19 +148,32 @@ pub fn finished(e: &Engine, ep: &Episode) -> bool {
 }
 
 /// Moves the ring forward to `bucket`, rolling old buckets into the total.
-fn advance(h: &mut PortHistory, bucket: i64, bucket_s: f64, decay: f64, first: i64) {
+/// `widths`: each horizon's number of buckets (at most the ring's length).
+fn advance(
+    h: &mut PortHistory,
+    bucket: i64,
+    widths: &[i64],
+    bucket_s: f64,
+    decay: f64,
+    first: i64,
+) {
     let n = h.ring.len() as i64;
     let steps = bucket - h.head;
     if steps <= 0 {
         return;
     }
     for k in (h.head + 1)..=(h.head + steps.min(n)) {
+        // Bucket k - w leaves the window of width w.
+        for (sum, w) in h.window.iter_mut().zip(widths) {
+            *sum -= u64::from(h.ring[(k - w).rem_euclid(n) as usize]);
+        }
         let idx = k.rem_euclid(n) as usize;
-        // The bucket leaving is the one `n` before `k`, if it was watched.
+        // The bucket leaving the ring is the one `n` before `k`, if watched.
         if k - n >= first {
             h.old_count = h.old_count * decay + f64::from(h.ring[idx]);
             h.old_secs = h.old_secs * decay + bucket_s;
         }
+        h.in_ring -= u64::from(h.ring[idx]);
         h.ring[idx] = 0;
     }
     // A gap longer than the ring: the skipped buckets were quiet.
@@ -171,55 +191,60 @@ pub fn observe(e: &mut Engine, p: &Probe, new_for_port: bool) {
         return;
     }
     let cfg = &e.cfg;
+    let surge = &mut e.surge;
     let bucket_s = cfg.surge_bucket_s as i64;
     let bucket = p.ts_ns.div_euclid(bucket_s * SEC);
-    let first = *e.surge.first_bucket.get_or_insert(bucket);
-    let slots = (cfg
-        .surge_horizons_s
-        .iter()
-        .copied()
-        .max()
-        .unwrap_or(bucket_s as u64) as i64
-        / bucket_s)
-        .max(1) as usize;
-    let decay = (-(bucket_s as f64) * std::f64::consts::LN_2 / cfg.surge_half_life_s as f64).exp();
-    let h = e.surge.ports.entry((p.proto, p.port)).or_insert_with(|| {
+    let first = *surge.first_bucket.get_or_insert(bucket);
+    let (slots, widths, decay) = surge.shape.get_or_insert_with(|| {
+        let slots = (cfg.surge_horizons_s.iter().copied().max().unwrap_or(1) as i64 / bucket_s)
+            .max(1) as usize;
+        let widths = cfg
+            .surge_horizons_s
+            .iter()
+            .map(|h| (*h as i64 / bucket_s).clamp(1, slots as i64))
+            .collect();
+        let decay =
+            (-(bucket_s as f64) * std::f64::consts::LN_2 / cfg.surge_half_life_s as f64).exp();
+        (slots, widths, decay)
+    });
+    let (slots, decay, widths) = (*slots, *decay, widths.as_slice());
+    let h = surge.ports.entry((p.proto, p.port)).or_insert_with(|| {
         // Watched since the first bucket: everything before was quiet.
         let before_ring = (bucket - slots as i64 + 1 - first).max(0);
         PortHistory {
             ring: vec![0u16; slots].into_boxed_slice(),
             head: bucket,
+            in_ring: 0,
+            window: vec![0u64; widths.len()].into_boxed_slice(),
             old_count: 0.0,
             old_secs: (before_ring * bucket_s) as f64,
             last_significant_ns: i64::MIN / 2,
         }
     });
-    advance(h, bucket, bucket_s as f64, decay, first);
+    advance(h, bucket, widths, bucket_s as f64, decay, first);
     let idx = bucket.rem_euclid(slots as i64) as usize;
-    h.ring[idx] = h.ring[idx].saturating_add(1);
+    if h.ring[idx] < u16::MAX {
+        h.ring[idx] += 1;
+        h.in_ring += 1;
+        for sum in h.window.iter_mut() {
+            *sum += 1;
+        }
+    }
 
     // Test each horizon: the newest `w` buckets against the rest.
     let watched_buckets = bucket - first + 1;
     let mut best: Option<SurgeTest> = None;
     let ln_alpha = cfg.surge_false_alarm.ln();
-    for &horizon in &cfg.surge_horizons_s {
-        let w = (horizon as i64 / bucket_s).max(1);
+    for (&w, &k) in widths.iter().zip(h.window.iter()) {
+        let horizon = (w * bucket_s) as u64;
         let before_buckets = watched_buckets - w;
         let before_secs_ring = (before_buckets.min(slots as i64 - w).max(0) * bucket_s) as f64;
         let before_secs = h.old_secs + before_secs_ring;
         if before_secs < (2 * horizon).max(cfg.surge_min_history_s) as f64 {
             continue;
         }
-        let (mut k, mut before_count) = (0u64, h.old_count);
-        for age in 0..slots as i64 {
-            let v = u64::from(h.ring[(bucket - age).rem_euclid(slots as i64) as usize]);
-            // (Buckets before the first watched one are zero.)
-            if age < w {
-                k += v;
-            } else {
-                before_count += v as f64;
-            }
-        }
+        // (Buckets before the first watched one are zero.)
+        let before_count = h.old_count + (h.in_ring - k) as f64;
         if k < u64::from(cfg.surge_min_sources) {
             continue;
         }

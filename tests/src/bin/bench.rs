@@ -477,15 +477,33 @@ fn detector_run(
     let n = events.len();
     let mut rates = Vec::new();
     let mut last_stats = None;
+    // `--detector-set key=value` (repeatable): compare settings in one run.
+    let args: Vec<String> = std::env::args().collect();
+    let sets: Vec<String> = args
+        .windows(2)
+        .filter(|w| w[0] == "--detector-set")
+        .map(|w| w[1].clone())
+        .collect();
+    let cfg = DetectConfig::load(None, &sets).expect("detector settings");
     for _ in 0..3 {
-        let mut e = Engine::new(DetectConfig::default());
+        let mut e = Engine::new(cfg.clone());
         let started = std::time::Instant::now();
         let mut alerts = 0usize;
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
         for r in events {
             e.push(r);
-            alerts += e.drain().len();
+            for a in e.drain() {
+                alerts += 1;
+                *kinds.entry(a.kind).or_default() += 1;
+            }
         }
-        alerts += e.finish().len();
+        for a in e.finish() {
+            alerts += 1;
+            *kinds.entry(a.kind).or_default() += 1;
+        }
+        if std::env::var_os("FIREPLOT_BENCH_KINDS").is_some() {
+            eprintln!("{name}: alert records by kind {kinds:?}");
+        }
         rates.push(n as f64 / started.elapsed().as_secs_f64());
         last_stats = Some((e.stats(), alerts));
     }
