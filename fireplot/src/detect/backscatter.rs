@@ -79,21 +79,16 @@ fn observe_victim(e: &mut Engine, p: &Probe) {
     if e.back.victims.len() >= TARGET_CAP && !e.back.victims.contains_key(&p.src) {
         return;
     }
-    let v = e.back.victims.entry(p.src).or_insert_with(|| Victim {
+    let fresh = || Victim {
         start: p.ts_ns,
         targets: FxHashSet::default(),
         probes: 0,
         sport: p.sport,
         same_sport: 0,
-    });
+    };
+    let v = e.back.victims.entry(p.src).or_insert_with(fresh);
     if p.ts_ns - v.start > window {
-        *v = Victim {
-            start: p.ts_ns,
-            targets: FxHashSet::default(),
-            probes: 0,
-            sport: p.sport,
-            same_sport: 0,
-        };
+        *v = fresh();
     }
     v.probes += 1;
     if p.sport == v.sport {

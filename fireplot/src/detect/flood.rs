@@ -195,20 +195,19 @@ pub fn observe_hammer(e: &mut Engine, p: &Probe, repeat: bool) {
     {
         return;
     }
+    let run = Run {
+        dst: p.dst,
+        proto: p.proto,
+        port: p.port,
+        count: run.count,
+        first_ns: run.first_ns,
+        last_ns: run.last_ns,
+    };
     let key = Key::Src(Kind::Flood, p.src, 0);
     if let Some(id) = e.active(&key) {
         // A rate flood of the same source: it now counts this run too.
         if let Some(ep) = e.episodes.get_mut(&id) {
-            if ep.run.is_none() {
-                ep.run = Some(Run {
-                    dst: p.dst,
-                    proto: p.proto,
-                    port: p.port,
-                    count: run.count,
-                    first_ns: run.first_ns,
-                    last_ns: run.last_ns,
-                });
-            }
+            ep.run.get_or_insert(run);
         }
         return;
     }
@@ -221,13 +220,6 @@ pub fn observe_hammer(e: &mut Engine, p: &Probe, repeat: bool) {
         ep.first_ns = run.first_ns;
         ep.probes = run.count;
         ep.tools.add(p);
-        ep.run = Some(Run {
-            dst: p.dst,
-            proto: p.proto,
-            port: p.port,
-            count: run.count,
-            first_ns: run.first_ns,
-            last_ns: run.last_ns,
-        });
+        ep.run = Some(run);
     });
 }

@@ -391,13 +391,7 @@ fn decoy_scan_is_one_synchronized_distributed_scan() {
 
 #[test]
 fn two_scanners_in_lockstep() {
-    let mut evs = Vec::new();
-    for p in 1..=200u16 {
-        let t = T0 + p as i64 * 10 * MS;
-        evs.push(ev(t, "192.0.2.40", "198.18.1.2", 6, p, 0x02));
-        evs.push(ev(t + 50 * MS, "192.0.2.41", "198.18.1.2", 6, p, 0x02));
-    }
-    evs.sort_by_key(|r| r.ts_ns);
+    let evs = twins("192.0.2.40", "192.0.2.41", 200, |_| 0);
     let all = run(&evs);
     // The leader is 5 ports ahead of its twin: it has probed 6 ports, a
     // port scan, before the pair has co-probed 5 and is grouped. The
@@ -425,29 +419,30 @@ fn two_scanners_in_lockstep() {
     assert!(s.summary.contains("lockstep"));
 }
 
+/// Two scanners of ports 1..=n of one host, one probe every 10 ms, the
+/// second 50 ms (plus `jitter(port)` ms) behind the first; in time order.
+fn twins(a: &str, b: &str, n: u16, mut jitter: impl FnMut(u16) -> i64) -> Vec<Record> {
+    let mut evs = Vec::new();
+    for p in 1..=n {
+        let t = T0 + p as i64 * 10 * MS;
+        evs.push(ev(t, a, "198.18.1.2", 6, p, 0x02));
+        evs.push(ev(t + (50 + jitter(p)) * MS, b, "198.18.1.2", 6, p, 0x02));
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    evs
+}
+
 /// Lockstep with real-world jitter: the follower's lag wanders ±4 ms
 /// around 50 ms (pseudo-random, fixed seed), and is still one group.
 #[test]
 fn two_scanners_in_lockstep_with_jitter() {
-    let mut evs = Vec::new();
     let mut x = 0x2545_f491_4f6c_dd1du64;
-    for p in 1..=200u16 {
+    let evs = twins("192.0.2.42", "192.0.2.43", 200, |_| {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let jitter = (x % 9) as i64 - 4;
-        let t = T0 + p as i64 * 10 * MS;
-        evs.push(ev(t, "192.0.2.42", "198.18.1.2", 6, p, 0x02));
-        evs.push(ev(
-            t + (50 + jitter) * MS,
-            "192.0.2.43",
-            "198.18.1.2",
-            6,
-            p,
-            0x02,
-        ));
-    }
-    evs.sort_by_key(|r| r.ts_ns);
+        (x % 9) as i64 - 4
+    });
     let all = run(&evs);
     let d = started(&all, "distributed_scan");
     assert_eq!(d.len(), 1, "{:?}", kinds(&all));
@@ -500,21 +495,13 @@ fn independent_overlapping_scans_are_not_lockstep() {
 /// jittered pair cannot meet (and a sooner decision) leaves it ungrouped.
 #[test]
 fn lockstep_thresholds_are_settings() {
-    let mut evs = Vec::new();
-    for p in 1..=100u16 {
-        let t = T0 + p as i64 * 10 * MS;
-        let jitter = if p % 2 == 0 { 3 } else { -3 };
-        evs.push(ev(t, "192.0.2.46", "198.18.1.2", 6, p, 0x02));
-        evs.push(ev(
-            t + (50 + jitter) * MS,
-            "192.0.2.47",
-            "198.18.1.2",
-            6,
-            p,
-            0x02,
-        ));
-    }
-    evs.sort_by_key(|r| r.ts_ns);
+    let evs = twins("192.0.2.46", "192.0.2.47", 100, |p| {
+        if p % 2 == 0 {
+            3
+        } else {
+            -3
+        }
+    });
     assert_eq!(started(&run(&evs), "distributed_scan").len(), 1);
     let strict = DetectConfig {
         sync_lag_spread: 0.02,
