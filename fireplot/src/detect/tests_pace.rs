@@ -151,6 +151,12 @@ fn a_twelve_hour_surge_after_three_quiet_days() {
     assert_eq!(s[0].ports.sample, vec![7547]);
     assert_eq!(s[0].proto, "tcp");
     let first = crate::record::parse_rfc3339_ns(&s[0].last_seen).unwrap();
+    eprintln!(
+        "7547 reported {} min into the surge, at {} new sources in {} s",
+        (first - surge_start) / (60 * S),
+        s[0].horizon_sources.unwrap_or(0),
+        s[0].horizon_s.unwrap_or(0)
+    );
     assert!(
         first - surge_start < 2 * H,
         "reported {} h into the surge",
@@ -191,6 +197,13 @@ fn two_hundred_sources_in_a_day_on_a_port_nobody_probed() {
     assert_eq!(s.len(), 1, "{:?}", s);
     assert_eq!(s[0].ports.sample, vec![37777]);
     assert!(s[0].summary.starts_with("TCP/37777: "), "{}", s[0].summary);
+    let first = crate::record::parse_rfc3339_ns(&s[0].last_seen).unwrap();
+    eprintln!(
+        "37777 reported {} min into the wave, at {} new sources in {} s",
+        (first - (T0 + 3 * DAY)) / (60 * S),
+        s[0].horizon_sources.unwrap_or(0),
+        s[0].horizon_s.unwrap_or(0)
+    );
     no_per_source_alerts(&all);
 }
 
@@ -204,6 +217,13 @@ fn a_six_hour_wave() {
     let s = surges(&all);
     assert_eq!(s.len(), 1, "{:?}", s);
     assert_eq!(s[0].ports.sample, vec![7547]);
+    let first = crate::record::parse_rfc3339_ns(&s[0].last_seen).unwrap();
+    eprintln!(
+        "6-hour wave reported {} min in, at {} new sources in {} s",
+        (first - (T0 + DAY + 4 * H)) / (60 * S),
+        s[0].horizon_sources.unwrap_or(0),
+        s[0].horizon_s.unwrap_or(0)
+    );
 }
 
 /// One honeypot source: 11,116 UDP packets to port 2193 of one host in 10
