@@ -241,6 +241,7 @@ fn scenario_decoy_scan() {
         )],
     );
     assert!(c.alerts.iter().all(|a| a["synchronized"] == true));
+    assert_tool(&c, "nmap");
 }
 
 #[test]
@@ -322,6 +323,8 @@ fn scenario_nmap_os_detection() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
+    // OS detection's probes carry none of the signatures checked: no claim.
+    assert_tool(&c, "unknown");
     for want in ["NULL", "FIN|PSH|URG", "FIN|SYN|PSH|URG"] {
         assert!(combos.contains(&want), "{want} in {combos:?}");
     }
@@ -348,6 +351,7 @@ fn scenario_udp_top_ports() {
     let ended = c.alerts.iter().find(|a| a["status"] == "ended").unwrap();
     assert_eq!(ended["proto"], "udp");
     assert_eq!(ended["ports"]["count"], 20, "{ended}");
+    assert_tool(&c, "unknown");
 }
 
 /// hping3 hammering one UDP port at 20 packets a second for a minute.
@@ -384,6 +388,8 @@ fn scenario_hammering_one_port() {
     );
     let ended = c.alerts.iter().find(|a| a["status"] == "ended").unwrap();
     assert!(ended["count"].as_u64() >= Some(1000), "{ended}");
+    // hping3's signature is on its TCP SYNs; UDP carries none.
+    assert_tool(&c, "unknown");
     assert!(
         ended["summary"]
             .as_str()
