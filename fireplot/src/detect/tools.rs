@@ -1,6 +1,8 @@
 //! Scanner fingerprints, from fields every event carries. A tool is named
 //! only when its signature holds for `tool_min_share` of at least
-//! `tool_min_probes` probes; otherwise the tool is `unknown`.
+//! `tool_min_probes` probes; otherwise the tool is `unknown`. The first
+//! `SAMPLE` probes of a source or episode are checked: the share is settled
+//! long before, and a scan of a million ports need not pay per probe.
 //!
 //! - zmap: IP id 54321 on every probe (its default since 2013).
 //! - masscan: IP id = (destination address ^ destination port ^ TCP
@@ -17,6 +19,9 @@
 use std::net::IpAddr;
 
 use super::probe::{Probe, Role, SYN};
+
+/// Probes checked per tally.
+pub const SAMPLE: u32 = 256;
 
 /// How many checked probes carried each tool's signature.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -37,7 +42,7 @@ fn frame_len_is(p: &Probe, want: u16) -> bool {
 impl ToolVotes {
     /// Checks one probe (scan probes only: answers carry no scanner's marks).
     pub fn add(&mut self, p: &Probe) {
-        if p.role != Role::Probe {
+        if p.role != Role::Probe || self.checked >= SAMPLE {
             return;
         }
         self.checked = self.checked.saturating_add(1);
@@ -66,16 +71,6 @@ impl ToolVotes {
                 self.hping3 += 1;
             }
         }
-    }
-
-    /// Adds another tally (a source's votes to its episode's).
-    pub fn merge(&mut self, o: &ToolVotes) {
-        self.checked = self.checked.saturating_add(o.checked);
-        self.zmap += o.zmap;
-        self.masscan += o.masscan;
-        self.mirai += o.mirai;
-        self.nmap += o.nmap;
-        self.hping3 += o.hping3;
     }
 
     /// The tool whose signature the probes carry, or `unknown`.
