@@ -135,6 +135,10 @@ pub struct Outbound {
     pub tcp_ok: u32,
     pub udp_ok: u32,
     pub ping_ok: u32,
+    /// Distinct flows the clients opened: (protocol, local, remote) tuples,
+    /// plus one per ping. The kernel may give a new UDP socket a port a
+    /// closed one just used, so this is not always one per exchange.
+    pub flows: usize,
 }
 
 /// Ordinary outbound traffic from the lan host to the inet servers, over
@@ -144,6 +148,7 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
     let (tcp_port, udp_port) = (servers.tcp_port, servers.udp_port);
     let client = in_netns(&lab.ns(Node::Lan), move || {
         let mut o = Outbound::default();
+        let mut tuples = std::collections::BTreeSet::new();
         for round in 0..rounds {
             for host in [addr::INET_V4, addr::INET_V6] {
                 let ip: std::net::IpAddr = host.parse()?;
@@ -153,6 +158,7 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
                     Duration::from_secs(3),
                 )?;
                 c.set_read_timeout(Some(Duration::from_secs(3)))?;
+                tuples.insert((6u8, c.local_addr()?, c.peer_addr()?));
                 c.write_all(payload.as_bytes())?;
                 let mut buf = vec![0u8; payload.len()];
                 c.read_exact(&mut buf)?;
@@ -168,6 +174,7 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
                 let u = UdpSocket::bind(bind)?;
                 u.set_read_timeout(Some(Duration::from_secs(2)))?;
                 u.send_to(payload.as_bytes(), SocketAddr::new(ip, udp_port))?;
+                tuples.insert((17u8, u.local_addr()?, SocketAddr::new(ip, udp_port)));
                 let mut buf = [0u8; 2048];
                 if let Ok((n, _)) = u.recv_from(&mut buf) {
                     if &buf[..n] == payload.as_bytes() {
@@ -176,6 +183,7 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
                 }
             }
         }
+        o.flows = tuples.len();
         Ok(o)
     });
     let mut o = client
@@ -189,6 +197,7 @@ pub fn outbound(lab: &Lab, servers: &Servers, rounds: u32) -> Result<Outbound> {
             .context("cannot run ping (iputils-ping missing? run `cargo xtask setup`)")?;
         if out.status.success() {
             o.ping_ok += 1;
+            o.flows += 1;
         }
     }
     Ok(o)
