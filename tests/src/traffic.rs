@@ -363,6 +363,44 @@ pub fn scanner(
     limit: Duration,
 ) -> Result<std::process::Output> {
     let started = Instant::now();
+    let out = run_bounded(lab, program, args, limit)?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?} failed after {:.1} s ({}): {}",
+            started.elapsed().as_secs_f64(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out)
+}
+
+/// hping3 from the inet side, time-bounded, checked by what it says it
+/// sent: it exits 1 when nothing answered, which for spoofed or one-way
+/// traffic is the normal case, not a failure.
+pub fn hping3_sent(lab: &Lab, args: &[&str], count: u32, limit: Duration) -> Result<()> {
+    let out = run_bounded(lab, "hping3", args, limit)?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let want = format!("{count} packets transmitted");
+    if !text.contains(&want) {
+        bail!(
+            "hping3 {args:?} did not send its {count} packets ({}): {}",
+            out.status,
+            text.trim()
+        );
+    }
+    Ok(())
+}
+
+/// Runs a program in the inet namespace under `timeout`; its output,
+/// whatever its exit status.
+fn run_bounded(
+    lab: &Lab,
+    program: &str,
+    args: &[&str],
+    limit: Duration,
+) -> Result<std::process::Output> {
     let child = lab
         .command(Node::Inet, "timeout")
         .args([
@@ -375,14 +413,5 @@ pub fn scanner(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot start {program}"))?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "{program} {args:?} failed after {:.1} s ({}): {}",
-            started.elapsed().as_secs_f64(),
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(out)
+    Ok(child.wait_with_output()?)
 }

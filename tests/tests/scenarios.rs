@@ -363,9 +363,8 @@ fn scenario_hammering_one_port() {
     let c = scenario(
         "ham",
         |l| {
-            traffic::scanner(
+            traffic::hping3_sent(
                 l,
-                "hping3",
                 &[
                     "--udp",
                     "-p",
@@ -380,6 +379,7 @@ fn scenario_hammering_one_port() {
                     "-q",
                     addr::LAN_V4,
                 ],
+                1200,
                 std::time::Duration::from_secs(120),
             )
             .expect("hping3");
@@ -409,9 +409,8 @@ fn scenario_one_victim_backscatter() {
     let c = scenario(
         "bsv",
         |l| {
-            traffic::scanner(
+            traffic::hping3_sent(
                 l,
-                "hping3",
                 &[
                     "-S",
                     "-A",
@@ -432,6 +431,7 @@ fn scenario_one_victim_backscatter() {
                     "-q",
                     "198.18.1.x",
                 ],
+                400,
                 std::time::Duration::from_secs(60),
             )
             .expect("hping3");
