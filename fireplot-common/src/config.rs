@@ -31,7 +31,10 @@ pub struct Config {
     pub service_icmp_echo: u8,
     /// 1 once userspace has written the config; until then nothing is fresh.
     pub loaded: u8,
-    pub _pad: [u8; 5],
+    /// 1: mark events to dark addresses and ports (`PKT_DARK_*`). Only
+    /// meaningful when egress sees the inside's answers.
+    pub mark_dark: u8,
+    pub _pad: [u8; 4],
 }
 assert_size!(Config, 80);
 

@@ -42,11 +42,13 @@ pub enum Misc {
     CacheMisses = 7,
     /// Packets seen by the egress recorder.
     EgressPackets = 8,
+    /// Egress could not record an inside address or port as live.
+    LiveInsertFailed = 9,
 }
 
 impl Misc {
     /// Number of misc counters.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// All misc counters in order.
     pub const ALL: [Misc; Misc::COUNT] = [
         Misc::EventsSent,
@@ -58,6 +60,7 @@ impl Misc {
         Misc::ExtHeaderOverflow,
         Misc::CacheMisses,
         Misc::EgressPackets,
+        Misc::LiveInsertFailed,
     ];
 
     /// The name used in stats output.
@@ -72,6 +75,7 @@ impl Misc {
             Misc::ExtHeaderOverflow => "ext_header_overflow",
             Misc::CacheMisses => "cache_misses",
             Misc::EgressPackets => "egress_packets",
+            Misc::LiveInsertFailed => "live_insert_failed",
         }
     }
 

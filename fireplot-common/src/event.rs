@@ -66,6 +66,15 @@ pub const PKT_FRAGMENT: u8 = 0x01;
 pub const PKT_VLAN: u8 = 0x02;
 /// `Event::pkt_flags` bit: the L4 header was cut short; ports and flags are zero.
 pub const PKT_L4_TRUNCATED: u8 = 0x04;
+/// `Event::pkt_flags` bit: the destination address never sent a packet out
+/// since the sensor started (a dark address: nothing lives there, or it
+/// never answered anyone).
+pub const PKT_DARK_ADDR: u8 = 0x08;
+/// `Event::pkt_flags` bit: the destination (address, protocol, port) never
+/// answered anyone: no outbound SYN-ACK (TCP) or datagram (UDP) from it.
+/// Set for TCP/UDP only, and only when the address is live (`PKT_DARK_ADDR`
+/// is the stronger statement).
+pub const PKT_DARK_PORT: u8 = 0x10;
 
 /// One inbound packet the classifier reported.
 ///

@@ -91,6 +91,21 @@ pub struct RateSlot {
 }
 assert_size!(RateSlot, 32);
 
+/// Key of the live tables: an inside address that sent something out
+/// (`LIVE_ADDRS`: port and proto 0), or an inside (address, protocol,
+/// port) that answered (`LIVE_PORTS`). Address as two native-endian words
+/// (IPv4: the first word's low 4 bytes, like `RateSlot::src`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct LiveKey {
+    pub addr: [u64; 2],
+    pub port: u16,
+    pub proto: u8,
+    pub family: u8,
+    pub _pad: [u8; 4],
+}
+assert_size!(LiveKey, 24);
+
 #[cfg(feature = "user")]
 mod user {
     use super::*;
@@ -102,4 +117,5 @@ mod user {
     unsafe impl aya::Pod for FlowState {}
     unsafe impl<K: aya::Pod> aya::Pod for CacheSlot<K> {}
     unsafe impl aya::Pod for RateSlot {}
+    unsafe impl aya::Pod for LiveKey {}
 }

@@ -5,15 +5,16 @@
 
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::warn;
+use aya_ebpf::maps::LruHashMap;
 use fireplot_common::{
     config::Config,
     counters::Misc,
-    flow::{FlowState, ORIGIN_ACCEPTED, ORIGIN_INSIDE},
+    flow::{FlowState, LiveKey, ORIGIN_ACCEPTED, ORIGIN_INSIDE},
     proto::{FAMILY_V4, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
 };
 
 use crate::{
-    bump, config,
+    bump, config, LIVE_ADDRS, LIVE_PORTS,
     flows::{now_jiffies, Family, V4, V6},
     parse::{icmp, parse, tcp, udp, Bounds, Headers},
 };
@@ -160,6 +161,38 @@ fn new_state(action: Action, now: u64) -> Option<FlowState> {
     })
 }
 
+/// Notes that `key` answered: written when missing or older than `refresh`.
+#[inline(always)]
+fn mark_live(map: &LruHashMap<LiveKey, u64>, key: &LiveKey, cfg: &Config, now: u64) {
+    // SAFETY: read of a u64 map value; a racing writer stores a similar time.
+    if let Some(v) = unsafe { map.get(key) } {
+        if now.wrapping_sub(*v) < cfg.refresh {
+            return;
+        }
+    }
+    if map.insert(key, &now, 0).is_err() {
+        bump(Misc::LiveInsertFailed.index());
+    }
+}
+
+#[inline(always)]
+fn live_key(addr: [u64; 2], family: u8, proto: u8, port: u16) -> LiveKey {
+    LiveKey {
+        addr,
+        port,
+        proto,
+        family,
+        _pad: [0; 4],
+    }
+}
+
+#[inline(always)]
+fn live_addr<F: Family>(src: F::Addr, cfg: &Config, now: u64) {
+    if cfg.mark_dark != 0 {
+        mark_live(&LIVE_ADDRS, &live_key(F::words(src), F::FAMILY, 0, 0), cfg, now);
+    }
+}
+
 /// Records an outbound packet of family `F`.
 #[inline(always)]
 fn record_family<F: Family>(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Config, now: u64) {
@@ -167,6 +200,9 @@ fn record_family<F: Family>(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Conf
         return;
     };
     let Some((sport, dport, action)) = ports_action(b, h, F::ECHO_REQUEST, F::ICMP) else {
+        // Echo replies and ICMP errors create no flow, but their sender
+        // answered: it is a live address.
+        live_addr::<F>(src, cfg, now);
         return;
     };
     let key = F::key(src, dst, sport, dport, h.proto);
@@ -181,6 +217,8 @@ fn record_family<F: Family>(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Conf
         }
         None => {
             let Some(state) = new_state(action, now) else {
+                // A RST answers too: the address lives (the port is closed).
+                live_addr::<F>(src, cfg, now);
                 return;
             };
             if let Err(e) = F::table().insert(&key, &state, 0) {
@@ -192,6 +230,22 @@ fn record_family<F: Family>(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Conf
             state
         }
     };
+    // Created or refreshed (at most once per `refresh`): the address lives,
+    // and a SYN-ACK or a datagram says its port answers.
+    live_addr::<F>(src, cfg, now);
+    let answers = match h.proto {
+        IPPROTO_TCP => action == Action::Open(ORIGIN_ACCEPTED),
+        IPPROTO_UDP => true,
+        _ => false,
+    };
+    if answers && cfg.mark_dark != 0 {
+        mark_live(
+            &LIVE_PORTS,
+            &live_key(F::words(src), F::FAMILY, h.proto, sport),
+            cfg,
+            now,
+        );
+    }
     if sport != 0 || dport != 0 {
         // The address pair stands for the flow's non-first fragments.
         let pair = F::key(src, dst, 0, 0, h.proto);

@@ -9,8 +9,8 @@ use aya_ebpf::{
 use fireplot_common::{
     config::{service_bit, Config},
     counters::{class_index, port_table, Misc, PORT_CHUNK},
-    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
-    flow::ORIGIN_INSIDE,
+    event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
+    flow::{LiveKey, ORIGIN_INSIDE},
     proto::{FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
 };
 
@@ -18,7 +18,7 @@ use crate::{
     bump, config,
     flows::{in_table, lookup, now_jiffies, Family, V4, V6},
     parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers, ParseError},
-    EVENTS, PORT_HITS, RATE, RATE_SLOTS, SERVICE_PORTS,
+    EVENTS, LIVE_ADDRS, LIVE_PORTS, PORT_HITS, RATE, RATE_SLOTS, SERVICE_PORTS,
 };
 
 /// Bytes waiting in the ring before the reader is woken (about 800 events).
@@ -285,6 +285,33 @@ fn rate_allow(cfg: &Config, p: &Probe, now_ns: u64) -> bool {
     true
 }
 
+/// `PKT_DARK_*` bits of an unsolicited packet: has its destination (or
+/// its destination port) never answered anyone? Two lookups, paid only by
+/// the events the limiter lets through.
+#[inline(always)]
+fn dark_bits(p: &Probe, pkt_flags: u8) -> u8 {
+    let mut key = LiveKey {
+        addr: p.dst,
+        port: 0,
+        proto: 0,
+        family: p.family,
+        _pad: [0; 4],
+    };
+    // SAFETY: lookups only; the values are not read.
+    if unsafe { LIVE_ADDRS.get(&key) }.is_none() {
+        return PKT_DARK_ADDR;
+    }
+    if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) && pkt_flags & PKT_FRAGMENT == 0 {
+        key.port = p.dport;
+        key.proto = p.proto;
+        // SAFETY: as above.
+        if unsafe { LIVE_PORTS.get(&key) }.is_none() {
+            return PKT_DARK_PORT;
+        }
+    }
+    0
+}
+
 #[inline(always)]
 fn emit(
     ctx: &XdpContext,
@@ -302,6 +329,10 @@ fn emit(
     if !rate_allow(cfg, p, coarse_ns) {
         bump(Misc::Suppressed.index());
         return;
+    }
+    let mut pkt_flags = pkt_flags;
+    if cfg.mark_dark != 0 && class as u8 == Class::Unsolicited as u8 {
+        pkt_flags |= dark_bits(p, pkt_flags);
     }
     // SAFETY: a helper without arguments or preconditions.
     let now_ns = unsafe { bpf_ktime_get_ns() };

@@ -19,7 +19,7 @@ use aya_ebpf::{
 use fireplot_common::{
     config::{Config, SERVICE_WORDS},
     counters::{COUNTERS_LEN, PORT_CHUNK, PORT_HITS_LEN},
-    flow::{CacheSlotV4, CacheSlotV6, FlowKeyV4, FlowKeyV6, FlowState, RateSlot},
+    flow::{CacheSlotV4, CacheSlotV6, FlowKeyV4, FlowKeyV6, FlowState, LiveKey, RateSlot},
 };
 
 /// Slots of each per-CPU flow cache (a power of two).
@@ -41,6 +41,15 @@ static SERVICE_PORTS: Array<u64> = Array::with_max_entries(SERVICE_WORDS, 0);
 static FLOWS_V4: LruHashMap<FlowKeyV4, FlowState> = LruHashMap::with_max_entries(262_144, 0);
 #[map]
 static FLOWS_V6: LruHashMap<FlowKeyV6, FlowState> = LruHashMap::with_max_entries(131_072, 0);
+
+/// Inside addresses that sent anything out, and inside (address, protocol,
+/// port)s that answered (SYN-ACK, UDP), → jiffies last written. Written by
+/// egress at most once per `refresh`; ingress reads them only for the events
+/// it sends, to mark dark destinations.
+#[map]
+static LIVE_ADDRS: LruHashMap<LiveKey, u64> = LruHashMap::with_max_entries(16_384, 0);
+#[map]
+static LIVE_PORTS: LruHashMap<LiveKey, u64> = LruHashMap::with_max_entries(65_536, 0);
 
 /// Per-CPU direct-mapped caches in front of the flow tables.
 #[map]

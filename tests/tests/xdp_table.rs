@@ -14,7 +14,7 @@ use fireplot::{
     sensor::{Limits, LoadOptions, Sensor, PROG_INGRESS},
 };
 use fireplot_common::{
-    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
+    event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
     proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
 };
 use fireplot_tests::{
@@ -643,6 +643,30 @@ fn rows() -> Vec<Row> {
     rows
 }
 
+/// The dark bits an event of the table carries after `record_inside_flows`:
+/// both inside addresses sent packets out; only TCP/22 (v4, a SYN-ACK) and
+/// UDP/5000 (both families, a datagram) answered. An inside SYN (TCP/40000)
+/// does not make its port a server.
+fn table_dark(x: &Expect) -> u8 {
+    let inside = x.dst == a4(INSIDE_V4) || x.dst == a6(INSIDE_V6);
+    if !inside {
+        return PKT_DARK_ADDR;
+    }
+    if !matches!(x.proto, IPPROTO_TCP | IPPROTO_UDP) || x.pkt_flags & PKT_FRAGMENT != 0 {
+        return 0;
+    }
+    let served = match (x.proto, x.dport) {
+        (IPPROTO_TCP, 22) => x.dst.is_ipv4(),
+        (IPPROTO_UDP, 5000) => true,
+        _ => false,
+    };
+    if served {
+        0
+    } else {
+        PKT_DARK_PORT
+    }
+}
+
 fn check_row(h: &mut Harness, row: &Row) {
     let e = h.ingress(&row.frame);
     let name = row.name;
@@ -695,7 +719,11 @@ fn check_row(h: &mut Harness, row: &Row) {
             assert_eq!(ev.dport, x.dport, "{name}: dport");
             assert_eq!(ev.tcp_flags, x.tcp_flags, "{name}: tcp flags");
             assert_eq!(ev.icmp_type, x.icmp_type, "{name}: icmp type");
-            assert_eq!(ev.pkt_flags, x.pkt_flags, "{name}: packet flags");
+            assert_eq!(
+                ev.pkt_flags,
+                x.pkt_flags | table_dark(x),
+                "{name}: packet flags"
+            );
             assert_eq!(ev.class, Class::Unsolicited as u8, "{name}: class");
             assert_eq!(ev.ttl, 64, "{name}: ttl");
             assert_eq!(ev.pkt_len as usize, row.frame.len(), "{name}: length");
@@ -720,6 +748,118 @@ fn classification_table() {
     for row in &rows {
         check_row(&mut h, row);
     }
+}
+
+/// What `dark` means, step by step: an address that never sent anything is
+/// dark; once it answers (even with a RST or an ICMP error) only its
+/// unanswered ports are; a SYN-ACK or a datagram from a port lights that
+/// port. With marking off, nothing is marked.
+#[test]
+fn dark_targets_are_marked() {
+    if !privileged("dark_targets_are_marked") {
+        return;
+    }
+    for six in [false, true] {
+        let fam = if six { "v6" } else { "v4" };
+        let mut h = Harness::new(Limits::default(), &[], 1 << 20);
+        let inbound = |l4| {
+            if six {
+                v6(OUTSIDE_V6, INSIDE_V6, l4)
+            } else {
+                v4(OUTSIDE_V4, INSIDE_V4, l4)
+            }
+        };
+        let outbound = |l4| {
+            if six {
+                v6(INSIDE_V6, OUTSIDE_V6, l4)
+            } else {
+                v4(INSIDE_V4, OUTSIDE_V4, l4)
+            }
+        };
+        let flags_of = |h: &mut Harness, l4: L4| -> u8 {
+            let e = h.ingress(&inbound(l4));
+            assert_eq!(e.events.len(), 1, "{fam}: one event");
+            e.events[0].pkt_flags & (PKT_DARK_ADDR | PKT_DARK_PORT)
+        };
+        let syn80 = || tcp(50000, 80, SYN);
+        let udp161 = || udp(50001, 161);
+        assert_eq!(
+            flags_of(&mut h, syn80()),
+            PKT_DARK_ADDR,
+            "{fam}: silent host"
+        );
+        let echo = if six { icmp(128, 0, 9) } else { icmp(8, 0, 9) };
+        assert_eq!(
+            flags_of(&mut h, echo),
+            PKT_DARK_ADDR,
+            "{fam}: ping to a silent host"
+        );
+        // The host answers the SYN with a RST: alive, port 80 still dark.
+        h.egress(&outbound(tcp(80, 50000, RST | ACK)));
+        assert_eq!(
+            flags_of(&mut h, syn80()),
+            PKT_DARK_PORT,
+            "{fam}: closed port"
+        );
+        assert_eq!(
+            flags_of(&mut h, udp161()),
+            PKT_DARK_PORT,
+            "{fam}: closed udp port"
+        );
+        assert_eq!(
+            flags_of(&mut h, echo),
+            0,
+            "{fam}: ping to a live host: no port to be dark"
+        );
+        // A SYN-ACK from port 80 and a datagram from 161: both answer.
+        h.egress(&outbound(tcp(80, 50002, SYN | ACK)));
+        h.egress(&outbound(udp(161, 50001)));
+        assert_eq!(
+            flags_of(&mut h, tcp(50003, 80, SYN)),
+            0,
+            "{fam}: served tcp port"
+        );
+        assert_eq!(
+            flags_of(&mut h, udp(50004, 161)),
+            0,
+            "{fam}: served udp port"
+        );
+        // An inside client's SYN does not make its source port a server.
+        h.egress(&outbound(tcp(40000, 443, SYN)));
+        assert_eq!(
+            flags_of(&mut h, tcp(50005, 40000, SYN)),
+            PKT_DARK_PORT,
+            "{fam}: a client port is not served"
+        );
+    }
+    // An ICMP error (port unreachable) from a silent host makes it live.
+    let mut h = Harness::new(Limits::default(), &[], 1 << 20);
+    let quoted = ip_part(&v4(OUTSIDE_V4, INSIDE_V4, udp(50001, 9)));
+    let unreach = L4::Icmp {
+        ty: 3,
+        code: 3,
+        rest: [0; 4],
+    };
+    h.egress(&v4_vlan(
+        Vlan::None,
+        INSIDE_V4,
+        OUTSIDE_V4,
+        unreach,
+        &quoted,
+    ));
+    let e = h.ingress(&v4(OUTSIDE_V4, INSIDE_V4, udp(50001, 9)));
+    assert_eq!(
+        e.events[0].pkt_flags, PKT_DARK_PORT,
+        "host that sent an ICMP error"
+    );
+    // Marking off: no bits, whatever the tables hold.
+    let limits = Limits {
+        mark_dark: false,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    let e = h.ingress(&v4(OUTSIDE_V4, INSIDE_V4, tcp(1, 80, SYN)));
+    assert_eq!(e.events[0].pkt_flags, 0, "marking off");
 }
 
 /// Truncated, inconsistent and oversized headers: counted as malformed,

@@ -42,6 +42,9 @@ pub struct Limits {
     pub emit_malformed: bool,
     /// Inbound echo requests are `service` (the router answers ping).
     pub service_icmp_echo: bool,
+    /// Mark events to addresses and ports that never answered (`dark`).
+    /// Off where egress cannot see the inside's answers (a one-way tap).
+    pub mark_dark: bool,
 }
 
 impl Default for Limits {
@@ -58,6 +61,7 @@ impl Default for Limits {
             rate_burst: 50_000,
             emit_malformed: false,
             service_icmp_echo: false,
+            mark_dark: true,
         }
     }
 }
@@ -138,7 +142,8 @@ impl Limits {
             emit_malformed: self.emit_malformed as u8,
             service_icmp_echo: self.service_icmp_echo as u8,
             loaded: 1,
-            _pad: [0; 5],
+            mark_dark: self.mark_dark as u8,
+            _pad: [0; 4],
         }
     }
 }

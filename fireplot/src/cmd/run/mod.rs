@@ -134,6 +134,15 @@ pub struct RunArgs {
     #[arg(long)]
     pub emit_malformed: bool,
 
+    /// Do not mark events as `dark`. By default an event whose destination
+    /// address never sent a packet out, or whose TCP/UDP port never answered
+    /// anyone (no SYN-ACK, no datagram from it) since the sensor started,
+    /// carries `"dark":"addr"` or `"dark":"port"`, and the detector counts it
+    /// as stronger evidence (`dark_weight`). Turn it off where this interface
+    /// does not see the inside's answers (asymmetric routing).
+    #[arg(long)]
+    pub no_dark: bool,
+
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, default_value_t = 16, value_parser = parse_ring_mib)]
     pub ring_mib: u32,
@@ -217,6 +226,7 @@ impl RunArgs {
             rate_burst: self.rate_burst,
             emit_malformed: self.emit_malformed,
             service_icmp_echo: false,
+            mark_dark: !self.no_dark,
         }
     }
 }
