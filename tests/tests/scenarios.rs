@@ -179,6 +179,60 @@ fn scenario_udp_scan() {
     assert!(c.alerts.iter().all(|a| a["proto"] == "udp"));
 }
 
+/// Four closed ports of the lan host: never answered anyone, so dark, and
+/// four dark ports are a port scan (six would be needed otherwise).
+#[test]
+fn scenario_four_dark_ports() {
+    if !privileged("scenario_four_dark_ports") {
+        return;
+    }
+    let c = scenario(
+        "dark",
+        |l| nmap(l, &["-sS", "-p", "1001,1013,1027,1049", addr::LAN_V4]),
+        &[("port_scan", &[INET])],
+    );
+    assert!(!c.events.is_empty());
+    for e in &c.events {
+        assert!(
+            e["dark"] == "addr" || e["dark"] == "port",
+            "a probe to a port that never answered is dark: {e}"
+        );
+    }
+}
+
+/// The same four probes (UDP), to ports the lan host has sent datagrams
+/// from: not dark, and four of them are nothing.
+#[test]
+fn scenario_ports_that_answered_are_not_dark() {
+    if !privileged("scenario_ports_that_answered_are_not_dark") {
+        return;
+    }
+    const PORTS: [u16; 4] = [1001, 1013, 1027, 1049];
+    let c = scenario(
+        "lit",
+        |l| {
+            let sent = traffic::in_netns(&l.ns(Node::Lan), || {
+                for port in PORTS {
+                    let s = std::net::UdpSocket::bind(("0.0.0.0", port))?;
+                    s.send_to(b"hello", (addr::INET_V4, 9))?;
+                }
+                Ok(())
+            });
+            sent.join()
+                .expect("thread")
+                .expect("send from the lan host");
+            let list = PORTS.map(|p| p.to_string()).join(",");
+            nmap(l, &["-sU", "-p", &list, addr::LAN_V4]);
+        },
+        &[],
+    );
+    let probes: Vec<&Value> = c.events.iter().filter(|e| e["proto"] == "udp").collect();
+    assert!(probes.len() >= 4, "{:?}", c.events);
+    for e in probes {
+        assert!(e.get("dark").is_none(), "answered port marked dark: {e}");
+    }
+}
+
 #[test]
 fn scenario_ack_scan() {
     if !privileged("scenario_ack_scan") {

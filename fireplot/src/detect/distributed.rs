@@ -82,6 +82,15 @@ impl Sync {
         !self.members.is_empty() && self.members.contains_key(&src)
     }
 
+    /// Does `src` co-probe with another source in a pair not yet decided?
+    /// (Walks the pairs: asked once per source that reaches a dark-only
+    /// threshold, not per probe.)
+    pub fn in_open_pair(&self, src: u128) -> bool {
+        self.pairs
+            .iter()
+            .any(|((a, b), p)| !p.dead && (*a == src || *b == src))
+    }
+
     pub fn forget_group(&mut self, id: u64) {
         self.members.retain(|_, g| *g != id);
         self.lags.remove(&id);
@@ -291,12 +300,12 @@ fn shared(e: &mut Engine, p: &Probe) {
     }
     // None of them a scanner alone.
     let w = &e.shared.targets[&wk];
-    let scan_ports = e.cfg.scan_ports;
+    let (scan_ports, scan_dark) = (e.cfg.scan_ports, e.cfg.scan_dark_ports);
     let alone = w.sources.keys().any(|s| {
         e.sources.heavy.get(s).is_some_and(|h| {
             h.targets
                 .get(&(p.dst, p.proto))
-                .is_some_and(|t| t.ports.len() >= scan_ports)
+                .is_some_and(|t| t.is_scan(scan_ports, scan_dark))
         })
     });
     if alone {

@@ -122,9 +122,7 @@ impl Engine {
             self.sweep();
         }
         let sec = p.ts_ns.div_euclid(SEC);
-        let (light, _new) =
-            self.sources
-                .touch(p.src, p.ts_ns, p.dst, p.port, p.proto, p.role.code());
+        let (light, _new) = self.sources.touch(&p);
         light.last_ns = light.last_ns.max(p.ts_ns);
         light.probes = light.probes.saturating_add(1);
         if light.sec != sec {

@@ -149,6 +149,8 @@ pub struct Probe {
     /// The event's class (`Class` value): only `unsolicited` counts for
     /// hammering, so state the sensor lost track of is not an attack.
     pub class: u8,
+    /// The destination (address, or TCP/UDP port) had never answered anyone.
+    pub dark: bool,
 }
 
 /// An address as a u128 key (IPv4 mapped).
@@ -194,6 +196,7 @@ impl Probe {
             tcp_window: r.tcp_window,
             len: r.len,
             class: r.class,
+            dark: r.dark(),
         })
     }
 }

@@ -1,8 +1,12 @@
 //! port_scan, port_sweep, protocol_scan and flag_scan: one source's probes.
 //!
 //! port_scan: one target, many ports (`scan_ports` distinct ports on one
-//! target). port_sweep: many targets (`sweep_targets`), few ports (at most
-//! `sweep_max_ports` over all targets). protocol_scan: `protocols` distinct IP
+//! target, or `scan_dark_ports` dark ones). port_sweep: many targets
+//! (`sweep_targets`, or `sweep_dark_targets` dark ones), few ports (at most
+//! `sweep_max_ports` over all targets). A dark destination never answered
+//! anyone since the sensor started (the kernel marks it, `PKT_DARK_*`): a
+//! probe to it is a failed connection in TRW's sense, stronger evidence
+//! than one a live service might have wanted. protocol_scan: `protocols` distinct IP
 //! protocols. flag_scan: `flag_probes` probes with a TCP flag mix no stack
 //! sends first (NULL, FIN, Xmas, Maimon, SYN|FIN, ...); those probes do not
 //! count toward port_scan, so an Xmas scan is a flag_scan, not both.
@@ -40,10 +44,13 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
             l.second_port = p.port;
             l.second_proto = p.proto;
             l.second_role = p.role.code();
+            l.second_dark = p.dark;
             // Two different probes are still background unless the
             // thresholds are that low; a third makes the source heavy.
             if e.cfg.scan_ports > 2
+                && e.cfg.scan_dark_ports > 2
                 && e.cfg.sweep_targets > 2
+                && e.cfg.sweep_dark_targets > 2
                 && e.cfg.flag_probes > 2
                 && e.cfg.protocols > 2
             {
@@ -53,12 +60,14 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
         l.heavy = true;
         let first = *l;
         let sweep_max = e.cfg.sweep_max_ports as usize;
+        let th = Thresholds::of(&e.cfg);
         let h = e.sources.heavy_mut(p.src);
         let mut seeds = vec![(
             first.first_dst,
             first.first_port,
             first.first_proto,
             first.first_role,
+            first.first_dark,
         )];
         if first.has_second
             && !(first.second_dst == p.dst
@@ -70,11 +79,12 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
                 first.second_port,
                 first.second_proto,
                 first.second_role,
+                first.second_dark,
             ));
         }
-        for (dst, port, proto, role) in seeds {
+        for (dst, port, proto, role, dark) in seeds {
             match role {
-                0 => record(h, dst, port, proto, sweep_max, true),
+                0 => record(h, dst, port, proto, dark, sweep_max, th, true),
                 255 => {}
                 c => {
                     if let Some(t) = FlagType::from_code(c) {
@@ -97,10 +107,37 @@ fn promote(e: &mut Engine, p: &Probe, seen: &Light) -> Option<Light> {
     e.sources.light.get(&p.src).copied()
 }
 
-/// Adds a scan probe to a heavy record.
+/// The port_scan thresholds a target's ports are held to.
+#[derive(Clone, Copy)]
+struct Thresholds {
+    ports: u32,
+    dark_ports: u32,
+}
+
+impl Thresholds {
+    fn of(cfg: &super::DetectConfig) -> Thresholds {
+        Thresholds {
+            ports: cfg.scan_ports,
+            dark_ports: cfg.scan_dark_ports,
+        }
+    }
+}
+
+/// Adds a scan probe to a heavy record. `dark`: its destination (address or
+/// port) had never answered anyone.
 /// `ports`: whether per-target port sets still matter (not once the source
 /// is reported as a port scanner of this protocol: the episode has them).
-fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize, ports: bool) {
+#[allow(clippy::too_many_arguments)]
+fn record(
+    h: &mut Heavy,
+    dst: u128,
+    port: u16,
+    proto: u8,
+    dark: bool,
+    sweep_max: usize,
+    th: Thresholds,
+    ports: bool,
+) {
     h.protocols[(proto >> 6) as usize] |= 1u64 << (proto & 63);
     h.target_order.push(dst);
     let slot = proto_slot(proto);
@@ -114,17 +151,22 @@ fn record(h: &mut Heavy, dst: u128, port: u16, proto: u8, sweep_max: usize, port
         std::collections::hash_map::Entry::Occupied(o) => Some(o.into_mut()),
         std::collections::hash_map::Entry::Vacant(v) => {
             h.target_counts[slot] += 1;
+            if dark {
+                h.dark_targets[slot] += 1;
+            }
             room.then(|| v.insert(TargetPorts::default()))
         }
     };
     if with_port && ports {
         if let Some(tp) = tp {
             let was_bitmap = tp.ports.is_bitmap();
-            tp.ports.insert(port);
+            if tp.ports.insert(port) && dark {
+                tp.dark += 1;
+            }
             if !was_bitmap && tp.ports.is_bitmap() {
                 h.bitmaps += 1;
             }
-            h.max_target_ports[slot] = h.max_target_ports[slot].max(tp.ports.len());
+            h.scan_target[slot] |= tp.is_scan(th.ports, th.dark_ports);
         }
         if !h.union_over[slot] && !h.union_ports[slot].contains(&port) {
             h.union_ports[slot].push(port);
@@ -155,7 +197,9 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
             p.dst,
             p.port,
             p.proto,
+            p.dark,
             cfg.sweep_max_ports as usize,
+            Thresholds::of(cfg),
             !scanning,
         );
         // Once reported, the episode tallies the signatures.
@@ -166,8 +210,10 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
         *heavy_bytes = *heavy_bytes + b - h.bytes;
         h.bytes = b;
         (
-            slot < 2 && h.max_target_ports[slot] >= cfg.scan_ports,
-            h.target_counts[slot] >= cfg.sweep_targets as u64 && !h.union_over[slot],
+            slot < 2 && h.scan_target[slot],
+            (h.target_counts[slot] >= cfg.sweep_targets as u64
+                || h.dark_targets[slot] >= cfg.sweep_dark_targets as u64)
+                && !h.union_over[slot],
             h.protocol_count() >= cfg.protocols,
         )
     };
@@ -175,6 +221,28 @@ pub fn observe(e: &mut Engine, p: &Probe, seen: &Light) {
         return;
     }
     let grouped = e.sync.is_member(p.src);
+    // A scan or sweep seen only through dark destinations waits while the
+    // source co-probes with another not yet judged: lockstep sources are
+    // reported as their group (which needs `sync_ports` co-probes), not one
+    // by one. The plain thresholds apply as always.
+    let (scan, sweep) = if grouped {
+        (scan, sweep)
+    } else {
+        let h = &e.sources.heavy[&p.src];
+        let plain_scan = slot < 2
+            && h.targets
+                .get(&(p.dst, p.proto))
+                .is_some_and(|t| t.ports.len() >= e.cfg.scan_ports);
+        let plain_sweep = h.target_counts[slot] >= e.cfg.sweep_targets as u64;
+        let new = |kind| e.active(&Key::Src(kind, p.src, p.proto)).is_none();
+        let dark_only = (scan && !plain_scan && new(Kind::PortScan))
+            || (sweep && !plain_sweep && new(Kind::PortSweep));
+        if dark_only && e.sync.in_open_pair(p.src) {
+            (scan && plain_scan, sweep && plain_sweep)
+        } else {
+            (scan, sweep)
+        }
+    };
     let h = &e.sources.heavy[&p.src];
     let tools = h.tools;
 

@@ -12,7 +12,10 @@ use std::collections::VecDeque;
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use super::{episode::PortSet, probe::FlagType};
+use super::{
+    episode::PortSet,
+    probe::{FlagType, Probe},
+};
 
 /// The small record every source has.
 #[derive(Clone, Copy, Debug)]
@@ -28,6 +31,8 @@ pub struct Light {
     pub first_proto: u8,
     /// Role of the first probe: 0 scan probe, 1 + `FlagType` odd, 255 backscatter.
     pub first_role: u8,
+    /// The first probe's destination (address or port) had never answered.
+    pub first_dark: bool,
     pub heavy: bool,
     /// A second, different probe (internet background sends one or two):
     /// kept here so such sources never need a heavy record.
@@ -35,6 +40,7 @@ pub struct Light {
     pub second_port: u16,
     pub second_proto: u8,
     pub second_role: u8,
+    pub second_dark: bool,
     pub has_second: bool,
 }
 
@@ -56,6 +62,15 @@ impl Light {
 #[derive(Clone, Debug, Default)]
 pub struct TargetPorts {
     pub ports: PortSet,
+    /// How many of `ports` were dark when first probed.
+    pub dark: u32,
+}
+
+impl TargetPorts {
+    /// Enough ports, or enough dark ones, for a port scan?
+    pub fn is_scan(&self, scan_ports: u32, scan_dark_ports: u32) -> bool {
+        self.ports.len() >= scan_ports || self.dark >= scan_dark_ports
+    }
 }
 
 /// Slot of per-protocol evidence: TCP, UDP, anything else.
@@ -74,6 +89,8 @@ pub struct Heavy {
     pub targets: FxHashMap<(u128, u8), TargetPorts>,
     /// Distinct targets per protocol slot (beyond the cap: counted per probe).
     pub target_counts: [u64; 3],
+    /// Of those, targets whose first probe was dark.
+    pub dark_targets: [u64; 3],
     /// Distinct ports over all targets per protocol slot, counted up to `sweep_max_ports + 1`.
     pub union_ports: [Vec<u16>; 3],
     pub union_over: [bool; 3],
@@ -86,8 +103,8 @@ pub struct Heavy {
     pub tools: super::tools::ToolVotes,
     /// IP protocols seen.
     pub protocols: [u64; 4],
-    /// Most distinct ports seen on one target, per protocol slot.
-    pub max_target_ports: [u32; 3],
+    /// Some target's ports make a port scan, per protocol slot.
+    pub scan_target: [bool; 3],
     /// Order of ports and of targets probed.
     pub port_order: super::episode::Order,
     pub target_order: super::episode::Order,
@@ -171,15 +188,8 @@ impl Sources {
     }
 
     /// The source's record, created if new (evicting the oldest if full).
-    pub fn touch(
-        &mut self,
-        src: u128,
-        ts_ns: i64,
-        dst: u128,
-        port: u16,
-        proto: u8,
-        role: u8,
-    ) -> (&mut Light, bool) {
+    pub fn touch(&mut self, p: &Probe) -> (&mut Light, bool) {
+        let (src, ts_ns) = (p.src, p.ts_ns);
         if self.light.len() >= self.max_sources && !self.light.contains_key(&src) {
             while self.light.len() >= self.max_sources {
                 if !self.evict_front(None) {
@@ -191,20 +201,22 @@ impl Sources {
         let l = self.light.entry(src).or_insert_with(|| {
             new = true;
             Light {
-                first_dst: dst,
+                first_dst: p.dst,
                 first_ns: ts_ns,
                 last_ns: ts_ns,
                 sec: ts_ns.div_euclid(1_000_000_000),
                 sec_count: 0,
                 probes: 0,
-                first_port: port,
-                first_proto: proto,
-                first_role: role,
+                first_port: p.port,
+                first_proto: p.proto,
+                first_role: p.role.code(),
+                first_dark: p.dark,
                 heavy: false,
                 second_dst: 0,
                 second_port: 0,
                 second_proto: 0,
                 second_role: 0,
+                second_dark: false,
                 has_second: false,
             }
         });
@@ -274,12 +286,34 @@ impl Sources {
 mod tests {
     use super::*;
 
+    fn probe(src: u128, ts_ns: i64) -> Probe {
+        let ip = std::net::IpAddr::from([198, 18, 1, 1]);
+        Probe {
+            ts_ns,
+            src,
+            dst: 1,
+            src_ip: ip,
+            dst_ip: ip,
+            proto: 6,
+            port: 80,
+            flags: 2,
+            role: super::super::probe::Role::Probe,
+            sport: 1,
+            ip_id: 0,
+            tcp_seq: 0,
+            tcp_window: 0,
+            len: 60,
+            class: 4,
+            dark: false,
+        }
+    }
+
     #[test]
     fn the_table_stays_in_its_budget_and_counts_evictions() {
         let mut s = Sources::with_budget(1 << 20);
         let max = s.max_sources;
         for i in 0..(max as u128 * 3) {
-            s.touch(i, i as i64, 1, 80, 6, 0);
+            s.touch(&probe(i, i as i64));
         }
         assert_eq!(s.light.len(), max);
         assert_eq!(s.evicted, max as u64 * 2);
@@ -293,15 +327,15 @@ mod tests {
     fn recently_seen_sources_get_a_second_chance() {
         let mut s = Sources::with_budget(1 << 20);
         let max = s.max_sources as u128;
-        s.touch(7, 0, 1, 80, 6, 0);
+        s.touch(&probe(7, 0));
         for i in 100..100 + max - 1 {
-            s.touch(i, 1, 1, 80, 6, 0);
+            s.touch(&probe(i, 1));
         }
         // Source 7 is seen again before the table overflows.
-        let (l, _) = s.touch(7, 2, 1, 80, 6, 0);
+        let (l, _) = s.touch(&probe(7, 2));
         l.last_ns = 2;
         for i in 0..10u128 {
-            s.touch(1_000_000 + i, 3, 1, 80, 6, 0);
+            s.touch(&probe(1_000_000 + i, 3));
         }
         assert!(
             s.light.contains_key(&7),
@@ -313,7 +347,7 @@ mod tests {
     fn idle_sources_expire() {
         let mut s = Sources::with_budget(1 << 20);
         for i in 0..100u128 {
-            s.touch(i, i as i64 * 10, 1, 80, 6, 0);
+            s.touch(&probe(i, i as i64 * 10));
         }
         s.expire(500, usize::MAX);
         assert_eq!(s.light.len(), 50);

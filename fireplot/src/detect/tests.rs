@@ -419,6 +419,28 @@ fn two_scanners_in_lockstep() {
     assert!(s.summary.contains("lockstep"));
 }
 
+/// On dark ports (four suffice for one source alone) the twins are still
+/// one group: the follower, co-probing in a pair not yet judged, waits for
+/// the group instead of being reported alone at its fourth port.
+#[test]
+fn two_scanners_in_lockstep_on_dark_ports() {
+    let mut evs = twins("192.0.2.40", "192.0.2.41", 200, |_| 0);
+    for r in &mut evs {
+        r.pkt_flags |= fireplot_common::event::PKT_DARK_PORT;
+    }
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![
+            (
+                "distributed_scan".into(),
+                vec!["192.0.2.40".to_string(), "192.0.2.41".to_string()]
+            ),
+            ("port_scan".into(), vec!["192.0.2.40".to_string()])
+        ]
+    );
+}
+
 /// Two scanners of ports 1..=n of one host, one probe every 10 ms, the
 /// second 50 ms (plus `jitter(port)` ms) behind the first; in time order.
 fn twins(a: &str, b: &str, n: u16, mut jitter: impl FnMut(u16) -> i64) -> Vec<Record> {
@@ -488,6 +510,13 @@ fn independent_overlapping_scans_are_not_lockstep() {
         "{:?}",
         kinds(&all)
     );
+    assert_eq!(started(&all, "port_scan").len(), 2, "{:?}", kinds(&all));
+    // The same on dark ports: held while the pair is open, then reported.
+    for r in &mut evs {
+        r.pkt_flags |= fireplot_common::event::PKT_DARK_PORT;
+    }
+    let all = run(&evs);
+    assert!(started(&all, "distributed_scan").is_empty());
     assert_eq!(started(&all, "port_scan").len(), 2, "{:?}", kinds(&all));
 }
 

@@ -538,3 +538,97 @@ fn hammering_thresholds_are_settings() {
     };
     assert_eq!(started(&run_with(cfg, &evs), "flood").len(), 1);
 }
+
+/// Events whose destination had never answered (the kernel's `dark` mark).
+fn dark(mut evs: Vec<Record>, bit: u8) -> Vec<Record> {
+    for r in &mut evs {
+        r.pkt_flags |= bit;
+    }
+    evs
+}
+
+/// Dark destinations are stronger evidence (TRW): 4 dark ports of one host
+/// or 4 dark hosts are a scan or sweep; the same probes to destinations that
+/// answered are not; a probe to a live port of a live host counts only
+/// toward the plain thresholds.
+#[test]
+fn dark_destinations_are_stronger_evidence() {
+    use fireplot_common::event::{PKT_DARK_ADDR, PKT_DARK_PORT};
+    let scan = |n: u16| -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                ev(
+                    T0 + i as i64 * 7 * S,
+                    "192.0.2.98",
+                    "198.18.1.2",
+                    6,
+                    1000 + i * 11,
+                    0x02,
+                )
+            })
+            .collect()
+    };
+    let sweep = |n: i64| -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                ev(
+                    T0 + i * 300 * S,
+                    "192.0.2.99",
+                    &format!("198.18.2.{}", 10 + i * 3),
+                    6,
+                    445,
+                    0x02,
+                )
+            })
+            .collect()
+    };
+    let scanner = || vec![("port_scan".to_string(), vec!["192.0.2.98".to_string()])];
+    let sweeper = || vec![("port_sweep".to_string(), vec!["192.0.2.99".to_string()])];
+    assert_eq!(kinds(&run(&dark(scan(4), PKT_DARK_PORT))), scanner());
+    assert_eq!(kinds(&run(&dark(scan(4), PKT_DARK_ADDR))), scanner());
+    assert_eq!(kinds(&run(&scan(4))), vec![], "4 ports that answered");
+    assert_eq!(kinds(&run(&dark(scan(3), PKT_DARK_PORT))), vec![]);
+    assert_eq!(kinds(&run(&scan(6))), scanner(), "the plain threshold");
+    assert_eq!(
+        kinds(&run(&as_logged(dark(sweep(4), PKT_DARK_ADDR)))),
+        sweeper()
+    );
+    assert_eq!(kinds(&run(&as_logged(sweep(4)))), vec![]);
+    assert_eq!(
+        kinds(&run(&as_logged(dark(sweep(3), PKT_DARK_ADDR)))),
+        vec![]
+    );
+    // Mixed: two probes to live ports, three to dark ones: neither count
+    // reaches its threshold (5 of 6, 3 of 4).
+    let mut mixed = scan(5);
+    for r in &mut mixed[2..] {
+        r.pkt_flags |= PKT_DARK_PORT;
+    }
+    assert_eq!(kinds(&run(&mixed)), vec![]);
+    // The dark thresholds are settings; equal to the plain ones turns them off.
+    let cfg = DetectConfig {
+        scan_dark_ports: 6,
+        sweep_dark_targets: 6,
+        ..DetectConfig::default()
+    };
+    assert_eq!(
+        kinds(&run_with(cfg.clone(), &dark(scan(5), PKT_DARK_PORT))),
+        vec![]
+    );
+    assert_eq!(
+        kinds(&run_with(cfg, &as_logged(dark(sweep(5), PKT_DARK_ADDR)))),
+        vec![]
+    );
+}
+
+/// Internet background lands mostly on dark addresses: one or two probes
+/// per source, all dark, over four days and 200 ports, must stay quiet.
+#[test]
+fn dark_background_raises_nothing() {
+    use fireplot_common::event::PKT_DARK_ADDR;
+    let mut rng = Rng(0xda7c);
+    let evs = dark(as_logged(background(&mut rng, 4)), PKT_DARK_ADDR);
+    let all = run(&evs);
+    no_per_source_alerts(&all);
+    assert!(surges(&all).is_empty(), "{:?}", surges(&all).first());
+}

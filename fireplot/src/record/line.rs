@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use fireplot_common::{
-    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
+    event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
     proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_NAMES},
 };
 use serde::{Deserialize, Serialize};
@@ -86,6 +86,41 @@ pub struct EventRecord {
     pub fragment: bool,
     #[serde(default)]
     pub vlan: bool,
+    /// The destination never answered anyone since the sensor started:
+    /// `addr` (it never sent a packet out) or `port` (the address did, this
+    /// TCP/UDP port never did). Absent: it answered, or marking was off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dark: Option<Dark>,
+}
+
+/// What of a destination was dark (DESIGN §5, TRW's "failed connection").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dark {
+    Addr,
+    Port,
+}
+
+impl Dark {
+    /// From `PKT_*` bits.
+    pub fn from_pkt_flags(f: u8) -> Option<Dark> {
+        if f & PKT_DARK_ADDR != 0 {
+            Some(Dark::Addr)
+        } else if f & PKT_DARK_PORT != 0 {
+            Some(Dark::Port)
+        } else {
+            None
+        }
+    }
+
+    /// As `PKT_*` bits.
+    pub fn pkt_flags(d: Option<Dark>) -> u8 {
+        match d {
+            Some(Dark::Addr) => PKT_DARK_ADDR,
+            Some(Dark::Port) => PKT_DARK_PORT,
+            None => 0,
+        }
+    }
 }
 
 /// "SYN|ACK" style names of a TCP flag byte; "" for none.
@@ -164,6 +199,7 @@ impl EventRecord {
             icmp_id: echo.then_some(ev.sport),
             fragment: ev.pkt_flags & PKT_FRAGMENT != 0,
             vlan: ev.pkt_flags & PKT_VLAN != 0,
+            dark: Dark::from_pkt_flags(ev.pkt_flags),
         }
     }
 
@@ -231,6 +267,23 @@ mod tests {
         assert_eq!(v["class"], "unsolicited");
         let back: EventRecord = serde_json::from_str(&rec.to_json()).unwrap();
         assert_eq!(back, rec);
+        assert!(v.get("dark").is_none(), "absent when it answered");
+    }
+
+    #[test]
+    fn dark_is_written_and_read_back() {
+        for (bit, name) in [(PKT_DARK_ADDR, "addr"), (PKT_DARK_PORT, "port")] {
+            let mut ev = v4_syn();
+            ev.pkt_flags = bit;
+            let rec = EventRecord::from_event(&ev, 0);
+            let v: serde_json::Value = serde_json::from_str(&rec.to_json()).unwrap();
+            assert_eq!(v["dark"], name);
+            let r = crate::record::Record::try_from((&rec, 1)).unwrap();
+            assert_eq!(r.pkt_flags, bit);
+            assert!(r.dark());
+        }
+        let line = r#"{"ts":"2026-11-23T17:00:51Z","family":4,"proto":"tcp","src":"198.18.0.2","sport":1,"dst":"198.18.1.2","dport":2,"flags":"SYN","ttl":1,"len":60,"class":"unsolicited","dark":"moon"}"#;
+        assert!(serde_json::from_str::<EventRecord>(line).is_err());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::{
 
 use chrono::DateTime;
 use fireplot_common::{
-    event::{Class, Event, PKT_FRAGMENT, PKT_VLAN},
+    event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
     proto::{FAMILY_V4, FAMILY_V6},
 };
 use thiserror::Error;
@@ -72,6 +72,11 @@ impl Record {
         }
     }
 
+    /// Did the destination (address, or TCP/UDP port) never answer anyone?
+    pub fn dark(&self) -> bool {
+        self.pkt_flags & (PKT_DARK_ADDR | PKT_DARK_PORT) != 0
+    }
+
     /// Does the destination port mean anything (TCP/UDP, not a fragment)?
     pub fn has_ports(&self) -> bool {
         matches!(self.proto, 6 | 17) && self.pkt_flags & PKT_FRAGMENT == 0
@@ -111,6 +116,7 @@ impl Record {
             icmp_id: echo.then_some(self.sport),
             fragment: self.pkt_flags & PKT_FRAGMENT != 0,
             vlan: self.pkt_flags & PKT_VLAN != 0,
+            dark: line::Dark::from_pkt_flags(self.pkt_flags),
         }
     }
 }
@@ -172,6 +178,7 @@ impl TryFrom<(&EventRecord, usize)> for Record {
         if r.vlan {
             pkt_flags |= PKT_VLAN;
         }
+        pkt_flags |= line::Dark::pkt_flags(r.dark);
         Ok(Record {
             ts_ns,
             family,

@@ -12,7 +12,7 @@ use serde_json::{json, Map, Value};
 
 use super::{read_lines, Record};
 
-const FIELDS: [&str; 18] = [
+const FIELDS: [&str; 19] = [
     "ts",
     "family",
     "proto",
@@ -31,6 +31,7 @@ const FIELDS: [&str; 18] = [
     "icmp_type",
     "icmp_code",
     "icmp_id",
+    "dark",
 ];
 
 fn valid_value(field: &'static str) -> BoxedStrategy<Value> {
@@ -67,6 +68,7 @@ fn valid_value(field: &'static str) -> BoxedStrategy<Value> {
         ]
         .boxed(),
         "class" => prop_oneof![Just(json!("unsolicited")), Just(json!("malformed"))].boxed(),
+        "dark" => prop_oneof![Just(json!("addr")), Just(json!("port")), Just(Value::Null)].boxed(),
         _ => prop_oneof![any::<u16>().prop_map(|n| json!(n)), Just(Value::Null)].boxed(),
     }
 }

@@ -158,9 +158,10 @@ impl<'a> Summary<'a> {
         }
         let _ = writeln!(
             s,
-            "  flows: created {} insert_failed {} cache_misses {} egress_packets {} fragments {} ext_header_overflow {}",
+            "  flows: created {} insert_failed {} live_insert_failed {} cache_misses {} egress_packets {} fragments {} ext_header_overflow {}",
             c.misc(Misc::FlowsCreated),
             c.misc(Misc::FlowInsertFailed),
+            c.misc(Misc::LiveInsertFailed),
             c.misc(Misc::CacheMisses),
             c.misc(Misc::EgressPackets),
             c.misc(Misc::Fragments),

@@ -83,7 +83,9 @@ impl DetectConfig {
         };
         let counts = [
             ("scan_ports", self.scan_ports),
+            ("scan_dark_ports", self.scan_dark_ports),
             ("sweep_targets", self.sweep_targets),
+            ("sweep_dark_targets", self.sweep_dark_targets),
             ("sweep_max_ports", self.sweep_max_ports),
             ("flag_probes", self.flag_probes),
             ("flag_combos", self.flag_combos),
@@ -105,6 +107,32 @@ impl DetectConfig {
         for (key, v) in counts {
             if v == 0 {
                 return bad(key, v.to_string(), "must be at least 1");
+            }
+        }
+        for (key, dark, plain, plain_key) in [
+            (
+                "scan_dark_ports",
+                self.scan_dark_ports,
+                self.scan_ports,
+                "scan_ports",
+            ),
+            (
+                "sweep_dark_targets",
+                self.sweep_dark_targets,
+                self.sweep_targets,
+                "sweep_targets",
+            ),
+        ] {
+            if dark > plain {
+                return Err(ConfigError::OutOfRange {
+                    key,
+                    value: dark.to_string(),
+                    why: if plain_key == "scan_ports" {
+                        "must be at most scan_ports (dark ports are stronger evidence, not weaker); equal turns it off"
+                    } else {
+                        "must be at most sweep_targets (dark targets are stronger evidence, not weaker); equal turns it off"
+                    },
+                });
             }
         }
         if self.distributed_max_sources < 2 {

@@ -14,8 +14,15 @@ pub struct DetectConfig {
     /// port_scan: distinct ports of one target that make a source a scanner
     /// (Zeek needs 15, TRW 4–5; nmap's UDP top-ports scan reaches 9).
     pub scan_ports: u32,
+    /// port_scan also when this many of one target's distinct ports were
+    /// dark: never answered anyone (no SYN-ACK or datagram from them since the
+    /// sensor started). TRW decides after 4–5 such failures.
+    pub scan_dark_ports: u32,
     /// port_sweep: distinct targets that make a source a sweeper...
     pub sweep_targets: u32,
+    /// ...or this many dark ones (an address that never sent anything, or a
+    /// port that never answered)...
+    pub sweep_dark_targets: u32,
     /// ...while it probes at most this many distinct ports.
     pub sweep_max_ports: u32,
     /// flag_scan: probes (distinct target and port) with a flag mix no stack sends first...
@@ -119,7 +126,9 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             scan_ports: 6,
+            scan_dark_ports: 4,
             sweep_targets: 6,
+            sweep_dark_targets: 4,
             sweep_max_ports: 5,
             flag_probes: 5,
             flag_combos: 3,
@@ -170,8 +179,16 @@ pub const DOCS: &[(&str, &str)] = &[
         "port_scan: distinct ports of one target from one source",
     ),
     (
+        "scan_dark_ports",
+        "port_scan: ...or this many of them dark (never answered anyone: TRW's failures)",
+    ),
+    (
         "sweep_targets",
         "port_sweep: distinct targets from one source...",
+    ),
+    (
+        "sweep_dark_targets",
+        "...or this many dark ones (address never sent anything, or port never answered)...",
     ),
     (
         "sweep_max_ports",
