@@ -12,6 +12,7 @@ pub mod record;
 pub mod sensor;
 pub mod store;
 pub mod units;
+pub mod web;
 
 /// An error and its causes on one line ("a: b: c"), for logs that must
 /// not lose the cause.

@@ -5,6 +5,7 @@ use fireplot::cmd::{
     detect::{detect, DetectCmdArgs},
     plot::{plot, PlotArgs},
     run::{run, RunArgs},
+    serve::{serve, ServeArgs},
     top::{run_top, TopArgs},
 };
 
@@ -23,13 +24,15 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the sensor on a WAN interface (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Render a fireplot (PNG or SVG) from the history database or an events file. No root needed.
     Plot(PlotArgs),
     /// Top destination ports, sources and protocols over a window. No root needed.
     Top(TopArgs),
     /// Run the scan detectors over stored or saved events; alerts as JSON lines. No root needed.
     Detect(DetectCmdArgs),
+    /// The web console over the history: live fireplot, day pages, hover, alerts, /metrics. No root needed.
+    Serve(ServeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,10 +50,11 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Run(args) => runtime.block_on(run(*args)),
         Command::Plot(args) => plot(&args),
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),
+        Command::Serve(args) => runtime.block_on(serve(args)),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

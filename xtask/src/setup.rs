@@ -16,6 +16,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "tcpdump",
+    // The web console's browser tests: headless Chromium driven over WebDriver.
+    "chromium",
+    "chromium-driver",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";

@@ -3,5 +3,6 @@
 pub mod detect;
 pub mod plot;
 pub mod run;
+pub mod serve;
 pub mod source;
 pub mod top;

@@ -66,6 +66,8 @@ pub struct Filter {
     pub ifindex: Option<u32>,
     /// Source network (address, prefix length).
     pub src: Option<(IpAddr, u8)>,
+    /// TCP/UDP destination ports, inclusive (other protocols never match).
+    pub ports: Option<(u16, u16)>,
 }
 
 impl Filter {
@@ -91,6 +93,11 @@ impl Filter {
         if let Some(i) = self.ifindex {
             w.push_str(&format!(" AND ifindex = {i}"));
         }
+        if let Some((lo, hi)) = self.ports {
+            w.push_str(&format!(
+                " AND proto IN (6, 17) AND dport BETWEEN {lo} AND {hi}"
+            ));
+        }
         w
     }
 
@@ -104,6 +111,11 @@ impl Filter {
         }
         if self.ifindex.is_some_and(|i| i != r.ifindex) {
             return false;
+        }
+        if let Some((lo, hi)) = self.ports {
+            if !r.has_ports() || r.dport < lo || r.dport > hi {
+                return false;
+            }
         }
         match (self.src, r.src) {
             (None, _) => true,
@@ -463,34 +475,7 @@ impl Store {
             .map_err(self.sql("querying events"))?;
         let mut n = 0;
         while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
-            let rec = Record {
-                ts_ns: row.get(0).map_err(self.sql("reading events"))?,
-                family: row.get(1).map_err(self.sql("reading events"))?,
-                proto: row.get(2).map_err(self.sql("reading events"))?,
-                src: bytes_addr(
-                    row.get_ref(3)
-                        .ok()
-                        .and_then(|v| v.as_blob_or_null().ok().flatten()),
-                ),
-                dst: bytes_addr(
-                    row.get_ref(4)
-                        .ok()
-                        .and_then(|v| v.as_blob_or_null().ok().flatten()),
-                ),
-                sport: row.get(5).map_err(self.sql("reading events"))?,
-                dport: row.get(6).map_err(self.sql("reading events"))?,
-                tcp_flags: row.get(7).map_err(self.sql("reading events"))?,
-                ttl: row.get(8).map_err(self.sql("reading events"))?,
-                len: row.get(9).map_err(self.sql("reading events"))?,
-                class: row.get(10).map_err(self.sql("reading events"))?,
-                ifindex: row.get(11).map_err(self.sql("reading events"))?,
-                icmp_type: row.get(12).map_err(self.sql("reading events"))?,
-                icmp_code: row.get(13).map_err(self.sql("reading events"))?,
-                pkt_flags: row.get(14).map_err(self.sql("reading events"))?,
-                ip_id: row.get(15).map_err(self.sql("reading events"))?,
-                tcp_seq: row.get(16).map_err(self.sql("reading events"))?,
-                tcp_window: row.get(17).map_err(self.sql("reading events"))?,
-            };
+            let rec = self.decode(row, 0)?;
             if filter.matches(&rec) {
                 n += 1;
                 f(rec);
@@ -553,6 +538,92 @@ impl Store {
             f(&rec);
         }
         Ok(n)
+    }
+
+    /// An events row of `COLUMNS` starting at column `base`.
+    fn decode(&self, row: &rusqlite::Row<'_>, base: usize) -> Result<Record, StoreError> {
+        let e = self.sql("reading events");
+        let addr = |i: usize| {
+            bytes_addr(
+                row.get_ref(base + i)
+                    .ok()
+                    .and_then(|v| v.as_blob_or_null().ok().flatten()),
+            )
+        };
+        Ok(Record {
+            ts_ns: row.get(base).map_err(&e)?,
+            family: row.get(base + 1).map_err(&e)?,
+            proto: row.get(base + 2).map_err(&e)?,
+            src: addr(3),
+            dst: addr(4),
+            sport: row.get(base + 5).map_err(&e)?,
+            dport: row.get(base + 6).map_err(&e)?,
+            tcp_flags: row.get(base + 7).map_err(&e)?,
+            ttl: row.get(base + 8).map_err(&e)?,
+            len: row.get(base + 9).map_err(&e)?,
+            class: row.get(base + 10).map_err(&e)?,
+            ifindex: row.get(base + 11).map_err(&e)?,
+            icmp_type: row.get(base + 12).map_err(&e)?,
+            icmp_code: row.get(base + 13).map_err(&e)?,
+            pkt_flags: row.get(base + 14).map_err(&e)?,
+            ip_id: row.get(base + 15).map_err(&e)?,
+            tcp_seq: row.get(base + 16).map_err(&e)?,
+            tcp_window: row.get(base + 17).map_err(&e)?,
+        })
+    }
+
+    /// The largest event rowid (0 when empty): where a live reader starts.
+    pub fn last_rowid(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.sql("reading the last event"))
+    }
+
+    /// Up to `limit` events stored after rowid `after`, in rowid order.
+    pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Record)>, StoreError> {
+        let sql =
+            format!("SELECT rowid, {COLUMNS} FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.sql("querying new events"))?;
+        let mut rows = stmt
+            .query(params![after, limit])
+            .map_err(self.sql("querying new events"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
+            let id: i64 = row.get(0).map_err(self.sql("reading events"))?;
+            out.push((id, self.decode(row, 1)?));
+        }
+        Ok(out)
+    }
+
+    /// The last counter summary stored: (ts_ns, interface, JSON).
+    pub fn last_counters(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT ts_ns, iface, summary FROM counters ORDER BY ts_ns DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql("reading counters"))
+    }
+
+    /// Names of the interfaces events were recorded from.
+    pub fn interfaces(&self) -> Result<Vec<(u32, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ifindex, name FROM interfaces ORDER BY name")
+            .map_err(self.sql("reading interfaces"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql("reading interfaces"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("reading interfaces"))
     }
 
     /// The time span of the stored events, if any.

@@ -55,6 +55,8 @@ pub struct WriterCounts {
     pub alerts_not_stored: AtomicU64,
     pub summaries_stored: AtomicU64,
     pub summaries_not_stored: AtomicU64,
+    /// Events in the queue, handed over but not yet written (or failed).
+    pub queued: AtomicU64,
 }
 
 /// A snapshot of [`WriterCounts`]. `stored`/`not_stored` count events.
@@ -66,6 +68,8 @@ pub struct StoreCounts {
     pub alerts_not_stored: u64,
     pub summaries_stored: u64,
     pub summaries_not_stored: u64,
+    /// Events waiting in the writer's queue right now.
+    pub queued: u64,
 }
 
 /// What a message is, for counting it.
@@ -166,6 +170,9 @@ impl State {
         let Some((kind, n)) = msg.items() else {
             return;
         };
+        if matches!(kind, Kind::Events) {
+            self.counts.queued.fetch_sub(n, Ordering::Relaxed);
+        }
         let result = self.store().map(|s| match &msg {
             Msg::Events(batch) => s.insert(batch),
             Msg::Counters { ts_ns, iface, json } => s.insert_counters(*ts_ns, iface, json),
@@ -266,6 +273,10 @@ impl StoreWriter {
         let Some((kind, n)) = msg.items() else {
             return;
         };
+        if matches!(kind, Kind::Events) {
+            // Counted before the send: the writer may take it at once.
+            self.counts.queued.fetch_add(n, Ordering::Relaxed);
+        }
         let sent = match &self.tx {
             Some(tx) => match tx.try_send(msg) {
                 Ok(()) => true,
@@ -274,6 +285,9 @@ impl StoreWriter {
             None => false,
         };
         if !sent {
+            if matches!(kind, Kind::Events) {
+                self.counts.queued.fetch_sub(n, Ordering::Relaxed);
+            }
             self.counts.add(kind, false, n);
         }
     }
@@ -324,6 +338,7 @@ impl StoreWriter {
             alerts_not_stored: get(&c.alerts_not_stored),
             summaries_stored: get(&c.summaries_stored),
             summaries_not_stored: get(&c.summaries_not_stored),
+            queued: get(&c.queued),
         }
     }
 

@@ -66,6 +66,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             out,
             alerts: 0,
             write_errors: 0,
+            by_kind: Default::default(),
         });
     }
     if args.events_out.is_none() && args.db.is_none() {
@@ -105,6 +106,42 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some((ifindex, args.iface.clone())),
         ));
     }
+    // The console: checked before anything else listens, stopped with the run.
+    let (summary_tx, summary_rx) = tokio::sync::watch::channel(None::<String>);
+    let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut web_task = None;
+    if let (Some(listen), Some(db)) = (args.web, &args.db) {
+        let token = match (&args.token, &args.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(p)) => Some(crate::web::read_token_file(p)?),
+            (None, None) => None,
+        };
+        let path = if db.as_os_str().is_empty() {
+            default_path()
+        } else {
+            db.clone()
+        };
+        // The writer creates the database on its thread; the console opens
+        // it read-only per request, so make sure it exists first.
+        crate::store::Store::open(&path)?;
+        let opts = crate::web::WebOptions {
+            listen,
+            token,
+            db: path,
+            label: args.iface.clone(),
+        };
+        let listener = crate::web::bind(&opts).await?;
+        web_task = Some(tokio::spawn(crate::web::serve(
+            listener,
+            opts,
+            Some(summary_rx),
+            async move {
+                let _ = web_stopped.await;
+            },
+        )));
+    }
+    let mut web_tick = tokio::time::interval(std::time::Duration::from_secs(2));
+    web_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let periodic = match (&args.plot_dir, &args.db) {
         (Some(dir), Some(db)) => Some(Periodic {
             dir: dir.clone(),
@@ -160,6 +197,17 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
+            _ = web_tick.tick(), if web_task.is_some() => {
+                let _ = summary_tx.send(stats.summary_json(&sensor, &args.iface, started, &sink));
+                if web_task.as_ref().is_some_and(|t| t.is_finished()) {
+                    // It failed (its error says why): the sensor goes on.
+                    if let Some(t) = web_task.take() {
+                        if let Ok(Err(e)) = t.await {
+                            log::error!("web console stopped: {e:#}");
+                        }
+                    }
+                }
+            }
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut sink);
             }
@@ -182,6 +230,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Detach first so nothing new arrives, then take what is left.
     sensor.detach();
+    let _ = web_stop.send(());
+    if let Some(t) = web_task.take() {
+        // Live streams end within half a second of the stop; a request
+        // still running gets at most a few seconds more.
+        match tokio::time::timeout(std::time::Duration::from_secs(5), t).await {
+            Ok(Ok(Err(e))) => log::error!("web console: {e:#}"),
+            Ok(_) => {}
+            Err(_) => log::warn!("web console did not stop within 5 s; leaving it"),
+        }
+    }
     drain(ring.get_mut(), &mut sink);
     sink.flush();
     if let Some(mut d) = sink.detect.take() {

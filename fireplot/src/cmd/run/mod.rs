@@ -45,6 +45,27 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
     pub db: Option<PathBuf>,
 
+    /// Serve the web console from the daemon on this address (e.g.
+    /// 127.0.0.1:8780): the live fireplot, day pages, alerts, /metrics. Needs
+    /// --db (the console reads the history). Any address but loopback needs
+    /// --token or --token-file.
+    #[arg(long, value_name = "ADDR:PORT", requires = "db")]
+    pub web: Option<std::net::SocketAddr>,
+
+    /// The console's token (see `fireplot serve --help`); prefer --token-file.
+    #[arg(
+        long,
+        requires = "web",
+        conflicts_with = "token_file",
+        env = "FIREPLOT_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Read the console's token from the first line of this file.
+    #[arg(long, value_name = "FILE", requires = "web")]
+    pub token_file: Option<PathBuf>,
+
     /// Delete stored history older than this, in the background (e.g. 30d).
     #[arg(long, value_name = "DURATION", requires = "db")]
     pub retain: Option<HumanDuration>,

@@ -46,12 +46,20 @@ pub(super) struct Detection {
     pub(super) out: Option<Box<dyn Write + Send>>,
     pub(super) alerts: u64,
     pub(super) write_errors: u64,
+    /// Episodes started, by kind and severity (for /metrics).
+    pub(super) by_kind: std::collections::BTreeMap<(String, u8), u64>,
 }
 
 impl Detection {
     pub(super) fn emit(&mut self, alerts: Vec<Alert>, store: Option<&StoreWriter>) {
         for a in alerts {
             self.alerts += 1;
+            if a.status == "started" {
+                *self
+                    .by_kind
+                    .entry((a.kind.clone(), a.severity))
+                    .or_default() += 1;
+            }
             let line = a.to_json();
             if let Some(out) = self.out.as_mut() {
                 if writeln!(out, "{line}").is_err() {
@@ -187,16 +195,7 @@ impl StatsWriter {
                 return;
             }
         };
-        let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
-        let mut summary =
-            Summary::new(now, iface, started.elapsed().as_secs_f64(), &counters, user);
-        summary.store = sink.store.as_ref().map(StoreWriter::counts);
-        summary.rate_limit = self.rate_limit;
-        summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
-            stats: d.engine.stats(),
-            alerts: d.alerts,
-            write_errors: d.write_errors,
-        });
+        let summary = self.summary(&counters, iface, started, sink, user);
         if let Some(w) = &sink.store {
             w.counters(crate::record::now_ns(), iface, summary.to_json());
         }
@@ -212,5 +211,49 @@ impl StatsWriter {
         {
             log::error!("cannot write stats: {e}");
         }
+    }
+
+    /// The summary as JSON, for the web console (nothing written).
+    pub(super) fn summary_json(
+        &self,
+        sensor: &Sensor,
+        iface: &str,
+        started: Instant,
+        sink: &EventSink,
+    ) -> Option<String> {
+        let counters = sensor.counters().ok()?;
+        Some(
+            self.summary(&counters, iface, started, sink, sink.counts)
+                .to_json(),
+        )
+    }
+
+    fn summary<'a>(
+        &self,
+        counters: &'a crate::sensor::Counters,
+        iface: &'a str,
+        started: Instant,
+        sink: &EventSink,
+        user: super::summary::UserCounts,
+    ) -> Summary<'a> {
+        let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
+        let mut summary = Summary::new(now, iface, started.elapsed().as_secs_f64(), counters, user);
+        summary.store = sink.store.as_ref().map(StoreWriter::counts);
+        summary.rate_limit = self.rate_limit;
+        summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
+            stats: d.engine.stats(),
+            alerts: d.alerts,
+            write_errors: d.write_errors,
+            by_kind: d
+                .by_kind
+                .iter()
+                .map(|((kind, severity), count)| super::summary::KindCount {
+                    kind: kind.clone(),
+                    severity: *severity,
+                    count: *count,
+                })
+                .collect(),
+        });
+        summary
     }
 }

@@ -21,13 +21,23 @@ pub struct UserCounts {
 }
 
 /// What the live detector did.
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct DetectSummary {
     #[serde(flatten)]
     pub stats: crate::detect::DetectStats,
     /// Alert records written.
     pub alerts: u64,
     pub write_errors: u64,
+    /// Episodes started, by kind and the severity they started with.
+    pub by_kind: Vec<KindCount>,
+}
+
+/// Episodes of one kind and severity.
+#[derive(Clone, Debug, Serialize)]
+pub struct KindCount {
+    pub kind: String,
+    pub severity: u8,
+    pub count: u64,
 }
 
 /// A summary at one moment.

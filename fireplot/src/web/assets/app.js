@@ -1,0 +1,500 @@
+// fireplot console. The server draws the plot (the same renderer as
+// `fireplot plot`, binned per pixel) and answers what is under a pixel; this
+// script adds hover, pinning, zoom, the day links, the alerts panel and the
+// live dots. No data is ever sent as raw rows for a range.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const page = new URL(location.href);
+const token = page.searchParams.get("token");
+const VIEW_KEYS = ["from", "to", "last", "day", "since", "proto", "family", "src", "ports", "iface", "theme", "utc"];
+const COLORS = {
+  dark: ["#00ff00", "#b0b0ff", "#ff0000", "#ffffff", "#ffa500", "#ff40ff", "#ffff00"],
+  light: ["#009900", "#4040d0", "#d00000", "#555555", "#d07000", "#a000a0", "#909000"],
+};
+
+// What this page shows: the view parameters, from the path and the query.
+const view = new URLSearchParams();
+for (const k of VIEW_KEYS) {
+  const v = page.searchParams.get(k);
+  if (v) view.set(k, v);
+}
+let mode = "live";
+let sourceIp = null;
+const dayMatch = page.pathname.match(/^\/day\/(\d{4}-\d{2}-\d{2})$/);
+const srcMatch = page.pathname.match(/^\/source\/([0-9A-Fa-f:.]+)$/);
+if (dayMatch) {
+  mode = "day";
+  view.set("day", dayMatch[1]);
+} else if (srcMatch) {
+  mode = "source";
+  sourceIp = decodeURIComponent(srcMatch[1]);
+  view.set("src", sourceIp);
+  if (!view.has("from") && !view.has("last") && !view.has("day")) view.set("last", "30d");
+} else if (view.has("from") || view.has("to")) {
+  mode = "range";
+}
+if (mode === "live" && !view.has("last") && !view.has("since")) view.set("last", "24h");
+
+/// A URL on this server with the view, extra parameters and the token.
+function url(path, extra) {
+  const q = new URLSearchParams(view);
+  for (const [k, v] of Object.entries(extra || {})) {
+    if (v === null || v === undefined || v === "") q.delete(k); else q.set(k, v);
+  }
+  if (token) q.set("token", token);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+/// A page link keeping the token (and nothing else unless asked).
+function pageUrl(path, params) {
+  const q = new URLSearchParams(params || {});
+  if (token) q.set("token", token);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+}
+
+async function getJson(u) {
+  const r = await fetch(u, { cache: "no-store" });
+  if (!r.ok) throw new Error(`${r.status}: ${(await r.text()).trim()}`);
+  return r.json();
+}
+
+function showError(e) {
+  const box = $("error");
+  box.hidden = !e;
+  box.textContent = e ? String(e.message || e) : "";
+}
+
+const fmtTime = (ms) => {
+  const d = new Date(ms);
+  const p = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+};
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+const num = (n) => Number(n || 0).toLocaleString("en");
+
+let geo = null; // the view's geometry (/api/view)
+let alertsInView = [];
+let size = { w: 1600, h: 800 };
+
+function plotSize() {
+  const avail = Math.max(640, Math.min(2400, $("plotbox").clientWidth || 1200));
+  return { w: Math.round(avail), h: Math.round(Math.min(1000, Math.max(420, avail * 0.5))) };
+}
+
+// Pixel geometry, exactly as the server's Layout.
+function xOf(ms) {
+  const f = (ms - geo.from_ms) / (geo.to_ms - geo.from_ms);
+  return geo.left + Math.floor(f * (geo.right - geo.left));
+}
+function msOf(x) {
+  const f = (x - geo.left) / (geo.right - geo.left);
+  return Math.round(geo.from_ms + Math.min(1, Math.max(0, f)) * (geo.to_ms - geo.from_ms));
+}
+function yOfPort(port) {
+  if (port < 0) {
+    const lane = { "-1": 0, "-2": 1, "-3": 2 }[port];
+    return geo.lane_top + lane * geo.lane_row + Math.floor(geo.lane_row / 2);
+  }
+  const h = geo.ports_bottom - geo.top - 1;
+  return geo.ports_bottom - 1 - Math.round((Math.log(Math.max(1, port)) / Math.log(65535)) * h);
+}
+
+/// Image pixel of a pointer event (the image may be scaled by CSS).
+function pixel(ev) {
+  const img = $("plot");
+  const r = img.getBoundingClientRect();
+  return {
+    x: Math.round(((ev.clientX - r.left) * img.naturalWidth) / r.width),
+    y: Math.round(((ev.clientY - r.top) * img.naturalHeight) / r.height),
+    cx: ev.clientX - r.left,
+    cy: ev.clientY - r.top,
+  };
+}
+
+async function load() {
+  showError(null);
+  size = plotSize();
+  try {
+    geo = await getJson(url("/api/view", { w: size.w, h: size.h }));
+  } catch (e) {
+    showError(e);
+    return;
+  }
+  document.body.className = view.get("theme") === "light" ? "light" : "dark";
+  $("title").textContent = mode === "source" ? `source ${sourceIp}` : geo.label;
+  $("range").textContent = `${fmtTime(geo.from_ms)} – ${fmtTime(geo.to_ms)} (${geo.zone})`;
+  setupNav();
+  fillFilters();
+  const img = $("plot");
+  const started = performance.now();
+  const plotUrl = url("/plot.png", { w: size.w, h: size.h });
+  try {
+    const r = await fetch(plotUrl, { cache: "no-store" });
+    if (!r.ok) throw new Error(`${r.status}: ${(await r.text()).trim()}`);
+    $("count").textContent = `${num(r.headers.get("x-fireplot-events"))} events`;
+    const blob = await r.blob();
+    const old = img.src;
+    img.src = URL.createObjectURL(blob);
+    if (old.startsWith("blob:")) URL.revokeObjectURL(old);
+    await img.decode().catch(() => {});
+    img.dataset.ms = String(Math.round(performance.now() - started));
+    document.body.dataset.loaded = "1";
+  } catch (e) {
+    showError(e);
+  }
+  const ov = $("overlay");
+  ov.width = img.naturalWidth || size.w;
+  ov.height = img.naturalHeight || size.h;
+  ov.style.width = img.clientWidth + "px";
+  ov.style.height = img.clientHeight + "px";
+  clearOverlay();
+  $("png").href = url("/plot.png", { w: size.w, h: size.h, download: 1 });
+  $("svg").href = url("/plot.svg", { w: size.w, h: size.h, download: 1 });
+  loadAlerts();
+  loadTop();
+  loadStats();
+  if (mode === "source") loadSource();
+  if (geo.live) startLive(); else stopLive();
+}
+
+function setupNav() {
+  const nav = (id, href) => {
+    const a = $(id);
+    a.classList.toggle("off", !href);
+    if (href) a.href = href;
+  };
+  const extra = {};
+  for (const k of ["proto", "family", "src", "ports", "iface", "theme", "utc"]) if (view.get(k) && !(mode === "source" && k === "src")) extra[k] = view.get(k);
+  const day = geo.day;
+  nav("prev", day && day.prev ? pageUrl(`/day/${day.prev}`, extra) : null);
+  nav("next", day && day.next ? pageUrl(`/day/${day.next}`, extra) : null);
+  nav("today", pageUrl(`/day/${geo.today}`, extra));
+  nav("live", pageUrl("/", extra));
+  nav("midnight", pageUrl("/", Object.assign({ since: "midnight" }, extra)));
+}
+
+let filtersFilled = false;
+function fillFilters() {
+  const f = $("filters");
+  if (!filtersFilled) {
+    const sel = f.elements.iface;
+    for (const name of geo.interfaces || []) {
+      const o = document.createElement("option");
+      o.textContent = name;
+      sel.appendChild(o);
+    }
+    for (const k of ["proto", "family", "src", "ports", "iface", "theme"]) {
+      if (f.elements[k] && view.get(k)) f.elements[k].value = view.get(k);
+    }
+    filtersFilled = true;
+  }
+}
+
+$("filters").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const f = ev.target;
+  const q = new URLSearchParams(page.search);
+  for (const k of ["proto", "family", "src", "ports", "iface", "theme"]) {
+    const v = f.elements[k].value.trim();
+    if (v) q.set(k, v); else q.delete(k);
+  }
+  if (mode === "source") q.delete("src");
+  location.search = q.toString();
+});
+
+// ---- overlay: live dots, zoom selection, alert band ----
+
+let liveDots = [];
+let band = null;
+function clearOverlay() {
+  const ov = $("overlay");
+  const g = ov.getContext("2d");
+  g.clearRect(0, 0, ov.width, ov.height);
+  if (band) {
+    g.fillStyle = "rgba(255, 255, 0, 0.18)";
+    const x0 = Math.max(geo.left, xOf(band[0]));
+    const x1 = Math.min(geo.right, Math.max(x0 + 2, xOf(band[1])));
+    g.fillRect(x0, geo.top, x1 - x0, geo.lane_top + 3 * geo.lane_row - geo.top);
+  }
+  const colors = COLORS[view.get("theme") === "light" ? "light" : "dark"];
+  for (const [ms, cat, port] of liveDots) {
+    if (ms < geo.from_ms || ms >= geo.to_ms) continue;
+    g.fillStyle = colors[cat] || colors[6];
+    g.fillRect(xOf(ms), yOfPort(port), 2, 2);
+  }
+}
+
+let drag = null;
+let pinned = false;
+const ov = $("overlay");
+ov.addEventListener("mousedown", (ev) => {
+  drag = { start: pixel(ev), moved: false };
+});
+window.addEventListener("mouseup", (ev) => {
+  if (!drag) return;
+  const end = pixel(ev);
+  const d = drag;
+  drag = null;
+  if (Math.abs(end.x - d.start.x) > 4) {
+    const a = msOf(Math.min(end.x, d.start.x));
+    const b = msOf(Math.max(end.x, d.start.x));
+    zoomTo(a, b);
+  } else if (ev.target === ov) {
+    pinned = true;
+    hover(end, true);
+  }
+});
+ov.addEventListener("mousemove", (ev) => {
+  const p = pixel(ev);
+  if (drag) {
+    clearOverlay();
+    const g = ov.getContext("2d");
+    g.fillStyle = "rgba(100, 160, 255, 0.25)";
+    g.fillRect(Math.min(p.x, drag.start.x), geo.top, Math.abs(p.x - drag.start.x), geo.ports_bottom - geo.top);
+    return;
+  }
+  if (!pinned) scheduleHover(p);
+});
+ov.addEventListener("mouseleave", () => {
+  if (!pinned) $("tip").hidden = true;
+});
+
+function zoomTo(a, b) {
+  const q = new URLSearchParams();
+  for (const k of ["proto", "family", "ports", "iface", "theme", "utc"]) if (view.get(k)) q.set(k, view.get(k));
+  if (mode !== "source" && view.get("src")) q.set("src", view.get("src"));
+  q.set("from", String(a));
+  q.set("to", String(Math.max(b, a + 1000)));
+  if (token) q.set("token", token);
+  const path = mode === "source" ? page.pathname : "/";
+  location.href = `${path}?${q.toString()}`;
+}
+
+let hoverTimer = null;
+let hoverSeq = 0;
+function scheduleHover(p) {
+  clearTimeout(hoverTimer);
+  hoverTimer = setTimeout(() => hover(p, false), 60);
+}
+
+async function hover(p, pin) {
+  const seq = ++hoverSeq;
+  const tip = $("tip");
+  let res;
+  try {
+    res = await getJson(url("/api/at", { w: size.w, h: size.h, x: p.x, y: p.y }));
+  } catch (e) {
+    tip.hidden = false;
+    tip.textContent = String(e.message || e);
+    return;
+  }
+  if (seq !== hoverSeq) return;
+  if (!res.groups.length) {
+    tip.hidden = !pin;
+    tip.classList.toggle("pinned", pin);
+    tip.innerHTML = pin ? "nothing here — click elsewhere to unpin" : "";
+    if (pin) pinned = false;
+    place(tip, p);
+    return;
+  }
+  const items = res.groups.map((g) => {
+    const who = g.src ? `<a class="src" href="${esc(pageUrl(`/source/${g.src}`))}">${esc(g.src)}</a>` : "?";
+    const what = g.port ? `${esc(g.proto)}/${g.port}` : esc(g.proto);
+    const when = g.first_ms === g.last_ms ? fmtTime(g.first_ms) : `${fmtTime(g.first_ms)} – ${fmtTime(g.last_ms)}`;
+    const alert = g.alert ? `<div class="alert">${esc(g.alert.kind)}: ${esc(g.alert.summary)}</div>` : "";
+    return `<li><span class="who">${who}</span> → <span class="what">${what}</span> · ${num(g.count)} probe${g.count === 1 ? "" : "s"} · ${when}${alert}</li>`;
+  });
+  const more = res.total > res.groups.reduce((s, g) => s + g.count, 0) ? `<div>${num(res.total)} probes under the pointer</div>` : "";
+  tip.innerHTML = `<ul>${items.join("")}</ul>${more}${pin ? '<div class="hint">pinned: click the plot to unpin</div>' : ""}`;
+  tip.classList.toggle("pinned", pin);
+  tip.hidden = false;
+  place(tip, p);
+}
+
+function place(tip, p) {
+  const stage = $("stage");
+  const left = Math.min(p.cx + 14, Math.max(0, stage.clientWidth - tip.offsetWidth - 4));
+  tip.style.left = `${left}px`;
+  tip.style.top = `${p.cy + 14}px`;
+}
+
+document.addEventListener("click", (ev) => {
+  if (pinned && ev.target !== ov && !$("tip").contains(ev.target)) {
+    pinned = false;
+    $("tip").hidden = true;
+  }
+});
+
+// ---- keyboard: ← → ----
+document.addEventListener("keydown", (ev) => {
+  if (ev.target.closest && ev.target.closest("input, select")) return;
+  if (ev.key !== "ArrowLeft" && ev.key !== "ArrowRight") return;
+  if (geo && geo.day) {
+    const to = ev.key === "ArrowLeft" ? geo.day.prev : geo.day.next;
+    if (to) location.href = $(ev.key === "ArrowLeft" ? "prev" : "next").href;
+    return;
+  }
+  if (!geo) return;
+  const span = geo.to_ms - geo.from_ms;
+  const shift = ev.key === "ArrowLeft" ? -span : span;
+  zoomTo(geo.from_ms + shift, geo.to_ms + shift);
+});
+
+// ---- panels ----
+
+async function loadAlerts() {
+  const ol = $("alerts");
+  try {
+    alertsInView = await getJson(url("/api/alerts"));
+  } catch (e) {
+    ol.innerHTML = `<li>${esc(e.message)}</li>`;
+    return;
+  }
+  ol.innerHTML = "";
+  if (!alertsInView.length) ol.innerHTML = "<li>none</li>";
+  for (const a of alertsInView) {
+    const li = document.createElement("li");
+    li.dataset.id = a.id;
+    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span> ${esc(a.summary)}`;
+    li.addEventListener("click", () => {
+      const pad = Math.max(60000, (a.last_ms - a.first_ms) * 0.1);
+      const q = new URLSearchParams();
+      for (const k of ["proto", "family", "ports", "iface", "theme", "utc"]) if (view.get(k)) q.set(k, view.get(k));
+      q.set("from", String(Math.floor(a.first_ms - pad)));
+      q.set("to", String(Math.ceil(a.last_ms + pad)));
+      if (token) q.set("token", token);
+      location.href = `/?${q.toString()}#alert=${a.id}`;
+    });
+    ol.appendChild(li);
+  }
+  const m = location.hash.match(/^#alert=(\d+)$/);
+  if (m) {
+    const a = alertsInView.find((x) => String(x.id) === m[1]);
+    if (a) {
+      band = [a.first_ms, Math.max(a.last_ms, a.first_ms + 1)];
+      clearOverlay();
+      const li = ol.querySelector(`li[data-id="${m[1]}"]`);
+      if (li) li.classList.add("on");
+    }
+  }
+}
+
+async function loadTop() {
+  try {
+    const t = await getJson(url("/api/top", { n: 10 }));
+    $("ports").innerHTML = t.ports.map((p) => `<li>${esc(p.proto)}/${p.port} — ${num(p.count)}</li>`).join("") || "<li>none</li>";
+    $("sources").innerHTML = t.sources.map((s) => `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a> — ${num(s.count)}</li>`).join("") || "<li>none</li>";
+  } catch (e) {
+    $("ports").innerHTML = `<li>${esc(e.message)}</li>`;
+  }
+}
+
+async function loadStats() {
+  const dl = $("stats");
+  try {
+    const s = await getJson(url("/api/stats"));
+    const v = s.summary;
+    if (!v) {
+      dl.innerHTML = "<dt>no counters stored yet</dt><dd></dd>";
+      return;
+    }
+    const by = {};
+    for (const c of v.classes || []) by[c.class] = (by[c.class] || 0) + c.packets;
+    const k = v.kernel || {};
+    const st = v.store || {};
+    const rows = [
+      ["counters", `${s.origin} ${v.ts || ""}`],
+      ...Object.entries(by).map(([c, n]) => [`packets ${c}`, num(n)]),
+      ["events sent", num(k.events_sent)],
+      ["lost: ring full", num(k.ring_full)],
+      ["lost: rate limited", num(k.suppressed)],
+      ["lost: not stored", num(st.not_stored)],
+      ["store queue", num(st.queued)],
+    ];
+    dl.innerHTML = rows.map(([a, b]) => `<dt>${esc(a)}</dt><dd>${esc(b)}</dd>`).join("");
+  } catch (e) {
+    dl.innerHTML = `<dt>${esc(e.message)}</dt><dd></dd>`;
+  }
+}
+
+async function loadSource() {
+  $("sourcebox").hidden = false;
+  $("src-ip").textContent = sourceIp;
+  try {
+    const s = await getJson(url("/api/source", { ip: sourceIp, src: null }));
+    const facts = [
+      ["probes", num(s.probes)],
+      ["first seen", s.first_ms ? fmtTime(s.first_ms) : "—"],
+      ["last seen", s.last_ms ? fmtTime(s.last_ms) : "—"],
+      ["distinct ports", num(s.distinct_ports)],
+      ["targets", num(s.targets)],
+    ];
+    $("src-facts").innerHTML = facts.map(([a, b]) => `<dt>${esc(a)}</dt><dd>${esc(b)}</dd>`).join("");
+    $("src-alerts").innerHTML = s.alerts.map((a) => `<li><span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span> ${esc(a.summary)}</li>`).join("") || "<li>none</li>";
+    $("src-ports").innerHTML = s.ports.map((p) => `<li>${esc(p.proto)}/${p.port} — ${num(p.count)}</li>`).join("");
+  } catch (e) {
+    $("src-facts").innerHTML = `<dt>${esc(e.message)}</dt><dd></dd>`;
+  }
+}
+
+// ---- live ----
+
+let es = null;
+let lastReload = Date.now();
+function startLive() {
+  if (es) return;
+  es = new EventSource(url("/api/live"));
+  const status = $("status");
+  es.onopen = () => {
+    status.textContent = "● live";
+    status.className = "live";
+  };
+  es.onerror = () => {
+    status.textContent = "● reconnecting…";
+    status.className = "down";
+  };
+  es.addEventListener("events", (ev) => {
+    let items;
+    try {
+      items = JSON.parse(ev.data);
+    } catch (_) {
+      return;
+    }
+    let past = false;
+    for (const it of items) {
+      liveDots.push(it);
+      if (it[0] >= geo.to_ms) past = true;
+    }
+    if (liveDots.length > 200000) liveDots = liveDots.slice(-100000);
+    document.body.dataset.liveEvents = String(Number(document.body.dataset.liveEvents || 0) + items.length);
+    // New dots beyond the right edge, or a stale image: slide the window.
+    if ((past && Date.now() - lastReload > 10000) || Date.now() - lastReload > 300000) {
+      lastReload = Date.now();
+      slide();
+    } else {
+      clearOverlay();
+    }
+  });
+}
+
+function stopLive() {
+  if (es) es.close();
+  es = null;
+}
+
+async function slide() {
+  const keep = liveDots;
+  await load();
+  liveDots = keep.filter((d) => d[0] >= geo.to_ms - 5000);
+  clearOverlay();
+}
+
+window.addEventListener("resize", () => {
+  const s = plotSize();
+  if (Math.abs(s.w - size.w) > 80) load();
+});
+
+load();

@@ -1,0 +1,363 @@
+//! Handler tests over a fixture database: every endpoint, bad parameters,
+//! the token, the headers.
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    body::Body,
+    http::{Request, StatusCode},
+    Router,
+};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::{router, Shared, WebOptions};
+use crate::{plot::layout::Layout, record::Record, store::Store};
+
+/// 2027-01-15T08:00:00Z.
+const T0: i64 = 1_800_000_000_000_000_000;
+const MS: i64 = 1_000_000;
+const RANGE: &str = "from=2027-01-15T07:00:00Z&to=2027-01-15T09:00:00Z";
+const TOKEN: &str = "correct-horse-battery-staple";
+
+fn rec(ts: i64, src: &str, proto: u8, dport: u16) -> Record {
+    let src: std::net::IpAddr = src.parse().unwrap();
+    Record {
+        ts_ns: ts,
+        family: if src.is_ipv4() { 4 } else { 6 },
+        proto,
+        src: Some(src),
+        dst: Some(if src.is_ipv4() {
+            "198.18.1.2".parse().unwrap()
+        } else {
+            "2001:db8:1::2".parse().unwrap()
+        }),
+        sport: 40000,
+        dport,
+        tcp_flags: if proto == 6 { 2 } else { 0 },
+        ttl: 50,
+        len: 60,
+        class: 4,
+        ifindex: 2,
+        ip_id: 0,
+        tcp_seq: 0,
+        tcp_window: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        pkt_flags: 0,
+    }
+}
+
+/// A fixture: a 100-port TCP scan from 198.51.100.7 at T0, its alert, a
+/// UDP probe from 2001:db8::5 an hour earlier, a counter summary.
+fn fixture(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fireplot-web-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("h.db");
+    let mut s = Store::open(&path).unwrap();
+    let mut recs: Vec<Record> = (0..100)
+        .map(|i| rec(T0 + i * 10 * MS, "198.51.100.7", 6, 1 + i as u16 * 600))
+        .collect();
+    recs.push(rec(T0 - 3600 * 1000 * MS, "2001:db8::5", 17, 53));
+    s.insert(&recs).unwrap();
+    s.set_interface(2, "wan0").unwrap();
+    let alert = serde_json::json!({
+        "id": 1, "kind": "port_scan", "status": "ended", "severity": 4,
+        "summary": "198.51.100.7 probed 100 TCP ports of 198.18.1.2 in 1.0 s, ascending",
+        "sources": ["198.51.100.7"], "source_count": 1, "proto": "tcp", "tool": "unknown",
+    });
+    s.insert_alert(T0, T0 + 990 * MS, "port_scan", &alert.to_string())
+        .unwrap();
+    let summary = serde_json::json!({
+        "ts": "2027-01-15T08:00:01Z", "uptime_s": 1.0,
+        "classes": [{"class": "unsolicited", "family": "ipv4", "proto": "tcp", "packets": 100}],
+        "kernel": {"events_sent": 100, "ring_full": 0, "suppressed": 3},
+        "userspace": {"events_received": 100},
+        "store": {"stored": 100, "not_stored": 0, "queued": 0},
+    });
+    s.insert_counters(T0 + 1000 * MS, "wan0", &summary.to_string())
+        .unwrap();
+    path
+}
+
+fn app(db: PathBuf, token: Option<&str>) -> Router {
+    let opts = WebOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token: token.map(String::from),
+        db,
+        label: "fixture".into(),
+    };
+    // The sender is dropped: the flag stays false (never stopping).
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    router(Arc::new(Shared::new(&opts, None, stopping).unwrap()))
+}
+
+async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, body)
+}
+
+async fn json(app: &Router, uri: &str) -> serde_json::Value {
+    let (st, _, body) = get(app, uri).await;
+    assert_eq!(
+        st,
+        StatusCode::OK,
+        "{uri}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn every_endpoint_answers_over_the_fixture() {
+    let app = app(fixture("all"), None);
+    for page in [
+        "/",
+        "/day/2027-01-15",
+        "/source/198.51.100.7",
+        "/source/2001:db8::5",
+    ] {
+        let (st, h, body) = get(&app, page).await;
+        assert_eq!(st, StatusCode::OK, "{page}");
+        assert!(h["content-type"].to_str().unwrap().starts_with("text/html"));
+        assert!(String::from_utf8_lossy(&body).contains("/static/app.js"));
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"));
+        assert_eq!(h["x-content-type-options"], "nosniff");
+        assert_eq!(h["x-frame-options"], "DENY");
+    }
+    let (st, _, js) = get(&app, "/static/app.js").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(
+        !String::from_utf8_lossy(&js).contains("http://"),
+        "no external resources"
+    );
+
+    let v = json(&app, &format!("/api/view?{RANGE}&w=1600&h=800&utc=1")).await;
+    assert_eq!(v["interfaces"][0], "wan0");
+    assert_eq!(v["live"], false);
+    let day = json(&app, "/api/view?day=2027-01-15&utc=1").await;
+    assert_eq!(day["day"]["prev"], "2027-01-14");
+    assert_eq!(day["day"]["next"], "2027-01-16");
+
+    // Hover on the dot of the 51st probe: the server says who and what.
+    let l = Layout::new(1600, 800, T0 - 3600 * 1000 * MS, T0 + 3600 * 1000 * MS);
+    let (ts, port) = (T0 + 50 * 10 * MS, 1 + 50 * 600);
+    let (x, y) = (l.x(ts).unwrap(), l.y_port(port));
+    let at = json(&app, &format!("/api/at?{RANGE}&w=1600&h=800&x={x}&y={y}")).await;
+    let g = &at["groups"][0];
+    assert_eq!(g["src"], "198.51.100.7", "{at}");
+    assert_eq!(g["proto"], "TCP");
+    assert_eq!(g["port"], port);
+    assert_eq!(g["alert"]["kind"], "port_scan");
+    let empty = json(&app, &format!("/api/at?{RANGE}&w=1600&h=800&x={x}&y=500")).await;
+    assert_eq!(empty["total"], 0);
+
+    let alerts = json(&app, &format!("/api/alerts?{RANGE}")).await;
+    assert_eq!(alerts.as_array().unwrap().len(), 1);
+    assert_eq!(alerts[0]["kind"], "port_scan");
+    let top = json(&app, &format!("/api/top?{RANGE}")).await;
+    assert_eq!(top["total"], 101);
+    assert_eq!(top["sources"][0]["src"], "198.51.100.7");
+    assert_eq!(top["sources"][0]["count"], 100);
+    let filtered = json(&app, &format!("/api/top?{RANGE}&proto=udp&family=6")).await;
+    assert_eq!(filtered["total"], 1);
+    // TCP/1 and TCP/601 of the scan, UDP/53.
+    let ported = json(&app, &format!("/api/top?{RANGE}&ports=1-601")).await;
+    assert_eq!(ported["total"], 3);
+    let src = json(&app, &format!("/api/source?{RANGE}&ip=198.51.100.7")).await;
+    assert_eq!(src["probes"], 100);
+    assert_eq!(src["distinct_ports"], 100);
+    assert_eq!(src["alerts"][0]["kind"], "port_scan");
+    let stats = json(&app, "/api/stats").await;
+    assert_eq!(stats["origin"], "stored");
+    assert_eq!(stats["summary"]["kernel"]["events_sent"], 100);
+
+    let (st, h, png) = get(&app, &format!("/plot.png?{RANGE}&w=800&h=400")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(h["x-fireplot-events"], "101");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (st, h, svg) = get(&app, &format!("/plot.svg?{RANGE}&download=1")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("fireplot.svg"));
+    assert!(String::from_utf8_lossy(&svg).contains("<svg"));
+
+    let (st, h, m) = get(&app, "/metrics").await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(h["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let m = String::from_utf8(m).unwrap();
+    assert!(m.contains("fireplot_up 1"));
+    assert!(
+        m.contains("fireplot_events_lost_total{reason=\"rate_limited\"} 3"),
+        "{m}"
+    );
+
+    let (st, _, log) = get(&app, &format!("/export/logstalgia?{RANGE}&ports=1")).await;
+    assert_eq!(st, StatusCode::OK);
+    let log = String::from_utf8(log).unwrap();
+    assert_eq!(log.lines().count(), 1);
+    assert_eq!(
+        log.trim(),
+        format!("{}|198.51.100.7|TCP:1|200|60", T0 / 1_000_000_000)
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_400_with_a_reason() {
+    let app = app(fixture("bad"), None);
+    for (uri, want) in [
+        ("/api/view?bogus=1", "unknown parameter `bogus`"),
+        ("/api/view?src=10.0.0.0/40", "src"),
+        ("/api/view?src=%3Cscript%3E", "src"),
+        ("/api/view?ports=9-1", "ports"),
+        ("/api/view?w=99999", "`w`"),
+        (
+            "/api/view?from=2020-01-01T00:00:00Z&to=2026-01-01T00:00:00Z",
+            "400 days",
+        ),
+        ("/api/view?day=2027-02-30", "YYYY-MM-DD"),
+        (
+            "/api/view?iface=nosuch0",
+            "no events were recorded from interface",
+        ),
+        ("/api/view?theme=../../etc/passwd", "theme"),
+        ("/api/at?x=10", "`y` is required"),
+        ("/api/source?ip=not-an-ip", "not an IP address"),
+        ("/day/yesterday", "not a day"),
+        ("/source/evil.example", "not an IP address"),
+        ("/api/stats?x=1", "unknown parameter"),
+        ("/api/view?w=1&w=2", "twice"),
+    ] {
+        let (st, _, body) = get(&app, uri).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{uri}: {body}");
+        assert!(body.contains(want), "{uri}: `{body}` lacks `{want}`");
+        assert!(!body.contains('<'), "{uri}: the message echoes no markup");
+    }
+    let (st, _, _) = get(&app, "/no/such/page").await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    let post = app
+        .clone()
+        .oneshot(Request::post("/api/view").body(Body::from("x")).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED, "read-only");
+}
+
+#[tokio::test]
+async fn a_token_guards_every_data_route() {
+    let app = app(fixture("tok"), Some(TOKEN));
+    for uri in [
+        "/",
+        "/api/view",
+        "/plot.png",
+        "/metrics",
+        "/api/live",
+        "/export/logstalgia",
+    ] {
+        let (st, h, _) = get(&app, uri).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri}");
+        assert_eq!(h["www-authenticate"], "Bearer");
+        let (st, _, _) = get(&app, &format!("{uri}?token=wrong-horse-battery-staple")).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{uri} with a wrong token");
+    }
+    let (st, _, _) = get(&app, &format!("/api/view?token={TOKEN}")).await;
+    assert_eq!(st, StatusCode::OK);
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header("authorization", format!("Bearer {TOKEN}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // The script and style hold no data: served to anyone.
+    let (st, _, _) = get(&app, "/static/app.js").await;
+    assert_eq!(st, StatusCode::OK);
+}
+
+#[test]
+fn listening_beyond_loopback_needs_a_token() {
+    let opts = |listen: &str, token: Option<&str>| WebOptions {
+        listen: listen.parse().unwrap(),
+        token: token.map(String::from),
+        db: "x.db".into(),
+        label: String::new(),
+    };
+    assert!(opts("127.0.0.1:8780", None).check().is_ok());
+    assert!(opts("[::1]:8780", None).check().is_ok());
+    let e = opts("0.0.0.0:8780", None).check().unwrap_err().to_string();
+    assert!(e.contains("--token"), "{e}");
+    assert!(opts("198.18.0.1:8780", None).check().is_err());
+    assert!(opts("0.0.0.0:8780", Some(TOKEN)).check().is_ok());
+    assert!(opts("0.0.0.0:8780", Some("short")).check().is_err());
+}
+
+#[tokio::test]
+async fn the_live_stream_sends_new_events_and_resumes() {
+    let db = fixture("live");
+    let app = app(db.clone(), None);
+    let resp = app
+        .clone()
+        .oneshot(
+            Request::get("/api/live?after=0")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a first message")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(text.contains("event: events"), "{text}");
+    assert!(text.contains("id: 101"), "{text}");
+    assert!(text.contains("198.51.100.7"));
+    // A reconnecting browser sends Last-Event-ID: nothing is sent twice.
+    let resp = app
+        .oneshot(
+            Request::get("/api/live")
+                .header("last-event-id", "101")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = resp.into_body();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a first message")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    assert!(!text.contains("198.51.100.7"), "{text}");
+}
