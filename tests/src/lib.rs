@@ -17,6 +17,7 @@
 pub mod packets;
 pub mod sensor;
 pub mod traffic;
+pub mod webdriver;
 
 use std::{
     io::Write,
@@ -288,17 +289,37 @@ pub const SKIP_REASON: &str =
 /// count a test that returns as passed).
 pub fn privileged(test: &str) -> bool {
     // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
+    let root = unsafe { libc::geteuid() } == 0;
+    can_run(test, root, SKIP_REASON)
+}
+
+/// Why browser tests skip.
+pub const BROWSER_SKIP_REASON: &str =
+    "needs chromium and chromium-driver; `cargo xtask setup` installs them";
+
+/// Gate for the browser tests: chromedriver must be installed.
+pub fn browser(test: &str) -> bool {
+    let found = std::process::Command::new("chromedriver")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    can_run(test, found, BROWSER_SKIP_REASON)
+}
+
+/// True when `ok`; otherwise a failure under CI, and elsewhere a skip
+/// said on stderr and recorded in `$FIREPLOT_SKIP_LOG`.
+pub fn can_run(test: &str, ok: bool, reason: &str) -> bool {
+    if ok {
         return true;
     }
     if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-        panic!("{test}: privileged tests must run under CI, but this is not root");
+        panic!("{test}: this test must run under CI, but it cannot here: {reason}");
     }
-    eprintln!("{test}: SKIPPED: {SKIP_REASON}");
+    eprintln!("{test}: SKIPPED: {reason}");
     if let Some(path) = std::env::var_os(SKIP_LOG_ENV) {
         use std::io::Write;
         // One short line per skip: O_APPEND keeps lines of parallel tests whole.
-        let line = format!("{test}\t{SKIP_REASON}\n");
+        let line = format!("{test}\t{reason}\n");
         let written = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

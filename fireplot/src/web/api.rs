@@ -422,6 +422,16 @@ pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
     let v = View::parse(&p, now_ns())?;
     let (from, to) = (v.filter.from_ns, v.filter.to_ns);
     let mut list = with_store(&s, false, move |st| episodes(st, from, to)).await?;
+    // With a source filter: the episodes one of whose sources is in it.
+    if let Some((net, len)) = v.filter.src {
+        list.retain(|a| {
+            a["sources"].as_array().is_some_and(|srcs| {
+                srcs.iter()
+                    .filter_map(|x| x.as_str()?.parse::<IpAddr>().ok())
+                    .any(|ip| crate::store::in_prefix(ip, net, len))
+            })
+        });
+    }
     list.sort_by(|a, b| {
         b["severity"]
             .as_u64()

@@ -169,6 +169,14 @@ async fn every_endpoint_answers_over_the_fixture() {
 
     let alerts = json(&app, &format!("/api/alerts?{RANGE}")).await;
     assert_eq!(alerts.as_array().unwrap().len(), 1);
+    let theirs = json(&app, &format!("/api/alerts?{RANGE}&src=198.51.100.0/24")).await;
+    assert_eq!(theirs.as_array().unwrap().len(), 1);
+    let others = json(&app, &format!("/api/alerts?{RANGE}&src=2001:db8::/32")).await;
+    assert_eq!(
+        others.as_array().unwrap().len(),
+        0,
+        "only the source's episodes"
+    );
     assert_eq!(alerts[0]["kind"], "port_scan");
     let top = json(&app, &format!("/api/top?{RANGE}")).await;
     assert_eq!(top["total"], 101);

@@ -30,7 +30,6 @@ if (dayMatch) {
   mode = "source";
   sourceIp = decodeURIComponent(srcMatch[1]);
   view.set("src", sourceIp);
-  if (!view.has("from") && !view.has("last") && !view.has("day")) view.set("last", "30d");
 } else if (view.has("from") || view.has("to")) {
   mode = "range";
 }
@@ -117,6 +116,20 @@ function pixel(ev) {
 async function load() {
   showError(null);
   size = plotSize();
+  if (mode === "source" && !view.has("from") && !view.has("last") && !view.has("day")) {
+    // All of its history: the stored span (at most the last 400 days).
+    try {
+      const all = await getJson(url("/api/view"));
+      if (all.span_ms) {
+        const end = all.span_ms[1] + 1000;
+        view.set("from", String(Math.max(all.span_ms[0], end - 400 * 86400000)));
+        view.set("to", String(end));
+      }
+    } catch (e) {
+      showError(e);
+      return;
+    }
+  }
   try {
     geo = await getJson(url("/api/view", { w: size.w, h: size.h }));
   } catch (e) {
@@ -243,6 +256,9 @@ window.addEventListener("mouseup", (ev) => {
     const b = msOf(Math.max(end.x, d.start.x));
     zoomTo(a, b);
   } else if (ev.target === ov) {
+    // A click pins what is under the pointer (a pending hover would
+    // otherwise replace it).
+    clearTimeout(hoverTimer);
     pinned = true;
     hover(end, true);
   }
@@ -277,7 +293,9 @@ let hoverTimer = null;
 let hoverSeq = 0;
 function scheduleHover(p) {
   clearTimeout(hoverTimer);
-  hoverTimer = setTimeout(() => hover(p, false), 60);
+  hoverTimer = setTimeout(() => {
+    if (!pinned) hover(p, false);
+  }, 60);
 }
 
 async function hover(p, pin) {
@@ -395,7 +413,7 @@ async function loadTop() {
 async function loadStats() {
   const dl = $("stats");
   try {
-    const s = await getJson(url("/api/stats"));
+    const s = await getJson(pageUrl("/api/stats"));
     const v = s.summary;
     if (!v) {
       dl.innerHTML = "<dt>no counters stored yet</dt><dd></dd>";

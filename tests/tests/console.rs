@@ -1,0 +1,299 @@
+//! The web console in a real browser: `fireplot serve` over a fixture
+//! database, headless Chromium driven over WebDriver. The screenshot has
+//! the seed's colours where the probes are; hovering a known dot shows its
+//! source and port; clicking through opens the source's page; clicking an
+//! alert zooms to it.
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use fireplot::{plot::layout::Layout, record::Record, store::Store};
+use fireplot_tests::{browser, sensor::fireplot_bin, webdriver::Browser};
+use serde_json::{json, Value};
+
+/// 2027-01-15T08:00:00Z.
+const T0: i64 = 1_800_000_000_000_000_000;
+const MS: i64 = 1_000_000;
+const SCANNER: &str = "198.51.100.7";
+const V6: &str = "2001:db8:77::9";
+
+fn rec(ts: i64, src: &str, proto: u8, dport: u16) -> Record {
+    let src: std::net::IpAddr = src.parse().unwrap();
+    Record {
+        ts_ns: ts,
+        family: if src.is_ipv4() { 4 } else { 6 },
+        proto,
+        src: Some(src),
+        dst: Some(if src.is_ipv4() {
+            "198.18.1.2".parse().unwrap()
+        } else {
+            "2001:db8:1::2".parse().unwrap()
+        }),
+        sport: 40000,
+        dport,
+        tcp_flags: if proto == 6 { 2 } else { 0 },
+        ttl: 50,
+        len: 60,
+        class: 4,
+        ifindex: 2,
+        ip_id: 0,
+        tcp_seq: 0,
+        tcp_window: 0,
+        icmp_type: 0,
+        icmp_code: 0,
+        pkt_flags: 0,
+    }
+}
+
+/// A scan of 40 TCP ports (one every 30 s from T0: a diagonal), a run of
+/// IPv6/UDP probes to port 53 an hour later, and the scan's alert.
+fn fixture() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fireplot-console-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("h.db");
+    let mut s = Store::open(&path).unwrap();
+    let mut recs: Vec<Record> = (0..40)
+        .map(|i| rec(T0 + i * 30_000 * MS, SCANNER, 6, 100 + i as u16 * 1000))
+        .collect();
+    for i in 0..10 {
+        recs.push(rec(T0 + 3600_000 * MS + i * 1000 * MS, V6, 17, 53));
+    }
+    s.insert(&recs).unwrap();
+    s.set_interface(2, "wan0").unwrap();
+    let alert = json!({
+        "id": 1, "kind": "port_scan", "status": "ended", "severity": 3,
+        "summary": format!("{SCANNER} probed 40 TCP ports of 198.18.1.2 in 19.5 min, ascending"),
+        "sources": [SCANNER], "source_count": 1, "proto": "tcp", "tool": "unknown",
+    });
+    s.insert_alert(T0, T0 + 39 * 30_000 * MS, "port_scan", &alert.to_string())
+        .unwrap();
+    path
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(db: &PathBuf) -> Server {
+        let mut child = Command::new(fireplot_bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("fireplot serve");
+        let err = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("web console on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_string());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("serve says where it listens");
+        Server {
+            child,
+            base: base.trim_end_matches('/').to_string(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The page's plot image: its box in the viewport and its pixel size.
+fn plot_box(b: &Browser) -> (f64, f64, f64, f64, u32, u32) {
+    let v = b
+        .eval(
+            "const i = document.getElementById('plot'); const r = i.getBoundingClientRect(); \
+             return [r.left, r.top, r.width, r.height, i.naturalWidth, i.naturalHeight];",
+            json!([]),
+        )
+        .unwrap();
+    let f = |i: usize| v[i].as_f64().unwrap();
+    (f(0), f(1), f(2), f(3), f(4) as u32, f(5) as u32)
+}
+
+fn loaded(b: &Browser) {
+    b.wait_for(
+        "return document.body.dataset.loaded === '1' && document.getElementById('alerts').children.length > 0",
+        Duration::from_secs(30),
+    )
+    .expect("the page loads its plot and alerts");
+}
+
+#[test]
+fn console_in_a_real_browser() {
+    if !browser("console_in_a_real_browser") {
+        return;
+    }
+    let db = fixture();
+    let server = Server::start(&db);
+    let b = Browser::start(1700, 1100).expect("headless chromium");
+    let (from, to) = ("2027-01-15T07:50:00Z", "2027-01-15T09:10:00Z");
+    b.goto(&format!("{}/?from={from}&to={to}&utc=1", server.base))
+        .unwrap();
+    loaded(&b);
+    let (left, top, cw, ch, w, h) = plot_box(&b);
+    assert_eq!(
+        (cw.round() as u32, ch.round() as u32),
+        (w, h),
+        "the plot is shown unscaled"
+    );
+
+    // Where the server's layout puts the probes, the screenshot has their colours.
+    let from_ns = T0 - 600_000 * MS;
+    let to_ns = T0 + 4200_000 * MS;
+    let l = Layout::new(w, h, from_ns, to_ns);
+    let shot = image::load_from_memory(&b.screenshot().unwrap())
+        .unwrap()
+        .to_rgb8();
+    let at = |ts: i64, port: u16| {
+        let (x, y) = (l.x(ts).unwrap(), l.y_port(port));
+        (left.round() as u32 + x, top.round() as u32 + y)
+    };
+    let colour_near = |(x, y): (u32, u32), want: [u8; 3]| {
+        (0..2).any(|dx| {
+            (0..2).any(|dy| {
+                let p = shot.get_pixel(x + dx, y + dy).0;
+                p.iter().zip(want).all(|(a, b)| a.abs_diff(b) <= 40)
+            })
+        })
+    };
+    for i in [0i64, 13, 39] {
+        let p = at(T0 + i * 30_000 * MS, 100 + i as u16 * 1000);
+        assert!(
+            colour_near(p, [0x00, 0xff, 0x00]),
+            "IPv4/TCP green at {p:?}"
+        );
+    }
+    let v6 = at(T0 + 3600_000 * MS, 53);
+    assert!(
+        colour_near(v6, [0xff, 0xff, 0xff]),
+        "IPv6/UDP white at {v6:?}"
+    );
+    let empty = at(T0 + 1800_000 * MS, 20000);
+    assert!(
+        colour_near(empty, [0, 0, 0]),
+        "black where nothing was probed"
+    );
+
+    // Hover a known dot: the tooltip names its source and port.
+    let (ts, port) = (T0 + 13 * 30_000 * MS, 100 + 13 * 1000);
+    let (px, py) = at(ts, port);
+    b.pointer(px as i64, py as i64, false).unwrap();
+    let tip = b
+        .wait_for(
+            "const t = document.getElementById('tip'); return !t.hidden && t.innerText.includes('→') && t.innerText",
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    let tip = tip.as_str().unwrap();
+    assert!(tip.contains(SCANNER), "{tip}");
+    assert!(tip.contains(&format!("TCP/{port}")), "{tip}");
+    assert!(tip.contains("port_scan"), "the alert it belongs to: {tip}");
+
+    // Click pins it; its source link opens the source's page.
+    b.pointer(px as i64, py as i64, true).unwrap();
+    if let Err(e) = b.wait_for(
+        "return document.getElementById('tip').classList.contains('pinned') && document.querySelectorAll('#tip a.src').length",
+        Duration::from_secs(10),
+    ) {
+        let html = b.eval("return document.getElementById('tip').outerHTML", json!([]));
+        panic!("the tooltip is not pinned: {e}: {html:?}");
+    }
+    b.click("#tip a.src").unwrap();
+    b.wait_for(
+        &format!("return location.pathname === '/source/{SCANNER}' && document.getElementById('src-facts').innerText.includes('40')"),
+        Duration::from_secs(30),
+    )
+    .expect("the source page with its 40 probes");
+    let facts: Value = b
+        .eval(
+            "return [document.getElementById('src-facts').innerText, document.getElementById('src-alerts').innerText]",
+            json!([]),
+        )
+        .unwrap();
+    assert!(
+        facts[1].as_str().unwrap().contains("probed 40 TCP ports"),
+        "{facts}"
+    );
+
+    // Click the alert in the panel: the view zooms to its span, band on.
+    b.goto(&format!("{}/?from={from}&to={to}&utc=1", server.base))
+        .unwrap();
+    loaded(&b);
+    b.click("#alerts li").unwrap();
+    let url = b
+        .wait_for(
+            "return document.body.dataset.loaded === '1' && location.hash === '#alert=1' && document.querySelector('#alerts li.on') && location.href",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let url = url.as_str().unwrap().to_string();
+    let (zf, zt) = range_of(&url);
+    let (af, at_) = (T0 / MS, (T0 + 39 * 30_000 * MS) / MS);
+    assert!(zf <= af && zt >= at_, "the zoom covers the alert: {url}");
+    assert!(zt - zf < 2 * (at_ - af), "and not much more: {url}");
+
+    // Drag across the plot zooms into that time range.
+    b.goto(&format!("{}/?from={from}&to={to}&utc=1", server.base))
+        .unwrap();
+    loaded(&b);
+    let (x0, y0) = at(T0, 100);
+    let (x1, _) = at(T0 + 600_000 * MS, 100);
+    b.eval(
+        "const o = document.getElementById('overlay');
+         const ev = (t, x, y) => new MouseEvent(t, {clientX: x, clientY: y, bubbles: true});
+         o.dispatchEvent(ev('mousedown', arguments[0], arguments[2]));
+         o.dispatchEvent(ev('mousemove', arguments[1], arguments[2]));
+         window.dispatchEvent(ev('mouseup', arguments[1], arguments[2]));",
+        json!([x0, x1, y0 - 40]),
+    )
+    .unwrap();
+    let url = b
+        .wait_for(
+            "return document.body.dataset.loaded === '1' && !location.search.includes('T07') && location.href",
+            Duration::from_secs(30),
+        )
+        .unwrap();
+    let (zf, zt) = range_of(url.as_str().unwrap());
+    // One pixel is (80 min / plot width) ≈ 3 s: allow a few.
+    assert!(
+        (zf - T0 / MS).abs() <= 10_000,
+        "zoom starts at the drag: {url}"
+    );
+    assert!(
+        (zt - (T0 + 600_000 * MS) / MS).abs() <= 10_000,
+        "and ends there: {url}"
+    );
+}
+
+/// `from` and `to` (Unix ms) of a page address.
+fn range_of(url: &str) -> (i64, i64) {
+    let query = url.split_once('?').map(|x| x.1).unwrap_or("");
+    let query = query.split('#').next().unwrap_or("");
+    let get = |k: &str| {
+        query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(x, _)| *x == k)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no numeric `{k}` in {url}"))
+    };
+    (get("from"), get("to"))
+}
