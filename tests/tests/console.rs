@@ -61,7 +61,7 @@ fn fixture() -> PathBuf {
         .map(|i| rec(T0 + i * 30_000 * MS, SCANNER, 6, 100 + i as u16 * 1000))
         .collect();
     for i in 0..10 {
-        recs.push(rec(T0 + 3600_000 * MS + i * 1000 * MS, V6, 17, 53));
+        recs.push(rec(T0 + 3_600_000 * MS + i * 1000 * MS, V6, 17, 53));
     }
     s.insert(&recs).unwrap();
     s.set_interface(2, "wan0").unwrap();
@@ -157,7 +157,7 @@ fn console_in_a_real_browser() {
 
     // Where the server's layout puts the probes, the screenshot has their colours.
     let from_ns = T0 - 600_000 * MS;
-    let to_ns = T0 + 4200_000 * MS;
+    let to_ns = T0 + 4_200_000 * MS;
     let l = Layout::new(w, h, from_ns, to_ns);
     let shot = image::load_from_memory(&b.screenshot().unwrap())
         .unwrap()
@@ -181,12 +181,12 @@ fn console_in_a_real_browser() {
             "IPv4/TCP green at {p:?}"
         );
     }
-    let v6 = at(T0 + 3600_000 * MS, 53);
+    let v6 = at(T0 + 3_600_000 * MS, 53);
     assert!(
         colour_near(v6, [0xff, 0xff, 0xff]),
         "IPv6/UDP white at {v6:?}"
     );
-    let empty = at(T0 + 1800_000 * MS, 20000);
+    let empty = at(T0 + 1_800_000 * MS, 20000);
     assert!(
         colour_near(empty, [0, 0, 0]),
         "black where nothing was probed"
