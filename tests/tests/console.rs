@@ -297,3 +297,70 @@ fn range_of(url: &str) -> (i64, i64) {
     };
     (get("from"), get("to"))
 }
+
+/// Live, end to end: `fireplot run --web` on the lab router, the page open
+/// in headless Chromium on the router, an nmap scan from the inet side.
+/// Its probes appear on the open page, and its alert in the panel.
+#[test]
+fn console_live_in_the_lab() {
+    use fireplot_tests::{addr, privileged, sensor::Sensor, traffic, unique_prefix, Lab, Node};
+    if !privileged("console_live_in_the_lab") || !browser("console_live_in_the_lab") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("web")).expect("lab");
+    let dir = std::env::temp_dir().join(format!("fireplot-console-live-{}", std::process::id()));
+    let db = dir.join("history.db");
+    let sensor = Sensor::start(
+        &lab,
+        &dir,
+        &["--db", db.to_str().unwrap(), "--web", "127.0.0.1:8780"],
+    )
+    .expect("sensor with its console");
+    // The console listens once the log says so.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&sensor.log_path)
+        .unwrap_or_default()
+        .contains("web console on")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the console did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let b =
+        Browser::start_in(Some(&lab.ns(Node::Router)), 1500, 1000).expect("chromium on the router");
+    b.goto("http://127.0.0.1:8780/").unwrap();
+    b.wait_for(
+        "return document.body.dataset.loaded === '1' && document.getElementById('status').className === 'live'",
+        Duration::from_secs(30),
+    )
+    .expect("the live page opens its stream");
+    traffic::nmap(&lab, &["-sS", "-p", "1-200", addr::LAN_V4]).expect("nmap");
+    let scanned = std::time::Instant::now();
+    // Bound: the daemon commits every 0.5 s and the page polls every 0.5 s.
+    if let Err(e) = b.wait_for(
+        "return Number(document.body.dataset.liveEvents || 0) >= 200",
+        Duration::from_secs(5),
+    ) {
+        let state = b.eval(
+            "return [document.body.dataset.liveEvents, document.getElementById('status').innerText, document.getElementById('error').innerText]",
+            json!([]),
+        );
+        panic!("the scan's 200 probes were not on the open page within 5 s: {e}: {state:?}");
+    }
+    let probes_after = scanned.elapsed();
+    b.wait_for(
+        &format!("return document.getElementById('alerts').innerText.includes('{}') && document.getElementById('alerts').innerText.includes('port_scan')", addr::INET_V4),
+        Duration::from_secs(10),
+    )
+    .expect("its alert in the panel within 10 s");
+    eprintln!(
+        "live: probes on the page {:.1} s and the alert {:.1} s after nmap ended",
+        probes_after.as_secs_f64(),
+        scanned.elapsed().as_secs_f64()
+    );
+    drop(b);
+    let c = sensor.stop().expect("stop sensor");
+    assert!(c.events.len() >= 200);
+}

@@ -99,6 +99,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             db.clone()
         };
         let ifindex = ifindex_of(&args.iface);
+        if args.web.is_some() {
+            // The console reads the database from the start: create it (and
+            // its WAL mode) now, before the writer's thread opens it too.
+            crate::store::Store::open(&path)?;
+        }
         log::info!("storing history in {}", path.display());
         sink.store = Some(StoreWriter::start(
             path,
@@ -121,9 +126,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         } else {
             db.clone()
         };
-        // The writer creates the database on its thread; the console opens
-        // it read-only per request, so make sure it exists first.
-        crate::store::Store::open(&path)?;
         let opts = crate::web::WebOptions {
             listen,
             token,

@@ -462,6 +462,7 @@ async function loadSource() {
 
 let es = null;
 let lastReload = Date.now();
+let lastPanels = 0;
 function startLive() {
   if (es) return;
   es = new EventSource(url("/api/live"));
@@ -488,6 +489,13 @@ function startLive() {
     }
     if (liveDots.length > 200000) liveDots = liveDots.slice(-100000);
     document.body.dataset.liveEvents = String(Number(document.body.dataset.liveEvents || 0) + items.length);
+    // New probes may have started or grown an episode: refresh the panels
+    // (at most every 3 s).
+    if (items.length && Date.now() - lastPanels > 3000) {
+      lastPanels = Date.now();
+      loadAlerts();
+      loadStats();
+    }
     // New dots beyond the right edge, or a stale image: slide the window.
     if ((past && Date.now() - lastReload > 10000) || Date.now() - lastReload > 300000) {
       lastReload = Date.now();
