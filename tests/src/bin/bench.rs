@@ -8,6 +8,9 @@ use fireplot::sensor::{Limits, LoadOptions, Sensor, PROG_BASELINE, PROG_INGRESS}
 use fireplot_tests::packets::{flags::*, *};
 use serde_json::json;
 
+#[path = "bench/console.rs"]
+mod console;
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -42,6 +45,12 @@ fn egress_ns(s: &mut Sensor, frame: &[u8], repeat: u32, runs: usize) -> Result<f
 
 fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--console-only") {
+        for (name, v, unit) in console::console(quick)? {
+            println!("{name:<52} {v:>14.1} {unit}");
+        }
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--detector-only") {
         for (name, v, unit) in detector(quick) {
             println!("{name:<52} {v:>14.1} {unit}");
@@ -228,6 +237,7 @@ fn main() -> Result<()> {
     let user = userspace(quick)?;
     let ring = ring_drain(quick)?;
     let lab = lab_end_to_end(quick)?;
+    let web = console::console(quick)?;
 
     println!(
         "{:<48} {:>9} {:>11}",
@@ -242,7 +252,7 @@ fn main() -> Result<()> {
     );
     println!();
     println!("{:<52} {:>14}", "userspace", "figure");
-    for (name, v, unit) in ring.iter().chain(user.iter()) {
+    for (name, v, unit) in ring.iter().chain(user.iter()).chain(web.iter()) {
         println!("{name:<52} {v:>14.1} {unit}");
     }
     println!();
@@ -287,6 +297,7 @@ fn main() -> Result<()> {
         "xdp": rows.iter().map(|(n, v)| json!({"name": n, "ns": v, "x_baseline": v / baseline})).collect::<Vec<_>>(),
         "tc_egress_ns": egress,
         "userspace": ring.iter().chain(user.iter()).map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
+        "console": web.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
         "lab": lab.rows.iter().map(|r| json!({
             "rate_pps": r.rate, "achieved_pps": r.achieved, "probes": r.probes, "fireplot": r.fireplot, "iptables_log": r.log,
             "tcpdump": r.tcpdump, "fireplot_cpu_s": r.fireplot_cpu_s, "tcpdump_cpu_s": r.tcpdump_cpu_s,
