@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use fireplot::cmd::{
     detect::{detect, DetectCmdArgs},
+    export::{export, ExportArgs},
     plot::{plot, PlotArgs},
     run::{run, RunArgs},
     serve::{serve, ServeArgs},
@@ -33,6 +34,8 @@ enum Command {
     Detect(DetectCmdArgs),
     /// The web console over the history: live fireplot, day pages, hover, alerts, /metrics. No root needed.
     Serve(ServeArgs),
+    /// Export events for other tools (Logstalgia). No root needed.
+    Export(ExportArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +58,7 @@ fn main() -> std::process::ExitCode {
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Export(args) => export(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

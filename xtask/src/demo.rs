@@ -264,7 +264,7 @@ fn summarise(c: &Collected, out: &Path) -> String {
     s
 }
 
-pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
+pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
     let out = match out {
         Some(o) => o,
         None => {
@@ -381,5 +381,22 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path) -> Result<()> {
     println!(
         "replies to the lan's own traffic reported as events: {replies_as_events} (must be 0)"
     );
+    let db = out.join("history.db");
+    println!(
+        "console:     {} serve --db {}   then open http://127.0.0.1:8780/",
+        bin.display(),
+        db.display()
+    );
+    if serve {
+        println!("serving the console on http://127.0.0.1:8780/ until Ctrl-C");
+        let status = std::process::Command::new(bin)
+            .args(["serve", "--listen", "127.0.0.1:8780", "--db"])
+            .arg(&db)
+            .status()?;
+        // Ctrl-C reaches the server too: it stops cleanly, and so do we.
+        if !status.success() && status.code().is_some() {
+            anyhow::bail!("fireplot serve ended with {status}");
+        }
+    }
     Ok(())
 }

@@ -45,6 +45,9 @@ enum Task {
         /// Folder for the demo's output (default: demo-out/<time>).
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Then serve the web console over the demo's history until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
     },
     /// Measure: XDP ns/packet per path next to a trivial XDP_PASS, TC egress cost.
     Bench {
@@ -110,11 +113,11 @@ fn main() -> Result<()> {
             build::build(true)?;
             build::test(&args)
         }
-        Task::Demo { prefix, out } => {
+        Task::Demo { prefix, out, serve } => {
             require_root("demo")?;
             setup::ensure()?;
             let bin = build::build(true)?;
-            demo::demo(&prefix, out, &bin)
+            demo::demo(&prefix, out, &bin, serve)
         }
         Task::Bench { quick } => {
             require_root("bench")?;

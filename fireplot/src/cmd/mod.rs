@@ -1,6 +1,7 @@
 //! The `fireplot` subcommands.
 
 pub mod detect;
+pub mod export;
 pub mod plot;
 pub mod run;
 pub mod serve;

@@ -572,6 +572,59 @@ impl Store {
         })
     }
 
+    /// The `n` busiest (proto, port)s and sources matching `filter` (which
+    /// must have no source prefix: that one is checked in Rust), counted by
+    /// SQLite without decoding rows, and the total.
+    #[allow(clippy::type_complexity)]
+    pub fn top(
+        &self,
+        filter: &Filter,
+        n: u32,
+    ) -> Result<(u64, Vec<(u8, u16, u64)>, Vec<(IpAddr, u64)>), StoreError> {
+        let w = filter.sql_where();
+        let e = || self.sql("counting events");
+        let total: u64 = self
+            .conn
+            .query_row(
+                &format!("SELECT count(*) FROM events WHERE {w}"),
+                params![filter.from_ns, filter.to_ns],
+                |r| r.get(0),
+            )
+            .map_err(e())?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT proto, dport, count(*) AS c FROM events WHERE {w} AND proto IN (6, 17) \
+                 AND (pkt_flags & 1) = 0 GROUP BY proto, dport ORDER BY c DESC, proto, dport LIMIT {n}"
+            ))
+            .map_err(e())?;
+        let ports = stmt
+            .query_map(params![filter.from_ns, filter.to_ns], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .map_err(e())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e())?;
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "SELECT src, count(*) AS c FROM events WHERE {w} AND src IS NOT NULL \
+                 GROUP BY src ORDER BY c DESC, src LIMIT {n}"
+            ))
+            .map_err(e())?;
+        let sources = stmt
+            .query_map(params![filter.from_ns, filter.to_ns], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, u64>(1)?))
+            })
+            .map_err(e())?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(e())?
+            .into_iter()
+            .filter_map(|(b, c)| bytes_addr(Some(&b)).map(|a| (a, c)))
+            .collect();
+        Ok((total, ports, sources))
+    }
+
     /// The largest event rowid (0 when empty): where a live reader starts.
     pub fn last_rowid(&self) -> Result<i64, StoreError> {
         self.conn

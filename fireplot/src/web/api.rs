@@ -186,6 +186,23 @@ pub async fn view(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer
 
 // ---- plots ----
 
+/// The cache key of a request over a range that ended over a minute ago
+/// (None: it may still change).
+fn past_key(path: &str, q: &Option<String>, v: &View) -> Option<String> {
+    if v.filter.to_ns > now_ns() - 60_000_000_000 {
+        return None;
+    }
+    let mut pairs: Vec<(String, String)> = q
+        .as_deref()
+        .map(url_pairs)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k != "token" && k != "download")
+        .collect();
+    pairs.sort();
+    Some(format!("{path}?{pairs:?}"))
+}
+
 fn spec(s: &Shared, v: &View, marks: Vec<crate::plot::Mark>) -> Spec {
     Spec {
         width: v.width,
@@ -203,35 +220,46 @@ async fn plot(s: Arc<Shared>, q: Option<String>, ext: &'static str) -> Answer {
     let marks = !matches!(p.get("marks"), Some("0"));
     let download = p.flag("download")?;
     let shared = s.clone();
-    let (bytes, events) = with_store(&s, true, move |st| {
-        resolve(st, &mut v)?;
-        let mut d = Density::new(Layout::new(
-            v.width,
-            v.height,
-            v.filter.from_ns,
-            v.filter.to_ns,
-        ));
-        st.for_each_plot(&v.filter, |r| d.add(r)).map_err(server)?;
-        let marks = if marks {
-            marks_from_alerts(
-                st.alerts(v.filter.from_ns, v.filter.to_ns)
-                    .map_err(server)?,
-            )
-        } else {
-            Vec::new()
-        };
-        let path = shared.scratch.join(format!(
-            "plot-{:x}-{:?}.{ext}",
-            now_ns(),
-            std::thread::current().id()
-        ));
-        let r = render(&d, &spec(&shared, &v, marks), &path);
-        let bytes = std::fs::read(&path);
-        let _ = std::fs::remove_file(&path);
-        r.map_err(server)?;
-        Ok((bytes.map_err(server)?, d.total()))
-    })
-    .await?;
+    let key = past_key(ext, &q, &v);
+    let cached = key.as_deref().and_then(|k| s.plots.get(k));
+    let (bytes, events) = match cached {
+        Some(hit) => hit,
+        None => {
+            let got = with_store(&s, true, move |st| {
+                resolve(st, &mut v)?;
+                let mut d = Density::new(Layout::new(
+                    v.width,
+                    v.height,
+                    v.filter.from_ns,
+                    v.filter.to_ns,
+                ));
+                st.for_each_plot(&v.filter, |r| d.add(r)).map_err(server)?;
+                let marks = if marks {
+                    marks_from_alerts(
+                        st.alerts(v.filter.from_ns, v.filter.to_ns)
+                            .map_err(server)?,
+                    )
+                } else {
+                    Vec::new()
+                };
+                let path = shared.scratch.join(format!(
+                    "plot-{:x}-{:?}.{ext}",
+                    now_ns(),
+                    std::thread::current().id()
+                ));
+                let r = render(&d, &spec(&shared, &v, marks), &path);
+                let bytes = std::fs::read(&path);
+                let _ = std::fs::remove_file(&path);
+                r.map_err(server)?;
+                Ok((bytes.map_err(server)?, d.total()))
+            })
+            .await?;
+            if let Some(k) = key {
+                s.plots.put(k, got.clone());
+            }
+            got
+        }
+    };
     let ctype = if ext == "png" {
         "image/png"
     } else {
@@ -461,32 +489,47 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
     let p = params(&q, &[VIEW_KEYS, &["n"]])?;
     let mut v = View::parse(&p, now_ns())?;
     let n = p.int("n", 1, 100)?.unwrap_or(10) as usize;
+    let key = past_key("top", &q, &v);
+    if let Some(hit) = key.as_deref().and_then(|k| s.tops.get(k)) {
+        return Ok(axum::Json(hit).into_response());
+    }
     let out = with_store(&s, true, move |st| {
         resolve(st, &mut v)?;
-        let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
-        let mut sources: HashMap<IpAddr, u64> = HashMap::new();
-        let mut total = 0u64;
-        st.for_each(&v.filter, |r| {
-            total += 1;
-            if r.has_ports() {
-                *ports.entry((r.proto, r.dport)).or_default() += 1;
-            }
-            if let Some(a) = r.src {
-                *sources.entry(a).or_default() += 1;
-            }
-        })
-        .map_err(server)?;
-        let mut ports: Vec<_> = ports.into_iter().collect();
-        ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut srcs: Vec<_> = sources.into_iter().collect();
-        srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let (total, ports, srcs) = if v.filter.src.is_none() {
+            // Counted by SQLite: no row is decoded.
+            st.top(&v.filter, n as u32).map_err(server)?
+        } else {
+            let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
+            let mut sources: HashMap<IpAddr, u64> = HashMap::new();
+            let mut total = 0u64;
+            st.for_each(&v.filter, |r| {
+                total += 1;
+                if r.has_ports() {
+                    *ports.entry((r.proto, r.dport)).or_default() += 1;
+                }
+                if let Some(a) = r.src {
+                    *sources.entry(a).or_default() += 1;
+                }
+            })
+            .map_err(server)?;
+            let mut ports: Vec<_> = ports.into_iter().map(|((p, d), c)| (p, d, c)).collect();
+            ports.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+            ports.truncate(n);
+            let mut srcs: Vec<_> = sources.into_iter().collect();
+            srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            srcs.truncate(n);
+            (total, ports, srcs)
+        };
         Ok(json!({
             "total": total,
-            "ports": ports.into_iter().take(n).map(|((pr, port), c)| json!({"proto": proto_name(pr), "port": port, "count": c})).collect::<Vec<_>>(),
-            "sources": srcs.into_iter().take(n).map(|(a, c)| json!({"src": a.to_string(), "count": c})).collect::<Vec<_>>(),
+            "ports": ports.into_iter().map(|(pr, port, c)| json!({"proto": proto_name(pr), "port": port, "count": c})).collect::<Vec<_>>(),
+            "sources": srcs.into_iter().map(|(a, c)| json!({"src": a.to_string(), "count": c})).collect::<Vec<_>>(),
         }))
     })
     .await?;
+    if let Some(k) = key {
+        s.tops.put(k, out.clone());
+    }
     Ok(axum::Json(out).into_response())
 }
 
@@ -684,37 +727,53 @@ fn live_item(r: &Record) -> Value {
 
 // ---- Logstalgia ----
 
-/// Logstalgia's custom format, one line per event:
-/// `timestamp|source|PROTO:port|code|size` (code 200 for TCP, 404 for UDP,
-/// 500 for the rest, so Logstalgia's colours tell them apart).
-pub fn logstalgia_line(r: &Record) -> String {
-    let proto = match r.proto {
-        6 => "TCP".to_string(),
-        17 => "UDP".to_string(),
-        1 => "ICMP".to_string(),
-        58 => "ICMPv6".to_string(),
-        n => format!("P{n}"),
-    };
-    let code = match r.proto {
-        6 => 200,
-        17 => 404,
-        _ => 500,
-    };
-    format!(
-        "{}|{}|{}:{}|{}|{}",
-        r.ts_ns.div_euclid(1_000_000_000),
-        r.src.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-        proto,
-        if r.has_ports() { r.dport } else { 0 },
-        code,
-        r.len
-    )
-}
-
-/// The view's events in Logstalgia's format (at most a million lines).
+/// The view's events in Logstalgia's format (at most a million lines), or
+/// with `follow=1` the events stored from now on, as they come: pipe it
+/// into `logstalgia --sync -`.
 pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
-    let p = params(&q, &[VIEW_KEYS])?;
+    use crate::cmd::export::logstalgia_line;
+    let p = params(&q, &[VIEW_KEYS, &["follow"]])?;
     let mut v = View::parse(&p, now_ns())?;
+    let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
+    if p.flag("follow")? {
+        let permit = s
+            .streams
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| WebError::Busy)?;
+        let after = with_store(&s, false, |st| st.last_rowid().map_err(server)).await?;
+        let mut filter = v.filter.clone();
+        filter.from_ns = i64::MIN;
+        filter.to_ns = i64::MAX;
+        let (db, stopping) = (s.db.clone(), s.stopping.clone());
+        let stream = futures_util::stream::unfold((after, permit), move |(after, permit)| {
+            let (db, filter, stopping) = (db.clone(), filter.clone(), stopping.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if *stopping.borrow() {
+                    return None;
+                }
+                let rows = tokio::task::spawn_blocking(move || {
+                    Store::open_read_only(&db)
+                        .ok()?
+                        .events_after(after, LIVE_BATCH)
+                        .ok()
+                })
+                .await
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+                let next = rows.last().map(|r| r.0).unwrap_or(after);
+                let mut text = String::new();
+                for (_, r) in rows.iter().filter(|(_, r)| filter.matches(r)) {
+                    text.push_str(&logstalgia_line(r));
+                    text.push('\n');
+                }
+                Some((Ok::<_, Infallible>(text), (next, permit)))
+            }
+        });
+        return Ok((text_plain, axum::body::Body::from_stream(stream)).into_response());
+    }
     let text = with_store(&s, true, move |st| {
         resolve(st, &mut v)?;
         let mut out = String::new();
@@ -730,5 +789,5 @@ pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> 
         Ok(out)
     })
     .await?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    Ok((text_plain, text).into_response())
 }

@@ -82,6 +82,42 @@ pub fn read_token_file(path: &Path) -> Result<String> {
     Ok(t)
 }
 
+/// Answers for ranges that ended a while ago, which cannot change (but for
+/// retention): a past day is drawn once, then served from memory.
+pub struct Cache<T> {
+    items: std::sync::Mutex<std::collections::VecDeque<(String, std::time::Instant, T)>>,
+}
+
+impl<T: Clone> Cache<T> {
+    /// Entries kept, and how long.
+    const ITEMS: usize = 32;
+    const AGE: Duration = Duration::from_secs(600);
+
+    fn new() -> Cache<T> {
+        Cache {
+            items: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<T> {
+        let items = self.items.lock().ok()?;
+        items
+            .iter()
+            .find(|(k, at, _)| k == key && at.elapsed() < Self::AGE)
+            .map(|(_, _, v)| v.clone())
+    }
+
+    pub fn put(&self, key: String, v: T) {
+        if let Ok(mut items) = self.items.lock() {
+            items.retain(|(k, at, _)| *k != key && at.elapsed() < Self::AGE);
+            if items.len() >= Self::ITEMS {
+                items.pop_front();
+            }
+            items.push_back((key, std::time::Instant::now(), v));
+        }
+    }
+}
+
 /// Shared by every request.
 pub struct Shared {
     pub db: PathBuf,
@@ -96,6 +132,9 @@ pub struct Shared {
     /// True once the server is stopping: live streams end, so a graceful
     /// shutdown does not wait on browsers that keep them open.
     pub stopping: watch::Receiver<bool>,
+    /// Rendered plots (bytes, events) and tops of past ranges.
+    pub plots: Cache<(Vec<u8>, u64)>,
+    pub tops: Cache<serde_json::Value>,
 }
 
 impl Shared {
@@ -125,6 +164,8 @@ impl Shared {
             heavy: Arc::new(Semaphore::new(HEAVY)),
             streams: Arc::new(Semaphore::new(STREAMS)),
             stopping,
+            plots: Cache::new(),
+            tops: Cache::new(),
         })
     }
 }
@@ -150,12 +191,14 @@ pub fn router(state: Arc<Shared>) -> Router {
         .route("/plot.png", get(api::plot_png))
         .route("/plot.svg", get(api::plot_svg))
         .route("/metrics", get(api::metrics))
-        .route("/export/logstalgia", get(api::logstalgia))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ));
-    let streams = Router::new().route("/api/live", get(api::live));
+    // Long-lived: no request timeout (they end when the server stops).
+    let streams = Router::new()
+        .route("/api/live", get(api::live))
+        .route("/export/logstalgia", get(api::logstalgia));
     let guarded = bounded
         .merge(streams)
         .route_layer(middleware::from_fn_with_state(state.clone(), guard));

@@ -227,7 +227,7 @@ async fn every_endpoint_answers_over_the_fixture() {
     assert_eq!(log.lines().count(), 1);
     assert_eq!(
         log.trim(),
-        format!("{}|198.51.100.7|TCP:1|200|60", T0 / 1_000_000_000)
+        format!("{}|198.51.100.7|TCP:1|200|60|1|00FF00", T0 / 1_000_000_000)
     );
 }
 
@@ -368,4 +368,46 @@ async fn the_live_stream_sends_new_events_and_resumes() {
         .unwrap();
     let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
     assert!(!text.contains("198.51.100.7"), "{text}");
+}
+
+#[tokio::test]
+async fn logstalgia_can_follow_new_events() {
+    let db = fixture("follow");
+    let app = app(db.clone(), None);
+    let resp = app
+        .oneshot(
+            Request::get("/export/logstalgia?follow=1&proto=udp")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    // Stored after the reader started: a TCP probe (filtered out), a UDP one.
+    let mut s = Store::open(&db).unwrap();
+    s.insert(&[
+        rec(T0 + 5000 * MS, "192.0.2.1", 6, 22),
+        rec(T0 + 5001 * MS, "192.0.2.2", 17, 161),
+    ])
+    .unwrap();
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains("192.0.2.2|UDP:161") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not followed: {seen:?}"
+        );
+        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+            .await
+            .expect("a chunk")
+            .unwrap()
+            .unwrap();
+        seen.push_str(&String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap());
+    }
+    assert!(!seen.contains("192.0.2.1"), "the filter applies: {seen}");
+    assert!(
+        !seen.contains("198.51.100.7"),
+        "only what came after: {seen}"
+    );
 }

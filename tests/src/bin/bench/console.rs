@@ -64,7 +64,10 @@ fn get(addr: &str, path: &str) -> Result<(u16, usize, f64)> {
     let t = Instant::now();
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(120)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw[..raw.len().min(64)]).to_string();
@@ -77,7 +80,11 @@ fn get(addr: &str, path: &str) -> Result<(u16, usize, f64)> {
 }
 
 pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
-    let sizes: &[u64] = if quick { &[1_000_000] } else { &[1_000_000, 10_000_000] };
+    let sizes: &[u64] = if quick {
+        &[1_000_000]
+    } else {
+        &[1_000_000, 10_000_000]
+    };
     let bin = std::env::var_os("FIREPLOT_BIN")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| {
@@ -90,7 +97,10 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
         let db = dir.join("day.db");
         let t = Instant::now();
         build_db(&db, n)?;
-        eprintln!("console bench: {n} events stored in {:.1} s", t.elapsed().as_secs_f64());
+        eprintln!(
+            "console bench: {n} events stored in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
         let mut child = Command::new(&bin)
             .args(["serve", "--listen", "127.0.0.1:0", "--db"])
             .arg(&db)
@@ -156,10 +166,26 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
         };
         let max = hovers.iter().copied().fold(0.0, f64::max);
         let m = n / 1_000_000;
-        rows.push((format!("console, day of {m} M events: page data (median of 3)"), med(load) * 1e3, "ms"));
-        rows.push((format!("console, day of {m} M events: plot alone"), med(plot) * 1e3, "ms"));
-        rows.push((format!("console, day of {m} M events: hover (median of 40)"), med(hovers.clone()) * 1e3, "ms"));
-        rows.push((format!("console, day of {m} M events: hover (slowest)"), max * 1e3, "ms"));
+        rows.push((
+            format!("console, day of {m} M events: page data (median of 3)"),
+            med(load) * 1e3,
+            "ms",
+        ));
+        rows.push((
+            format!("console, day of {m} M events: plot alone"),
+            med(plot) * 1e3,
+            "ms",
+        ));
+        rows.push((
+            format!("console, day of {m} M events: hover (median of 40)"),
+            med(hovers.clone()) * 1e3,
+            "ms",
+        ));
+        rows.push((
+            format!("console, day of {m} M events: hover (slowest)"),
+            max * 1e3,
+            "ms",
+        ));
     }
     Ok(rows)
 }
