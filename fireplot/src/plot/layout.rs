@@ -170,29 +170,113 @@ const STEPS_S: [i64; 20] = [
     1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
     172800, 604800,
 ];
+/// Month steps past a week.
+const STEPS_MONTHS: [u32; 5] = [1, 2, 3, 6, 12];
+/// Pixels per character of a tick label (12 px sans), and between labels.
+const TICK_CHAR_PX: u32 = 7;
+const TICK_GAP_PX: u32 = 16;
 
-/// Time ticks: (ts_ns, label), aligned to round times in `zone`.
-pub fn time_ticks(from_ns: i64, to_ns: i64, zone: &Zone, max_ticks: i64) -> Vec<(i64, String)> {
-    let span_s = ((to_ns - from_ns) / 1_000_000_000).max(1);
-    let step = STEPS_S
+/// How labels of a step are written: (format, format where the date
+/// changes, characters of the wider one).
+fn tick_format(step_s: i64, span_s: i64) -> (&'static str, &'static str, u32) {
+    if step_s < 60 {
+        (
+            "%H:%M:%S",
+            "%m-%d %H:%M:%S",
+            if span_s > 86_400 { 14 } else { 8 },
+        )
+    } else if step_s < 86_400 {
+        ("%H:%M", "%m-%d %H:%M", 11)
+    } else {
+        ("%m-%d", "%Y-%m-%d", 10)
+    }
+}
+
+/// Time ticks that fit `width_px` without overlapping: (ts_ns, label),
+/// aligned to round times in `zone`. The step and the label's form follow
+/// the range: HH:MM:SS, HH:MM (the date written where it changes), MM-DD
+/// (the year where it changes), YYYY-MM for months.
+pub fn time_ticks(from_ns: i64, to_ns: i64, zone: &Zone, width_px: u32) -> Vec<(i64, String)> {
+    const NS: i64 = 1_000_000_000;
+    let span_s = ((to_ns - from_ns) / NS).max(1);
+    let fits = |n: i64, chars: u32| {
+        n * i64::from(chars * TICK_CHAR_PX + TICK_GAP_PX) <= i64::from(width_px.max(1))
+    };
+    let step = STEPS_S.iter().copied().find(|s| {
+        let (_, _, chars) = tick_format(*s, span_s);
+        fits(span_s / s + 1, chars)
+    });
+    let Some(step) = step else {
+        return month_ticks(from_ns, to_ns, zone, width_px);
+    };
+    let (fmt, dated, _) = tick_format(step, span_s);
+    let off = zone.offset.local_minus_utc() as i64;
+    let from_local = from_ns.div_euclid(NS) + off;
+    let mut t = (from_local + step - 1).div_euclid(step) * step - off;
+    let mut out = Vec::new();
+    let mut last_day = String::new();
+    let day_fmt = if step < 86_400 { "%Y-%m-%d" } else { "%Y" };
+    while t * NS < to_ns && out.len() < 200 {
+        let ns = t * NS;
+        let day = zone.format(ns, day_fmt);
+        // The date (or, for day steps, the year) where it changes; a range
+        // within one day needs none.
+        let changed = day != last_day;
+        let label = if changed && (step >= 86_400 || span_s > 86_400) {
+            zone.format(ns, dated)
+        } else {
+            zone.format(ns, fmt)
+        };
+        last_day = day;
+        out.push((ns, label));
+        t += step;
+    }
+    out
+}
+
+/// Month ticks (`YYYY-MM`), for ranges of months and years.
+fn month_ticks(from_ns: i64, to_ns: i64, zone: &Zone, width_px: u32) -> Vec<(i64, String)> {
+    use chrono::{Datelike, NaiveDate};
+    let to_local = |ns: i64| {
+        DateTime::<Utc>::from_timestamp_nanos(ns)
+            .with_timezone(&zone.offset)
+            .date_naive()
+    };
+    let (a, b) = (to_local(from_ns), to_local(to_ns));
+    let months = (b.year() - a.year()) * 12 + b.month() as i32 - a.month() as i32 + 1;
+    let per = 7 * TICK_CHAR_PX + TICK_GAP_PX;
+    let k = STEPS_MONTHS
         .iter()
         .copied()
-        .find(|s| span_s / s <= max_ticks)
-        .unwrap_or(604800);
-    let off = zone.offset.local_minus_utc() as i64;
-    let from_local = from_ns.div_euclid(1_000_000_000) + off;
-    let mut t = (from_local + step - 1).div_euclid(step) * step - off;
-    let fmt = if span_s > 86400 {
-        "%m-%d %H:%M"
-    } else if step < 60 {
-        "%H:%M:%S"
-    } else {
-        "%H:%M"
-    };
+        .find(|k| (months as u32 / k + 1) * per <= width_px.max(1))
+        .unwrap_or(12 * (1 + months as u32 * per / width_px.max(1) / 12));
     let mut out = Vec::new();
-    while t * 1_000_000_000 < to_ns && out.len() < 64 {
-        out.push((t * 1_000_000_000, zone.format(t * 1_000_000_000, fmt)));
-        t += step;
+    let (mut y, mut m) = (a.year(), a.month());
+    // The first month start at or after `from`, on a multiple of k months.
+    loop {
+        let idx = (y * 12 + m as i32 - 1) as u32;
+        if idx.is_multiple_of(k) {
+            if let Some(ns) = NaiveDate::from_ymd_opt(y, m, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .and_then(|d| zone.offset.from_local_datetime(&d).single())
+                .and_then(|d| d.timestamp_nanos_opt())
+            {
+                if ns >= to_ns || out.len() >= 200 {
+                    break;
+                }
+                if ns >= from_ns {
+                    out.push((ns, zone.format(ns, "%Y-%m")));
+                }
+            }
+        }
+        m += 1;
+        if m > 12 {
+            m = 1;
+            y += 1;
+        }
+        if y > b.year() + 1 {
+            break;
+        }
     }
     out
 }
@@ -200,6 +284,56 @@ pub fn time_ticks(from_ns: i64, to_ns: i64, zone: &Zone, max_ticks: i64) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Labels never overlap, whatever the range, and their form follows it.
+    #[test]
+    fn time_labels_never_overlap() {
+        let z = Zone::new(true, 0);
+        let from = 1_800_000_000_000_000_000i64;
+        const S: i64 = 1_000_000_000;
+        for (span, width, form) in [
+            (90 * S, 1500u32, "HH:MM:SS"),
+            (6 * 3600 * S, 1500, "HH:MM"),
+            (3 * 86_400 * S, 1500, "dated"),
+            (30 * 86_400 * S, 1500, "MM-DD"),
+            (60 * 86_400 * S, 1500, "MM-DD"),
+            (183 * 86_400 * S, 1500, "YYYY-MM"),
+            (183 * 86_400 * S, 500, "YYYY-MM"),
+            (3 * 365 * 86_400 * S, 1500, "YYYY-MM"),
+            (86_400 * S, 320, "HH:MM"),
+        ] {
+            let t = time_ticks(from, from + span, &z, width);
+            assert!(t.len() >= 2, "{span} {width}: {t:?}");
+            let x = |ns: i64| (ns - from) as f64 / span as f64 * width as f64;
+            for w in t.windows(2) {
+                let room = x(w[1].0) - x(w[0].0);
+                let need = (w[0].1.len().max(w[1].1.len()) as u32 * TICK_CHAR_PX) as f64;
+                assert!(
+                    room >= need,
+                    "{span} {width}: `{}` and `{}` overlap: {t:?}",
+                    w[0].1,
+                    w[1].1
+                );
+            }
+            let first = &t[0].1;
+            match form {
+                "HH:MM:SS" => assert_eq!(first.len(), 8, "{first}"),
+                "HH:MM" => assert!(t.iter().all(|l| l.1.len() == 5 || l.1.len() == 11), "{t:?}"),
+                "dated" => assert!(
+                    t.iter().any(|l| l.1.len() == 11),
+                    "the date where it changes: {t:?}"
+                ),
+                "MM-DD" => assert!(
+                    t[1..].iter().all(|l| l.1.len() == 5 || l.1.len() == 10),
+                    "{t:?}"
+                ),
+                _ => assert!(
+                    t.iter().all(|l| l.1.len() == 7 && l.1.starts_with("20")),
+                    "{t:?}"
+                ),
+            }
+        }
+    }
 
     #[test]
     fn log_axis_is_monotonic_and_spans_the_area() {
@@ -237,8 +371,8 @@ mod tests {
         // 00:07 .. 06:07 UTC on 2027-01-15
         let from = 1_800_000_000_000_000_000 + 7 * 60 * 1_000_000_000;
         let to = from + 6 * 3600 * 1_000_000_000;
-        let t = time_ticks(from, to, &z, 12);
-        assert!(t.len() >= 6 && t.len() <= 12, "{t:?}");
+        let t = time_ticks(from, to, &z, 1000);
+        assert!(t.len() >= 6 && t.len() <= 13, "{t:?}");
         for (ns, label) in &t {
             assert_eq!(ns % (1800 * 1_000_000_000), 0, "aligned");
             assert!(label.ends_with(":00") || label.ends_with(":30"), "{label}");

@@ -290,6 +290,11 @@ fn draw_err<E: std::fmt::Debug>(e: E) -> PlotError {
     PlotError::Draw(format!("{e:?}"))
 }
 
+/// Width of a character of an alert label (11 px sans), generously.
+const MARK_CHAR_PX: i32 = 6;
+/// Rows of alert labels at the top of the plot.
+const MARK_ROWS: usize = 6;
+
 /// Draws background, grid, axes, labels, legend and marks.
 fn draw_frame<DB: DrawingBackend>(
     root: &DrawingArea<DB, plotters::coord::Shift>,
@@ -332,11 +337,26 @@ fn draw_frame<DB: DrawingBackend>(
         ))
         .map_err(draw_err)?;
     }
-    for (row, &(i, x0, _)) in spans.iter().enumerate() {
-        // Labels of neighbouring marks are staggered so they stay readable.
+    // Labels go in the first row where they overlap no other label; a
+    // label with no free row is left out (its band is still drawn).
+    let mut ends: Vec<i32> = Vec::new();
+    let mut order: Vec<&(usize, u32, u32)> = spans.iter().collect();
+    order.sort_by_key(|s| s.1);
+    for &(i, x0, _) in order {
+        let label = &spec.marks[i].label;
+        let (start, width) = (x0 as i32 + 2, MARK_CHAR_PX * label.chars().count() as i32);
+        let row = match ends.iter().position(|end| *end + 6 <= start) {
+            Some(r) => r,
+            None if ends.len() < MARK_ROWS => {
+                ends.push(i32::MIN);
+                ends.len() - 1
+            }
+            None => continue,
+        };
+        ends[row] = start + width;
         root.draw(&Text::new(
-            spec.marks[i].label.clone(),
-            (x0 as i32 + 2, l.top as i32 + 2 + (row % 6) as i32 * 13),
+            label.clone(),
+            (start, l.top as i32 + 2 + row as i32 * 13),
             font(11),
         ))
         .map_err(draw_err)?;
@@ -371,12 +391,7 @@ fn draw_frame<DB: DrawingBackend>(
         .map_err(draw_err)?;
     }
     // Time ticks.
-    let ticks = time_ticks(
-        l.from_ns,
-        l.to_ns,
-        &zone,
-        (l.plot_width() / 110).max(2) as i64,
-    );
+    let ticks = time_ticks(l.from_ns, l.to_ns, &zone, l.plot_width());
     for (ts, label) in &ticks {
         if let Some(x) = l.x(*ts) {
             root.draw(&PathElement::new(

@@ -497,7 +497,7 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
         resolve(st, &mut v)?;
         let (total, ports, srcs) = if v.filter.src.is_none() {
             // Counted by SQLite: no row is decoded.
-            st.top(&v.filter, n as u32).map_err(server)?
+            st.top(&v.filter, n).map_err(server)?
         } else {
             let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
             let mut sources: HashMap<IpAddr, u64> = HashMap::new();

@@ -403,7 +403,7 @@ async fn logstalgia_can_follow_new_events() {
             .expect("a chunk")
             .unwrap()
             .unwrap();
-        seen.push_str(&String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap());
+        seen.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
     }
     assert!(!seen.contains("192.0.2.1"), "the filter applies: {seen}");
     assert!(

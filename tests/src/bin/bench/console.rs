@@ -136,7 +136,10 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
             for (i, h) in handles.into_iter().enumerate() {
                 let (status, _, secs) = h.join().map_err(|_| anyhow::anyhow!("thread"))??;
                 if status != 200 {
-                    bail!("page request {i} answered {status}");
+                    // Reported, not fatal: a bench says what it measured.
+                    eprintln!(
+                        "console bench: page request {i} answered {status} after {secs:.1} s"
+                    );
                 }
                 if i == 1 {
                     plot.push(secs);
