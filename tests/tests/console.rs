@@ -23,30 +23,12 @@ const V6: &str = "2001:db8:77::9";
 
 fn rec(ts: i64, src: &str, proto: u8, dport: u16) -> Record {
     let src: std::net::IpAddr = src.parse().unwrap();
-    Record {
-        ts_ns: ts,
-        family: if src.is_ipv4() { 4 } else { 6 },
-        proto,
-        src: Some(src),
-        dst: Some(if src.is_ipv4() {
-            "198.18.1.2".parse().unwrap()
-        } else {
-            "2001:db8:1::2".parse().unwrap()
-        }),
-        sport: 40000,
-        dport,
-        tcp_flags: if proto == 6 { 2 } else { 0 },
-        ttl: 50,
-        len: 60,
-        class: 4,
-        ifindex: 2,
-        ip_id: 0,
-        tcp_seq: 0,
-        tcp_window: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        pkt_flags: 0,
-    }
+    let dst = if src.is_ipv4() {
+        "198.18.1.2"
+    } else {
+        "2001:db8:1::2"
+    };
+    Record::probe(ts, src, dst.parse().unwrap(), proto, dport)
 }
 
 /// A scan of 40 TCP ports (one every 30 s from T0: a diagonal), a run of

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::{
     record::read_lines,
-    store::{default_path, Store},
+    store::{existing_db, Store},
     web::{self, WebOptions},
 };
 
@@ -115,16 +115,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
             (path, events.display().to_string())
         }
         None => {
-            let path = match &args.db {
-                Some(p) if !p.as_os_str().is_empty() => p.clone(),
-                _ => default_path(),
-            };
-            if !path.exists() {
-                bail!(
-                    "no history database at `{}`; pass --db PATH or --events FILE",
-                    path.display()
-                );
-            }
+            let path = existing_db(args.db.as_deref())?;
             // Fails now, with a clear message, if it is not a fireplot database.
             Store::open_read_only(&path)?;
             let label = path.display().to_string();

@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::{
     record::{now_ns, read_lines, Record},
-    store::{default_path, Filter, Store},
+    store::{existing_db, Filter, Store},
     units::{Cidr, HumanDuration, ProtoArg, TimeArg},
 };
 
@@ -93,16 +93,7 @@ impl SourceArgs {
         let (input, label) = match &self.events {
             Some(p) => (Input::Events(p.clone()), p.display().to_string()),
             None => {
-                let path = match &self.db {
-                    Some(p) if !p.as_os_str().is_empty() => p.clone(),
-                    _ => default_path(),
-                };
-                if !path.exists() {
-                    bail!(
-                        "no history database at `{}`; pass --db PATH or --events FILE",
-                        path.display()
-                    );
-                }
+                let path = existing_db(self.db.as_deref())?;
                 let store = Store::open_read_only(&path)?;
                 if let Some(name) = &self.iface {
                     match store.interface_index(name)? {

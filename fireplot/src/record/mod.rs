@@ -48,6 +48,32 @@ pub struct Record {
 }
 
 impl Record {
+    /// An unsolicited probe from `src` to `dst` (the family from `src`):
+    /// TCP SYN, UDP or another protocol, source port 40000, TTL 50, 60
+    /// bytes, interface 2. What tests, fixtures and benches start from.
+    pub fn probe(ts_ns: i64, src: IpAddr, dst: IpAddr, proto: u8, dport: u16) -> Record {
+        Record {
+            ts_ns,
+            family: if src.is_ipv4() { 4 } else { 6 },
+            proto,
+            src: Some(src),
+            dst: Some(dst),
+            sport: 40000,
+            dport,
+            tcp_flags: if proto == 6 { 0x02 } else { 0 },
+            ttl: 50,
+            len: 60,
+            class: Class::Unsolicited as u8,
+            ifindex: 2,
+            ip_id: 0,
+            tcp_seq: 0,
+            tcp_window: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            pkt_flags: 0,
+        }
+    }
+
     /// From a kernel event, with the monotonic→wall offset.
     pub fn from_event(ev: &Event, wall_offset_ns: i128) -> Record {
         Record {

@@ -31,6 +31,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// There is no database at that path.
+    #[error("no history database at `{path}`; pass --db PATH or --events FILE")]
+    Missing { path: PathBuf },
     /// The database is from a newer fireplot.
     #[error("history database `{path}` has schema version {found}, newer than this fireplot's {SCHEMA_VERSION}")]
     TooNew { path: PathBuf, found: i64 },
@@ -53,6 +56,19 @@ pub fn default_path() -> PathBuf {
     } else {
         PathBuf::from("fireplot.db")
     }
+}
+
+/// The database a `--db [PATH]` option names: PATH, or the default one
+/// when it has no value. An error if there is no such file.
+pub fn existing_db(db: Option<&Path>) -> Result<PathBuf, StoreError> {
+    let path = match db {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => default_path(),
+    };
+    if !path.exists() {
+        return Err(StoreError::Missing { path });
+    }
+    Ok(path)
 }
 
 /// Which events a query returns.

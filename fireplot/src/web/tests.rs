@@ -22,30 +22,12 @@ const TOKEN: &str = "correct-horse-battery-staple";
 
 fn rec(ts: i64, src: &str, proto: u8, dport: u16) -> Record {
     let src: std::net::IpAddr = src.parse().unwrap();
-    Record {
-        ts_ns: ts,
-        family: if src.is_ipv4() { 4 } else { 6 },
-        proto,
-        src: Some(src),
-        dst: Some(if src.is_ipv4() {
-            "198.18.1.2".parse().unwrap()
-        } else {
-            "2001:db8:1::2".parse().unwrap()
-        }),
-        sport: 40000,
-        dport,
-        tcp_flags: if proto == 6 { 2 } else { 0 },
-        ttl: 50,
-        len: 60,
-        class: 4,
-        ifindex: 2,
-        ip_id: 0,
-        tcp_seq: 0,
-        tcp_window: 0,
-        icmp_type: 0,
-        icmp_code: 0,
-        pkt_flags: 0,
-    }
+    let dst = if src.is_ipv4() {
+        "198.18.1.2"
+    } else {
+        "2001:db8:1::2"
+    };
+    Record::probe(ts, src, dst.parse().unwrap(), proto, dport)
 }
 
 /// A fixture: a 100-port TCP scan from 198.51.100.7 at T0, its alert, a
@@ -120,6 +102,16 @@ async fn json(app: &Router, uri: &str) -> serde_json::Value {
         String::from_utf8_lossy(&body)
     );
     serde_json::from_slice(&body).unwrap()
+}
+
+/// The next chunk of a streamed body, as text (within 10 s).
+async fn next_chunk(body: &mut Body) -> String {
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a chunk within 10 s")
+        .unwrap()
+        .unwrap();
+    String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
 
 #[tokio::test]
@@ -340,13 +332,7 @@ async fn the_live_stream_sends_new_events_and_resumes() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
-    let mut body = resp.into_body();
-    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
-        .await
-        .expect("a first message")
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    let text = next_chunk(&mut resp.into_body()).await;
     assert!(text.contains("event: events"), "{text}");
     assert!(text.contains("id: 101"), "{text}");
     assert!(text.contains("198.51.100.7"));
@@ -360,13 +346,7 @@ async fn the_live_stream_sends_new_events_and_resumes() {
         )
         .await
         .unwrap();
-    let mut body = resp.into_body();
-    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
-        .await
-        .expect("a first message")
-        .unwrap()
-        .unwrap();
-    let text = String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap();
+    let text = next_chunk(&mut resp.into_body()).await;
     assert!(!text.contains("198.51.100.7"), "{text}");
 }
 
@@ -398,12 +378,7 @@ async fn logstalgia_can_follow_new_events() {
             std::time::Instant::now() < deadline,
             "not followed: {seen:?}"
         );
-        let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
-            .await
-            .expect("a chunk")
-            .unwrap()
-            .unwrap();
-        seen.push_str(std::str::from_utf8(&frame.into_data().unwrap()).unwrap());
+        seen.push_str(&next_chunk(&mut body).await);
     }
     assert!(!seen.contains("192.0.2.1"), "the filter applies: {seen}");
     assert!(

@@ -31,26 +31,13 @@ fn build_db(path: &std::path::Path, n: u64) -> Result<()> {
         // few hundred thousand addresses.
         let port = (65535f64.powf((x % 10_000) as f64 / 10_000.0)) as u16;
         let src = std::net::Ipv4Addr::from(0x0b00_0000 + ((x >> 20) % 300_000) as u32);
-        batch.push(Record {
-            ts_ns: DAY0 + (i as i64 * (DAY_NS / n as i64)),
-            family: 4,
-            proto: if x & 7 == 0 { 17 } else { 6 },
-            src: Some(src.into()),
-            dst: Some(std::net::Ipv4Addr::new(198, 18, 1, (x >> 40) as u8).into()),
-            sport: 40000,
-            dport: port.max(1),
-            tcp_flags: 2,
-            ttl: 50,
-            len: 60,
-            class: 4,
-            ifindex: 2,
-            ip_id: 0,
-            tcp_seq: 0,
-            tcp_window: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            pkt_flags: 0,
-        });
+        batch.push(Record::probe(
+            DAY0 + (i as i64 * (DAY_NS / n as i64)),
+            src.into(),
+            std::net::Ipv4Addr::new(198, 18, 1, (x >> 40) as u8).into(),
+            if x & 7 == 0 { 17 } else { 6 },
+            port.max(1),
+        ));
         if batch.len() == batch.capacity() {
             s.insert(&batch)?;
             batch.clear();
