@@ -57,8 +57,8 @@ impl WebOptions {
     pub fn check(&self) -> Result<()> {
         if !self.listen.ip().is_loopback() && self.token.is_none() {
             bail!(
-                "--listen {} is reachable from other machines: give --token or --token-file \
-                 (or listen on 127.0.0.1 and reach it through an SSH tunnel)",
+                "the console's address {} is reachable from other machines: give --token or \
+                 --token-file (or listen on 127.0.0.1 and reach it through an SSH tunnel)",
                 self.listen
             );
         }

@@ -116,11 +116,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut web_task = None;
     if let (Some(listen), Some(db)) = (args.web, &args.db) {
-        let token = match (&args.token, &args.token_file) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(p)) => Some(crate::web::read_token_file(p)?),
-            (None, None) => None,
-        };
+        let token = args.web_token()?;
         let path = if db.as_os_str().is_empty() {
             default_path()
         } else {

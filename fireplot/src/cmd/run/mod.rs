@@ -223,6 +223,17 @@ impl RunArgs {
             ("--retain", self.retain, Duration::from_secs(60)),
             ("--duration", self.duration, Duration::from_millis(1)),
         ];
+        // The console's address and token, before anything is loaded.
+        if let Some(listen) = self.web {
+            let token = self.web_token()?;
+            crate::web::WebOptions {
+                listen,
+                token,
+                db: PathBuf::new(),
+                label: String::new(),
+            }
+            .check()?;
+        }
         for (flag, value, min) in at_least {
             if let Some(v) = value {
                 if v.0 < min {
@@ -234,6 +245,15 @@ impl RunArgs {
             }
         }
         Ok(())
+    }
+
+    /// The console's token, from --token or --token-file.
+    pub fn web_token(&self) -> anyhow::Result<Option<String>> {
+        match (&self.token, &self.token_file) {
+            (Some(t), _) => Ok(Some(t.clone())),
+            (None, Some(p)) => crate::web::read_token_file(p).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 
     fn limits(&self) -> Limits {
