@@ -92,12 +92,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.iface,
         sensor.clock.hz
     );
-    if let Some(db) = &args.db {
-        let path = if db.as_os_str().is_empty() {
+    // The history database, when there is one (`--db` without a value: the default).
+    let db_path = args.db.as_ref().map(|db| {
+        if db.as_os_str().is_empty() {
             default_path()
         } else {
             db.clone()
-        };
+        }
+    });
+    if let Some(path) = db_path.clone() {
         let ifindex = ifindex_of(&args.iface);
         if args.web.is_some() {
             // The console reads the database from the start: create it (and
@@ -115,13 +118,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let (summary_tx, summary_rx) = tokio::sync::watch::channel(None::<String>);
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
     let mut web_task = None;
-    if let (Some(listen), Some(db)) = (args.web, &args.db) {
+    if let (Some(listen), Some(path)) = (args.web, db_path.clone()) {
         let token = args.web_token()?;
-        let path = if db.as_os_str().is_empty() {
-            default_path()
-        } else {
-            db.clone()
-        };
         let opts = crate::web::WebOptions {
             listen,
             token,
@@ -140,16 +138,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let mut web_tick = tokio::time::interval(std::time::Duration::from_secs(2));
     web_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let periodic = match (&args.plot_dir, &args.db) {
+    let periodic = match (&args.plot_dir, &db_path) {
         (Some(dir), Some(db)) => Some(Periodic {
             dir: dir.clone(),
             iface: args.iface.clone(),
             ifindex: ifindex_of(&args.iface),
-            db: if db.as_os_str().is_empty() {
-                default_path()
-            } else {
-                db.clone()
-            },
+            db: db.clone(),
             window: args.plot_window.0,
             svg: args.plot_svg,
             theme: args.plot_theme,
