@@ -144,14 +144,13 @@ pub async fn view(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer
     let p = params(&q, &[VIEW_KEYS])?;
     let mut v = View::parse(&p, now_ns())?;
     let label = s.label.clone();
-    let interfaces = with_store(&s, false, move |st| {
+    let (v, ifs, span) = with_store(&s, false, move |st| {
         resolve(st, &mut v)?;
         let ifs = st.interfaces().map_err(server)?;
         let span = st.span().map_err(server)?;
         Ok((v, ifs, span))
     })
     .await?;
-    let (v, ifs, span) = interfaces;
     let l = Layout::new(v.width, v.height, v.filter.from_ns, v.filter.to_ns);
     let zone = Zone::new(v.utc, v.filter.from_ns);
     let today = chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(now_ns())
