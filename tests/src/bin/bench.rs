@@ -462,24 +462,14 @@ fn mix(n: usize, adversarial: bool) -> Vec<fireplot::record::Record> {
             let dst =
                 0xc612_0100u32 + (x >> 56) as u32 % if (80..=94).contains(&kind) { 256 } else { 8 };
             Record {
-                ts_ns: t0 + i as i64 * 20_000,
-                family: 4,
-                proto: 6,
-                src: Some(std::net::IpAddr::from(src.to_be_bytes())),
-                dst: Some(std::net::IpAddr::from(dst.to_be_bytes())),
-                sport: 40000,
-                dport,
                 tcp_flags: flags,
-                ttl: 50,
-                len: 60,
-                class: 4,
-                ifindex: 2,
-                ip_id: 0,
-                tcp_seq: 0,
-                tcp_window: 0,
-                icmp_type: 0,
-                icmp_code: 0,
-                pkt_flags: 0,
+                ..Record::probe(
+                    t0 + i as i64 * 20_000,
+                    std::net::IpAddr::from(src.to_be_bytes()),
+                    std::net::IpAddr::from(dst.to_be_bytes()),
+                    6,
+                    dport,
+                )
             }
         })
         .collect()

@@ -1,0 +1,117 @@
+//! What the web console asks of the store beyond the offline commands:
+//! new rows for the live streams, counts for the panels, the last counter
+//! summary, the interfaces.
+
+use std::net::IpAddr;
+
+use rusqlite::params;
+
+use super::{bytes_addr, Filter, Store, StoreError, COLUMNS};
+use crate::record::Record;
+
+impl Store {
+    /// The `n` busiest (proto, port)s and sources matching `filter` (which
+    /// must have no source prefix: that one is checked in Rust), and the
+    /// total. Reads only the four columns it counts (a GROUP BY over the
+    /// source blobs sorts them all: several times slower).
+    #[allow(clippy::type_complexity)]
+    pub fn top(
+        &self,
+        filter: &Filter,
+        n: usize,
+    ) -> Result<(u64, Vec<(u8, u16, u64)>, Vec<(IpAddr, u64)>), StoreError> {
+        use std::collections::HashMap;
+        let sql = format!(
+            "SELECT src, proto, dport, pkt_flags FROM events WHERE {}",
+            filter.sql_where()
+        );
+        let e = || self.sql("counting events");
+        let mut stmt = self.conn.prepare(&sql).map_err(e())?;
+        let mut rows = stmt
+            .query(params![filter.from_ns, filter.to_ns])
+            .map_err(e())?;
+        let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
+        let mut sources: HashMap<[u8; 16], (u8, u64)> = HashMap::new();
+        let mut total = 0u64;
+        while let Some(row) = rows.next().map_err(e())? {
+            total += 1;
+            let proto: u8 = row.get(1).map_err(e())?;
+            let flags: u8 = row.get(3).map_err(e())?;
+            if matches!(proto, 6 | 17) && flags & 1 == 0 {
+                let dport: u16 = row.get(2).map_err(e())?;
+                *ports.entry((proto, dport)).or_default() += 1;
+            }
+            if let Ok(rusqlite::types::ValueRef::Blob(b)) = row.get_ref(0) {
+                let mut key = [0u8; 16];
+                let len = b.len().min(16);
+                key[..len].copy_from_slice(&b[..len]);
+                sources.entry(key).or_insert((len as u8, 0)).1 += 1;
+            }
+        }
+        let mut ports: Vec<(u8, u16, u64)> =
+            ports.into_iter().map(|((p, d), c)| (p, d, c)).collect();
+        ports.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+        ports.truncate(n);
+        let mut srcs: Vec<(IpAddr, u64)> = sources
+            .into_iter()
+            .filter_map(|(k, (len, c))| bytes_addr(Some(&k[..len as usize])).map(|a| (a, c)))
+            .collect();
+        srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        srcs.truncate(n);
+        Ok((total, ports, srcs))
+    }
+
+    /// The largest event rowid (0 when empty): where a live reader starts.
+    pub fn last_rowid(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |r| {
+                r.get(0)
+            })
+            .map_err(self.sql("reading the last event"))
+    }
+
+    /// Up to `limit` events stored after rowid `after`, in rowid order.
+    pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Record)>, StoreError> {
+        let sql =
+            format!("SELECT rowid, {COLUMNS} FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
+        let mut stmt = self
+            .conn
+            .prepare_cached(&sql)
+            .map_err(self.sql("querying new events"))?;
+        let mut rows = stmt
+            .query(params![after, limit])
+            .map_err(self.sql("querying new events"))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
+            let id: i64 = row.get(0).map_err(self.sql("reading events"))?;
+            out.push((id, self.decode(row, 1)?));
+        }
+        Ok(out)
+    }
+
+    /// The last counter summary stored: (ts_ns, interface, JSON).
+    pub fn last_counters(&self) -> Result<Option<(i64, String, String)>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.conn
+            .query_row(
+                "SELECT ts_ns, iface, summary FROM counters ORDER BY ts_ns DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql("reading counters"))
+    }
+
+    /// Names of the interfaces events were recorded from.
+    pub fn interfaces(&self) -> Result<Vec<(u32, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT ifindex, name FROM interfaces ORDER BY name")
+            .map_err(self.sql("reading interfaces"))?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.sql("reading interfaces"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(self.sql("reading interfaces"))
+    }
+}

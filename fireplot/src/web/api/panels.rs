@@ -1,0 +1,186 @@
+//! The panels beside the plot: alerts, top ports and sources, one source,
+//! the counters and `/metrics`.
+
+use super::*;
+
+// ---- alerts ----
+
+/// The episodes in view, most severe first, with what the panel shows.
+pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
+    let p = params(&q, &[VIEW_KEYS])?;
+    let v = View::parse(&p, now_ns())?;
+    let (from, to) = (v.filter.from_ns, v.filter.to_ns);
+    let mut list = with_store(&s, false, move |st| episodes(st, from, to)).await?;
+    // With a source filter: the episodes one of whose sources is in it.
+    if let Some((net, len)) = v.filter.src {
+        list.retain(|a| {
+            a["sources"].as_array().is_some_and(|srcs| {
+                srcs.iter()
+                    .filter_map(|x| x.as_str()?.parse::<IpAddr>().ok())
+                    .any(|ip| crate::store::in_prefix(ip, net, len))
+            })
+        });
+    }
+    list.sort_by(|a, b| {
+        b["severity"]
+            .as_u64()
+            .cmp(&a["severity"].as_u64())
+            .then(a["first_ms"].as_i64().cmp(&b["first_ms"].as_i64()))
+    });
+    list.truncate(500);
+    let slim: Vec<Value> = list
+        .into_iter()
+        .map(|a| {
+            let sources = a["sources"].as_array().cloned().unwrap_or_default();
+            json!({
+                "id": a["id"], "kind": a["kind"], "status": a["status"],
+                "severity": a["severity"], "summary": a["summary"],
+                "first_ms": a["first_ms"], "last_ms": a["last_ms"],
+                "sources": sources.into_iter().take(8).collect::<Vec<_>>(),
+                "source_count": a["source_count"], "proto": a["proto"], "tool": a["tool"],
+            })
+        })
+        .collect();
+    Ok(axum::Json(slim).into_response())
+}
+
+// ---- top ports, sources ----
+
+pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
+    let p = params(&q, &[VIEW_KEYS, &["n"]])?;
+    let mut v = View::parse(&p, now_ns())?;
+    let n = p.int("n", 1, 100)?.unwrap_or(10) as usize;
+    let key = past_key("top", &q, &v);
+    if let Some(hit) = key.as_deref().and_then(|k| s.tops.get(k)) {
+        return Ok(axum::Json(hit).into_response());
+    }
+    let out = with_store(&s, true, move |st| {
+        resolve(st, &mut v)?;
+        let (total, ports, srcs) = if v.filter.src.is_none() {
+            // Counted by SQLite: no row is decoded.
+            st.top(&v.filter, n).map_err(server)?
+        } else {
+            let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
+            let mut sources: HashMap<IpAddr, u64> = HashMap::new();
+            let mut total = 0u64;
+            st.for_each(&v.filter, |r| {
+                total += 1;
+                if r.has_ports() {
+                    *ports.entry((r.proto, r.dport)).or_default() += 1;
+                }
+                if let Some(a) = r.src {
+                    *sources.entry(a).or_default() += 1;
+                }
+            })
+            .map_err(server)?;
+            let mut ports: Vec<_> = ports.into_iter().map(|((p, d), c)| (p, d, c)).collect();
+            ports.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
+            ports.truncate(n);
+            let mut srcs: Vec<_> = sources.into_iter().collect();
+            srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            srcs.truncate(n);
+            (total, ports, srcs)
+        };
+        Ok(json!({
+            "total": total,
+            "ports": ports.into_iter().map(|(pr, port, c)| json!({"proto": proto_name(pr), "port": port, "count": c})).collect::<Vec<_>>(),
+            "sources": srcs.into_iter().map(|(a, c)| json!({"src": a.to_string(), "count": c})).collect::<Vec<_>>(),
+        }))
+    })
+    .await?;
+    if let Some(k) = key {
+        s.tops.put(k, out.clone());
+    }
+    Ok(axum::Json(out).into_response())
+}
+
+// ---- one source ----
+
+pub async fn source(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
+    let p = params(&q, &[VIEW_KEYS, &["ip"]])?;
+    let ip = parse_ip(p.get("ip").ok_or_else(|| Bad("`ip` is required".into()))?)?;
+    let mut v = View::parse(&p, now_ns())?;
+    v.filter.src = Some((ip, if ip.is_ipv4() { 32 } else { 128 }));
+    let out = with_store(&s, true, move |st| {
+        resolve(st, &mut v)?;
+        let (mut n, mut first, mut last) = (0u64, i64::MAX, i64::MIN);
+        let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
+        let mut targets: HashMap<IpAddr, u64> = HashMap::new();
+        st.for_each(&v.filter, |r| {
+            n += 1;
+            first = first.min(r.ts_ns);
+            last = last.max(r.ts_ns);
+            *ports
+                .entry((r.proto, if r.has_ports() { r.dport } else { 0 }))
+                .or_default() += 1;
+            if let Some(d) = r.dst {
+                *targets.entry(d).or_default() += 1;
+            }
+        })
+        .map_err(server)?;
+        let ip_s = ip.to_string();
+        let alerts: Vec<Value> = episodes(st, v.filter.from_ns, v.filter.to_ns)?
+            .into_iter()
+            .filter(|e| {
+                e["sources"]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(&ip_s)))
+            })
+            .map(|a| json!({"id": a["id"], "kind": a["kind"], "severity": a["severity"], "summary": a["summary"], "first_ms": a["first_ms"], "last_ms": a["last_ms"]}))
+            .collect();
+        let mut ports: Vec<_> = ports.into_iter().collect();
+        ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(json!({
+            "ip": ip_s,
+            "probes": n,
+            "first_ms": (n > 0).then_some(first / 1_000_000),
+            "last_ms": (n > 0).then_some(last / 1_000_000),
+            "ports": ports.iter().take(20).map(|((pr, port), c)| json!({"proto": proto_name(*pr), "port": port, "count": c})).collect::<Vec<_>>(),
+            "distinct_ports": ports.len(),
+            "targets": targets.len(),
+            "alerts": alerts,
+        }))
+    })
+    .await?;
+    Ok(axum::Json(out).into_response())
+}
+
+// ---- counters ----
+
+/// The latest counter summary: the daemon's own when it serves, else the
+/// last one stored.
+async fn summary(s: &Arc<Shared>) -> Result<Option<(String, Value)>, WebError> {
+    if let Some(rx) = &s.live_summary {
+        let latest = rx.borrow().clone();
+        if let Some(j) = latest {
+            return Ok(serde_json::from_str(&j).ok().map(|v| ("live".into(), v)));
+        }
+    }
+    let row = with_store(s, false, |st| st.last_counters().map_err(server)).await?;
+    Ok(row.and_then(|(_, _, j)| serde_json::from_str(&j).ok().map(|v| ("stored".into(), v))))
+}
+
+pub async fn stats(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
+    params(&q, &[])?;
+    let out = match summary(&s).await? {
+        Some((origin, v)) => json!({"origin": origin, "summary": v}),
+        None => json!({"origin": null, "summary": null}),
+    };
+    Ok(axum::Json(out).into_response())
+}
+
+pub async fn metrics(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
+    params(&q, &[])?;
+    let text = match summary(&s).await? {
+        Some((_, v)) => crate::web::metrics::render(&v),
+        None => crate::web::metrics::render(&Value::Null),
+    };
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
