@@ -389,6 +389,18 @@ fn decoy_scan_is_one_synchronized_distributed_scan() {
     assert_eq!(end.source_count, 4);
 }
 
+/// The episodes of `twins("192.0.2.40", "192.0.2.41", ..)`: the pair as
+/// one group, and the leader's own port scan.
+fn twins_as_group_and_leader() -> Vec<(String, Vec<String>)> {
+    vec![
+        (
+            "distributed_scan".into(),
+            vec!["192.0.2.40".to_string(), "192.0.2.41".to_string()],
+        ),
+        ("port_scan".into(), vec!["192.0.2.40".to_string()]),
+    ]
+}
+
 #[test]
 fn two_scanners_in_lockstep() {
     let evs = twins("192.0.2.40", "192.0.2.41", 200, |_| 0);
@@ -396,16 +408,7 @@ fn two_scanners_in_lockstep() {
     // The leader is 5 ports ahead of its twin: it has probed 6 ports, a
     // port scan, before the pair has co-probed 5 and is grouped. The
     // follower is only ever reported as part of the group.
-    assert_eq!(
-        kinds(&all),
-        vec![
-            (
-                "distributed_scan".into(),
-                vec!["192.0.2.40".to_string(), "192.0.2.41".to_string()]
-            ),
-            ("port_scan".into(), vec!["192.0.2.40".to_string()])
-        ]
-    );
+    assert_eq!(kinds(&all), twins_as_group_and_leader());
     assert!(
         started(&all, "port_scan")[0].id < started(&all, "distributed_scan")[0].id,
         "the leader's scan came first"
@@ -429,16 +432,7 @@ fn two_scanners_in_lockstep_on_dark_ports() {
         r.pkt_flags |= fireplot_common::event::PKT_DARK_PORT;
     }
     let all = run(&evs);
-    assert_eq!(
-        kinds(&all),
-        vec![
-            (
-                "distributed_scan".into(),
-                vec!["192.0.2.40".to_string(), "192.0.2.41".to_string()]
-            ),
-            ("port_scan".into(), vec!["192.0.2.40".to_string()])
-        ]
-    );
+    assert_eq!(kinds(&all), twins_as_group_and_leader());
 }
 
 /// Two scanners of ports 1..=n of one host, one probe every 10 ms, the

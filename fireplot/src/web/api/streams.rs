@@ -1,5 +1,7 @@
 //! What keeps flowing: the live events (SSE) and the Logstalgia feed.
 
+use futures_util::StreamExt;
+
 use super::*;
 
 // ---- live ----
@@ -32,56 +34,77 @@ pub async fn live(
         Some(a) => a,
         None => with_store(&s, false, |st| st.last_rowid().map_err(server)).await?,
     };
-    let mut filter = v.filter.clone();
-    // Live: whatever arrives from now on, in the view's other filters.
-    filter.from_ns = i64::MIN;
-    filter.to_ns = i64::MAX;
-    let db = s.db.clone();
-    let stopping = s.stopping.clone();
-    let stream = futures_util::stream::unfold(
-        (after, db, filter, permit, true),
-        move |(after, db, filter, permit, first)| {
-            let stopping = stopping.clone();
-            async move {
-                if !first {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                if *stopping.borrow() {
-                    return None;
-                }
-                let f2 = filter.clone();
-                let db2 = db.clone();
-                let got = tokio::task::spawn_blocking(move || {
-                    let st = Store::open_read_only(&db2).ok()?;
-                    st.events_after(after, LIVE_BATCH).ok()
-                })
-                .await
-                .ok()
-                .flatten();
-                let (next, ev) = match got {
-                    Some(rows) if !rows.is_empty() => {
-                        let last = rows.last().map(|r| r.0).unwrap_or(after);
-                        let items: Vec<Value> = rows
-                            .iter()
-                            .filter(|(_, r)| f2.matches(r))
-                            .map(|(_, r)| live_item(r))
-                            .collect();
-                        let ev = SseEvent::default()
-                            .event("events")
-                            .id(last.to_string())
-                            .data(Value::Array(items).to_string());
-                        (last, ev)
-                    }
-                    // Nothing new (or the store is busy): a comment keeps proxies awake.
-                    _ => (after, SseEvent::default().comment("idle")),
-                };
-                Some((Ok::<_, Infallible>(ev), (next, db, filter, permit, false)))
+    let stream = follow(&s, after, &v.filter, permit, true).map(|batch| {
+        let ev = match batch.last {
+            Some(last) => {
+                let items: Vec<Value> = batch.records.iter().map(live_item).collect();
+                SseEvent::default()
+                    .event("events")
+                    .id(last.to_string())
+                    .data(Value::Array(items).to_string())
             }
-        },
-    );
+            // Nothing new (or the store is busy): a comment keeps proxies awake.
+            None => SseEvent::default().comment("idle"),
+        };
+        Ok::<_, Infallible>(ev)
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// What one poll of the store found.
+struct Batch {
+    /// The last row read, if any was (it may match no filter).
+    last: Option<i64>,
+    /// The rows read that match the filter.
+    records: Vec<Record>,
+}
+
+/// The rows stored after `after` that match `filter` (its time range
+/// aside: whatever arrives from now on), polled every 500 ms (the first
+/// poll at once if `now`) until the server stops. `permit` is the stream's
+/// slot, held as long as it runs.
+fn follow(
+    s: &Shared,
+    after: i64,
+    filter: &Filter,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    now: bool,
+) -> impl futures_util::Stream<Item = Batch> {
+    let mut filter = filter.clone();
+    filter.from_ns = i64::MIN;
+    filter.to_ns = i64::MAX;
+    let (db, stopping) = (s.db.clone(), s.stopping.clone());
+    futures_util::stream::unfold((after, permit, now), move |(after, permit, now)| {
+        let (db, filter, stopping) = (db.clone(), filter.clone(), stopping.clone());
+        async move {
+            if !now {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            if *stopping.borrow() {
+                return None;
+            }
+            let rows = tokio::task::spawn_blocking(move || {
+                Store::open_read_only(&db)
+                    .ok()?
+                    .events_after(after, LIVE_BATCH)
+                    .ok()
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+            let last = rows.last().map(|r| r.0);
+            let records = rows
+                .into_iter()
+                .filter(|(_, r)| filter.matches(r))
+                .map(|(_, r)| r)
+                .collect();
+            let batch = Batch { last, records };
+            Some((batch, (last.unwrap_or(after), permit, false)))
+        }
+    })
 }
 
 /// One live event: [unix ms, category index, port (-1: lane), source, proto].
@@ -120,35 +143,13 @@ pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> 
             .try_acquire_owned()
             .map_err(|_| WebError::Busy)?;
         let after = with_store(&s, false, |st| st.last_rowid().map_err(server)).await?;
-        let mut filter = v.filter.clone();
-        filter.from_ns = i64::MIN;
-        filter.to_ns = i64::MAX;
-        let (db, stopping) = (s.db.clone(), s.stopping.clone());
-        let stream = futures_util::stream::unfold((after, permit), move |(after, permit)| {
-            let (db, filter, stopping) = (db.clone(), filter.clone(), stopping.clone());
-            async move {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if *stopping.borrow() {
-                    return None;
-                }
-                let rows = tokio::task::spawn_blocking(move || {
-                    Store::open_read_only(&db)
-                        .ok()?
-                        .events_after(after, LIVE_BATCH)
-                        .ok()
-                })
-                .await
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-                let next = rows.last().map(|r| r.0).unwrap_or(after);
-                let mut text = String::new();
-                for (_, r) in rows.iter().filter(|(_, r)| filter.matches(r)) {
-                    text.push_str(&logstalgia_line(r));
-                    text.push('\n');
-                }
-                Some((Ok::<_, Infallible>(text), (next, permit)))
+        let stream = follow(&s, after, &v.filter, permit, false).map(|batch| {
+            let mut text = String::new();
+            for r in &batch.records {
+                text.push_str(&logstalgia_line(r));
+                text.push('\n');
             }
+            Ok::<_, Infallible>(text)
         });
         return Ok((text_plain, axum::body::Body::from_stream(stream)).into_response());
     }
