@@ -51,7 +51,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
     );
     let mut density = Density::new(layout);
     let started = std::time::Instant::now();
-    let (n, bad) = source.for_each_plot(|r| density.add(r))?;
+    let (n, bad) = source.fill(&mut density)?;
     let marks = if args.mark_alerts {
         marks_from_alerts(source.alerts()?)
     } else {

@@ -204,12 +204,12 @@ impl Source {
         }
     }
 
-    /// Like [`Source::for_each`], but from the database only the fields a
-    /// plot uses are read.
-    pub fn for_each_plot(&self, mut f: impl FnMut(&Record)) -> Result<(u64, u64)> {
+    /// Bins the source into `d`: from a database its pre-binned minutes
+    /// where they fit ([`Density::fill`]), from a file every event.
+    pub fn fill(&self, d: &mut crate::plot::Density) -> Result<(u64, u64)> {
         match &self.input {
-            Input::Db(store) => Ok((store.for_each_plot(&self.filter, &mut f)?, 0)),
-            Input::Events(_) => self.for_each(f),
+            Input::Db(store) => Ok((d.fill(store, &self.filter)?, 0)),
+            Input::Events(_) => self.for_each(|r| d.add(r)),
         }
     }
 

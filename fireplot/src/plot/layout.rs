@@ -94,9 +94,13 @@ impl Layout {
     /// y of a port (1..=65535) on the log axis.
     pub fn y_port(&self, port: u16) -> u32 {
         let p = port.max(1) as f64;
+        self.y_frac(p.ln() / 65535f64.ln())
+    }
+
+    /// y of a fraction of the log axis (0: port 1, 1: port 65535).
+    pub fn y_frac(&self, frac: f64) -> u32 {
         let h = (self.ports_bottom - self.top - 1) as f64;
-        let frac = p.ln() / 65535f64.ln();
-        self.ports_bottom - 1 - (frac * h).round() as u32
+        self.ports_bottom - 1 - (frac.clamp(0.0, 1.0) * h).round() as u32
     }
 
     /// y of the middle of a lane row.

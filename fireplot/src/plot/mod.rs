@@ -44,7 +44,11 @@ impl Category {
     ];
 
     pub fn of(r: &Record) -> Category {
-        match (r.family, r.proto) {
+        Category::from_parts(r.family, r.proto)
+    }
+
+    pub fn from_parts(family: u8, proto: u8) -> Category {
+        match (family, proto) {
             (4, 6) => Category::V4Tcp,
             (4, 17) => Category::V4Udp,
             (6, 6) => Category::V6Tcp,
@@ -230,14 +234,66 @@ impl Density {
             _ if !r.has_ports() || r.dport == 0 => self.layout.y_lane(Lane::NoPort),
             _ => self.layout.y_port(r.dport),
         };
+        self.bump(cat, x, y, 1);
+    }
+
+    /// Bins a tile of `n` events (its minute's middle stands for their times).
+    pub fn add_tile(&mut self, t: &crate::store::tiles::Tile) {
+        let Some(x) = self.layout.x(t.mid_ns) else {
+            self.outside += t.n;
+            return;
+        };
+        let cat = Category::from_parts(t.family, t.proto);
+        let y = match cat {
+            Category::Icmp | Category::Icmp6 => self.layout.y_lane(Lane::Icmp),
+            Category::Other => self.layout.y_lane(Lane::Other),
+            _ if t.row < 0 => self.layout.y_lane(Lane::NoPort),
+            _ => self.layout.y_frac(crate::store::tiles::row_frac(t.row)),
+        };
+        self.bump(cat, x, y, t.n);
+    }
+
+    fn bump(&mut self, cat: Category, x: u32, y: u32, n: u64) {
         let i = Self::cat_index(cat);
-        self.totals[i] += 1;
+        self.totals[i] += n;
         let cells = &mut self.cells[i];
         if cells.is_empty() {
             cells.resize(self.w * self.h, 0);
         }
         let idx = y as usize * self.w + x as usize;
-        cells[idx] = cells[idx].saturating_add(1);
+        cells[idx] = cells[idx].saturating_add(n.min(u32::MAX as u64) as u32);
+    }
+
+    /// Can pre-binned minutes stand in for the events here? When a pixel
+    /// spans at least half a minute (a tile's events then land at most a
+    /// pixel from their own) and the port axis has no more pixels than the
+    /// bins have rows.
+    pub fn tiles_fit(&self) -> bool {
+        let l = &self.layout;
+        let ns_per_px = (l.to_ns - l.from_ns) / l.plot_width().max(1) as i64;
+        ns_per_px >= crate::store::tiles::TILE_NS / 2
+            && (l.ports_bottom - l.top) as i32 <= crate::store::tiles::ROWS
+    }
+
+    /// Fills the density from a store: from its pre-binned minutes when
+    /// they fit ([`Density::tiles_fit`]) and the filter allows, else from
+    /// the events. Returns the number of events.
+    pub fn fill(
+        &mut self,
+        store: &crate::store::Store,
+        filter: &crate::store::Filter,
+    ) -> Result<u64, crate::store::StoreError> {
+        if self.tiles_fit() && crate::store::Store::binnable(filter) {
+            // Both closures bin into self; the store calls them in turn.
+            let me = std::cell::RefCell::new(self);
+            store.for_each_plot_tiled(
+                filter,
+                |t| me.borrow_mut().add_tile(t),
+                |r| me.borrow_mut().add(r),
+            )
+        } else {
+            store.for_each_plot(filter, |r| self.add(r))
+        }
     }
 
     pub fn total(&self) -> u64 {

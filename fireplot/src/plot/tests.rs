@@ -270,3 +270,78 @@ fn one_mark_per_alert_episode() {
     assert_eq!(marks[0].label, "port_scan 198.18.0.2");
     assert_eq!(marks[1].label, "flood 198.18.0.9");
 }
+
+/// Occupied pixels per category: (category index, x, y).
+fn occupied(d: &Density) -> Vec<(usize, u32, u32)> {
+    let mut v = Vec::new();
+    for (i, cells) in d.cells.iter().enumerate() {
+        for (idx, &c) in cells.iter().enumerate() {
+            if c > 0 {
+                v.push((i, (idx % d.w) as u32, (idx / d.w) as u32));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn a_day_from_the_bins_looks_like_a_day_from_the_events() {
+    let dir = out("tiles");
+    let path = dir.with_extension("db");
+    let _ = std::fs::remove_file(&path);
+    let mut store = crate::store::Store::open(&path).unwrap();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let recs: Vec<Record> = (0..30_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let (fam, proto) =
+                [(4, 6), (4, 17), (6, 6), (6, 17), (4, 1), (6, 58), (4, 47)][(x % 7) as usize];
+            let port = (65535f64.powf(((x >> 8) % 1000) as f64 / 1000.0)) as u16;
+            rec(
+                T0 + ((x >> 24) % (24 * HOUR as u64)) as i64,
+                fam,
+                proto,
+                port,
+            )
+        })
+        .collect();
+    store.insert(&recs).unwrap();
+    // A day at several sizes, ragged at both ends.
+    for (w, h) in [(1600, 800), (900, 500), (2800, 1100)] {
+        let (from, to) = (T0 - 7_777_777_777, T0 + 24 * HOUR - 1_234_567_890);
+        let f = crate::store::Filter::range(from, to);
+        let mut binned = Density::new(Layout::new(w, h, from, to));
+        assert!(binned.tiles_fit(), "{w}x{h}");
+        let n = binned.fill(&store, &f).unwrap();
+        let mut exact = Density::new(Layout::new(w, h, from, to));
+        store.for_each_plot(&f, |r| exact.add(r)).unwrap();
+        assert_eq!(n, exact.total());
+        assert_eq!(binned.totals, exact.totals, "the same events per colour");
+        // Every dot within a pixel of where the events put it, both ways.
+        let (a, b) = (occupied(&binned), occupied(&exact));
+        let near = |p: &(usize, u32, u32), set: &[(usize, u32, u32)]| {
+            set.iter()
+                .any(|q| q.0 == p.0 && q.1.abs_diff(p.1) <= 1 && q.2.abs_diff(p.2) <= 1)
+        };
+        assert!(
+            a.iter().all(|p| near(p, &b)),
+            "{w}x{h}: a binned dot with no event near"
+        );
+        assert!(
+            b.iter().all(|p| near(p, &a)),
+            "{w}x{h}: an event with no binned dot near"
+        );
+    }
+    // An hour at 1600 px is 2.4 s a pixel, a day at 4000 px 22 s, a day
+    // 1500 px tall more pixels than rows: the events, not the bins.
+    for (w, h, span) in [
+        (1600, 800, HOUR),
+        (4000, 800, 24 * HOUR),
+        (1600, 1500, 24 * HOUR),
+    ] {
+        assert!(!Density::new(Layout::new(w, h, T0, T0 + span)).tiles_fit());
+    }
+    let _ = std::fs::remove_file(&path);
+}

@@ -10,37 +10,26 @@ use super::{bytes_addr, Filter, Store, StoreError, COLUMNS};
 use crate::record::Record;
 
 impl Store {
-    /// The `n` busiest (proto, port)s and sources matching `filter` (which
-    /// must have no source prefix: that one is checked in Rust), and the
-    /// total. Reads only the four columns it counts (a GROUP BY over the
-    /// source blobs sorts them all: several times slower).
-    #[allow(clippy::type_complexity)]
-    pub fn top(
+    /// The `n` busiest sources matching `filter` (which must have no
+    /// source prefix: that one is checked in Rust), and the number of
+    /// events. Reads only the source column (a GROUP BY over the source
+    /// blobs sorts them all: several times slower than a hash here).
+    pub fn top_sources(
         &self,
         filter: &Filter,
         n: usize,
-    ) -> Result<(u64, Vec<(u8, u16, u64)>, Vec<(IpAddr, u64)>), StoreError> {
+    ) -> Result<(u64, Vec<(IpAddr, u64)>), StoreError> {
         use std::collections::HashMap;
-        let sql = format!(
-            "SELECT src, proto, dport, pkt_flags FROM events WHERE {}",
-            filter.sql_where()
-        );
-        let e = || self.sql("counting events");
+        let sql = format!("SELECT src FROM events WHERE {}", filter.sql_where());
+        let e = || self.sql("counting sources");
         let mut stmt = self.conn.prepare(&sql).map_err(e())?;
         let mut rows = stmt
             .query(params![filter.from_ns, filter.to_ns])
             .map_err(e())?;
-        let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
         let mut sources: HashMap<[u8; 16], (u8, u64)> = HashMap::new();
         let mut total = 0u64;
         while let Some(row) = rows.next().map_err(e())? {
             total += 1;
-            let proto: u8 = row.get(1).map_err(e())?;
-            let flags: u8 = row.get(3).map_err(e())?;
-            if matches!(proto, 6 | 17) && flags & 1 == 0 {
-                let dport: u16 = row.get(2).map_err(e())?;
-                *ports.entry((proto, dport)).or_default() += 1;
-            }
             if let Ok(rusqlite::types::ValueRef::Blob(b)) = row.get_ref(0) {
                 let mut key = [0u8; 16];
                 let len = b.len().min(16);
@@ -48,17 +37,13 @@ impl Store {
                 sources.entry(key).or_insert((len as u8, 0)).1 += 1;
             }
         }
-        let mut ports: Vec<(u8, u16, u64)> =
-            ports.into_iter().map(|((p, d), c)| (p, d, c)).collect();
-        ports.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
-        ports.truncate(n);
         let mut srcs: Vec<(IpAddr, u64)> = sources
             .into_iter()
             .filter_map(|(k, (len, c))| bytes_addr(Some(&k[..len as usize])).map(|a| (a, c)))
             .collect();
         srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         srcs.truncate(n);
-        Ok((total, ports, srcs))
+        Ok((total, srcs))
     }
 
     /// The largest event rowid (0 when empty): where a live reader starts.

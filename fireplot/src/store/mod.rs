@@ -6,6 +6,7 @@
 //! failing disk never stops the sensor.
 
 mod console;
+pub mod tiles;
 pub mod writer;
 
 use std::{
@@ -19,8 +20,9 @@ use thiserror::Error;
 use crate::record::{addr_bytes, bytes_addr, Record};
 
 /// The schema version this build writes. Version 1 (the first release) had
-/// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table.
-pub const SCHEMA_VERSION: i64 = 2;
+/// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table; version
+/// 2 no pre-binned counts ([`tiles`]).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Errors of the history store.
 #[derive(Debug, Error)]
@@ -315,6 +317,34 @@ impl Store {
                     source,
                 })?;
         }
+        if v <= 2 {
+            // The bins cover what comes from now on: a new database from
+            // the start, an old one after its last event (its past is
+            // read from the events, as before).
+            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
+                path: self.path.clone(),
+                action: "migrating to schema 3",
+                source,
+            })?;
+            tx.execute_batch(tiles::SCHEMA_V3)
+                .and_then(|_| {
+                    let since: Option<i64> =
+                        tx.query_row("SELECT max(ts_ns) FROM events", [], |r| r.get(0))?;
+                    tiles::set_since(&tx, since.map_or(i64::MIN, |t| t.saturating_add(1)))
+                })
+                .and_then(|_| {
+                    tx.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '3')",
+                        [],
+                    )
+                })
+                .and_then(|_| tx.commit())
+                .map_err(|source| StoreError::Sql {
+                    path: self.path.clone(),
+                    action: "migrating to schema 3",
+                    source,
+                })?;
+        }
         Ok(())
     }
 
@@ -395,6 +425,7 @@ impl Store {
                 .map_err(err("inserting events"))?;
             }
         }
+        tiles::add(&tx, records).map_err(err("binning events"))?;
         tx.commit().map_err(err("committing events"))
     }
 
@@ -592,14 +623,20 @@ impl Store {
     /// The time span of the stored events, if any.
     pub fn span(&self) -> Result<Option<(i64, i64)>, StoreError> {
         self.conn
-            .query_row("SELECT min(ts_ns), max(ts_ns) FROM events", [], |r| {
-                Ok(
-                    match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
-                        (Some(a), Some(b)) => Some((a, b)),
-                        _ => None,
-                    },
-                )
-            })
+            // Apart, each is one step down the time index; together in one
+            // SELECT, SQLite scans the table.
+            .query_row(
+                "SELECT (SELECT min(ts_ns) FROM events), (SELECT max(ts_ns) FROM events)",
+                [],
+                |r| {
+                    Ok(
+                        match (r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?) {
+                            (Some(a), Some(b)) => Some((a, b)),
+                            _ => None,
+                        },
+                    )
+                },
+            )
             .map_err(self.sql("reading the time span"))
     }
 
@@ -607,6 +644,11 @@ impl Store {
     /// `before_ns`; returns how many events went. Call repeatedly: small
     /// chunks keep each write transaction short.
     pub fn delete_older(&self, before_ns: i64, chunk: u32) -> Result<usize, StoreError> {
+        // The bins of the minute (hour) being cut stop being used first:
+        // what is left of it is read from the events.
+        if self.tiles_since()? < before_ns {
+            tiles::set_since(&self.conn, before_ns).map_err(self.sql("moving tiles_since"))?;
+        }
         let n = self
             .conn
             .execute(
@@ -624,6 +666,19 @@ impl Store {
                     params![before_ns],
                 )
                 .map_err(self.sql("deleting old alerts"))?;
+            // Whole bins before the cut.
+            self.conn
+                .execute(
+                    "DELETE FROM tiles WHERE minute < ?1",
+                    params![before_ns.div_euclid(tiles::TILE_NS)],
+                )
+                .map_err(self.sql("deleting old tiles"))?;
+            self.conn
+                .execute(
+                    "DELETE FROM port_hours WHERE hour < ?1",
+                    params![before_ns.div_euclid(tiles::HOUR_NS)],
+                )
+                .map_err(self.sql("deleting old port counts"))?;
         }
         Ok(n)
     }

@@ -104,7 +104,12 @@ fn old_schema_is_migrated_on_open() {
         "an old schema is not read without migrating"
     );
     let mut s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 2);
+    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(
+        s.tiles_since().unwrap(),
+        6,
+        "bins start after the old events"
+    );
     let mut old = Vec::new();
     s.for_each(&Filter::range(0, 10), |r| old.push(r)).unwrap();
     assert_eq!(old.len(), 1);
@@ -327,5 +332,197 @@ fn corrupt_database_keeps_the_writer_alive() {
         std::fs::read(&path).unwrap(),
         vec![0x5a; 8192],
         "a corrupt file is never overwritten"
+    );
+}
+
+// ---- the pre-binned counts (tiles.rs) ----
+
+use super::tiles::{port_row, Tile, NO_PORT, TILE_NS};
+use std::collections::BTreeMap;
+
+type Counts = BTreeMap<(i64, u8, u8, i32), u64>;
+
+fn row_of(r: &Record) -> i32 {
+    if r.has_ports() && r.dport != 0 {
+        port_row(r.dport)
+    } else {
+        NO_PORT
+    }
+}
+
+/// Per (minute, family, proto, row) through the bins.
+fn tiled(s: &Store, f: &Filter) -> (u64, Counts) {
+    let c = std::cell::RefCell::new(Counts::new());
+    let n = s
+        .for_each_plot_tiled(
+            f,
+            |t: &Tile| {
+                *c.borrow_mut()
+                    .entry((t.mid_ns.div_euclid(TILE_NS), t.family, t.proto, t.row))
+                    .or_default() += t.n
+            },
+            |r| {
+                *c.borrow_mut()
+                    .entry((r.ts_ns.div_euclid(TILE_NS), r.family, r.proto, row_of(r)))
+                    .or_default() += 1
+            },
+        )
+        .unwrap();
+    (n, c.into_inner())
+}
+
+/// The same from the events.
+fn scanned(s: &Store, f: &Filter) -> (u64, Counts) {
+    let mut c = Counts::new();
+    let n = s
+        .for_each_plot(f, |r| {
+            *c.entry((r.ts_ns.div_euclid(TILE_NS), r.family, r.proto, row_of(r)))
+                .or_default() += 1
+        })
+        .unwrap();
+    (n, c)
+}
+
+fn scanned_ports(s: &Store, f: &Filter) -> BTreeMap<(u8, u16), u64> {
+    let mut c = BTreeMap::new();
+    s.for_each_plot(f, |r| {
+        if r.has_ports() {
+            *c.entry((r.proto, r.dport)).or_default() += 1
+        }
+    })
+    .unwrap();
+    c
+}
+
+/// Three hours of mixed events from an xorshift, stored in several batches
+/// and out of time order (late batches land in bins that already exist).
+fn mixed(n: usize, t0: i64) -> Vec<Record> {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let mut r = sample((x % 1000) as i64);
+            r.ts_ns = t0 + (x % (3 * 3_600_000_000_000)) as i64;
+            r.dport = match x >> 60 {
+                0 => 0,
+                1..=5 => 22,
+                _ => (65535f64.powf(((x >> 20) % 1000) as f64 / 1000.0)) as u16,
+            };
+            r.pkt_flags = u8::from((x >> 30).is_multiple_of(17));
+            r.ifindex = 7 + ((x >> 40) % 2) as u32;
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn bins_answer_as_the_events_do() {
+    let path = temp_db("tiles");
+    let mut s = Store::open(&path).unwrap();
+    let t0: i64 = 1_800_000_000_000_000_000 + 17_000_000_123;
+    let recs = mixed(20_000, t0);
+    for chunk in recs.chunks(3_000).rev() {
+        s.insert(chunk).unwrap();
+    }
+    let m = TILE_NS;
+    let hour = 3_600_000_000_000;
+    let ranges = [
+        (t0 - hour, t0 + 4 * hour),              // everything
+        (t0 + 7 * m + 12_345, t0 + 140 * m - 9), // ragged both ends
+        (t0.div_euclid(m) * m + 5 * m, t0.div_euclid(m) * m + 65 * m), // aligned
+        (t0 + 10 * m + 1, t0 + 10 * m + 50_000_000_000), // inside one minute
+        (t0 + 100 * hour, t0 + 101 * hour),      // empty
+    ];
+    let filters = [
+        Filter::default(),
+        Filter {
+            family: Some(6),
+            ..Filter::default()
+        },
+        Filter {
+            proto: Some(6),
+            ifindex: Some(8),
+            ..Filter::default()
+        },
+    ];
+    let mut used_bins = false;
+    for (from, to) in ranges {
+        for base in &filters {
+            let f = Filter {
+                from_ns: from,
+                to_ns: to,
+                ..base.clone()
+            };
+            let (tn, tc) = tiled(&s, &f);
+            let (sn, sc) = scanned(&s, &f);
+            assert_eq!(tn, sn, "{from}..{to} {base:?}");
+            assert_eq!(tc, sc, "{from}..{to} {base:?}");
+            let (total, top) = s.top_ports_binned(&f, usize::MAX).unwrap();
+            assert_eq!(total, sn);
+            let want = scanned_ports(&s, &f);
+            let got: BTreeMap<(u8, u16), u64> = top.iter().map(|&(p, d, c)| ((p, d), c)).collect();
+            assert_eq!(got, want, "{from}..{to} {base:?}");
+            used_bins |= to - from > 2 * hour && sn > 0;
+        }
+    }
+    assert!(used_bins);
+    // The busiest port comes first.
+    let (_, top) = s
+        .top_ports_binned(&Filter::range(t0 - hour, t0 + 4 * hour), 3)
+        .unwrap();
+    assert_eq!(top.len(), 3);
+    assert_eq!(top[0].1, 22);
+    assert!(top[0].2 >= top[1].2 && top[1].2 >= top[2].2);
+
+    // Retention at a ragged instant: what is left still adds up.
+    let cut = t0 + 70 * m + 31_000_000_000;
+    while s.delete_older(cut, 4096).unwrap() == 4096 {}
+    assert_eq!(s.tiles_since().unwrap(), cut);
+    let all = Filter::range(t0 - hour, t0 + 4 * hour);
+    assert_eq!(tiled(&s, &all), scanned(&s, &all));
+    let (total, _) = s.top_ports_binned(&all, 10).unwrap();
+    assert_eq!(total, s.count().unwrap());
+}
+
+#[test]
+fn an_old_database_is_binned_from_its_migration_on() {
+    let path = temp_db("tiles-mig");
+    Store::create_v1(&path).unwrap();
+    let t0: i64 = 1_800_000_000_000_000_000;
+    {
+        // Schema 2 with events, no bins.
+        let mut s = Store::open(&path).unwrap();
+        s.conn
+            .execute_batch("DROP TABLE tiles; DROP TABLE port_hours; DELETE FROM meta WHERE key = 'tiles_since'; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+            .unwrap();
+        let old = mixed(2_000, t0);
+        let tx = s.conn.transaction().unwrap();
+        for r in &old {
+            tx.execute(
+                "INSERT INTO events (ts_ns, family, proto, src, dst, sport, dport, tcp_flags, ttl, len, class, ifindex, icmp_type, icmp_code, pkt_flags) \
+                 VALUES (?1, ?2, ?3, NULL, NULL, 0, ?4, 0, 0, 0, 4, ?5, 0, 0, ?6)",
+                rusqlite::params![r.ts_ns, r.family, r.proto, r.dport, r.ifindex, r.pkt_flags],
+            )
+            .unwrap();
+        }
+        tx.commit().unwrap();
+    }
+    let mut s = Store::open(&path).unwrap();
+    let last = mixed(2_000, t0).iter().map(|r| r.ts_ns).max().unwrap();
+    assert_eq!(s.tiles_since().unwrap(), last + 1);
+    s.insert(&mixed(2_000, t0 + 3 * 3_600_000_000_000)).unwrap();
+    let all = Filter::range(t0, t0 + 7 * 3_600_000_000_000);
+    let (n, c) = tiled(&s, &all);
+    assert_eq!(n, 4_000);
+    assert_eq!((n, c), scanned(&s, &all));
+    let (total, top) = s.top_ports_binned(&all, usize::MAX).unwrap();
+    assert_eq!(total, 4_000);
+    assert_eq!(
+        top.iter()
+            .map(|t| ((t.0, t.1), t.2))
+            .collect::<BTreeMap<_, _>>(),
+        scanned_ports(&s, &all)
     );
 }

@@ -174,6 +174,14 @@ async fn every_endpoint_answers_over_the_fixture() {
     assert_eq!(top["total"], 101);
     assert_eq!(top["sources"][0]["src"], "198.51.100.7");
     assert_eq!(top["sources"][0]["count"], 100);
+    // Asked apart, as the page does: the same answers.
+    let ports = json(&app, &format!("/api/top?{RANGE}&part=ports")).await;
+    assert_eq!(ports["ports"], top["ports"]);
+    assert_eq!(ports["total"], 101);
+    assert_eq!(ports["sources"].as_array().unwrap().len(), 0);
+    let sources = json(&app, &format!("/api/top?{RANGE}&part=sources")).await;
+    assert_eq!(sources["sources"], top["sources"]);
+    assert_eq!(sources["ports"].as_array().unwrap().len(), 0);
     let filtered = json(&app, &format!("/api/top?{RANGE}&proto=udp&family=6")).await;
     assert_eq!(filtered["total"], 1);
     // TCP/1 and TCP/601 of the scan, UDP/53.
@@ -248,6 +256,7 @@ async fn bad_requests_get_400_with_a_reason() {
         ("/source/evil.example", "not an IP address"),
         ("/api/stats?x=1", "unknown parameter"),
         ("/api/view?w=1&w=2", "twice"),
+        ("/api/top?part=everything", "`part`"),
     ] {
         let (st, _, body) = get(&app, uri).await;
         let body = String::from_utf8_lossy(&body);

@@ -47,18 +47,38 @@ pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
 // ---- top ports, sources ----
 
 pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
-    let p = params(&q, &[VIEW_KEYS, &["n"]])?;
+    let p = params(&q, &[VIEW_KEYS, &["n", "part"]])?;
     let mut v = View::parse(&p, now_ns())?;
     let n = p.int("n", 1, 100)?.unwrap_or(10) as usize;
+    // The ports come from the pre-binned hours, the sources from the
+    // events: the page asks for them apart so the ports do not wait.
+    let (want_ports, want_sources) = match p.get("part") {
+        None | Some("all") => (true, true),
+        Some("ports") => (true, false),
+        Some("sources") => (false, true),
+        Some(x) => {
+            return Err(Bad(format!(
+                "`part` must be ports, sources or all, not `{}`",
+                clip(x)
+            ))
+            .into())
+        }
+    };
     let key = past_key("top", &q, &v);
     if let Some(hit) = key.as_deref().and_then(|k| s.tops.get(k)) {
         return Ok(axum::Json(hit).into_response());
     }
     let out = with_store(&s, true, move |st| {
         resolve(st, &mut v)?;
-        let (total, ports, srcs) = if v.filter.src.is_none() {
-            // Counted by SQLite: no row is decoded.
-            st.top(&v.filter, n).map_err(server)?
+        let (total, ports, srcs) = if Store::binnable(&v.filter) {
+            let (mut total, mut ports, mut srcs) = (0, Vec::new(), Vec::new());
+            if want_ports {
+                (total, ports) = st.top_ports_binned(&v.filter, n).map_err(server)?;
+            }
+            if want_sources {
+                (total, srcs) = st.top_sources(&v.filter, n).map_err(server)?;
+            }
+            (total, ports, srcs)
         } else {
             let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
             let mut sources: HashMap<IpAddr, u64> = HashMap::new();
@@ -75,10 +95,10 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
             .map_err(server)?;
             let mut ports: Vec<_> = ports.into_iter().map(|((p, d), c)| (p, d, c)).collect();
             ports.sort_by(|a, b| b.2.cmp(&a.2).then((a.0, a.1).cmp(&(b.0, b.1))));
-            ports.truncate(n);
+            ports.truncate(if want_ports { n } else { 0 });
             let mut srcs: Vec<_> = sources.into_iter().collect();
             srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            srcs.truncate(n);
+            srcs.truncate(if want_sources { n } else { 0 });
             (total, ports, srcs)
         };
         Ok(json!({

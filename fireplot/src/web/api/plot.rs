@@ -35,7 +35,7 @@ async fn plot(s: Arc<Shared>, q: Option<String>, ext: &'static str) -> Answer {
                     v.filter.from_ns,
                     v.filter.to_ns,
                 ));
-                st.for_each_plot(&v.filter, |r| d.add(r)).map_err(server)?;
+                d.fill(st, &v.filter).map_err(server)?;
                 let marks = if marks {
                     marks_from_alerts(
                         st.alerts(v.filter.from_ns, v.filter.to_ns)

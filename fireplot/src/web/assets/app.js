@@ -401,12 +401,20 @@ async function loadAlerts() {
 }
 
 async function loadTop() {
+  // Ports come from pre-binned hours (fast); sources need the events, so
+  // they fill in after, without holding the ports back.
+  $("sources").innerHTML = "<li>counting…</li>";
   try {
-    const t = await getJson(url("/api/top", { n: 10 }));
+    const t = await getJson(url("/api/top", { n: 10, part: "ports" }));
     $("ports").innerHTML = t.ports.map((p) => `<li>${esc(p.proto)}/${p.port} — ${num(p.count)}</li>`).join("") || "<li>none</li>";
-    $("sources").innerHTML = t.sources.map((s) => `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a> — ${num(s.count)}</li>`).join("") || "<li>none</li>";
   } catch (e) {
     $("ports").innerHTML = `<li>${esc(e.message)}</li>`;
+  }
+  try {
+    const t = await getJson(url("/api/top", { n: 10, part: "sources" }));
+    $("sources").innerHTML = t.sources.map((s) => `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a> — ${num(s.count)}</li>`).join("") || "<li>none</li>";
+  } catch (e) {
+    $("sources").innerHTML = `<li>${esc(e.message)}</li>`;
   }
 }
 

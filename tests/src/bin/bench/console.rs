@@ -1,7 +1,9 @@
 //! The web console at scale: a day of 1 M and 10 M events in a history
 //! database, `fireplot serve` over it, and the time to load the day page's
-//! data (view, plot, alerts, top; the page asks for them at once) and to
-//! answer a hover. Plain HTTP/1.1 over loopback, as a browser would.
+//! data (view, plot, alerts, top ports; asked at once), to count its top
+//! sources (the page fills that panel in after) and to answer a hover.
+//! Plain HTTP/1.1 over loopback, as a browser would. Also the store's
+//! ingest rate while it builds the database (events and their bins).
 
 use std::{
     io::{BufRead, BufReader, Read, Write},
@@ -85,6 +87,7 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
         let db = dir.join("day.db");
         let t = Instant::now();
         build_db(&db, n)?;
+        let ingest = n as f64 / t.elapsed().as_secs_f64();
         eprintln!(
             "console bench: {n} events stored in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -112,15 +115,22 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
         // The page's requests, at once, as the browser sends them.
         let mut load = Vec::new();
         let mut plot = Vec::new();
+        let mut sources = Vec::new();
         for _ in 0..3 {
             let t = Instant::now();
-            let handles: Vec<_> = ["/api/view", "/plot.png", "/api/alerts", "/api/top"]
-                .iter()
-                .map(|p| {
-                    let (addr, path) = (addr.clone(), format!("{p}?{q}"));
-                    std::thread::spawn(move || get(&addr, &path))
-                })
-                .collect();
+            let handles: Vec<_> = [
+                "/api/view",
+                "/plot.png",
+                "/api/alerts",
+                "/api/top?part=ports&n=10",
+            ]
+            .iter()
+            .map(|p| {
+                let sep = if p.contains('?') { '&' } else { '?' };
+                let (addr, path) = (addr.clone(), format!("{p}{sep}{q}"));
+                std::thread::spawn(move || get(&addr, &path))
+            })
+            .collect();
             for (i, h) in handles.into_iter().enumerate() {
                 let (status, _, secs) = h.join().map_err(|_| anyhow::anyhow!("thread"))??;
                 if status != 200 {
@@ -134,6 +144,11 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
                 }
             }
             load.push(t.elapsed().as_secs_f64());
+            let (status, _, secs) = get(&addr, &format!("/api/top?part=sources&n=10&{q}"))?;
+            if status != 200 {
+                eprintln!("console bench: top sources answered {status} after {secs:.1} s");
+            }
+            sources.push(secs);
         }
         // Hovers on dots across the day.
         let l = Layout::new(1600, 800, DAY0, DAY0 + DAY_NS);
@@ -166,6 +181,16 @@ pub fn console(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
             format!("console, day of {m} M events: plot alone, first load"),
             plot[0] * 1e3,
             "ms",
+        ));
+        rows.push((
+            format!("console, day of {m} M events: top sources, first"),
+            sources[0] * 1e3,
+            "ms",
+        ));
+        rows.push((
+            format!("console, day of {m} M events: store ingest while building"),
+            ingest,
+            "events/s",
         ));
         rows.push((
             format!("console, day of {m} M events: page data again (cached)"),
