@@ -34,9 +34,15 @@ pub struct Config {
     /// 1: mark events to dark addresses and ports (`PKT_DARK_*`). Only
     /// meaningful when egress sees the inside's answers.
     pub mark_dark: u8,
-    pub _pad: [u8; 4],
+    /// 1: a replay drives the clocks (`fireplot replay`): `replay_ns` and
+    /// `replay_jiffies` stand for `bpf_ktime_get_ns()` (and the coarse
+    /// clock) and `bpf_jiffies64()`, set from each frame's capture time.
+    pub replay: u8,
+    pub _pad: [u8; 3],
+    pub replay_ns: u64,
+    pub replay_jiffies: u64,
 }
-assert_size!(Config, 80);
+assert_size!(Config, 96);
 
 /// Number of `u64` words of the `SERVICE_PORTS` bitmap: TCP, then UDP.
 pub const SERVICE_WORDS: u32 = 2 * 65536 / 64;

@@ -75,7 +75,7 @@ pub fn record(ctx: &TcContext) {
     if h.fragment {
         return;
     }
-    let now = now_jiffies();
+    let now = now_jiffies(cfg);
     let b = b.within(&h);
     if h.family == FAMILY_V4 {
         record_family::<V4>(ctx, &b, &h, cfg, now);

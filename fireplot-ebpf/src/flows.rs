@@ -25,8 +25,12 @@ use crate::{
     CACHE_SLOTS, FLOWS_V4, FLOWS_V6, FLOW_CACHE_V4, FLOW_CACHE_V6,
 };
 
+/// The time flows are kept in: the kernel's jiffies, or a replay's.
 #[inline(always)]
-pub fn now_jiffies() -> u64 {
+pub fn now_jiffies(cfg: &Config) -> u64 {
+    if cfg.replay != 0 {
+        return cfg.replay_jiffies;
+    }
     // Inlined by the verifier on 64-bit JITs: a load, not a call.
     // SAFETY: a helper without arguments or preconditions.
     unsafe { bpf_jiffies64() }

@@ -108,7 +108,7 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
     let Some((src, dst)) = F::addrs(b, h.l3) else {
         return;
     };
-    let now = now_jiffies();
+    let now = now_jiffies(cfg);
     // The reply to a flow the inside opened has the flow's tuple reversed.
     let reversed =
         |local_port: u16, remote_port: u16| F::key(dst, src, local_port, remote_port, h.proto);
@@ -324,8 +324,12 @@ fn emit(
 ) {
     // The limiter runs on the coarse clock (one tick, a few ms): a flood's
     // suppressed packets never pay for reading the clocksource.
-    // SAFETY: a helper without arguments or preconditions.
-    let coarse_ns = unsafe { bpf_ktime_get_coarse_ns() };
+    let coarse_ns = if cfg.replay != 0 {
+        cfg.replay_ns
+    } else {
+        // SAFETY: a helper without arguments or preconditions.
+        unsafe { bpf_ktime_get_coarse_ns() }
+    };
     if !rate_allow(cfg, p, coarse_ns) {
         bump(Misc::Suppressed.index());
         return;
@@ -334,8 +338,12 @@ fn emit(
     if cfg.mark_dark != 0 && class as u8 == Class::Unsolicited as u8 {
         pkt_flags |= dark_bits(p, pkt_flags);
     }
-    // SAFETY: a helper without arguments or preconditions.
-    let now_ns = unsafe { bpf_ktime_get_ns() };
+    let now_ns = if cfg.replay != 0 {
+        cfg.replay_ns
+    } else {
+        // SAFETY: a helper without arguments or preconditions.
+        unsafe { bpf_ktime_get_ns() }
+    };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(Misc::RingFull.index());
         return;

@@ -5,6 +5,7 @@
 //! loads and attaches it ([`sensor`]), turns events into records and JSON lines
 //! ([`record`]), and runs the daemon ([`cmd`]).
 
+pub mod capture;
 pub mod cmd;
 pub mod detect;
 pub mod plot;

@@ -5,7 +5,7 @@ use fireplot::cmd::{
     detect::{detect, DetectCmdArgs},
     export::{export, ExportArgs},
     plot::{plot, PlotArgs},
-    run::{run, RunArgs},
+    run::{replay, run, ReplayArgs, RunArgs},
     serve::{serve, ServeArgs},
     top::{run_top, TopArgs},
 };
@@ -26,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the sensor on a WAN interface (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON).
     Run(Box<RunArgs>),
+    /// Replay a pcap/pcapng capture through the sensor's own kernel programs, on the capture's clock (needs CAP_BPF).
+    Replay(Box<ReplayArgs>),
     /// Render a fireplot (PNG or SVG) from the history database or an events file. No root needed.
     Plot(PlotArgs),
     /// Top destination ports, sources and protocols over a window. No root needed.
@@ -54,6 +56,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(*args)),
+        Command::Replay(args) => runtime.block_on(replay(*args)),
         Command::Plot(args) => plot(&args),
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),

@@ -143,7 +143,10 @@ impl Limits {
             service_icmp_echo: self.service_icmp_echo as u8,
             loaded: 1,
             mark_dark: self.mark_dark as u8,
-            _pad: [0; 4],
+            replay: 0,
+            _pad: [0; 3],
+            replay_ns: 0,
+            replay_jiffies: 0,
         }
     }
 }

@@ -139,6 +139,8 @@ pub struct Sensor {
     /// CPUs that can run the XDP program (the rate limit is split across them).
     pub cpus: u32,
     attached_xdp: Option<&'static str>,
+    /// The configuration last written to `CONFIG`.
+    config: Config,
 }
 
 /// Number of online CPUs: each runs XDP for the queues it serves.
@@ -251,6 +253,7 @@ impl Sensor {
             clock: Clock::default(),
             cpus: online_cpus()?,
             attached_xdp: None,
+            config: Config::default(),
         };
         sensor.clock = sensor.calibrate()?;
         sensor.configure(&Limits::default(), &[])?;
@@ -307,10 +310,34 @@ impl Sensor {
                 .map_err(map_err("SERVICE_PORTS"))?;
         }
         let config = limits.to_config(self.clock.hz, self.cpus);
+        self.write_config(config)
+    }
+
+    fn write_config(&mut self, config: Config) -> Result<(), Error> {
         let mut cfg =
-            Array::<_, Config>::try_from(self.map_mut("CONFIG")?).map_err(map_err("CONFIG"))?;
-        cfg.set(0, config, 0).map_err(map_err("CONFIG"))?;
+            Array::<_, Config>::try_from(self.map_mut("CONFIG")?).map_err(map_error("CONFIG"))?;
+        cfg.set(0, config, 0).map_err(map_error("CONFIG"))?;
+        self.config = config;
         Ok(())
+    }
+
+    /// Runs one captured frame through the ingress (XDP) or egress (TC)
+    /// program, with the kernel's clocks standing at `ts_ns`, the frame's
+    /// capture time (`fireplot replay`): flow timeouts, the rate limiter
+    /// and event times all run on the capture's clock. Returns the
+    /// program's action.
+    pub fn replay_frame(&mut self, egress: bool, frame: &[u8], ts_ns: u64) -> Result<u32, Error> {
+        let mut c = self.config;
+        c.replay = 1;
+        c.replay_ns = ts_ns;
+        c.replay_jiffies = (ts_ns as u128 * self.clock.hz as u128 / 1_000_000_000) as u64;
+        self.write_config(c)?;
+        let (action, _) = if egress {
+            self.test_run_egress(frame, 1)?
+        } else {
+            self.test_run(PROG_INGRESS, frame, 1)?
+        };
+        Ok(action)
     }
 
     /// Attaches XDP ingress and TC egress to `iface`. Returns the XDP mode used.

@@ -22,7 +22,7 @@ use super::{
 use crate::{
     detect::Engine,
     plot::periodic::Periodic,
-    sensor::{LoadOptions, Sensor},
+    sensor::Sensor,
     store::{default_path, writer::StoreWriter},
 };
 
@@ -30,7 +30,7 @@ use crate::{
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Every value is checked before anything is opened or loaded.
     args.check()?;
-    let limits = args.limits();
+    let limits = args.classifier.limits();
     limits.validate(crate::sensor::online_cpus()?)?;
     let detect_cfg = args.detect.load()?;
     let mut stats = StatsWriter {
@@ -73,12 +73,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
 
-    let load = LoadOptions {
-        ring_bytes: args.ring_mib * 1024 * 1024,
-        flow_table_size: args.flow_table_size,
-    };
-    let mut sensor = Sensor::load(&load)?;
-    sensor.configure(&limits, &args.services)?;
+    let mut sensor = Sensor::load(&args.classifier.load_options())?;
+    sensor.configure(&limits, &args.classifier.services)?;
     stats.rate_limit = limits.cpu_share(sensor.cpus).map(|share| RateLimitSummary {
         rate_limit: limits.rate_limit,
         rate_burst: limits.rate_burst,

@@ -3,6 +3,7 @@
 //! `sinks`, and the counter summary's form in `summary`.
 
 mod daemon;
+mod replay;
 mod sinks;
 pub mod summary;
 
@@ -18,6 +19,7 @@ use crate::{
 };
 
 pub use daemon::run;
+pub use replay::{replay, ReplayArgs};
 
 /// Options of `fireplot run`.
 #[derive(Args, Debug, Clone)]
@@ -30,10 +32,8 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value = "auto")]
     pub xdp_mode: XdpModeChoice,
 
-    /// A published service whose inbound traffic is `service`, not an event:
-    /// tcp/443, udp/53, tcp/8000-8080, icmp. Repeatable.
-    #[arg(long = "service", value_name = "PROTO/PORT")]
-    pub services: Vec<Service>,
+    #[command(flatten)]
+    pub classifier: ClassifierArgs,
 
     /// Write one JSON line per event to FILE (`-` for stdout). Appends.
     #[arg(long, value_name = "FILE")]
@@ -117,6 +117,16 @@ pub struct RunArgs {
     /// Stop after this long (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<HumanDuration>,
+}
+
+/// How the kernel classifies: published services, rate limit, flow
+/// timeouts, table and ring sizes (`run` and `replay`).
+#[derive(Args, Debug, Clone)]
+pub struct ClassifierArgs {
+    /// A published service whose inbound traffic is `service`, not an event:
+    /// tcp/443, udp/53, tcp/8000-8080, icmp. Repeatable.
+    #[arg(long = "service", value_name = "PROTO/PORT")]
+    pub services: Vec<Service>,
 
     /// Events per second one source may cause over the whole sensor before
     /// the kernel suppresses (and counts) the rest; 0 = unlimited. The
@@ -255,8 +265,11 @@ impl RunArgs {
             (None, None) => Ok(None),
         }
     }
+}
 
-    fn limits(&self) -> Limits {
+impl ClassifierArgs {
+    /// The kernel's limits.
+    pub fn limits(&self) -> Limits {
         Limits {
             tcp_timeout_s: self.tcp_timeout,
             tcp_closing_timeout_s: self.tcp_closing_timeout,
@@ -268,6 +281,14 @@ impl RunArgs {
             emit_malformed: self.emit_malformed,
             service_icmp_echo: false,
             mark_dark: !self.no_dark,
+        }
+    }
+
+    /// Sizes fixed at load time.
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            ring_bytes: self.ring_mib * 1024 * 1024,
+            flow_table_size: self.flow_table_size,
         }
     }
 }

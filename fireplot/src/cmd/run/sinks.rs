@@ -37,6 +37,8 @@ pub(super) struct EventSink {
     pub(super) store: Option<StoreWriter>,
     pub(super) batch: Vec<Record>,
     pub(super) iface: Option<String>,
+    /// Stands for the kernel's interface index (a replay's capture interfaces).
+    pub(super) ifindex: Option<u32>,
     pub(super) detect: Option<Detection>,
 }
 
@@ -100,6 +102,7 @@ impl EventSink {
             store: None,
             batch: Vec::new(),
             iface: None,
+            ifindex: None,
             detect: None,
         })
     }
@@ -111,7 +114,10 @@ impl EventSink {
             return;
         };
         if self.store.is_some() || self.detect.is_some() {
-            let rec = Record::from_event(&ev, wall_offset);
+            let mut rec = Record::from_event(&ev, wall_offset);
+            if let Some(i) = self.ifindex {
+                rec.ifindex = i;
+            }
             if let Some(d) = self.detect.as_mut() {
                 d.engine.push(&rec);
                 let alerts = d.engine.drain();
@@ -128,6 +134,9 @@ impl EventSink {
         };
         let mut rec = EventRecord::from_event(&ev, wall_offset);
         rec.iface = self.iface.clone();
+        if let Some(i) = self.ifindex {
+            rec.ifindex = i;
+        }
         let line = rec.to_json();
         match writeln!(out, "{line}") {
             Ok(()) => self.counts.events_written += 1,
