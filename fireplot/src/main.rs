@@ -5,7 +5,7 @@ use fireplot::cmd::{
     detect::{detect, DetectCmdArgs},
     export::{export, ExportArgs},
     plot::{plot, PlotArgs},
-    run::{replay, run, ReplayArgs, RunArgs},
+    run::{ingest, replay, run, IngestArgs, ReplayArgs, RunArgs},
     serve::{serve, ServeArgs},
     top::{run_top, TopArgs},
 };
@@ -28,6 +28,8 @@ enum Command {
     Run(Box<RunArgs>),
     /// Replay a pcap/pcapng capture through the sensor's own kernel programs, on the capture's clock (needs CAP_BPF).
     Replay(Box<ReplayArgs>),
+    /// Read firewall logs (iptables, nftables, Mikrotik, journald) or event lines into the outputs of run. No root needed.
+    Ingest(Box<IngestArgs>),
     /// Render a fireplot (PNG or SVG) from the history database or an events file. No root needed.
     Plot(PlotArgs),
     /// Top destination ports, sources and protocols over a window. No root needed.
@@ -57,6 +59,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Replay(args) => runtime.block_on(replay(*args)),
+        Command::Ingest(args) => runtime.block_on(ingest(*args)),
         Command::Plot(args) => plot(&args),
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),

@@ -3,6 +3,7 @@
 //! `sinks`, and the counter summary's form in `summary`.
 
 mod daemon;
+mod ingest;
 mod replay;
 mod sinks;
 pub mod summary;
@@ -19,6 +20,7 @@ use crate::{
 };
 
 pub use daemon::run;
+pub use ingest::{ingest, IngestArgs};
 pub use replay::{replay, ReplayArgs};
 
 /// Options of `fireplot run`.

@@ -150,6 +150,37 @@ impl EventSink {
         }
     }
 
+    /// Takes a record that did not come from the kernel (`ingest`): to
+    /// detection, the store and the event lines, as [`EventSink::record`].
+    pub(super) fn push(&mut self, rec: Record, iface: Option<&str>) {
+        self.counts.events_received += 1;
+        if let Some(d) = self.detect.as_mut() {
+            d.engine.push(&rec);
+            let alerts = d.engine.drain();
+            if !alerts.is_empty() {
+                d.emit(alerts, self.store.as_ref());
+            }
+        }
+        if let Some(out) = self.out.as_mut() {
+            let mut line = rec.to_json_record();
+            line.iface = iface.map(String::from);
+            match writeln!(out, "{}", line.to_json()) {
+                Ok(()) => self.counts.events_written += 1,
+                Err(e) => {
+                    self.counts.write_errors += 1;
+                    if !self.write_error_reported {
+                        log::error!("cannot write events: {e}; counting what is lost and going on");
+                        self.write_error_reported = true;
+                    }
+                }
+            }
+        }
+        if self.store.is_some() {
+            self.batch.push(rec);
+        }
+        self.store_batch(false);
+    }
+
     /// Hands records to the store writer in batches of at least
     /// `STORE_BATCH` (one transaction each), or whatever is pending when
     /// `force` (every flush tick and at exit).
