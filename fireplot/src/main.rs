@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use fireplot::cmd::{
+    config::{config, expand, ConfigArgs},
     detect::{detect, DetectCmdArgs},
     export::{export, ExportArgs},
     plot::{plot, PlotArgs},
@@ -25,7 +26,10 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the sensor on a WAN interface (needs root or CAP_BPF + CAP_NET_ADMIN + CAP_PERFMON).
+    #[command(args_override_self = true)]
     Run(Box<RunArgs>),
+    /// The daemon's configuration file: `config example` prints one, `config check FILE` validates one.
+    Config(ConfigArgs),
     /// Replay a pcap/pcapng capture through the sensor's own kernel programs, on the capture's clock (needs CAP_BPF).
     Replay(Box<ReplayArgs>),
     /// Read firewall logs (iptables, nftables, Mikrotik, journald) or event lines into the outputs of run. No root needed.
@@ -44,7 +48,15 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    // `run --config FILE`: the file's settings become arguments, ahead of the command line's.
+    let argv = match expand(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let cli = Cli::parse_from(argv);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -60,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Run(args) => runtime.block_on(run(*args)),
         Command::Replay(args) => runtime.block_on(replay(*args)),
         Command::Ingest(args) => runtime.block_on(ingest(*args)),
+        Command::Config(args) => config(&args),
         Command::Plot(args) => plot(&args),
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),

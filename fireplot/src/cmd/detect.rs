@@ -32,6 +32,26 @@ impl DetectArgs {
     }
 }
 
+/// Detector settings of `run`, whose `--config` is the daemon's file
+/// (its `[detect]` table holds these settings).
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunDetectArgs {
+    /// Detector thresholds from a TOML file of their own (keys as in
+    /// `fireplot detect --print-config`), over the --config file's [detect].
+    #[arg(long = "detect-config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Override one detector setting, e.g. --set scan_ports=20 (repeatable; after the files).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl RunDetectArgs {
+    pub fn load(&self) -> Result<DetectConfig> {
+        Ok(DetectConfig::load(self.config.as_deref(), &self.set)?)
+    }
+}
+
 /// Options of `fireplot detect`.
 #[derive(Args, Debug, Clone)]
 pub struct DetectCmdArgs {

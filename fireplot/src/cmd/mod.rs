@@ -1,5 +1,6 @@
 //! The `fireplot` subcommands.
 
+pub mod config;
 pub mod detect;
 pub mod export;
 pub mod plot;

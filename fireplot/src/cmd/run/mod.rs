@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::detect::DetectArgs;
+use super::detect::RunDetectArgs;
 use crate::{
     plot::Theme,
     sensor::{Limits, LoadOptions, Service, XdpModeChoice},
@@ -102,7 +102,16 @@ pub struct RunArgs {
     pub alerts: Option<String>,
 
     #[command(flatten)]
-    pub detect: DetectArgs,
+    pub detect: RunDetectArgs,
+
+    /// Read the daemon's settings from this TOML file: every option of
+    /// `run` as a key (--rate-limit → rate_limit = 10000, --service →
+    /// service = ["tcp/443"]), detector thresholds in a [detect] table.
+    /// Flags given as well override it (a repeatable one replaces the
+    /// file's list). `fireplot config example` prints a commented file;
+    /// `fireplot config check FILE` validates one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// Print a counter summary this often (and always at exit).
     #[arg(long, default_value = "60s", value_name = "DURATION")]
