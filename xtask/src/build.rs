@@ -92,7 +92,7 @@ pub fn cargo_test() -> Command {
 
 /// Unit tests and privileged integration tests, in release mode so the
 /// binary the lab tests run is the one just built.
-pub fn test(extra: &[String]) -> Result<()> {
+pub fn test(extra: &[String], deb: Option<&Path>) -> Result<()> {
     let root = root();
     let skip_log = root.join("target/test-skips.tsv");
     let _ = std::fs::remove_file(&skip_log);
@@ -102,6 +102,9 @@ pub fn test(extra: &[String]) -> Result<()> {
         .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
         .env("FIREPLOT_BIN", root.join("target/release/fireplot"))
         .env(fireplot_tests::SKIP_LOG_ENV, &skip_log);
+    if let Some(deb) = deb {
+        c.env("FIREPLOT_DEB", deb);
+    }
     c.args(extra);
     if !extra.iter().any(|a| a == "--") {
         // Lab tests each build their own namespaces, but scanners compete for

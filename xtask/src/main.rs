@@ -3,6 +3,7 @@
 mod build;
 mod demo;
 mod fuzz;
+mod package;
 mod setup;
 mod soak;
 
@@ -37,6 +38,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build (release) and make a Debian package: target/debian/fireplot_<version>_<arch>.deb
+    /// (binary, systemd unit, commented /etc/fireplot/fireplot.toml, man page).
+    Package,
     /// Build, bring a lab up, run real scans and normal traffic past the sensor, summarise, tear down.
     Demo {
         /// Namespace prefix of the lab.
@@ -110,8 +114,17 @@ fn main() -> Result<()> {
         }
         Task::Test { args } => {
             setup::ensure()?;
-            build::build(true)?;
-            build::test(&args)
+            let bin = build::build(true)?;
+            // The package test installs and runs this one.
+            let deb = package::package(&bin)?;
+            build::test(&args, Some(&deb))
+        }
+        Task::Package => {
+            setup::ensure()?;
+            let bin = build::build(true)?;
+            let deb = package::package(&bin)?;
+            println!("{}", deb.display());
+            Ok(())
         }
         Task::Demo { prefix, out, serve } => {
             require_root("demo")?;

@@ -16,6 +16,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "tcpdump",
+    // The package test: `systemd-analyze verify` on the unit, setpriv and
+    // dmesg (util-linux) to run it with only its capabilities.
+    "systemd",
+    "util-linux",
     // The web console's browser tests: headless Chromium driven over WebDriver.
     "chromium",
     "chromium-driver",
