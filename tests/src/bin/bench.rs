@@ -10,6 +10,8 @@ use serde_json::json;
 
 #[path = "bench/console.rs"]
 mod console;
+#[path = "bench/inputs.rs"]
+mod inputs;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -47,6 +49,12 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     if std::env::args().any(|a| a == "--console-only") {
         for (name, v, unit) in console::console(quick)? {
+            println!("{name:<52} {v:>14.1} {unit}");
+        }
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--inputs-only") {
+        for (name, v, unit) in inputs::inputs(quick)? {
             println!("{name:<52} {v:>14.1} {unit}");
         }
         return Ok(());
@@ -238,6 +246,7 @@ fn main() -> Result<()> {
     let ring = ring_drain(quick)?;
     let lab = lab_end_to_end(quick)?;
     let web = console::console(quick)?;
+    let inp = inputs::inputs(quick)?;
 
     println!(
         "{:<48} {:>9} {:>11}",
@@ -252,7 +261,12 @@ fn main() -> Result<()> {
     );
     println!();
     println!("{:<52} {:>14}", "userspace", "figure");
-    for (name, v, unit) in ring.iter().chain(user.iter()).chain(web.iter()) {
+    for (name, v, unit) in ring
+        .iter()
+        .chain(user.iter())
+        .chain(web.iter())
+        .chain(inp.iter())
+    {
         println!("{name:<52} {v:>14.1} {unit}");
     }
     println!();
@@ -298,6 +312,7 @@ fn main() -> Result<()> {
         "tc_egress_ns": egress,
         "userspace": ring.iter().chain(user.iter()).map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
         "console": web.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
+        "inputs": inp.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
         "lab": lab.rows.iter().map(|r| json!({
             "rate_pps": r.rate, "achieved_pps": r.achieved, "probes": r.probes, "fireplot": r.fireplot, "iptables_log": r.log,
             "tcpdump": r.tcpdump, "fireplot_cpu_s": r.fireplot_cpu_s, "tcpdump_cpu_s": r.tcpdump_cpu_s,
