@@ -295,3 +295,104 @@ fn a_damaged_capture_keeps_what_came_before_the_damage() {
         assert!(!out.status.success() && err.contains(want), "{err}");
     }
 }
+
+#[test]
+fn a_pcapng_of_two_interfaces_keeps_each_apart() {
+    if !privileged("a_pcapng_of_two_interfaces_keeps_each_apart") {
+        return;
+    }
+    use fireplot_tests::packets::{flags::SYN, v4, L4};
+    use pcap_file::{
+        pcapng::{
+            blocks::{
+                enhanced_packet::EnhancedPacketBlock,
+                interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
+            },
+            PcapNgWriter,
+        },
+        DataLink,
+    };
+    use std::borrow::Cow;
+    let dir = out_dir("replay-ng");
+    let path = dir.join("two.pcapng");
+    let mut w = PcapNgWriter::new(std::fs::File::create(&path).expect("create")).expect("pcapng");
+    // wan0: Ethernet, ns timestamps; tun0: raw IP, µs (the default).
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::ETHERNET,
+        snaplen: 0,
+        options: vec![
+            InterfaceDescriptionOption::IfName(Cow::Borrowed("wan0")),
+            InterfaceDescriptionOption::IfTsResol(9),
+        ],
+    })
+    .expect("idb");
+    w.write_pcapng_block(InterfaceDescriptionBlock {
+        linktype: DataLink::RAW,
+        snaplen: 0,
+        options: vec![InterfaceDescriptionOption::IfName(Cow::Borrowed("tun0"))],
+    })
+    .expect("idb");
+    let t0_ns: u64 = 1_795_600_000_000_000_000;
+    for i in 0..20u16 {
+        let eth = v4(
+            [198, 18, 0, 9],
+            [198, 18, 1, 2],
+            L4::Tcp {
+                sport: 50000,
+                dport: 100 + i,
+                flags: SYN,
+            },
+        );
+        let (id, units, data) = if i % 2 == 0 {
+            (0, t0_ns + i as u64 * 1_000_000, eth)
+        } else {
+            // Raw IP: the Ethernet header dropped.
+            (1, t0_ns / 1000 + i as u64 * 1000, eth[14..].to_vec())
+        };
+        w.write_pcapng_block(EnhancedPacketBlock {
+            interface_id: id,
+            timestamp: Duration::from_nanos(units),
+            original_len: data.len() as u32,
+            data: Cow::Owned(data),
+            options: vec![],
+        })
+        .expect("epb");
+    }
+    drop(w);
+    let db = dir.join("ng.db");
+    let out = Command::new(fireplot_bin())
+        .args(["replay", "--pcap"])
+        .arg(&path)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .expect("fireplot replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = fireplot::store::Store::open_read_only(&db).expect("db");
+    let mut seen = Vec::new();
+    store
+        .for_each(&fireplot::store::Filter::range(0, i64::MAX), |r| {
+            seen.push((r.dport, r.ifindex, r.ts_ns))
+        })
+        .expect("events");
+    assert_eq!(seen.len(), 20, "every SYN an event");
+    for (dport, ifindex, ts) in seen {
+        let i = (dport - 100) as i64;
+        assert_eq!(ifindex, 1_000_000 + (i % 2) as u32, "port {dport}");
+        assert_eq!(
+            ts,
+            t0_ns as i64 + i * 1_000_000,
+            "port {dport}: each interface's clock"
+        );
+    }
+    let names = store.interfaces().expect("interfaces");
+    let names: Vec<&str> = names.iter().map(|(_, n)| n.as_str()).collect();
+    assert!(
+        names.contains(&"pcap:two.pcapng:wan0") && names.contains(&"pcap:two.pcapng:tun0"),
+        "{names:?}"
+    );
+}

@@ -154,7 +154,11 @@ pub fn inputs(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
         }
         let (out, secs) = fireplot(&args)?;
         rate(&out, "lines/s").context("no rate in ingest's log")?;
-        rows.push((format!("ingest iptables, {n} lines, {what}"), n as f64 / secs, "lines/s"));
+        rows.push((
+            format!("ingest iptables, {n} lines, {what}"),
+            n as f64 / secs,
+            "lines/s",
+        ));
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(rows)
