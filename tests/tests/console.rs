@@ -174,6 +174,15 @@ fn console_in_a_real_browser() {
         "black where nothing was probed"
     );
 
+    // The panels: top ports from the bins, top sources filled in after.
+    let panels = b
+        .wait_for(
+            &format!("const s = document.getElementById('sources').innerText; const p = document.getElementById('ports').innerText; return s.includes('{SCANNER}') && p.includes('UDP/53') && [p, s]"),
+            Duration::from_secs(30),
+        )
+        .expect("the top ports and sources panels fill in");
+    assert!(panels[1].as_str().unwrap().contains("40"), "{panels}");
+
     // Hover a known dot: the tooltip names its source and port.
     let (ts, port) = (T0 + 13 * 30_000 * MS, 100 + 13 * 1000);
     let (px, py) = at(ts, port);
