@@ -81,6 +81,18 @@ pub fn file_args(path: &Path) -> Result<Vec<OsString>> {
             .find(|a| a.get_long().is_some_and(|l| key_of(l) == *key))
             .filter(|_| !NOT_KEYS.contains(&key.as_str()));
         let Some(arg) = arg else {
+            // A detector file given to `run --config` (its old meaning).
+            let detector_keys = toml::Value::try_from(crate::detect::DetectConfig::default())
+                .ok()
+                .and_then(|v| v.as_table().map(|t| t.keys().cloned().collect::<Vec<_>>()))
+                .unwrap_or_default();
+            if detector_keys.contains(key) {
+                bail!(
+                    "config `{}`: `{key}` is a detector setting: put it under [detect], or give a \
+                     detector-only file with --detect-config",
+                    path.display()
+                );
+            }
             let mut known: Vec<String> = cmd
                 .get_arguments()
                 .filter_map(|a| a.get_long())

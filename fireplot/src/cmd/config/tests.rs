@@ -184,6 +184,7 @@ fn unknown_keys_and_bad_values_are_errors() {
             "unknown key `rate_limt`",
         ),
         ("iface = \"wan0\"\nconfig = \"x\"\n", "unknown key `config`"),
+        ("scan_ports = 9\n", "put it under [detect]"),
         (
             "iface = \"wan0\"\nrate_limit = true\n",
             "is not a value for --rate-limit",
