@@ -2,11 +2,7 @@
 //! buffer into the sinks, write summaries and plots on their ticks, and on
 //! a signal or `--duration` detach first, then flush everything.
 
-use std::{
-    fs::File,
-    io::{self, Write},
-    time::Instant,
-};
+use std::time::Instant;
 
 use anyhow::Context as _;
 use tokio::{
@@ -15,16 +11,11 @@ use tokio::{
 };
 
 use super::{
-    sinks::{drain, Detection, EventSink, StatsWriter},
+    sinks::{db_path, drain, Detection, EventSink, StatsWriter},
     summary::RateLimitSummary,
     RunArgs,
 };
-use crate::{
-    detect::Engine,
-    plot::periodic::Periodic,
-    sensor::Sensor,
-    store::{default_path, writer::StoreWriter},
-};
+use crate::{plot::periodic::Periodic, sensor::Sensor, store::writer::StoreWriter};
 
 /// Runs the sensor until a signal or `--duration`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -33,42 +24,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let limits = args.classifier.limits();
     limits.validate(crate::sensor::online_cpus()?)?;
     let detect_cfg = args.detect.load()?;
-    let mut stats = StatsWriter {
-        out: match &args.stats_out {
-            Some(p) => Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("cannot open stats file `{}`", p.display()))?,
-            ),
-            None => Box::new(io::stderr()),
-        },
-        json: args.stats_json,
-        rate_limit: None,
-    };
+    let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
     let mut sink = EventSink::open(args.events_out.as_deref())?;
     sink.iface = Some(args.iface.clone());
-    if args.alerts.is_some() || args.db.is_some() {
-        let out: Option<Box<dyn Write + Send>> = match args.alerts.as_deref() {
-            None => None,
-            Some("-") => Some(Box::new(io::stdout())),
-            Some(path) => Some(Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("cannot open alerts file `{path}`"))?,
-            )),
-        };
-        sink.detect = Some(Detection {
-            engine: Engine::new(detect_cfg),
-            out,
-            alerts: 0,
-            write_errors: 0,
-            by_kind: Default::default(),
-        });
-    }
+    sink.detect = Detection::open(args.alerts.as_deref(), args.db.is_some(), detect_cfg)?;
     if args.events_out.is_none() && args.db.is_none() {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
@@ -89,13 +48,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sensor.clock.hz
     );
     // The history database, when there is one (`--db` without a value: the default).
-    let db_path = args.db.as_ref().map(|db| {
-        if db.as_os_str().is_empty() {
-            default_path()
-        } else {
-            db.clone()
-        }
-    });
+    let db_path = db_path(args.db.as_deref());
     if let Some(path) = db_path.clone() {
         let ifindex = ifindex_of(&args.iface);
         if args.web.is_some() {

@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{self, BufRead, BufReader, Seek, SeekFrom, Write},
+    io::{self, BufRead, BufReader, Seek, SeekFrom},
     os::unix::fs::MetadataExt,
     path::PathBuf,
     process::{Command, Stdio},
@@ -21,12 +21,11 @@ use anyhow::{bail, Context as _};
 use chrono::{FixedOffset, Local, Offset};
 use clap::Args;
 
-use super::sinks::{Detection, EventSink};
+use super::sinks::{db_path, Detection, EventSink};
 use crate::{
     cmd::detect::DetectArgs,
-    detect::Engine,
     ingest::{parse, Clock, Format, Parsed},
-    store::{default_path, writer::StoreWriter, Store},
+    store::{writer::StoreWriter, Store},
 };
 
 /// Options of `fireplot ingest`.
@@ -196,36 +195,11 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         ))),
     };
     let mut sink = EventSink::open(args.events_out.as_deref())?;
-    if args.alerts.is_some() || args.db.is_some() {
-        let out: Option<Box<dyn Write + Send>> = match args.alerts.as_deref() {
-            None => None,
-            Some("-") => Some(Box::new(io::stdout())),
-            Some(path) => Some(Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("cannot open alerts file `{path}`"))?,
-            )),
-        };
-        sink.detect = Some(Detection {
-            engine: Engine::new(detect_cfg),
-            out,
-            alerts: 0,
-            write_errors: 0,
-            by_kind: Default::default(),
-        });
-    }
+    sink.detect = Detection::open(args.alerts.as_deref(), args.db.is_some(), detect_cfg)?;
     if args.events_out.is_none() && args.db.is_none() && args.alerts.is_none() {
         log::warn!("none of --events-out, --db, --alerts: the ingest only counts");
     }
-    let db_path = args.db.as_ref().map(|db| {
-        if db.as_os_str().is_empty() {
-            default_path()
-        } else {
-            db.clone()
-        }
-    });
+    let db_path = db_path(args.db.as_deref());
     if let Some(path) = db_path.clone() {
         Store::open(&path)?;
         sink.store = Some(StoreWriter::start(path, None, None));

@@ -5,26 +5,20 @@
 //! and the services behave as they would have on the wire. Events go to
 //! the same sinks as `run`'s.
 
-use std::{
-    fs::File,
-    io::{self, Write},
-    path::PathBuf,
-    time::Instant,
-};
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context as _;
 use clap::Args;
 
 use super::{
-    sinks::{Detection, EventSink, StatsWriter},
+    sinks::{db_path, Detection, EventSink, StatsWriter},
     ClassifierArgs,
 };
 use crate::{
     capture::{Capture, CaptureError},
     cmd::detect::DetectArgs,
-    detect::Engine,
     sensor::Sensor,
-    store::{default_path, in_prefix, writer::StoreWriter, Store},
+    store::{in_prefix, writer::StoreWriter, Store},
     units::Cidr,
 };
 
@@ -143,55 +137,17 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     );
-    let mut stats = StatsWriter {
-        out: match &args.stats_out {
-            Some(p) => Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("cannot open stats file `{}`", p.display()))?,
-            ),
-            None => Box::new(io::stderr()),
-        },
-        json: args.stats_json,
-        rate_limit: None,
-    };
+    let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
     let mut sink = EventSink::open(args.events_out.as_deref())?;
     sink.iface = Some(label.clone());
-    if args.alerts.is_some() || args.db.is_some() {
-        let out: Option<Box<dyn Write + Send>> = match args.alerts.as_deref() {
-            None => None,
-            Some("-") => Some(Box::new(io::stdout())),
-            Some(path) => Some(Box::new(
-                File::options()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .with_context(|| format!("cannot open alerts file `{path}`"))?,
-            )),
-        };
-        sink.detect = Some(Detection {
-            engine: Engine::new(detect_cfg),
-            out,
-            alerts: 0,
-            write_errors: 0,
-            by_kind: Default::default(),
-        });
-    }
+    sink.detect = Detection::open(args.alerts.as_deref(), args.db.is_some(), detect_cfg)?;
     if args.events_out.is_none() && args.db.is_none() && args.alerts.is_none() {
         log::warn!("none of --events-out, --db, --alerts: the replay only counts");
     }
     let mut sensor = Sensor::load(&args.classifier.load_options())?;
     sensor.cpus = 1;
     sensor.configure(&limits, &args.classifier.services)?;
-    let db_path = args.db.as_ref().map(|db| {
-        if db.as_os_str().is_empty() {
-            default_path()
-        } else {
-            db.clone()
-        }
-    });
+    let db_path = db_path(args.db.as_deref());
     // Capture interfaces are numbered apart from live ones.
     const IFINDEX_BASE: u32 = 1_000_000;
     if let Some(path) = db_path.clone() {

@@ -52,7 +52,48 @@ pub(super) struct Detection {
     pub(super) by_kind: std::collections::BTreeMap<(String, u8), u64>,
 }
 
+/// The database a `--db [PATH]` option names (the default one without a value).
+pub(super) fn db_path(db: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    db.map(|db| {
+        if db.as_os_str().is_empty() {
+            crate::store::default_path()
+        } else {
+            db.to_path_buf()
+        }
+    })
+}
+
 impl Detection {
+    /// Live detection when its alerts go somewhere: `--alerts FILE|-`
+    /// (appended) or the database.
+    pub(super) fn open(
+        alerts: Option<&str>,
+        with_db: bool,
+        cfg: crate::detect::DetectConfig,
+    ) -> anyhow::Result<Option<Detection>> {
+        if alerts.is_none() && !with_db {
+            return Ok(None);
+        }
+        let out: Option<Box<dyn Write + Send>> = match alerts {
+            None => None,
+            Some("-") => Some(Box::new(io::stdout())),
+            Some(path) => Some(Box::new(
+                File::options()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .with_context(|| format!("cannot open alerts file `{path}`"))?,
+            )),
+        };
+        Ok(Some(Detection {
+            engine: Engine::new(cfg),
+            out,
+            alerts: 0,
+            write_errors: 0,
+            by_kind: Default::default(),
+        }))
+    }
+
     pub(super) fn emit(&mut self, alerts: Vec<Alert>, store: Option<&StoreWriter>) {
         for a in alerts {
             self.alerts += 1;
@@ -137,8 +178,13 @@ impl EventSink {
         if let Some(i) = self.ifindex {
             rec.ifindex = i;
         }
-        let line = rec.to_json();
-        match writeln!(out, "{line}") {
+        let written = writeln!(out, "{}", rec.to_json());
+        self.count_write(written);
+    }
+
+    /// Counts an event line written or lost (the first loss is logged).
+    fn count_write(&mut self, written: io::Result<()>) {
+        match written {
             Ok(()) => self.counts.events_written += 1,
             Err(e) => {
                 self.counts.write_errors += 1;
@@ -164,16 +210,8 @@ impl EventSink {
         if let Some(out) = self.out.as_mut() {
             let mut line = rec.to_json_record();
             line.iface = iface.map(String::from);
-            match writeln!(out, "{}", line.to_json()) {
-                Ok(()) => self.counts.events_written += 1,
-                Err(e) => {
-                    self.counts.write_errors += 1;
-                    if !self.write_error_reported {
-                        log::error!("cannot write events: {e}; counting what is lost and going on");
-                        self.write_error_reported = true;
-                    }
-                }
-            }
+            let written = writeln!(out, "{}", line.to_json());
+            self.count_write(written);
         }
         if self.store.is_some() {
             self.batch.push(rec);
@@ -220,6 +258,24 @@ pub(super) struct StatsWriter {
 }
 
 impl StatsWriter {
+    /// Summaries to `--stats-out FILE` (appended) or stderr.
+    pub(super) fn open(path: Option<&std::path::Path>, json: bool) -> anyhow::Result<StatsWriter> {
+        Ok(StatsWriter {
+            out: match path {
+                Some(p) => Box::new(
+                    File::options()
+                        .create(true)
+                        .append(true)
+                        .open(p)
+                        .with_context(|| format!("cannot open stats file `{}`", p.display()))?,
+                ),
+                None => Box::new(io::stderr()),
+            },
+            json,
+            rate_limit: None,
+        })
+    }
+
     pub(super) fn write(
         &mut self,
         sensor: &Sensor,
