@@ -25,10 +25,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     limits.validate(crate::sensor::online_cpus()?)?;
     let detect_cfg = args.detect.load()?;
     let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
-    let mut sink = EventSink::open(args.events_out.as_deref())?;
+    let mut sink = EventSink::open(args.output.events_out.as_deref())?;
     sink.iface = Some(args.iface.clone());
-    sink.detect = Detection::open(args.alerts.as_deref(), args.db.is_some(), detect_cfg)?;
-    if args.events_out.is_none() && args.db.is_none() {
+    sink.detect = Detection::open(
+        args.output.alerts.as_deref(),
+        args.output.db.is_some(),
+        detect_cfg,
+    )?;
+    if args.output.events_out.is_none() && args.output.db.is_none() {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
 
@@ -48,7 +52,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         sensor.clock.hz
     );
     // The history database, when there is one (`--db` without a value: the default).
-    let db_path = db_path(args.db.as_deref());
+    let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
         let ifindex = ifindex_of(&args.iface);
         if args.web.is_some() {
@@ -182,17 +186,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drain(ring.get_mut(), &mut sink);
-    sink.flush();
-    if let Some(mut d) = sink.detect.take() {
-        // Episodes still open end with the run, as they do at the end of a replay.
-        let alerts = d.engine.finish();
-        d.emit(alerts, sink.store.as_ref());
-        sink.detect = Some(d);
-    }
-    sink.store_batch(true);
-    if let Some(w) = &sink.store {
-        w.flush();
-    }
+    sink.finish();
     stats.write(&sensor, &args.iface, started, &sink);
     if let Some(w) = sink.store.take() {
         w.close();

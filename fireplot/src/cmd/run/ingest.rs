@@ -21,7 +21,10 @@ use anyhow::{bail, Context as _};
 use chrono::{FixedOffset, Local, Offset};
 use clap::Args;
 
-use super::sinks::{db_path, Detection, EventSink};
+use super::{
+    sinks::{db_path, Detection, EventSink},
+    OutputArgs,
+};
 use crate::{
     cmd::detect::DetectArgs,
     ingest::{parse, Clock, Format, Parsed},
@@ -64,17 +67,8 @@ pub struct IngestArgs {
     #[arg(long)]
     pub year: Option<i32>,
 
-    /// Write one JSON line per event to FILE (`-` for stdout). Appends.
-    #[arg(long, value_name = "FILE")]
-    pub events_out: Option<String>,
-
-    /// Store the events (and the alerts) in this SQLite database.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
-    pub db: Option<PathBuf>,
-
-    /// Write alert JSON lines to FILE (`-` for stdout); alerts also go to --db.
-    #[arg(long, value_name = "FILE")]
-    pub alerts: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     #[command(flatten)]
     pub detect: DetectArgs,
@@ -194,12 +188,17 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             File::open(p).with_context(|| format!("cannot open `{}`", p.display()))?,
         ))),
     };
-    let mut sink = EventSink::open(args.events_out.as_deref())?;
-    sink.detect = Detection::open(args.alerts.as_deref(), args.db.is_some(), detect_cfg)?;
-    if args.events_out.is_none() && args.db.is_none() && args.alerts.is_none() {
+    let mut sink = EventSink::open(args.output.events_out.as_deref())?;
+    sink.detect = Detection::open(
+        args.output.alerts.as_deref(),
+        args.output.db.is_some(),
+        detect_cfg,
+    )?;
+    if args.output.events_out.is_none() && args.output.db.is_none() && args.output.alerts.is_none()
+    {
         log::warn!("none of --events-out, --db, --alerts: the ingest only counts");
     }
-    let db_path = db_path(args.db.as_deref());
+    let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
         Store::open(&path)?;
         sink.store = Some(StoreWriter::start(path, None, None));
@@ -336,13 +335,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         let _ = c.wait();
     }
     let mut sink = sink;
-    sink.flush();
-    if let Some(mut d) = sink.detect.take() {
-        let alerts = d.engine.finish();
-        d.emit(alerts, sink.store.as_ref());
-        sink.detect = Some(d);
-    }
-    sink.store_batch(true);
+    sink.finish();
     let stored = sink.store.take().map(|w| w.close());
     if let Some(path) = &db_path {
         let s = Store::open(path)?;

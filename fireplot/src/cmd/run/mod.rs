@@ -37,15 +37,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub classifier: ClassifierArgs,
 
-    /// Write one JSON line per event to FILE (`-` for stdout). Appends.
-    #[arg(long, value_name = "FILE")]
-    pub events_out: Option<String>,
-
-    /// Store every event (and counter summaries, alerts) in this SQLite
-    /// database. Without a value: /var/lib/fireplot/fireplot.db as root,
-    /// ./fireplot.db otherwise.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
-    pub db: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     /// Serve the web console from the daemon on this address (e.g.
     /// 127.0.0.1:8780): the live fireplot, day pages, alerts, /metrics. Needs
@@ -97,10 +90,6 @@ pub struct RunArgs {
     #[arg(long)]
     pub plot_utc: bool,
 
-    /// Write alert JSON lines to FILE (`-` for stdout); alerts also go to --db.
-    #[arg(long, value_name = "FILE")]
-    pub alerts: Option<String>,
-
     #[command(flatten)]
     pub detect: RunDetectArgs,
 
@@ -128,6 +117,25 @@ pub struct RunArgs {
     /// Stop after this long (default: run until SIGINT/SIGTERM).
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<HumanDuration>,
+}
+
+/// Where events and alerts go (`run`, `replay`, `ingest`).
+#[derive(Args, Debug, Clone)]
+pub struct OutputArgs {
+    /// Write one JSON line per event to FILE (`-` for stdout). Appends.
+    #[arg(long, value_name = "FILE")]
+    pub events_out: Option<String>,
+
+    /// Store every event (and counter summaries, alerts) in this SQLite
+    /// database. Without a value: /var/lib/fireplot/fireplot.db as root,
+    /// ./fireplot.db otherwise.
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
+    pub db: Option<PathBuf>,
+
+    /// Write alert JSON lines to FILE (`-` for stdout), detected live as
+    /// events arrive; alerts also go to --db.
+    #[arg(long, value_name = "FILE")]
+    pub alerts: Option<String>,
 }
 
 /// How the kernel classifies: published services, rate limit, flow

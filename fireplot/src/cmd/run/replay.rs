@@ -12,7 +12,7 @@ use clap::Args;
 
 use super::{
     sinks::{db_path, Detection, EventSink, StatsWriter},
-    ClassifierArgs,
+    ClassifierArgs, OutputArgs,
 };
 use crate::{
     capture::{Capture, CaptureError},
@@ -51,18 +51,8 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub classifier: ClassifierArgs,
 
-    /// Write one JSON line per event to FILE (`-` for stdout). Appends.
-    #[arg(long, value_name = "FILE")]
-    pub events_out: Option<String>,
-
-    /// Store the events (and the summary, alerts) in this SQLite database.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "")]
-    pub db: Option<PathBuf>,
-
-    /// Write alert JSON lines to FILE (`-` for stdout), detected as the
-    /// frames go by, as `run` does; alerts also go to --db.
-    #[arg(long, value_name = "FILE")]
-    pub alerts: Option<String>,
+    #[command(flatten)]
+    pub output: OutputArgs,
 
     #[command(flatten)]
     pub detect: DetectArgs,
@@ -138,16 +128,21 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
-    let mut sink = EventSink::open(args.events_out.as_deref())?;
+    let mut sink = EventSink::open(args.output.events_out.as_deref())?;
     sink.iface = Some(label.clone());
-    sink.detect = Detection::open(args.alerts.as_deref(), args.db.is_some(), detect_cfg)?;
-    if args.events_out.is_none() && args.db.is_none() && args.alerts.is_none() {
+    sink.detect = Detection::open(
+        args.output.alerts.as_deref(),
+        args.output.db.is_some(),
+        detect_cfg,
+    )?;
+    if args.output.events_out.is_none() && args.output.db.is_none() && args.output.alerts.is_none()
+    {
         log::warn!("none of --events-out, --db, --alerts: the replay only counts");
     }
     let mut sensor = Sensor::load(&args.classifier.load_options())?;
     sensor.cpus = 1;
     sensor.configure(&limits, &args.classifier.services)?;
-    let db_path = db_path(args.db.as_deref());
+    let db_path = db_path(args.output.db.as_deref());
     // Capture interfaces are numbered apart from live ones.
     const IFINDEX_BASE: u32 = 1_000_000;
     if let Some(path) = db_path.clone() {
@@ -206,16 +201,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         sink.store_batch(false);
     }
     let secs = started.elapsed().as_secs_f64();
-    sink.flush();
-    if let Some(mut d) = sink.detect.take() {
-        let alerts = d.engine.finish();
-        d.emit(alerts, sink.store.as_ref());
-        sink.detect = Some(d);
-    }
-    sink.store_batch(true);
-    if let Some(w) = &sink.store {
-        w.flush();
-    }
+    sink.finish();
     log::info!(
         "replay: {frames} frames in {secs:.2} s ({:.0} frames/s), {} skipped (link types fireplot does not read); \
          to egress: {} by --inside, {} by --router-mac, {} marked outgoing by the capture; {} inbound (XDP)",

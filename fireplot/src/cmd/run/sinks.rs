@@ -230,6 +230,22 @@ impl EventSink {
         }
     }
 
+    /// At the end of the input: the event lines flushed, the episodes
+    /// still open ended (as at the end of a replay), everything handed to
+    /// the store and written.
+    pub(super) fn finish(&mut self) {
+        self.flush();
+        if let Some(mut d) = self.detect.take() {
+            let alerts = d.engine.finish();
+            d.emit(alerts, self.store.as_ref());
+            self.detect = Some(d);
+        }
+        self.store_batch(true);
+        if let Some(w) = &self.store {
+            w.flush();
+        }
+    }
+
     pub(super) fn flush(&mut self) {
         if let Some(out) = self.out.as_mut() {
             if let Err(e) = out.flush() {
