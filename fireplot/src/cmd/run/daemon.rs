@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::{
-    sinks::{db_path, drain, Detection, EventSink, StatsWriter},
+    sinks::{db_path, drain, EventSink, StatsWriter},
     summary::RateLimitSummary,
     RunArgs,
 };
@@ -25,13 +25,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     limits.validate(crate::sensor::online_cpus()?)?;
     let detect_cfg = args.detect.load()?;
     let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
-    let mut sink = EventSink::open(args.output.events_out.as_deref())?;
+    let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
     sink.iface = Some(args.iface.clone());
-    sink.detect = Detection::open(
-        args.output.alerts.as_deref(),
-        args.output.db.is_some(),
-        detect_cfg,
-    )?;
     if args.output.events_out.is_none() && args.output.db.is_none() {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }

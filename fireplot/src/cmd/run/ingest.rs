@@ -22,7 +22,7 @@ use chrono::{FixedOffset, Local, Offset};
 use clap::Args;
 
 use super::{
-    sinks::{db_path, Detection, EventSink},
+    sinks::{db_path, EventSink},
     OutputArgs,
 };
 use crate::{
@@ -188,14 +188,8 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             File::open(p).with_context(|| format!("cannot open `{}`", p.display()))?,
         ))),
     };
-    let mut sink = EventSink::open(args.output.events_out.as_deref())?;
-    sink.detect = Detection::open(
-        args.output.alerts.as_deref(),
-        args.output.db.is_some(),
-        detect_cfg,
-    )?;
-    if args.output.events_out.is_none() && args.output.db.is_none() && args.output.alerts.is_none()
-    {
+    let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
+    if args.output.none() {
         log::warn!("none of --events-out, --db, --alerts: the ingest only counts");
     }
     let db_path = db_path(args.output.db.as_deref());

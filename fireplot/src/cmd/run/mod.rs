@@ -138,6 +138,13 @@ pub struct OutputArgs {
     pub alerts: Option<String>,
 }
 
+impl OutputArgs {
+    /// Nothing is kept: no event lines, no database, no alerts.
+    pub fn none(&self) -> bool {
+        self.events_out.is_none() && self.db.is_none() && self.alerts.is_none()
+    }
+}
+
 /// How the kernel classifies: published services, rate limit, flow
 /// timeouts, table and ring sizes (`run` and `replay`).
 #[derive(Args, Debug, Clone)]

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::Args;
 
 use super::{
-    sinks::{db_path, Detection, EventSink, StatsWriter},
+    sinks::{db_path, EventSink, StatsWriter},
     ClassifierArgs, OutputArgs,
 };
 use crate::{
@@ -128,15 +128,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             .unwrap_or_default()
     );
     let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
-    let mut sink = EventSink::open(args.output.events_out.as_deref())?;
+    let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
     sink.iface = Some(label.clone());
-    sink.detect = Detection::open(
-        args.output.alerts.as_deref(),
-        args.output.db.is_some(),
-        detect_cfg,
-    )?;
-    if args.output.events_out.is_none() && args.output.db.is_none() && args.output.alerts.is_none()
-    {
+    if args.output.none() {
         log::warn!("none of --events-out, --db, --alerts: the replay only counts");
     }
     let mut sensor = Sensor::load(&args.classifier.load_options())?;

@@ -123,6 +123,17 @@ impl Detection {
 }
 
 impl EventSink {
+    /// The sink of `--events-out`, with live detection when alerts go
+    /// somewhere (`--alerts`, `--db`).
+    pub(super) fn with_outputs(
+        o: &super::OutputArgs,
+        cfg: crate::detect::DetectConfig,
+    ) -> anyhow::Result<EventSink> {
+        let mut sink = EventSink::open(o.events_out.as_deref())?;
+        sink.detect = Detection::open(o.alerts.as_deref(), o.db.is_some(), cfg)?;
+        Ok(sink)
+    }
+
     pub(super) fn open(spec: Option<&str>) -> anyhow::Result<EventSink> {
         let out: Option<Box<dyn Write + Send>> = match spec {
             None => None,
