@@ -200,6 +200,36 @@ const COLUMNS: &str =
     "ts_ns, family, proto, src, dst, sport, dport, tcp_flags, ttl, len, class, ifindex, \
                        icmp_type, icmp_code, pkt_flags, ip_id, tcp_seq, tcp_window";
 
+/// Events per multi-row INSERT (18 values each, far below SQLite's limit).
+const ROWS_PER_INSERT: usize = 64;
+const EVENT_PLACEHOLDERS: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+
+/// One event's values in `COLUMNS` order.
+fn push_row(v: &mut Vec<rusqlite::types::Value>, r: &Record) {
+    use rusqlite::types::Value::{Blob, Integer, Null};
+    let addr = |a: &Option<IpAddr>| addr_bytes(a).map_or(Null, Blob);
+    v.extend([
+        Integer(r.ts_ns),
+        Integer(r.family as i64),
+        Integer(r.proto as i64),
+        addr(&r.src),
+        addr(&r.dst),
+        Integer(r.sport as i64),
+        Integer(r.dport as i64),
+        Integer(r.tcp_flags as i64),
+        Integer(r.ttl as i64),
+        Integer(r.len as i64),
+        Integer(r.class as i64),
+        Integer(r.ifindex as i64),
+        Integer(r.icmp_type as i64),
+        Integer(r.icmp_code as i64),
+        Integer(r.pkt_flags as i64),
+        Integer(r.ip_id as i64),
+        Integer(r.tcp_seq as i64),
+        Integer(r.tcp_window as i64),
+    ]);
+}
+
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -396,33 +426,35 @@ impl Store {
             .transaction()
             .map_err(err("starting a transaction"))?;
         {
+            // Many rows per statement: one trip through SQLite's VM per
+            // ROWS_PER_INSERT events instead of one per event.
+            let many = format!(
+                "INSERT INTO events ({COLUMNS}) VALUES {}",
+                vec![EVENT_PLACEHOLDERS; ROWS_PER_INSERT].join(",")
+            );
             let mut stmt = tx
+                .prepare_cached(&many)
+                .map_err(err("preparing the insert"))?;
+            let mut one = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO events ({COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18)"
+                    "INSERT INTO events ({COLUMNS}) VALUES {EVENT_PLACEHOLDERS}"
                 ))
                 .map_err(err("preparing the insert"))?;
-            for r in records {
-                stmt.execute(params![
-                    r.ts_ns,
-                    r.family,
-                    r.proto,
-                    addr_bytes(&r.src),
-                    addr_bytes(&r.dst),
-                    r.sport,
-                    r.dport,
-                    r.tcp_flags,
-                    r.ttl,
-                    r.len,
-                    r.class,
-                    r.ifindex,
-                    r.icmp_type,
-                    r.icmp_code,
-                    r.pkt_flags,
-                    r.ip_id,
-                    r.tcp_seq,
-                    r.tcp_window
-                ])
-                .map_err(err("inserting events"))?;
+            let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
+            for chunk in &mut chunks {
+                let mut values: Vec<rusqlite::types::Value> =
+                    Vec::with_capacity(ROWS_PER_INSERT * 18);
+                for r in chunk {
+                    push_row(&mut values, r);
+                }
+                stmt.execute(rusqlite::params_from_iter(values))
+                    .map_err(err("inserting events"))?;
+            }
+            for r in chunks.remainder() {
+                let mut values = Vec::with_capacity(18);
+                push_row(&mut values, r);
+                one.execute(rusqlite::params_from_iter(values))
+                    .map_err(err("inserting events"))?;
             }
         }
         tiles::add(&tx, records).map_err(err("binning events"))?;

@@ -16,7 +16,7 @@
 //! retention moves it forward); the ragged edges are read from the events
 //! themselves, so the totals are the same as a scan's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -85,8 +85,10 @@ fn whole_bins(from: i64, to: i64, since: i64, size: i64) -> (i64, i64) {
 
 /// Adds the bins of `records` (within the insert's transaction).
 pub(super) fn add(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<()> {
-    let mut tiles: HashMap<(i64, u32, u8, u8, i32), i64> = HashMap::new();
-    let mut hours: HashMap<(i64, u32, u8, u8, u16), i64> = HashMap::new();
+    // In key order, so the upserts walk each B-tree front to back
+    // instead of jumping around it (several times faster).
+    let mut tiles: BTreeMap<(i64, u32, u8, u8, i32), i64> = BTreeMap::new();
+    let mut hours: BTreeMap<(i64, u32, u8, u8, u16), i64> = BTreeMap::new();
     for r in records {
         let row = if r.has_ports() && r.dport != 0 {
             port_row(r.dport)
@@ -102,19 +104,49 @@ pub(super) fn add(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<
                 .or_default() += 1;
         }
     }
-    let mut t = tx.prepare_cached(
-        "INSERT INTO tiles (minute, ifindex, family, proto, row, n) VALUES (?1,?2,?3,?4,?5,?6) \
-         ON CONFLICT DO UPDATE SET n = n + excluded.n",
+    upsert(
+        tx,
+        "tiles (minute, ifindex, family, proto, row, n)",
+        tiles
+            .into_iter()
+            .map(|((m, i, f, p, row), n)| [m, i as i64, f as i64, p as i64, row as i64, n]),
     )?;
-    for ((m, i, f, p, row), n) in tiles {
-        t.execute(params![m, i, f, p, row, n])?;
+    upsert(
+        tx,
+        "port_hours (hour, ifindex, family, proto, dport, n)",
+        hours
+            .into_iter()
+            .map(|((h, i, f, p, d), n)| [h, i as i64, f as i64, p as i64, d as i64, n]),
+    )?;
+    Ok(())
+}
+
+/// Adds counts (the last of six values) to `table`'s rows, many rows per
+/// statement.
+fn upsert(
+    tx: &Transaction<'_>,
+    table: &str,
+    rows: impl Iterator<Item = [i64; 6]>,
+) -> rusqlite::Result<()> {
+    const PER: usize = 64;
+    let sql = |k: usize| {
+        format!(
+            "INSERT INTO {table} VALUES {} ON CONFLICT DO UPDATE SET n = n + excluded.n",
+            vec!["(?,?,?,?,?,?)"; k].join(",")
+        )
+    };
+    let mut batch: Vec<i64> = Vec::with_capacity(PER * 6);
+    let mut many = tx.prepare_cached(&sql(PER))?;
+    for r in rows {
+        batch.extend_from_slice(&r);
+        if batch.len() == PER * 6 {
+            many.execute(rusqlite::params_from_iter(batch.iter()))?;
+            batch.clear();
+        }
     }
-    let mut h = tx.prepare_cached(
-        "INSERT INTO port_hours (hour, ifindex, family, proto, dport, n) VALUES (?1,?2,?3,?4,?5,?6) \
-         ON CONFLICT DO UPDATE SET n = n + excluded.n",
-    )?;
-    for ((hr, i, f, p, d), n) in hours {
-        h.execute(params![hr, i, f, p, d, n])?;
+    if !batch.is_empty() {
+        tx.prepare(&sql(batch.len() / 6))?
+            .execute(rusqlite::params_from_iter(batch.iter()))?;
     }
     Ok(())
 }

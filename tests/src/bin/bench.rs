@@ -53,6 +53,12 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if std::env::args().any(|a| a == "--store-only") {
+        for (name, v, unit) in userspace(quick)? {
+            println!("{name:<52} {v:>14.1} {unit}");
+        }
+        return Ok(());
+    }
     if std::env::args().any(|a| a == "--inputs-only") {
         for (name, v, unit) in inputs::inputs(quick)? {
             println!("{name:<52} {v:>14.1} {unit}");
