@@ -6,8 +6,11 @@
 //! pixel as they stream past ([`Density`]), then each occupied pixel is
 //! painted once, its brightness growing with the log of its count.
 
+mod density;
 pub mod layout;
 pub mod periodic;
+
+pub use density::Density;
 
 use std::{path::Path, sync::Once};
 
@@ -18,7 +21,7 @@ use plotters::{
 use thiserror::Error;
 
 use crate::record::Record;
-use layout::{time_ticks, Lane, Layout, Zone};
+use layout::{time_ticks, Lane, Zone};
 
 /// Colour categories, in legend order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,145 +193,6 @@ pub struct Spec {
     /// Interface (or source) named in the title.
     pub iface: String,
     pub marks: Vec<Mark>,
-}
-
-/// Per-pixel counts per category, filled as events stream past.
-pub struct Density {
-    pub layout: Layout,
-    w: usize,
-    h: usize,
-    cells: Vec<Vec<u32>>,
-    /// Events per category in range.
-    pub totals: [u64; 7],
-    /// Events outside the time range (not drawn).
-    pub outside: u64,
-}
-
-impl Density {
-    pub fn new(layout: Layout) -> Density {
-        let (w, h) = (layout.width as usize, layout.height as usize);
-        Density {
-            layout,
-            w,
-            h,
-            cells: vec![Vec::new(); Category::ALL.len()],
-            totals: [0; 7],
-            outside: 0,
-        }
-    }
-
-    fn cat_index(c: Category) -> usize {
-        Category::ALL.iter().position(|x| *x == c).unwrap_or(6)
-    }
-
-    /// Bins one event.
-    pub fn add(&mut self, r: &Record) {
-        let Some(x) = self.layout.x(r.ts_ns) else {
-            self.outside += 1;
-            return;
-        };
-        let cat = Category::of(r);
-        let y = match cat {
-            Category::Icmp | Category::Icmp6 => self.layout.y_lane(Lane::Icmp),
-            Category::Other => self.layout.y_lane(Lane::Other),
-            _ if !r.has_ports() || r.dport == 0 => self.layout.y_lane(Lane::NoPort),
-            _ => self.layout.y_port(r.dport),
-        };
-        self.bump(cat, x, y, 1);
-    }
-
-    /// Bins a tile of `n` events (its minute's middle stands for their times).
-    pub fn add_tile(&mut self, t: &crate::store::tiles::Tile) {
-        let Some(x) = self.layout.x(t.mid_ns) else {
-            self.outside += t.n;
-            return;
-        };
-        let cat = Category::from_parts(t.family, t.proto);
-        let y = match cat {
-            Category::Icmp | Category::Icmp6 => self.layout.y_lane(Lane::Icmp),
-            Category::Other => self.layout.y_lane(Lane::Other),
-            _ if t.row < 0 => self.layout.y_lane(Lane::NoPort),
-            _ => self.layout.y_frac(crate::store::tiles::row_frac(t.row)),
-        };
-        self.bump(cat, x, y, t.n);
-    }
-
-    fn bump(&mut self, cat: Category, x: u32, y: u32, n: u64) {
-        let i = Self::cat_index(cat);
-        self.totals[i] += n;
-        let cells = &mut self.cells[i];
-        if cells.is_empty() {
-            cells.resize(self.w * self.h, 0);
-        }
-        let idx = y as usize * self.w + x as usize;
-        cells[idx] = cells[idx].saturating_add(n.min(u32::MAX as u64) as u32);
-    }
-
-    /// Can pre-binned minutes stand in for the events here? When a pixel
-    /// spans at least half a minute (a tile's events then land at most a
-    /// pixel from their own) and the port axis has no more pixels than the
-    /// bins have rows.
-    pub fn tiles_fit(&self) -> bool {
-        let l = &self.layout;
-        let ns_per_px = (l.to_ns - l.from_ns) / l.plot_width().max(1) as i64;
-        ns_per_px >= crate::store::tiles::TILE_NS / 2
-            && (l.ports_bottom - l.top) as i32 <= crate::store::tiles::ROWS
-    }
-
-    /// Fills the density from a store: from its pre-binned minutes when
-    /// they fit ([`Density::tiles_fit`]) and the filter allows, else from
-    /// the events. Returns the number of events.
-    pub fn fill(
-        &mut self,
-        store: &crate::store::Store,
-        filter: &crate::store::Filter,
-    ) -> Result<u64, crate::store::StoreError> {
-        if self.tiles_fit() && crate::store::Store::binnable(filter) {
-            // Both closures bin into self; the store calls them in turn.
-            let me = std::cell::RefCell::new(self);
-            store.for_each_plot_tiled(
-                filter,
-                |t| me.borrow_mut().add_tile(t),
-                |r| me.borrow_mut().add(r),
-            )
-        } else {
-            store.for_each_plot(filter, |r| self.add(r))
-        }
-    }
-
-    pub fn total(&self) -> u64 {
-        self.totals.iter().sum()
-    }
-
-    /// Occupied pixels: (x, y, category, intensity), sparse first so dense
-    /// pixels are painted last and stay on top.
-    fn pixels(&self) -> Vec<(u32, u32, Category, f64)> {
-        let mut out = Vec::new();
-        for (i, cells) in self.cells.iter().enumerate() {
-            let max = cells.iter().copied().max().unwrap_or(0);
-            if max == 0 {
-                continue;
-            }
-            let scale = (1.0 + max as f64).ln();
-            for (idx, &c) in cells.iter().enumerate() {
-                if c > 0 {
-                    let intensity = if max == 1 {
-                        1.0
-                    } else {
-                        0.55 + 0.45 * (1.0 + c as f64).ln() / scale
-                    };
-                    out.push((
-                        (idx % self.w) as u32,
-                        (idx / self.w) as u32,
-                        Category::ALL[i],
-                        intensity,
-                    ));
-                }
-            }
-        }
-        out.sort_by(|a, b| a.3.total_cmp(&b.3));
-        out
-    }
 }
 
 static FONT: Once = Once::new();

@@ -6,6 +6,8 @@
 //! failing disk never stops the sensor.
 
 mod console;
+mod filter;
+mod schema;
 pub mod tiles;
 pub mod writer;
 
@@ -18,6 +20,8 @@ use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
 
 use crate::record::{addr_bytes, bytes_addr, Record};
+
+pub use filter::{in_prefix, Filter};
 
 /// The schema version this build writes. Version 1 (the first release) had
 /// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table; version
@@ -74,127 +78,11 @@ pub fn existing_db(db: Option<&Path>) -> Result<PathBuf, StoreError> {
     Ok(path)
 }
 
-/// Which events a query returns.
-#[derive(Clone, Debug, Default)]
-pub struct Filter {
-    /// Inclusive start, exclusive end, Unix ns.
-    pub from_ns: i64,
-    pub to_ns: i64,
-    pub family: Option<u8>,
-    pub proto: Option<u8>,
-    pub ifindex: Option<u32>,
-    /// Source network (address, prefix length).
-    pub src: Option<(IpAddr, u8)>,
-    /// TCP/UDP destination ports, inclusive (other protocols never match).
-    pub ports: Option<(u16, u16)>,
-}
-
-impl Filter {
-    /// Everything in `[from, to)`.
-    pub fn range(from_ns: i64, to_ns: i64) -> Filter {
-        Filter {
-            from_ns,
-            to_ns,
-            ..Filter::default()
-        }
-    }
-
-    /// The SQL condition for everything but the source prefix; the time
-    /// range is bound as ?1 and ?2. The other values are integers, written in.
-    fn sql_where(&self) -> String {
-        let mut w = String::from("ts_ns >= ?1 AND ts_ns < ?2");
-        if let Some(fam) = self.family {
-            w.push_str(&format!(" AND family = {fam}"));
-        }
-        if let Some(p) = self.proto {
-            w.push_str(&format!(" AND proto = {p}"));
-        }
-        if let Some(i) = self.ifindex {
-            w.push_str(&format!(" AND ifindex = {i}"));
-        }
-        if let Some((lo, hi)) = self.ports {
-            w.push_str(&format!(
-                " AND proto IN (6, 17) AND dport BETWEEN {lo} AND {hi}"
-            ));
-        }
-        w
-    }
-
-    /// Checks the parts SQL does not (the source prefix).
-    pub fn matches(&self, r: &Record) -> bool {
-        if r.ts_ns < self.from_ns || r.ts_ns >= self.to_ns {
-            return false;
-        }
-        if self.family.is_some_and(|f| f != r.family) || self.proto.is_some_and(|p| p != r.proto) {
-            return false;
-        }
-        if self.ifindex.is_some_and(|i| i != r.ifindex) {
-            return false;
-        }
-        if let Some((lo, hi)) = self.ports {
-            if !r.has_ports() || r.dport < lo || r.dport > hi {
-                return false;
-            }
-        }
-        match (self.src, r.src) {
-            (None, _) => true,
-            (Some((net, len)), Some(a)) => in_prefix(a, net, len),
-            (Some(_), None) => false,
-        }
-    }
-}
-
-/// Is `a` inside `net/len`?
-pub fn in_prefix(a: IpAddr, net: IpAddr, len: u8) -> bool {
-    match (a, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            let len = len.min(32) as u32;
-            let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-            u32::from(a) & mask == u32::from(n) & mask
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            let len = len.min(128) as u32;
-            let mask = if len == 0 {
-                0
-            } else {
-                u128::MAX << (128 - len)
-            };
-            u128::from(a) & mask == u128::from(n) & mask
-        }
-        _ => false,
-    }
-}
-
 /// An open history database.
 pub struct Store {
     conn: Connection,
     path: PathBuf,
 }
-
-const SCHEMA_V1: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS events (
-    ts_ns INTEGER NOT NULL, family INTEGER NOT NULL, proto INTEGER NOT NULL,
-    src BLOB, dst BLOB, sport INTEGER NOT NULL, dport INTEGER NOT NULL,
-    tcp_flags INTEGER NOT NULL, ttl INTEGER NOT NULL, len INTEGER NOT NULL,
-    class INTEGER NOT NULL, ifindex INTEGER NOT NULL,
-    icmp_type INTEGER NOT NULL, icmp_code INTEGER NOT NULL, pkt_flags INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_ts ON events (ts_ns);
-CREATE TABLE IF NOT EXISTS counters (ts_ns INTEGER NOT NULL, iface TEXT NOT NULL, summary TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS interfaces (ifindex INTEGER PRIMARY KEY, name TEXT NOT NULL);
-";
-
-const MIGRATE_V1_TO_V2: &str = "
-ALTER TABLE events ADD COLUMN ip_id INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE events ADD COLUMN tcp_seq INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE events ADD COLUMN tcp_window INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE IF NOT EXISTS alerts (
-    first_seen_ns INTEGER NOT NULL, last_seen_ns INTEGER NOT NULL,
-    kind TEXT NOT NULL, json TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS alerts_ts ON alerts (first_seen_ns);
-";
 
 const COLUMNS: &str =
     "ts_ns, family, proto, src, dst, sport, dport, tcp_flags, ttl, len, class, ifindex, \
@@ -283,131 +171,6 @@ impl Store {
             action,
             source,
         }
-    }
-
-    fn version(&self) -> Result<i64, StoreError> {
-        let has_meta: bool = self
-            .conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE name = 'meta'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(self.sql("reading the schema"))?
-            > 0;
-        if !has_meta {
-            return Ok(0);
-        }
-        let v: Option<String> = self
-            .conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(self.sql("reading the schema version"))?;
-        Ok(v.and_then(|v| v.parse().ok()).unwrap_or(0))
-    }
-
-    fn setup(&mut self) -> Result<(), StoreError> {
-        self.conn
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 2000;")
-            .map_err(self.sql("setting WAL mode"))?;
-        let v = self.version()?;
-        if v > SCHEMA_VERSION {
-            return Err(StoreError::TooNew {
-                path: self.path.clone(),
-                found: v,
-            });
-        }
-        if v == 0 {
-            self.conn
-                .execute_batch(SCHEMA_V1)
-                .map_err(self.sql("creating the schema"))?;
-            self.set_version(1)?;
-        }
-        if v <= 1 {
-            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
-                path: self.path.clone(),
-                action: "migrating to schema 2",
-                source,
-            })?;
-            tx.execute_batch(MIGRATE_V1_TO_V2)
-                .and_then(|_| {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
-                        [],
-                    )
-                })
-                .and_then(|_| tx.commit())
-                .map_err(|source| StoreError::Sql {
-                    path: self.path.clone(),
-                    action: "migrating to schema 2",
-                    source,
-                })?;
-        }
-        if v <= 2 {
-            // The bins cover what comes from now on: a new database from
-            // the start, an old one after its last event (its past is
-            // read from the events, as before).
-            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
-                path: self.path.clone(),
-                action: "migrating to schema 3",
-                source,
-            })?;
-            tx.execute_batch(tiles::SCHEMA_V3)
-                .and_then(|_| {
-                    let since: Option<i64> =
-                        tx.query_row("SELECT max(ts_ns) FROM events", [], |r| r.get(0))?;
-                    tiles::set_since(&tx, since.map_or(i64::MIN, |t| t.saturating_add(1)))
-                })
-                .and_then(|_| {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '3')",
-                        [],
-                    )
-                })
-                .and_then(|_| tx.commit())
-                .map_err(|source| StoreError::Sql {
-                    path: self.path.clone(),
-                    action: "migrating to schema 3",
-                    source,
-                })?;
-        }
-        Ok(())
-    }
-
-    fn set_version(&self, v: i64) -> Result<(), StoreError> {
-        self.conn
-            .execute(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
-                params![v.to_string()],
-            )
-            .map_err(self.sql("writing the schema version"))?;
-        Ok(())
-    }
-
-    /// Creates a database with the version-1 schema (for migration tests).
-    #[doc(hidden)]
-    pub fn create_v1(path: &Path) -> Result<(), StoreError> {
-        let conn = Connection::open(path).map_err(|source| StoreError::Open {
-            path: path.into(),
-            source,
-        })?;
-        let s = Store {
-            conn,
-            path: path.into(),
-        };
-        s.conn
-            .execute_batch(SCHEMA_V1)
-            .map_err(s.sql("creating the v1 schema"))?;
-        s.set_version(1)
-    }
-
-    /// The schema version of the open database.
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.version()
     }
 
     /// Inserts events in one transaction.
