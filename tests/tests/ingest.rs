@@ -278,3 +278,73 @@ fn a_followed_log_is_read_across_rotation() {
         .collect();
     assert_eq!(ports, (1..=13).collect::<BTreeSet<u64>>(), "each line once");
 }
+
+#[test]
+fn journald_is_followed_through_journalctl() {
+    // No journald runs on these machines: a stand-in `journalctl` first in
+    // PATH checks the arguments fireplot gives it and answers as journald would.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = out_dir("ingest-journald");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let rec = |port: u16| {
+        format!(
+            r#"{{"__REALTIME_TIMESTAMP":"1795629609{port:06}","_TRANSPORT":"kernel","MESSAGE":"fw: IN=wan0 OUT= SRC=198.51.100.7 DST=198.18.1.2 LEN=44 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0 "}}"#
+        )
+    };
+    let script = format!(
+        "#!/bin/sh\n[ \"$*\" = \"-k -o json -f -n 0\" ] || {{ echo \"unexpected arguments: $*\" >&2; exit 2; }}\necho '{}'\necho '{}'\nexec sleep 60\n",
+        rec(22),
+        rec(23)
+    );
+    let fake = bin.join("journalctl");
+    std::fs::write(&fake, script).expect("script");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let events = dir.join("journal.jsonl");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let child = Command::new(fireplot_bin())
+        .args(["ingest", "--format", "journald", "--follow", "--events-out"])
+        .arg(&events)
+        .env("PATH", path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fireplot ingest");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let count = || {
+        std::fs::read_to_string(&events)
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    };
+    // Event lines are flushed when the input pauses; the stand-in pauses after two.
+    while count() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        count(),
+        2,
+        "events are written while journalctl is still running"
+    );
+    // A stop ends journalctl too, so the blocked read returns at once
+    // (the stand-in would otherwise sleep for a minute).
+    let stopping = Instant::now();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let ports: BTreeSet<u64> = read_lines(&events)
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["dport"].as_u64())
+        .collect();
+    assert_eq!(ports, BTreeSet::from([22, 23]), "{err}");
+}

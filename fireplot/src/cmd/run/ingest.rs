@@ -6,7 +6,7 @@
 use std::{
     collections::BTreeMap,
     fs::File,
-    io::{self, BufRead, BufReader, Seek, SeekFrom},
+    io::{self, BufRead, BufReader, Read, Seek, SeekFrom},
     os::unix::fs::MetadataExt,
     path::PathBuf,
     process::{Command, Stdio},
@@ -162,7 +162,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut child = None;
     enum Input {
-        Stream(Box<dyn BufRead + Send>),
+        Stream(BufReader<Box<dyn Read + Send>>),
         Follow(Follower),
     }
     let input = match (&args.file, args.format, args.follow) {
@@ -174,19 +174,19 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 .context("cannot run `journalctl -k -o json -f` (give a FILE or `-` instead)")?;
             let out = c.stdout.take().context("journalctl's output")?;
             child = Some(c);
-            Input::Stream(Box::new(BufReader::new(out)))
+            Input::Stream(BufReader::with_capacity(1 << 20, Box::new(out)))
         }
         (None, _, _) => bail!("give the log FILE, or `-` for standard input"),
         (Some(p), _, _) if p.as_os_str() == "-" => {
-            Input::Stream(Box::new(BufReader::new(io::stdin())))
+            Input::Stream(BufReader::with_capacity(1 << 20, Box::new(io::stdin())))
         }
         (Some(p), _, true) => Input::Follow(
             Follower::open(p).with_context(|| format!("cannot open `{}`", p.display()))?,
         ),
-        (Some(p), _, false) => Input::Stream(Box::new(BufReader::with_capacity(
+        (Some(p), _, false) => Input::Stream(BufReader::with_capacity(
             1 << 20,
-            File::open(p).with_context(|| format!("cannot open `{}`", p.display()))?,
-        ))),
+            Box::new(File::open(p).with_context(|| format!("cannot open `{}`", p.display()))?),
+        )),
     };
     let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
     if args.output.none() {
@@ -199,6 +199,8 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     {
         let stop = stop.clone();
+        // A stop also ends `journalctl -f`, so the blocked read sees its end.
+        let child_pid = child.as_ref().map(|c: &std::process::Child| c.id() as i32);
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let (Ok(mut term), Ok(mut int)) = (
@@ -209,6 +211,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             };
             tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
             stop.store(true, Ordering::Relaxed);
+            if let Some(pid) = child_pid {
+                // SAFETY: kill(2) on our own child, still unreaped (we wait for it later).
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
         });
     }
     let format = args.format;
@@ -313,6 +319,16 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                         }
                     }
                     handle(&buf, &mut tally, &mut sink);
+                    // A stream that paused (a pipe, journalctl -f): what came
+                    // so far is written now, not at the end.
+                    // (A fast pipe hands over up to its whole 64 KiB at a
+                    // time, so batches stay hundreds of events.)
+                    if let Input::Stream(r) = &input {
+                        if r.buffer().is_empty() {
+                            sink.flush();
+                            sink.store_batch(true);
+                        }
+                    }
                 }
                 Err(e) => {
                     log::error!("reading {what2} failed after line {}: {e}", tally.lines);
