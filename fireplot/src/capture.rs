@@ -48,6 +48,9 @@ pub struct Frame {
     pub iface: u32,
     /// Ethernet frame (a header is made up for captures without one).
     pub data: Vec<u8>,
+    /// The frame's length on the wire, as `data` counts it: more than
+    /// `data.len()` when the capture cut it (snap length).
+    pub orig_len: usize,
     /// The source MAC, when the capture had Ethernet headers.
     pub src_mac: Option<[u8; 6]>,
     /// Linux cooked captures (`tcpdump -i any`) say whether the host sent it.
@@ -154,9 +157,15 @@ impl Capture {
             if self.done {
                 return None;
             }
-            let (ts_ns, iface, link, data) = match &mut self.inner {
+            let (ts_ns, iface, link, data, orig) = match &mut self.inner {
                 Inner::Pcap(r, link) => match r.next_packet()? {
-                    Ok(p) => (p.timestamp.as_nanos() as u64, 0, *link, p.data.into_owned()),
+                    Ok(p) => (
+                        p.timestamp.as_nanos() as u64,
+                        0,
+                        *link,
+                        p.data.into_owned(),
+                        p.orig_len as usize,
+                    ),
                     Err(e) => return Some(Err(self.fail(e))),
                 },
                 Inner::PcapNg(r) => {
@@ -219,6 +228,7 @@ impl Capture {
                                 p.interface_id,
                                 i.link,
                                 p.data.into_owned(),
+                                p.original_len as usize,
                             )
                         }
                         Block::SimplePacket(p) => {
@@ -227,19 +237,23 @@ impl Capture {
                                 self.skipped += 1;
                                 continue;
                             };
-                            (0, 0, i.link, p.data.into_owned())
+                            let orig = p.original_len as usize;
+                            (0, 0, i.link, p.data.into_owned(), orig)
                         }
                         _ => continue,
                     }
                 }
             };
             match to_ethernet(link, &data) {
-                Some((data, src_mac, outgoing)) => {
+                Some((eth, src_mac, outgoing)) => {
                     self.frames += 1;
+                    // The link header may have changed size; what was cut stays cut.
+                    let orig_len = eth.len() + orig.saturating_sub(data.len());
                     return Some(Ok(Frame {
                         ts_ns,
                         iface,
-                        data,
+                        data: eth,
+                        orig_len,
                         src_mac,
                         outgoing,
                     }));

@@ -225,6 +225,54 @@ fn a_capture_replays_as_the_live_run_saw_it() {
             "replayed {x} vs live {y}"
         );
     }
+    // The same capture with a snap length of 96 bytes (headers whole,
+    // payloads cut): padded back to their wire length, the same verdicts.
+    {
+        use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
+        let cut = dir.join("snap96.pcap");
+        let mut r = PcapReader::new(std::fs::File::open(&pcap).expect("pcap")).expect("pcap");
+        let mut w = PcapWriter::new(std::fs::File::create(&cut).expect("cut")).expect("writer");
+        let mut shortened = 0;
+        while let Some(p) = r.next_packet() {
+            let p = p.expect("packet");
+            let keep = p.data.len().min(96);
+            shortened += usize::from(keep < p.data.len());
+            w.write_packet(&PcapPacket::new(p.timestamp, p.orig_len, &p.data[..keep]))
+                .expect("write");
+        }
+        drop(w);
+        assert!(shortened > 10, "frames longer than 96 bytes: {shortened}");
+        let out = Command::new(fireplot_bin())
+            .args(["replay", "--pcap"])
+            .arg(&cut)
+            .args(["--router-mac", &mac, "--stats-json", "--events-out"])
+            .arg(dir.join("snap.jsonl"))
+            .arg("--stats-out")
+            .arg(dir.join("snap-stats.jsonl"))
+            .output()
+            .expect("fireplot replay");
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{log}");
+        assert!(log.contains(&format!("{shortened} cut or padded")), "{log}");
+        let snap =
+            read_collected(&dir.join("snap.jsonl"), &dir.join("snap-stats.jsonl")).expect("read");
+        assert_eq!(
+            classes(&snap),
+            classes(&live),
+            "packets per class, snap length 96"
+        );
+        assert_eq!(
+            events(&snap),
+            events(&live),
+            "the same events, snap length 96"
+        );
+        let lens = |c: &Collected| {
+            let mut v: Vec<u64> = c.events.iter().filter_map(|e| e["len"].as_u64()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(lens(&snap), lens(&rep), "lengths on the wire");
+    }
     // Without a direction rule every reply is judged unsolicited, and said so.
     let out = Command::new(fireplot_bin())
         .args(["replay", "--pcap"])

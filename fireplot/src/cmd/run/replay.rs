@@ -7,7 +7,6 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use anyhow::Context as _;
 use clap::Args;
 
 use super::{
@@ -15,7 +14,7 @@ use super::{
     ClassifierArgs, OutputArgs,
 };
 use crate::{
-    capture::{Capture, CaptureError},
+    capture::Capture,
     cmd::detect::DetectArgs,
     sensor::Sensor,
     store::{in_prefix, writer::StoreWriter, Store},
@@ -113,6 +112,59 @@ fn source_addr(frame: &[u8]) -> Option<std::net::IpAddr> {
     }
 }
 
+/// The longest frame BPF_PROG_TEST_RUN hands an XDP program whole (a
+/// page less its headroom and tail; past it the kernel splits the frame
+/// into fragments the classifier does not read).
+const TEST_RUN_MAX: usize = 3_400;
+
+/// Makes a captured frame what the wire had, as far as the classifier
+/// reads it: a frame the capture cut short (snap length) is padded back to
+/// its length, and one longer than BPF_PROG_TEST_RUN takes (coalesced by
+/// GRO or offloads before the capture) is cut to fit with its IP length
+/// fields rewritten, headers intact. Returns the length on the wire when
+/// the frame was changed.
+fn fit_frame(data: &mut Vec<u8>, orig_len: usize) -> Option<usize> {
+    let want = orig_len.max(data.len());
+    if want == data.len() && want <= TEST_RUN_MAX {
+        return None;
+    }
+    let target = want.min(TEST_RUN_MAX);
+    data.resize(target, 0);
+    if target < want {
+        // The IP header's own length, and the IPv4 header checksum with it.
+        let mut off = 12;
+        let mut ethertype = u16::from_be_bytes([data[off], data[off + 1]]);
+        if matches!(ethertype, 0x8100 | 0x88a8) && data.len() >= off + 6 {
+            off += 4;
+            ethertype = u16::from_be_bytes([data[off], data[off + 1]]);
+        }
+        let l3 = off + 2;
+        match ethertype {
+            0x0800 if data.len() >= l3 + 20 => {
+                let ihl = ((data[l3] & 0x0f) as usize * 4).clamp(20, 60);
+                let tot = (target - l3) as u16;
+                data[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
+                data[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
+                let end = (l3 + ihl).min(data.len());
+                let mut sum: u32 = data[l3..end]
+                    .chunks(2)
+                    .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+                    .sum();
+                while sum > 0xffff {
+                    sum = (sum & 0xffff) + (sum >> 16);
+                }
+                data[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            }
+            0x86dd if data.len() >= l3 + 40 => {
+                let pl = (target - l3 - 40) as u16;
+                data[l3 + 4..l3 + 6].copy_from_slice(&pl.to_be_bytes());
+            }
+            _ => {}
+        }
+    }
+    Some(want)
+}
+
 /// Replays the capture; the summary at the end is `run`'s.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let limits = args.classifier.limits();
@@ -151,14 +203,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
     let started = Instant::now();
     let mut dirs = Directions::default();
-    let mut failure: Option<CaptureError> = None;
+    let mut failure: Option<anyhow::Error> = None;
+    let mut fitted = 0u64;
     let mut last_ts = 0u64;
     let mut frames = 0u64;
     while let Some(next) = capture.next() {
         let frame = match next {
             Ok(f) => f,
             Err(e) => {
-                failure = Some(e);
+                failure = Some(e.into());
                 break;
             }
         };
@@ -185,9 +238,17 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             false
         };
         sink.ifindex = Some(IFINDEX_BASE + frame.iface);
-        sensor
-            .replay_frame(egress, &frame.data, ts)
-            .with_context(|| format!("frame {} of the capture", frames + 1))?;
+        let mut data = frame.data;
+        let wire = fit_frame(&mut data, frame.orig_len);
+        if wire.is_some() {
+            fitted += 1;
+        }
+        sink.pkt_len = wire.map(|w| w.min(u16::MAX as usize) as u16);
+        if let Err(e) = sensor.replay_frame(egress, &data, ts) {
+            failure =
+                Some(anyhow::Error::new(e).context(format!("frame {} of the capture", frames + 1)));
+            break;
+        }
         frames += 1;
         while let Some(item) = ring.next() {
             sink.record(&item, 0);
@@ -197,7 +258,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     sink.finish();
     log::info!(
-        "replay: {frames} frames in {secs:.2} s ({:.0} frames/s), {} skipped (link types fireplot does not read); \
+        "replay: {frames} frames in {secs:.2} s ({:.0} frames/s), {fitted} cut or padded to their wire length, \
+         {} skipped (link types fireplot does not read); \
          to egress: {} by --inside, {} by --router-mac, {} marked outgoing by the capture; {} inbound (XDP)",
         frames as f64 / secs.max(1e-9),
         capture.skipped,
@@ -223,8 +285,8 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         );
     }
     match failure {
-        Some(e) => Err(anyhow::Error::new(e).context(format!(
-            "the {frames} frames before the damage were replayed and their events kept"
+        Some(e) => Err(e.context(format!(
+            "the {frames} frames before it were replayed and their events kept"
         ))),
         None => Ok(()),
     }
@@ -266,5 +328,65 @@ mod tests {
         f.extend_from_slice(&ip);
         assert_eq!(source_addr(&f), Some("198.18.0.9".parse().unwrap()));
         assert_eq!(source_addr(&f[..20]), None);
+    }
+
+    fn v4_frame(len: usize) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0];
+        let mut ip = vec![
+            0x45u8, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 9, 198, 18, 1, 2,
+        ];
+        ip[2..4].copy_from_slice(&((len - 14) as u16).to_be_bytes());
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&[
+            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 4, 0, 0, 0, 0, 0,
+        ]);
+        f.resize(len, 0xab);
+        f
+    }
+
+    fn checksum_ok(h: &[u8]) -> bool {
+        let mut sum: u32 = h
+            .chunks(2)
+            .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum == 0xffff
+    }
+
+    #[test]
+    fn frames_are_fitted_to_what_the_wire_had() {
+        // Whole and small: untouched.
+        let mut f = v4_frame(60);
+        assert_eq!(fit_frame(&mut f, 60), None);
+        assert_eq!(f, v4_frame(60));
+        // Cut by a snap length of 54: padded back to its 60 bytes.
+        let mut f = v4_frame(60)[..54].to_vec();
+        assert_eq!(fit_frame(&mut f, 60), Some(60));
+        assert_eq!(f.len(), 60);
+        assert_eq!(&f[..54], &v4_frame(60)[..54]);
+        // Coalesced to 64 KB (GRO): cut to fit, its IP length and checksum rewritten.
+        let mut f = v4_frame(60_000);
+        assert_eq!(fit_frame(&mut f, 60_000), Some(60_000));
+        assert_eq!(f.len(), TEST_RUN_MAX);
+        assert_eq!(
+            u16::from_be_bytes([f[16], f[17]]) as usize,
+            TEST_RUN_MAX - 14
+        );
+        assert!(checksum_ok(&f[14..34]));
+        assert_eq!(
+            &f[34..54],
+            &v4_frame(60)[34..54],
+            "the TCP header is intact"
+        );
+        // IPv6: the payload length.
+        let mut f6 = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60];
+        f6.resize(9_000, 0);
+        assert_eq!(fit_frame(&mut f6, 9_000), Some(9_000));
+        assert_eq!(
+            u16::from_be_bytes([f6[18], f6[19]]) as usize,
+            TEST_RUN_MAX - 14 - 40
+        );
     }
 }

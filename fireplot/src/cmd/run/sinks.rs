@@ -39,6 +39,9 @@ pub(super) struct EventSink {
     pub(super) iface: Option<String>,
     /// Stands for the kernel's interface index (a replay's capture interfaces).
     pub(super) ifindex: Option<u32>,
+    /// Stands for the frame length the kernel saw (a replayed frame that
+    /// had to be cut or padded to fit BPF_PROG_TEST_RUN: its length on the wire).
+    pub(super) pkt_len: Option<u16>,
     pub(super) detect: Option<Detection>,
 }
 
@@ -155,21 +158,25 @@ impl EventSink {
             batch: Vec::new(),
             iface: None,
             ifindex: None,
+            pkt_len: None,
             detect: None,
         })
     }
 
     pub(super) fn record(&mut self, bytes: &[u8], wall_offset: i128) {
         self.counts.events_received += 1;
-        let Some(ev) = Event::from_bytes(bytes) else {
+        let Some(mut ev) = Event::from_bytes(bytes) else {
             self.counts.decode_errors += 1;
             return;
         };
+        if let Some(i) = self.ifindex {
+            ev.ifindex = i;
+        }
+        if let Some(l) = self.pkt_len {
+            ev.pkt_len = l;
+        }
         if self.store.is_some() || self.detect.is_some() {
-            let mut rec = Record::from_event(&ev, wall_offset);
-            if let Some(i) = self.ifindex {
-                rec.ifindex = i;
-            }
+            let rec = Record::from_event(&ev, wall_offset);
             if let Some(d) = self.detect.as_mut() {
                 d.engine.push(&rec);
                 let alerts = d.engine.drain();
@@ -186,9 +193,6 @@ impl EventSink {
         };
         let mut rec = EventRecord::from_event(&ev, wall_offset);
         rec.iface = self.iface.clone();
-        if let Some(i) = self.ifindex {
-            rec.ifindex = i;
-        }
         let written = writeln!(out, "{}", rec.to_json());
         self.count_write(written);
     }
