@@ -63,7 +63,6 @@ struct Iface {
     /// Nanoseconds per timestamp unit, as numerator/denominator.
     ns_num: u128,
     ns_den: u128,
-    name: String,
 }
 
 enum Inner {
@@ -199,13 +198,12 @@ impl Capture {
                             let id = self.ifaces.len() as u32;
                             let name = name.unwrap_or_else(|| format!("if{id}"));
                             if !self.seen.iter().any(|(i, n)| *i == id && *n == name) {
-                                self.seen.push((id, name.clone()));
+                                self.seen.push((id, name));
                             }
                             self.ifaces.push(Iface {
                                 link: idb.linktype,
                                 ns_num: num,
                                 ns_den: den,
-                                name,
                             });
                             continue;
                         }
@@ -261,11 +259,6 @@ impl Capture {
                 None => self.skipped += 1,
             }
         }
-    }
-
-    /// The name of a pcapng interface.
-    pub fn iface_name(&self, id: u32) -> Option<&str> {
-        self.ifaces.get(id as usize).map(|i| i.name.as_str())
     }
 }
 

@@ -76,54 +76,46 @@ impl Store {
             self.set_version(1)?;
         }
         if v <= 1 {
-            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
-                path: self.path.clone(),
-                action: "migrating to schema 2",
-                source,
+            self.migrate("migrating to schema 2", 2, |tx| {
+                tx.execute_batch(MIGRATE_V1_TO_V2)
             })?;
-            tx.execute_batch(MIGRATE_V1_TO_V2)
-                .and_then(|_| {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '2')",
-                        [],
-                    )
-                })
-                .and_then(|_| tx.commit())
-                .map_err(|source| StoreError::Sql {
-                    path: self.path.clone(),
-                    action: "migrating to schema 2",
-                    source,
-                })?;
         }
         if v <= 2 {
             // The bins cover what comes from now on: a new database from
             // the start, an old one after its last event (its past is
             // read from the events, as before).
-            let tx = self.conn.transaction().map_err(|source| StoreError::Sql {
-                path: self.path.clone(),
-                action: "migrating to schema 3",
-                source,
+            self.migrate("migrating to schema 3", 3, |tx| {
+                tx.execute_batch(tiles::SCHEMA_V3)?;
+                let since: Option<i64> =
+                    tx.query_row("SELECT max(ts_ns) FROM events", [], |r| r.get(0))?;
+                tiles::set_since(tx, since.map_or(i64::MIN, |t| t.saturating_add(1)))
             })?;
-            tx.execute_batch(tiles::SCHEMA_V3)
-                .and_then(|_| {
-                    let since: Option<i64> =
-                        tx.query_row("SELECT max(ts_ns) FROM events", [], |r| r.get(0))?;
-                    tiles::set_since(&tx, since.map_or(i64::MIN, |t| t.saturating_add(1)))
-                })
-                .and_then(|_| {
-                    tx.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', '3')",
-                        [],
-                    )
-                })
-                .and_then(|_| tx.commit())
-                .map_err(|source| StoreError::Sql {
-                    path: self.path.clone(),
-                    action: "migrating to schema 3",
-                    source,
-                })?;
         }
         Ok(())
+    }
+
+    /// One migration step and the new version, in one transaction.
+    fn migrate(
+        &mut self,
+        action: &'static str,
+        to: i64,
+        step: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<()>,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction();
+        tx.and_then(|tx| {
+            step(&tx)?;
+            tx.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                params![to.to_string()],
+            )?;
+            tx.commit()
+        })
+        .map_err(|source| StoreError::Sql {
+            path,
+            action,
+            source,
+        })
     }
 
     fn set_version(&self, v: i64) -> Result<(), StoreError> {
