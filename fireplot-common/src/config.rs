@@ -41,8 +41,19 @@ pub struct Config {
     pub _pad: [u8; 3],
     pub replay_ns: u64,
     pub replay_jiffies: u64,
+    /// Target limiter: nanoseconds between events to one (destination
+    /// address, protocol, port) on one CPU (0 = unlimited). Past it the
+    /// packets are aggregated, not sent one by one.
+    pub target_interval_ns: u64,
+    /// Target limiter: burst tolerance in nanoseconds.
+    pub target_tolerance_ns: u64,
+    /// Event budget of one CPU: nanoseconds between events (0 = unlimited).
+    /// Past it every unsolicited packet of that CPU is aggregated.
+    pub budget_interval_ns: u64,
+    /// Event budget: burst tolerance in nanoseconds.
+    pub budget_tolerance_ns: u64,
 }
-assert_size!(Config, 96);
+assert_size!(Config, 128);
 
 /// Number of `u64` words of the `SERVICE_PORTS` bitmap: TCP, then UDP.
 pub const SERVICE_WORDS: u32 = 2 * 65536 / 64;

@@ -26,9 +26,11 @@ pub const CLASS_COUNTERS: usize = Class::COUNT * FAMILY_SLOTS * PROTO_SLOTS;
 pub enum Misc {
     /// Events written to the ring buffer.
     EventsSent = 0,
-    /// Events lost because the ring buffer was full.
+    /// Packets not sent as events because the ring buffer was full
+    /// (aggregated instead, or `agg_lost`).
     RingFull = 1,
-    /// Events held back by the per-source rate limiter (counted, not sent).
+    /// Packets not sent as events because their source was over the
+    /// per-source rate limit (aggregated instead, or `agg_lost`).
     Suppressed = 2,
     /// Egress could not insert or refresh a flow.
     FlowInsertFailed = 3,
@@ -44,11 +46,24 @@ pub enum Misc {
     EgressPackets = 8,
     /// Egress could not record an inside address or port as live.
     LiveInsertFailed = 9,
+    /// Packets counted in the aggregate table instead of sent one by one.
+    Aggregated = 10,
+    /// Packets not sent as events because their (destination, protocol,
+    /// port) was over the target limit: a flood on one target.
+    TargetLimited = 11,
+    /// Packets not sent as events because the CPU's event budget was spent.
+    OverBudget = 12,
+    /// Aggregated packets whose source prefix could not get its own entry
+    /// (the aggregate table was full): counted without their source.
+    AggCoarse = 13,
+    /// Packets lost: not sent as an event and no aggregate entry could be
+    /// made, not even one without the source.
+    AggLost = 14,
 }
 
 impl Misc {
     /// Number of misc counters.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 15;
     /// All misc counters in order.
     pub const ALL: [Misc; Misc::COUNT] = [
         Misc::EventsSent,
@@ -61,6 +76,11 @@ impl Misc {
         Misc::CacheMisses,
         Misc::EgressPackets,
         Misc::LiveInsertFailed,
+        Misc::Aggregated,
+        Misc::TargetLimited,
+        Misc::OverBudget,
+        Misc::AggCoarse,
+        Misc::AggLost,
     ];
 
     /// The name used in stats output.
@@ -76,6 +96,11 @@ impl Misc {
             Misc::CacheMisses => "cache_misses",
             Misc::EgressPackets => "egress_packets",
             Misc::LiveInsertFailed => "live_insert_failed",
+            Misc::Aggregated => "aggregated",
+            Misc::TargetLimited => "target_limited",
+            Misc::OverBudget => "over_budget",
+            Misc::AggCoarse => "agg_coarse",
+            Misc::AggLost => "agg_lost",
         }
     }
 

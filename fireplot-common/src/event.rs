@@ -75,6 +75,11 @@ pub const PKT_DARK_ADDR: u8 = 0x08;
 /// Set for TCP/UDP only, and only when the address is live (`PKT_DARK_ADDR`
 /// is the stronger statement).
 pub const PKT_DARK_PORT: u8 = 0x10;
+/// Record flag (userspace only, never set by the kernel on an event): the
+/// record is an aggregate of many packets (`fireplot_common::agg`): its
+/// source is the /24 or /48 they came from (none when the kernel's table
+/// was full), its count the packets, its length their mean.
+pub const PKT_AGGREGATE: u8 = 0x20;
 
 /// One inbound packet the classifier reported.
 ///

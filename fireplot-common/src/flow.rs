@@ -83,11 +83,15 @@ assert_size!(CacheSlotV6, 64);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RateSlot {
-    /// Source address as two native-endian words (IPv4: first word only).
+    /// Source address (or, for the target limiter, destination address) as
+    /// two native-endian words (IPv4: first word only).
     pub src: [u64; 2],
     pub tat_ns: u64,
     pub family: u8,
-    pub _pad: [u8; 7],
+    /// Target limiter: the destination's protocol and port (0 for sources).
+    pub proto: u8,
+    pub port: u16,
+    pub _pad: [u8; 4],
 }
 assert_size!(RateSlot, 32);
 

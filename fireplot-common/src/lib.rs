@@ -4,6 +4,7 @@
 //! `aya::Pod` impls and conversions to std types.
 #![no_std]
 
+pub mod agg;
 pub mod config;
 pub mod counters;
 pub mod event;

@@ -7,6 +7,7 @@ use aya_ebpf::{
 };
 
 use fireplot_common::{
+    agg::{prefix_mask, AggKey, AggValue, PREFIX_V4, PREFIX_V6},
     config::{service_bit, Config},
     counters::{class_index, port_table, Misc, PORT_CHUNK},
     event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
@@ -18,7 +19,8 @@ use crate::{
     bump, config,
     flows::{in_table, lookup, now_jiffies, Family, V4, V6},
     parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers, ParseError},
-    EVENTS, LIVE_ADDRS, LIVE_PORTS, PORT_HITS, RATE, RATE_SLOTS, SERVICE_PORTS,
+    AGGREGATES, AGG_COARSE, BUDGET, EVENTS, LIVE_ADDRS, LIVE_PORTS, PORT_HITS, RATE, RATE_SLOTS,
+    SERVICE_PORTS, TARGET,
 };
 
 /// Bytes waiting in the ring before the reader is woken (about 800 events).
@@ -257,32 +259,146 @@ fn malformed(ctx: &XdpContext, b: &Bounds, cfg: &Config, family: u8, proto: u8, 
     emit(ctx, cfg, &p, Class::Malformed, 0, 0, 0);
 }
 
-/// Per-source GCRA: false when this source is over its event budget.
+/// GCRA over a direct-mapped per-CPU slot table: false when `(addr,
+/// family, proto, port)` is over `interval_ns` with `tolerance_ns` of burst.
+/// A new key takes its slot with a full budget; a collision can only let
+/// more events through, never hold back a second key.
 #[inline(always)]
-fn rate_allow(cfg: &Config, p: &Probe, now_ns: u64) -> bool {
-    if cfg.rate_interval_ns == 0 {
+fn gcra(
+    slots: &aya_ebpf::maps::PerCpuArray<fireplot_common::flow::RateSlot>,
+    addr: [u64; 2],
+    family: u8,
+    proto: u8,
+    port: u16,
+    interval_ns: u64,
+    tolerance_ns: u64,
+    now_ns: u64,
+) -> bool {
+    if interval_ns == 0 {
         return true;
     }
-    let h =
-        (p.src[0] ^ p.src[1].rotate_left(31) ^ p.family as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    let Some(slot) = RATE.get_ptr_mut(((h >> 40) as u32) & (RATE_SLOTS - 1)) else {
+    let h = (addr[0]
+        ^ addr[1].rotate_left(31)
+        ^ (family as u64 | (proto as u64) << 8 | (port as u64) << 16))
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let Some(slot) = slots.get_ptr_mut(((h >> 40) as u32) & (RATE_SLOTS - 1)) else {
         return true;
     };
     // SAFETY: per-CPU slot, only this CPU touches it.
     let s = unsafe { &mut *slot };
-    if s.src != p.src || s.family != p.family {
-        // A new source takes the slot with a full budget; a collision can
-        // only let more events through, never hold back a second source.
-        s.src = p.src;
-        s.family = p.family;
+    if s.src != addr || s.family != family || s.proto != proto || s.port != port {
+        s.src = addr;
+        s.family = family;
+        s.proto = proto;
+        s.port = port;
         s.tat_ns = now_ns;
     }
     let tat = if s.tat_ns > now_ns { s.tat_ns } else { now_ns };
-    if tat - now_ns > cfg.rate_tolerance_ns {
+    if tat - now_ns > tolerance_ns {
         return false;
     }
-    s.tat_ns = tat + cfg.rate_interval_ns;
+    s.tat_ns = tat + interval_ns;
     true
+}
+
+/// This CPU's event budget (a GCRA on one slot): false when it is spent.
+#[inline(always)]
+fn budget_allow(cfg: &Config, now_ns: u64) -> bool {
+    if cfg.budget_interval_ns == 0 {
+        return true;
+    }
+    let Some(slot) = BUDGET.get_ptr_mut(0) else {
+        return true;
+    };
+    // SAFETY: per-CPU slot, only this CPU touches it.
+    let tat_ns = unsafe { &mut *slot };
+    let tat = if *tat_ns > now_ns { *tat_ns } else { now_ns };
+    if tat - now_ns > cfg.budget_tolerance_ns {
+        return false;
+    }
+    *tat_ns = tat + cfg.budget_interval_ns;
+    true
+}
+
+/// Adds one packet to an aggregate: false if the entry is not there and
+/// cannot be made (the table is full).
+#[inline(always)]
+fn agg_add(
+    map: &aya_ebpf::maps::PerCpuHashMap<AggKey, AggValue>,
+    key: &AggKey,
+    len: u64,
+    tcp_flags: u8,
+) -> bool {
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: this CPU's value of the entry; no other writer on this CPU.
+        unsafe {
+            (*v).packets += 1;
+            (*v).bytes += len;
+            (*v).tcp_flags |= tcp_flags;
+        }
+        return true;
+    }
+    let first = AggValue {
+        packets: 1,
+        bytes: len,
+        tcp_flags,
+        _pad: [0; 7],
+    };
+    if map
+        .insert(key, &first, aya_ebpf::bindings::BPF_NOEXIST as u64)
+        .is_ok()
+    {
+        return true;
+    }
+    // Another CPU made the entry in between: this CPU's value is zero.
+    if let Some(v) = map.get_ptr_mut(key) {
+        // SAFETY: as above.
+        unsafe {
+            (*v).packets += 1;
+            (*v).bytes += len;
+            (*v).tcp_flags |= tcp_flags;
+        }
+        return true;
+    }
+    false
+}
+
+/// Counts a packet that is not sent as an event in its aggregate: its
+/// source prefix's, else (`AGGREGATES` full) one without the source in
+/// `AGG_COARSE`, else (both full) lost, and counted.
+#[inline(always)]
+fn aggregate(ctx: &XdpContext, p: &Probe, class: Class, now_ns: u64) {
+    let mask = prefix_mask(p.family);
+    let mut key = AggKey {
+        src: [p.src[0] & mask[0], p.src[1] & mask[1]],
+        sec: now_ns / 1_000_000_000,
+        ifindex: ctx.ingress_ifindex() as u32,
+        dport: p.dport,
+        family: p.family,
+        proto: p.proto,
+        class: class as u8,
+        prefix: if p.family == FAMILY_V4 {
+            PREFIX_V4
+        } else if p.family == FAMILY_V6 {
+            PREFIX_V6
+        } else {
+            0
+        },
+        _pad: [0; 6],
+    };
+    let len = (ctx.data_end() - ctx.data()) as u64;
+    if agg_add(&AGGREGATES, &key, len, p.tcp_flags) {
+        bump(Misc::Aggregated.index());
+        return;
+    }
+    key.src = [0; 2];
+    key.prefix = 0;
+    if agg_add(&AGG_COARSE, &key, len, p.tcp_flags) {
+        bump(Misc::Aggregated.index());
+        bump(Misc::AggCoarse.index());
+        return;
+    }
+    bump(Misc::AggLost.index());
 }
 
 /// `PKT_DARK_*` bits of an unsolicited packet: has its destination (or
@@ -322,17 +438,47 @@ fn emit(
     ip_id: u16,
     pkt_flags: u8,
 ) {
-    // The limiter runs on the coarse clock (one tick, a few ms): a flood's
-    // suppressed packets never pay for reading the clocksource.
+    // The limiters run on the coarse clock (one tick, a few ms): a flood's
+    // aggregated packets never pay for reading the clocksource.
     let coarse_ns = if cfg.replay != 0 {
         cfg.replay_ns
     } else {
         // SAFETY: a helper without arguments or preconditions.
         unsafe { bpf_ktime_get_coarse_ns() }
     };
-    if !rate_allow(cfg, p, coarse_ns) {
-        bump(Misc::Suppressed.index());
-        return;
+    // A packet that is not sent one by one is counted by why, then in its
+    // aggregate: a source over its limit, a target under a flood, the
+    // CPU's budget spent, or (below) a full ring.
+    let held = if !gcra(
+        &RATE,
+        p.src,
+        p.family,
+        0,
+        0,
+        cfg.rate_interval_ns,
+        cfg.rate_tolerance_ns,
+        coarse_ns,
+    ) {
+        Some(Misc::Suppressed)
+    } else if !gcra(
+        &TARGET,
+        p.dst,
+        p.family,
+        p.proto,
+        p.dport,
+        cfg.target_interval_ns,
+        cfg.target_tolerance_ns,
+        coarse_ns,
+    ) {
+        Some(Misc::TargetLimited)
+    } else if !budget_allow(cfg, coarse_ns) {
+        Some(Misc::OverBudget)
+    } else {
+        None
+    };
+    if let Some(why) = held {
+        bump(why.index());
+        return aggregate(ctx, p, class, coarse_ns);
     }
     let mut pkt_flags = pkt_flags;
     if cfg.mark_dark != 0 && class as u8 == Class::Unsolicited as u8 {
@@ -346,7 +492,7 @@ fn emit(
     };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(Misc::RingFull.index());
-        return;
+        return aggregate(ctx, p, class, coarse_ns);
     };
     let mut ev = Event::zeroed();
     ev.ts_ns = now_ns;

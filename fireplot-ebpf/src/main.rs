@@ -13,10 +13,11 @@ use aya_ebpf::{
     bindings::{xdp_action::XDP_PASS, TC_ACT_UNSPEC},
     helpers::{bpf_jiffies64, bpf_ktime_get_ns},
     macros::{classifier, map, xdp},
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{TcContext, XdpContext},
 };
 use fireplot_common::{
+    agg::{AggKey, AggValue},
     config::{Config, SERVICE_WORDS},
     counters::{COUNTERS_LEN, PORT_CHUNK, PORT_HITS_LEN},
     flow::{CacheSlotV4, CacheSlotV6, FlowKeyV4, FlowKeyV6, FlowState, LiveKey, RateSlot},
@@ -60,6 +61,24 @@ static FLOW_CACHE_V6: PerCpuArray<CacheSlotV6> = PerCpuArray::with_max_entries(C
 /// Per-CPU event rate limiter, direct-mapped by source address.
 #[map]
 static RATE: PerCpuArray<RateSlot> = PerCpuArray::with_max_entries(RATE_SLOTS, 0);
+
+/// Per-CPU target limiter, direct-mapped by (destination, protocol, port).
+#[map]
+static TARGET: PerCpuArray<RateSlot> = PerCpuArray::with_max_entries(RATE_SLOTS, 0);
+
+/// Per-CPU event budget: the GCRA's theoretical arrival time, in ns.
+#[map]
+static BUDGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// Packets kept as counts instead of events (see `fireplot_common::agg`).
+/// Userspace drains the seconds that are over and may resize it before load.
+#[map]
+static AGGREGATES: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(65_536, 0);
+
+/// Aggregates without their source (`prefix` 0), for when `AGGREGATES` is
+/// full: a flood from everywhere still counts per port and second.
+#[map]
+static AGG_COARSE: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16_384, 0);
 
 /// Class × family × protocol counters, then the `Misc` counters.
 #[map]

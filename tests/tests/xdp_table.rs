@@ -1132,3 +1132,225 @@ fn flows_expire_after_their_timeout() {
     );
     assert_eq!(e.events.len(), 1);
 }
+
+/// Every unsolicited packet is in exactly one of: an event, an aggregate,
+/// or a counted loss; and the counters say so.
+fn assert_accounted(h: &mut Harness, frames: u64, events: u64, aggregated: u64) {
+    use fireplot_common::counters::Misc;
+    let c = h.sensor.counters().unwrap();
+    assert_eq!(c.misc(Misc::EventsSent), events, "events the kernel sent");
+    assert_eq!(
+        c.misc(Misc::Aggregated),
+        aggregated,
+        "packets in the aggregates userspace took"
+    );
+    assert_eq!(
+        events + aggregated + c.misc(Misc::AggLost),
+        frames,
+        "event + aggregate + counted loss = frames"
+    );
+    assert_eq!(
+        c.misc(Misc::Suppressed)
+            + c.misc(Misc::TargetLimited)
+            + c.misc(Misc::OverBudget)
+            + c.misc(Misc::RingFull),
+        aggregated + c.misc(Misc::AggLost),
+        "each packet not sent has one reason"
+    );
+    assert_eq!(c.class_total(Class::Unsolicited), frames);
+}
+
+fn take_aggs(
+    h: &mut Harness,
+) -> Vec<(fireplot_common::agg::AggKey, fireplot_common::agg::AggValue)> {
+    h.sensor.take_aggregates(None).expect("aggregates")
+}
+
+/// Past the event budget, a burst is aggregated per source /24, port and
+/// second; past the ring's room too. Nothing is lost.
+#[test]
+fn a_burst_past_the_budget_or_the_ring_is_aggregated() {
+    if !privileged("a_burst_past_the_budget_or_the_ring_is_aggregated") {
+        return;
+    }
+    use fireplot_common::{agg::PREFIX_V4, counters::Misc};
+    pin_to_cpu(0);
+    let cpus = fireplot::sensor::online_cpus().expect("online CPUs");
+    let per_cpu = 20u64;
+    let limits = Limits {
+        rate_limit: 0,
+        target_limit: 0,
+        // One second's worth of burst: this CPU holds `per_cpu` events.
+        event_budget: (per_cpu * cpus as u64) as u32,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    let frame = v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN));
+    let (rc, _) = h.sensor.test_run(PROG_INGRESS, &frame, 1000).unwrap();
+    assert_eq!(rc, XDP_PASS, "monitor mode passes everything");
+    let events = h.drain();
+    assert_eq!(events.len() as u64, per_cpu, "the budget's burst passes");
+    let aggs = take_aggs(&mut h);
+    let packets: u64 = aggs.iter().map(|(_, v)| v.packets).sum();
+    assert_eq!(packets, 1000 - per_cpu, "the rest is in aggregates");
+    for (k, v) in &aggs {
+        assert_eq!(k.prefix, PREFIX_V4);
+        assert_eq!(k.dport, 80);
+        assert_eq!(k.proto, IPPROTO_TCP);
+        assert_eq!(k.class, Class::Unsolicited as u8);
+        assert_eq!(k.src[0].to_le_bytes()[..4], [198, 18, 0, 0], "the /24");
+        assert_eq!(v.tcp_flags, SYN);
+        assert_eq!(v.bytes, v.packets * frame.len() as u64);
+    }
+    assert!(aggs.len() <= 2, "one entry per second: {aggs:?}");
+    assert_accounted(&mut h, 1000, per_cpu, 1000 - per_cpu);
+    let c = h.sensor.counters().unwrap();
+    assert_eq!(c.misc(Misc::OverBudget), 1000 - per_cpu);
+    assert!(take_aggs(&mut h).is_empty(), "taken once");
+
+    // A ring of one page holds ~50 events: the rest of a burst is aggregated.
+    let limits = Limits {
+        rate_limit: 0,
+        target_limit: 0,
+        event_budget: 0,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 4096);
+    let (rc, _) = h.sensor.test_run(PROG_INGRESS, &frame, 300).unwrap();
+    assert_eq!(rc, XDP_PASS);
+    let sent = h.drain().len() as u64;
+    let c = h.sensor.counters().unwrap();
+    assert!(c.misc(Misc::RingFull) > 0, "a 4 KiB ring cannot hold 300");
+    let packets: u64 = take_aggs(&mut h).iter().map(|(_, v)| v.packets).sum();
+    assert_eq!(packets, c.misc(Misc::RingFull));
+    assert_accounted(&mut h, 300, sent, 300 - sent);
+}
+
+/// A spoofed flood on one target port from many /24s is aggregated past
+/// the target limit, while a scan of other ports from another source stays
+/// events, every one.
+#[test]
+fn a_flood_on_one_target_is_aggregated_and_a_scan_keeps_its_events() {
+    if !privileged("a_flood_on_one_target_is_aggregated_and_a_scan_keeps_its_events") {
+        return;
+    }
+    use fireplot_common::counters::Misc;
+    pin_to_cpu(0);
+    let cpus = fireplot::sensor::online_cpus().expect("online CPUs") as u64;
+    let per_cpu_burst = 10u64;
+    let limits = Limits {
+        rate_limit: 0,
+        target_limit: 1,
+        target_burst: (per_cpu_burst * cpus) as u32,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    let mut frames = 0u64;
+    let mut scan = 0u64;
+    for i in 0..40u8 {
+        // 40 sources in 8 /24s, 25 packets each, to one port.
+        let src = [198, 19, i % 8, 1 + i];
+        let flood = v4(src, INSIDE_V4, tcp(2000 + i as u16, 80, SYN));
+        h.sensor.test_run(PROG_INGRESS, &flood, 25).unwrap();
+        frames += 25;
+        // In between, a scanner probes other ports of the same host.
+        let probe = v4(OTHER_V4, INSIDE_V4, tcp(40000, 1000 + i as u16, SYN));
+        h.sensor.test_run(PROG_INGRESS, &probe, 1).unwrap();
+        frames += 1;
+        scan += 1;
+    }
+    let events = h.drain();
+    let scan_events = events
+        .iter()
+        .filter(|e| e.src_addr() == Some(a4(OTHER_V4)))
+        .count() as u64;
+    assert_eq!(scan_events, scan, "every probe of the scan is an event");
+    let flood_events = events.len() as u64 - scan_events;
+    assert_eq!(flood_events, per_cpu_burst, "the target's burst passes");
+    let aggs = take_aggs(&mut h);
+    let packets: u64 = aggs.iter().map(|(_, v)| v.packets).sum();
+    assert_eq!(packets, 40 * 25 - per_cpu_burst);
+    let prefixes: std::collections::BTreeSet<u64> = aggs.iter().map(|(k, _)| k.src[0]).collect();
+    assert_eq!(prefixes.len(), 8, "one aggregate per /24 (and second)");
+    assert!(aggs.iter().all(|(k, _)| k.dport == 80));
+    let c = h.sensor.counters().unwrap();
+    assert_eq!(c.misc(Misc::TargetLimited), packets);
+    assert_accounted(&mut h, frames, events.len() as u64, packets);
+}
+
+/// When the aggregate table is full, packets are counted without their
+/// source; when that table is full too, they are lost and counted.
+#[test]
+fn a_full_aggregate_table_falls_back_then_counts_its_losses() {
+    if !privileged("a_full_aggregate_table_falls_back_then_counts_its_losses") {
+        return;
+    }
+    use fireplot_common::counters::Misc;
+    pin_to_cpu(0);
+    let mut sensor = Sensor::load(&LoadOptions {
+        ring_bytes: 1 << 20,
+        // Room for 8 source prefixes, and 2 entries without source.
+        aggregate_entries: 8,
+        ..LoadOptions::default()
+    })
+    .expect("load");
+    sensor
+        .configure(
+            &Limits {
+                rate_limit: 0,
+                target_limit: 0,
+                event_budget: 0,
+                ..Limits::default()
+            },
+            &[],
+        )
+        .unwrap();
+    // The budget set so that nothing is an event: a 1 event/s budget
+    // whose burst went to the first packet.
+    let limits = Limits {
+        rate_limit: 0,
+        target_limit: 0,
+        event_budget: 1,
+        ..Limits::default()
+    };
+    let cpus = fireplot::sensor::online_cpus().unwrap();
+    let limits = Limits {
+        event_budget: cpus,
+        ..limits
+    };
+    sensor.configure(&limits, &[]).unwrap();
+    let ring = sensor.take_events().unwrap();
+    let mut h = Harness { sensor, ring };
+    let mut frames = 0;
+    // 12 /24s on two ports: 8 get their entry; the others go to the
+    // coarse table (one entry per port), a third port finds it full.
+    for i in 0..12u8 {
+        let port = if i % 2 == 0 { 80 } else { 443 };
+        let f = v4([198, 19, i, 1], INSIDE_V4, tcp(3000, port, SYN));
+        h.sensor.test_run(PROG_INGRESS, &f, 3).unwrap();
+        frames += 3;
+    }
+    let f = v4([198, 19, 100, 1], INSIDE_V4, tcp(3000, 8080, SYN));
+    h.sensor.test_run(PROG_INGRESS, &f, 2).unwrap();
+    frames += 2;
+    let events = h.drain().len() as u64;
+    assert_eq!(events, 1, "the budget's one event");
+    let c = h.sensor.counters().unwrap();
+    assert_eq!(
+        c.misc(Misc::AggLost),
+        2,
+        "the third port found both tables full"
+    );
+    let aggs = take_aggs(&mut h);
+    let with_src = aggs.iter().filter(|(k, _)| k.prefix != 0).count();
+    let coarse: Vec<_> = aggs.iter().filter(|(k, _)| k.prefix == 0).collect();
+    assert_eq!(with_src, 8);
+    assert_eq!(coarse.len(), 2, "{coarse:?}");
+    assert!(coarse.iter().all(|(k, _)| k.src == [0, 0]));
+    let packets: u64 = aggs.iter().map(|(_, v)| v.packets).sum();
+    assert_eq!(
+        c.misc(Misc::AggCoarse),
+        coarse.iter().map(|(_, v)| v.packets).sum::<u64>()
+    );
+    assert_accounted(&mut h, frames, events, packets);
+}

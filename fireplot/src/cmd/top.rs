@@ -46,13 +46,13 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let mut protos: HashMap<(u8, u8), u64> = HashMap::new();
     let mut total = 0u64;
     source.for_each(|r: &Record| {
-        total += 1;
+        let n = u64::from(r.count);
+        total += n;
         if r.has_ports() {
-            *ports.entry((r.proto, r.dport)).or_default() += 1;
+            *ports.entry((r.proto, r.dport)).or_default() += n;
         }
-        let src = r.src.map(|a| a.to_string()).unwrap_or_else(|| "?".into());
-        *sources.entry(src).or_default() += 1;
-        *protos.entry((r.family, r.proto)).or_default() += 1;
+        *sources.entry(r.src_label()).or_default() += n;
+        *protos.entry((r.family, r.proto)).or_default() += n;
     })?;
     let tp = top(&ports, args.limit as usize);
     let ts = top(&sources, args.limit as usize);

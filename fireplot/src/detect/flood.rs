@@ -34,6 +34,100 @@ impl PortFlood {
     }
 }
 
+/// Aggregated packets per (protocol, port, second) of event time. The
+/// kernel's aggregates arrive when their second is over, after that
+/// second's events, so they are summed here rather than in `PortFlood`.
+#[derive(Default)]
+pub struct AggSeconds {
+    counts: FxHashMap<(u8, u16, i64), u64>,
+    newest: i64,
+}
+
+/// Seconds of aggregates kept for summing (they arrive in about 2 s).
+const AGG_KEEP_S: i64 = 30;
+
+impl AggSeconds {
+    pub fn bytes(&self) -> usize {
+        self.counts.capacity() * 40
+    }
+}
+
+/// An aggregate (`Record::is_aggregate`): `count` packets of one second to
+/// one (protocol, port) from one source prefix. A port whose aggregates
+/// and events of one second reach `flood_pps` is flooded (by however many
+/// sources: the kernel aggregated them because one target or the sensor's
+/// budget was past its limit); an active flood on the port counts them.
+pub fn observe_aggregate(e: &mut Engine, r: &crate::record::Record) {
+    use std::net::{IpAddr, Ipv6Addr};
+    let sec = r.ts_ns.div_euclid(SEC);
+    let port = if r.has_ports() { r.dport } else { 0 };
+    let count = u64::from(r.count.max(1));
+    let a = &mut e.agg_seconds;
+    if sec > a.newest {
+        a.newest = sec;
+        if a.counts.len() > 1024 {
+            let keep = sec - AGG_KEEP_S;
+            a.counts.retain(|k, _| k.2 >= keep);
+        }
+    }
+    let n = {
+        let c = a.counts.entry((r.proto, port, sec)).or_default();
+        *c += count;
+        *c
+    };
+    // Events of the same port in the same second, when the detector is
+    // still in it.
+    let events = if e.port_flood.sec == sec {
+        e.port_flood
+            .counts
+            .get(&(r.proto, port))
+            .map_or(0, |c| u64::from(c.events))
+    } else {
+        0
+    };
+    let unspecified = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let src_ip = r.src.unwrap_or(unspecified);
+    let p = Probe {
+        ts_ns: r.ts_ns,
+        src: r.src.map_or(0, super::probe::key),
+        dst: 0,
+        src_ip,
+        dst_ip: unspecified,
+        proto: r.proto,
+        port,
+        flags: r.tcp_flags,
+        role: Role::Probe,
+        sport: 0,
+        ip_id: 0,
+        tcp_seq: 0,
+        tcp_window: 0,
+        len: r.len,
+        class: r.class,
+        dark: false,
+    };
+    let key = Key::Port(Kind::Flood, r.proto, port);
+    if let Some(id) = e.active(&key) {
+        if let Some(ep) = e.episodes.get_mut(&id) {
+            ep.add(&p);
+            ep.probes += count - 1;
+            ep.peak_pps = ep.peak_pps.max(n + events);
+        }
+        return;
+    }
+    if n + events < u64::from(e.cfg.flood_pps) {
+        return;
+    }
+    e.start(Kind::Flood, key, &p, |ep| {
+        ep.sources.insert(p.src);
+        if matches!(p.proto, 6 | 17) {
+            ep.add_port(port);
+        }
+        ep.first_ns = sec * SEC;
+        ep.probes = n + events;
+        ep.peak_pps = n + events;
+    });
+}
+
 pub fn observe_source(e: &mut Engine, p: &Probe, sec_count: u32) {
     if sec_count < e.cfg.flood_pps {
         return;

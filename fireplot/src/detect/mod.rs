@@ -69,6 +69,7 @@ pub struct Engine {
     surge: surge::Surge,
     back: backscatter::Backscatter,
     port_flood: flood::PortFlood,
+    agg_seconds: flood::AggSeconds,
     hammer: flood::Hammer,
     out: Vec<Alert>,
     stats: DetectStats,
@@ -95,6 +96,7 @@ impl Engine {
             surge: surge::Surge::default(),
             back: backscatter::Backscatter::default(),
             port_flood: flood::PortFlood::default(),
+            agg_seconds: flood::AggSeconds::default(),
             hammer: flood::Hammer::default(),
             out: Vec::new(),
             stats: DetectStats::default(),
@@ -111,6 +113,11 @@ impl Engine {
     /// Feeds one event. Alerts it causes are collected for [`Engine::drain`].
     pub fn push(&mut self, r: &Record) {
         self.stats.events += 1;
+        if r.is_aggregate() {
+            // Counts of a flood the kernel did not send one by one: they
+            // count for floods (at their real rate), not for per-source work.
+            return flood::observe_aggregate(self, r);
+        }
         let Some(p) = Probe::from_record(r) else {
             return;
         };
@@ -376,6 +383,7 @@ impl Engine {
             + self.surge.bytes()
             + self.back.bytes()
             + self.port_flood.bytes()
+            + self.agg_seconds.bytes()
             + self.hammer.bytes()
     }
 

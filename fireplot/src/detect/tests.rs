@@ -33,6 +33,7 @@ pub(super) fn ev(ts: i64, src: &str, dst: &str, proto: u8, dport: u16, flags: u8
         icmp_type: if proto == 1 { 8 } else { 0 },
         icmp_code: 0,
         pkt_flags: 0,
+        count: 1,
     }
 }
 

@@ -39,7 +39,7 @@ impl Density {
     /// Bins one event.
     pub fn add(&mut self, r: &Record) {
         let Some(x) = self.layout.x(r.ts_ns) else {
-            self.outside += 1;
+            self.outside += u64::from(r.count);
             return;
         };
         let cat = Category::of(r);
@@ -49,7 +49,7 @@ impl Density {
             _ if !r.has_ports() || r.dport == 0 => self.layout.y_lane(Lane::NoPort),
             _ => self.layout.y_port(r.dport),
         };
-        self.bump(cat, x, y, 1);
+        self.bump(cat, x, y, u64::from(r.count));
     }
 
     /// Bins a tile of `n` events (its minute's middle stands for their times).

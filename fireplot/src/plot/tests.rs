@@ -33,6 +33,7 @@ fn rec(ts_ns: i64, family: u8, proto: u8, dport: u16) -> Record {
         icmp_type: 8,
         icmp_code: 0,
         pkt_flags: 0,
+        count: 1,
     }
 }
 

@@ -91,6 +91,24 @@ pub struct EventRecord {
     /// TCP/UDP port never did). Absent: it answered, or marking was off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dark: Option<Dark>,
+    /// An aggregate: `count` packets of one second from the source prefix
+    /// `src`/`src_prefix` (no `src`: any source) to `dport`, sent as counts
+    /// because a flood was past the kernel's limits.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub aggregate: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_prefix: Option<u8>,
+    /// Packets this line stands for (1 for an event).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
 }
 
 /// What of a destination was dark (DESIGN §5, TRW's "failed connection").
@@ -200,6 +218,9 @@ impl EventRecord {
             fragment: ev.pkt_flags & PKT_FRAGMENT != 0,
             vlan: ev.pkt_flags & PKT_VLAN != 0,
             dark: Dark::from_pkt_flags(ev.pkt_flags),
+            aggregate: false,
+            src_prefix: None,
+            count: 1,
         }
     }
 

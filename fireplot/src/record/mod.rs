@@ -9,7 +9,8 @@ use std::{
 
 use chrono::DateTime;
 use fireplot_common::{
-    event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
+    agg::{AggKey, AggValue, PREFIX_V4, PREFIX_V6},
+    event::{Class, Event, PKT_AGGREGATE, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
     proto::{FAMILY_V4, FAMILY_V6},
 };
 use thiserror::Error;
@@ -45,6 +46,9 @@ pub struct Record {
     pub icmp_code: u8,
     /// `PKT_*` bits.
     pub pkt_flags: u8,
+    /// Packets this record stands for: 1 for an event, the packet count of
+    /// an aggregate (`PKT_AGGREGATE`).
+    pub count: u32,
 }
 
 impl Record {
@@ -71,6 +75,7 @@ impl Record {
             icmp_type: 0,
             icmp_code: 0,
             pkt_flags: 0,
+            count: 1,
         }
     }
 
@@ -94,7 +99,75 @@ impl Record {
             tcp_window: ev.tcp_window,
             icmp_type: ev.icmp_type,
             icmp_code: ev.icmp_code,
-            pkt_flags: ev.pkt_flags,
+            pkt_flags: ev.pkt_flags & !PKT_AGGREGATE,
+            count: 1,
+        }
+    }
+
+    /// From a kernel aggregate (its counts summed over the CPUs), with the
+    /// monotonic→wall offset. It stands at the start of its second.
+    pub fn from_aggregate(k: &AggKey, v: &AggValue, wall_offset_ns: i128) -> Record {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&k.src[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&k.src[1].to_le_bytes());
+        let src = if k.prefix == 0 {
+            None
+        } else {
+            match k.family {
+                FAMILY_V4 => Some(IpAddr::V4(Ipv4Addr::new(
+                    bytes[0], bytes[1], bytes[2], bytes[3],
+                ))),
+                FAMILY_V6 => Some(IpAddr::V6(Ipv6Addr::from(bytes))),
+                _ => None,
+            }
+        };
+        let packets = v.packets.max(1);
+        Record {
+            ts_ns: (k.sec as i128 * 1_000_000_000 + wall_offset_ns) as i64,
+            family: k.family,
+            proto: k.proto,
+            src,
+            dst: None,
+            sport: 0,
+            dport: k.dport,
+            tcp_flags: v.tcp_flags,
+            ttl: 0,
+            len: (v.bytes / packets).min(u16::MAX as u64) as u16,
+            class: k.class,
+            ifindex: k.ifindex,
+            ip_id: 0,
+            tcp_seq: 0,
+            tcp_window: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            pkt_flags: PKT_AGGREGATE,
+            count: packets.min(u32::MAX as u64) as u32,
+        }
+    }
+
+    /// The source as people read it: the address of an event, the
+    /// prefix of an aggregate ("198.51.100.0/24"), "any" for an aggregate
+    /// without source, "?" for an event without one.
+    pub fn src_label(&self) -> String {
+        match (self.src, self.src_prefix()) {
+            (Some(a), Some(len)) => format!("{a}/{len}"),
+            (Some(a), None) => a.to_string(),
+            (None, _) if self.is_aggregate() => "any".into(),
+            (None, _) => "?".into(),
+        }
+    }
+
+    /// Is this an aggregate of many packets rather than one event?
+    pub fn is_aggregate(&self) -> bool {
+        self.pkt_flags & PKT_AGGREGATE != 0
+    }
+
+    /// The source prefix length of an aggregate with a source.
+    pub fn src_prefix(&self) -> Option<u8> {
+        match (self.is_aggregate(), self.src) {
+            (true, Some(IpAddr::V4(_))) => Some(PREFIX_V4),
+            (true, Some(IpAddr::V6(_))) => Some(PREFIX_V6),
+            _ => None,
         }
     }
 
@@ -118,7 +191,7 @@ impl Record {
             family: self.family,
             proto: Proto::from_number(self.proto),
             src: self.src,
-            sport: ports.then_some(self.sport),
+            sport: (ports && !self.is_aggregate()).then_some(self.sport),
             dst: self.dst,
             dport: ports.then_some(self.dport),
             flags: if self.proto == 6 {
@@ -143,6 +216,9 @@ impl Record {
             fragment: self.pkt_flags & PKT_FRAGMENT != 0,
             vlan: self.pkt_flags & PKT_VLAN != 0,
             dark: line::Dark::from_pkt_flags(self.pkt_flags),
+            aggregate: self.is_aggregate(),
+            src_prefix: self.src_prefix(),
+            count: self.count,
         }
     }
 }
@@ -205,6 +281,14 @@ impl TryFrom<(&EventRecord, usize)> for Record {
             pkt_flags |= PKT_VLAN;
         }
         pkt_flags |= line::Dark::pkt_flags(r.dark);
+        if r.aggregate {
+            pkt_flags |= PKT_AGGREGATE;
+        }
+        if r.count == 0 {
+            return Err(field(
+                "count 0: a record stands for at least one packet".into(),
+            ));
+        }
         Ok(Record {
             ts_ns,
             family,
@@ -224,6 +308,7 @@ impl TryFrom<(&EventRecord, usize)> for Record {
             icmp_type: r.icmp_type.unwrap_or(0),
             icmp_code: r.icmp_code.unwrap_or(0),
             pkt_flags,
+            count: r.count,
         })
     }
 }

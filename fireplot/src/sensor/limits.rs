@@ -17,12 +17,17 @@ pub enum LimitsError {
     /// An idle timeout is zero or too long.
     #[error("--{flag} must be between 1 and {MAX_TIMEOUT_S} seconds, not {value}")]
     Timeout { flag: &'static str, value: u64 },
-    /// The rate limit is beyond what the kernel's nanosecond interval can express.
-    #[error("--rate-limit must be 0 (off) or at most {MAX_RATE_LIMIT} events/s, not {value}")]
-    RateTooHigh { value: u32 },
+    /// A rate is beyond what the kernel's nanosecond interval can express.
+    #[error("--{flag} must be 0 (off) or at most {MAX_RATE_LIMIT} events/s, not {value}")]
+    RateTooHigh { flag: &'static str, value: u32 },
     /// The burst cannot give every receiving CPU at least one event.
-    #[error("--rate-burst {burst} is smaller than the {cpus} CPUs that share it (each CPU holds ⌊burst / CPUs⌋ events); use at least {cpus}, or --rate-limit 0 to turn the limiter off")]
-    BurstTooSmall { burst: u32, cpus: u32 },
+    #[error("--{flag} {burst} is smaller than the {cpus} CPUs that share it (each CPU holds ⌊burst / CPUs⌋ events); use at least {cpus}, or --{off} 0 to turn the limiter off")]
+    BurstTooSmall {
+        flag: &'static str,
+        off: &'static str,
+        burst: u32,
+        cpus: u32,
+    },
 }
 
 /// Limits and timeouts written into the `CONFIG` map.
@@ -38,6 +43,14 @@ pub struct Limits {
     pub rate_limit: u32,
     /// Events a source may send at once, over the whole sensor, before the rate applies.
     pub rate_burst: u32,
+    /// Events per second to one (destination, protocol, port) over the
+    /// whole sensor before the rest is aggregated (0 = unlimited).
+    pub target_limit: u32,
+    /// Events to one target at once before `target_limit` applies.
+    pub target_burst: u32,
+    /// Events per second of the whole sensor before every unsolicited
+    /// packet is aggregated (0 = unlimited); its burst is one second's worth.
+    pub event_budget: u32,
     /// Also send events for malformed packets.
     pub emit_malformed: bool,
     /// Inbound echo requests are `service` (the router answers ping).
@@ -59,6 +72,9 @@ impl Default for Limits {
             other_timeout_s: 600,
             rate_limit: 10_000,
             rate_burst: 50_000,
+            target_limit: 10_000,
+            target_burst: 20_000,
+            event_budget: 200_000,
             emit_malformed: false,
             service_icmp_echo: false,
             mark_dark: true,
@@ -89,14 +105,28 @@ impl Limits {
                 return Err(LimitsError::Timeout { flag, value });
             }
         }
-        if self.rate_limit > MAX_RATE_LIMIT {
-            return Err(LimitsError::RateTooHigh {
-                value: self.rate_limit,
-            });
+        for (flag, value) in [
+            ("rate-limit", self.rate_limit),
+            ("target-limit", self.target_limit),
+            ("event-budget", self.event_budget),
+        ] {
+            if value > MAX_RATE_LIMIT {
+                return Err(LimitsError::RateTooHigh { flag, value });
+            }
         }
         if self.rate_limit != 0 && self.rate_burst < cpus.max(1) {
             return Err(LimitsError::BurstTooSmall {
+                flag: "rate-burst",
+                off: "rate-limit",
                 burst: self.rate_burst,
+                cpus: cpus.max(1),
+            });
+        }
+        if self.target_limit != 0 && self.target_burst < cpus.max(1) {
+            return Err(LimitsError::BurstTooSmall {
+                flag: "target-burst",
+                off: "target-limit",
+                burst: self.target_burst,
                 cpus: cpus.max(1),
             });
         }
@@ -113,22 +143,28 @@ impl Limits {
     /// and `rate_burst` at once from the whole sensor; a source whose
     /// packets all land on one CPU gets that CPU's share.
     pub fn cpu_share(&self, cpus: u32) -> Option<CpuShare> {
-        if self.rate_limit == 0 {
-            return None;
-        }
-        let cpus = u64::from(cpus.max(1));
-        Some(CpuShare {
-            interval_ns: (1_000_000_000 * cpus).div_ceil(u64::from(self.rate_limit)),
-            burst: (u64::from(self.rate_burst) / cpus).max(1),
-        })
+        share(self.rate_limit, self.rate_burst, cpus)
+    }
+
+    /// The per-CPU share of the target limit, or `None` when it is off.
+    pub fn target_share(&self, cpus: u32) -> Option<CpuShare> {
+        share(self.target_limit, self.target_burst, cpus)
+    }
+
+    /// The per-CPU share of the event budget (burst: one second's worth).
+    pub fn budget_share(&self, cpus: u32) -> Option<CpuShare> {
+        share(self.event_budget, self.event_budget.max(cpus), cpus)
     }
 
     /// The kernel config for a kernel running at `hz` with `cpus` CPUs.
     pub fn to_config(&self, hz: u64, cpus: u32) -> Config {
-        let (interval, tolerance) = match self.cpu_share(cpus) {
+        let gcra = |s: Option<CpuShare>| match s {
             None => (0, 0),
             Some(s) => (s.interval_ns, s.interval_ns * (s.burst - 1)),
         };
+        let (interval, tolerance) = gcra(self.cpu_share(cpus));
+        let (target_interval, target_tolerance) = gcra(self.target_share(cpus));
+        let (budget_interval, budget_tolerance) = gcra(self.budget_share(cpus));
         Config {
             timeout_tcp: self.tcp_timeout_s * hz,
             timeout_tcp_closing: self.tcp_closing_timeout_s * hz,
@@ -147,8 +183,25 @@ impl Limits {
             _pad: [0; 3],
             replay_ns: 0,
             replay_jiffies: 0,
+            target_interval_ns: target_interval,
+            target_tolerance_ns: target_tolerance,
+            budget_interval_ns: budget_interval,
+            budget_tolerance_ns: budget_tolerance,
         }
     }
+}
+
+/// One CPU's share of `rate` events/s with `burst` at once, split over
+/// `cpus` (no lock on the hot path): the sum never exceeds the flag.
+fn share(rate: u32, burst: u32, cpus: u32) -> Option<CpuShare> {
+    if rate == 0 {
+        return None;
+    }
+    let cpus = u64::from(cpus.max(1));
+    Some(CpuShare {
+        interval_ns: (1_000_000_000 * cpus).div_ceil(u64::from(rate)),
+        burst: (u64::from(burst) / cpus).max(1),
+    })
 }
 
 #[cfg(test)]

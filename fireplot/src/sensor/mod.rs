@@ -13,14 +13,17 @@ pub mod stats;
 use std::{io, mem::size_of};
 
 use aya::{
-    maps::{Array, MapData, RingBuf},
+    maps::{Array, MapData, PerCpuHashMap, RingBuf},
     programs::{
         tc::{self, SchedClassifier, TcAttachType},
         ProgramError, TestRun, TestRunOptions, Xdp, XdpMode,
     },
     Ebpf, EbpfError, EbpfLoader,
 };
-use fireplot_common::config::{service_bit, Config, SERVICE_WORDS};
+use fireplot_common::{
+    agg::{AggKey, AggValue},
+    config::{service_bit, Config, SERVICE_WORDS},
+};
 use thiserror::Error;
 
 pub use clock::Clock;
@@ -109,6 +112,9 @@ pub struct LoadOptions {
     pub ring_bytes: u32,
     /// Entries of the IPv4 flow table (the IPv6 table gets half).
     pub flow_table_size: u32,
+    /// Entries of the aggregate table (source prefix × port × second);
+    /// the table without sources gets a quarter.
+    pub aggregate_entries: u32,
 }
 
 impl Default for LoadOptions {
@@ -116,6 +122,7 @@ impl Default for LoadOptions {
         LoadOptions {
             ring_bytes: 16 * 1024 * 1024,
             flow_table_size: 262_144,
+            aggregate_entries: 65_536,
         }
     }
 }
@@ -232,6 +239,8 @@ impl Sensor {
                 .map_max_entries("EVENTS", opts.ring_bytes)
                 .map_max_entries("FLOWS_V4", opts.flow_table_size)
                 .map_max_entries("FLOWS_V6", (opts.flow_table_size / 2).max(1024))
+                .map_max_entries("AGGREGATES", opts.aggregate_entries.max(1))
+                .map_max_entries("AGG_COARSE", (opts.aggregate_entries / 4).max(1))
                 .load(OBJECT)
                 .map_err(|e| match e {
                     EbpfError::MapError(aya::maps::MapError::CreateError {
@@ -415,6 +424,54 @@ impl Sensor {
             .take_map("EVENTS")
             .ok_or(Error::Missing { name: "EVENTS" })?;
         RingBuf::try_from(map).map_err(map_error("EVENTS"))
+    }
+
+    /// Takes the aggregates whose second is over (`before_sec`: the
+    /// kernel clock's seconds; `None`: all, once the programs are
+    /// detached), summed over the CPUs, in key order. A second is taken
+    /// only once the kernel can no longer add to it, so no count is lost
+    /// between the read and the delete.
+    pub fn take_aggregates(
+        &mut self,
+        before_sec: Option<u64>,
+    ) -> Result<Vec<(AggKey, AggValue)>, Error> {
+        let mut out = self.take_aggregates_of("AGGREGATES", before_sec)?;
+        out.extend(self.take_aggregates_of("AGG_COARSE", before_sec)?);
+        Ok(out)
+    }
+
+    fn take_aggregates_of(
+        &mut self,
+        name: &'static str,
+        before_sec: Option<u64>,
+    ) -> Result<Vec<(AggKey, AggValue)>, Error> {
+        let mut map = PerCpuHashMap::<_, AggKey, AggValue>::try_from(self.map_mut(name)?)
+            .map_err(map_error(name))?;
+        let mut keys: Vec<AggKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| before_sec.is_none_or(|b| k.sec < b))
+            .collect();
+        // A key deleted during the walk restarts it: take each once.
+        keys.sort_unstable();
+        keys.dedup();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let Ok(per_cpu) = map.get(&k, 0) else {
+                continue;
+            };
+            let mut sum = AggValue::default();
+            for v in per_cpu.iter() {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+                sum.tcp_flags |= v.tcp_flags;
+            }
+            map.remove(&k).map_err(map_error(name))?;
+            if sum.packets > 0 {
+                out.push((k, sum));
+            }
+        }
+        Ok(out)
     }
 
     /// Sums the per-CPU counters.

@@ -6,6 +6,11 @@ use std::net::IpAddr;
 
 use rusqlite::params;
 
+use fireplot_common::{
+    agg::{PREFIX_V4, PREFIX_V6},
+    event::PKT_AGGREGATE,
+};
+
 use super::{bytes_addr, Filter, Store, StoreError, COLUMNS};
 use crate::record::Record;
 
@@ -18,28 +23,39 @@ impl Store {
         &self,
         filter: &Filter,
         n: usize,
-    ) -> Result<(u64, Vec<(IpAddr, u64)>), StoreError> {
+    ) -> Result<(u64, Vec<(Source, u64)>), StoreError> {
         use std::collections::HashMap;
-        let sql = format!("SELECT src FROM events WHERE {}", filter.sql_where());
+        let sql = format!(
+            "SELECT src, n, pkt_flags FROM events WHERE {}",
+            filter.sql_where()
+        );
         let e = || self.sql("counting sources");
         let mut stmt = self.conn.prepare(&sql).map_err(e())?;
         let mut rows = stmt
             .query(params![filter.from_ns, filter.to_ns])
             .map_err(e())?;
-        let mut sources: HashMap<[u8; 16], (u8, u64)> = HashMap::new();
+        let mut sources: HashMap<([u8; 16], bool), (u8, u64)> = HashMap::new();
         let mut total = 0u64;
         while let Some(row) = rows.next().map_err(e())? {
-            total += 1;
+            let n = row.get::<_, i64>(1).map_err(e())?.max(0) as u64;
+            let flags = row.get::<_, i64>(2).map_err(e())?;
+            let agg = flags & i64::from(PKT_AGGREGATE) != 0;
+            total += n;
             if let Ok(rusqlite::types::ValueRef::Blob(b)) = row.get_ref(0) {
                 let mut key = [0u8; 16];
                 let len = b.len().min(16);
                 key[..len].copy_from_slice(&b[..len]);
-                sources.entry(key).or_insert((len as u8, 0)).1 += 1;
+                sources.entry((key, agg)).or_insert((len as u8, 0)).1 += n;
             }
         }
-        let mut srcs: Vec<(IpAddr, u64)> = sources
+        let mut srcs: Vec<(Source, u64)> = sources
             .into_iter()
-            .filter_map(|(k, (len, c))| bytes_addr(Some(&k[..len as usize])).map(|a| (a, c)))
+            .filter_map(|((k, agg), (len, c))| {
+                bytes_addr(Some(&k[..len as usize])).map(|a| {
+                    let prefix = agg.then_some(if a.is_ipv4() { PREFIX_V4 } else { PREFIX_V6 });
+                    (Source { addr: a, prefix }, c)
+                })
+            })
             .collect();
         srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         srcs.truncate(n);
@@ -98,5 +114,31 @@ impl Store {
             .map_err(self.sql("reading interfaces"))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(self.sql("reading interfaces"))
+    }
+}
+
+/// A source in a top list: an address, or the /24 or /48 of an aggregate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Source {
+    pub addr: IpAddr,
+    pub prefix: Option<u8>,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.prefix {
+            Some(len) => write!(f, "{}/{len}", self.addr),
+            None => write!(f, "{}", self.addr),
+        }
+    }
+}
+
+impl Source {
+    /// The source of a record with one (an aggregate's prefix).
+    pub fn of(r: &Record) -> Option<Source> {
+        r.src.map(|addr| Source {
+            addr,
+            prefix: r.src_prefix(),
+        })
     }
 }

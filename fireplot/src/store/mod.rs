@@ -21,12 +21,14 @@ use thiserror::Error;
 
 use crate::record::{addr_bytes, bytes_addr, Record};
 
+pub use console::Source;
 pub use filter::{in_prefix, Filter};
 
 /// The schema version this build writes. Version 1 (the first release) had
 /// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table; version
-/// 2 no pre-binned counts ([`tiles`]).
-pub const SCHEMA_VERSION: i64 = 3;
+/// 2 no pre-binned counts ([`tiles`]), version 3 no packet count per row
+/// (`n`: aggregates of a flood stand for many packets).
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Errors of the history store.
 #[derive(Debug, Error)]
@@ -86,11 +88,11 @@ pub struct Store {
 
 const COLUMNS: &str =
     "ts_ns, family, proto, src, dst, sport, dport, tcp_flags, ttl, len, class, ifindex, \
-                       icmp_type, icmp_code, pkt_flags, ip_id, tcp_seq, tcp_window";
+                       icmp_type, icmp_code, pkt_flags, ip_id, tcp_seq, tcp_window, n";
 
-/// Events per multi-row INSERT (18 values each, far below SQLite's limit).
+/// Events per multi-row INSERT (19 values each, far below SQLite's limit).
 const ROWS_PER_INSERT: usize = 64;
-const EVENT_PLACEHOLDERS: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
+const EVENT_PLACEHOLDERS: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
 /// One event's values in `COLUMNS` order.
 fn push_row(v: &mut Vec<rusqlite::types::Value>, r: &Record) {
@@ -115,6 +117,7 @@ fn push_row(v: &mut Vec<rusqlite::types::Value>, r: &Record) {
         Integer(r.ip_id as i64),
         Integer(r.tcp_seq as i64),
         Integer(r.tcp_window as i64),
+        Integer(r.count as i64),
     ]);
 }
 
@@ -320,7 +323,7 @@ impl Store {
         while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
             let rec = self.decode(row, 0)?;
             if filter.matches(&rec) {
-                n += 1;
+                n += u64::from(rec.count);
                 f(rec);
             }
         }
@@ -339,7 +342,7 @@ impl Store {
             return self.for_each(filter, |r| f(&r));
         }
         let sql = format!(
-            "SELECT ts_ns, family, proto, dport, pkt_flags FROM events WHERE {}",
+            "SELECT ts_ns, family, proto, dport, pkt_flags, n FROM events WHERE {}",
             filter.sql_where()
         );
         let mut stmt = self
@@ -368,6 +371,7 @@ impl Store {
             icmp_type: 0,
             icmp_code: 0,
             pkt_flags: 0,
+            count: 1,
         };
         let mut n = 0;
         while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
@@ -377,7 +381,8 @@ impl Store {
             rec.proto = row.get(2).map_err(&e)?;
             rec.dport = row.get(3).map_err(&e)?;
             rec.pkt_flags = row.get(4).map_err(&e)?;
-            n += 1;
+            rec.count = row.get(5).map_err(&e)?;
+            n += u64::from(rec.count);
             f(&rec);
         }
         Ok(n)
@@ -412,6 +417,7 @@ impl Store {
             ip_id: row.get(base + 15).map_err(&e)?,
             tcp_seq: row.get(base + 16).map_err(&e)?,
             tcp_window: row.get(base + 17).map_err(&e)?,
+            count: row.get(base + 18).map_err(&e)?,
         })
     }
 

@@ -91,6 +91,12 @@ impl Store {
                 tiles::set_since(tx, since.map_or(i64::MIN, |t| t.saturating_add(1)))
             })?;
         }
+        if v <= 3 {
+            // Every row so far was one packet.
+            self.migrate("migrating to schema 4", 4, |tx| {
+                tx.execute_batch("ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;")
+            })?;
+        }
         Ok(())
     }
 

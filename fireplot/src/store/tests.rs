@@ -51,6 +51,7 @@ pub fn sample(i: i64) -> Record {
         icmp_type: 3,
         icmp_code: 1,
         pkt_flags: 2,
+        count: 1,
     }
 }
 
@@ -104,7 +105,7 @@ fn old_schema_is_migrated_on_open() {
         "an old schema is not read without migrating"
     );
     let mut s = Store::open(&path).unwrap();
-    assert_eq!(s.schema_version().unwrap(), 3);
+    assert_eq!(s.schema_version().unwrap(), crate::store::SCHEMA_VERSION);
     assert_eq!(
         s.tiles_since().unwrap(),
         6,
@@ -495,7 +496,7 @@ fn an_old_database_is_binned_from_its_migration_on() {
         // Schema 2 with events, no bins.
         let mut s = Store::open(&path).unwrap();
         s.conn
-            .execute_batch("DROP TABLE tiles; DROP TABLE port_hours; DELETE FROM meta WHERE key = 'tiles_since'; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
+            .execute_batch("DROP TABLE tiles; DROP TABLE port_hours; DELETE FROM meta WHERE key = 'tiles_since'; ALTER TABLE events DROP COLUMN n; UPDATE meta SET value = '2' WHERE key = 'schema_version';")
             .unwrap();
         let old = mixed(2_000, t0);
         let tx = s.conn.transaction().unwrap();

@@ -97,11 +97,11 @@ pub(super) fn add(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<
         };
         *tiles
             .entry((bin(r.ts_ns, TILE_NS), r.ifindex, r.family, r.proto, row))
-            .or_default() += 1;
+            .or_default() += i64::from(r.count);
         if r.has_ports() {
             *hours
                 .entry((bin(r.ts_ns, HOUR_NS), r.ifindex, r.family, r.proto, r.dport))
-                .or_default() += 1;
+                .or_default() += i64::from(r.count);
         }
     }
     upsert(
@@ -296,13 +296,13 @@ impl Store {
                 .max(0) as u64;
             total += self.plot_edges(filter, a * HOUR_NS, b * HOUR_NS, &mut |r: &Record| {
                 if r.has_ports() {
-                    *ports.entry((r.proto, r.dport)).or_default() += 1;
+                    *ports.entry((r.proto, r.dport)).or_default() += u64::from(r.count);
                 }
             })?;
         } else {
             total += self.for_each_plot(filter, |r| {
                 if r.has_ports() {
-                    *ports.entry((r.proto, r.dport)).or_default() += 1;
+                    *ports.entry((r.proto, r.dport)).or_default() += u64::from(r.count);
                 }
             })?;
         }

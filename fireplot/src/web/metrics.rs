@@ -86,14 +86,30 @@ pub fn render(s: &Value) -> String {
         n(&s["userspace"]["events_received"]),
     );
     o.head(
+        "fireplot_packets_aggregated_total",
+        "counter",
+        "Unsolicited packets counted in aggregates instead of sent one by one, by why",
+    );
+    for (reason, v) in [
+        ("rate_limited", n(&k["suppressed"])),
+        ("target_limited", n(&k["target_limited"])),
+        ("over_budget", n(&k["over_budget"])),
+        ("ring_full", n(&k["ring_full"])),
+    ] {
+        o.sample(
+            "fireplot_packets_aggregated_total",
+            &[("reason", reason)],
+            v,
+        );
+    }
+    o.head(
         "fireplot_events_lost_total",
         "counter",
-        "Events not sent or not kept, by reason",
+        "Packets or events not sent or not kept, by reason",
     );
     let st = &s["store"];
     for (reason, v) in [
-        ("ring_full", n(&k["ring_full"])),
-        ("rate_limited", n(&k["suppressed"])),
+        ("agg_lost", n(&k["agg_lost"])),
         ("decode_error", n(&s["userspace"]["decode_errors"])),
         ("write_error", n(&s["userspace"]["write_errors"])),
         ("not_stored", n(&st["not_stored"])),
@@ -253,7 +269,7 @@ mod tests {
         assert!(text.contains(
             "fireplot_packets_total{class=\"unsolicited\",family=\"ipv4\",proto=\"tcp\"} 7"
         ));
-        assert!(text.contains("fireplot_events_lost_total{reason=\"ring_full\"} 1"));
+        assert!(text.contains("fireplot_packets_aggregated_total{reason=\"ring_full\"} 1"));
         assert!(text.contains("fireplot_alerts_total{kind=\"port_scan\",severity=\"3\"} 2"));
         assert_eq!(render(&Value::Null).lines().last(), Some("fireplot_up 0"));
         assert_eq!(esc("a\"b\\c\n"), "a\\\"b\\\\c\\n");

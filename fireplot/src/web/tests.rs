@@ -217,7 +217,7 @@ async fn every_endpoint_answers_over_the_fixture() {
     let m = String::from_utf8(m).unwrap();
     assert!(m.contains("fireplot_up 1"));
     assert!(
-        m.contains("fireplot_events_lost_total{reason=\"rate_limited\"} 3"),
+        m.contains("fireplot_packets_aggregated_total{reason=\"rate_limited\"} 3"),
         "{m}"
     );
 

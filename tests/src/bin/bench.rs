@@ -366,6 +366,7 @@ fn synthetic(n: usize, t0: i64) -> impl Iterator<Item = fireplot::record::Record
             icmp_type: 0,
             icmp_code: 0,
             pkt_flags: 0,
+            count: 1,
         }
     })
 }

@@ -48,6 +48,9 @@ fn value_for(key: &str) -> Option<&'static str> {
         "duration" => "\"1h\"",
         "rate_limit" => "5000",
         "rate_burst" => "20000",
+        "target_limit" => "4000",
+        "target_burst" => "8000",
+        "event_budget" => "150000",
         "tcp_timeout" => "3600",
         "tcp_closing_timeout" => "60",
         "udp_timeout" => "90",
@@ -57,6 +60,7 @@ fn value_for(key: &str) -> Option<&'static str> {
         "no_dark" => "true",
         "ring_mib" => "32",
         "flow_table_size" => "131072",
+        "aggregate_table" => "32768",
         _ => return None,
     })
 }

@@ -11,7 +11,7 @@ use tokio::{
 };
 
 use super::{
-    sinks::{db_path, drain, EventSink, StatsWriter},
+    sinks::{db_path, drain, drain_aggregates, EventSink, StatsWriter},
     summary::RateLimitSummary,
     RunArgs,
 };
@@ -120,6 +120,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // in fireplot-ebpf); this tick picks up the rest within 20 ms.
     let mut drain_tick = tokio::time::interval(std::time::Duration::from_millis(20));
     drain_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // Aggregates are taken once their second is over.
+    let mut agg_tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    agg_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let deadline = args.duration.map(|d| tokio::time::Instant::now() + d.0);
     let until_deadline = async {
         match deadline {
@@ -151,6 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut sink);
             }
+            _ = agg_tick.tick() => drain_aggregates(&mut sensor, &mut sink, false),
             _ = flush_tick.tick() => {
                 sink.flush();
                 sink.store_batch(true);
@@ -181,6 +185,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     }
     drain(ring.get_mut(), &mut sink);
+    drain_aggregates(&mut sensor, &mut sink, true);
     sink.finish();
     stats.write(&sensor, &args.iface, started, &sink);
     if let Some(w) = sink.store.take() {

@@ -155,13 +155,15 @@ pub struct ClassifierArgs {
     pub services: Vec<Service>,
 
     /// Events per second one source may cause over the whole sensor before
-    /// the kernel suppresses (and counts) the rest; 0 = unlimited. The
+    /// the kernel aggregates the rest (counts per port, /24 or /48 and
+    /// second instead of one event per packet); 0 = unlimited. The
     /// buckets are per CPU (no lock on the hot path), so the budget is split:
     /// each of the C CPUs that run XDP holds N/C events/s and ⌊burst/C⌋ of
     /// burst. A source never gets more than N/s in total, whatever the
     /// receive-side spreading; one whose packets all land on one CPU gets
-    /// that CPU's share. Suppressed packets are still counted (classes,
-    /// ports) and show as `suppressed` in the summaries.
+    /// that CPU's share. Those packets are counted as `suppressed` in the
+    /// summaries and kept in aggregates (`aggregated`), drawn and detected
+    /// with their counts.
     #[arg(long, default_value_t = Limits::default().rate_limit, verbatim_doc_comment)]
     pub rate_limit: u32,
 
@@ -170,6 +172,29 @@ pub struct ClassifierArgs {
     /// number of CPUs).
     #[arg(long, default_value_t = Limits::default().rate_burst, verbatim_doc_comment)]
     pub rate_burst: u32,
+
+    /// Events per second to one target (destination address, protocol and
+    /// port) over the whole sensor before the kernel aggregates the rest:
+    /// a flood on one target, however many (spoofed) sources it has, shows
+    /// as counts, while scans of other ports and hosts stay events.
+    /// 0 = unlimited. Split across CPUs like --rate-limit; shown as
+    /// `target_limited`.
+    #[arg(long, default_value_t = Limits::default().target_limit, verbatim_doc_comment)]
+    pub target_limit: u32,
+
+    /// Events to one target at once before --target-limit applies.
+    #[arg(long, default_value_t = Limits::default().target_burst, verbatim_doc_comment)]
+    pub target_burst: u32,
+
+    /// Events per second of the whole sensor (the rate the ring buffer,
+    /// the store and the detectors are asked to take). Past it, and
+    /// whenever the ring buffer is full, unsolicited packets are
+    /// aggregated: a flood from everywhere to everything is counted, not
+    /// lost. 0 = unlimited (the ring's room is then the only bound).
+    /// Split across CPUs; a burst of one second's worth. Shown as
+    /// `over_budget` (and `ring_full`).
+    #[arg(long, default_value_t = Limits::default().event_budget, verbatim_doc_comment)]
+    pub event_budget: u32,
 
     /// Idle timeout of TCP flows, seconds.
     #[arg(long, default_value_t = Limits::default().tcp_timeout_s)]
@@ -207,6 +232,28 @@ pub struct ClassifierArgs {
     /// Entries of the IPv4 flow table (IPv6 gets half, at least 1024).
     #[arg(long, default_value_t = LoadOptions::default().flow_table_size, value_parser = parse_flow_table_size)]
     pub flow_table_size: u32,
+
+    /// Entries of the kernel's aggregate table: one per (source /24 or
+    /// /48, protocol, port, second) of a flood past the limits, drained
+    /// every half second once the second is over. When it is full, packets
+    /// are counted per (protocol, port, second) without their source (a
+    /// table a quarter this size); past that they are lost and counted
+    /// (`agg_lost`). Memory: about 100 bytes × CPUs per entry.
+    #[arg(long, default_value_t = LoadOptions::default().aggregate_entries, value_parser = parse_aggregate_table)]
+    pub aggregate_table: u32,
+}
+
+fn parse_aggregate_table(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of entries"))?;
+    if !(1024..=16 << 20).contains(&v) {
+        return Err(format!(
+            "the aggregate table needs between 1024 and {} entries, not {v}",
+            16 << 20
+        ));
+    }
+    Ok(v)
 }
 
 fn parse_flow_table_size(s: &str) -> Result<u32, String> {
@@ -304,6 +351,9 @@ impl ClassifierArgs {
             other_timeout_s: self.other_timeout,
             rate_limit: self.rate_limit,
             rate_burst: self.rate_burst,
+            target_limit: self.target_limit,
+            target_burst: self.target_burst,
+            event_budget: self.event_budget,
             emit_malformed: self.emit_malformed,
             service_icmp_echo: false,
             mark_dark: !self.no_dark,
@@ -315,6 +365,7 @@ impl ClassifierArgs {
         LoadOptions {
             ring_bytes: self.ring_mib * 1024 * 1024,
             flow_table_size: self.flow_table_size,
+            aggregate_entries: self.aggregate_table,
         }
     }
 }

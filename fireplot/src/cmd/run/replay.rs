@@ -207,6 +207,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let mut fitted = 0u64;
     let mut last_ts = 0u64;
     let mut frames = 0u64;
+    let mut agg_sec = 0u64;
     while let Some(next) = capture.next() {
         let frame = match next {
             Ok(f) => f,
@@ -253,8 +254,16 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         while let Some(item) = ring.next() {
             sink.record(&item, 0);
         }
+        // Aggregates of the capture's seconds that are over (its clock
+        // stands for the kernel's).
+        let sec = ts / 1_000_000_000;
+        if sec > agg_sec + 1 {
+            agg_sec = sec;
+            take_aggregates(&mut sensor, &mut sink, Some(sec - 1));
+        }
         sink.store_batch(false);
     }
+    take_aggregates(&mut sensor, &mut sink, None);
     let secs = started.elapsed().as_secs_f64();
     sink.finish();
     log::info!(
@@ -289,6 +298,13 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             "the {frames} frames before it were replayed and their events kept"
         ))),
         None => Ok(()),
+    }
+}
+
+fn take_aggregates(sensor: &mut Sensor, sink: &mut EventSink, before_sec: Option<u64>) {
+    match sensor.take_aggregates(before_sec) {
+        Ok(aggs) => sink.aggregates(&aggs, 0),
+        Err(e) => log::error!("cannot read the kernel's aggregates: {e}"),
     }
 }
 

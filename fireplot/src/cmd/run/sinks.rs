@@ -10,7 +10,10 @@ use std::{
 
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
-use fireplot_common::event::Event;
+use fireplot_common::{
+    agg::{AggKey, AggValue},
+    event::Event,
+};
 
 use super::summary::{DetectSummary, RateLimitSummary, Summary, UserCounts};
 use crate::{
@@ -197,6 +200,37 @@ impl EventSink {
         self.count_write(written);
     }
 
+    /// Takes the kernel's aggregates: to detection (floods at their real
+    /// rate), the store (weighted rows) and the event lines (`"aggregate":
+    /// true` with a `count`), like events.
+    pub(super) fn aggregates(&mut self, aggs: &[(AggKey, AggValue)], wall_offset: i128) {
+        for (k, v) in aggs {
+            let mut rec = Record::from_aggregate(k, v, wall_offset);
+            if let Some(i) = self.ifindex {
+                rec.ifindex = i;
+            }
+            self.counts.aggregates_received += 1;
+            self.counts.aggregated_packets += u64::from(rec.count);
+            if let Some(d) = self.detect.as_mut() {
+                d.engine.push(&rec);
+                let alerts = d.engine.drain();
+                if !alerts.is_empty() {
+                    d.emit(alerts, self.store.as_ref());
+                }
+            }
+            if let Some(out) = self.out.as_mut() {
+                let mut line = rec.to_json_record();
+                line.iface = self.iface.clone();
+                let written = writeln!(out, "{}", line.to_json());
+                self.count_write(written);
+            }
+            if self.store.is_some() {
+                self.batch.push(rec);
+            }
+        }
+        self.store_batch(false);
+    }
+
     /// Counts an event line written or lost (the first loss is logged).
     fn count_write(&mut self, written: io::Result<()>) {
         match written {
@@ -271,6 +305,19 @@ impl EventSink {
 }
 
 /// Takes every record now in the ring buffer.
+/// Takes the kernel's aggregates of the seconds that are over (all of
+/// them when `all`: the programs are detached) into the sink. A failure to
+/// read the map is logged; the counts stay in the kernel for the next try.
+pub(super) fn drain_aggregates(sensor: &mut Sensor, sink: &mut EventSink, all: bool) {
+    // A second is over for the kernel once its coarse clock (at most a
+    // tick behind) has passed it: two seconds of margin.
+    let before = (!all).then(|| (monotonic_ns() / 1_000_000_000).saturating_sub(1));
+    match sensor.take_aggregates(before) {
+        Ok(aggs) => sink.aggregates(&aggs, monotonic_to_wall_offset()),
+        Err(e) => log::error!("cannot read the kernel's aggregates: {e}"),
+    }
+}
+
 pub(super) fn drain(ring: &mut RingBuf<MapData>, sink: &mut EventSink) -> usize {
     let offset = monotonic_to_wall_offset();
     let mut n = 0;

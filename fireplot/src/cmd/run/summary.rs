@@ -18,6 +18,11 @@ pub struct UserCounts {
     pub decode_errors: u64,
     /// Event lines that could not be written (I/O errors).
     pub write_errors: u64,
+    /// Aggregates taken from the kernel (one per source prefix, port and
+    /// second of a flood past the limits).
+    pub aggregates_received: u64,
+    /// Packets those aggregates stand for.
+    pub aggregated_packets: u64,
 }
 
 /// What the live detector did.
@@ -134,14 +139,24 @@ impl<'a> Summary<'a> {
         }
         let _ = writeln!(
             s,
-            "  events: sent {} received {} written {} | lost: ring_full {} suppressed {} decode_errors {} write_errors {}",
+            "  events: sent {} received {} written {} | lost: agg_lost {} decode_errors {} write_errors {}",
             c.misc(Misc::EventsSent),
             self.userspace.events_received,
             self.userspace.events_written,
-            c.misc(Misc::RingFull),
-            c.misc(Misc::Suppressed),
+            c.misc(Misc::AggLost),
             self.userspace.decode_errors,
             self.userspace.write_errors,
+        );
+        let _ = writeln!(
+            s,
+            "  aggregated (counted, not sent one by one): {} packets in {} aggregates | why: source over --rate-limit {} target over --target-limit {} over --event-budget {} ring full {} | without source (table full) {}",
+            c.misc(Misc::Aggregated),
+            self.userspace.aggregates_received,
+            c.misc(Misc::Suppressed),
+            c.misc(Misc::TargetLimited),
+            c.misc(Misc::OverBudget),
+            c.misc(Misc::RingFull),
+            c.misc(Misc::AggCoarse),
         );
         if let Some(d) = &self.detect {
             let _ = writeln!(

@@ -68,12 +68,12 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
             if !hit {
                 return;
             }
-            total += 1;
+            total += u64::from(r.count);
             let port = if r.has_ports() { r.dport } else { 0 };
             let g = groups
                 .entry((r.src, r.proto, port))
                 .or_insert((0, r.ts_ns, r.ts_ns));
-            g.0 += 1;
+            g.0 += u64::from(r.count);
             g.1 = g.1.min(r.ts_ns);
             g.2 = g.2.max(r.ts_ns);
         })

@@ -2,6 +2,7 @@
 //! the counters and `/metrics`.
 
 use super::*;
+use crate::store::Source;
 
 // ---- alerts ----
 
@@ -81,15 +82,16 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
             (total, ports, srcs)
         } else {
             let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
-            let mut sources: HashMap<IpAddr, u64> = HashMap::new();
+            let mut sources: HashMap<Source, u64> = HashMap::new();
             let mut total = 0u64;
             st.for_each(&v.filter, |r| {
-                total += 1;
+                let n = u64::from(r.count);
+                total += n;
                 if r.has_ports() {
-                    *ports.entry((r.proto, r.dport)).or_default() += 1;
+                    *ports.entry((r.proto, r.dport)).or_default() += n;
                 }
-                if let Some(a) = r.src {
-                    *sources.entry(a).or_default() += 1;
+                if let Some(a) = Source::of(&r) {
+                    *sources.entry(a).or_default() += n;
                 }
             })
             .map_err(server)?;
@@ -127,14 +129,15 @@ pub async fn source(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
         let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
         let mut targets: HashMap<IpAddr, u64> = HashMap::new();
         st.for_each(&v.filter, |r| {
-            n += 1;
+            let c = u64::from(r.count);
+            n += c;
             first = first.min(r.ts_ns);
             last = last.max(r.ts_ns);
             *ports
                 .entry((r.proto, if r.has_ports() { r.dport } else { 0 }))
-                .or_default() += 1;
+                .or_default() += c;
             if let Some(d) = r.dst {
-                *targets.entry(d).or_default() += 1;
+                *targets.entry(d).or_default() += c;
             }
         })
         .map_err(server)?;
