@@ -8,6 +8,7 @@ pub mod agg;
 pub mod config;
 pub mod counters;
 pub mod event;
+pub mod flood;
 pub mod flow;
 pub mod proto;
 

@@ -5,6 +5,7 @@
 #![no_main]
 
 mod egress;
+mod flood;
 mod flows;
 mod ingress;
 mod parse;
@@ -19,6 +20,7 @@ use aya_ebpf::{
 use fireplot_common::{
     agg::{AggKey, AggValue},
     config::{Config, SERVICE_WORDS},
+    flood::FloodConfig,
     counters::{COUNTERS_LEN, PORT_CHUNK, PORT_HITS_LEN},
     flow::{CacheSlotV4, CacheSlotV6, FlowKeyV4, FlowKeyV6, FlowState, LiveKey, RateSlot},
 };
@@ -118,6 +120,20 @@ pub fn fireplot_clock(_ctx: XdpContext) -> u32 {
         unsafe { *slot = [bpf_jiffies64(), bpf_ktime_get_ns()] };
     }
     XDP_PASS
+}
+
+/// The lab's packet generator's settings and per-CPU sequence (only
+/// `fireplot_flood` uses them; see `flood.rs`).
+#[map]
+static FLOOD: Array<FloodConfig> = Array::with_max_entries(1, 0);
+#[map]
+static FLOOD_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+
+/// The lab's packet generator: never attached by the sensor, only run by
+/// the lab with BPF_PROG_TEST_RUN in live-frame mode.
+#[xdp]
+pub fn fireplot_flood(ctx: XdpContext) -> u32 {
+    flood::generate(&ctx)
 }
 
 /// The trivial program benchmarks compare against.

@@ -14,6 +14,8 @@
 //! the namespaces. A `Lab` tears itself down when dropped; `teardown` also
 //! removes a lab left behind by a killed run.
 
+#[cfg(feature = "bench")]
+pub mod flood;
 pub mod packets;
 pub mod sensor;
 pub mod traffic;

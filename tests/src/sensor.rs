@@ -34,7 +34,11 @@ pub struct Sensor {
 
 /// What a stopped sensor left.
 pub struct Collected {
+    /// Event lines (one packet each).
     pub events: Vec<Value>,
+    /// Aggregate lines (`"aggregate": true`: counts of a flood past the
+    /// kernel's limits).
+    pub aggregates: Vec<Value>,
     /// Alert JSON lines of the live detector.
     pub alerts: Vec<Value>,
     /// The last summary (written at exit).
@@ -209,15 +213,18 @@ impl Drop for Sensor {
 /// Reads event lines and the last summary line.
 pub fn read_collected(events: &Path, stats: &Path) -> Result<Collected> {
     let text = std::fs::read_to_string(events).unwrap_or_default();
-    let events = text
+    let (aggregates, events): (Vec<Value>, Vec<Value>) = text
         .lines()
-        .map(|l| serde_json::from_str(l).with_context(|| format!("bad event line: {l}")))
-        .collect::<Result<Vec<Value>>>()?;
+        .map(|l| serde_json::from_str::<Value>(l).with_context(|| format!("bad event line: {l}")))
+        .collect::<Result<Vec<Value>>>()?
+        .into_iter()
+        .partition(|v| v["aggregate"] == true);
     let stats_text = std::fs::read_to_string(stats)
         .with_context(|| format!("no summary at {}", stats.display()))?;
     let last = stats_text.lines().last().context("empty summary file")?;
     Ok(Collected {
         events,
+        aggregates,
         alerts: Vec::new(),
         stats: serde_json::from_str(last)?,
     })
@@ -251,6 +258,14 @@ impl Collected {
     /// A kernel misc counter from the final summary.
     pub fn kernel(&self, name: &str) -> u64 {
         self.stats["kernel"][name].as_u64().unwrap_or(0)
+    }
+
+    /// Packets in the aggregate lines.
+    pub fn aggregated_packets(&self) -> u64 {
+        self.aggregates
+            .iter()
+            .map(|a| a["count"].as_u64().unwrap_or(1))
+            .sum()
     }
 
     /// A userspace counter from the final summary.

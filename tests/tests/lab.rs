@@ -17,8 +17,9 @@ fn out_dir(test: &str) -> PathBuf {
     d
 }
 
-/// Every event the kernel sent reached the file, and every unsolicited
-/// packet is an event, a suppressed event or a ring-full loss.
+/// Every event the kernel sent reached the file, every aggregated packet
+/// is in an aggregate line, and every unsolicited packet is an event, an
+/// aggregated packet (with its reason) or a counted loss.
 fn assert_consistent(c: &Collected) {
     let sent = c.kernel("events_sent");
     assert_eq!(
@@ -26,13 +27,37 @@ fn assert_consistent(c: &Collected) {
         c.user("events_received"),
         "kernel sent vs userspace received"
     );
-    assert_eq!(sent, c.user("events_written"), "received vs written");
-    assert_eq!(sent, c.events.len() as u64, "written vs lines in the file");
+    assert_eq!(
+        sent,
+        c.events.len() as u64,
+        "sent vs event lines in the file"
+    );
+    assert_eq!(
+        c.user("events_written"),
+        sent + c.user("aggregates_received"),
+        "every event and aggregate written"
+    );
+    assert_eq!(c.aggregates.len() as u64, c.user("aggregates_received"));
     assert_eq!(c.user("decode_errors"), 0);
     assert_eq!(
+        c.kernel("aggregated"),
+        c.aggregated_packets(),
+        "the kernel's aggregated packets are in the aggregate lines"
+    );
+    assert_eq!(c.user("aggregated_packets"), c.aggregated_packets());
+    let held = c.kernel("suppressed")
+        + c.kernel("target_limited")
+        + c.kernel("over_budget")
+        + c.kernel("ring_full");
+    assert_eq!(
+        held,
+        c.kernel("aggregated") + c.kernel("agg_lost"),
+        "each packet not sent has one reason"
+    );
+    assert_eq!(
         c.class_total("unsolicited"),
-        sent + c.kernel("suppressed") + c.kernel("ring_full"),
-        "unsolicited packets = events + suppressed + ring-full"
+        sent + held,
+        "unsolicited packets = events + aggregated + lost"
     );
 }
 

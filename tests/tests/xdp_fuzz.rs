@@ -6,7 +6,8 @@
 //! - the class counters grow by exactly the number of frames (one class each);
 //! - events are only `unsolicited`, or `malformed` when asked for;
 //! - every unsolicited (and asked-for malformed) frame is an event, a
-//!   suppressed event or a ring-full loss, and userspace gets every event sent.
+//!   packet held back (source or target limit, budget, full ring) and then
+//!   aggregated or counted as lost, and userspace gets every event sent.
 //!
 //! The generator is seeded: a failure prints the seed and frame to replay.
 //! `FIREPLOT_FUZZ_FRAMES` sets the count (default 1,000,000; `cargo xtask
@@ -238,8 +239,11 @@ struct Totals {
     unsolicited: u64,
     malformed: u64,
     sent: u64,
-    suppressed: u64,
-    ring_full: u64,
+    /// Not sent one by one, for any reason (source or target limit,
+    /// budget, full ring): aggregated or counted as lost.
+    held: u64,
+    aggregated: u64,
+    agg_lost: u64,
 }
 
 fn totals(s: &Sensor) -> Totals {
@@ -249,8 +253,12 @@ fn totals(s: &Sensor) -> Totals {
         unsolicited: c.class_total(Class::Unsolicited),
         malformed: c.class_total(Class::Malformed),
         sent: c.misc(Misc::EventsSent),
-        suppressed: c.misc(Misc::Suppressed),
-        ring_full: c.misc(Misc::RingFull),
+        held: c.misc(Misc::Suppressed)
+            + c.misc(Misc::TargetLimited)
+            + c.misc(Misc::OverBudget)
+            + c.misc(Misc::RingFull),
+        aggregated: c.misc(Misc::Aggregated),
+        agg_lost: c.misc(Misc::AggLost),
     }
 }
 
@@ -335,11 +343,14 @@ fn run_phase(limits: Limits, frames: u64, seed: u64) {
                 0
             };
         assert_eq!(
-            d(after.sent, before.sent)
-                + d(after.suppressed, before.suppressed)
-                + d(after.ring_full, before.ring_full),
+            d(after.sent, before.sent) + d(after.held, before.held),
             eventful,
-            "seed {seed:#x}: every eventful frame is an event, suppressed or ring-full"
+            "seed {seed:#x}: every eventful frame is an event or held back"
+        );
+        assert_eq!(
+            d(after.held, before.held),
+            d(after.aggregated, before.aggregated) + d(after.agg_lost, before.agg_lost),
+            "seed {seed:#x}: every frame held back is aggregated or a counted loss"
         );
         assert_eq!(
             received,
@@ -401,6 +412,8 @@ fn a_million_random_and_mutated_frames_always_pass_and_add_up() {
     run_phase(
         Limits {
             rate_limit: 0,
+            target_limit: 0,
+            event_budget: 0,
             emit_malformed: true,
             ..Limits::default()
         },

@@ -98,7 +98,14 @@ pub fn test(extra: &[String], deb: Option<&Path>) -> Result<()> {
     let _ = std::fs::remove_file(&skip_log);
     let mut c = cargo(None);
     c.current_dir(&root)
-        .args(["test", "--release", "--workspace"])
+        // `bench`: the lab's packet generator (fireplot-flood) for the flood test.
+        .args([
+            "test",
+            "--release",
+            "--workspace",
+            "--features",
+            "fireplot-tests/bench",
+        ])
         .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
         .env("FIREPLOT_BIN", root.join("target/release/fireplot"))
         .env(fireplot_tests::SKIP_LOG_ENV, &skip_log);

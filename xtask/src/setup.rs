@@ -16,6 +16,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "tcpdump",
+    // The line-rate bench and flood test: GRO on a veth without XDP (so it
+    // takes the generator's XDP_TX frames) and its per-queue counters.
+    "ethtool",
     // The package test: `systemd-analyze verify` on the unit, setpriv and
     // dmesg (util-linux) to run it with only its capabilities.
     "systemd",

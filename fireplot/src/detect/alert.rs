@@ -74,6 +74,10 @@ pub struct Alert {
     pub horizon_sources: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log10_p: Option<f64>,
+    /// Of `probes`, packets the kernel counted in aggregates instead of
+    /// sending them one by one (a flood past its limits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregated: Option<u64>,
     /// flood by hammering: packets to the one target port, and over how
     /// many seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -204,6 +208,7 @@ impl Episode {
             horizon_s: self.surge.map(|t| t.horizon_s),
             horizon_sources: self.surge.map(|t| t.sources),
             log10_p: self.surge.map(|t| (t.log10_p * 10.0).round() / 10.0),
+            aggregated: (self.aggregated > 0).then_some(self.aggregated),
             count: self.run.filter(|_| hammering).map(|r| r.count),
             window_s: self
                 .run
@@ -353,6 +358,13 @@ impl Episode {
                 thousands(self.sources.count())
             ),
             Kind::Flood => match self.key {
+                Key::Port(_, _, port) if self.aggregated > 0 => format!(
+                    "{proto} port {port} {} {probes} packets ({} counted in kernel aggregates) from {} sources and source /24s or /48s, peak {}/s",
+                    if going { "is flooded:" } else { "was flooded:" },
+                    thousands(self.aggregated),
+                    thousands(self.sources.count()),
+                    thousands(self.peak_pps)
+                ),
                 Key::Port(_, _, port) => format!(
                     "{proto} port {port} {} {probes} probes from {} sources, peak {}/s",
                     if going { "is flooded:" } else { "was flooded:" },

@@ -250,6 +250,9 @@ pub struct Episode {
     /// backscatter: one victim answering many of our addresses (keyed by
     /// the source), not many sources answering one (keyed by the target).
     pub one_victim: bool,
+    /// Of `probes`, packets the kernel counted in aggregates (a flood past
+    /// its limits) rather than sent one by one.
+    pub aggregated: u64,
     /// Last source and target added (skips the set lookups for runs).
     last_src: Option<u128>,
     last_dst: Option<u128>,
@@ -285,6 +288,7 @@ impl Episode {
             surge: None,
             surge_before: 0,
             one_victim: false,
+            aggregated: 0,
             last_src: None,
             last_dst: None,
         }

@@ -108,8 +108,14 @@ pub fn observe_aggregate(e: &mut Engine, r: &crate::record::Record) {
     let key = Key::Port(Kind::Flood, r.proto, port);
     if let Some(id) = e.active(&key) {
         if let Some(ep) = e.episodes.get_mut(&id) {
-            ep.add(&p);
-            ep.probes += count - 1;
+            // Not `Episode::add`: an aggregate has no target of its own.
+            ep.probes += count;
+            ep.aggregated += count;
+            ep.first_ns = ep.first_ns.min(p.ts_ns);
+            ep.last_ns = ep.last_ns.max(p.ts_ns);
+            if r.src.is_some() {
+                ep.sources.insert(p.src);
+            }
             ep.peak_pps = ep.peak_pps.max(n + events);
         }
         return;
@@ -118,12 +124,16 @@ pub fn observe_aggregate(e: &mut Engine, r: &crate::record::Record) {
         return;
     }
     e.start(Kind::Flood, key, &p, |ep| {
-        ep.sources.insert(p.src);
+        ep.targets = Default::default();
+        if r.src.is_some() {
+            ep.sources.insert(p.src);
+        }
         if matches!(p.proto, 6 | 17) {
             ep.add_port(port);
         }
         ep.first_ns = sec * SEC;
         ep.probes = n + events;
+        ep.aggregated = n;
         ep.peak_pps = n + events;
     });
 }

@@ -84,6 +84,8 @@ fn main() -> Result<()> {
     };
     let unlimited = Limits {
         rate_limit: 0,
+        target_limit: 0,
+        event_budget: 0,
         ..Limits::default()
     };
     let mut s = Sensor::load(&big_ring)?;
@@ -586,6 +588,8 @@ fn ring_drain(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
     s.configure(
         &Limits {
             rate_limit: 0,
+            target_limit: 0,
+            event_budget: 0,
             ..Limits::default()
         },
         &[],

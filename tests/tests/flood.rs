@@ -1,0 +1,218 @@
+//! A line-rate flood in the lab: the project's own generator (an XDP
+//! program in live-frame mode on inet0) floods an inside host's TCP/80
+//! from spoofed sources in 198.19.0.0/16 while nmap scans other ports.
+//! The flood must be counted (events + aggregates) within 1 % of what the
+//! generator sent, and every nmap probe that reached wan0 must be an event.
+#![cfg(feature = "bench")]
+
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use fireplot::store::{Filter, Store};
+use fireplot_tests::{addr, privileged, sensor::Sensor, traffic::nmap, unique_prefix, Lab, Node};
+use serde_json::Value;
+
+const FLOOD_BIN: &str = env!("CARGO_BIN_EXE_fireplot-flood");
+
+fn in_flood_net(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V4(v) if v.octets()[..2] == [198, 19])
+}
+
+#[test]
+fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
+    if !privileged("a_spoofed_flood_is_counted_while_a_scan_keeps_its_events") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("fld2")).expect("lab");
+    let dir = std::env::temp_dir().join(format!("fireplot-test-flood2-{}", std::process::id()));
+    let db = dir.join("history.db");
+    let _ = std::fs::remove_dir_all(&dir);
+    let sensor = Sensor::start(&lab, &dir, &["--db", db.to_str().unwrap()]).expect("sensor");
+    // The scanner's probes as they reached wan0 (after XDP, before the stack).
+    let pcap = dir.join("scan.pcap");
+    let mut capture = lab
+        .command(Node::Router, "tcpdump")
+        .args(["-i", "wan0", "-n", "-U", "-w"])
+        .arg(&pcap)
+        .arg("src host 198.18.0.11 and tcp")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tcpdump");
+    let log = wait_for_line(&mut capture, "listening on", Duration::from_secs(30));
+    let mac = lab.router_wan_mac().expect("wan0's MAC");
+    let sent: u64 = 1_000_000;
+    let generator = lab
+        .command(Node::Inet, FLOOD_BIN)
+        .args(["--iface", "inet0", "--dst-mac", &mac, "--dst", addr::LAN_V4])
+        .args(["--src", "198.19.0.1", "--src-bits", "16", "--proto", "tcp"])
+        .args([
+            "--dport",
+            "80",
+            "--count",
+            &sent.to_string(),
+            "--max-secs",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("fireplot-flood");
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    nmap(
+        &lab,
+        &[
+            "-sS",
+            "-S",
+            "198.18.0.11",
+            "-e",
+            "inet0",
+            "-p",
+            "1000-1199",
+            addr::LAN_V4,
+        ],
+    )
+    .expect("nmap during the flood");
+    let nmap_secs = started.elapsed().as_secs_f64();
+    let out = generator.wait_with_output().expect("generator ends");
+    assert!(
+        out.status.success(),
+        "generator: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("generator's report");
+    assert_eq!(report["total"].as_u64(), Some(sent), "{report}");
+    let gen_secs = report["secs"].as_f64().unwrap();
+    // Aggregates are taken once their second is over: stop after that.
+    std::thread::sleep(Duration::from_millis(2500));
+    let c = sensor.stop().expect("stop");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(capture.id() as i32, libc::SIGINT) };
+    capture.wait().expect("tcpdump ends");
+    let text = log.join().expect("tcpdump's log");
+    let captured: u64 = text
+        .lines()
+        .find(|l| l.contains("packets captured"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("tcpdump's count in {text}"));
+
+    // Every probe of the scan that reached wan0 is an event.
+    let scan: BTreeSet<u64> = c
+        .events
+        .iter()
+        .filter(|e| e["src"] == "198.18.0.11")
+        .map(|e| e["dport"].as_u64().unwrap())
+        .collect();
+    assert!(
+        captured >= 200,
+        "nmap's 200 probes reached wan0 ({captured})"
+    );
+    assert_eq!(
+        scan.len(),
+        200,
+        "every port nmap probed is an event ({captured} probes captured)"
+    );
+    assert!(
+        c.aggregates.iter().all(|a| a["dport"] == 80),
+        "no scan probe was aggregated"
+    );
+
+    // The flood: events and aggregates in the store add up to what the
+    // generator sent, within 1 %.
+    let store = Store::open_read_only(&db).expect("history");
+    let (mut events, mut aggregated, mut rows) = (0u64, 0u64, 0u64);
+    store
+        .for_each(&Filter::range(i64::MIN, i64::MAX), |r| {
+            if r.dport == 80 && r.src.is_some_and(in_flood_net) {
+                if r.is_aggregate() {
+                    aggregated += u64::from(r.count);
+                    rows += 1;
+                } else {
+                    events += 1;
+                }
+            }
+        })
+        .expect("read history");
+    let counted = events + aggregated;
+    let off = (counted as f64 - sent as f64).abs() / sent as f64;
+    eprintln!(
+        "flood: sent {sent} in {gen_secs:.2} s ({:.0} pps); stored {events} events + {aggregated} \
+         packets in {rows} aggregates = {counted} ({:.3} % off); nmap took {nmap_secs:.2} s; \
+         kernel: {}",
+        sent as f64 / gen_secs,
+        off * 100.0,
+        c.stats["kernel"]
+    );
+    assert!(
+        off <= 0.01,
+        "the flood's count is within 1 % of what was sent"
+    );
+    assert!(
+        aggregated > events,
+        "most of a flood past the target limit is aggregated"
+    );
+    assert_eq!(c.kernel("agg_lost"), 0, "nothing lost");
+    assert_eq!(
+        c.kernel("aggregated"),
+        c.aggregated_packets(),
+        "every aggregated packet reached userspace"
+    );
+    // Detection counts the aggregates: a flood on TCP/80 at its real rate.
+    let flood = c
+        .alerts
+        .iter()
+        .rfind(|a| a["kind"] == "flood" && a["ports"]["min"] == 80 && a["status"] == "ended")
+        .unwrap_or_else(|| panic!("a flood alert on TCP/80 in {:?}", c.alerts));
+    assert_eq!(
+        flood["aggregated"].as_u64(),
+        Some(aggregated),
+        "the alert counts every aggregated packet: {flood}"
+    );
+    assert!(
+        flood["probes"].as_u64().unwrap() >= aggregated,
+        "and the events before: {flood}"
+    );
+    assert!(
+        flood["targets"]["sample"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t == addr::LAN_V4),
+        "its target is the flooded host: {flood}"
+    );
+}
+
+/// Reads a child's stderr on a thread until `needle` appears; the thread
+/// keeps reading to the end and returns all of it.
+fn wait_for_line(
+    child: &mut std::process::Child,
+    needle: &'static str,
+    limit: Duration,
+) -> std::thread::JoinHandle<String> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains(needle) {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("no `{needle}` within {limit:?}"));
+    reader
+}
