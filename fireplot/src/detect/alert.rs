@@ -371,6 +371,12 @@ impl Episode {
                     thousands(self.sources.count()),
                     thousands(self.peak_pps)
                 ),
+                _ if self.aggregated > 0 => format!(
+                    "{src} {} {probes} packets to {target} ({} counted in kernel aggregates past its rate limit), peak {}/s",
+                    if going { "is flooding:" } else { "flooded:" },
+                    thousands(self.aggregated),
+                    thousands(self.peak_pps)
+                ),
                 _ => format!(
                     "{src} {} {probes} packets to {target}, peak {}/s",
                     if going { "is flooding:" } else { "flooded:" },

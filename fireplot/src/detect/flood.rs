@@ -105,6 +105,27 @@ pub fn observe_aggregate(e: &mut Engine, r: &crate::record::Record) {
         class: r.class,
         dark: false,
     };
+    // The rest of a source's flood (its events past --rate-limit): it
+    // counts for that source's episode, not as a flood of many sources.
+    if r.src.is_some() {
+        let bits = if src_ip.is_ipv4() {
+            96 + u32::from(fireplot_common::agg::PREFIX_V4)
+        } else {
+            u32::from(fireplot_common::agg::PREFIX_V6)
+        };
+        let mask = !0u128 << (128 - bits);
+        let own = e.episodes.values_mut().find(|ep| {
+            ep.kind == Kind::Flood
+                && matches!(ep.key, Key::Src(_, s, _) if s & mask == p.src & mask)
+        });
+        if let Some(ep) = own {
+            ep.probes += count;
+            ep.aggregated += count;
+            ep.last_ns = ep.last_ns.max(p.ts_ns);
+            ep.peak_pps = ep.peak_pps.max(n + events);
+            return;
+        }
+    }
     let key = Key::Port(Kind::Flood, r.proto, port);
     if let Some(id) = e.active(&key) {
         if let Some(ep) = e.episodes.get_mut(&id) {

@@ -775,3 +775,101 @@ fn ten_million_spoofed_sources_stay_in_the_budget() {
         budget as f64 / 1048576.0
     );
 }
+
+/// An aggregate of `count` packets in second `sec` from `prefix`/24 to `port`.
+fn agg(sec: i64, prefix: &str, port: u16, count: u32) -> Record {
+    let mut r = ev(T0 + sec * S, prefix, "198.18.1.2", 6, port, 0x02);
+    r.dst = None;
+    r.sport = 0;
+    r.pkt_flags = fireplot_common::event::PKT_AGGREGATE;
+    r.count = count;
+    r
+}
+
+/// A spoofed flood the kernel aggregated: a few hundred events, then
+/// aggregates of many /24s arriving after their second. The flood is
+/// alerted at its real rate and counts every aggregated packet; the scan
+/// running alongside is a scan, not part of the flood.
+#[test]
+fn a_flood_known_from_aggregates_counts_them_at_their_rate() {
+    let mut evs: Vec<Record> = (0..300)
+        .map(|i| {
+            let src = format!("198.19.{}.{}", i % 200, 1 + i / 200);
+            ev(T0 + i * 100_000, &src, "198.18.1.2", 6, 80, 0x02)
+        })
+        .collect();
+    evs.extend((0..100).map(|i| {
+        ev(
+            T0 + i * MS,
+            "192.0.2.9",
+            "198.18.1.2",
+            6,
+            1000 + i as u16,
+            0x02,
+        )
+    }));
+    evs.sort_by_key(|r| r.ts_ns);
+    // Seconds 0..3, 64 /24s of 5,000 packets each (320,000/s), arriving
+    // two seconds late, between later events.
+    let mut stream = evs;
+    for sec in 0..3 {
+        for p in 0..64 {
+            stream.push(agg(sec, &format!("198.19.{p}.0"), 80, 5_000));
+        }
+        stream.push(ev(
+            T0 + (sec + 2) * S,
+            "192.0.2.50",
+            "198.18.1.9",
+            17,
+            53,
+            0,
+        ));
+    }
+    let all = run(&stream);
+    let floods: Vec<&Alert> = all
+        .iter()
+        .filter(|a| a.kind == "flood" && a.status == "ended")
+        .collect();
+    assert_eq!(floods.len(), 1, "{:?}", kinds(&all));
+    let f = floods[0];
+    assert_eq!(f.aggregated, Some(3 * 64 * 5_000));
+    assert!(f.probes >= 3 * 64 * 5_000, "{}", f.summary);
+    assert!(
+        f.summary.contains("counted in kernel aggregates"),
+        "{}",
+        f.summary
+    );
+    assert!(f.summary.contains("peak 320,"), "{}", f.summary);
+    assert!(
+        !f.targets.sample.iter().any(|t| t == "::"),
+        "{:?}",
+        f.targets
+    );
+    let scans = started(&all, "port_scan");
+    assert_eq!(scans.len(), 1);
+    assert_eq!(scans[0].sources, vec!["192.0.2.9".to_string()]);
+    // Aggregates below the flood rate are no flood.
+    let quiet: Vec<Record> = (0..5).map(|s| agg(s, "198.19.7.0", 443, 100)).collect();
+    assert!(run(&quiet).is_empty());
+}
+
+/// One source's flood past its rate limit: its aggregates belong to its
+/// own flood, not to a second flood "from many sources".
+#[test]
+fn a_single_source_flood_keeps_its_aggregates() {
+    let mut stream: Vec<Record> = (0..25_000)
+        .map(|i| ev(T0 + i * 20_000, "198.18.0.2", "198.18.1.2", 6, 80, 0x02))
+        .collect();
+    for sec in 0..3 {
+        stream.push(agg(sec, "198.18.0.0", 80, 90_000));
+    }
+    let all = run(&stream);
+    assert_eq!(
+        kinds(&all),
+        vec![("flood".to_string(), vec!["198.18.0.2".to_string()])]
+    );
+    let f = all.iter().rfind(|a| a.kind == "flood").unwrap();
+    assert_eq!(f.aggregated, Some(270_000));
+    assert_eq!(f.probes, 25_000 + 270_000);
+    assert!(f.summary.contains("past its rate limit"), "{}", f.summary);
+}

@@ -346,3 +346,17 @@ fn a_day_from_the_bins_looks_like_a_day_from_the_events() {
     }
     let _ = std::fs::remove_file(&path);
 }
+
+/// An aggregate is drawn with its count: the density of a flood is the
+/// flood's, not one dot per second.
+#[test]
+fn aggregates_weigh_their_count_in_the_plot() {
+    let mut r = rec(0, 4, 6, 80);
+    r.pkt_flags = fireplot_common::event::PKT_AGGREGATE;
+    r.count = 40_000;
+    let layout = Layout::new(800, 400, 0, 60_000_000_000);
+    let mut d = Density::new(layout);
+    d.add(&r);
+    d.add(&rec(1_000_000_000, 4, 6, 80));
+    assert_eq!(d.total(), 40_001);
+}

@@ -527,3 +527,86 @@ fn an_old_database_is_binned_from_its_migration_on() {
         scanned_ports(&s, &all)
     );
 }
+
+/// A flood's aggregates are weighted rows: they keep their count through
+/// the store, count with it in the bins, the top lists and the plot, and
+/// their source reads as its prefix.
+#[test]
+fn aggregates_are_weighted_rows() {
+    use fireplot_common::{
+        agg::{AggKey, AggValue, PREFIX_V4},
+        proto::FAMILY_V4,
+    };
+    let path = temp_db("aggs");
+    let mut s = Store::open(&path).unwrap();
+    let t0 = 1_800_000_000i64;
+    let key = AggKey {
+        src: [u64::from(u32::from_le_bytes([198, 19, 7, 0])), 0],
+        sec: t0 as u64,
+        ifindex: 2,
+        dport: 80,
+        family: FAMILY_V4,
+        proto: 6,
+        class: 4,
+        prefix: PREFIX_V4,
+        _pad: [0; 6],
+    };
+    let value = AggValue {
+        packets: 250_000,
+        bytes: 250_000 * 54,
+        tcp_flags: 0x02,
+        _pad: [0; 7],
+    };
+    let a = Record::from_aggregate(&key, &value, 0);
+    assert!(a.is_aggregate());
+    assert_eq!(a.src_label(), "198.19.7.0/24");
+    assert_eq!((a.count, a.len, a.dport), (250_000, 54, 80));
+    assert_eq!(a.ts_ns, t0 * 1_000_000_000);
+    let mut e = Record::probe(
+        t0 * 1_000_000_000 + 5,
+        "198.19.7.9".parse().unwrap(),
+        "198.18.1.2".parse().unwrap(),
+        6,
+        80,
+    );
+    e.ifindex = 2;
+    s.insert(&[a.clone(), e.clone()]).unwrap();
+    // Back out whole.
+    let all = Filter::range(i64::MIN, i64::MAX);
+    let mut back = Vec::new();
+    let n = s.for_each(&all, |r| back.push(r)).unwrap();
+    assert_eq!(n, 250_001, "for_each counts packets");
+    assert!(back.contains(&a) && back.contains(&e));
+    // Top ports from the bins and from the events agree, with the weight.
+    let hour = Filter::range(
+        t0 * 1_000_000_000 - 3600 * 1_000_000_000,
+        t0 * 1_000_000_000 + 3600 * 1_000_000_000,
+    );
+    let (total, ports) = s.top_ports_binned(&hour, 5).unwrap();
+    assert_eq!(total, 250_001);
+    assert_eq!(ports, vec![(6, 80, 250_001)]);
+    let (total, srcs) = s.top_sources(&all, 5).unwrap();
+    assert_eq!(total, 250_001);
+    assert_eq!(srcs[0].0.to_string(), "198.19.7.0/24");
+    assert_eq!(srcs[0].1, 250_000);
+    assert_eq!(srcs[1].0.to_string(), "198.19.7.9");
+    // The JSON line says what it is and reads back the same.
+    let line = a.to_json_record();
+    assert!(line.aggregate);
+    assert_eq!(
+        (line.src_prefix, line.count, line.sport),
+        (Some(24), 250_000, None)
+    );
+    let json = line.to_json();
+    let parsed: crate::record::line::EventRecord = serde_json::from_str(&json).unwrap();
+    let again = Record::try_from((&parsed, 1)).unwrap();
+    assert_eq!(
+        (again.count, again.is_aggregate(), again.src),
+        (a.count, true, a.src)
+    );
+    // An event line has neither field; count 0 is refused.
+    assert!(!e.to_json_record().to_json().contains("count"));
+    let bad = json.replace("\"count\":250000", "\"count\":0");
+    let parsed: crate::record::line::EventRecord = serde_json::from_str(&bad).unwrap();
+    assert!(Record::try_from((&parsed, 1)).is_err());
+}

@@ -4,8 +4,8 @@ use super::*;
 
 // ---- hover ----
 
-/// Source, protocol, port: one line of a hover.
-type GroupKey = (Option<IpAddr>, u8, u16);
+/// Source (or an aggregate's prefix), protocol, port: one line of a hover.
+type GroupKey = (Option<crate::store::Source>, u8, u16);
 
 /// Pixels around the pointer a hover covers (a dot is drawn 2×2).
 const HOVER_PX: i64 = 2;
@@ -71,7 +71,7 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
             total += u64::from(r.count);
             let port = if r.has_ports() { r.dport } else { 0 };
             let g = groups
-                .entry((r.src, r.proto, port))
+                .entry((crate::store::Source::of(&r), r.proto, port))
                 .or_insert((0, r.ts_ns, r.ts_ns));
             g.0 += u64::from(r.count);
             g.1 = g.1.min(r.ts_ns);
@@ -103,6 +103,7 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
             .into_iter()
             .map(|((src, proto, port), (n, first, last))| {
                 let src_s = src.map(|a| a.to_string());
+                let aggregate = src.is_some_and(|s| s.prefix.is_some());
                 let alert = src_s.as_deref().and_then(|ip| {
                     episodes.iter().find(|e| {
                         e["sources"]
@@ -112,6 +113,7 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
                 });
                 json!({
                     "src": src_s,
+                    "aggregate": aggregate,
                     "proto": proto_name(proto),
                     "port": port,
                     "count": n,

@@ -106,7 +106,7 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
         Ok(json!({
             "total": total,
             "ports": ports.into_iter().map(|(pr, port, c)| json!({"proto": proto_name(pr), "port": port, "count": c})).collect::<Vec<_>>(),
-            "sources": srcs.into_iter().map(|(a, c)| json!({"src": a.to_string(), "count": c})).collect::<Vec<_>>(),
+            "sources": srcs.into_iter().map(|(a, c)| json!({"src": a.to_string(), "aggregate": a.prefix.is_some(), "count": c})).collect::<Vec<_>>(),
         }))
     })
     .await?;

@@ -319,7 +319,8 @@ async function hover(p, pin) {
     return;
   }
   const items = res.groups.map((g) => {
-    const who = g.src ? `<a class="src" href="${esc(pageUrl(`/source/${g.src}`))}">${esc(g.src)}</a>` : "?";
+    // An aggregate (a flood the kernel counted) names a /24 or /48, not a host.
+    const who = g.aggregate ? `${esc(g.src)} (aggregated)` : g.src ? `<a class="src" href="${esc(pageUrl(`/source/${g.src}`))}">${esc(g.src)}</a>` : "?";
     const what = g.port ? `${esc(g.proto)}/${g.port}` : esc(g.proto);
     const when = g.first_ms === g.last_ms ? fmtTime(g.first_ms) : `${fmtTime(g.first_ms)} – ${fmtTime(g.last_ms)}`;
     const alert = g.alert ? `<div class="alert">${esc(g.alert.kind)}: ${esc(g.alert.summary)}</div>` : "";
@@ -412,7 +413,7 @@ async function loadTop() {
   }
   try {
     const t = await getJson(url("/api/top", { n: 10, part: "sources" }));
-    $("sources").innerHTML = t.sources.map((s) => `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a> — ${num(s.count)}</li>`).join("") || "<li>none</li>";
+    $("sources").innerHTML = t.sources.map((s) => s.aggregate ? `<li>${esc(s.src)} (aggregated) — ${num(s.count)}</li>` : `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a> — ${num(s.count)}</li>`).join("") || "<li>none</li>";
   } catch (e) {
     $("sources").innerHTML = `<li>${esc(e.message)}</li>`;
   }
