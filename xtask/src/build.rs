@@ -198,6 +198,22 @@ impl Tally {
 /// `target/bench/results.json`.
 pub fn bench(quick: bool) -> Result<()> {
     let root = root();
+    // The lab's generator, next to the bench binary.
+    let mut g = cargo(None);
+    g.current_dir(&root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "fireplot-tests",
+            "--features",
+            "bench",
+            "--bin",
+            "fireplot-flood",
+        ])
+        .env("FIREPLOT_EBPF_OBJECT", ebpf_object());
+    run(&mut g)?;
     let mut c = cargo(None);
     c.current_dir(&root)
         .args([

@@ -12,6 +12,8 @@ use serde_json::json;
 mod console;
 #[path = "bench/inputs.rs"]
 mod inputs;
+#[path = "bench/linerate.rs"]
+mod linerate;
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -57,6 +59,12 @@ fn main() -> Result<()> {
         for (name, v, unit) in userspace(quick)? {
             println!("{name:<52} {v:>14.1} {unit}");
         }
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--line-rate-only") {
+        let quick = std::env::args().any(|a| a == "--quick");
+        let l = linerate::line_rate(quick)?;
+        l.print();
         return Ok(());
     }
     if std::env::args().any(|a| a == "--inputs-only") {
@@ -253,6 +261,7 @@ fn main() -> Result<()> {
     let user = userspace(quick)?;
     let ring = ring_drain(quick)?;
     let lab = lab_end_to_end(quick)?;
+    let line = linerate::line_rate(quick)?;
     let web = console::console(quick)?;
     let inp = inputs::inputs(quick)?;
 
@@ -309,6 +318,8 @@ fn main() -> Result<()> {
         ),
         None => println!("fireplot recorded < 99.9 % of probes at every rate measured"),
     }
+    println!();
+    line.print();
     let json = json!({
         "kernel": std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim(),
         "cpu": std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default().lines()
@@ -327,6 +338,7 @@ fn main() -> Result<()> {
             "ring_full": r.ring_full,
         })).collect::<Vec<_>>(),
         "lab_best_rate_pps": lab.best,
+        "line_rate": line.json(),
     });
     if let Some(dir) = std::path::Path::new(&out_path).parent() {
         std::fs::create_dir_all(dir)?;
@@ -796,7 +808,17 @@ fn lab_end_to_end(quick: bool) -> Result<LabResult> {
                 let sensor = fireplot_tests::sensor::Sensor::start(
                     &lab,
                     &out,
-                    &["--rate-limit", "0", "--ring-mib", "64"],
+                    // Every limit off: this stage measures the event path.
+                    &[
+                        "--rate-limit",
+                        "0",
+                        "--target-limit",
+                        "0",
+                        "--event-budget",
+                        "0",
+                        "--ring-mib",
+                        "64",
+                    ],
                 )?;
                 std::thread::sleep(std::time::Duration::from_millis(1000));
                 let fp_pid = sensor_pid(&router);
