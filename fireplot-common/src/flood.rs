@@ -6,7 +6,7 @@ use crate::assert_size;
 
 /// What the generator varies in its template frame.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FloodConfig {
     /// Seed of the per-frame pseudo-random values.
     pub seed: u64,
@@ -23,8 +23,35 @@ pub struct FloodConfig {
     /// (span 0: the template's port).
     pub dport_base: u16,
     pub dport_span: u16,
+    /// Bytes of `template` (the frame's headers) written over each frame
+    /// before it is varied: the stack that received the frame before may
+    /// have rewritten its page (a forwarded frame leaves with the next
+    /// hop's MACs and one less TTL), and live-frame mode recycles pages.
+    pub template_len: u32,
+    pub _pad2: u32,
+    pub template: [u8; TEMPLATE_MAX],
 }
-assert_size!(FloodConfig, 16);
+assert_size!(FloodConfig, 24 + TEMPLATE_MAX);
+
+/// The longest template (Ethernet + IPv6 + the first 20 bytes of L4 and more).
+pub const TEMPLATE_MAX: usize = 128;
+
+impl Default for FloodConfig {
+    fn default() -> Self {
+        FloodConfig {
+            seed: 0,
+            src_bits: 0,
+            family: 0,
+            proto: 0,
+            _pad: 0,
+            dport_base: 0,
+            dport_span: 0,
+            template_len: 0,
+            _pad2: 0,
+            template: [0; TEMPLATE_MAX],
+        }
+    }
+}
 
 #[cfg(feature = "user")]
 mod user {

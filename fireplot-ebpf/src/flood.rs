@@ -43,6 +43,34 @@ unsafe fn wr16(p: usize, v: u16) {
     core::ptr::write_unaligned(p as *mut u16, v.to_be())
 }
 
+/// Writes the first `N` template bytes over the frame at `data` (the
+/// caller checked that `N` bytes are there).
+#[inline(always)]
+fn copy_template<const N: usize>(
+    cfg: &fireplot_common::flood::FloodConfig,
+    data: usize,
+    end: usize,
+) -> bool {
+    if data + N > end {
+        return false;
+    }
+    let mut i = 0;
+    while i + 8 <= N {
+        // SAFETY: `i + 8 <= N`, within the frame and the template.
+        unsafe {
+            let v = core::ptr::read_unaligned(cfg.template.as_ptr().add(i) as *const u64);
+            core::ptr::write_unaligned((data + i) as *mut u64, v);
+        }
+        i += 8;
+    }
+    while i < N {
+        // SAFETY: as above.
+        unsafe { *((data + i) as *mut u8) = cfg.template[i] };
+        i += 1;
+    }
+    true
+}
+
 pub fn generate(ctx: &XdpContext) -> u32 {
     let Some(cfg) = FLOOD.get(0) else {
         return XDP_ABORTED;
@@ -64,6 +92,18 @@ pub fn generate(ctx: &XdpContext) -> u32 {
     let l4 = if v6 { L3 + 40 } else { L3 + 20 };
     // Template frames are at least this long (the L4 header's first 20 bytes).
     if data + l4 + 20 > end {
+        return XDP_ABORTED;
+    }
+    // The template's headers over the frame: the stack that took the
+    // frame before may have rewritten this page (a forwarded frame leaves
+    // with the next hop's MACs and one less TTL), and live-frame mode
+    // recycles pages.
+    let copied = if v6 {
+        copy_template::<{ L3 + 40 + 20 }>(cfg, data, end)
+    } else {
+        copy_template::<{ L3 + 20 + 20 }>(cfg, data, end)
+    };
+    if !copied {
         return XDP_ABORTED;
     }
     // The source words that change: IPv4 bytes 12..16 of the header,

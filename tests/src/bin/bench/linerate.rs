@@ -10,11 +10,7 @@
 //! (`kernel.bpf_stats_enabled` via BPF_ENABLE_STATS) and the CPU of the
 //! softirqs and of the daemon.
 
-use std::{
-    os::fd::AsRawFd,
-    process::Stdio,
-    time::Duration,
-};
+use std::{os::fd::AsRawFd, process::Stdio, time::Duration};
 
 use anyhow::{bail, Context, Result};
 use fireplot::sensor::{LoadOptions, Sensor, PROG_BASELINE};
@@ -93,12 +89,13 @@ fn softirq_s() -> f64 {
         .map_or(0.0, |t| t / 100.0)
 }
 
-/// (run_time_ns, run_cnt) of the fireplot ingress program held by `pid`,
-/// from its fdinfo (filled while BPF_ENABLE_STATS is on).
-fn prog_stats(pid: u32) -> Option<(u64, u64)> {
+/// (run_time_ns, run_cnt) of the program named `name` (as the kernel
+/// keeps it: 15 characters) held by `pid`, from its fdinfo (filled while
+/// BPF_ENABLE_STATS is on).
+fn prog_stats(pid: u32, name: &str) -> Option<(u64, u64)> {
     let ids: Vec<u32> = aya::programs::loaded_programs()
         .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some("fireplot_ingres"))
+        .filter(|p| p.name_as_str() == Some(name))
         .map(|p| p.id())
         .collect();
     for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()? {
@@ -189,6 +186,12 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
         }
     }
     let pid = sensor.as_ref().map(|s| s.pid());
+    // Whose XDP program's run time to read: the sensor's, or ours (the
+    // trivial program is attached from this process).
+    let (stats_pid, stats_name) = match config {
+        Config::Trivial => (Some(std::process::id()), "fireplot_baseli"),
+        _ => (pid, "fireplot_ingres"),
+    };
     let wan0 = "/sys/class/net/wan0/statistics/rx_packets";
     let lan0 = "/sys/class/net/lan0/statistics/tx_packets";
     let (wan_a, lan_a) = (
@@ -197,7 +200,7 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
     );
     let soft_a = softirq_s();
     let daemon_a = pid.map(super::cpu_seconds).unwrap_or(0.0);
-    let prog_a = pid.and_then(prog_stats);
+    let prog_a = stats_pid.and_then(|p| prog_stats(p, stats_name));
     // The generator's count: `secs` at the offered rate; at full speed a
     // count that takes about as long on this machine.
     let count = if rate == 0 {
@@ -238,7 +241,7 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
         read_u64(lab, Node::Router, lan0)?,
     );
     let soft_b = softirq_s();
-    let prog_b = pid.and_then(prog_stats);
+    let prog_b = stats_pid.and_then(|p| prog_stats(p, stats_name));
     let xdp_ns = match (prog_a, prog_b) {
         (Some((ta, ca)), Some((tb, cb))) if cb > ca => Some((tb - ta) as f64 / (cb - ca) as f64),
         _ => None,
