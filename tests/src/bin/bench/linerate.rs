@@ -390,15 +390,28 @@ impl LineRate {
                     } else {
                         r.as_events()
                     };
-                    share >= 0.999 && r.wan_packets >= r.sent * 99 / 100
+                    share >= 0.999
                 })
                 .map(|r| r.wan_pps)
                 .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))));
+            let share = |r: &Row| {
+                if config == Config::Fireplot {
+                    r.delivered()
+                } else {
+                    r.as_events()
+                }
+            };
+            let all = self
+                .rows
+                .iter()
+                .filter(|r| r.config == config)
+                .all(|r| share(r) >= 0.999);
             match best {
                 Some(b) => println!(
-                    "highest wan0 rate at which {} delivers >= 99.9 % ({what}): {:.0}k pps",
+                    "highest rate arriving at wan0 at which {} delivered >= 99.9 % of it ({what}): {:.0}k pps{}",
                     config.name(),
-                    b / 1000.0
+                    b / 1000.0,
+                    if all { " (every rate the lab reached)" } else { "" }
                 ),
                 None => println!(
                     "{} delivered < 99.9 % ({what}) at every rate",
