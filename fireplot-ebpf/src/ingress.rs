@@ -93,13 +93,15 @@ fn service(udp: bool, port: u16) -> bool {
     }
 }
 
-/// Class of a non-SYN TCP, UDP or other packet from its flow lookup.
+/// Class of a non-SYN TCP, UDP or other packet from its flow lookup;
+/// `published` is asked only when no flow answered (a reply, the common
+/// case, skips the service bitmap).
 #[inline(always)]
-fn by_origin(origin: Option<u8>, published: bool) -> Class {
+fn by_origin(origin: Option<u8>, published: impl FnOnce() -> bool) -> Class {
     match origin {
         Some(ORIGIN_INSIDE) => Class::Reply,
         Some(_) => Class::Service,
-        None if published => Class::Service,
+        None if published() => Class::Service,
         None => Class::Unsolicited,
     }
 }
@@ -117,7 +119,7 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
     let mut p = Probe::new(F::FAMILY, h.proto, F::words(src), F::words(dst));
     if h.fragment {
         bump(Misc::Fragments.index());
-        let class = by_origin(lookup::<F>(cfg, &reversed(0, 0), now), false);
+        let class = by_origin(lookup::<F>(cfg, &reversed(0, 0), now), || false);
         return finish(ctx, cfg, h, &p, class);
     }
     let class = match h.proto {
@@ -141,7 +143,7 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
             } else {
                 by_origin(
                     lookup::<F>(cfg, &reversed(t.dport, t.sport), now),
-                    service(false, t.dport),
+                    || service(false, t.dport),
                 )
             }
         }
@@ -156,7 +158,7 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
             } else {
                 by_origin(
                     lookup::<F>(cfg, &reversed(dport, sport), now),
-                    service(true, dport),
+                    || service(true, dport),
                 )
             }
         }
@@ -168,7 +170,7 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
             p.icmp_code = code;
             if ty == F::ECHO_REPLY {
                 p.sport = id;
-                by_origin(lookup::<F>(cfg, &reversed(id, 0), now), false)
+                by_origin(lookup::<F>(cfg, &reversed(id, 0), now), || false)
             } else if ty == F::ECHO_REQUEST {
                 p.sport = id;
                 if cfg.service_icmp_echo != 0 {
@@ -188,7 +190,7 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
                 Class::Unsolicited
             }
         }
-        _ => by_origin(lookup::<F>(cfg, &reversed(0, 0), now), false),
+        _ => by_origin(lookup::<F>(cfg, &reversed(0, 0), now), || false),
     };
     finish(ctx, cfg, h, &p, class)
 }
