@@ -105,7 +105,8 @@ impl Record {
     }
 
     /// From a kernel aggregate (its counts summed over the CPUs), with the
-    /// monotonic→wall offset. It stands at the start of its second.
+    /// monotonic→wall offset. It stands at the middle of its second, so
+    /// its dot is within half a second of each of its packets.
     pub fn from_aggregate(k: &AggKey, v: &AggValue, wall_offset_ns: i128) -> Record {
         let mut bytes = [0u8; 16];
         bytes[..8].copy_from_slice(&k.src[0].to_le_bytes());
@@ -123,7 +124,7 @@ impl Record {
         };
         let packets = v.packets.max(1);
         Record {
-            ts_ns: (k.sec as i128 * 1_000_000_000 + wall_offset_ns) as i64,
+            ts_ns: (k.sec as i128 * 1_000_000_000 + 500_000_000 + wall_offset_ns) as i64,
             family: k.family,
             proto: k.proto,
             src,

@@ -19,7 +19,7 @@ use std::{
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
 
-use crate::record::{addr_bytes, bytes_addr, Record};
+use crate::record::{bytes_addr, Record};
 
 pub use console::Source;
 pub use filter::{in_prefix, Filter};
@@ -94,31 +94,47 @@ const COLUMNS: &str =
 const ROWS_PER_INSERT: usize = 64;
 const EVENT_PLACEHOLDERS: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
 
-/// One event's values in `COLUMNS` order.
-fn push_row(v: &mut Vec<rusqlite::types::Value>, r: &Record) {
-    use rusqlite::types::Value::{Blob, Integer, Null};
-    let addr = |a: &Option<IpAddr>| addr_bytes(a).map_or(Null, Blob);
-    v.extend([
-        Integer(r.ts_ns),
-        Integer(r.family as i64),
-        Integer(r.proto as i64),
-        addr(&r.src),
-        addr(&r.dst),
-        Integer(r.sport as i64),
-        Integer(r.dport as i64),
-        Integer(r.tcp_flags as i64),
-        Integer(r.ttl as i64),
-        Integer(r.len as i64),
-        Integer(r.class as i64),
-        Integer(r.ifindex as i64),
-        Integer(r.icmp_type as i64),
-        Integer(r.icmp_code as i64),
-        Integer(r.pkt_flags as i64),
-        Integer(r.ip_id as i64),
-        Integer(r.tcp_seq as i64),
-        Integer(r.tcp_window as i64),
-        Integer(r.count as i64),
-    ]);
+/// Values per event row (`COLUMNS`).
+const EVENT_VALUES: usize = 19;
+
+/// Binds one event's values in `COLUMNS` order at parameters `base + 1 ..`,
+/// straight from the record (no value is allocated).
+fn bind_row(stmt: &mut rusqlite::Statement<'_>, base: usize, r: &Record) -> rusqlite::Result<()> {
+    let ints: [i64; 17] = [
+        r.ts_ns,
+        r.family as i64,
+        r.proto as i64,
+        r.sport as i64,
+        r.dport as i64,
+        r.tcp_flags as i64,
+        r.ttl as i64,
+        r.len as i64,
+        r.class as i64,
+        r.ifindex as i64,
+        r.icmp_type as i64,
+        r.icmp_code as i64,
+        r.pkt_flags as i64,
+        r.ip_id as i64,
+        r.tcp_seq as i64,
+        r.tcp_window as i64,
+        r.count as i64,
+    ];
+    // COLUMNS: ts, family, proto, src, dst, then the rest in `ints` order.
+    for (i, v) in ints[..3].iter().enumerate() {
+        stmt.raw_bind_parameter(base + 1 + i, v)?;
+    }
+    for (i, a) in [&r.src, &r.dst].into_iter().enumerate() {
+        let at = base + 4 + i;
+        match a {
+            Some(IpAddr::V4(v)) => stmt.raw_bind_parameter(at, &v.octets()[..])?,
+            Some(IpAddr::V6(v)) => stmt.raw_bind_parameter(at, &v.octets()[..])?,
+            None => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
+        }
+    }
+    for (i, v) in ints[3..].iter().enumerate() {
+        stmt.raw_bind_parameter(base + 6 + i, v)?;
+    }
+    Ok(())
 }
 
 impl Store {
@@ -208,19 +224,14 @@ impl Store {
                 .map_err(err("preparing the insert"))?;
             let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
             for chunk in &mut chunks {
-                let mut values: Vec<rusqlite::types::Value> =
-                    Vec::with_capacity(ROWS_PER_INSERT * 18);
-                for r in chunk {
-                    push_row(&mut values, r);
+                for (k, r) in chunk.iter().enumerate() {
+                    bind_row(&mut stmt, k * EVENT_VALUES, r).map_err(err("inserting events"))?;
                 }
-                stmt.execute(rusqlite::params_from_iter(values))
-                    .map_err(err("inserting events"))?;
+                stmt.raw_execute().map_err(err("inserting events"))?;
             }
             for r in chunks.remainder() {
-                let mut values = Vec::with_capacity(18);
-                push_row(&mut values, r);
-                one.execute(rusqlite::params_from_iter(values))
-                    .map_err(err("inserting events"))?;
+                bind_row(&mut one, 0, r).map_err(err("inserting events"))?;
+                one.raw_execute().map_err(err("inserting events"))?;
             }
         }
         tiles::add(&tx, records).map_err(err("binning events"))?;

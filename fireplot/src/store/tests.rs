@@ -561,7 +561,11 @@ fn aggregates_are_weighted_rows() {
     assert!(a.is_aggregate());
     assert_eq!(a.src_label(), "198.19.7.0/24");
     assert_eq!((a.count, a.len, a.dport), (250_000, 54, 80));
-    assert_eq!(a.ts_ns, t0 * 1_000_000_000);
+    assert_eq!(
+        a.ts_ns,
+        t0 * 1_000_000_000 + 500_000_000,
+        "the middle of its second"
+    );
     let mut e = Record::probe(
         t0 * 1_000_000_000 + 5,
         "198.19.7.9".parse().unwrap(),
