@@ -322,6 +322,17 @@ fn budget_allow(cfg: &Config, now_ns: u64) -> bool {
     true
 }
 
+/// Adds one packet to this CPU's value of an aggregate.
+#[inline(always)]
+fn count_in(v: *mut AggValue, len: u64, tcp_flags: u8) {
+    // SAFETY: a map value pointer of this CPU; no other writer on this CPU.
+    unsafe {
+        (*v).packets += 1;
+        (*v).bytes += len;
+        (*v).tcp_flags |= tcp_flags;
+    }
+}
+
 /// Adds one packet to an aggregate: false if the entry is not there and
 /// cannot be made (the table is full).
 #[inline(always)]
@@ -332,12 +343,7 @@ fn agg_add(
     tcp_flags: u8,
 ) -> bool {
     if let Some(v) = map.get_ptr_mut(key) {
-        // SAFETY: this CPU's value of the entry; no other writer on this CPU.
-        unsafe {
-            (*v).packets += 1;
-            (*v).bytes += len;
-            (*v).tcp_flags |= tcp_flags;
-        }
+        count_in(v, len, tcp_flags);
         return true;
     }
     let first = AggValue {
@@ -354,12 +360,7 @@ fn agg_add(
     }
     // Another CPU made the entry in between: this CPU's value is zero.
     if let Some(v) = map.get_ptr_mut(key) {
-        // SAFETY: as above.
-        unsafe {
-            (*v).packets += 1;
-            (*v).bytes += len;
-            (*v).tcp_flags |= tcp_flags;
-        }
+        count_in(v, len, tcp_flags);
         return true;
     }
     false

@@ -415,3 +415,66 @@ fn run_bounded(
         .with_context(|| format!("cannot start {program}"))?;
     Ok(child.wait_with_output()?)
 }
+
+/// tcpdump on wan0 writing `pcap`, for counting what of a source reached
+/// the sensor's interface (a flood can overflow the veth queue before the
+/// sensor sees a packet, which is not the sensor's loss). The filter runs
+/// in the kernel, so a flood does not crowd the capture buffer.
+pub struct WanCapture {
+    child: std::process::Child,
+    log: JoinHandle<String>,
+}
+
+impl WanCapture {
+    /// Starts tcpdump and waits until it listens.
+    pub fn start(lab: &Lab, pcap: &std::path::Path, filter: &str) -> Result<WanCapture> {
+        use std::io::BufRead;
+        let mut child = lab
+            .command(Node::Router, "tcpdump")
+            .args(["-i", "wan0", "-n", "-U", "-w"])
+            .arg(pcap)
+            .arg(filter)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start tcpdump")?;
+        let stderr = child.stderr.take().context("piped stderr")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
+        });
+        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("tcpdump did not start listening within 30 s");
+        }
+        Ok(WanCapture { child, log })
+    }
+
+    /// Stops tcpdump (SIGINT) and returns the packets it captured.
+    pub fn stop(mut self) -> Result<u64> {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        self.child.wait()?;
+        let text = self
+            .log
+            .join()
+            .map_err(|_| anyhow::anyhow!("tcpdump's log reader panicked"))?;
+        text.lines()
+            .find(|l| l.contains("packets captured"))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("no packet count in tcpdump's log: {text}"))
+    }
+}

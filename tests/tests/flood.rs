@@ -13,7 +13,12 @@ use std::{
 };
 
 use fireplot::store::{Filter, Store};
-use fireplot_tests::{addr, privileged, sensor::Sensor, traffic::nmap, unique_prefix, Lab, Node};
+use fireplot_tests::{
+    addr, privileged,
+    sensor::Sensor,
+    traffic::{nmap, WanCapture},
+    unique_prefix, Lab, Node,
+};
 use serde_json::Value;
 
 const FLOOD_BIN: &str = env!("CARGO_BIN_EXE_fireplot-flood");
@@ -33,19 +38,16 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
     let _ = std::fs::remove_dir_all(&dir);
     let sensor = Sensor::start(&lab, &dir, &["--db", db.to_str().unwrap()]).expect("sensor");
     // The scanner's probes as they reached wan0 (after XDP, before the stack).
-    let pcap = dir.join("scan.pcap");
-    let mut capture = lab
-        .command(Node::Router, "tcpdump")
-        .args(["-i", "wan0", "-n", "-U", "-w"])
-        .arg(&pcap)
-        .arg("src host 198.18.0.11 and tcp")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
+    let capture = WanCapture::start(&lab, &dir.join("scan.pcap"), "src host 198.18.0.11 and tcp")
         .expect("tcpdump");
-    let log = wait_for_line(&mut capture, "listening on", Duration::from_secs(30));
     let mac = lab.router_wan_mac().expect("wan0's MAC");
     let sent: u64 = 1_000_000;
+    // What the veth handed wan0's XDP program, before and after: when the
+    // receiving side is slower than the generator (a busy machine), the
+    // link drops frames before wan0, which is the link's loss, not the
+    // sensor's.
+    let at_wan0 = || xdp_packets(&lab, Node::Router, "wan0");
+    let arrived_before = at_wan0();
     let generator = lab
         .command(Node::Inet, FLOOD_BIN)
         .args(["--iface", "inet0", "--dst-mac", &mac, "--dst", addr::LAN_V4])
@@ -90,17 +92,9 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
     let gen_secs = report["secs"].as_f64().unwrap();
     // Aggregates are taken once their second is over: stop after that.
     std::thread::sleep(Duration::from_millis(2500));
+    let arrived_after = at_wan0();
     let c = sensor.stop().expect("stop");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(capture.id() as i32, libc::SIGINT) };
-    capture.wait().expect("tcpdump ends");
-    let text = log.join().expect("tcpdump's log");
-    let captured: u64 = text
-        .lines()
-        .find(|l| l.contains("packets captured"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("tcpdump's count in {text}"));
+    let captured = capture.stop().expect("tcpdump's count");
 
     // Every probe of the scan that reached wan0 is an event.
     let scan: BTreeSet<u64> = c
@@ -140,18 +134,26 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
         })
         .expect("read history");
     let counted = events + aggregated;
-    let off = (counted as f64 - sent as f64).abs() / sent as f64;
+    // Everything that reached wan0 in the run: the flood, nmap's probes and
+    // a few neighbour packets.
+    let arrived = arrived_after - arrived_before;
+    let off = (counted as f64 - arrived as f64).abs() / arrived.max(1) as f64;
     eprintln!(
-        "flood: sent {sent} in {gen_secs:.2} s ({:.0} pps); stored {events} events + {aggregated} \
-         packets in {rows} aggregates = {counted} ({:.3} % off); nmap took {nmap_secs:.2} s; \
-         kernel: {}",
+        "flood: sent {sent} in {gen_secs:.2} s ({:.0} pps), {arrived} frames reached wan0; \
+         stored {events} events + {aggregated} packets in {rows} aggregates = {counted} \
+         ({:.3} % off what arrived, {:.3} % off what was sent); nmap took {nmap_secs:.2} s; kernel: {}",
         sent as f64 / gen_secs,
         off * 100.0,
+        (sent as f64 - counted as f64).abs() / sent as f64 * 100.0,
         c.stats["kernel"]
     );
     assert!(
+        arrived >= sent / 2,
+        "most of the flood reached wan0 ({arrived} of {sent})"
+    );
+    assert!(
         off <= 0.01,
-        "the flood's count is within 1 % of what was sent"
+        "the flood's count is within 1 % of what reached wan0"
     );
     assert!(
         aggregated > events,
@@ -188,31 +190,16 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
     );
 }
 
-/// Reads a child's stderr on a thread until `needle` appears; the thread
-/// keeps reading to the end and returns all of it.
-fn wait_for_line(
-    child: &mut std::process::Child,
-    needle: &'static str,
-    limit: Duration,
-) -> std::thread::JoinHandle<String> {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains(needle) {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("no `{needle}` within {limit:?}"));
-    reader
+/// Frames the veth `iface` in `node` received on its XDP path (every
+/// queue's `xdp_packets` in `ethtool -S`).
+fn xdp_packets(lab: &Lab, node: Node, iface: &str) -> u64 {
+    let out = lab
+        .exec(node, "ethtool", &["-S", iface])
+        .expect("ethtool -S (installed by `cargo xtask setup`)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rx_queue_"))
+        .filter(|l| l.contains("_xdp_packets:"))
+        .filter_map(|l| l.rsplit(':').next()?.trim().parse::<u64>().ok())
+        .sum()
 }

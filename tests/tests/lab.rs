@@ -1,12 +1,12 @@
 //! End-to-end tests on the lab network with real tools: the sensor runs on
 //! the router's wan0, scanners on the inet side, ordinary clients inside.
 
-use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
+use std::{collections::BTreeSet, path::PathBuf, process::Command};
 
 use fireplot_tests::{
     addr, privileged,
     sensor::{fireplot_bin, Collected, Sensor},
-    traffic::{hping3_flood, nmap, outbound, Servers},
+    traffic::{hping3_flood, nmap, outbound, Servers, WanCapture},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
@@ -231,21 +231,13 @@ fn a_flood_does_not_silence_another_source() {
         ],
     )
     .expect("sensor");
-    // What of the second source reaches wan0: a flood can overflow the veth
-    // queue before the sensor ever sees a packet, which is not the sensor's
-    // loss. The capture filter runs in the kernel, so the flood does not
-    // crowd the capture buffer.
-    let pcap = dir.join("second.pcap");
-    let mut capture = lab
-        .command(Node::Router, "tcpdump")
-        .args(["-i", "wan0", "-n", "-U", "-w"])
-        .arg(&pcap)
-        .arg("src host 198.18.0.11 and tcp")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("tcpdump");
-    let tcpdump_log = wait_for_line(&mut capture, "listening on", Duration::from_secs(30));
+    // What of the second source reaches wan0.
+    let capture = WanCapture::start(
+        &lab,
+        &dir.join("second.pcap"),
+        "src host 198.18.0.11 and tcp",
+    )
+    .expect("tcpdump");
     let flood = hping3_flood(&lab, 1).expect("hping3 flood");
     nmap(
         &lab,
@@ -264,15 +256,7 @@ fn a_flood_does_not_silence_another_source() {
     flood.wait_with_output().expect("flood ends");
     sensor.settle(0);
     let c = sensor.stop().expect("stop");
-    libc_kill(capture.id() as i32);
-    capture.wait().expect("tcpdump ends");
-    let text = tcpdump_log.join().expect("tcpdump's log");
-    let captured: u64 = text
-        .lines()
-        .find(|l| l.contains("packets captured"))
-        .and_then(|l| l.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("tcpdump's count in {text}"));
+    let captured = capture.stop().expect("tcpdump's count");
     let second: BTreeSet<u64> = events_from(&c, "198.18.0.11")
         .iter()
         .map(|e| e["dport"].as_u64().unwrap())
@@ -507,38 +491,4 @@ fn live_run_keeps_history_and_draws_plots() {
 
 fn sensor_events(dir: &std::path::Path) -> PathBuf {
     dir.join("events.jsonl")
-}
-
-/// Reads a child's stderr on a thread until `needle` appears (or `limit`
-/// passes); the thread keeps reading to the end and returns all of it.
-fn wait_for_line(
-    child: &mut std::process::Child,
-    needle: &'static str,
-    limit: Duration,
-) -> std::thread::JoinHandle<String> {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().expect("piped stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if line.contains(needle) {
-                let _ = tx.send(());
-            }
-            all.push_str(&line);
-            all.push('\n');
-        }
-        all
-    });
-    rx.recv_timeout(limit)
-        .unwrap_or_else(|_| panic!("no `{needle}` within {limit:?}"));
-    reader
-}
-
-fn libc_kill(pid: i32) {
-    // SAFETY: plain kill(2) with SIGINT.
-    unsafe { libc::kill(pid, libc::SIGINT) };
 }

@@ -180,13 +180,7 @@ impl EventSink {
         }
         if self.store.is_some() || self.detect.is_some() {
             let rec = Record::from_event(&ev, wall_offset);
-            if let Some(d) = self.detect.as_mut() {
-                d.engine.push(&rec);
-                let alerts = d.engine.drain();
-                if !alerts.is_empty() {
-                    d.emit(alerts, self.store.as_ref());
-                }
-            }
+            self.detect(&rec);
             if self.store.is_some() {
                 self.batch.push(rec);
             }
@@ -211,13 +205,7 @@ impl EventSink {
             }
             self.counts.aggregates_received += 1;
             self.counts.aggregated_packets += u64::from(rec.count);
-            if let Some(d) = self.detect.as_mut() {
-                d.engine.push(&rec);
-                let alerts = d.engine.drain();
-                if !alerts.is_empty() {
-                    d.emit(alerts, self.store.as_ref());
-                }
-            }
+            self.detect(&rec);
             if let Some(out) = self.out.as_mut() {
                 let mut line = rec.to_json_record();
                 line.iface = self.iface.clone();
@@ -229,6 +217,17 @@ impl EventSink {
             }
         }
         self.store_batch(false);
+    }
+
+    /// Feeds live detection (when it runs) and emits the alerts it gives.
+    fn detect(&mut self, rec: &Record) {
+        if let Some(d) = self.detect.as_mut() {
+            d.engine.push(rec);
+            let alerts = d.engine.drain();
+            if !alerts.is_empty() {
+                d.emit(alerts, self.store.as_ref());
+            }
+        }
     }
 
     /// Counts an event line written or lost (the first loss is logged).
@@ -249,13 +248,7 @@ impl EventSink {
     /// detection, the store and the event lines, as [`EventSink::record`].
     pub(super) fn push(&mut self, rec: Record, iface: Option<&str>) {
         self.counts.events_received += 1;
-        if let Some(d) = self.detect.as_mut() {
-            d.engine.push(&rec);
-            let alerts = d.engine.drain();
-            if !alerts.is_empty() {
-                d.emit(alerts, self.store.as_ref());
-            }
-        }
+        self.detect(&rec);
         if let Some(out) = self.out.as_mut() {
             let mut line = rec.to_json_record();
             line.iface = iface.map(String::from);
