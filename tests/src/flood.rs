@@ -225,6 +225,8 @@ impl Generator {
             Some(r) if r > 0.0 => ((r / 10.0).ceil() as u64).clamp(1, 1 << 20),
             _ => 1 << 16,
         };
+        // Every spec gets its share even of a small count.
+        let slice = slice.min(count.div_ceil(n as u64).max(1));
         let mut sent = 0u64;
         let mut turn = 0usize;
         while sent < count && start.elapsed() < deadline {
