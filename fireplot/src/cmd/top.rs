@@ -45,9 +45,13 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let mut sources: HashMap<String, u64> = HashMap::new();
     let mut protos: HashMap<(u8, u8), u64> = HashMap::new();
     let mut total = 0u64;
+    let mut aggregated = 0u64;
     source.for_each(|r: &Record| {
         let n = u64::from(r.count);
         total += n;
+        if r.is_aggregate() {
+            aggregated += n;
+        }
         if r.has_ports() {
             *ports.entry((r.proto, r.dport)).or_default() += n;
         }
@@ -61,7 +65,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let to = crate::record::line::rfc3339_ns(source.filter.to_ns as i128);
     if args.json {
         let v = json!({
-            "from": from, "to": to, "events": total, "distinct_sources": sources.len(),
+            "from": from, "to": to, "events": total, "aggregated": aggregated, "distinct_sources": sources.len(),
             "ports": tp.iter().map(|((p, port), c)| json!({"proto": proto_name(*p), "port": port, "events": c})).collect::<Vec<_>>(),
             "sources": ts.iter().map(|(s, c)| json!({"src": s, "events": c})).collect::<Vec<_>>(),
             "protocols": tpr.iter().map(|((f, p), c)| json!({"family": f, "proto": proto_name(*p), "events": c})).collect::<Vec<_>>(),
@@ -69,10 +73,18 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         println!("{v}");
         return Ok(());
     }
-    println!(
-        "{total} events from {} sources, {from} to {to}",
-        sources.len()
-    );
+    if aggregated > 0 {
+        // Counts are packets: one per event, `count` per aggregate.
+        println!(
+            "{total} packets ({aggregated} of them counted in kernel aggregates of a flood) from {} sources and source /24s or /48s, {from} to {to}",
+            sources.len()
+        );
+    } else {
+        println!(
+            "{total} events from {} sources, {from} to {to}",
+            sources.len()
+        );
+    }
     println!("\n{:<18} {:>10}", "port", "events");
     for ((p, port), c) in &tp {
         println!("{:<18} {c:>10}", format!("{}/{port}", proto_name(*p)));
