@@ -41,11 +41,16 @@ pub struct AggValue {
     pub packets: u64,
     /// Frame bytes as seen by XDP.
     pub bytes: u64,
+    /// The exact source of the first packet (words as in `AggKey::src`).
+    pub src: [u64; 2],
     /// TCP flags seen, OR-ed.
     pub tcp_flags: u8,
-    pub _pad: [u8; 7],
+    /// 1 once a packet came from another source than `src`: the aggregate
+    /// is not one source's.
+    pub mixed: u8,
+    pub _pad: [u8; 6],
 }
-assert_size!(AggValue, 24);
+assert_size!(AggValue, 40);
 
 /// The mask of a source address's words for its family's prefix
 /// (little-endian words of packet-order bytes).

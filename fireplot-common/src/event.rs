@@ -80,6 +80,9 @@ pub const PKT_DARK_PORT: u8 = 0x10;
 /// source is the /24 or /48 they came from (none when the kernel's table
 /// was full), its count the packets, its length their mean.
 pub const PKT_AGGREGATE: u8 = 0x20;
+/// Record flag (userspace only): an aggregate whose packets all came from
+/// one source; its `src` is that exact address, not a prefix.
+pub const PKT_AGG_ONE_SOURCE: u8 = 0x40;
 
 /// One inbound packet the classifier reported.
 ///

@@ -322,11 +322,17 @@ fn budget_allow(cfg: &Config, now_ns: u64) -> bool {
     true
 }
 
-/// Adds one packet to this CPU's value of an aggregate.
+/// Adds one packet from `src` to this CPU's value of an aggregate (which
+/// remembers its first source and whether another came).
 #[inline(always)]
-fn count_in(v: *mut AggValue, len: u64, tcp_flags: u8) {
+fn count_in(v: *mut AggValue, src: &[u64; 2], len: u64, tcp_flags: u8) {
     // SAFETY: a map value pointer of this CPU; no other writer on this CPU.
     unsafe {
+        if (*v).packets == 0 {
+            (*v).src = *src;
+        } else if (*v).src != *src {
+            (*v).mixed = 1;
+        }
         (*v).packets += 1;
         (*v).bytes += len;
         (*v).tcp_flags |= tcp_flags;
@@ -339,18 +345,21 @@ fn count_in(v: *mut AggValue, len: u64, tcp_flags: u8) {
 fn agg_add(
     map: &aya_ebpf::maps::PerCpuHashMap<AggKey, AggValue>,
     key: &AggKey,
+    src: &[u64; 2],
     len: u64,
     tcp_flags: u8,
 ) -> bool {
     if let Some(v) = map.get_ptr_mut(key) {
-        count_in(v, len, tcp_flags);
+        count_in(v, src, len, tcp_flags);
         return true;
     }
     let first = AggValue {
         packets: 1,
         bytes: len,
+        src: *src,
         tcp_flags,
-        _pad: [0; 7],
+        mixed: 0,
+        _pad: [0; 6],
     };
     if map
         .insert(key, &first, aya_ebpf::bindings::BPF_NOEXIST as u64)
@@ -360,7 +369,7 @@ fn agg_add(
     }
     // Another CPU made the entry in between: this CPU's value is zero.
     if let Some(v) = map.get_ptr_mut(key) {
-        count_in(v, len, tcp_flags);
+        count_in(v, src, len, tcp_flags);
         return true;
     }
     false
@@ -390,13 +399,13 @@ fn aggregate(ctx: &XdpContext, p: &Probe, class: Class, now_ns: u64) {
         _pad: [0; 6],
     };
     let len = (ctx.data_end() - ctx.data()) as u64;
-    if agg_add(&AGGREGATES, &key, len, p.tcp_flags) {
+    if agg_add(&AGGREGATES, &key, &p.src, len, p.tcp_flags) {
         bump(Misc::Aggregated.index());
         return;
     }
     key.src = [0; 2];
     key.prefix = 0;
-    if agg_add(&AGG_COARSE, &key, len, p.tcp_flags) {
+    if agg_add(&AGG_COARSE, &key, &p.src, len, p.tcp_flags) {
         bump(Misc::Aggregated.index());
         bump(Misc::AggCoarse.index());
         return;

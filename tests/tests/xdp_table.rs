@@ -1201,6 +1201,11 @@ fn a_burst_past_the_budget_or_the_ring_is_aggregated() {
         assert_eq!(k.src[0].to_le_bytes()[..4], [198, 18, 0, 0], "the /24");
         assert_eq!(v.tcp_flags, SYN);
         assert_eq!(v.bytes, v.packets * frame.len() as u64);
+        assert_eq!(
+            (v.mixed, v.src[0].to_le_bytes()[..4].to_vec()),
+            (0, OUTSIDE_V4.to_vec()),
+            "one source, named"
+        );
     }
     assert!(aggs.len() <= 2, "one entry per second: {aggs:?}");
     assert_accounted(&mut h, 1000, per_cpu, 1000 - per_cpu);
@@ -1273,6 +1278,10 @@ fn a_flood_on_one_target_is_aggregated_and_a_scan_keeps_its_events() {
     let prefixes: std::collections::BTreeSet<u64> = aggs.iter().map(|(k, _)| k.src[0]).collect();
     assert_eq!(prefixes.len(), 8, "one aggregate per /24 (and second)");
     assert!(aggs.iter().all(|(k, _)| k.dport == 80));
+    assert!(
+        aggs.iter().all(|(_, v)| v.mixed == 1),
+        "5 sources in each /24: not one source's"
+    );
     let c = h.sensor.counters().unwrap();
     assert_eq!(c.misc(Misc::TargetLimited), packets);
     assert_accounted(&mut h, frames, events.len() as u64, packets);

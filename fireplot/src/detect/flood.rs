@@ -126,6 +126,22 @@ pub fn observe_aggregate(e: &mut Engine, r: &crate::record::Record) {
             return;
         }
     }
+    // One source sent all of it: that source's flood, at the aggregate's
+    // rate (its events of the second were fewer than its limit).
+    if r.src.is_some() && r.src_prefix().is_none() && n + events >= u64::from(e.cfg.flood_pps) {
+        e.start(Kind::Flood, Key::Src(Kind::Flood, p.src, 0), &p, |ep| {
+            ep.targets = Default::default();
+            ep.sources.insert(p.src);
+            if matches!(p.proto, 6 | 17) {
+                ep.add_port(port);
+            }
+            ep.first_ns = sec * SEC;
+            ep.probes = count;
+            ep.aggregated = count;
+            ep.peak_pps = n + events;
+        });
+        return;
+    }
     let key = Key::Port(Kind::Flood, r.proto, port);
     if let Some(id) = e.active(&key) {
         if let Some(ep) = e.episodes.get_mut(&id) {

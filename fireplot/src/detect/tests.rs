@@ -873,3 +873,25 @@ fn a_single_source_flood_keeps_its_aggregates() {
     assert_eq!(f.probes, 25_000 + 270_000);
     assert!(f.summary.contains("past its rate limit"), "{}", f.summary);
 }
+
+/// One source's flood that the kernel aggregated before its events
+/// reached the flood rate (its target limit held them back): the
+/// aggregates name the source, and the flood is that source's.
+#[test]
+fn a_one_source_aggregate_is_that_sources_flood() {
+    let mut stream: Vec<Record> = (0..5_000)
+        .map(|i| ev(T0 + i * 100_000, "198.18.0.2", "198.18.1.2", 6, 80, 0x02))
+        .collect();
+    for sec in 0..2 {
+        let mut a = agg(sec, "198.18.0.2", 80, 60_000);
+        a.pkt_flags |= fireplot_common::event::PKT_AGG_ONE_SOURCE;
+        stream.push(a);
+    }
+    let all = run(&stream);
+    assert_eq!(
+        kinds(&all),
+        vec![("flood".to_string(), vec!["198.18.0.2".to_string()])]
+    );
+    let f = all.iter().rfind(|a| a.kind == "flood").unwrap();
+    assert_eq!(f.aggregated, Some(120_000));
+}

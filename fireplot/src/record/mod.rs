@@ -10,7 +10,10 @@ use std::{
 use chrono::DateTime;
 use fireplot_common::{
     agg::{AggKey, AggValue, PREFIX_V4, PREFIX_V6},
-    event::{Class, Event, PKT_AGGREGATE, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
+    event::{
+        Class, Event, PKT_AGGREGATE, PKT_AGG_ONE_SOURCE, PKT_DARK_ADDR, PKT_DARK_PORT,
+        PKT_FRAGMENT, PKT_VLAN,
+    },
     proto::{FAMILY_V4, FAMILY_V6},
 };
 use thiserror::Error;
@@ -107,11 +110,15 @@ impl Record {
     /// From a kernel aggregate (its counts summed over the CPUs), with the
     /// monotonic→wall offset. It stands at the middle of its second, so
     /// its dot is within half a second of each of its packets.
+    /// When every packet came from one source, the record names that
+    /// source exactly (`PKT_AGG_ONE_SOURCE`); else the key's prefix.
     pub fn from_aggregate(k: &AggKey, v: &AggValue, wall_offset_ns: i128) -> Record {
+        let one = v.mixed == 0;
+        let words = if one { v.src } else { k.src };
         let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&k.src[0].to_le_bytes());
-        bytes[8..].copy_from_slice(&k.src[1].to_le_bytes());
-        let src = if k.prefix == 0 {
+        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
+        bytes[8..].copy_from_slice(&words[1].to_le_bytes());
+        let src = if k.prefix == 0 && !one {
             None
         } else {
             match k.family {
@@ -141,7 +148,7 @@ impl Record {
             tcp_window: 0,
             icmp_type: 0,
             icmp_code: 0,
-            pkt_flags: PKT_AGGREGATE,
+            pkt_flags: PKT_AGGREGATE | if one { PKT_AGG_ONE_SOURCE } else { 0 },
             count: packets.min(u32::MAX as u64) as u32,
         }
     }
@@ -163,8 +170,11 @@ impl Record {
         self.pkt_flags & PKT_AGGREGATE != 0
     }
 
-    /// The source prefix length of an aggregate with a source.
+    /// The source prefix length of an aggregate of many sources.
     pub fn src_prefix(&self) -> Option<u8> {
+        if self.pkt_flags & PKT_AGG_ONE_SOURCE != 0 {
+            return None;
+        }
         match (self.is_aggregate(), self.src) {
             (true, Some(IpAddr::V4(_))) => Some(PREFIX_V4),
             (true, Some(IpAddr::V6(_))) => Some(PREFIX_V6),
@@ -284,6 +294,10 @@ impl TryFrom<(&EventRecord, usize)> for Record {
         pkt_flags |= line::Dark::pkt_flags(r.dark);
         if r.aggregate {
             pkt_flags |= PKT_AGGREGATE;
+            // A source without a prefix: every packet came from it.
+            if r.src.is_some() && r.src_prefix.is_none() {
+                pkt_flags |= PKT_AGG_ONE_SOURCE;
+            }
         }
         if r.count == 0 {
             return Err(field(

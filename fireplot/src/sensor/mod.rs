@@ -426,7 +426,8 @@ impl Sensor {
         RingBuf::try_from(map).map_err(map_error("EVENTS"))
     }
 
-    /// Takes the aggregates whose second is over (`before_sec`: the
+    /// Takes the aggregates whose second is over (summed over the CPUs;
+    /// `mixed` unless every packet came from `src`) (`before_sec`: the
     /// kernel clock's seconds; `None`: all, once the programs are
     /// detached), summed over the CPUs, in key order. A second is taken
     /// only once the kernel can no longer add to it, so no count is lost
@@ -461,7 +462,13 @@ impl Sensor {
                 continue;
             };
             let mut sum = AggValue::default();
-            for v in per_cpu.iter() {
+            for v in per_cpu.iter().filter(|v| v.packets > 0) {
+                if sum.packets == 0 {
+                    sum.src = v.src;
+                } else if sum.src != v.src {
+                    sum.mixed = 1;
+                }
+                sum.mixed |= v.mixed;
                 sum.packets += v.packets;
                 sum.bytes += v.bytes;
                 sum.tcp_flags |= v.tcp_flags;

@@ -8,7 +8,7 @@ use rusqlite::params;
 
 use fireplot_common::{
     agg::{PREFIX_V4, PREFIX_V6},
-    event::PKT_AGGREGATE,
+    event::{PKT_AGGREGATE, PKT_AGG_ONE_SOURCE},
 };
 
 use super::{bytes_addr, Filter, Store, StoreError, COLUMNS};
@@ -39,7 +39,9 @@ impl Store {
         while let Some(row) = rows.next().map_err(e())? {
             let n = row.get::<_, i64>(1).map_err(e())?.max(0) as u64;
             let flags = row.get::<_, i64>(2).map_err(e())?;
-            let agg = flags & i64::from(PKT_AGGREGATE) != 0;
+            // An aggregate's source is a prefix unless one source sent it all.
+            let agg =
+                flags & i64::from(PKT_AGGREGATE) != 0 && flags & i64::from(PKT_AGG_ONE_SOURCE) == 0;
             total += n;
             if let Ok(rusqlite::types::ValueRef::Blob(b)) = row.get_ref(0) {
                 let mut key = [0u8; 16];

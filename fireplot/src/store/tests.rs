@@ -554,8 +554,10 @@ fn aggregates_are_weighted_rows() {
     let value = AggValue {
         packets: 250_000,
         bytes: 250_000 * 54,
+        src: [u64::from(u32::from_le_bytes([198, 19, 7, 9])), 0],
         tcp_flags: 0x02,
-        _pad: [0; 7],
+        mixed: 1,
+        _pad: [0; 6],
     };
     let a = Record::from_aggregate(&key, &value, 0);
     assert!(a.is_aggregate());
@@ -608,6 +610,14 @@ fn aggregates_are_weighted_rows() {
         (again.count, again.is_aggregate(), again.src),
         (a.count, true, a.src)
     );
+    // All from one source: the aggregate names it, not its /24, and says so
+    // in its line.
+    let one = Record::from_aggregate(&key, &AggValue { mixed: 0, ..value }, 0);
+    assert_eq!(one.src_label(), "198.19.7.9");
+    let line = one.to_json_record();
+    assert!(line.aggregate && line.src_prefix.is_none());
+    let parsed: crate::record::line::EventRecord = serde_json::from_str(&line.to_json()).unwrap();
+    assert_eq!(Record::try_from((&parsed, 1)).unwrap(), one);
     // An event line has neither field; count 0 is refused.
     assert!(!e.to_json_record().to_json().contains("count"));
     let bad = json.replace("\"count\":250000", "\"count\":0");
