@@ -89,15 +89,19 @@ fn softirq_s() -> f64 {
         .map_or(0.0, |t| t / 100.0)
 }
 
-/// (run_time_ns, run_cnt) of the program named `name` (as the kernel
-/// keeps it: 15 characters) held by `pid`, from its fdinfo (filled while
-/// BPF_ENABLE_STATS is on).
-fn prog_stats(pid: u32, name: &str) -> Option<(u64, u64)> {
-    let ids: Vec<u32> = aya::programs::loaded_programs()
-        .filter_map(Result::ok)
-        .filter(|p| p.name_as_str() == Some(name))
-        .map(|p| p.id())
-        .collect();
+/// The id of the XDP program attached to wan0 (`ip -d link`: "prog/xdp id N").
+fn attached_xdp_id(lab: &Lab) -> Option<u32> {
+    let out = lab
+        .exec(Node::Router, "ip", &["-d", "link", "show", "dev", "wan0"])
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let at = text.find("prog/xdp id ")? + "prog/xdp id ".len();
+    text[at..].split_whitespace().next()?.parse().ok()
+}
+
+/// (run_time_ns, run_cnt) of program `id` held by `pid`, from its fdinfo
+/// (filled while BPF_ENABLE_STATS is on).
+fn prog_stats(pid: u32, id: u32) -> Option<(u64, u64)> {
     for e in std::fs::read_dir(format!("/proc/{pid}/fdinfo")).ok()? {
         let Ok(text) = std::fs::read_to_string(e.ok()?.path()) else {
             continue;
@@ -107,10 +111,8 @@ fn prog_stats(pid: u32, name: &str) -> Option<(u64, u64)> {
                 .find_map(|l| l.strip_prefix(k))
                 .and_then(|v| v.trim().parse::<u64>().ok())
         };
-        if let Some(id) = field("prog_id:") {
-            if ids.contains(&(id as u32)) {
-                return Some((field("run_time_ns:")?, field("run_cnt:")?));
-            }
+        if field("prog_id:") == Some(u64::from(id)) {
+            return Some((field("run_time_ns:")?, field("run_cnt:")?));
         }
     }
     None
@@ -186,12 +188,14 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
         }
     }
     let pid = sensor.as_ref().map(|s| s.pid());
-    // Whose XDP program's run time to read: the sensor's, or ours (the
-    // trivial program is attached from this process).
-    let (stats_pid, stats_name) = match config {
-        Config::Trivial => (Some(std::process::id()), "fireplot_baseli"),
-        _ => (pid, "fireplot_ingres"),
+    // Whose XDP program's run time to read: the one attached to wan0, held
+    // by the sensor or (the trivial program) by this process.
+    let stats_pid = match config {
+        Config::Trivial => Some(std::process::id()),
+        _ => pid,
     };
+    let prog_id = attached_xdp_id(lab);
+    let stats = || stats_pid.zip(prog_id).and_then(|(p, id)| prog_stats(p, id));
     let wan0 = "/sys/class/net/wan0/statistics/rx_packets";
     let lan0 = "/sys/class/net/lan0/statistics/tx_packets";
     let (wan_a, lan_a) = (
@@ -200,7 +204,7 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
     );
     let soft_a = softirq_s();
     let daemon_a = pid.map(super::cpu_seconds).unwrap_or(0.0);
-    let prog_a = stats_pid.and_then(|p| prog_stats(p, stats_name));
+    let prog_a = stats();
     // The generator's count: `secs` at the offered rate; at full speed a
     // count that takes about as long on this machine.
     let count = if rate == 0 {
@@ -241,7 +245,7 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
         read_u64(lab, Node::Router, lan0)?,
     );
     let soft_b = softirq_s();
-    let prog_b = stats_pid.and_then(|p| prog_stats(p, stats_name));
+    let prog_b = stats();
     let xdp_ns = match (prog_a, prog_b) {
         (Some((ta, ca)), Some((tb, cb))) if cb > ca => Some((tb - ta) as f64 / (cb - ca) as f64),
         _ => None,
