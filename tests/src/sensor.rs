@@ -32,6 +32,17 @@ pub struct Sensor {
     pub log_path: PathBuf,
 }
 
+/// `fireplot run` flags that turn every limit off (source, target, event
+/// budget): one event per unsolicited packet until the ring is full.
+pub const NO_LIMITS: [&str; 6] = [
+    "--rate-limit",
+    "0",
+    "--target-limit",
+    "0",
+    "--event-budget",
+    "0",
+];
+
 /// What a stopped sensor left.
 pub struct Collected {
     /// Event lines (one packet each).

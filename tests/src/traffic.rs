@@ -291,6 +291,15 @@ pub fn zmap(
 /// Time limit of one lab scan.
 pub const SCAN_LIMIT: Duration = Duration::from_secs(120);
 
+/// An nmap SYN scan of `ports` on the lan host from the extra inet address
+/// `src` (one probe per port).
+pub fn nmap_syn_from(lab: &Lab, src: &str, ports: &str) -> Result<std::process::Output> {
+    nmap(
+        lab,
+        &["-sS", "-S", src, "-e", "inet0", "-p", ports, addr::LAN_V4],
+    )
+}
+
 /// nmap from the inet side with what every lab scan shares: no DNS, no host
 /// discovery, no retransmissions (so each probe is sent once).
 pub fn nmap(lab: &Lab, args: &[&str]) -> Result<std::process::Output> {

@@ -16,7 +16,7 @@ use fireplot::store::{Filter, Store};
 use fireplot_tests::{
     addr, privileged,
     sensor::Sensor,
-    traffic::{nmap, WanCapture},
+    traffic::{nmap_syn_from, WanCapture},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
@@ -66,20 +66,7 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
         .expect("fireplot-flood");
     std::thread::sleep(Duration::from_millis(200));
     let started = Instant::now();
-    nmap(
-        &lab,
-        &[
-            "-sS",
-            "-S",
-            "198.18.0.11",
-            "-e",
-            "inet0",
-            "-p",
-            "1000-1199",
-            addr::LAN_V4,
-        ],
-    )
-    .expect("nmap during the flood");
+    nmap_syn_from(&lab, "198.18.0.11", "1000-1199").expect("nmap during the flood");
     let nmap_secs = started.elapsed().as_secs_f64();
     let out = generator.wait_with_output().expect("generator ends");
     assert!(

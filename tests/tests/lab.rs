@@ -6,7 +6,7 @@ use std::{collections::BTreeSet, path::PathBuf, process::Command};
 use fireplot_tests::{
     addr, privileged,
     sensor::{fireplot_bin, Collected, Sensor},
-    traffic::{hping3_flood, nmap, outbound, Servers, WanCapture},
+    traffic::{hping3_flood, nmap, nmap_syn_from, outbound, Servers, WanCapture},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
@@ -239,20 +239,7 @@ fn a_flood_does_not_silence_another_source() {
     )
     .expect("tcpdump");
     let flood = hping3_flood(&lab, 1).expect("hping3 flood");
-    nmap(
-        &lab,
-        &[
-            "-sS",
-            "-S",
-            "198.18.0.11",
-            "-e",
-            "inet0",
-            "-p",
-            "1-100",
-            addr::LAN_V4,
-        ],
-    )
-    .expect("nmap during the flood");
+    nmap_syn_from(&lab, "198.18.0.11", "1-100").expect("nmap during the flood");
     flood.wait_with_output().expect("flood ends");
     sensor.settle(0);
     let c = sensor.stop().expect("stop");

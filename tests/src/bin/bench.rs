@@ -810,15 +810,10 @@ fn lab_end_to_end(quick: bool) -> Result<LabResult> {
                     &out,
                     // Every limit off: this stage measures the event path.
                     &[
-                        "--rate-limit",
-                        "0",
-                        "--target-limit",
-                        "0",
-                        "--event-budget",
-                        "0",
-                        "--ring-mib",
-                        "64",
-                    ],
+                        &fireplot_tests::sensor::NO_LIMITS[..],
+                        &["--ring-mib", "64"],
+                    ]
+                    .concat(),
                 )?;
                 std::thread::sleep(std::time::Duration::from_millis(1000));
                 let fp_pid = sensor_pid(&router);

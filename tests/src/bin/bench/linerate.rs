@@ -175,14 +175,7 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
         Config::Fireplot | Config::EventsOnly => {
             let mut args = vec!["--ring-mib", "64"];
             if config == Config::EventsOnly {
-                args.extend([
-                    "--rate-limit",
-                    "0",
-                    "--target-limit",
-                    "0",
-                    "--event-budget",
-                    "0",
-                ]);
+                args.extend(fireplot_tests::sensor::NO_LIMITS);
             }
             sensor = Some(LabSensor::start_with(lab, dir, &args, false)?);
         }
