@@ -4,92 +4,41 @@
 
 use std::net::IpAddr;
 
-use rusqlite::params;
-
-use fireplot_common::{
-    agg::{PREFIX_V4, PREFIX_V6},
-    event::{PKT_AGGREGATE, PKT_AGG_ONE_SOURCE},
-};
-
-use super::{bytes_addr, Filter, Store, StoreError, COLUMNS};
+use super::{blocks, Filter, Store, StoreError};
 use crate::record::Record;
 
 impl Store {
-    /// The `n` busiest sources matching `filter` (which must have no
-    /// source prefix: that one is checked in Rust), and the number of
-    /// events. Reads only the source column (a GROUP BY over the source
-    /// blobs sorts them all: several times slower than a hash here).
+    /// The `n` busiest sources matching `filter`, and the number of
+    /// events (packets). An aggregate counts for its prefix unless one
+    /// source sent it all.
     pub fn top_sources(
         &self,
         filter: &Filter,
         n: usize,
     ) -> Result<(u64, Vec<(Source, u64)>), StoreError> {
         use std::collections::HashMap;
-        let sql = format!(
-            "SELECT src, n, pkt_flags FROM events WHERE {}",
-            filter.sql_where()
-        );
-        let e = || self.sql("counting sources");
-        let mut stmt = self.conn.prepare(&sql).map_err(e())?;
-        let mut rows = stmt
-            .query(params![filter.from_ns, filter.to_ns])
-            .map_err(e())?;
-        let mut sources: HashMap<([u8; 16], bool), (u8, u64)> = HashMap::new();
-        let mut total = 0u64;
-        while let Some(row) = rows.next().map_err(e())? {
-            let n = row.get::<_, i64>(1).map_err(e())?.max(0) as u64;
-            let flags = row.get::<_, i64>(2).map_err(e())?;
-            // An aggregate's source is a prefix unless one source sent it all.
-            let agg =
-                flags & i64::from(PKT_AGGREGATE) != 0 && flags & i64::from(PKT_AGG_ONE_SOURCE) == 0;
-            total += n;
-            if let Ok(rusqlite::types::ValueRef::Blob(b)) = row.get_ref(0) {
-                let mut key = [0u8; 16];
-                let len = b.len().min(16);
-                key[..len].copy_from_slice(&b[..len]);
-                sources.entry((key, agg)).or_insert((len as u8, 0)).1 += n;
+        let mut sources: HashMap<Source, u64> = HashMap::new();
+        let total = self.for_each_plot(filter, |r| {
+            if let Some(s) = Source::of(r) {
+                *sources.entry(s).or_default() += u64::from(r.count);
             }
-        }
-        let mut srcs: Vec<(Source, u64)> = sources
-            .into_iter()
-            .filter_map(|((k, agg), (len, c))| {
-                bytes_addr(Some(&k[..len as usize])).map(|a| {
-                    let prefix = agg.then_some(if a.is_ipv4() { PREFIX_V4 } else { PREFIX_V6 });
-                    (Source { addr: a, prefix }, c)
-                })
-            })
-            .collect();
+        })?;
+        let mut srcs: Vec<(Source, u64)> = sources.into_iter().collect();
         srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         srcs.truncate(n);
         Ok((total, srcs))
     }
 
-    /// The largest event rowid (0 when empty): where a live reader starts.
+    /// The cursor of the last stored event (0 when there is none): where a
+    /// live reader starts.
     pub fn last_rowid(&self) -> Result<i64, StoreError> {
-        self.conn
-            .query_row("SELECT coalesce(max(rowid), 0) FROM events", [], |r| {
-                r.get(0)
-            })
-            .map_err(self.sql("reading the last event"))
+        blocks::last_cursor(&self.conn).map_err(self.sql("reading the last event"))
     }
 
-    /// Up to `limit` events stored after rowid `after`, in rowid order.
+    /// Up to `limit` events stored after cursor `after`, in the order they
+    /// were stored, with their cursors.
     pub fn events_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Record)>, StoreError> {
-        let sql =
-            format!("SELECT rowid, {COLUMNS} FROM events WHERE rowid > ?1 ORDER BY rowid LIMIT ?2");
-        let mut stmt = self
-            .conn
-            .prepare_cached(&sql)
-            .map_err(self.sql("querying new events"))?;
-        let mut rows = stmt
-            .query(params![after, limit])
-            .map_err(self.sql("querying new events"))?;
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
-            let id: i64 = row.get(0).map_err(self.sql("reading events"))?;
-            out.push((id, self.decode(row, 1)?));
-        }
-        Ok(out)
+        blocks::after(&self.conn, after, limit).map_err(self.sql("querying new events"))
     }
 
     /// The last counter summary stored: (ts_ns, interface, JSON).

@@ -30,28 +30,8 @@ impl Filter {
         }
     }
 
-    /// The SQL condition for everything but the source prefix; the time
-    /// range is bound as ?1 and ?2. The other values are integers, written in.
-    pub(super) fn sql_where(&self) -> String {
-        let mut w = String::from("ts_ns >= ?1 AND ts_ns < ?2");
-        if let Some(fam) = self.family {
-            w.push_str(&format!(" AND family = {fam}"));
-        }
-        if let Some(p) = self.proto {
-            w.push_str(&format!(" AND proto = {p}"));
-        }
-        if let Some(i) = self.ifindex {
-            w.push_str(&format!(" AND ifindex = {i}"));
-        }
-        if let Some((lo, hi)) = self.ports {
-            w.push_str(&format!(
-                " AND proto IN (6, 17) AND dport BETWEEN {lo} AND {hi}"
-            ));
-        }
-        w
-    }
-
-    /// Checks the parts SQL does not (the source prefix).
+    /// Does `r` match? (Blocks are chosen by time in SQL; every record
+    /// of them is checked here.)
     pub fn matches(&self, r: &Record) -> bool {
         if r.ts_ns < self.from_ns || r.ts_ns >= self.to_ns {
             return false;

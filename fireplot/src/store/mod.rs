@@ -5,16 +5,14 @@
 //! writer thread ([`writer`]) so that ingest never waits on the disk and a
 //! failing disk never stops the sensor.
 
+mod blocks;
 mod console;
 mod filter;
 mod schema;
 pub mod tiles;
 pub mod writer;
 
-use std::{
-    net::IpAddr,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use thiserror::Error;
@@ -27,8 +25,9 @@ pub use filter::{in_prefix, Filter};
 /// The schema version this build writes. Version 1 (the first release) had
 /// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table; version
 /// 2 no pre-binned counts ([`tiles`]), version 3 no packet count per row
-/// (`n`: aggregates of a flood stand for many packets).
-pub const SCHEMA_VERSION: i64 = 4;
+/// (`n`: aggregates of a flood stand for many packets), version 4 one row
+/// per event and per bin (see [`blocks`]).
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Errors of the history store.
 #[derive(Debug, Error)]
@@ -90,51 +89,36 @@ const COLUMNS: &str =
     "ts_ns, family, proto, src, dst, sport, dport, tcp_flags, ttl, len, class, ifindex, \
                        icmp_type, icmp_code, pkt_flags, ip_id, tcp_seq, tcp_window, n";
 
-/// Events per multi-row INSERT (19 values each, far below SQLite's limit).
-const ROWS_PER_INSERT: usize = 64;
-const EVENT_PLACEHOLDERS: &str = "(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)";
-
-/// Values per event row (`COLUMNS`).
-const EVENT_VALUES: usize = 19;
-
-/// Binds one event's values in `COLUMNS` order at parameters `base + 1 ..`,
-/// straight from the record (no value is allocated).
-fn bind_row(stmt: &mut rusqlite::Statement<'_>, base: usize, r: &Record) -> rusqlite::Result<()> {
-    let ints: [i64; 17] = [
-        r.ts_ns,
-        r.family as i64,
-        r.proto as i64,
-        r.sport as i64,
-        r.dport as i64,
-        r.tcp_flags as i64,
-        r.ttl as i64,
-        r.len as i64,
-        r.class as i64,
-        r.ifindex as i64,
-        r.icmp_type as i64,
-        r.icmp_code as i64,
-        r.pkt_flags as i64,
-        r.ip_id as i64,
-        r.tcp_seq as i64,
-        r.tcp_window as i64,
-        r.count as i64,
-    ];
-    // COLUMNS: ts, family, proto, src, dst, then the rest in `ints` order.
-    for (i, v) in ints[..3].iter().enumerate() {
-        stmt.raw_bind_parameter(base + 1 + i, v)?;
-    }
-    for (i, a) in [&r.src, &r.dst].into_iter().enumerate() {
-        let at = base + 4 + i;
-        match a {
-            Some(IpAddr::V4(v)) => stmt.raw_bind_parameter(at, &v.octets()[..])?,
-            Some(IpAddr::V6(v)) => stmt.raw_bind_parameter(at, &v.octets()[..])?,
-            None => stmt.raw_bind_parameter(at, rusqlite::types::Null)?,
-        }
-    }
-    for (i, v) in ints[3..].iter().enumerate() {
-        stmt.raw_bind_parameter(base + 6 + i, v)?;
-    }
-    Ok(())
+/// A schema-4 events row of `COLUMNS` starting at column `base`.
+fn decode_row(row: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<Record> {
+    let addr = |i: usize| {
+        bytes_addr(
+            row.get_ref(base + i)
+                .ok()
+                .and_then(|v| v.as_blob_or_null().ok().flatten()),
+        )
+    };
+    Ok(Record {
+        ts_ns: row.get(base)?,
+        family: row.get(base + 1)?,
+        proto: row.get(base + 2)?,
+        src: addr(3),
+        dst: addr(4),
+        sport: row.get(base + 5)?,
+        dport: row.get(base + 6)?,
+        tcp_flags: row.get(base + 7)?,
+        ttl: row.get(base + 8)?,
+        len: row.get(base + 9)?,
+        class: row.get(base + 10)?,
+        ifindex: row.get(base + 11)?,
+        icmp_type: row.get(base + 12)?,
+        icmp_code: row.get(base + 13)?,
+        pkt_flags: row.get(base + 14)?,
+        ip_id: row.get(base + 15)?,
+        tcp_seq: row.get(base + 16)?,
+        tcp_window: row.get(base + 17)?,
+        count: row.get(base + 18)?,
+    })
 }
 
 impl Store {
@@ -207,33 +191,7 @@ impl Store {
             .conn
             .transaction()
             .map_err(err("starting a transaction"))?;
-        {
-            // Many rows per statement: one trip through SQLite's VM per
-            // ROWS_PER_INSERT events instead of one per event.
-            let many = format!(
-                "INSERT INTO events ({COLUMNS}) VALUES {}",
-                vec![EVENT_PLACEHOLDERS; ROWS_PER_INSERT].join(",")
-            );
-            let mut stmt = tx
-                .prepare_cached(&many)
-                .map_err(err("preparing the insert"))?;
-            let mut one = tx
-                .prepare_cached(&format!(
-                    "INSERT INTO events ({COLUMNS}) VALUES {EVENT_PLACEHOLDERS}"
-                ))
-                .map_err(err("preparing the insert"))?;
-            let mut chunks = records.chunks_exact(ROWS_PER_INSERT);
-            for chunk in &mut chunks {
-                for (k, r) in chunk.iter().enumerate() {
-                    bind_row(&mut stmt, k * EVENT_VALUES, r).map_err(err("inserting events"))?;
-                }
-                stmt.raw_execute().map_err(err("inserting events"))?;
-            }
-            for r in chunks.remainder() {
-                bind_row(&mut one, 0, r).map_err(err("inserting events"))?;
-                one.raw_execute().map_err(err("inserting events"))?;
-            }
-        }
+        blocks::append(&tx, records).map_err(err("inserting events"))?;
         tiles::add(&tx, records).map_err(err("binning events"))?;
         tx.commit().map_err(err("committing events"))
     }
@@ -317,119 +275,19 @@ impl Store {
     }
 
     /// Streams the events matching `filter` in time order, without loading
-    /// them all: `f` sees one record at a time.
-    pub fn for_each(&self, filter: &Filter, mut f: impl FnMut(Record)) -> Result<u64, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM events WHERE {} ORDER BY ts_ns",
-            filter.sql_where()
-        );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(self.sql("querying events"))?;
-        let mut rows = stmt
-            .query(params![filter.from_ns, filter.to_ns])
-            .map_err(self.sql("querying events"))?;
-        let mut n = 0;
-        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
-            let rec = self.decode(row, 0)?;
-            if filter.matches(&rec) {
-                n += u64::from(rec.count);
-                f(rec);
-            }
-        }
-        Ok(n)
+    /// them all: `f` sees one record at a time. Returns the packets.
+    pub fn for_each(&self, filter: &Filter, f: impl FnMut(Record)) -> Result<u64, StoreError> {
+        blocks::for_each_ordered(&self.conn, filter, f).map_err(self.sql("querying events"))
     }
 
-    /// Like [`Store::for_each`] but reads only what a plot needs (time,
-    /// family, protocol, destination port, packet flags): about twice as
-    /// fast on large ranges. Records passed on have the other fields zero.
+    /// The events matching `filter` in no particular order (plots, counts):
+    /// no buffering to put blocks in time order. Returns the packets.
     pub fn for_each_plot(
         &self,
         filter: &Filter,
-        mut f: impl FnMut(&Record),
+        f: impl FnMut(&Record),
     ) -> Result<u64, StoreError> {
-        if filter.src.is_some() {
-            return self.for_each(filter, |r| f(&r));
-        }
-        let sql = format!(
-            "SELECT ts_ns, family, proto, dport, pkt_flags, n FROM events WHERE {}",
-            filter.sql_where()
-        );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(self.sql("querying events"))?;
-        let mut rows = stmt
-            .query(params![filter.from_ns, filter.to_ns])
-            .map_err(self.sql("querying events"))?;
-        let mut rec = Record {
-            ts_ns: 0,
-            family: 0,
-            proto: 0,
-            src: None,
-            dst: None,
-            sport: 0,
-            dport: 0,
-            tcp_flags: 0,
-            ttl: 0,
-            len: 0,
-            class: 0,
-            ifindex: 0,
-            ip_id: 0,
-            tcp_seq: 0,
-            tcp_window: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            pkt_flags: 0,
-            count: 1,
-        };
-        let mut n = 0;
-        while let Some(row) = rows.next().map_err(self.sql("reading events"))? {
-            let e = self.sql("reading events");
-            rec.ts_ns = row.get(0).map_err(&e)?;
-            rec.family = row.get(1).map_err(&e)?;
-            rec.proto = row.get(2).map_err(&e)?;
-            rec.dport = row.get(3).map_err(&e)?;
-            rec.pkt_flags = row.get(4).map_err(&e)?;
-            rec.count = row.get(5).map_err(&e)?;
-            n += u64::from(rec.count);
-            f(&rec);
-        }
-        Ok(n)
-    }
-
-    /// An events row of `COLUMNS` starting at column `base`.
-    fn decode(&self, row: &rusqlite::Row<'_>, base: usize) -> Result<Record, StoreError> {
-        let e = self.sql("reading events");
-        let addr = |i: usize| {
-            bytes_addr(
-                row.get_ref(base + i)
-                    .ok()
-                    .and_then(|v| v.as_blob_or_null().ok().flatten()),
-            )
-        };
-        Ok(Record {
-            ts_ns: row.get(base).map_err(&e)?,
-            family: row.get(base + 1).map_err(&e)?,
-            proto: row.get(base + 2).map_err(&e)?,
-            src: addr(3),
-            dst: addr(4),
-            sport: row.get(base + 5).map_err(&e)?,
-            dport: row.get(base + 6).map_err(&e)?,
-            tcp_flags: row.get(base + 7).map_err(&e)?,
-            ttl: row.get(base + 8).map_err(&e)?,
-            len: row.get(base + 9).map_err(&e)?,
-            class: row.get(base + 10).map_err(&e)?,
-            ifindex: row.get(base + 11).map_err(&e)?,
-            icmp_type: row.get(base + 12).map_err(&e)?,
-            icmp_code: row.get(base + 13).map_err(&e)?,
-            pkt_flags: row.get(base + 14).map_err(&e)?,
-            ip_id: row.get(base + 15).map_err(&e)?,
-            tcp_seq: row.get(base + 16).map_err(&e)?,
-            tcp_window: row.get(base + 17).map_err(&e)?,
-            count: row.get(base + 18).map_err(&e)?,
-        })
+        blocks::for_each_unordered(&self.conn, filter, f).map_err(self.sql("querying events"))
     }
 
     /// The time span of the stored events, if any.
@@ -438,7 +296,7 @@ impl Store {
             // Apart, each is one step down the time index; together in one
             // SELECT, SQLite scans the table.
             .query_row(
-                "SELECT (SELECT min(ts_ns) FROM events), (SELECT max(ts_ns) FROM events)",
+                "SELECT (SELECT min(ts_lo) FROM event_blocks), (SELECT max(ts_hi) FROM event_blocks)",
                 [],
                 |r| {
                     Ok(
@@ -461,12 +319,7 @@ impl Store {
         if self.tiles_since()? < before_ns {
             tiles::set_since(&self.conn, before_ns).map_err(self.sql("moving tiles_since"))?;
         }
-        let n = self
-            .conn
-            .execute(
-                "DELETE FROM events WHERE rowid IN (SELECT rowid FROM events WHERE ts_ns < ?1 LIMIT ?2)",
-                params![before_ns, chunk],
-            )
+        let n = blocks::delete_older(&self.conn, before_ns, chunk)
             .map_err(self.sql("deleting old events"))?;
         if n < chunk as usize {
             self.conn
@@ -481,13 +334,13 @@ impl Store {
             // Whole bins before the cut.
             self.conn
                 .execute(
-                    "DELETE FROM tiles WHERE minute < ?1",
+                    "DELETE FROM tile_counts WHERE minute < ?1",
                     params![before_ns.div_euclid(tiles::TILE_NS)],
                 )
                 .map_err(self.sql("deleting old tiles"))?;
             self.conn
                 .execute(
-                    "DELETE FROM port_hours WHERE hour < ?1",
+                    "DELETE FROM port_counts WHERE hour < ?1",
                     params![before_ns.div_euclid(tiles::HOUR_NS)],
                 )
                 .map_err(self.sql("deleting old port counts"))?;
@@ -498,7 +351,9 @@ impl Store {
     /// Number of stored events.
     pub fn count(&self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0))
+            .query_row("SELECT coalesce(sum(rows), 0) FROM event_blocks", [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n as u64)
             .map_err(self.sql("counting events"))
     }

@@ -1,11 +1,13 @@
 //! The schema: created on first open, migrated from older versions
-//! (1 → 2: fingerprint columns and alerts; 2 → 3: the pre-binned counts).
+//! (1 → 2: fingerprint columns and alerts; 2 → 3: the pre-binned counts;
+//! 3 → 4: a packet count per row; 4 → 5: events in blocks and the bins in
+//! BLOBs, see [`blocks`](super::blocks)).
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{tiles, Store, StoreError, SCHEMA_VERSION};
+use super::{blocks, tiles, Store, StoreError, SCHEMA_VERSION};
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -59,6 +61,12 @@ impl Store {
     }
 
     pub(super) fn setup(&mut self) -> Result<(), StoreError> {
+        self.setup_upto(SCHEMA_VERSION)
+    }
+
+    /// Creates or migrates the schema up to version `upto` (tests build
+    /// old databases with it).
+    fn setup_upto(&mut self, upto: i64) -> Result<(), StoreError> {
         self.conn
             .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 2000;")
             .map_err(self.sql("setting WAL mode"))?;
@@ -75,12 +83,12 @@ impl Store {
                 .map_err(self.sql("creating the schema"))?;
             self.set_version(1)?;
         }
-        if v <= 1 {
+        if v <= 1 && upto >= 2 {
             self.migrate("migrating to schema 2", 2, |tx| {
                 tx.execute_batch(MIGRATE_V1_TO_V2)
             })?;
         }
-        if v <= 2 {
+        if v <= 2 && upto >= 3 {
             // The bins cover what comes from now on: a new database from
             // the start, an old one after its last event (its past is
             // read from the events, as before).
@@ -91,10 +99,27 @@ impl Store {
                 tiles::set_since(tx, since.map_or(i64::MIN, |t| t.saturating_add(1)))
             })?;
         }
-        if v <= 3 {
+        if v <= 3 && upto >= 4 {
             // Every row so far was one packet.
             self.migrate("migrating to schema 4", 4, |tx| {
                 tx.execute_batch("ALTER TABLE events ADD COLUMN n INTEGER NOT NULL DEFAULT 1;")
+            })?;
+        }
+        if v <= 4 && upto >= 5 {
+            // The rows into blocks, the bins into BLOBs, in one
+            // transaction: an interrupted migration leaves schema 4.
+            if v >= 1 {
+                log::info!(
+                    "migrating {} to schema 5 (events in blocks); a large history takes a while",
+                    self.path.display()
+                );
+            }
+            self.migrate("migrating to schema 5", 5, |tx| {
+                tx.execute_batch(blocks::SCHEMA_V5)?;
+                tx.execute_batch(tiles::SCHEMA_V5)?;
+                blocks::migrate_rows(tx)?;
+                tx.execute_batch("DROP TABLE events;")?;
+                tiles::migrate_bins(tx)
             })?;
         }
         Ok(())
@@ -149,6 +174,22 @@ impl Store {
             .execute_batch(SCHEMA_V1)
             .map_err(s.sql("creating the v1 schema"))?;
         s.set_version(1)
+    }
+
+    /// Creates (or migrates) a database with the schema of version `v`
+    /// (for migration tests).
+    #[doc(hidden)]
+    pub fn create_at_version(path: &Path, v: i64) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        let mut s = Store {
+            conn,
+            path: path.into(),
+        };
+        s.setup_upto(v)?;
+        Ok(s)
     }
 
     /// The schema version of the open database.

@@ -1,14 +1,16 @@
-//! Pre-binned counts for the big views (schema 3).
+//! Pre-binned counts for the big views (schema 3; BLOBs since schema 5).
 //!
 //! A day of 10 M events is too many rows to read for every page load; the
 //! picture of it has a million pixels at most. So [`Store::insert`] also
 //! keeps, in the same transaction:
 //!
-//! - `tiles`: events per (minute, interface, family, protocol, log-port
-//!   row), [`ROWS`] rows over the port axis (a row is under a pixel on any
-//!   plot up to [`ROWS`] pixels tall), row −1 for port-less events;
-//! - `port_hours`: events per (hour, interface, family, protocol, exact
-//!   destination port), for the busiest ports of a range.
+//! - `tile_counts`: events per (minute, interface, family, protocol,
+//!   log-port row), [`ROWS`] rows over the port axis (a row is under a
+//!   pixel on any plot up to [`ROWS`] pixels tall), row −1 for port-less
+//!   events; one table row per minute, interface, family and protocol;
+//! - `port_counts`: events per (hour, interface, family, protocol, exact
+//!   destination port), for the busiest ports of a range; one table row per
+//!   hour, interface, family, protocol and 4,096 ports.
 //!
 //! Both are exact counts. A query uses them only for whole minutes (hours)
 //! inside its range and after `tiles_since` (the first instant they cover:
@@ -16,22 +18,23 @@
 //! retention moves it forward); the ragged edges are read from the events
 //! themselves, so the totals are the same as a scan's.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use rusqlite::{params, OptionalExtension, Transaction};
 
 use super::{Filter, Store, StoreError};
 use crate::record::Record;
 
-/// The time bin of `tiles`.
+/// The time bin of `tile_counts`.
 pub const TILE_NS: i64 = 60_000_000_000;
-/// The time bin of `port_hours`.
+/// The time bin of `port_counts`.
 pub const HOUR_NS: i64 = 3_600_000_000_000;
-/// Rows of the log-port axis in `tiles`.
+/// Rows of the log-port axis in `tile_counts`.
 pub const ROWS: i32 = 1024;
 /// The row of TCP/UDP events without a port (fragments) and of port-less protocols.
 pub const NO_PORT: i32 = -1;
 
+/// Schema 3 and 4 kept a row per bin; schema 5 moves them to BLOBs.
 pub(super) const SCHEMA_V3: &str = "
 CREATE TABLE IF NOT EXISTS tiles (
     minute INTEGER NOT NULL, ifindex INTEGER NOT NULL, family INTEGER NOT NULL,
@@ -83,12 +86,126 @@ fn whole_bins(from: i64, to: i64, since: i64, size: i64) -> (i64, i64) {
     (a, b.max(a))
 }
 
+/// The tables of the bins from schema 5 on: one row per (minute,
+/// interface, family, protocol) holding the counts of every log-port row
+/// it has, and one per (hour, interface, family, protocol, page of 4,096
+/// ports) holding the counts per port. A batch of 8,192 events used to be
+/// up to 16,384 upserted rows (one per distinct bin, with random ports
+/// nearly one per event); now it is a few dozen small BLOBs read, merged
+/// and written back.
+pub(super) const SCHEMA_V5: &str = "
+CREATE TABLE IF NOT EXISTS tile_counts (
+    minute INTEGER NOT NULL, ifindex INTEGER NOT NULL, family INTEGER NOT NULL,
+    proto INTEGER NOT NULL, counts BLOB NOT NULL,
+    PRIMARY KEY (minute, ifindex, family, proto)
+);
+CREATE TABLE IF NOT EXISTS port_counts (
+    hour INTEGER NOT NULL, ifindex INTEGER NOT NULL, family INTEGER NOT NULL,
+    proto INTEGER NOT NULL, page INTEGER NOT NULL, counts BLOB NOT NULL,
+    PRIMARY KEY (hour, ifindex, family, proto, page)
+);
+";
+
+/// Ports per `port_counts` row: 4,096 (a row of a busy hour holds a few
+/// KiB; a batch of random ports touches 16 rows per hour and protocol).
+const PAGE_BITS: u32 = 12;
+
+/// Bytes per entry of a counts BLOB: a u16 key and a u64 count, little-endian.
+const ENTRY: usize = 10;
+
+/// The entries of a counts BLOB, in key order. A `tile_counts` key is
+/// the row + 1 (0 for [`NO_PORT`]); a `port_counts` key is the port.
+pub(super) fn entries(b: &[u8]) -> impl Iterator<Item = (u16, u64)> + '_ {
+    b.chunks_exact(ENTRY).map(|e| {
+        (
+            u16::from_le_bytes([e[0], e[1]]),
+            u64::from_le_bytes(e[2..10].try_into().expect("8 bytes")),
+        )
+    })
+}
+
+/// `old` with `new` (sorted by key) added.
+fn merged(old: &[u8], new: &[(u16, u64)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(old.len() + new.len() * ENTRY);
+    let mut push = |k: u16, n: u64| {
+        out.extend_from_slice(&k.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+    };
+    let mut a = entries(old).peekable();
+    let mut b = new.iter().copied().peekable();
+    loop {
+        match (a.peek().copied(), b.peek().copied()) {
+            (Some((ka, na)), Some((kb, nb))) => {
+                if ka < kb {
+                    push(ka, na);
+                    a.next();
+                } else if kb < ka {
+                    push(kb, nb);
+                    b.next();
+                } else {
+                    push(ka, na.saturating_add(nb));
+                    a.next();
+                    b.next();
+                }
+            }
+            (Some((k, n)), None) | (None, Some((k, n))) => {
+                push(k, n);
+                a.next();
+                b.next();
+            }
+            (None, None) => break,
+        }
+    }
+    out
+}
+
+/// Counts per (bin, interface, family, protocol, key).
+type Bins = HashMap<(i64, u32, u8, u8, u16), u64, Fx>;
+
+/// A multiply-rotate hash (FxHash's) for the bins' small integer keys:
+/// several times cheaper than the default SipHash, which guards against
+/// chosen keys; these come from timestamps and ports (a flood's spoofed
+/// ports at worst make one batch's map slower, never the store wrong).
+#[derive(Clone, Copy, Default)]
+struct Fx(u64);
+
+impl std::hash::Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    fn write_u8(&mut self, v: u8) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u16(&mut self, v: u16) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.write_u64(u64::from(v));
+    }
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl std::hash::BuildHasher for Fx {
+    type Hasher = Fx;
+    fn build_hasher(&self) -> Fx {
+        Fx(0)
+    }
+}
+
 /// Adds the bins of `records` (within the insert's transaction).
 pub(super) fn add(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<()> {
-    // In key order, so the upserts walk each B-tree front to back
-    // instead of jumping around it (several times faster).
-    let mut tiles: BTreeMap<(i64, u32, u8, u8, i32), i64> = BTreeMap::new();
-    let mut hours: BTreeMap<(i64, u32, u8, u8, u16), i64> = BTreeMap::new();
+    let mut tiles: Bins = HashMap::with_capacity_and_hasher(records.len(), Fx::default());
+    let mut ports: Bins = HashMap::with_capacity_and_hasher(records.len(), Fx::default());
     for r in records {
         let row = if r.has_ports() && r.dport != 0 {
             port_row(r.dport)
@@ -96,59 +213,142 @@ pub(super) fn add(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Result<
             NO_PORT
         };
         *tiles
-            .entry((bin(r.ts_ns, TILE_NS), r.ifindex, r.family, r.proto, row))
-            .or_default() += i64::from(r.count);
+            .entry((
+                bin(r.ts_ns, TILE_NS),
+                r.ifindex,
+                r.family,
+                r.proto,
+                (row + 1) as u16,
+            ))
+            .or_default() += u64::from(r.count);
         if r.has_ports() {
-            *hours
+            *ports
                 .entry((bin(r.ts_ns, HOUR_NS), r.ifindex, r.family, r.proto, r.dport))
-                .or_default() += i64::from(r.count);
+                .or_default() += u64::from(r.count);
         }
     }
-    upsert(
-        tx,
-        "tiles (minute, ifindex, family, proto, row, n)",
-        tiles
-            .into_iter()
-            .map(|((m, i, f, p, row), n)| [m, i as i64, f as i64, p as i64, row as i64, n]),
-    )?;
-    upsert(
-        tx,
-        "port_hours (hour, ifindex, family, proto, dport, n)",
-        hours
-            .into_iter()
-            .map(|((h, i, f, p, d), n)| [h, i as i64, f as i64, p as i64, d as i64, n]),
-    )?;
+    let mut tiles: Vec<_> = tiles.into_iter().collect();
+    tiles.sort_unstable();
+    let minute = |k: &(i64, u32, u8, u8, u16)| (k.0, k.1, k.2, k.3);
+    for group in tiles.chunk_by(|a, b| minute(&a.0) == minute(&b.0)) {
+        let (m, i, f, p, _) = group[0].0;
+        let new: Vec<(u16, u64)> = group.iter().map(|&(k, n)| (k.4, n)).collect();
+        put(
+            tx,
+            "tile_counts",
+            "minute = ?1 AND ifindex = ?2 AND family = ?3 AND proto = ?4",
+            [m, i as i64, f as i64, p as i64],
+            &new,
+        )?;
+    }
+    let mut ports: Vec<_> = ports.into_iter().collect();
+    ports.sort_unstable();
+    let page = |k: &(i64, u32, u8, u8, u16)| (k.0, k.1, k.2, k.3, k.4 >> PAGE_BITS);
+    for group in ports.chunk_by(|a, b| page(&a.0) == page(&b.0)) {
+        let (h, i, f, p, pg) = page(&group[0].0);
+        let new: Vec<(u16, u64)> = group.iter().map(|&(k, n)| (k.4, n)).collect();
+        put(
+            tx,
+            "port_counts",
+            "hour = ?1 AND ifindex = ?2 AND family = ?3 AND proto = ?4 AND page = ?5",
+            [h, i as i64, f as i64, p as i64, pg as i64],
+            &new,
+        )?;
+    }
     Ok(())
 }
 
-/// Adds counts (the last of six values) to `table`'s rows, many rows per
-/// statement.
-fn upsert(
+/// Adds `new` to the counts BLOB of `table`'s row keyed by `key` (the
+/// columns before `counts`, in order, matched by `cond`), creating it if
+/// needed.
+fn put<const K: usize>(
     tx: &Transaction<'_>,
     table: &str,
-    rows: impl Iterator<Item = [i64; 6]>,
+    cond: &str,
+    key: [i64; K],
+    new: &[(u16, u64)],
 ) -> rusqlite::Result<()> {
-    const PER: usize = 64;
-    let sql = |k: usize| {
-        format!(
-            "INSERT INTO {table} VALUES {} ON CONFLICT DO UPDATE SET n = n + excluded.n",
-            vec!["(?,?,?,?,?,?)"; k].join(",")
-        )
-    };
-    let mut batch: Vec<i64> = Vec::with_capacity(PER * 6);
-    let mut many = tx.prepare_cached(&sql(PER))?;
-    for r in rows {
-        batch.extend_from_slice(&r);
-        if batch.len() == PER * 6 {
-            many.execute(rusqlite::params_from_iter(batch.iter()))?;
-            batch.clear();
+    let mut select =
+        tx.prepare_cached(&format!("SELECT rowid, counts FROM {table} WHERE {cond}"))?;
+    for (i, v) in key.iter().enumerate() {
+        select.raw_bind_parameter(i + 1, v)?;
+    }
+    let mut rows = select.raw_query();
+    match rows.next()? {
+        Some(r) => {
+            let rowid: i64 = r.get(0)?;
+            let counts = merged(r.get_ref(1)?.as_blob()?, new);
+            drop(rows);
+            tx.prepare_cached(&format!("UPDATE {table} SET counts = ?2 WHERE rowid = ?1"))?
+                .execute(params![rowid, counts])?;
+        }
+        None => {
+            drop(rows);
+            let marks = vec!["?"; K + 1].join(",");
+            let mut insert = tx.prepare_cached(&format!("INSERT INTO {table} VALUES ({marks})"))?;
+            for (i, v) in key.iter().enumerate() {
+                insert.raw_bind_parameter(i + 1, v)?;
+            }
+            insert.raw_bind_parameter(K + 1, merged(&[], new))?;
+            insert.raw_execute()?;
         }
     }
-    if !batch.is_empty() {
-        tx.prepare(&sql(batch.len() / 6))?
-            .execute(rusqlite::params_from_iter(batch.iter()))?;
-    }
     Ok(())
+}
+
+/// Moves schema 4's bins (`tiles`, `port_hours`: one row per count) into
+/// the BLOB tables (the migration to schema 5), streaming them in key order.
+pub(super) fn migrate_bins(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let tables = [
+        (
+            "SELECT minute, ifindex, family, proto, row, n FROM tiles \
+             ORDER BY minute, ifindex, family, proto, row",
+            "tile_counts",
+            "minute = ?1 AND ifindex = ?2 AND family = ?3 AND proto = ?4",
+            false,
+        ),
+        (
+            "SELECT hour, ifindex, family, proto, dport, n FROM port_hours \
+             ORDER BY hour, ifindex, family, proto, dport",
+            "port_counts",
+            "hour = ?1 AND ifindex = ?2 AND family = ?3 AND proto = ?4 AND page = ?5",
+            true,
+        ),
+    ];
+    for (select, table, cond, paged) in tables {
+        let mut stmt = tx.prepare(select)?;
+        let mut rows = stmt.query([])?;
+        let mut key: Option<[i64; 5]> = None;
+        let mut group: Vec<(u16, u64)> = Vec::new();
+        let flush = |key: [i64; 5], group: &mut Vec<(u16, u64)>| -> rusqlite::Result<()> {
+            if paged {
+                put(tx, table, cond, key, group)?;
+            } else {
+                put(tx, table, cond, [key[0], key[1], key[2], key[3]], group)?;
+            }
+            group.clear();
+            Ok(())
+        };
+        while let Some(r) = rows.next()? {
+            let k4: i64 = r.get(4)?;
+            let n: i64 = r.get(5)?;
+            let (entry, page) = if paged {
+                (k4.clamp(0, 65535) as u16, k4.clamp(0, 65535) >> PAGE_BITS)
+            } else {
+                ((k4 + 1).clamp(0, ROWS as i64) as u16, 0)
+            };
+            let k = [r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, page];
+            if key.is_some_and(|old| old != k) {
+                flush(key.expect("checked"), &mut group)?;
+            }
+            key = Some(k);
+            group.push((entry, n.max(0) as u64));
+        }
+        if let Some(k) = key {
+            flush(k, &mut group)?;
+        }
+    }
+    tx.execute_batch("DROP TABLE tiles; DROP TABLE port_hours;")
 }
 
 /// The first instant the bins cover, as stored in `meta`.
@@ -160,7 +360,7 @@ pub(super) fn set_since(conn: &rusqlite::Connection, since: i64) -> rusqlite::Re
     Ok(())
 }
 
-/// The `tiles`-condition of a filter's family, protocol and interface.
+/// The bins-condition of a filter's family, protocol and interface.
 fn bin_where(f: &Filter) -> String {
     let mut w = String::new();
     if let Some(fam) = f.family {
@@ -176,7 +376,7 @@ fn bin_where(f: &Filter) -> String {
 }
 
 impl Store {
-    /// The first instant `tiles` and `port_hours` cover.
+    /// The first instant `tile_counts` and `port_counts` cover.
     pub fn tiles_since(&self) -> Result<i64, StoreError> {
         let v: Option<String> = self
             .conn
@@ -211,22 +411,27 @@ impl Store {
         }
         let mut n = self.plot_edges(filter, a * TILE_NS, b * TILE_NS, &mut event)?;
         let sql = format!(
-            "SELECT minute, family, proto, row, n FROM tiles WHERE minute >= ?1 AND minute < ?2{}",
+            "SELECT minute, family, proto, counts FROM tile_counts WHERE minute >= ?1 AND minute < ?2{}",
             bin_where(filter)
         );
         let e = || self.sql("reading tiles");
         let mut stmt = self.conn.prepare(&sql).map_err(e())?;
         let mut rows = stmt.query(params![a, b]).map_err(e())?;
         while let Some(r) = rows.next().map_err(e())? {
-            let t = Tile {
-                mid_ns: r.get::<_, i64>(0).map_err(e())? * TILE_NS + TILE_NS / 2,
-                family: r.get(1).map_err(e())?,
-                proto: r.get(2).map_err(e())?,
-                row: r.get(3).map_err(e())?,
-                n: r.get::<_, i64>(4).map_err(e())?.max(0) as u64,
-            };
-            n += t.n;
-            tile(&t);
+            let mid_ns = r.get::<_, i64>(0).map_err(e())? * TILE_NS + TILE_NS / 2;
+            let (family, proto) = (r.get(1).map_err(e())?, r.get(2).map_err(e())?);
+            let counts = r.get_ref(3).and_then(|v| Ok(v.as_blob()?)).map_err(e())?;
+            for (key, c) in entries(counts) {
+                let t = Tile {
+                    mid_ns,
+                    family,
+                    proto,
+                    row: i32::from(key) - 1,
+                    n: c,
+                };
+                n += t.n;
+                tile(&t);
+            }
         }
         Ok(n)
     }
@@ -258,7 +463,7 @@ impl Store {
     }
 
     /// The busiest (proto, port)s of `filter` (binnable) and the number of
-    /// events: whole hours from `port_hours`, the edges from the events.
+    /// events: whole hours from `port_counts`, the edges from the events.
     pub fn top_ports_binned(
         &self,
         filter: &Filter,
@@ -271,29 +476,30 @@ impl Store {
         let e = || self.sql("counting ports");
         if a < b {
             let sql = format!(
-                "SELECT proto, dport, sum(n) FROM port_hours WHERE hour >= ?1 AND hour < ?2{} \
-                 GROUP BY proto, dport",
+                "SELECT proto, counts FROM port_counts WHERE hour >= ?1 AND hour < ?2{}",
                 bin_where(filter)
             );
             let mut stmt = self.conn.prepare(&sql).map_err(e())?;
             let mut rows = stmt.query(params![a, b]).map_err(e())?;
             while let Some(r) = rows.next().map_err(e())? {
-                let c = r.get::<_, i64>(2).map_err(e())?.max(0) as u64;
-                *ports
-                    .entry((r.get(0).map_err(e())?, r.get(1).map_err(e())?))
-                    .or_default() += c;
+                let proto: u8 = r.get(0).map_err(e())?;
+                let counts = r.get_ref(1).and_then(|v| Ok(v.as_blob()?)).map_err(e())?;
+                for (port, c) in entries(counts) {
+                    *ports.entry((proto, port)).or_default() += c;
+                }
             }
             // Every event of those hours, ports or not, from the tiles.
             let sql = format!(
-                "SELECT coalesce(sum(n), 0) FROM tiles WHERE minute >= ?1 AND minute < ?2{}",
+                "SELECT counts FROM tile_counts WHERE minute >= ?1 AND minute < ?2{}",
                 bin_where(filter)
             );
             let per = HOUR_NS / TILE_NS;
-            total += self
-                .conn
-                .query_row(&sql, params![a * per, b * per], |r| r.get::<_, i64>(0))
-                .map_err(e())?
-                .max(0) as u64;
+            let mut stmt = self.conn.prepare(&sql).map_err(e())?;
+            let mut rows = stmt.query(params![a * per, b * per]).map_err(e())?;
+            while let Some(r) = rows.next().map_err(e())? {
+                let counts = r.get_ref(0).and_then(|v| Ok(v.as_blob()?)).map_err(e())?;
+                total += entries(counts).map(|(_, c)| c).sum::<u64>();
+            }
             total += self.plot_edges(filter, a * HOUR_NS, b * HOUR_NS, &mut |r: &Record| {
                 if r.has_ports() {
                     *ports.entry((r.proto, r.dport)).or_default() += u64::from(r.count);

@@ -25,7 +25,7 @@ use crate::record::Record;
 const QUEUE_BATCHES: usize = 1024;
 /// How often a broken database is retried.
 const RETRY: Duration = Duration::from_secs(5);
-/// Rows deleted per retention step.
+/// Events deleted per retention step (whole blocks: a step may go a block past it).
 const RETENTION_CHUNK: u32 = 20_000;
 
 enum Msg {
@@ -247,7 +247,7 @@ impl StoreWriter {
                             // One chunk per pass: batches queued meanwhile go first.
                             if let Some(s) = st.store() {
                                 match s.delete_older(cutoff, RETENTION_CHUNK) {
-                                    Ok(n) if n as u32 == RETENTION_CHUNK => {
+                                    Ok(n) if n as u32 >= RETENTION_CHUNK => {
                                         last_retention -= Duration::from_secs(60)
                                     }
                                     Ok(_) => {}

@@ -385,6 +385,63 @@ fn synthetic(n: usize, t0: i64) -> impl Iterator<Item = fireplot::record::Record
     })
 }
 
+/// Ingests `n` synthetic events while another thread, on its own
+/// read-only connection, draws the whole day's density and counts its
+/// top ports in a loop: (events/s, queries answered, (median, slowest) query s).
+fn ingest_while_reading(
+    dir: &std::path::Path,
+    n: usize,
+    t0: i64,
+) -> Result<(f64, usize, (f64, f64))> {
+    use fireplot::{
+        plot::{layout::Layout, Density},
+        store::{Filter, Store},
+    };
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let path = dir.join(format!("bench-read-{n}.db"));
+    let _ = std::fs::remove_file(&path);
+    let mut store = Store::open(&path)?;
+    let day = Filter::range(t0, t0 + 86_400_000_000_000);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (stop, path, day) = (stop.clone(), path.clone(), day.clone());
+        std::thread::spawn(move || -> Result<Vec<f64>> {
+            let mut times = Vec::new();
+            // At least one query, even if ingest is over before it starts.
+            loop {
+                let started = std::time::Instant::now();
+                let store = Store::open_read_only(&path)?;
+                let mut d = Density::new(Layout::new(1600, 900, day.from_ns, day.to_ns));
+                d.fill(&store, &day)?;
+                store.top_ports_binned(&day, 20)?;
+                times.push(started.elapsed().as_secs_f64());
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+            }
+            Ok(times)
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut batch = Vec::with_capacity(8192);
+    for r in synthetic(n, t0) {
+        batch.push(r);
+        if batch.len() == 8192 {
+            store.insert(&batch)?;
+            batch.clear();
+        }
+    }
+    store.insert(&batch)?;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let times = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reader panicked"))??;
+    let queries = times.len();
+    let slowest = times.iter().copied().fold(0.0, f64::max);
+    Ok((rate, queries, (median(times), slowest)))
+}
+
 /// Store ingest and plot render figures: (name, value, unit).
 fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
     use fireplot::{
@@ -440,6 +497,21 @@ fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
             median(ingest),
             "events/s",
         ));
+        // The history stays queryable while it ingests: a reader on its own
+        // connection plots the day and counts its ports, over and over.
+        let (rate, queries, latency) = ingest_while_reading(&dir, n, t0)?;
+        out.push((
+            format!("store ingest, {n} events, while a reader queries"),
+            rate,
+            "events/s",
+        ));
+        out.push((
+            "  reader: day plot + top ports answered meanwhile".into(),
+            queries as f64,
+            "queries",
+        ));
+        out.push(("  reader: median query time".into(), latency.0 * 1e3, "ms"));
+        out.push(("  reader: slowest query".into(), latency.1 * 1e3, "ms"));
         out.push((
             format!("plot {n} events from the store to 1600x900 PNG"),
             median(render_s),
