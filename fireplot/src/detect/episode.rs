@@ -205,6 +205,11 @@ impl AddrSet {
         self.set.contains(&a)
     }
 
+    /// Every member kept (all of them up to the cap), in no order.
+    pub fn iter(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        self.set.iter().map(|a| addr(*a))
+    }
+
     pub fn bytes(&self) -> usize {
         self.set.capacity() * 17 + self.first.capacity() * 16
     }

@@ -14,6 +14,7 @@ pub mod config;
 mod distributed;
 pub mod episode;
 mod flood;
+mod origins;
 pub mod probe;
 mod scan;
 pub mod sources;
@@ -50,6 +51,9 @@ pub struct DetectStats {
     /// Bytes of detector state, as accounted.
     pub state_bytes: u64,
     pub budget_bytes: u64,
+    /// Per-source alert records not raised: the source has a tag in
+    /// `ignore_tags`.
+    pub alerts_ignored_by_tag: u64,
 }
 
 /// The detection engine.
@@ -76,6 +80,8 @@ pub struct Engine {
     budget: usize,
     /// Bytes of everything but the source table, as of the last sweep.
     other_bytes: usize,
+    /// Country, ASN and tags for the alerts' sources.
+    enrich: Option<std::sync::Arc<crate::enrich::Enricher>>,
 }
 
 impl Engine {
@@ -102,7 +108,26 @@ impl Engine {
             stats: DetectStats::default(),
             budget,
             other_bytes: 0,
+            enrich: None,
             cfg,
+        }
+    }
+
+    /// Names the alerts' sources' countries, networks and tags, and lets
+    /// `ignore_tags` keep per-source alerts of tagged sources quiet.
+    pub fn set_enricher(&mut self, e: Option<std::sync::Arc<crate::enrich::Enricher>>) {
+        self.enrich = e;
+    }
+
+    /// Queues an alert record, decorated with its sources' origins; a
+    /// per-source one of an ignored tag is counted instead.
+    fn emit(&mut self, alert: Alert, ep: &Episode) {
+        match &self.enrich {
+            None => self.out.push(alert),
+            Some(e) => match origins::decorate(alert, ep, e, &self.cfg.ignore_tags) {
+                Some(a) => self.out.push(a),
+                None => self.stats.alerts_ignored_by_tag += 1,
+            },
         }
     }
 
@@ -280,7 +305,8 @@ impl Engine {
             Key::Dst(Kind::Backscatter, dst) => self.by_dst.entry(dst).or_default().push(id),
             Key::Dst(_, _) => {}
         }
-        self.out.push(ep.alert("started", &self.cfg));
+        let a = ep.alert("started", &self.cfg);
+        self.emit(a, &ep);
         self.stats.alerts_started += 1;
         self.by_key.insert(key, id);
         self.episodes.insert(id, ep);
@@ -332,7 +358,8 @@ impl Engine {
             }
             self.sync.forget_group(id);
         }
-        self.out.push(ep.alert("ended", &self.cfg));
+        let a = ep.alert("ended", &self.cfg);
+        self.emit(a, &ep);
         self.stats.alerts_ended += 1;
     }
 

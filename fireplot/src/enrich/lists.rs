@@ -61,9 +61,7 @@ fn list_entry(line: &str) -> Option<Result<(IpAddr, IpAddr), ()>> {
         return None;
     }
     let s = s.replace(" - ", "-");
-    let mut fields = s
-        .split([',', '\t', ' ', '|'])
-        .filter(|f| !f.is_empty());
+    let mut fields = s.split([',', '\t', ' ', '|']).filter(|f| !f.is_empty());
     let first = fields.next()?;
     // DShield's block.txt: start, end, prefix length, ...; a header line
     // ("Start End Netblock ...") is not an entry.

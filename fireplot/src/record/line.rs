@@ -101,6 +101,10 @@ pub struct EventRecord {
     /// Packets this line stands for (1 for an event).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub count: u32,
+    /// Who the source is: `country`, `asn`, `as_org`, `tags` (with
+    /// --geoip, --asn, --tag; each absent when unknown).
+    #[serde(default, flatten)]
+    pub origin: crate::enrich::Origin,
 }
 
 fn one() -> u32 {
@@ -221,6 +225,7 @@ impl EventRecord {
             aggregate: false,
             src_prefix: None,
             count: 1,
+            origin: Default::default(),
         }
     }
 

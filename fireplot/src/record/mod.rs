@@ -230,6 +230,7 @@ impl Record {
             aggregate: self.is_aggregate(),
             src_prefix: self.src_prefix(),
             count: self.count,
+            origin: Default::default(),
         }
     }
 }

@@ -136,6 +136,12 @@ pub struct OutputArgs {
     /// events arrive; alerts also go to --db.
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<String>,
+
+    #[command(
+        flatten,
+        next_help_heading = "Enrichment (offline files; nothing is downloaded)"
+    )]
+    pub enrich: crate::enrich::EnrichArgs,
 }
 
 impl OutputArgs {

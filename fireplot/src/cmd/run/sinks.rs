@@ -8,6 +8,8 @@ use std::{
     time::Instant,
 };
 
+use std::sync::Arc;
+
 use anyhow::Context as _;
 use aya::maps::{MapData, RingBuf};
 use fireplot_common::{
@@ -18,6 +20,7 @@ use fireplot_common::{
 use super::summary::{DetectSummary, RateLimitSummary, Summary, UserCounts};
 use crate::{
     detect::{Alert, Engine},
+    enrich::Enricher,
     record::{
         line::{rfc3339_ns, EventRecord},
         Record,
@@ -46,6 +49,8 @@ pub(super) struct EventSink {
     /// had to be cut or padded to fit BPF_PROG_TEST_RUN: its length on the wire).
     pub(super) pkt_len: Option<u16>,
     pub(super) detect: Option<Detection>,
+    /// Country, network and tags of each event's source, for its line.
+    pub(super) enrich: Option<Arc<Enricher>>,
 }
 
 /// The detection engine of a live run and where its alerts go.
@@ -137,6 +142,31 @@ impl EventSink {
     ) -> anyhow::Result<EventSink> {
         let mut sink = EventSink::open(o.events_out.as_deref())?;
         sink.detect = Detection::open(o.alerts.as_deref(), o.db.is_some(), cfg)?;
+        sink.enrich = o.enrich.open()?;
+        if let Some(e) = &sink.enrich {
+            for f in e.stats() {
+                log::info!(
+                    "{} {}: {} ({} ranges, {} lines skipped, {:.1} MiB)",
+                    f.option,
+                    f.path.display(),
+                    f.format,
+                    f.ranges,
+                    f.bad_lines,
+                    f.bytes as f64 / 1048576.0
+                );
+            }
+            if let Some(d) = sink.detect.as_mut() {
+                d.engine.set_enricher(Some(e.clone()));
+            }
+        } else if sink
+            .detect
+            .as_ref()
+            .is_some_and(|d| !d.engine.config().ignore_tags.is_empty())
+        {
+            anyhow::bail!(
+                "ignore_tags is set but no --tag list is given: no source could carry a tag"
+            );
+        }
         Ok(sink)
     }
 
@@ -163,6 +193,7 @@ impl EventSink {
             ifindex: None,
             pkt_len: None,
             detect: None,
+            enrich: None,
         })
     }
 
@@ -185,11 +216,13 @@ impl EventSink {
                 self.batch.push(rec);
             }
         }
-        let Some(out) = self.out.as_mut() else {
+        if self.out.is_none() {
             return;
-        };
+        }
         let mut rec = EventRecord::from_event(&ev, wall_offset);
         rec.iface = self.iface.clone();
+        rec.origin = self.origin(rec.src);
+        let out = self.out.as_mut().expect("checked");
         let written = writeln!(out, "{}", rec.to_json());
         self.count_write(written);
     }
@@ -206,9 +239,11 @@ impl EventSink {
             self.counts.aggregates_received += 1;
             self.counts.aggregated_packets += u64::from(rec.count);
             self.detect(&rec);
-            if let Some(out) = self.out.as_mut() {
+            if self.out.is_some() {
                 let mut line = rec.to_json_record();
                 line.iface = self.iface.clone();
+                line.origin = self.origin(rec.src);
+                let out = self.out.as_mut().expect("checked");
                 let written = writeln!(out, "{}", line.to_json());
                 self.count_write(written);
             }
@@ -249,9 +284,11 @@ impl EventSink {
     pub(super) fn push(&mut self, rec: Record, iface: Option<&str>) {
         self.counts.events_received += 1;
         self.detect(&rec);
-        if let Some(out) = self.out.as_mut() {
+        if self.out.is_some() {
             let mut line = rec.to_json_record();
             line.iface = iface.map(String::from);
+            line.origin = self.origin(rec.src);
+            let out = self.out.as_mut().expect("checked");
             let written = writeln!(out, "{}", line.to_json());
             self.count_write(written);
         }
@@ -288,7 +325,19 @@ impl EventSink {
         }
     }
 
+    /// What the enrichment files say of a source (nothing without them).
+    fn origin(&self, src: Option<std::net::IpAddr>) -> crate::enrich::Origin {
+        match (&self.enrich, src) {
+            (Some(e), Some(a)) => (*e.lookup(a)).clone(),
+            _ => Default::default(),
+        }
+    }
+
     pub(super) fn flush(&mut self) {
+        if let Some(e) = &self.enrich {
+            // At most every few seconds: files changed on disk are re-read.
+            e.reload_changed(false);
+        }
         if let Some(out) = self.out.as_mut() {
             if let Err(e) = out.flush() {
                 log::error!("cannot flush events: {e}");

@@ -120,6 +120,10 @@ pub struct DetectConfig {
     /// Memory budget of all detector state, MiB. Source state is evicted
     /// oldest-first (least recently seen) past it, and evictions are counted.
     pub memory_mib: u64,
+    /// Per-source alerts (scans, sweeps, floods of one source) are not
+    /// raised for sources with one of these tags (`--tag NAME=FILE`), e.g.
+    /// ["research_scanner"]: known research scanners are noise. Counted.
+    pub ignore_tags: Vec<String>,
 }
 
 impl Default for DetectConfig {
@@ -167,6 +171,7 @@ impl Default for DetectConfig {
             tool_min_probes: 5,
             tool_min_share: 0.9,
             memory_mib: 256,
+            ignore_tags: Vec::new(),
         }
     }
 }
@@ -320,6 +325,10 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "memory_mib",
         "memory budget of all detector state (MiB); sources past it are evicted oldest first",
+    ),
+    (
+        "ignore_tags",
+        "no per-source alert for sources with these tags (--tag NAME=FILE), e.g. [\"research_scanner\"]",
     ),
 ];
 
