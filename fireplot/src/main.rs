@@ -17,11 +17,22 @@ use fireplot::cmd::{
 /// without conntrack (a TC egress program records the flows the inside
 /// opened) and reports each unsolicited packet as an event.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about)]
+#[command(version, long_version = LONG_VERSION, about, long_about, after_long_help = ATTRIBUTION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `--version`: the version and where enrichment data comes from.
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\n\nEnrichment (--geoip, --asn, --tag) reads only files you give it. ",
+    "Country and ASN test data, when used: IP to Country Lite and IP to ASN Lite by DB-IP ",
+    "(https://db-ip.com), and IP to AS Number by Route Views (https://www.routeviews.org), ",
+    "CC BY 4.0, as packaged by ip-location-db (https://github.com/sapics/ip-location-db)."
+);
+
+const ATTRIBUTION: &str = fireplot::enrich::ATTRIBUTION;
 
 #[derive(Subcommand, Debug)]
 enum Command {

@@ -68,6 +68,9 @@ pub struct DetectCmdArgs {
     /// Print the detector settings in effect (TOML) and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    #[command(flatten)]
+    pub enrich: crate::enrich::EnrichArgs,
 }
 
 pub fn detect(args: &DetectCmdArgs) -> Result<()> {
@@ -85,7 +88,12 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
                 .with_context(|| format!("cannot create `{}`", args.alerts))?,
         ))
     };
+    let enrich = args.enrich.open()?;
+    if enrich.is_none() && !cfg.ignore_tags.is_empty() {
+        anyhow::bail!("ignore_tags is set but no --tag list is given: no source could carry a tag");
+    }
     let mut engine = Engine::new(cfg);
+    engine.set_enricher(enrich);
     let mut write_err: Option<io::Error> = None;
     let mut n_alerts = 0u64;
     let started = std::time::Instant::now();
@@ -110,9 +118,14 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
     out.flush().context("cannot write alerts")?;
     let st = engine.stats();
     eprintln!(
-        "{events} events → {n_alerts} alert records in {:.2} s{}; {} sources evicted to stay in {} MiB",
+        "{events} events → {n_alerts} alert records in {:.2} s{}{}; {} sources evicted to stay in {} MiB",
         started.elapsed().as_secs_f64(),
         if bad > 0 { format!(" ({bad} unreadable lines skipped)") } else { String::new() },
+        if st.alerts_ignored_by_tag > 0 {
+            format!(" ({} not raised: the source has an ignored tag)", st.alerts_ignored_by_tag)
+        } else {
+            String::new()
+        },
         st.sources_evicted,
         st.budget_bytes >> 20
     );

@@ -23,6 +23,65 @@ pub struct TopArgs {
     /// One JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+
+    /// Also count by the sources' country (needs --geoip), network
+    /// (--asn) or tag (--tag); repeatable.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub by: Vec<By>,
+
+    #[command(flatten)]
+    pub enrich: crate::enrich::EnrichArgs,
+}
+
+/// What `--by` groups sources by.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum By {
+    Country,
+    Asn,
+    Tag,
+}
+
+impl By {
+    fn name(self) -> &'static str {
+        match self {
+            By::Country => "country",
+            By::Asn => "asn",
+            By::Tag => "tag",
+        }
+    }
+}
+
+/// Packets and distinct sources of one group.
+#[derive(Default, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Group {
+    packets: u64,
+    sources: u64,
+}
+
+/// Groups `by_src` (packets per source address) by country, network or
+/// tag; sources with no answer go to "unknown" (untagged ones to no tag).
+fn group(
+    by: By,
+    by_src: &HashMap<std::net::IpAddr, u64>,
+    e: &crate::enrich::Enricher,
+) -> Vec<(String, Group)> {
+    let mut g: HashMap<String, Group> = HashMap::new();
+    for (a, n) in by_src {
+        let o = e.lookup(*a);
+        let keys: Vec<String> = match by {
+            By::Country => vec![o.country.clone().unwrap_or_else(|| "unknown".into())],
+            By::Asn => vec![o.as_label().unwrap_or_else(|| "unknown".into())],
+            By::Tag => o.tags.clone(),
+        };
+        for k in keys {
+            let e = g.entry(k).or_default();
+            e.packets += n;
+            e.sources += 1;
+        }
+    }
+    let mut v: Vec<(String, Group)> = g.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
 }
 
 fn proto_name(p: u8) -> String {
@@ -40,7 +99,27 @@ fn top<K: Clone + Ord>(m: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
 }
 
 pub fn run_top(args: &TopArgs) -> Result<()> {
+    let enrich = args.enrich.open()?;
+    for by in &args.by {
+        let given = match by {
+            By::Country => !args.enrich.geoip.is_empty(),
+            By::Asn => !args.enrich.asn.is_empty(),
+            By::Tag => !args.enrich.tags.is_empty(),
+        };
+        if !given {
+            anyhow::bail!(
+                "--by {} needs {}",
+                by.name(),
+                match by {
+                    By::Country => "--geoip FILE",
+                    By::Asn => "--asn FILE",
+                    By::Tag => "at least one --tag NAME=FILE",
+                }
+            );
+        }
+    }
     let source = args.source.open()?;
+    let mut by_src: HashMap<std::net::IpAddr, u64> = HashMap::new();
     let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
     let mut sources: HashMap<String, u64> = HashMap::new();
     let mut protos: HashMap<(u8, u8), u64> = HashMap::new();
@@ -56,6 +135,9 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
             *ports.entry((r.proto, r.dport)).or_default() += n;
         }
         *sources.entry(r.src_label()).or_default() += n;
+        if let Some(a) = r.src {
+            *by_src.entry(a).or_default() += n;
+        }
         *protos.entry((r.family, r.proto)).or_default() += n;
     })?;
     let tp = top(&ports, args.limit as usize);
@@ -63,13 +145,43 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let tpr = top(&protos, usize::MAX);
     let from = crate::record::line::rfc3339_ns(source.filter.from_ns as i128);
     let to = crate::record::line::rfc3339_ns(source.filter.to_ns as i128);
+    let groups: Vec<(By, Vec<(String, Group)>)> = match &enrich {
+        Some(e) => args
+            .by
+            .iter()
+            .map(|b| (*b, group(*b, &by_src, e)))
+            .collect(),
+        None => Vec::new(),
+    };
+    // A source's country and network beside it in the list.
+    let origin_of = |label: &str| -> Option<crate::enrich::Origin> {
+        let e = enrich.as_ref()?;
+        let a: std::net::IpAddr = label.split('/').next()?.parse().ok()?;
+        Some((*e.lookup(a)).clone()).filter(|o| !o.is_empty())
+    };
     if args.json {
-        let v = json!({
+        let mut v = json!({
             "from": from, "to": to, "events": total, "aggregated": aggregated, "distinct_sources": sources.len(),
             "ports": tp.iter().map(|((p, port), c)| json!({"proto": proto_name(*p), "port": port, "events": c})).collect::<Vec<_>>(),
-            "sources": ts.iter().map(|(s, c)| json!({"src": s, "events": c})).collect::<Vec<_>>(),
+            "sources": ts.iter().map(|(s, c)| {
+                let mut o = json!({"src": s, "events": c});
+                if let Some(origin) = origin_of(s) {
+                    if let (Some(m), Ok(serde_json::Value::Object(extra))) = (o.as_object_mut(), serde_json::to_value(origin)) {
+                        m.extend(extra);
+                    }
+                }
+                o
+            }).collect::<Vec<_>>(),
             "protocols": tpr.iter().map(|((f, p), c)| json!({"family": f, "proto": proto_name(*p), "events": c})).collect::<Vec<_>>(),
         });
+        for (by, rows) in &groups {
+            v[format!("by_{}", by.name())] = rows
+                .iter()
+                .take(args.limit as usize)
+                .map(|(k, g)| json!({by.name(): k, "events": g.packets, "sources": g.sources}))
+                .collect::<Vec<_>>()
+                .into();
+        }
         println!("{v}");
         return Ok(());
     }
@@ -91,7 +203,21 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     }
     println!("\n{:<40} {:>10}", "source", "events");
     for (s, c) in &ts {
-        println!("{s:<40} {c:>10}");
+        match origin_of(s) {
+            Some(o) => {
+                let mut who: Vec<String> = o.country.iter().cloned().collect();
+                who.extend(o.as_label());
+                who.extend(o.tags.iter().map(|t| format!("[{t}]")));
+                println!("{s:<40} {c:>10}  {}", who.join(" "));
+            }
+            None => println!("{s:<40} {c:>10}"),
+        }
+    }
+    for (by, rows) in &groups {
+        println!("\n{:<40} {:>10} {:>9}", by.name(), "events", "sources");
+        for (k, g) in rows.iter().take(args.limit as usize) {
+            println!("{k:<40} {:>10} {:>9}", g.packets, g.sources);
+        }
     }
     println!("\n{:<18} {:>10}", "protocol", "events");
     for ((f, p), c) in &tpr {

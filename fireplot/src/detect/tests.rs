@@ -895,3 +895,143 @@ fn a_one_source_aggregate_is_that_sources_flood() {
     let f = all.iter().rfind(|a| a.kind == "flood").unwrap();
     assert_eq!(f.aggregated, Some(120_000));
 }
+
+/// An enricher over small files: 192.0.2.100-105 in AS64496 (NL),
+/// 192.0.2.106-119 in AS64497 (DE), 198.51.100.7 a known research scanner.
+fn doc_enricher() -> std::sync::Arc<crate::enrich::Enricher> {
+    let d = std::env::temp_dir().join(format!("fireplot-detect-enrich-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::write(
+        d.join("asn.csv"),
+        "192.0.2.100,192.0.2.105,64496,Doc One\n192.0.2.106,192.0.2.119,64497,Doc Two\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("cc.csv"),
+        "192.0.2.100,192.0.2.105,NL\n192.0.2.106,192.0.2.119,DE\n",
+    )
+    .unwrap();
+    std::fs::write(
+        d.join("scanners.txt"),
+        "198.51.100.7 # a research scanner\n",
+    )
+    .unwrap();
+    let args = crate::enrich::EnrichArgs {
+        geoip: vec![d.join("cc.csv")],
+        asn: vec![d.join("asn.csv")],
+        tags: ["research_scanner=".to_string() + d.join("scanners.txt").to_str().unwrap()]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect(),
+    };
+    args.open().unwrap().unwrap()
+}
+
+#[test]
+fn shared_work_names_its_networks_and_countries() {
+    let mut evs = Vec::new();
+    let mut t = T0;
+    for s in 0..20u16 {
+        for k in 0..5u16 {
+            t += 200 * MS;
+            evs.push(ev(
+                t,
+                &format!("192.0.2.{}", 100 + s),
+                "198.18.1.9",
+                6,
+                2000 + s * 5 + k,
+                0x02,
+            ));
+        }
+    }
+    let mut e = Engine::new(DetectConfig::default());
+    e.set_enricher(Some(doc_enricher()));
+    let mut all = Vec::new();
+    for r in &evs {
+        e.push(r);
+        all.extend(e.drain());
+    }
+    all.extend(e.finish());
+    let d = started(&all, "distributed_scan");
+    assert_eq!(d.len(), 1, "{:?}", kinds(&all));
+    let ended = all
+        .iter()
+        .find(|a| a.kind == "distributed_scan" && a.status == "ended")
+        .unwrap();
+    // The episode's 10 sources: 6 in AS64496/NL, 4 in AS64497/DE.
+    assert_eq!(ended.source_count, 10);
+    let asns = ended.asns.as_ref().unwrap();
+    assert_eq!(
+        asns.iter()
+            .map(|s| (s.name.as_str(), s.sources))
+            .collect::<Vec<_>>(),
+        vec![("AS64496", 6), ("AS64497", 4)]
+    );
+    assert_eq!(asns[0].org.as_deref(), Some("Doc One"));
+    let cc = ended.countries.as_ref().unwrap();
+    assert_eq!((cc[0].name.as_str(), cc[0].sources), ("NL", 6));
+    assert!(
+        ended
+            .summary
+            .ends_with("10 sources from 2 networks, 60 % AS64496 Doc One; 2 countries, 60 % NL."),
+        "{}",
+        ended.summary
+    );
+    // The listed sources say who they are.
+    let o = ended.origins.as_ref().unwrap();
+    assert_eq!(o.len(), ended.sources.len());
+    assert_eq!(o[0].origin.asn, Some(64496));
+}
+
+#[test]
+fn ignored_tags_keep_a_known_scanner_quiet_and_others_not() {
+    // Two scans an hour apart, of different hosts.
+    let scan = |t0: i64, src: &str, dst: &str| -> Vec<Record> {
+        (0..200u16)
+            .map(|i| ev(t0 + i as i64 * MS, src, dst, 6, 1000 + i, 0x02))
+            .collect()
+    };
+    let mut evs = scan(T0, "198.51.100.7", "198.18.1.2");
+    evs.extend(scan(T0 + 3600 * S, "198.51.100.8", "198.18.1.3"));
+    let cfg = DetectConfig {
+        ignore_tags: vec!["research_scanner".into()],
+        ..DetectConfig::default()
+    };
+    let mut e = Engine::new(cfg);
+    e.set_enricher(Some(doc_enricher()));
+    let mut all = Vec::new();
+    for r in &evs {
+        e.push(r);
+        all.extend(e.drain());
+    }
+    all.extend(e.finish());
+    let scans = started(&all, "port_scan");
+    assert_eq!(scans.len(), 1, "{:?}", kinds(&all));
+    assert_eq!(scans[0].sources, vec!["198.51.100.8".to_string()]);
+    assert!(all
+        .iter()
+        .all(|a| !a.sources.contains(&"198.51.100.7".to_string())));
+    assert_eq!(
+        e.stats().alerts_ignored_by_tag,
+        2,
+        "its started and ended records"
+    );
+    // Without ignore_tags, it is alerted and tagged.
+    let mut e = Engine::new(DetectConfig::default());
+    e.set_enricher(Some(doc_enricher()));
+    let mut all = Vec::new();
+    for r in &evs {
+        e.push(r);
+        all.extend(e.drain());
+    }
+    all.extend(e.finish());
+    let tagged: Vec<&Alert> = started(&all, "port_scan")
+        .into_iter()
+        .filter(|a| a.sources == vec!["198.51.100.7".to_string()])
+        .collect();
+    assert_eq!(tagged.len(), 1);
+    assert_eq!(
+        tagged[0].origins.as_ref().unwrap()[0].origin.tags,
+        vec!["research_scanner"]
+    );
+}

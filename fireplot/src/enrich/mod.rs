@@ -40,20 +40,22 @@ use serde::{Deserialize, Serialize};
 
 use ranges::IpTable;
 
+const HEADING: &str = "Enrichment (offline files; nothing is downloaded)";
+
 /// The enrichment options (`run`, `replay`, `ingest`, `detect`, `top`).
 #[derive(Args, Debug, Clone, Default)]
 pub struct EnrichArgs {
     /// Country of each source, from an MMDB (MaxMind GeoLite2/GeoIP2
     /// Country or City, DB-IP, ip-location-db's dbip-country-mmdb) or a CSV
     /// of first,last,CC ranges. Repeatable; re-read when it changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = HEADING)]
     pub geoip: Vec<PathBuf>,
 
     /// ASN and organisation of each source, from an MMDB (GeoLite2-ASN,
     /// ip-location-db's asn-mmdb) or a CSV of first,last,ASN,org ranges
     /// (ip-location-db's asn-ipv4.csv and asn-ipv6.csv: give both).
     /// Repeatable; re-read when it changes.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = HEADING)]
     pub asn: Vec<PathBuf>,
 
     /// Tag sources listed in FILE as NAME (letters, digits, _ and -), e.g.
@@ -62,7 +64,7 @@ pub struct EnrichArgs {
     /// per line; # and ; start comments; FireHOL, Spamhaus DROP, DShield
     /// and plain ip,comment lists read as they are. Repeatable; re-read
     /// when it changes.
-    #[arg(long = "tag", value_name = "NAME=FILE")]
+    #[arg(long = "tag", value_name = "NAME=FILE", help_heading = HEADING)]
     pub tags: Vec<TagSpec>,
 }
 

@@ -61,6 +61,9 @@ fn value_for(key: &str) -> Option<&'static str> {
         "ring_mib" => "32",
         "flow_table_size" => "131072",
         "aggregate_table" => "32768",
+        "geoip" => "[\"/var/lib/fireplot/country.mmdb\"]",
+        "asn" => "[\"/var/lib/fireplot/asn-ipv4.csv\", \"/var/lib/fireplot/asn-ipv6.csv\"]",
+        "tag" => "[\"research_scanner=/etc/fireplot/scanners.txt\", \"blocklist=/etc/fireplot/drop.txt\"]",
         _ => return None,
     })
 }

@@ -137,10 +137,7 @@ pub struct OutputArgs {
     #[arg(long, value_name = "FILE")]
     pub alerts: Option<String>,
 
-    #[command(
-        flatten,
-        next_help_heading = "Enrichment (offline files; nothing is downloaded)"
-    )]
+    #[command(flatten)]
     pub enrich: crate::enrich::EnrichArgs,
 }
 

@@ -161,8 +161,9 @@ impl<'a> Summary<'a> {
         if let Some(d) = &self.detect {
             let _ = writeln!(
                 s,
-                "  detection: {} alert records, {} sources tracked, {} evicted, {} MiB of {} MiB",
+                "  detection: {} alert records ({} not raised: the source has an ignored tag), {} sources tracked, {} evicted, {} MiB of {} MiB",
                 d.alerts,
+                d.stats.alerts_ignored_by_tag,
                 d.stats.sources_tracked,
                 d.stats.sources_evicted,
                 d.stats.state_bytes >> 20,
