@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use fireplot::cmd::{
     config::{config, expand, ConfigArgs},
     detect::{detect, DetectCmdArgs},
+    enrich::{enrich, EnrichCmdArgs},
     export::{export, ExportArgs},
     plot::{plot, PlotArgs},
     run::{ingest, replay, run, IngestArgs, ReplayArgs, RunArgs},
@@ -55,6 +56,8 @@ enum Command {
     Serve(ServeArgs),
     /// Export events for other tools (Logstalgia). No root needed.
     Export(ExportArgs),
+    /// Look up who every stored source is (--geoip, --asn, --tag) and keep it in the database. No root needed.
+    Enrich(EnrichCmdArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +92,7 @@ fn main() -> std::process::ExitCode {
         Command::Detect(args) => detect(&args),
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Export(args) => export(&args),
+        Command::Enrich(args) => enrich(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

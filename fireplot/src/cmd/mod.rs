@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod detect;
+pub mod enrich;
 pub mod export;
 pub mod plot;
 pub mod run;

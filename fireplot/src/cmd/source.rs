@@ -214,6 +214,14 @@ impl Source {
     }
 
     /// Alerts stored in the database for the range (empty for files).
+    /// The store, when the input is one.
+    pub fn store(&self) -> Option<&Store> {
+        match &self.input {
+            Input::Db(s) => Some(s),
+            Input::Events(_) => None,
+        }
+    }
+
     pub fn alerts(&self) -> Result<Vec<(i64, i64, String, String)>> {
         match &self.input {
             Input::Db(store) => Ok(store.alerts(self.filter.from_ns, self.filter.to_ns)?),

@@ -63,11 +63,11 @@ struct Group {
 fn group(
     by: By,
     by_src: &HashMap<std::net::IpAddr, u64>,
-    e: &crate::enrich::Enricher,
+    lookup: &dyn Fn(std::net::IpAddr) -> Option<crate::enrich::Origin>,
 ) -> Vec<(String, Group)> {
     let mut g: HashMap<String, Group> = HashMap::new();
     for (a, n) in by_src {
-        let o = e.lookup(*a);
+        let o = lookup(*a).unwrap_or_default();
         let keys: Vec<String> = match by {
             By::Country => vec![o.country.clone().unwrap_or_else(|| "unknown".into())],
             By::Asn => vec![o.as_label().unwrap_or_else(|| "unknown".into())],
@@ -100,15 +100,19 @@ fn top<K: Clone + Ord>(m: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
 
 pub fn run_top(args: &TopArgs) -> Result<()> {
     let enrich = args.enrich.open()?;
+    let source = args.source.open()?;
+    // Without files, a database answers with who its sources were when
+    // stored (or last `fireplot enrich`ed).
+    let stored = enrich.is_none() && source.store().is_some();
     for by in &args.by {
         let given = match by {
             By::Country => !args.enrich.geoip.is_empty(),
             By::Asn => !args.enrich.asn.is_empty(),
             By::Tag => !args.enrich.tags.is_empty(),
         };
-        if !given {
+        if !given && !stored {
             anyhow::bail!(
-                "--by {} needs {}",
+                "--by {} needs {} (or a --db whose sources were enriched when stored or by `fireplot enrich`)",
                 by.name(),
                 match by {
                     By::Country => "--geoip FILE",
@@ -118,7 +122,13 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
             );
         }
     }
-    let source = args.source.open()?;
+    let lookup = |a: std::net::IpAddr| -> Option<crate::enrich::Origin> {
+        match (&enrich, source.store()) {
+            (Some(e), _) => Some((*e.lookup(a)).clone()),
+            (None, Some(st)) => st.origin(a).ok().flatten(),
+            (None, None) => None,
+        }
+    };
     let mut by_src: HashMap<std::net::IpAddr, u64> = HashMap::new();
     let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
     let mut sources: HashMap<String, u64> = HashMap::new();
@@ -145,19 +155,17 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let tpr = top(&protos, usize::MAX);
     let from = crate::record::line::rfc3339_ns(source.filter.from_ns as i128);
     let to = crate::record::line::rfc3339_ns(source.filter.to_ns as i128);
-    let groups: Vec<(By, Vec<(String, Group)>)> = match &enrich {
-        Some(e) => args
-            .by
-            .iter()
-            .map(|b| (*b, group(*b, &by_src, e)))
-            .collect(),
-        None => Vec::new(),
-    };
+    let groups: Vec<(By, Vec<(String, Group)>)> = args
+        .by
+        .iter()
+        .map(|b| (*b, group(*b, &by_src, &lookup)))
+        .collect();
     // A source's country and network beside it in the list.
     let origin_of = |label: &str| -> Option<crate::enrich::Origin> {
-        let e = enrich.as_ref()?;
-        let a: std::net::IpAddr = label.split('/').next()?.parse().ok()?;
-        Some((*e.lookup(a)).clone()).filter(|o| !o.is_empty())
+        if label.contains('/') {
+            return None;
+        }
+        lookup(label.parse().ok()?).filter(|o| !o.is_empty())
     };
     if args.json {
         let mut v = json!({

@@ -339,6 +339,8 @@ const CACHE: usize = 200_000;
 /// enriches.
 pub struct Enricher {
     files: RwLock<Vec<File>>,
+    /// Bumped whenever a file is re-read.
+    generation: std::sync::atomic::AtomicU64,
     cache: Mutex<FxHashMap<IpAddr, Arc<Origin>>>,
     last_check: Mutex<Instant>,
 }
@@ -370,6 +372,7 @@ impl Enricher {
         }
         Ok(Enricher {
             files: RwLock::new(files),
+            generation: Default::default(),
             cache: Mutex::new(FxHashMap::default()),
             last_check: Mutex::new(Instant::now()),
         })
@@ -430,8 +433,16 @@ impl Enricher {
         }
         if n > 0 {
             self.cache.lock().expect("not poisoned").clear();
+            self.generation
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         n
+    }
+
+    /// How many times files were re-read: what was looked up before a
+    /// change may be stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// What the files say about `a` (cached).

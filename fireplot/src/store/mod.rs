@@ -8,6 +8,7 @@
 mod blocks;
 mod console;
 mod filter;
+mod origins;
 mod schema;
 pub mod tiles;
 pub mod writer;

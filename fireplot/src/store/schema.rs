@@ -1,13 +1,14 @@
 //! The schema: created on first open, migrated from older versions
 //! (1 → 2: fingerprint columns and alerts; 2 → 3: the pre-binned counts;
 //! 3 → 4: a packet count per row; 4 → 5: events in blocks and the bins in
-//! BLOBs, see [`blocks`](super::blocks)).
+//! BLOBs, see [`blocks`](super::blocks), and who the sources are, see
+//! [`origins`](super::origins)).
 
 use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{blocks, tiles, Store, StoreError, SCHEMA_VERSION};
+use super::{blocks, origins, tiles, Store, StoreError, SCHEMA_VERSION};
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -117,6 +118,7 @@ impl Store {
             self.migrate("migrating to schema 5", 5, |tx| {
                 tx.execute_batch(blocks::SCHEMA_V5)?;
                 tx.execute_batch(tiles::SCHEMA_V5)?;
+                tx.execute_batch(origins::SCHEMA)?;
                 blocks::migrate_rows(tx)?;
                 tx.execute_batch("DROP TABLE events;")?;
                 tiles::migrate_bins(tx)

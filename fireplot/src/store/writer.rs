@@ -42,6 +42,8 @@ enum Msg {
         json: String,
     },
     Flush(mpsc::Sender<()>),
+    /// From now on, store who each new source is.
+    Enricher(Arc<crate::enrich::Enricher>),
 }
 
 /// What the writer has done, by kind, for summaries. Whatever is handed
@@ -101,7 +103,7 @@ impl Msg {
             Msg::Events(b) => Some((Kind::Events, b.len() as u64)),
             Msg::Counters { .. } => Some((Kind::Summaries, 1)),
             Msg::Alert { .. } => Some((Kind::Alerts, 1)),
-            Msg::Flush(_) => None,
+            Msg::Flush(_) | Msg::Enricher(_) => None,
         }
     }
 }
@@ -120,6 +122,10 @@ struct State {
     last_try: Option<Instant>,
     iface: Option<(u32, String)>,
     counts: Arc<WriterCounts>,
+    enrich: Option<Arc<crate::enrich::Enricher>>,
+    /// Sources whose origin is stored (as of the enricher's `generation`).
+    known: rustc_hash::FxHashSet<std::net::IpAddr>,
+    generation: u64,
 }
 
 impl State {
@@ -164,7 +170,47 @@ impl State {
     }
 }
 
+/// Sources remembered as stored before the set starts over.
+const KNOWN: usize = 1 << 20;
+
 impl State {
+    /// Stores the origins of the batch's sources not stored yet (in this
+    /// thread: lookups never slow the event loop). A failure is logged; the
+    /// events are stored already.
+    fn store_origins(&mut self, batch: &[Record]) {
+        let Some(e) = self.enrich.clone() else { return };
+        if e.generation() != self.generation {
+            // Files were re-read: what a source is may have changed.
+            self.generation = e.generation();
+            self.known.clear();
+        }
+        if self.known.len() > KNOWN {
+            self.known.clear();
+        }
+        let mut new = Vec::new();
+        for r in batch {
+            let Some(a) = r.src else { continue };
+            if r.src_prefix().is_some() || !self.known.insert(a) {
+                continue;
+            }
+            new.push((a, (*e.lookup(a)).clone()));
+        }
+        if new.is_empty() {
+            return;
+        }
+        if let Some(s) = self.store() {
+            if let Err(err) = s.set_origins(&new, now_ns()) {
+                log::warn!(
+                    "cannot store who the sources are: {}",
+                    crate::error_chain(&err)
+                );
+                for (a, _) in &new {
+                    self.known.remove(a);
+                }
+            }
+        }
+    }
+
     /// Writes one message and counts its items as stored or not.
     fn write(&mut self, msg: Msg) {
         let Some((kind, n)) = msg.items() else {
@@ -175,6 +221,7 @@ impl State {
         }
         let result = self.store().map(|s| match &msg {
             Msg::Events(batch) => s.insert(batch),
+            Msg::Enricher(_) => Ok(()),
             Msg::Counters { ts_ns, iface, json } => s.insert_counters(*ts_ns, iface, json),
             Msg::Alert {
                 first_ns,
@@ -188,6 +235,9 @@ impl State {
             Some(Ok(())) => {
                 self.counts.add(kind, true, n);
                 self.ok();
+                if let Msg::Events(batch) = &msg {
+                    self.store_origins(batch);
+                }
             }
             Some(Err(e)) => {
                 self.counts.add(kind, false, n);
@@ -228,6 +278,9 @@ impl StoreWriter {
                     last_try: None,
                     iface,
                     counts: c.clone(),
+                    enrich: None,
+                    known: Default::default(),
+                    generation: 0,
                 };
                 let _ = st.store();
                 let mut last_retention = Instant::now() - Duration::from_secs(3600);
@@ -235,6 +288,10 @@ impl StoreWriter {
                     match rx.recv_timeout(Duration::from_secs(1)) {
                         Ok(Msg::Flush(done)) => {
                             let _ = done.send(());
+                        }
+                        Ok(Msg::Enricher(e)) => {
+                            st.generation = e.generation();
+                            st.enrich = Some(e);
                         }
                         Ok(msg) => st.write(msg),
                         Err(RecvTimeoutError::Timeout) => {}
@@ -296,6 +353,15 @@ impl StoreWriter {
     pub fn events(&self, batch: Vec<Record>) {
         if !batch.is_empty() {
             self.send(Msg::Events(batch));
+        }
+    }
+
+    /// Stores who each new source is from now on (its country, network
+    /// and tags: the `origins` table).
+    pub fn set_enricher(&self, e: Arc<crate::enrich::Enricher>) {
+        if let Some(tx) = &self.tx {
+            // Waits for room rather than lose it: it comes once, at start.
+            let _ = tx.send(Msg::Enricher(e));
         }
     }
 

@@ -400,3 +400,37 @@ async fn logstalgia_can_follow_new_events() {
         "only what came after: {seen}"
     );
 }
+
+/// Who a source is, as the store keeps it: on the source page, in the top
+/// sources and under the pointer; a source it knows nothing of has none.
+#[tokio::test]
+async fn the_console_says_who_a_source_is() {
+    let db = fixture("origins");
+    {
+        let mut s = Store::open(&db).unwrap();
+        let o = crate::enrich::Origin {
+            country: Some("NL".into()),
+            asn: Some(64496),
+            as_org: Some("Documentation Net".into()),
+            tags: vec!["research_scanner".into()],
+        };
+        s.set_origins(&[("198.51.100.7".parse().unwrap(), o.clone())], T0)
+            .unwrap();
+        assert_eq!(s.origin("198.51.100.7".parse().unwrap()).unwrap(), Some(o));
+        assert_eq!(s.origin("2001:db8::5".parse().unwrap()).unwrap(), None);
+    }
+    let app = app(db, None);
+    let src = json(&app, &format!("/api/source?{RANGE}&ip=198.51.100.7")).await;
+    assert_eq!(src["origin"]["country"], "NL");
+    assert_eq!(src["origin"]["asn"], 64496);
+    assert_eq!(src["origin"]["as_org"], "Documentation Net");
+    assert_eq!(src["origin"]["tags"][0], "research_scanner");
+    let top = json(&app, &format!("/api/top?{RANGE}&part=sources")).await;
+    let srcs = top["sources"].as_array().unwrap();
+    let scanner = srcs.iter().find(|s| s["src"] == "198.51.100.7").unwrap();
+    assert_eq!(scanner["origin"]["asn"], 64496);
+    let other = srcs.iter().find(|s| s["src"] == "2001:db8::5").unwrap();
+    assert!(other["origin"].is_null());
+    let v6 = json(&app, &format!("/api/source?{RANGE}&ip=2001:db8::5")).await;
+    assert!(v6["origin"].is_null());
+}

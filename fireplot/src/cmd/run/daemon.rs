@@ -61,6 +61,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             args.retain.map(|r| r.0),
             Some((ifindex, args.iface.clone())),
         ));
+        sink.store_origins();
     }
     // The console: checked before anything else listens, stopped with the run.
     let (summary_tx, summary_rx) = tokio::sync::watch::channel(None::<String>);

@@ -196,6 +196,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     if let Some(path) = db_path.clone() {
         Store::open(&path)?;
         sink.store = Some(StoreWriter::start(path, None, None));
+        sink.store_origins();
     }
     {
         let stop = stop.clone();

@@ -195,6 +195,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         Store::open(&path)?;
         log::info!("storing history in {}", path.display());
         sink.store = Some(StoreWriter::start(path, None, None));
+        sink.store_origins();
     }
     sink.ifindex = Some(IFINDEX_BASE);
     let mut ring = sensor.take_events()?;

@@ -325,6 +325,14 @@ impl EventSink {
         }
     }
 
+    /// With both a store and enrichment files: the store keeps who each
+    /// source is. Call once the store is set.
+    pub(super) fn store_origins(&self) {
+        if let (Some(w), Some(e)) = (&self.store, &self.enrich) {
+            w.set_enricher(e.clone());
+        }
+    }
+
     /// What the enrichment files say of a source (nothing without them).
     fn origin(&self, src: Option<std::net::IpAddr>) -> crate::enrich::Origin {
         match (&self.enrich, src) {

@@ -111,8 +111,12 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
                             .is_some_and(|a| a.iter().any(|x| x.as_str() == Some(ip)))
                     })
                 });
+                let origin = src
+                    .filter(|s| s.prefix.is_none())
+                    .and_then(|s| st.origin(s.addr).ok().flatten());
                 json!({
                     "src": src_s,
+                    "origin": origin,
                     "aggregate": aggregate,
                     "proto": proto_name(proto),
                     "port": port,

@@ -39,6 +39,7 @@ pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
                 "first_ms": a["first_ms"], "last_ms": a["last_ms"],
                 "sources": sources.into_iter().take(8).collect::<Vec<_>>(),
                 "source_count": a["source_count"], "proto": a["proto"], "tool": a["tool"],
+                "origins": a["origins"], "asns": a["asns"], "countries": a["countries"],
             })
         })
         .collect();
@@ -106,7 +107,10 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
         Ok(json!({
             "total": total,
             "ports": ports.into_iter().map(|(pr, port, c)| json!({"proto": proto_name(pr), "port": port, "count": c})).collect::<Vec<_>>(),
-            "sources": srcs.into_iter().map(|(a, c)| json!({"src": a.to_string(), "aggregate": a.prefix.is_some(), "count": c})).collect::<Vec<_>>(),
+            "sources": srcs.into_iter().map(|(a, c)| {
+                let origin = a.prefix.is_none().then(|| st.origin(a.addr).ok().flatten()).flatten();
+                json!({"src": a.to_string(), "aggregate": a.prefix.is_some(), "count": c, "origin": origin})
+            }).collect::<Vec<_>>(),
         }))
     })
     .await?;
@@ -155,6 +159,7 @@ pub async fn source(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
         ports.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         Ok(json!({
             "ip": ip_s,
+            "origin": st.origin(ip).map_err(server)?,
             "probes": n,
             "first_ms": (n > 0).then_some(first / 1_000_000),
             "last_ms": (n > 0).then_some(last / 1_000_000),

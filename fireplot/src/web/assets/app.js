@@ -298,6 +298,21 @@ function scheduleHover(p) {
   }, 60);
 }
 
+// Who a source is (country, network, tags), when the store knows.
+function originText(o) {
+  if (!o) return "";
+  const parts = [];
+  if (o.country) parts.push(o.country);
+  if (o.asn) parts.push(`AS${o.asn}${o.as_org ? " " + o.as_org : ""}`);
+  for (const t of o.tags || []) parts.push(`[${t}]`);
+  return parts.join(" ");
+}
+
+function originHtml(o) {
+  const t = originText(o);
+  return t ? ` <span class="origin">${esc(t)}</span>` : "";
+}
+
 async function hover(p, pin) {
   const seq = ++hoverSeq;
   const tip = $("tip");
@@ -324,7 +339,7 @@ async function hover(p, pin) {
     const what = g.port ? `${esc(g.proto)}/${g.port}` : esc(g.proto);
     const when = g.first_ms === g.last_ms ? fmtTime(g.first_ms) : `${fmtTime(g.first_ms)} – ${fmtTime(g.last_ms)}`;
     const alert = g.alert ? `<div class="alert">${esc(g.alert.kind)}: ${esc(g.alert.summary)}</div>` : "";
-    return `<li><span class="who">${who}</span> → <span class="what">${what}</span> · ${num(g.count)} probe${g.count === 1 ? "" : "s"} · ${when}${alert}</li>`;
+    return `<li><span class="who">${who}</span>${originHtml(g.origin)} → <span class="what">${what}</span> · ${num(g.count)} probe${g.count === 1 ? "" : "s"} · ${when}${alert}</li>`;
   });
   const more = res.total > res.groups.reduce((s, g) => s + g.count, 0) ? `<div>${num(res.total)} probes under the pointer</div>` : "";
   tip.innerHTML = `<ul>${items.join("")}</ul>${more}${pin ? '<div class="hint">pinned: click the plot to unpin</div>' : ""}`;
@@ -377,7 +392,9 @@ async function loadAlerts() {
   for (const a of alertsInView) {
     const li = document.createElement("li");
     li.dataset.id = a.id;
-    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span> ${esc(a.summary)}`;
+    // A per-source alert says who its source is (when the detector knew).
+    const who = a.origins && a.origins.length === 1 && a.source_count === 1 ? originHtml(a.origins[0]) : "";
+    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span> ${esc(a.summary)}${who}`;
     li.addEventListener("click", () => {
       const pad = Math.max(60000, (a.last_ms - a.first_ms) * 0.1);
       const q = new URLSearchParams();
@@ -413,7 +430,7 @@ async function loadTop() {
   }
   try {
     const t = await getJson(url("/api/top", { n: 10, part: "sources" }));
-    $("sources").innerHTML = t.sources.map((s) => s.aggregate ? `<li>${esc(s.src)} (aggregated) — ${num(s.count)}</li>` : `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a> — ${num(s.count)}</li>`).join("") || "<li>none</li>";
+    $("sources").innerHTML = t.sources.map((s) => s.aggregate ? `<li>${esc(s.src)} (aggregated) — ${num(s.count)}</li>` : `<li><a href="${esc(pageUrl(`/source/${s.src}`))}">${esc(s.src)}</a>${originHtml(s.origin)} — ${num(s.count)}</li>`).join("") || "<li>none</li>";
   } catch (e) {
     $("sources").innerHTML = `<li>${esc(e.message)}</li>`;
   }
@@ -452,7 +469,11 @@ async function loadSource() {
   $("src-ip").textContent = sourceIp;
   try {
     const s = await getJson(url("/api/source", { ip: sourceIp, src: null }));
+    const o = s.origin || {};
     const facts = [
+      ["country", o.country || "—"],
+      ["network", o.asn ? `AS${o.asn}${o.as_org ? " " + o.as_org : ""}` : "—"],
+      ["tags", (o.tags || []).join(", ") || "—"],
       ["probes", num(s.probes)],
       ["first seen", s.first_ms ? fmtTime(s.first_ms) : "—"],
       ["last seen", s.last_ms ? fmtTime(s.last_ms) : "—"],

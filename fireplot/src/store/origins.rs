@@ -1,0 +1,114 @@
+//! Who each stored source is: its country, network and tags, as the
+//! enrichment files said when the source was stored (or when `fireplot
+//! enrich --db` last looked it up). One row per source address, not per
+//! event: the plots, top lists and pages join on the source.
+
+use std::{collections::HashMap, net::IpAddr};
+
+use rusqlite::{params, OptionalExtension};
+
+use super::{Store, StoreError};
+use crate::enrich::Origin;
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS origins (
+    src BLOB PRIMARY KEY, country TEXT, asn INTEGER, as_org TEXT, tags TEXT,
+    updated_ns INTEGER NOT NULL
+) WITHOUT ROWID;
+";
+
+fn key(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+fn row(r: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<Origin> {
+    let tags: Option<String> = r.get(base + 3)?;
+    Ok(Origin {
+        country: r.get(base)?,
+        asn: r.get::<_, Option<i64>>(base + 1)?.map(|a| a as u32),
+        as_org: r.get(base + 2)?,
+        tags: tags
+            .map(|t| {
+                t.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+impl Store {
+    /// Records what is known of these sources (replacing what was). An
+    /// empty origin removes the row: nothing is known any more.
+    pub fn set_origins(
+        &mut self,
+        items: &[(IpAddr, Origin)],
+        now_ns: i64,
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let write = |conn: &mut rusqlite::Connection| -> rusqlite::Result<()> {
+            let tx = conn.transaction()?;
+            {
+                let mut put = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO origins (src, country, asn, as_org, tags, updated_ns) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                let mut del = tx.prepare_cached("DELETE FROM origins WHERE src = ?1")?;
+                for (a, o) in items {
+                    if o.is_empty() {
+                        del.execute(params![key(*a)])?;
+                    } else {
+                        put.execute(params![
+                            key(*a),
+                            o.country,
+                            o.asn.map(i64::from),
+                            o.as_org,
+                            (!o.tags.is_empty()).then(|| o.tags.join(",")),
+                            now_ns
+                        ])?;
+                    }
+                }
+            }
+            tx.commit()
+        };
+        write(&mut self.conn).map_err(|source| StoreError::Sql {
+            path,
+            action: "storing origins",
+            source,
+        })
+    }
+
+    /// What is stored of one source.
+    pub fn origin(&self, a: IpAddr) -> Result<Option<Origin>, StoreError> {
+        self.conn
+            .prepare_cached("SELECT country, asn, as_org, tags FROM origins WHERE src = ?1")
+            .and_then(|mut s| s.query_row(params![key(a)], |r| row(r, 0)).optional())
+            .map_err(self.sql("reading an origin"))
+    }
+
+    /// What is stored of these sources (those with a row).
+    pub fn origins_of(
+        &self,
+        addrs: impl IntoIterator<Item = IpAddr>,
+    ) -> Result<HashMap<IpAddr, Origin>, StoreError> {
+        let mut out = HashMap::new();
+        for a in addrs {
+            if let Some(o) = self.origin(a)? {
+                out.insert(a, o);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sources with a stored origin.
+    pub fn origins_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT count(*) FROM origins", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.sql("counting origins"))
+    }
+}
