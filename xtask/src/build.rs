@@ -231,7 +231,8 @@ pub fn bench(quick: bool) -> Result<()> {
         ])
         .arg("--json")
         .arg(root.join("target/bench/results.json"))
-        .env("FIREPLOT_EBPF_OBJECT", ebpf_object());
+        .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
+        .env("FIREPLOT_ENRICH_DATA", crate::setup::enrich_dir());
     if quick {
         c.arg("--quick");
     }

@@ -520,6 +520,86 @@ fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
     }
     let _ = std::fs::remove_dir_all(&dir);
     out.extend(detector(quick));
+    out.extend(enrichment()?);
+    Ok(out)
+}
+
+/// Enrichment on the fetched public data (`FIREPLOT_ENRICH_DATA`, which
+/// `cargo xtask bench` passes): load time and memory of the full ASN
+/// table (both CSVs compiled into range tables) and the country MMDB, and
+/// lookups per second on one core, uncached (every address new: a spoofed
+/// flood) and cached (the same 10,000 sources again, as real traffic is).
+fn enrichment() -> Result<Vec<(String, f64, &'static str)>> {
+    use fireplot::enrich::{EnrichArgs, Enricher};
+    let Some(d) = std::env::var_os("FIREPLOT_ENRICH_DATA").map(std::path::PathBuf::from) else {
+        eprintln!("bench: no FIREPLOT_ENRICH_DATA; enrichment figures left out");
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    let started = std::time::Instant::now();
+    let asn = Enricher::open(&EnrichArgs {
+        asn: vec![d.join("asn-ipv4.csv"), d.join("asn-ipv6.csv")],
+        ..EnrichArgs::default()
+    })?;
+    out.push((
+        "enrich: load the full ASN table (2 CSVs)".into(),
+        started.elapsed().as_secs_f64(),
+        "s",
+    ));
+    let stats = asn.stats();
+    out.push((
+        "  ranges in the compiled tables".into(),
+        stats.iter().map(|s| s.ranges).sum::<usize>() as f64,
+        "ranges",
+    ));
+    out.push((
+        "  bytes the tables and names hold".into(),
+        stats.iter().map(|s| s.bytes).sum::<usize>() as f64 / 1048576.0,
+        "MiB",
+    ));
+    let geo = Enricher::open(&EnrichArgs {
+        geoip: vec![d.join("dbip-country.mmdb")],
+        asn: vec![d.join("asn-ipv4.csv"), d.join("asn-ipv6.csv")],
+        ..EnrichArgs::default()
+    })?;
+    // Addresses spread over the IPv4 space (an xorshift), as spoofed ones are.
+    let mut x: u32 = 0x9E37_79B9;
+    let addrs: Vec<std::net::IpAddr> = (0..1_000_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            std::net::IpAddr::from(x.to_be_bytes())
+        })
+        .collect();
+    for (name, e) in [("ASN table", &asn), ("country MMDB + ASN table", &geo)] {
+        let started = std::time::Instant::now();
+        let mut known = 0u64;
+        for a in &addrs {
+            known += u64::from(e.lookup_uncached(*a).asn.is_some());
+        }
+        out.push((
+            format!("enrich: uncached lookups, {name}, 1 core"),
+            addrs.len() as f64 / started.elapsed().as_secs_f64(),
+            "lookups/s",
+        ));
+        std::hint::black_box(known);
+    }
+    let hot = &addrs[..10_000];
+    for a in hot {
+        geo.lookup(*a);
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..100 {
+        for a in hot {
+            std::hint::black_box(geo.lookup(*a));
+        }
+    }
+    out.push((
+        "enrich: cached lookups (10,000 sources again), 1 core".into(),
+        1_000_000.0 / started.elapsed().as_secs_f64(),
+        "lookups/s",
+    ));
     Ok(out)
 }
 
