@@ -18,6 +18,9 @@ pub struct Filter {
     pub src: Option<(IpAddr, u8)>,
     /// TCP/UDP destination ports, inclusive (other protocols never match).
     pub ports: Option<(u16, u16)>,
+    /// Only these source addresses (who they are: a country, network or
+    /// tag resolved against the store's `origins`).
+    pub sources: Option<std::sync::Arc<std::collections::HashSet<IpAddr>>>,
 }
 
 impl Filter {
@@ -44,6 +47,11 @@ impl Filter {
         }
         if let Some((lo, hi)) = self.ports {
             if !r.has_ports() || r.dport < lo || r.dport > hi {
+                return false;
+            }
+        }
+        if let Some(set) = &self.sources {
+            if r.src_prefix().is_some() || !r.src.is_some_and(|a| set.contains(&a)) {
                 return false;
             }
         }

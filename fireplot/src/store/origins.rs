@@ -104,6 +104,44 @@ impl Store {
         Ok(out)
     }
 
+    /// The sources stored as in `country`, in network `asn` and with
+    /// `tag` (each when given).
+    pub fn sources_where(
+        &self,
+        country: Option<&str>,
+        asn: Option<u32>,
+        tag: Option<&str>,
+    ) -> Result<std::collections::HashSet<IpAddr>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT src, tags FROM origins WHERE (?1 IS NULL OR country = ?1) \
+                 AND (?2 IS NULL OR asn = ?2)",
+            )
+            .map_err(self.sql("selecting sources by origin"))?;
+        let mut rows = stmt
+            .query(params![country, asn.map(i64::from)])
+            .map_err(self.sql("selecting sources by origin"))?;
+        let mut out = std::collections::HashSet::new();
+        while let Some(r) = rows
+            .next()
+            .map_err(self.sql("selecting sources by origin"))?
+        {
+            if let Some(t) = tag {
+                let tags: Option<String> =
+                    r.get(1).map_err(self.sql("selecting sources by origin"))?;
+                if !tags.is_some_and(|ts| ts.split(',').any(|x| x == t)) {
+                    continue;
+                }
+            }
+            let b: Vec<u8> = r.get(0).map_err(self.sql("selecting sources by origin"))?;
+            if let Some(a) = crate::record::bytes_addr(Some(&b)) {
+                out.insert(a);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sources with a stored origin.
     pub fn origins_count(&self) -> Result<u64, StoreError> {
         self.conn

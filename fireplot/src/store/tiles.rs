@@ -392,7 +392,7 @@ impl Store {
 
     /// Can the bins answer for `filter` (source and port filters need the events)?
     pub fn binnable(filter: &Filter) -> bool {
-        filter.src.is_none() && filter.ports.is_none()
+        filter.src.is_none() && filter.ports.is_none() && filter.sources.is_none()
     }
 
     /// The plot's data for `filter` as tiles where whole minutes are

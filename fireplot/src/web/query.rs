@@ -31,7 +31,7 @@ impl std::fmt::Display for Bad {
 /// Parameters every view takes.
 pub const VIEW_KEYS: &[&str] = &[
     "from", "to", "last", "day", "since", "proto", "family", "src", "ports", "iface", "w", "h",
-    "theme", "utc",
+    "theme", "utc", "country", "asn", "tag",
 ];
 
 /// Raw parameters, checked against the keys an endpoint accepts. `token`
@@ -118,6 +118,69 @@ pub struct View {
     pub day: Option<NaiveDate>,
     /// A range that ends now (the live page).
     pub live: bool,
+    /// Who the sources are (resolved into `filter.sources` by the caller).
+    pub origin: OriginFilter,
+}
+
+/// `country=NL`, `asn=64496` (or AS64496), `tag=research_scanner`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OriginFilter {
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+    pub tag: Option<String>,
+}
+
+impl OriginFilter {
+    pub fn any(&self) -> bool {
+        self.country.is_some() || self.asn.is_some() || self.tag.is_some()
+    }
+
+    fn parse(p: &Params) -> Result<OriginFilter, Bad> {
+        let country = match p.get("country") {
+            None => None,
+            Some(v) if v.len() == 2 && v.chars().all(|c| c.is_ascii_alphabetic()) => {
+                Some(v.to_ascii_uppercase())
+            }
+            Some(v) => {
+                return Err(Bad(format!(
+                    "parameter `country` must be a two-letter code, not `{}`",
+                    clip(v)
+                )))
+            }
+        };
+        let asn = match p.get("asn") {
+            None => None,
+            Some(v) => Some(
+                v.trim_start_matches("AS")
+                    .trim_start_matches("as")
+                    .parse::<u32>()
+                    .map_err(|_| {
+                        Bad(format!(
+                            "parameter `asn` must be a number (64496 or AS64496), not `{}`",
+                            clip(v)
+                        ))
+                    })?,
+            ),
+        };
+        let tag = match p.get("tag") {
+            None => None,
+            Some(v)
+                if !v.is_empty()
+                    && v.len() <= 32
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                Some(v.to_string())
+            }
+            Some(v) => {
+                return Err(Bad(format!(
+                    "parameter `tag` must be a tag name (letters, digits, _ and -), not `{}`",
+                    clip(v)
+                )))
+            }
+        };
+        Ok(OriginFilter { country, asn, tag })
+    }
 }
 
 impl View {
@@ -256,6 +319,7 @@ impl View {
             utc,
             day,
             live,
+            origin: OriginFilter::parse(p)?,
         })
     }
 }

@@ -433,4 +433,32 @@ async fn the_console_says_who_a_source_is() {
     assert!(other["origin"].is_null());
     let v6 = json(&app, &format!("/api/source?{RANGE}&ip=2001:db8::5")).await;
     assert!(v6["origin"].is_null());
+    // Filters by who the sources are: the scanner's 100 events, or none.
+    for q in [
+        "country=NL",
+        "country=nl",
+        "asn=64496",
+        "asn=AS64496",
+        "tag=research_scanner",
+        "country=NL&asn=64496",
+    ] {
+        let t = json(&app, &format!("/api/top?{RANGE}&{q}")).await;
+        assert_eq!(t["total"], 100, "{q}");
+    }
+    for q in ["country=DE", "asn=1", "tag=blocklist", "country=NL&asn=1"] {
+        let t = json(&app, &format!("/api/top?{RANGE}&{q}")).await;
+        assert_eq!(t["total"], 0, "{q}");
+    }
+    let (st, _, png) = get(&app, &format!("/plot.png?{RANGE}&w=800&h=400&country=NL")).await;
+    assert_eq!(st, StatusCode::OK);
+    assert!(png.starts_with(b"\x89PNG"));
+    for (q, says) in [
+        ("country=NLD", "two-letter"),
+        ("asn=ASX", "must be a number"),
+        ("tag=a%20b", "tag name"),
+    ] {
+        let (st, _, body) = get(&app, &format!("/api/top?{RANGE}&{q}")).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}");
+        assert!(String::from_utf8_lossy(&body).contains(says), "{q}");
+    }
 }

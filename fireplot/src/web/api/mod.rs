@@ -117,6 +117,13 @@ fn server<E: std::fmt::Display>(e: E) -> WebError {
 
 /// The view with its interface name resolved.
 fn resolve(store: &Store, v: &mut View) -> Result<(), WebError> {
+    if v.origin.any() && v.filter.sources.is_none() {
+        let o = &v.origin;
+        let set = store
+            .sources_where(o.country.as_deref(), o.asn, o.tag.as_deref())
+            .map_err(server)?;
+        v.filter.sources = Some(std::sync::Arc::new(set));
+    }
     if let Some(name) = &v.iface {
         match store.interface_index(name).map_err(server)? {
             Some(i) => v.filter.ifindex = Some(i),
@@ -156,7 +163,8 @@ pub(super) fn episodes(st: &Store, from_ns: i64, to_ns: i64) -> Result<Vec<Value
 /// The cache key of a request over a range that ended over a minute ago
 /// (None: it may still change).
 pub(super) fn past_key(path: &str, q: &Option<String>, v: &View) -> Option<String> {
-    if v.filter.to_ns > now_ns() - 60_000_000_000 {
+    // Who a source is may change (`fireplot enrich`): not cached either.
+    if v.filter.to_ns > now_ns() - 60_000_000_000 || v.origin.any() {
         return None;
     }
     let mut pairs: Vec<(String, String)> = q

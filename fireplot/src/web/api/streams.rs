@@ -20,7 +20,17 @@ pub async fn live(
     RawQuery(q): RawQuery,
 ) -> Answer {
     let p = params(&q, &[VIEW_KEYS, &["after"]])?;
-    let v = View::parse(&p, now_ns())?;
+    let mut v = View::parse(&p, now_ns())?;
+    if v.origin.any() {
+        // The sources known now to be of that country, network or tag.
+        let o = v.origin.clone();
+        let set = with_store(&s, false, move |st| {
+            st.sources_where(o.country.as_deref(), o.asn, o.tag.as_deref())
+                .map_err(server)
+        })
+        .await?;
+        v.filter.sources = Some(Arc::new(set));
+    }
     let permit = s
         .streams
         .clone()
