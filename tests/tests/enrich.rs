@@ -237,22 +237,26 @@ fn ingest_top_and_detect_say_who_the_sources_are() {
     assert_eq!(top["sources"][0]["src"], "198.51.100.7");
     assert_eq!(top["sources"][0]["asn"], 64496);
 
+    // `top --by tag --by asn` of a database, with no files: from the store.
+    let stored_top = |db: &std::path::Path| -> Value {
+        serde_json::from_str(&run(&[
+            "top",
+            "--db",
+            db.to_str().unwrap(),
+            "--from",
+            "2026-11-20T00:00:00Z",
+            "--to",
+            "2026-11-21T00:00:00Z",
+            "--json",
+            "--by",
+            "tag",
+            "--by",
+            "asn",
+        ]))
+        .unwrap()
+    };
     // The store kept who the sources are: top answers without the files.
-    let stored: Value = serde_json::from_str(&run(&[
-        "top",
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "2026-11-20T00:00:00Z",
-        "--to",
-        "2026-11-21T00:00:00Z",
-        "--json",
-        "--by",
-        "tag",
-        "--by",
-        "asn",
-    ]))
-    .unwrap();
+    let stored = stored_top(&db);
     assert_eq!(stored["by_tag"], top["by_tag"]);
     assert_eq!(stored["by_asn"], top["by_asn"]);
     // A database stored without enrichment is enriched afterwards.
@@ -272,21 +276,7 @@ fn ingest_top_and_detect_say_who_the_sources_are() {
     en.extend(enrich.iter().cloned());
     let said = run(&en.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(said.contains("6 sources"), "{said}");
-    let later: Value = serde_json::from_str(&run(&[
-        "top",
-        "--db",
-        plain_db.to_str().unwrap(),
-        "--from",
-        "2026-11-20T00:00:00Z",
-        "--to",
-        "2026-11-21T00:00:00Z",
-        "--json",
-        "--by",
-        "tag",
-        "--by",
-        "asn",
-    ]))
-    .unwrap();
+    let later = stored_top(&plain_db);
     assert_eq!(later["by_asn"], top["by_asn"]);
     assert_eq!(later["by_tag"], top["by_tag"]);
 

@@ -7,7 +7,7 @@
 use std::{collections::HashMap, net::IpAddr};
 
 use super::{
-    alert::{Alert, Share, SourceOrigin},
+    alert::{thousands as n, Alert, Share, SourceOrigin},
     episode::{Episode, Kind},
 };
 use crate::enrich::Enricher;
@@ -31,19 +31,6 @@ fn many_sources(k: Kind) -> bool {
 /// A listed source (an address, or an aggregate's "net/len").
 fn parse_src(s: &str) -> Option<IpAddr> {
     s.split('/').next()?.parse().ok()
-}
-
-/// Thousands with commas.
-fn n(v: u64) -> String {
-    let s = v.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The busiest `k` entries of `counts`, most sources first.
@@ -153,14 +140,6 @@ pub(super) fn decorate(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(n(0), "0");
-        assert_eq!(n(999), "999");
-        assert_eq!(n(1104), "1,104");
-        assert_eq!(n(1_234_567), "1,234,567");
-    }
 
     #[test]
     fn listed_sources_parse_with_or_without_a_prefix() {

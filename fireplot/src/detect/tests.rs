@@ -551,11 +551,11 @@ fn a_stray_second_source_does_not_make_a_port_flood() {
     assert_eq!(floods[0].sources, vec!["192.0.2.71".to_string()]);
 }
 
-#[test]
-fn sources_sharing_the_work() {
+/// 20 sources (192.0.2.100-119), 5 ports each of one target (one short
+/// of a port scan alone): shared work.
+fn shared_work() -> Vec<Record> {
     let mut evs = Vec::new();
     let mut t = T0;
-    // 20 sources, 5 ports each (one short of a port scan alone).
     for s in 0..20u16 {
         for k in 0..5u16 {
             t += 200 * MS;
@@ -569,7 +569,12 @@ fn sources_sharing_the_work() {
             ));
         }
     }
-    let all = run(&evs);
+    evs
+}
+
+#[test]
+fn sources_sharing_the_work() {
+    let all = run(&shared_work());
     let d = started(&all, "distributed_scan");
     assert_eq!(d.len(), 1, "{:?}", kinds(&all));
     assert_eq!(d[0].synchronized, Some(false));
@@ -929,21 +934,7 @@ fn doc_enricher() -> std::sync::Arc<crate::enrich::Enricher> {
 
 #[test]
 fn shared_work_names_its_networks_and_countries() {
-    let mut evs = Vec::new();
-    let mut t = T0;
-    for s in 0..20u16 {
-        for k in 0..5u16 {
-            t += 200 * MS;
-            evs.push(ev(
-                t,
-                &format!("192.0.2.{}", 100 + s),
-                "198.18.1.9",
-                6,
-                2000 + s * 5 + k,
-                0x02,
-            ));
-        }
-    }
+    let evs = shared_work();
     let mut e = Engine::new(DetectConfig::default());
     e.set_enricher(Some(doc_enricher()));
     let mut all = Vec::new();
