@@ -21,108 +21,24 @@
 //! its last good contents and says why in the log. Lookups are cached
 //! per address.
 
+mod args;
 pub mod lists;
+mod load;
 pub mod ranges;
 
 use std::{
-    fmt,
     net::IpAddr,
-    path::{Path, PathBuf},
-    str::FromStr,
     sync::{Arc, Mutex, RwLock},
-    time::{Duration, Instant, SystemTime},
+    time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _, Result};
-use clap::Args;
+use anyhow::{Context as _, Result};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use ranges::IpTable;
-
-const HEADING: &str = "Enrichment (offline files; nothing is downloaded)";
-
-/// The enrichment options (`run`, `replay`, `ingest`, `detect`, `top`).
-#[derive(Args, Debug, Clone, Default)]
-pub struct EnrichArgs {
-    /// Country of each source, from an MMDB (MaxMind GeoLite2/GeoIP2
-    /// Country or City, DB-IP, ip-location-db's dbip-country-mmdb) or a CSV
-    /// of first,last,CC ranges. Repeatable; re-read when it changes.
-    #[arg(long, value_name = "FILE", help_heading = HEADING)]
-    pub geoip: Vec<PathBuf>,
-
-    /// ASN and organisation of each source, from an MMDB (GeoLite2-ASN,
-    /// ip-location-db's asn-mmdb) or a CSV of first,last,ASN,org ranges
-    /// (ip-location-db's asn-ipv4.csv and asn-ipv6.csv: give both).
-    /// Repeatable; re-read when it changes.
-    #[arg(long, value_name = "FILE", help_heading = HEADING)]
-    pub asn: Vec<PathBuf>,
-
-    /// Tag sources listed in FILE as NAME (letters, digits, _ and -), e.g.
-    /// --tag research_scanner=/etc/fireplot/scanners.txt --tag
-    /// blocklist=/var/lib/fireplot/drop.txt. One address, CIDR or range
-    /// per line; # and ; start comments; FireHOL, Spamhaus DROP, DShield
-    /// and plain ip,comment lists read as they are. Repeatable; re-read
-    /// when it changes.
-    #[arg(long = "tag", value_name = "NAME=FILE", help_heading = HEADING)]
-    pub tags: Vec<TagSpec>,
-}
-
-impl EnrichArgs {
-    pub fn any(&self) -> bool {
-        !self.geoip.is_empty() || !self.asn.is_empty() || !self.tags.is_empty()
-    }
-
-    /// The enricher for these options, or None when none was given.
-    /// Every file is read now: one that cannot be read is an error.
-    pub fn open(&self) -> Result<Option<Arc<Enricher>>> {
-        if !self.any() {
-            return Ok(None);
-        }
-        Enricher::open(self).map(|e| Some(Arc::new(e)))
-    }
-}
-
-/// `--tag NAME=FILE`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TagSpec {
-    pub name: String,
-    pub path: PathBuf,
-}
-
-impl FromStr for TagSpec {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<TagSpec, String> {
-        let Some((name, path)) = s.split_once('=') else {
-            return Err(format!(
-                "`{s}`: expected NAME=FILE, e.g. research_scanner=/etc/fireplot/scanners.txt"
-            ));
-        };
-        let ok = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        if !ok {
-            return Err(format!(
-                "tag name `{name}`: use 1 to 32 letters, digits, _ or -"
-            ));
-        }
-        if path.is_empty() {
-            return Err(format!("tag `{name}`: no file after ="));
-        }
-        Ok(TagSpec {
-            name: name.into(),
-            path: path.into(),
-        })
-    }
-}
-
-impl fmt::Display for TagSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.name, self.path.display())
-    }
-}
+pub use args::{EnrichArgs, TagSpec};
+pub use load::FileStats;
+use load::{country, load, mmdb, stamp, File, Loaded, Role};
 
 /// What is known of one address. Empty when nothing is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,184 +66,6 @@ impl Origin {
             None => format!("AS{a}"),
         })
     }
-}
-
-/// What one file is for.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Role {
-    Geo,
-    Asn,
-    Tag(String),
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Role::Geo => write!(f, "--geoip"),
-            Role::Asn => write!(f, "--asn"),
-            Role::Tag(n) => write!(f, "--tag {n}"),
-        }
-    }
-}
-
-/// The contents of one file.
-enum Loaded {
-    Mmdb(maxminddb::Reader<Vec<u8>>),
-    Country(IpTable<[u8; 2]>),
-    Asn {
-        table: IpTable<u32>,
-        orgs: FxHashMap<u32, String>,
-    },
-    List(IpTable<()>),
-}
-
-/// The fields fireplot reads from an MMDB record, in both schemas.
-#[derive(Deserialize, Default)]
-struct MmdbRecord {
-    country_code: Option<String>,
-    country: Option<Iso>,
-    registered_country: Option<Iso>,
-    autonomous_system_number: Option<u32>,
-    autonomous_system_organization: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct Iso {
-    iso_code: Option<String>,
-}
-
-/// A real country code: two letters, not DB-IP's/MaxMind's "ZZ"
-/// (unknown) or "EU"/"AP" (regions).
-fn country(code: &str) -> Option<String> {
-    let c = code.trim().to_ascii_uppercase();
-    let ok = c.len() == 2 && c.chars().all(|x| x.is_ascii_uppercase());
-    (ok && !matches!(c.as_str(), "ZZ" | "EU" | "AP" | "XX")).then_some(c)
-}
-
-/// One file as loaded, with what is needed to notice a change.
-struct File {
-    role: Role,
-    path: PathBuf,
-    stamp: Option<(SystemTime, u64)>,
-    data: Arc<Loaded>,
-    stats: FileStats,
-}
-
-/// What a file gave, for summaries and `--version`-style reports.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct FileStats {
-    pub option: String,
-    pub path: PathBuf,
-    /// "mmdb", "csv" or "list".
-    pub format: String,
-    /// Ranges in the compiled table (0 for an MMDB).
-    pub ranges: usize,
-    /// Lines that were not entries.
-    pub bad_lines: u64,
-    /// Bytes the loaded table or MMDB holds in memory.
-    pub bytes: usize,
-    pub reloads: u64,
-}
-
-fn stamp(path: &Path) -> Option<(SystemTime, u64)> {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
-}
-
-fn is_mmdb(bytes: &[u8]) -> bool {
-    const MARK: &[u8] = b"\xab\xcd\xefMaxMind.com";
-    let tail = &bytes[bytes.len().saturating_sub(128 * 1024)..];
-    tail.windows(MARK.len()).any(|w| w == MARK)
-}
-
-fn load(role: &Role, path: &Path) -> Result<(Loaded, FileStats)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut stats = FileStats {
-        option: role.to_string(),
-        path: path.into(),
-        ..FileStats::default()
-    };
-    if !matches!(role, Role::Tag(_)) && is_mmdb(&bytes) {
-        stats.format = "mmdb".into();
-        stats.bytes = bytes.len();
-        let r = maxminddb::Reader::from_source(bytes)
-            .with_context(|| format!("{} is not a readable MMDB", path.display()))?;
-        return Ok((Loaded::Mmdb(r), stats));
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let report = |bad: u64, first: &Option<(u64, String)>| {
-        if let Some((n, line)) = first {
-            log::warn!(
-                "{role} {}: {bad} line(s) are not entries and were skipped (first, line {n}: `{line}`)",
-                path.display()
-            );
-        }
-    };
-    let loaded = match role {
-        Role::Tag(_) => {
-            let p = lists::parse_list(&text);
-            report(p.bad_lines, &p.first_bad);
-            stats.format = "list".into();
-            stats.bad_lines = p.bad_lines;
-            let t = IpTable::build(p.ranges);
-            stats.ranges = t.len();
-            stats.bytes = t.bytes();
-            Loaded::List(t)
-        }
-        Role::Geo => {
-            // Any two letters (ZZ too: a range known to be unassigned is
-            // not a bad line); the lookup keeps only real countries.
-            let p = lists::parse_csv(&text, |f| {
-                let c = f.first()?.trim().to_ascii_uppercase();
-                let b = c.as_bytes();
-                (b.len() == 2 && b.iter().all(u8::is_ascii_uppercase)).then_some([b[0], b[1]])
-            });
-            report(p.bad_lines, &p.first_bad);
-            stats.format = "csv".into();
-            stats.bad_lines = p.bad_lines;
-            let t = IpTable::build(p.ranges);
-            stats.ranges = t.len();
-            stats.bytes = t.bytes();
-            Loaded::Country(t)
-        }
-        Role::Asn => {
-            let mut orgs: FxHashMap<u32, String> = FxHashMap::default();
-            let p = lists::parse_csv(&text, |f| {
-                let asn = f
-                    .first()?
-                    .trim()
-                    .trim_start_matches("AS")
-                    .parse::<u32>()
-                    .ok()?;
-                Some((asn, f.get(1).map(|o| o.trim().to_string())))
-            });
-            report(p.bad_lines, &p.first_bad);
-            let ranges = p
-                .ranges
-                .into_iter()
-                .map(|(a, b, (asn, org))| {
-                    if let Some(o) = org.filter(|o| !o.is_empty()) {
-                        orgs.entry(asn).or_insert(o);
-                    }
-                    (a, b, asn)
-                })
-                .collect();
-            stats.format = "csv".into();
-            stats.bad_lines = p.bad_lines;
-            let t = IpTable::build(ranges);
-            stats.ranges = t.len();
-            stats.bytes = t.bytes() + orgs.values().map(|o| o.len() + 32).sum::<usize>();
-            Loaded::Asn { table: t, orgs }
-        }
-    };
-    if stats.ranges == 0 {
-        bail!(
-            "{role} {}: no entries in it ({} line(s) not understood)",
-            path.display(),
-            stats.bad_lines
-        );
-    }
-    Ok((loaded, stats))
 }
 
 /// How often files are checked for changes.
@@ -526,13 +264,6 @@ impl Enricher {
             .map(|f| f.stats.clone())
             .collect()
     }
-}
-
-fn mmdb(r: &maxminddb::Reader<Vec<u8>>, a: IpAddr) -> MmdbRecord {
-    r.lookup(a)
-        .ok()
-        .and_then(|l| l.decode::<MmdbRecord>().ok().flatten())
-        .unwrap_or_default()
 }
 
 /// The data sets `cargo xtask setup` fetches, and their attribution

@@ -5,6 +5,7 @@
 //! writer thread ([`writer`]) so that ingest never waits on the disk and a
 //! failing disk never stops the sensor.
 
+mod bins;
 mod blocks;
 mod console;
 mod filter;
@@ -193,7 +194,7 @@ impl Store {
             .transaction()
             .map_err(err("starting a transaction"))?;
         blocks::append(&tx, records).map_err(err("inserting events"))?;
-        tiles::add(&tx, records).map_err(err("binning events"))?;
+        bins::add(&tx, records).map_err(err("binning events"))?;
         tx.commit().map_err(err("committing events"))
     }
 

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{blocks, origins, tiles, Store, StoreError, SCHEMA_VERSION};
+use super::{bins, blocks, origins, tiles, Store, StoreError, SCHEMA_VERSION};
 
 const SCHEMA_V1: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -121,7 +121,7 @@ impl Store {
                 tx.execute_batch(origins::SCHEMA)?;
                 blocks::migrate_rows(tx)?;
                 tx.execute_batch("DROP TABLE events;")?;
-                tiles::migrate_bins(tx)
+                bins::migrate_bins(tx)
             })?;
         }
         Ok(())
