@@ -24,8 +24,9 @@ pub struct TopArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also count by the sources' country (needs --geoip), network
-    /// (--asn) or tag (--tag); repeatable.
+    /// Also count by the sources' country, network or tag; repeatable.
+    /// From the --geoip, --asn and --tag files when given, else from what
+    /// the --db stored of its sources (see `fireplot enrich`).
     #[arg(long, value_enum, value_name = "WHAT")]
     pub by: Vec<By>,
 
