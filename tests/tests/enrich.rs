@@ -57,6 +57,30 @@ fn run(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8")
 }
 
+/// `fireplot top --json` of the test's day in `db`, grouped `--by` each
+/// of `by`, with `extra` arguments (the enrichment files, or none: from
+/// what the store kept).
+fn top_json(db: &std::path::Path, by: &[&str], extra: &[String]) -> Value {
+    let mut args: Vec<String> = [
+        "top",
+        "--db",
+        db.to_str().unwrap(),
+        "--from",
+        "2026-11-20T00:00:00Z",
+        "--to",
+        "2026-11-21T00:00:00Z",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for b in by {
+        args.extend(["--by".to_string(), b.to_string()]);
+    }
+    args.extend(extra.iter().cloned());
+    serde_json::from_str(&run(&args.iter().map(String::as_str).collect::<Vec<_>>())).unwrap()
+}
+
 fn json_lines(path: &std::path::Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -177,31 +201,7 @@ fn ingest_top_and_detect_say_who_the_sources_are() {
     assert_eq!(o["tags"], serde_json::json!(["research_scanner"]));
 
     // top --by.
-    let mut top_args: Vec<String> = [
-        "top",
-        "--db",
-        db.to_str().unwrap(),
-        "--from",
-        "2026-11-20T00:00:00Z",
-        "--to",
-        "2026-11-21T00:00:00Z",
-        "--json",
-        "--by",
-        "country",
-        "--by",
-        "asn",
-        "--by",
-        "tag",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    top_args.extend(enrich.iter().cloned());
-    let top: Value = serde_json::from_str(&run(&top_args
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()))
-    .unwrap();
+    let top = top_json(&db, &["country", "asn", "tag"], &enrich);
     let rows = |k: &str| -> Vec<(String, u64, u64)> {
         top[k]
             .as_array()
@@ -237,26 +237,8 @@ fn ingest_top_and_detect_say_who_the_sources_are() {
     assert_eq!(top["sources"][0]["src"], "198.51.100.7");
     assert_eq!(top["sources"][0]["asn"], 64496);
 
-    // `top --by tag --by asn` of a database, with no files: from the store.
-    let stored_top = |db: &std::path::Path| -> Value {
-        serde_json::from_str(&run(&[
-            "top",
-            "--db",
-            db.to_str().unwrap(),
-            "--from",
-            "2026-11-20T00:00:00Z",
-            "--to",
-            "2026-11-21T00:00:00Z",
-            "--json",
-            "--by",
-            "tag",
-            "--by",
-            "asn",
-        ]))
-        .unwrap()
-    };
     // The store kept who the sources are: top answers without the files.
-    let stored = stored_top(&db);
+    let stored = top_json(&db, &["tag", "asn"], &[]);
     assert_eq!(stored["by_tag"], top["by_tag"]);
     assert_eq!(stored["by_asn"], top["by_asn"]);
     // A database stored without enrichment is enriched afterwards.
@@ -276,7 +258,7 @@ fn ingest_top_and_detect_say_who_the_sources_are() {
     en.extend(enrich.iter().cloned());
     let said = run(&en.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(said.contains("6 sources"), "{said}");
-    let later = stored_top(&plain_db);
+    let later = top_json(&plain_db, &["tag", "asn"], &[]);
     assert_eq!(later["by_asn"], top["by_asn"]);
     assert_eq!(later["by_tag"], top["by_tag"]);
 

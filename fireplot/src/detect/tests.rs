@@ -42,7 +42,11 @@ pub(super) fn run(events: &[Record]) -> Vec<Alert> {
 }
 
 pub(super) fn run_with(cfg: DetectConfig, events: &[Record]) -> Vec<Alert> {
-    let mut e = Engine::new(cfg);
+    run_engine(&mut Engine::new(cfg), events)
+}
+
+/// Every alert record `e` gives for `events`, and at the end.
+pub(super) fn run_engine(e: &mut Engine, events: &[Record]) -> Vec<Alert> {
     let mut out = Vec::new();
     for r in events {
         e.push(r);
@@ -937,12 +941,7 @@ fn shared_work_names_its_networks_and_countries() {
     let evs = shared_work();
     let mut e = Engine::new(DetectConfig::default());
     e.set_enricher(Some(doc_enricher()));
-    let mut all = Vec::new();
-    for r in &evs {
-        e.push(r);
-        all.extend(e.drain());
-    }
-    all.extend(e.finish());
+    let all = run_engine(&mut e, &evs);
     let d = started(&all, "distributed_scan");
     assert_eq!(d.len(), 1, "{:?}", kinds(&all));
     let ended = all
@@ -990,12 +989,7 @@ fn ignored_tags_keep_a_known_scanner_quiet_and_others_not() {
     };
     let mut e = Engine::new(cfg);
     e.set_enricher(Some(doc_enricher()));
-    let mut all = Vec::new();
-    for r in &evs {
-        e.push(r);
-        all.extend(e.drain());
-    }
-    all.extend(e.finish());
+    let all = run_engine(&mut e, &evs);
     let scans = started(&all, "port_scan");
     assert_eq!(scans.len(), 1, "{:?}", kinds(&all));
     assert_eq!(scans[0].sources, vec!["198.51.100.8".to_string()]);
@@ -1010,12 +1004,7 @@ fn ignored_tags_keep_a_known_scanner_quiet_and_others_not() {
     // Without ignore_tags, it is alerted and tagged.
     let mut e = Engine::new(DetectConfig::default());
     e.set_enricher(Some(doc_enricher()));
-    let mut all = Vec::new();
-    for r in &evs {
-        e.push(r);
-        all.extend(e.drain());
-    }
-    all.extend(e.finish());
+    let all = run_engine(&mut e, &evs);
     let tagged: Vec<&Alert> = started(&all, "port_scan")
         .into_iter()
         .filter(|a| a.sources == vec!["198.51.100.7".to_string()])

@@ -188,25 +188,34 @@ pub(super) fn append(tx: &Transaction<'_>, records: &[Record]) -> rusqlite::Resu
             rest = later;
         }
     }
-    let mut insert = tx.prepare_cached(
+    for chunk in rest.chunks(BLOCK_ROWS) {
+        insert_block(tx, chunk, chunk.len() < BLOCK_ROWS)?;
+    }
+    Ok(())
+}
+
+/// Stores `records` as a new block. An open one is written at full size,
+/// to be filled in place by later batches.
+fn insert_block(
+    conn: &rusqlite::Connection,
+    records: &[Record],
+    open: bool,
+) -> rusqlite::Result<()> {
+    let (lo, hi, packets) = span(records);
+    let data = encode_all(records, if open { BLOCK_ROWS } else { 0 });
+    conn.prepare_cached(
         "INSERT INTO event_blocks (ts_lo, ts_hi, rows, packets, open, width, data) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for chunk in rest.chunks(BLOCK_ROWS) {
-        let open = chunk.len() < BLOCK_ROWS;
-        // An open block is written at full size, to be filled in place.
-        let data = encode_all(chunk, BLOCK_ROWS);
-        let (lo, hi, packets) = span(chunk);
-        insert.execute(params![
-            lo,
-            hi,
-            chunk.len() as i64,
-            packets,
-            open,
-            ROW as i64,
-            data
-        ])?;
-    }
+    )?
+    .execute(params![
+        lo,
+        hi,
+        records.len() as i64,
+        packets,
+        open,
+        ROW as i64,
+        data
+    ])?;
     Ok(())
 }
 
@@ -435,21 +444,9 @@ pub(super) fn migrate_rows(tx: &Transaction<'_>) -> rusqlite::Result<u64> {
     let mut rows = stmt.query([])?;
     let mut batch = Vec::with_capacity(BLOCK_ROWS);
     let mut n = 0u64;
-    let mut insert = tx.prepare(
-        "INSERT INTO event_blocks (ts_lo, ts_hi, rows, packets, open, width, data) \
-         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6)",
-    )?;
-    let mut flush = |batch: &mut Vec<Record>| -> rusqlite::Result<()> {
+    let flush = |batch: &mut Vec<Record>| -> rusqlite::Result<()> {
         if !batch.is_empty() {
-            let (lo, hi, packets) = span(batch);
-            insert.execute(params![
-                lo,
-                hi,
-                batch.len() as i64,
-                packets,
-                ROW as i64,
-                encode_all(batch, 0)
-            ])?;
+            insert_block(tx, batch, false)?;
             batch.clear();
         }
         Ok(())

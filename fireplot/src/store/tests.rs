@@ -384,6 +384,18 @@ fn scanned(s: &Store, f: &Filter) -> (u64, Counts) {
     (n, c)
 }
 
+/// The binned top ports of `f` are its `total` events' ports, as a scan counts them.
+fn top_ports_match(s: &Store, f: &Filter, total: u64) {
+    let (n, top) = s.top_ports_binned(f, usize::MAX).unwrap();
+    assert_eq!(n, total);
+    assert_eq!(
+        top.iter()
+            .map(|t| ((t.0, t.1), t.2))
+            .collect::<BTreeMap<_, _>>(),
+        scanned_ports(s, f)
+    );
+}
+
 fn scanned_ports(s: &Store, f: &Filter) -> BTreeMap<(u8, u16), u64> {
     let mut c = BTreeMap::new();
     s.for_each_plot(f, |r| {
@@ -514,14 +526,7 @@ fn an_old_database_is_binned_from_its_migration_on() {
     let (n, c) = tiled(&s, &all);
     assert_eq!(n, 4_000);
     assert_eq!((n, c), scanned(&s, &all));
-    let (total, top) = s.top_ports_binned(&all, usize::MAX).unwrap();
-    assert_eq!(total, 4_000);
-    assert_eq!(
-        top.iter()
-            .map(|t| ((t.0, t.1), t.2))
-            .collect::<BTreeMap<_, _>>(),
-        scanned_ports(&s, &all)
-    );
+    top_ports_match(&s, &all, 4_000);
 }
 
 /// A flood's aggregates are weighted rows: they keep their count through
@@ -684,14 +689,7 @@ fn a_schema_4_database_is_migrated_to_blocks() {
     assert_eq!(got, want, "every field of every event, in time order");
     let all = Filter::range(t0, t0 + 4 * 3_600_000_000_000);
     assert_eq!(tiled(&s, &all), scanned(&s, &all));
-    let (total, top) = s.top_ports_binned(&all, usize::MAX).unwrap();
-    assert_eq!(total, 10_000);
-    assert_eq!(
-        top.iter()
-            .map(|t| ((t.0, t.1), t.2))
-            .collect::<BTreeMap<_, _>>(),
-        scanned_ports(&s, &all)
-    );
+    top_ports_match(&s, &all, 10_000);
 }
 
 /// Batches of every size: the open block fills in place, blocks overlap

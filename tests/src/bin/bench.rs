@@ -385,6 +385,22 @@ fn synthetic(n: usize, t0: i64) -> impl Iterator<Item = fireplot::record::Record
     })
 }
 
+/// Stores `n` synthetic events in batches of 8,192, as the daemon's
+/// writer does: events per second.
+fn ingest_synthetic(store: &mut fireplot::store::Store, n: usize, t0: i64) -> Result<f64> {
+    let started = std::time::Instant::now();
+    let mut batch = Vec::with_capacity(8192);
+    for r in synthetic(n, t0) {
+        batch.push(r);
+        if batch.len() == 8192 {
+            store.insert(&batch)?;
+            batch.clear();
+        }
+    }
+    store.insert(&batch)?;
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
 /// Ingests `n` synthetic events while another thread, on its own
 /// read-only connection, draws the whole day's density and counts its
 /// top ports in a loop: (events/s, queries answered, (median, slowest) query s).
@@ -422,17 +438,7 @@ fn ingest_while_reading(
             Ok(times)
         })
     };
-    let started = std::time::Instant::now();
-    let mut batch = Vec::with_capacity(8192);
-    for r in synthetic(n, t0) {
-        batch.push(r);
-        if batch.len() == 8192 {
-            store.insert(&batch)?;
-            batch.clear();
-        }
-    }
-    store.insert(&batch)?;
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let rate = ingest_synthetic(&mut store, n, t0)?;
     stop.store(true, Ordering::Relaxed);
     let times = reader
         .join()
@@ -463,17 +469,7 @@ fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
             let path = dir.join(format!("bench-{n}.db"));
             let _ = std::fs::remove_file(&path);
             let mut store = Store::open(&path)?;
-            let started = std::time::Instant::now();
-            let mut batch = Vec::with_capacity(8192);
-            for r in synthetic(n, t0) {
-                batch.push(r);
-                if batch.len() == 8192 {
-                    store.insert(&batch)?;
-                    batch.clear();
-                }
-            }
-            store.insert(&batch)?;
-            ingest.push(n as f64 / started.elapsed().as_secs_f64());
+            ingest.push(ingest_synthetic(&mut store, n, t0)?);
             drop(store);
             let started = std::time::Instant::now();
             let store = Store::open_read_only(&path)?;
