@@ -98,32 +98,14 @@ pub struct Alert {
     /// Who the listed sources are (with --geoip, --asn, --tag): one entry
     /// per source of `sources` that anything is known of.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub origins: Option<Vec<SourceOrigin>>,
+    pub origins: Option<Vec<super::origins::SourceOrigin>>,
     /// Episodes of many sources: their networks, most sources first (up
     /// to 5), over every source of the episode, not only those listed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asns: Option<Vec<Share>>,
+    pub asns: Option<Vec<super::origins::Share>>,
     /// ...and their countries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub countries: Option<Vec<Share>>,
-}
-
-/// One listed source and what is known of it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SourceOrigin {
-    pub src: String,
-    #[serde(flatten)]
-    pub origin: crate::enrich::Origin,
-}
-
-/// A network or country and how many of an episode's sources are in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Share {
-    /// "AS4134" or "CN".
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org: Option<String>,
-    pub sources: u64,
+    pub countries: Option<Vec<super::origins::Share>>,
 }
 
 impl Alert {

@@ -14,7 +14,7 @@ pub mod config;
 mod distributed;
 pub mod episode;
 mod flood;
-mod origins;
+pub mod origins;
 pub mod probe;
 mod scan;
 pub mod sources;
