@@ -272,6 +272,42 @@ fn console_in_a_real_browser() {
         (zt - (T0 + 600_000 * MS) / MS).abs() <= 10_000,
         "and ends there: {url}"
     );
+
+    // Colour by country, chosen in the form: the page asks for it and the
+    // dots change colour. No source of this history has a stored origin,
+    // so all are "unknown" (dark grey), the scanner's green is gone.
+    b.goto(&format!("{}/?from={from}&to={to}&utc=1", server.base))
+        .unwrap();
+    loaded(&b);
+    b.eval(
+        "const f = document.getElementById('filters'); f.elements.color.value = 'country'; f.requestSubmit();",
+        json!([]),
+    )
+    .unwrap();
+    b.wait_for(
+        "return location.search.includes('color=country') && document.body.dataset.loaded === '1'",
+        Duration::from_secs(30),
+    )
+    .expect("the page reloads coloured by country");
+    let shot = image::load_from_memory(&b.screenshot().unwrap())
+        .unwrap()
+        .to_rgb8();
+    // The unknown series is 0x5a grey at its busiest pixel, dimmer (down
+    // to 55 %) where fewer probes fell.
+    let grey = |(x, y): (u32, u32)| {
+        (0..2).any(|dx| {
+            (0..2).any(|dy| {
+                let [r, g, b] = shot.get_pixel(x + dx, y + dy).0;
+                r.abs_diff(g) <= 6 && g.abs_diff(b) <= 6 && (40..=100).contains(&r)
+            })
+        })
+    };
+    for i in [0i64, 13, 39] {
+        let p = at(T0 + i * 30_000 * MS, 100 + i as u16 * 1000);
+        assert!(grey(p), "unknown grey at {p:?}");
+        let [_, g, _] = shot.get_pixel(p.0, p.1).0;
+        assert!(g < 120, "not green any more at {p:?}");
+    }
 }
 
 /// `from` and `to` (Unix ms) of a page address.

@@ -9,6 +9,7 @@ use std::{
     time::Duration,
 };
 
+use crate::demo_origins::{alert_origin, enrichment, replay_public};
 use anyhow::{Context, Result};
 use fireplot_tests::{
     addr,
@@ -27,7 +28,14 @@ fn now_rfc3339() -> String {
     out
 }
 
-fn step(what: &str) {
+fn unix_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+pub fn step(what: &str) {
     eprintln!("demo: {what}");
 }
 
@@ -264,86 +272,6 @@ fn summarise(c: &Collected, out: &Path) -> String {
     s
 }
 
-/// The demo's enrichment: the lab's addresses are from the benchmarking
-/// and documentation ranges, which no public data set maps, so a small
-/// network table, country table and scanner list of the demo's own name
-/// them (written to the output folder); the public country MMDB and ASN
-/// tables `cargo xtask setup` fetched come after them, for any public
-/// address.
-fn enrichment(out: &Path) -> Result<Vec<String>> {
-    let cc = out.join("demo-countries.csv");
-    std::fs::write(
-        &cc,
-        "# the demo's own mapping of its lab addresses
-         198.18.0.2,198.18.0.13,NL
-198.18.0.14,198.18.0.255,DE
-         2001:db8::,2001:db8:0:ffff:ffff:ffff:ffff:ffff,SE
-",
-    )?;
-    let asn = out.join("demo-networks.csv");
-    std::fs::write(
-        &asn,
-        "198.18.0.2,198.18.0.13,64496,\"Example Research Net\"
-         198.18.0.14,198.18.0.255,64511,\"Example Transit, Inc.\"
-         2001:db8::,2001:db8:0:ffff:ffff:ffff:ffff:ffff,64500,Example IPv6 Net
-",
-    )?;
-    let scanners = out.join("demo-research-scanners.txt");
-    std::fs::write(
-        &scanners,
-        "# research scanners the demo knows (tagged; ignore_tags could silence them)
-198.18.0.13
-",
-    )?;
-    let data = crate::setup::enrich_dir();
-    let mut args = vec![
-        "--geoip".to_string(),
-        cc.display().to_string(),
-        "--asn".into(),
-        asn.display().to_string(),
-        "--tag".into(),
-        format!("research_scanner={}", scanners.display()),
-    ];
-    args.extend([
-        "--geoip".into(),
-        data.join("dbip-country.mmdb").display().to_string(),
-        "--asn".into(),
-        data.join("asn-ipv4.csv").display().to_string(),
-        "--asn".into(),
-        data.join("asn-ipv6.csv").display().to_string(),
-    ]);
-    Ok(args)
-}
-
-/// " (NL AS64496 Example Research Net [research_scanner])" for an alert
-/// with one source whose origin is known, "" otherwise.
-fn alert_origin(a: &Value) -> String {
-    let Some(o) = a["origins"].as_array().and_then(|o| o.first()) else {
-        return String::new();
-    };
-    if a["source_count"] != 1 {
-        return String::new();
-    }
-    let mut parts = Vec::new();
-    if let Some(c) = o["country"].as_str() {
-        parts.push(c.to_string());
-    }
-    if let Some(n) = o["asn"].as_u64() {
-        parts.push(match o["as_org"].as_str() {
-            Some(org) => format!("AS{n} {org}"),
-            None => format!("AS{n}"),
-        });
-    }
-    for t in o["tags"].as_array().into_iter().flatten() {
-        parts.push(format!("[{}]", t.as_str().unwrap_or("?")));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!(" ({})", parts.join(" "))
-    }
-}
-
 pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
     let out = match out {
         Some(o) => o,
@@ -392,15 +320,18 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let sensor = Sensor::start(&lab, &out, &args)?;
     let started = now_rfc3339();
+    let started_ns = unix_ns();
     step("normal outbound traffic from the lan host (TCP, UDP, ping; IPv4 and IPv6)");
     let before = outbound(&lab, &servers, 5)?;
     scans(&lab)?;
     let after = outbound(&lab, &servers, 5)?;
     std::thread::sleep(Duration::from_millis(500));
     let collected = sensor.stop()?;
+    let ended_ns = unix_ns();
     let ended = now_rfc3339();
     servers.stop()?;
     drop(lab);
+    let replayed = replay_public(bin, &out, &db, (started_ns, ended_ns), (&started, &ended))?;
     step("rendering the fireplot of this run from the history database");
     for ext in ["png", "svg"] {
         let status = std::process::Command::new(bin)
@@ -422,6 +353,23 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
             anyhow::bail!("fireplot plot failed ({status})");
         }
     }
+    let status = std::process::Command::new(bin)
+        .args(["plot", "--db"])
+        .arg(&db)
+        .args([
+            "--from",
+            &started,
+            "--to",
+            &ended,
+            "--color-by",
+            "country",
+            "--out",
+        ])
+        .arg(out.join("fireplot-by-country.png"))
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("fireplot plot --color-by country failed ({status})");
+    }
     println!("{}", summarise(&collected, &out));
     println!("alerts ({}):", out.join("alerts.jsonl").display());
     let ended: Vec<&Value> = collected
@@ -441,6 +389,7 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
             alert_origin(a)
         );
     }
+    print!("{replayed}");
     println!(
         "enrichment:  the lab's addresses named by {} and {} (the demo's own), public ones by DB-IP and Route Views data (CC BY 4.0) in {}",
         out.join("demo-countries.csv").display(),
@@ -448,6 +397,10 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
         crate::setup::enrich_dir().display()
     );
     println!("fireplot:    {}", out.join("fireplot.png").display());
+    println!(
+        "             {} (coloured by the sources' countries, the capture's too)",
+        out.join("fireplot-by-country.png").display()
+    );
     println!(
         "             {} (SVG), {} (the daemon's own, last 3 minutes)",
         out.join("fireplot.svg").display(),

@@ -2,6 +2,7 @@
 
 mod build;
 mod demo;
+mod demo_origins;
 mod fuzz;
 mod package;
 mod setup;

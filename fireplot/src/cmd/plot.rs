@@ -6,7 +6,9 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::source::SourceArgs;
-use crate::plot::{layout::Layout, marks_from_alerts, render, Density, Spec, Theme};
+use crate::plot::{
+    layout::Layout, marks_from_alerts, render, ColorBy, Density, Groups, Spec, Theme,
+};
 
 /// Options of `fireplot plot`.
 #[derive(Args, Debug, Clone)]
@@ -35,6 +37,18 @@ pub struct PlotArgs {
     /// Mark the alerts stored in the database over their time span.
     #[arg(long)]
     pub mark_alerts: bool,
+
+    /// What the dots' colour says: proto (family and protocol, the
+    /// fireplot's palette), country or asn (the source's, as stored by
+    /// enrichment: `run`/`ingest --geoip/--asn` or `fireplot enrich`). The
+    /// ten busiest get a colour each; the rest are "others", sources with
+    /// nothing stored "unknown". Needs the database.
+    #[arg(long, value_name = "BY", default_value = "proto", value_parser = parse_color_by)]
+    pub color_by: ColorBy,
+}
+
+fn parse_color_by(s: &str) -> Result<ColorBy, String> {
+    ColorBy::parse(s).ok_or_else(|| format!("`{s}` is not proto, country or asn"))
 }
 
 /// Renders and says what it drew.
@@ -50,6 +64,19 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         source.filter.to_ns,
     );
     let mut density = Density::new(layout);
+    if args.color_by != ColorBy::Proto {
+        let Some(store) = source.store() else {
+            anyhow::bail!("--color-by country|asn reads who the sources are from the database: use --db, not --events");
+        };
+        let groups = store.origin_groups(args.color_by)?;
+        if groups.is_empty() {
+            log::warn!(
+                "the database knows no source's {}: every dot is \"unknown\" (store origins with --geoip/--asn, or `fireplot enrich`)",
+                if args.color_by == ColorBy::Country { "country" } else { "network" }
+            );
+        }
+        density.color_by_groups(Groups::new(groups));
+    }
     let started = std::time::Instant::now();
     let (n, bad) = source.fill(&mut density)?;
     let marks = if args.mark_alerts {

@@ -1,9 +1,12 @@
 //! Per-pixel counts: events (or pre-binned minutes) binned as they stream
 //! past, so rendering scales with the picture, not the data.
 
+use plotters::style::RGBColor;
+
 use super::{
+    groups::Groups,
     layout::{Lane, Layout},
-    Category,
+    Category, Theme,
 };
 use crate::record::Record;
 
@@ -17,6 +20,8 @@ pub struct Density {
     pub totals: [u64; 7],
     /// Events outside the time range (not drawn).
     pub outside: u64,
+    /// Colour by who the sources are instead of by category.
+    groups: Option<Groups>,
 }
 
 impl Density {
@@ -29,7 +34,15 @@ impl Density {
             cells: vec![Vec::new(); Category::ALL.len()],
             totals: [0; 7],
             outside: 0,
+            groups: None,
         }
+    }
+
+    /// Colours dots by their source's group (country, network) instead of
+    /// family and protocol. Events are then read one by one: the
+    /// pre-binned minutes do not know their sources.
+    pub fn color_by_groups(&mut self, groups: Groups) {
+        self.groups = Some(groups);
     }
 
     fn cat_index(c: Category) -> usize {
@@ -49,6 +62,9 @@ impl Density {
             _ if !r.has_ports() || r.dport == 0 => self.layout.y_lane(Lane::NoPort),
             _ => self.layout.y_port(r.dport),
         };
+        if let Some(g) = &mut self.groups {
+            g.bump(r.src, y * self.w as u32 + x, u64::from(r.count));
+        }
         self.bump(cat, x, y, u64::from(r.count));
     }
 
@@ -71,6 +87,9 @@ impl Density {
     fn bump(&mut self, cat: Category, x: u32, y: u32, n: u64) {
         let i = Self::cat_index(cat);
         self.totals[i] += n;
+        if self.groups.is_some() {
+            return;
+        }
         let cells = &mut self.cells[i];
         if cells.is_empty() {
             cells.resize(self.w * self.h, 0);
@@ -98,7 +117,7 @@ impl Density {
         store: &crate::store::Store,
         filter: &crate::store::Filter,
     ) -> Result<u64, crate::store::StoreError> {
-        if self.tiles_fit() && crate::store::Store::binnable(filter) {
+        if self.groups.is_none() && self.tiles_fit() && crate::store::Store::binnable(filter) {
             // Both closures bin into self; the store calls them in turn.
             let me = std::cell::RefCell::new(self);
             store.for_each_plot_tiled(
@@ -115,18 +134,31 @@ impl Density {
         self.totals.iter().sum()
     }
 
-    /// Occupied pixels: (x, y, category, intensity), sparse first so dense
-    /// pixels are painted last and stay on top.
-    pub(super) fn pixels(&self) -> Vec<(u32, u32, Category, f64)> {
+    /// The legend: a colour and a label with its count per series.
+    pub(super) fn legend(&self, theme: Theme) -> Vec<(RGBColor, String)> {
+        match &self.groups {
+            Some(g) => g
+                .drawn(theme)
+                .into_iter()
+                .map(|d| (d.color, format!("{} {}", d.label, d.total)))
+                .collect(),
+            None => Category::ALL
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (theme.color(*c), format!("{} {}", c.label(), self.totals[i])))
+                .collect(),
+        }
+    }
+
+    /// Occupied pixels: (x, y, colour at full density, intensity), sparse
+    /// first so dense pixels are painted last and stay on top. Each
+    /// series is scaled by its own busiest pixel.
+    pub(super) fn pixels(&self, theme: Theme) -> Vec<(u32, u32, RGBColor, f64)> {
         let mut out = Vec::new();
-        for (i, cells) in self.cells.iter().enumerate() {
-            let max = cells.iter().copied().max().unwrap_or(0);
-            if max == 0 {
-                continue;
-            }
-            let scale = (1.0 + max as f64).ln();
-            for (idx, &c) in cells.iter().enumerate() {
-                if c > 0 {
+        let mut push =
+            |color: RGBColor, cells: &mut dyn Iterator<Item = (usize, u32)>, max: u32| {
+                let scale = (1.0 + max as f64).ln();
+                for (idx, c) in cells {
                     let intensity = if max == 1 {
                         1.0
                     } else {
@@ -135,13 +167,42 @@ impl Density {
                     out.push((
                         (idx % self.w) as u32,
                         (idx / self.w) as u32,
-                        Category::ALL[i],
+                        color,
                         intensity,
                     ));
                 }
+            };
+        match &self.groups {
+            Some(g) => {
+                for d in g.drawn(theme) {
+                    let max = d.cells.values().copied().max().unwrap_or(0);
+                    push(
+                        d.color,
+                        &mut d.cells.iter().map(|(&i, &c)| (i as usize, c)),
+                        max,
+                    );
+                }
+            }
+            None => {
+                for (i, cells) in self.cells.iter().enumerate() {
+                    let max = cells.iter().copied().max().unwrap_or(0);
+                    if max == 0 {
+                        continue;
+                    }
+                    push(
+                        theme.color(Category::ALL[i]),
+                        &mut cells.iter().copied().enumerate().filter(|&(_, c)| c > 0),
+                        max,
+                    );
+                }
             }
         }
-        out.sort_by(|a, b| a.3.total_cmp(&b.3));
+        // Ties in a fixed order, so one picture always renders the same.
+        out.sort_by(|a, b| {
+            a.3.total_cmp(&b.3)
+                .then((a.1, a.0).cmp(&(b.1, b.0)))
+                .then((a.2 .0, a.2 .1, a.2 .2).cmp(&(b.2 .0, b.2 .1, b.2 .2)))
+        });
         out
     }
 }

@@ -7,10 +7,12 @@
 //! painted once, its brightness growing with the log of its count.
 
 mod density;
+pub mod groups;
 pub mod layout;
 pub mod periodic;
 
 pub use density::Density;
+pub use groups::{ColorBy, Groups};
 
 use std::{path::Path, sync::Once};
 
@@ -128,7 +130,11 @@ impl Theme {
 
     /// A category's colour at `intensity` (0..=1) over the background.
     pub fn shade(self, c: Category, intensity: f64) -> [u8; 3] {
-        let fg = self.color(c);
+        self.mix(self.color(c), intensity)
+    }
+
+    /// A colour at `intensity` (0..=1) over the background.
+    pub fn mix(self, fg: RGBColor, intensity: f64) -> [u8; 3] {
         let bg = self.background();
         let mix = |f: u8, b: u8| (b as f64 + (f as f64 - b as f64) * intensity).round() as u8;
         [mix(fg.0, bg.0), mix(fg.1, bg.1), mix(fg.2, bg.2)]
@@ -378,15 +384,31 @@ fn draw_frame<DB: DrawingBackend>(
         .map_err(draw_err)?;
     }
 
-    // Legend: a swatch and count per category.
+    // Legend: a swatch and count per category (or group), on one row, or
+    // two when they do not fit (what fits in neither is left out).
+    let items: Vec<(RGBColor, String, i32)> = d
+        .legend(theme)
+        .into_iter()
+        .map(|(c, label)| {
+            let w = 7 * label.chars().count() as i32 + 24;
+            (c, label, w)
+        })
+        .collect();
+    let room = l.width as i32 - l.left as i32;
+    let one_row = items.iter().map(|i| i.2).sum::<i32>() <= room;
+    let mut row = if one_row { 1 } else { 0 };
     let mut x = l.left as i32;
-    let y = l.height as i32 - 24;
-    for (i, c) in Category::ALL.iter().enumerate() {
-        let color = theme.color(*c);
+    for (color, label, w) in items {
+        if x + w > l.width as i32 {
+            row += 1;
+            x = l.left as i32;
+            if row > 1 {
+                break;
+            }
+        }
+        let y = l.height as i32 - 42 + 18 * row;
         root.draw(&Rectangle::new([(x, y), (x + 10, y + 10)], color.filled()))
             .map_err(draw_err)?;
-        let label = format!("{} {}", c.label(), d.totals[i]);
-        let w = 7 * label.len() as i32 + 24;
         root.draw(&Text::new(label, (x + 14, y - 1), font(12)))
             .map_err(draw_err)?;
         x += w;
@@ -415,7 +437,7 @@ pub fn render(d: &Density, spec: &Spec, out: &Path) -> Result<Rendered, PlotErro
         path: out.display().to_string(),
         source,
     };
-    let pixels = d.pixels();
+    let pixels = d.pixels(spec.theme);
     match ext.as_str() {
         "png" => {
             let (w, h) = (d.layout.width, d.layout.height);
@@ -426,7 +448,7 @@ pub fn render(d: &Density, spec: &Spec, out: &Path) -> Result<Rendered, PlotErro
                 root.present().map_err(draw_err)?;
             }
             for (x, y, c, intensity) in &pixels {
-                let rgb = spec.theme.shade(*c, *intensity);
+                let rgb = spec.theme.mix(*c, *intensity);
                 // A 2×2 dot: one pixel is too small to see on a 1600-wide plot.
                 for (dx, dy) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
                     let (px, py) = (x + dx, y + dy);
@@ -455,7 +477,7 @@ pub fn render(d: &Density, spec: &Spec, out: &Path) -> Result<Rendered, PlotErro
                 // Dots over the frame; adjacent pixels of one colour share a rect
                 // would be smaller still, but 2×2 squares keep the file simple.
                 for (x, y, c, intensity) in &pixels {
-                    let [r, g, b] = spec.theme.shade(*c, *intensity);
+                    let [r, g, b] = spec.theme.mix(*c, *intensity);
                     root.draw(&Rectangle::new(
                         [(*x as i32, *y as i32), (*x as i32 + 2, *y as i32 + 2)],
                         RGBColor(r, g, b).filled(),

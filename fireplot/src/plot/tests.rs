@@ -360,3 +360,45 @@ fn aggregates_weigh_their_count_in_the_plot() {
     d.add(&rec(1_000_000_000, 4, 6, 80));
     assert_eq!(d.total(), 40_001);
 }
+
+#[test]
+fn colour_by_country_paints_each_source_in_its_groups_colour() {
+    let layout = Layout::new(1600, 900, T0, T0 + HOUR);
+    let mut d = Density::new(layout.clone());
+    let nl: std::net::IpAddr = "198.18.0.2".parse().unwrap();
+    let de: std::net::IpAddr = "198.18.0.3".parse().unwrap();
+    let of = [(nl, "NL".to_string()), (de, "DE".to_string())]
+        .into_iter()
+        .collect();
+    d.color_by_groups(super::Groups::new(of));
+    // NL: 3 probes at one pixel, DE: 1 elsewhere, an unknown source: 1.
+    let mut at = |src: &str, ts: i64, port: u16| {
+        let mut r = rec(ts, 4, 6, port);
+        r.src = Some(src.parse().unwrap());
+        d.add(&r);
+        (layout.x(ts).unwrap(), layout.y_port(port))
+    };
+    let p_nl = at("198.18.0.2", T0 + HOUR / 4, 443);
+    at("198.18.0.2", T0 + HOUR / 4, 443);
+    at("198.18.0.2", T0 + HOUR / 4, 443);
+    let p_de = at("198.18.0.3", T0 + HOUR / 2, 23);
+    let p_unknown = at("192.0.2.1", T0 + 3 * HOUR / 4, 7547);
+    let legend: Vec<String> = d.legend(Theme::Dark).into_iter().map(|l| l.1).collect();
+    assert_eq!(legend, ["NL 3", "DE 1", "unknown 1"]);
+    assert_eq!(d.total(), 5, "the title still counts every probe");
+    let path = out("groups.png");
+    render(&d, &spec(Theme::Dark), &path).unwrap();
+    let img = image::open(&path).unwrap().to_rgb8();
+    let colours: Vec<[u8; 3]> = d
+        .legend(Theme::Dark)
+        .into_iter()
+        .map(|(c, _)| [c.0, c.1, c.2])
+        .collect();
+    // Each at its own busiest pixel: full intensity.
+    assert_eq!(pixel(&img, p_nl.0, p_nl.1), colours[0]);
+    assert_eq!(pixel(&img, p_de.0, p_de.1), colours[1]);
+    assert_eq!(pixel(&img, p_unknown.0, p_unknown.1), colours[2]);
+    assert_ne!(colours[0], colours[1]);
+    // Not the protocol palette any more.
+    assert_ne!(colours[0], [0, 255, 0]);
+}

@@ -142,6 +142,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Every stored source's group for colouring a plot (its country, or
+    /// its network); sources without one are left out.
+    pub fn origin_groups(
+        &self,
+        by: crate::plot::ColorBy,
+    ) -> Result<HashMap<IpAddr, String>, StoreError> {
+        let what = "reading origins for colouring";
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT src, country, asn, as_org, tags FROM origins")
+            .map_err(self.sql(what))?;
+        let mut rows = stmt.query([]).map_err(self.sql(what))?;
+        let mut out = HashMap::new();
+        while let Some(r) = rows.next().map_err(self.sql(what))? {
+            let b: Vec<u8> = r.get(0).map_err(self.sql(what))?;
+            let o = row(r, 1).map_err(self.sql(what))?;
+            if let (Some(a), Some(k)) = (crate::record::bytes_addr(Some(&b)), by.key(&o)) {
+                out.insert(a, k);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sources with a stored origin.
     pub fn origins_count(&self) -> Result<u64, StoreError> {
         self.conn

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, net::IpAddr};
 use chrono::{NaiveDate, TimeZone};
 
 use crate::{
-    plot::{layout::Zone, Theme},
+    plot::{layout::Zone, ColorBy, Theme},
     store::Filter,
     units::{Cidr, HumanDuration, ProtoArg, TimeArg},
 };
@@ -31,7 +31,7 @@ impl std::fmt::Display for Bad {
 /// Parameters every view takes.
 pub const VIEW_KEYS: &[&str] = &[
     "from", "to", "last", "day", "since", "proto", "family", "src", "ports", "iface", "w", "h",
-    "theme", "utc", "country", "asn", "tag",
+    "theme", "utc", "country", "asn", "tag", "color",
 ];
 
 /// Raw parameters, checked against the keys an endpoint accepts. `token`
@@ -120,6 +120,8 @@ pub struct View {
     pub live: bool,
     /// Who the sources are (resolved into `filter.sources` by the caller).
     pub origin: OriginFilter,
+    /// What the dots' colour says: protocol (default), country or network.
+    pub color: ColorBy,
 }
 
 /// `country=NL`, `asn=64496` (or AS64496), `tag=research_scanner`.
@@ -320,6 +322,15 @@ impl View {
             day,
             live,
             origin: OriginFilter::parse(p)?,
+            color: match p.get("color") {
+                None => ColorBy::Proto,
+                Some(c) => ColorBy::parse(c).ok_or_else(|| {
+                    Bad(format!(
+                        "parameter `color` must be proto, country or asn, not `{}`",
+                        clip(c)
+                    ))
+                })?,
+            },
         })
     }
 }

@@ -452,6 +452,29 @@ async fn the_console_says_who_a_source_is() {
     let (st, _, png) = get(&app, &format!("/plot.png?{RANGE}&w=800&h=400&country=NL")).await;
     assert_eq!(st, StatusCode::OK);
     assert!(png.starts_with(b"\x89PNG"));
+    // Coloured by country: the NL scanner's busiest pixel in the first
+    // colour of the palette, which the protocol palette does not have.
+    let first = [0x4e, 0xa8, 0xff];
+    let has = |png: &[u8]| {
+        let img = image::load_from_memory(png).unwrap().to_rgb8();
+        img.pixels().filter(|p| p.0 == first).count()
+    };
+    let (_, h, _) = get(&app, &format!("/plot.png?{RANGE}&w=800&h=400")).await;
+    let all = h["x-fireplot-events"].clone();
+    for (q, want) in [
+        ("color=country", true),
+        ("color=asn", true),
+        ("color=proto", false),
+        ("", false),
+    ] {
+        let (st, h, png) = get(&app, &format!("/plot.png?{RANGE}&w=800&h=400&{q}")).await;
+        assert_eq!(st, StatusCode::OK, "{q}");
+        assert_eq!(h["x-fireplot-events"], all, "{q}: every probe is drawn");
+        assert_eq!(has(&png) > 0, want, "{q}");
+    }
+    let (st, _, body) = get(&app, &format!("/plot.png?{RANGE}&color=pink")).await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("proto, country or asn"));
     for (q, says) in [
         ("country=NLD", "two-letter"),
         ("asn=ASX", "must be a number"),

@@ -164,7 +164,10 @@ pub(super) fn episodes(st: &Store, from_ns: i64, to_ns: i64) -> Result<Vec<Value
 /// (None: it may still change).
 pub(super) fn past_key(path: &str, q: &Option<String>, v: &View) -> Option<String> {
     // Who a source is may change (`fireplot enrich`): not cached either.
-    if v.filter.to_ns > now_ns() - 60_000_000_000 || v.origin.any() {
+    if v.filter.to_ns > now_ns() - 60_000_000_000
+        || v.origin.any()
+        || v.color != crate::plot::ColorBy::Proto
+    {
         return None;
     }
     let mut pairs: Vec<(String, String)> = q

@@ -2,6 +2,7 @@
 //! and the cache of past ranges.
 
 use super::*;
+use crate::plot::{ColorBy, Groups};
 
 // ---- plots ----
 
@@ -35,6 +36,9 @@ async fn plot(s: Arc<Shared>, q: Option<String>, ext: &'static str) -> Answer {
                     v.filter.from_ns,
                     v.filter.to_ns,
                 ));
+                if v.color != ColorBy::Proto {
+                    d.color_by_groups(Groups::new(st.origin_groups(v.color).map_err(server)?));
+                }
                 d.fill(st, &v.filter).map_err(server)?;
                 let marks = if marks {
                     marks_from_alerts(

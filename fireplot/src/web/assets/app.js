@@ -7,7 +7,7 @@
 const $ = (id) => document.getElementById(id);
 const page = new URL(location.href);
 const token = page.searchParams.get("token");
-const VIEW_KEYS = ["from", "to", "last", "day", "since", "proto", "family", "src", "ports", "country", "asn", "tag", "iface", "theme", "utc"];
+const VIEW_KEYS = ["from", "to", "last", "day", "since", "proto", "family", "src", "ports", "country", "asn", "tag", "color", "iface", "theme", "utc"];
 const COLORS = {
   dark: ["#00ff00", "#b0b0ff", "#ff0000", "#ffffff", "#ffa500", "#ff40ff", "#ffff00"],
   light: ["#009900", "#4040d0", "#d00000", "#555555", "#d07000", "#a000a0", "#909000"],
@@ -180,7 +180,7 @@ function setupNav() {
     if (href) a.href = href;
   };
   const extra = {};
-  for (const k of ["proto", "family", "src", "ports", "country", "asn", "tag", "iface", "theme", "utc"]) if (view.get(k) && !(mode === "source" && k === "src")) extra[k] = view.get(k);
+  for (const k of ["proto", "family", "src", "ports", "country", "asn", "tag", "color", "iface", "theme", "utc"]) if (view.get(k) && !(mode === "source" && k === "src")) extra[k] = view.get(k);
   const day = geo.day;
   nav("prev", day && day.prev ? pageUrl(`/day/${day.prev}`, extra) : null);
   nav("next", day && day.next ? pageUrl(`/day/${day.next}`, extra) : null);
@@ -199,7 +199,7 @@ function fillFilters() {
       o.textContent = name;
       sel.appendChild(o);
     }
-    for (const k of ["proto", "family", "src", "ports", "country", "asn", "tag", "iface", "theme"]) {
+    for (const k of ["proto", "family", "src", "ports", "country", "asn", "tag", "color", "iface", "theme"]) {
       if (f.elements[k] && view.get(k)) f.elements[k].value = view.get(k);
     }
     filtersFilled = true;
@@ -210,7 +210,7 @@ $("filters").addEventListener("submit", (ev) => {
   ev.preventDefault();
   const f = ev.target;
   const q = new URLSearchParams(page.search);
-  for (const k of ["proto", "family", "src", "ports", "country", "asn", "tag", "iface", "theme"]) {
+  for (const k of ["proto", "family", "src", "ports", "country", "asn", "tag", "color", "iface", "theme"]) {
     const v = f.elements[k].value.trim();
     if (v) q.set(k, v); else q.delete(k);
   }
@@ -233,9 +233,12 @@ function clearOverlay() {
     g.fillRect(x0, geo.top, x1 - x0, geo.lane_top + 3 * geo.lane_row - geo.top);
   }
   const colors = COLORS[view.get("theme") === "light" ? "light" : "dark"];
+  const colourBy = (view.get("color") || "proto") !== "proto";
   for (const [ms, cat, port] of liveDots) {
     if (ms < geo.from_ms || ms >= geo.to_ms) continue;
-    g.fillStyle = colors[cat] || colors[6];
+    // Coloured by who the sources are, the plot's legend names the
+    // colours; a live dot's source is not looked up, so it is drawn neutral.
+    g.fillStyle = colourBy ? (view.get("theme") === "light" ? "#606060" : "#c8c8c8") : colors[cat] || colors[6];
     g.fillRect(xOf(ms), yOfPort(port), 2, 2);
   }
 }
@@ -280,7 +283,7 @@ ov.addEventListener("mouseleave", () => {
 
 function zoomTo(a, b) {
   const q = new URLSearchParams();
-  for (const k of ["proto", "family", "ports", "country", "asn", "tag", "iface", "theme", "utc"]) if (view.get(k)) q.set(k, view.get(k));
+  for (const k of ["proto", "family", "ports", "country", "asn", "tag", "color", "iface", "theme", "utc"]) if (view.get(k)) q.set(k, view.get(k));
   if (mode !== "source" && view.get("src")) q.set("src", view.get("src"));
   q.set("from", String(a));
   q.set("to", String(Math.max(b, a + 1000)));
@@ -398,7 +401,7 @@ async function loadAlerts() {
     li.addEventListener("click", () => {
       const pad = Math.max(60000, (a.last_ms - a.first_ms) * 0.1);
       const q = new URLSearchParams();
-      for (const k of ["proto", "family", "ports", "country", "asn", "tag", "iface", "theme", "utc"]) if (view.get(k)) q.set(k, view.get(k));
+      for (const k of ["proto", "family", "ports", "country", "asn", "tag", "color", "iface", "theme", "utc"]) if (view.get(k)) q.set(k, view.get(k));
       q.set("from", String(Math.floor(a.first_ms - pad)));
       q.set("to", String(Math.ceil(a.last_ms + pad)));
       if (token) q.set("token", token);
