@@ -299,3 +299,122 @@ fn ingest_top_and_detect_say_who_the_sources_are() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no --tag list"));
 }
+
+/// The live sensor (`run`) on the lab: event lines, the scanner's alert and
+/// the store say who the source is, from the operator's own files; a file
+/// changed on disk is re-read without a restart. Needs no public data.
+#[test]
+fn a_live_run_names_its_sources_and_rereads_changed_files() {
+    use fireplot_tests::{
+        addr, privileged,
+        sensor::Sensor,
+        traffic::{nmap, nmap_syn_from},
+        unique_prefix, Lab,
+    };
+    if !privileged("a_live_run_names_its_sources_and_rereads_changed_files") {
+        return;
+    }
+    let d = out_dir("enrich-live");
+    let cc = d.join("lab-cc.csv");
+    std::fs::write(&cc, "198.18.0.0,198.18.0.255,NL\n").unwrap();
+    std::fs::write(
+        d.join("lab-asn.csv"),
+        "198.18.0.0,198.18.0.255,64496,\"Lab Research Net\"\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("scanners.txt"), format!("{}\n", addr::INET_V4)).unwrap();
+    let db = d.join("h.db");
+    let args: Vec<String> = vec![
+        "--db".into(),
+        db.display().to_string(),
+        "--geoip".into(),
+        cc.display().to_string(),
+        "--asn".into(),
+        d.join("lab-asn.csv").display().to_string(),
+        "--tag".into(),
+        format!("research_scanner={}", d.join("scanners.txt").display()),
+    ];
+    let lab = Lab::up(&unique_prefix("enr")).expect("lab");
+    let sensor = Sensor::start(
+        &lab,
+        &d.join("sensor"),
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .expect("sensor");
+    nmap(&lab, &["-sS", "-p", "1-100", addr::LAN_V4]).expect("nmap");
+    // The operator moves the range to another country: the sensor sees the
+    // file change and re-reads it. Probe from another lab address until
+    // its events carry the new country (bounded: 60 rounds).
+    std::fs::write(&cc, "# moved\n198.18.0.0,198.18.0.255,DE\n").unwrap();
+    let events_path = d.join("sensor").join("events.jsonl");
+    let mut moved = false;
+    for round in 0..60u16 {
+        nmap_syn_from(&lab, "198.18.0.30", &format!("{}", 2000 + round)).expect("probe");
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        moved = json_lines(&events_path)
+            .iter()
+            .any(|e| e["src"] == "198.18.0.30" && e["country"] == "DE");
+        if moved {
+            break;
+        }
+    }
+    sensor.settle(101);
+    let c = sensor.stop().expect("stop");
+    assert!(moved, "the changed file was re-read while running");
+    let scan: Vec<&Value> = c
+        .events
+        .iter()
+        .filter(|e| e["src"] == addr::INET_V4)
+        .collect();
+    assert_eq!(scan.len(), 100, "one event per probe");
+    for e in &scan {
+        assert_eq!(e["country"], "NL", "{e}");
+        assert_eq!(e["asn"], 64496, "{e}");
+        assert_eq!(e["as_org"], "Lab Research Net", "{e}");
+        assert_eq!(e["tags"], serde_json::json!(["research_scanner"]), "{e}");
+    }
+    // Before the change the other source was NL too; nothing is ever tagged
+    // that the list does not name.
+    assert!(c
+        .events
+        .iter()
+        .filter(|e| e["src"] == "198.18.0.30")
+        .all(|e| e["tags"].is_null() && (e["country"] == "NL" || e["country"] == "DE")));
+    let alert = c
+        .alerts
+        .iter()
+        .find(|a| a["kind"] == "port_scan" && a["sources"][0] == addr::INET_V4)
+        .expect("the scan's alert");
+    assert_eq!(alert["origins"][0]["country"], "NL", "{alert}");
+    assert_eq!(alert["origins"][0]["asn"], 64496, "{alert}");
+    assert_eq!(
+        alert["origins"][0]["tags"][0], "research_scanner",
+        "{alert}"
+    );
+    // The store kept who the sources are, as the files said when each was
+    // last seen: the scanner before the change, the other one after it.
+    let top: Value = serde_json::from_str(&run(&[
+        "top",
+        "--db",
+        db.to_str().unwrap(),
+        "--last",
+        "1h",
+        "--by",
+        "country",
+        "--json",
+    ]))
+    .unwrap();
+    let who = |src: &str| {
+        top["sources"]
+            .as_array()
+            .expect("sources")
+            .iter()
+            .find(|s| s["src"] == src)
+            .unwrap_or_else(|| panic!("{src} in {top}"))
+            .clone()
+    };
+    assert_eq!(who(addr::INET_V4)["country"], "NL", "{top}");
+    assert_eq!(who(addr::INET_V4)["tags"][0], "research_scanner", "{top}");
+    assert_eq!(who("198.18.0.30")["country"], "DE", "{top}");
+    assert_eq!(who("198.18.0.30")["asn"], 64496, "{top}");
+}
