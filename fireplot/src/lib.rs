@@ -9,6 +9,7 @@ pub mod capture;
 pub mod cmd;
 pub mod detect;
 pub mod enrich;
+pub mod fleet;
 pub mod ingest;
 pub mod plot;
 pub mod record;

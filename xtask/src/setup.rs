@@ -29,6 +29,10 @@ pub const APT_PACKAGES: &[&str] = &[
     // The web console's browser tests: headless Chromium driven over WebDriver.
     "chromium",
     "chromium-driver",
+    // The fleet: a real NATS JetStream broker and a real PostgreSQL server,
+    // started on loopback by the tests and `cargo xtask fleet-demo`.
+    "nats-server",
+    "postgresql",
 ];
 
 const BPF_LINKER_VERSION: &str = "0.10.3";

@@ -31,7 +31,7 @@ use crate::record::Record;
 /// Bytes per event row as this build writes them. Each block records its
 /// rows' width, so a later build can write wider rows (new fields at the
 /// end) into new blocks and still read these.
-pub(super) const ROW: usize = 72;
+pub(crate) const ROW: usize = 72;
 /// Rows per block. Also the step of the console's cursor.
 pub(super) const BLOCK_ROWS: usize = 4096;
 
@@ -69,7 +69,7 @@ fn get_addr(b: &[u8], kind: u8) -> Option<IpAddr> {
 }
 
 /// Writes `r` into `b` (exactly [`ROW`] bytes).
-pub(super) fn encode(r: &Record, b: &mut [u8]) {
+pub(crate) fn encode(r: &Record, b: &mut [u8]) {
     b.fill(0);
     b[0..8].copy_from_slice(&r.ts_ns.to_le_bytes());
     b[8] = r.family;
@@ -109,7 +109,7 @@ pub(super) fn ts_of(b: &[u8]) -> i64 {
 }
 
 /// Reads a row written by [`encode`].
-pub(super) fn decode(b: &[u8]) -> Record {
+pub(crate) fn decode(b: &[u8]) -> Record {
     Record {
         ts_ns: ts_of(b),
         family: b[8],

@@ -23,6 +23,11 @@ use crate::record::{bytes_addr, Record};
 
 pub use console::Source;
 pub use filter::{in_prefix, Filter};
+/// The fixed-width event row (72 bytes, little-endian) of the store's
+/// blocks, also what the fleet sends over NATS.
+pub(crate) mod row {
+    pub(crate) use super::blocks::{decode, encode, ROW};
+}
 
 /// The schema version this build writes. Version 1 (the first release) had
 /// no `ip_id`/`tcp_seq`/`tcp_window` columns and no `alerts` table; version

@@ -63,6 +63,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ));
         sink.store_origins();
     }
+    sink.start_publishing(
+        &args.output.fleet,
+        Some((ifindex_of(&args.iface), args.iface.as_str())),
+    )
+    .await?;
     // The console: checked before anything else listens, stopped with the run.
     let (summary_tx, summary_rx) = tokio::sync::watch::channel(None::<String>);
     let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -189,6 +194,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drain_aggregates(&mut sensor, &mut sink, true);
     sink.finish();
     stats.write(&sensor, &args.iface, started, &sink);
+    sink.stop_publishing().await;
     if let Some(w) = sink.store.take() {
         w.close();
     }

@@ -198,6 +198,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         sink.store = Some(StoreWriter::start(path, None, None));
         sink.store_origins();
     }
+    sink.start_publishing(&args.output.fleet, None).await?;
     {
         let stop = stop.clone();
         // A stop also ends `journalctl -f`, so the blocked read sees its end.
@@ -346,7 +347,20 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         let _ = c.wait();
     }
     let mut sink = sink;
+    if let Some(p) = &sink.publish {
+        for (name, idx) in &ifaces {
+            p.set_interface(*idx, name);
+        }
+    }
     sink.finish();
+    if let Some(p) = &sink.publish {
+        // The interfaces' names travel with a batch: one last one.
+        p.counters(
+            serde_json::json!({"ingest": true, "lines": tally.lines, "ts": crate::record::line::rfc3339_ns(crate::record::now_ns() as i128)})
+                .to_string(),
+        );
+    }
+    sink.stop_publishing().await;
     let stored = sink.store.take().map(|w| w.close());
     if let Some(path) = &db_path {
         let s = Store::open(path)?;

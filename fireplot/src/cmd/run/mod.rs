@@ -139,12 +139,18 @@ pub struct OutputArgs {
 
     #[command(flatten)]
     pub enrich: crate::enrich::EnrichArgs,
+
+    #[command(flatten)]
+    pub fleet: crate::fleet::publish::PublishArgs,
 }
 
 impl OutputArgs {
-    /// Nothing is kept: no event lines, no database, no alerts.
+    /// Nothing is kept: no event lines, no database, no alerts, no fleet.
     pub fn none(&self) -> bool {
-        self.events_out.is_none() && self.db.is_none() && self.alerts.is_none()
+        self.events_out.is_none()
+            && self.db.is_none()
+            && self.alerts.is_none()
+            && self.fleet.publish.is_none()
     }
 }
 

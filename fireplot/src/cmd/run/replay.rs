@@ -198,6 +198,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         sink.store_origins();
     }
     sink.ifindex = Some(IFINDEX_BASE);
+    sink.start_publishing(&args.output.fleet, None).await?;
     let mut ring = sensor.take_events()?;
     // Per-CPU state (flow cache, rate buckets) must be one CPU's throughout.
     pin_to_current_cpu();
@@ -278,7 +279,14 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         dirs.by_cooked,
         dirs.inbound
     );
+    if let Some(p) = &sink.publish {
+        // Named in the last batches (the collector keeps the names).
+        for (id, name) in &capture.seen {
+            p.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"));
+        }
+    }
     stats.write(&sensor, &label, started, &sink);
+    sink.stop_publishing().await;
     if let Some(w) = sink.store.take() {
         w.close();
     }

@@ -51,6 +51,8 @@ pub(super) struct EventSink {
     pub(super) detect: Option<Detection>,
     /// Country, network and tags of each event's source, for its line.
     pub(super) enrich: Option<Arc<Enricher>>,
+    /// The fleet: batches to NATS JetStream (`--publish`).
+    pub(super) publish: Option<crate::fleet::publish::Publisher>,
 }
 
 /// The detection engine of a live run and where its alerts go.
@@ -105,7 +107,12 @@ impl Detection {
         }))
     }
 
-    pub(super) fn emit(&mut self, alerts: Vec<Alert>, store: Option<&StoreWriter>) {
+    pub(super) fn emit(
+        &mut self,
+        alerts: Vec<Alert>,
+        store: Option<&StoreWriter>,
+        publish: Option<&crate::fleet::publish::Publisher>,
+    ) {
         for a in alerts {
             self.alerts += 1;
             if a.status == "started" {
@@ -119,6 +126,9 @@ impl Detection {
                 if writeln!(out, "{line}").is_err() {
                     self.write_errors += 1;
                 }
+            }
+            if let Some(p) = publish {
+                p.alert(line.clone());
             }
             if let Some(w) = store {
                 let first = crate::record::parse_rfc3339_ns(&a.first_seen).unwrap_or(0);
@@ -141,7 +151,12 @@ impl EventSink {
         cfg: crate::detect::DetectConfig,
     ) -> anyhow::Result<EventSink> {
         let mut sink = EventSink::open(o.events_out.as_deref())?;
-        sink.detect = Detection::open(o.alerts.as_deref(), o.db.is_some(), cfg)?;
+        o.fleet.check()?;
+        sink.detect = Detection::open(
+            o.alerts.as_deref(),
+            o.db.is_some() || o.fleet.publish.is_some(),
+            cfg,
+        )?;
         sink.enrich = o.enrich.open()?;
         if let Some(e) = &sink.enrich {
             for f in e.stats() {
@@ -194,6 +209,7 @@ impl EventSink {
             pkt_len: None,
             detect: None,
             enrich: None,
+            publish: None,
         })
     }
 
@@ -209,10 +225,10 @@ impl EventSink {
         if let Some(l) = self.pkt_len {
             ev.pkt_len = l;
         }
-        if self.store.is_some() || self.detect.is_some() {
+        if self.keeps() || self.detect.is_some() {
             let rec = Record::from_event(&ev, wall_offset);
             self.detect(&rec);
-            if self.store.is_some() {
+            if self.keeps() {
                 self.batch.push(rec);
             }
         }
@@ -247,7 +263,7 @@ impl EventSink {
                 let written = writeln!(out, "{}", line.to_json());
                 self.count_write(written);
             }
-            if self.store.is_some() {
+            if self.keeps() {
                 self.batch.push(rec);
             }
         }
@@ -260,7 +276,7 @@ impl EventSink {
             d.engine.push(rec);
             let alerts = d.engine.drain();
             if !alerts.is_empty() {
-                d.emit(alerts, self.store.as_ref());
+                d.emit(alerts, self.store.as_ref(), self.publish.as_ref());
             }
         }
     }
@@ -292,7 +308,7 @@ impl EventSink {
             let written = writeln!(out, "{}", line.to_json());
             self.count_write(written);
         }
-        if self.store.is_some() {
+        if self.keeps() {
             self.batch.push(rec);
         }
         self.store_batch(false);
@@ -302,10 +318,52 @@ impl EventSink {
     /// `STORE_BATCH` (one transaction each), or whatever is pending when
     /// `force` (every flush tick and at exit).
     pub(super) fn store_batch(&mut self, force: bool) {
-        if let Some(w) = &self.store {
-            if force || self.batch.len() >= STORE_BATCH {
-                w.events(std::mem::take(&mut self.batch));
-            }
+        if self.batch.is_empty() || !(force || self.batch.len() >= STORE_BATCH) {
+            return;
+        }
+        if let Some(p) = &self.publish {
+            p.events(&self.batch);
+        }
+        match &self.store {
+            Some(w) => w.events(std::mem::take(&mut self.batch)),
+            None => self.batch.clear(),
+        }
+    }
+
+    /// Records are batched: for the store, the fleet, or both.
+    fn keeps(&self) -> bool {
+        self.store.is_some() || self.publish.is_some()
+    }
+
+    /// Starts publishing (`--publish`), naming the interface `ifindex` in
+    /// the batches when there is one.
+    pub(super) async fn start_publishing(
+        &mut self,
+        args: &crate::fleet::publish::PublishArgs,
+        iface: Option<(u32, &str)>,
+    ) -> anyhow::Result<()> {
+        self.publish = args.start().await?;
+        if let (Some(p), Some((i, n))) = (&self.publish, iface) {
+            p.set_interface(i, n);
+        }
+        Ok(())
+    }
+
+    /// Sends what is queued for the fleet (or spools it) and stops
+    /// publishing; says what was sent.
+    pub(super) async fn stop_publishing(&mut self) {
+        if let Some(p) = self.publish.take() {
+            let c = p.close().await;
+            log::info!(
+                "fleet: sensor `{}` published {} items in {} batches; spooled {}, drained {}, dropped (spool full) {}, still spooled {} batches",
+                c.sensor,
+                c.published_items,
+                c.published_batches,
+                c.spool.spooled_items,
+                c.spool.drained_items,
+                c.spool.dropped_items,
+                c.spool.queued_batches
+            );
         }
     }
 
@@ -316,7 +374,7 @@ impl EventSink {
         self.flush();
         if let Some(mut d) = self.detect.take() {
             let alerts = d.engine.finish();
-            d.emit(alerts, self.store.as_ref());
+            d.emit(alerts, self.store.as_ref(), self.publish.as_ref());
             self.detect = Some(d);
         }
         self.store_batch(true);
@@ -423,6 +481,9 @@ impl StatsWriter {
         if let Some(w) = &sink.store {
             w.counters(crate::record::now_ns(), iface, summary.to_json());
         }
+        if let Some(p) = &sink.publish {
+            p.counters(summary.to_json());
+        }
         let text = if self.json {
             summary.to_json() + "\n"
         } else {
@@ -463,6 +524,7 @@ impl StatsWriter {
         let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
         let mut summary = Summary::new(now, iface, started.elapsed().as_secs_f64(), counters, user);
         summary.store = sink.store.as_ref().map(StoreWriter::counts);
+        summary.fleet = sink.publish.as_ref().map(|p| p.counts());
         summary.rate_limit = self.rate_limit;
         summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
             stats: d.engine.stats(),

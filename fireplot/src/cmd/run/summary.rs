@@ -60,6 +60,9 @@ pub struct Summary<'a> {
     /// History store counts, when `--db` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<crate::store::writer::StoreCounts>,
+    /// Fleet publishing counts, when `--publish` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<crate::fleet::publish::PublishCounts>,
     pub top_ports: &'a [crate::sensor::stats::PortCount],
     /// Per-CPU unsolicited packets, events and losses (receive spreading).
     pub per_cpu: &'a [crate::sensor::stats::CpuCount],
@@ -99,6 +102,7 @@ impl<'a> Summary<'a> {
             kernel: c.misc.iter().copied().collect(),
             userspace: user,
             store: None,
+            fleet: None,
             detect: None,
             top_ports: &c.ports[..c.ports.len().min(10)],
             per_cpu: &c.per_cpu,
@@ -180,6 +184,23 @@ impl<'a> Summary<'a> {
                 st.alerts_not_stored,
                 st.summaries_stored,
                 st.summaries_not_stored
+            );
+        }
+        if let Some(f) = &self.fleet {
+            let _ = writeln!(
+                s,
+                "  fleet ({}, {}): published {} items in {} batches | spool: spooled {} drained {} queued {} batches ({} bytes) dropped (full) {} | errors: publish {} spool {}",
+                f.sensor,
+                if f.connected { "connected" } else { "not connected" },
+                f.published_items,
+                f.published_batches,
+                f.spool.spooled_items,
+                f.spool.drained_items,
+                f.spool.queued_batches,
+                f.spool.queued_bytes,
+                f.spool.dropped_items,
+                f.publish_errors,
+                f.spool_errors
             );
         }
         let _ = writeln!(

@@ -1,0 +1,483 @@
+//! A sensor's side of the fleet: events, alerts and counter summaries go
+//! to NATS JetStream in batches, each acknowledged by the broker. When the
+//! broker cannot take them they go to the spool on disk and are sent,
+//! oldest first, when it can again. The event loop never waits for any of
+//! it: it hands a batch over and goes on.
+
+use std::{
+    path::PathBuf,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use async_nats::jetstream::{self, message::PublishMessage};
+use clap::Args;
+use tokio::sync::mpsc;
+
+use super::{
+    nats::{check_url, ensure_stream, NatsArgs},
+    spool::{Sequence, Spool, SpoolCounts},
+    wire::{check_sensor_name, Batch, Body, Kind},
+};
+use crate::record::Record;
+
+/// `run|replay|ingest --publish`.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Fleet: publish to NATS JetStream")]
+pub struct PublishArgs {
+    /// Send events, alerts and counter summaries to this NATS JetStream
+    /// server (nats://HOST:PORT, tls://HOST:PORT, several separated by
+    /// commas), in batches the broker acknowledges. When it cannot be
+    /// reached the sensor keeps running and spools to disk (--spool-dir),
+    /// then sends the spool in order when it can. `fireplot collect` takes
+    /// them into PostgreSQL.
+    #[arg(long, value_name = "URL")]
+    pub publish: Option<String>,
+
+    /// This sensor's name in the fleet (letters, digits, - and _; default:
+    /// the host name). Part of every subject (`fireplot.NAME.events`) and of
+    /// every event's key (NAME, sequence number).
+    #[arg(long, value_name = "NAME", requires = "publish")]
+    pub sensor: Option<String>,
+
+    /// Where the spool and the sequence number live (default
+    /// /var/lib/fireplot/fleet as root, ./fireplot-fleet otherwise).
+    #[arg(long, value_name = "DIR", requires = "publish")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// The spool's bound; past it new batches are dropped and counted
+    /// (what is spooled is kept, in order).
+    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "publish")]
+    pub spool_max_mib: u64,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+/// How long one publish may wait for the broker's acknowledgement.
+const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// Items queued in memory for the publisher before batches go straight to
+/// the spool (the broker is slow or away).
+const MAX_QUEUED_ITEMS: u64 = 1 << 20;
+
+struct Job {
+    first_seq: u64,
+    items: u64,
+    kind: Kind,
+    bytes: Vec<u8>,
+}
+
+struct State {
+    seq: Sequence,
+    spool: Spool,
+    interfaces: Vec<(u32, String)>,
+}
+
+#[derive(Default)]
+struct Counts {
+    published_batches: AtomicU64,
+    published_items: AtomicU64,
+    publish_errors: AtomicU64,
+    queued_items: AtomicU64,
+    spool_errors: AtomicU64,
+}
+
+/// What the publisher did, for the summaries.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct PublishCounts {
+    pub sensor: String,
+    pub published_batches: u64,
+    pub published_items: u64,
+    pub publish_errors: u64,
+    pub spool_errors: u64,
+    #[serde(flatten)]
+    pub spool: SpoolCounts,
+    pub connected: bool,
+}
+
+/// The handle the sinks hold.
+pub struct Publisher {
+    sensor: String,
+    tx: Option<mpsc::Sender<Job>>,
+    state: Arc<Mutex<State>>,
+    counts: Arc<Counts>,
+    client: async_nats::Client,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let n = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    let s: String = String::from_utf8_lossy(&buf[..n])
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if r != 0 || s.is_empty() {
+        "sensor".into()
+    } else {
+        s
+    }
+}
+
+impl PublishArgs {
+    /// Checks the options before anything starts.
+    pub fn check(&self) -> Result<()> {
+        if let Some(u) = &self.publish {
+            check_url(u).map_err(anyhow::Error::msg)?;
+            check_sensor_name(&self.sensor_name()).map_err(anyhow::Error::msg)?;
+            if self.spool_max_mib == 0 {
+                anyhow::bail!("--spool-max-mib must be at least 1");
+            }
+        }
+        Ok(())
+    }
+
+    pub fn sensor_name(&self) -> String {
+        self.sensor.clone().unwrap_or_else(host_name)
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.spool_dir.clone().unwrap_or_else(|| {
+            // SAFETY: geteuid has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                PathBuf::from("/var/lib/fireplot/fleet")
+            } else {
+                PathBuf::from("fireplot-fleet")
+            }
+        })
+    }
+
+    /// Starts the publisher (None without --publish). Must run inside the
+    /// tokio runtime.
+    pub async fn start(&self) -> Result<Option<Publisher>> {
+        let Some(url) = &self.publish else {
+            return Ok(None);
+        };
+        self.check()?;
+        let sensor = self.sensor_name();
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the fleet directory `{}`", dir.display()))?;
+        // One sensor per directory: its sequence numbers are its own.
+        let seq = Sequence::open(&dir.join(format!("{sensor}.seq")))?;
+        let spool = Spool::open(
+            &dir.join(format!("{sensor}.spool")),
+            self.spool_max_mib << 20,
+        )?;
+        let client = self
+            .nats
+            .options(&format!("fireplot sensor {sensor}"), true)
+            .await?
+            .connect(url.as_str())
+            .await
+            .with_context(|| format!("cannot set up the NATS client for `{url}`"))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(ACK_TIMEOUT);
+        let state = Arc::new(Mutex::new(State {
+            seq,
+            spool,
+            interfaces: Vec::new(),
+        }));
+        let counts = Arc::new(Counts::default());
+        let (tx, rx) = mpsc::channel(4096);
+        let task = tokio::spawn(run(
+            rx,
+            client.clone(),
+            js,
+            self.nats.stream.clone(),
+            sensor.clone(),
+            state.clone(),
+            counts.clone(),
+        ));
+        log::info!(
+            "publishing to {url} as sensor `{sensor}` (spool in {})",
+            dir.display()
+        );
+        Ok(Some(Publisher {
+            sensor,
+            tx: Some(tx),
+            state,
+            counts,
+            client,
+            task: Some(task),
+        }))
+    }
+}
+
+impl Publisher {
+    pub fn sensor(&self) -> &str {
+        &self.sensor
+    }
+
+    /// Names an interface in the batches (the collector keeps the names).
+    pub fn set_interface(&self, ifindex: u32, name: &str) {
+        let mut st = self.state.lock().expect("publisher state");
+        st.interfaces.retain(|(i, _)| *i != ifindex);
+        st.interfaces.push((ifindex, name.to_string()));
+    }
+
+    pub fn events(&self, recs: &[Record]) {
+        if !recs.is_empty() {
+            self.send(Body::Events(recs.to_vec()));
+        }
+    }
+
+    pub fn alert(&self, json: String) {
+        self.send(Body::Lines(Kind::Alerts, vec![json]));
+    }
+
+    pub fn counters(&self, json: String) {
+        self.send(Body::Lines(Kind::Counters, vec![json]));
+    }
+
+    /// Numbers the items and hands the batch over; never waits for the
+    /// network. When the queue is long, the batch goes to the spool here.
+    fn send(&self, body: Body) {
+        let mut st = self.state.lock().expect("publisher state");
+        let items = match &body {
+            Body::Events(e) => e.len(),
+            Body::Lines(_, l) => l.len(),
+        } as u64;
+        let first_seq = match st.seq.take(items) {
+            Ok(f) => f,
+            Err(e) => {
+                // Without a safe number the batch cannot be sent at all.
+                log::error!("fleet: {e:#}; {items} items not published");
+                self.counts.spool_errors.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        let batch = Batch {
+            sensor: self.sensor.clone(),
+            first_seq,
+            interfaces: st.interfaces.clone(),
+            body,
+        };
+        let job = Job {
+            first_seq,
+            items,
+            kind: batch.kind(),
+            bytes: batch.encode(),
+        };
+        let queued = self.counts.queued_items.load(Ordering::Relaxed);
+        let job = if queued + items <= MAX_QUEUED_ITEMS {
+            match self.tx.as_ref().map(|tx| tx.try_send(job)) {
+                Some(Ok(())) => {
+                    self.counts.queued_items.fetch_add(items, Ordering::Relaxed);
+                    return;
+                }
+                Some(Err(mpsc::error::TrySendError::Full(j)))
+                | Some(Err(mpsc::error::TrySendError::Closed(j))) => j,
+                None => return,
+            }
+        } else {
+            job
+        };
+        spool(&mut st.spool, &job, &self.counts);
+    }
+
+    pub fn counts(&self) -> PublishCounts {
+        let st = self.state.lock().expect("publisher state");
+        let c = &self.counts;
+        PublishCounts {
+            sensor: self.sensor.clone(),
+            published_batches: c.published_batches.load(Ordering::Relaxed),
+            published_items: c.published_items.load(Ordering::Relaxed),
+            publish_errors: c.publish_errors.load(Ordering::Relaxed),
+            spool_errors: c.spool_errors.load(Ordering::Relaxed),
+            spool: st.spool.counts,
+            connected: self.client.connection_state() == async_nats::connection::State::Connected,
+        }
+    }
+
+    /// Sends what is queued (or spools it, the broker away) and stops.
+    /// What the spool holds stays for the next start.
+    pub async fn close(mut self) -> PublishCounts {
+        self.tx.take();
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        let _ = self.client.flush().await;
+        self.counts()
+    }
+}
+
+fn spool(s: &mut Spool, j: &Job, counts: &Counts) {
+    match s.push(j.first_seq, j.items, &j.bytes) {
+        Ok(true) => {}
+        Ok(false) => log::warn!(
+            "fleet: the spool is full; {} {} (from sequence {}) dropped and counted",
+            j.items,
+            j.kind.subject_part(),
+            j.first_seq
+        ),
+        Err(e) => {
+            counts.spool_errors.fetch_add(1, Ordering::Relaxed);
+            log::error!("fleet: {e:#}; {} items lost", j.items);
+        }
+    }
+}
+
+async fn publish(
+    js: &jetstream::Context,
+    sensor: &str,
+    kind: Kind,
+    first_seq: u64,
+    bytes: Vec<u8>,
+) -> Result<()> {
+    let subject = format!("fireplot.{sensor}.{}", kind.subject_part());
+    let msg = PublishMessage::build()
+        .payload(bytes.into())
+        .message_id(format!("{sensor}-{first_seq}"));
+    let ack = tokio::time::timeout(ACK_TIMEOUT, async {
+        js.send_publish(subject, msg).await?.await
+    })
+    .await
+    .context("no acknowledgement in time")?;
+    ack.context("the broker refused the batch")?;
+    Ok(())
+}
+
+fn kind_of(bytes: &[u8]) -> Kind {
+    match bytes.get(4) {
+        Some(2) => Kind::Alerts,
+        Some(3) => Kind::Counters,
+        _ => Kind::Events,
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<Job>,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    stream: String,
+    sensor: String,
+    state: Arc<Mutex<State>>,
+    counts: Arc<Counts>,
+) {
+    let mut have_stream = false;
+    // Until this instant the broker is taken to be away (no waiting on it).
+    let mut away_until = tokio::time::Instant::now();
+    let mut closing = false;
+    loop {
+        let job = if closing {
+            None
+        } else {
+            let spooled = !state.lock().expect("state").spool.is_empty();
+            let wait = if spooled {
+                away_until
+                    .saturating_duration_since(tokio::time::Instant::now())
+                    .max(Duration::from_millis(50))
+            } else {
+                Duration::from_secs(3600)
+            };
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(j)) => Some(j),
+                Ok(None) => {
+                    closing = true;
+                    None
+                }
+                Err(_) => None,
+            }
+        };
+        let connected = client.connection_state() == async_nats::connection::State::Connected;
+        if !connected && tokio::time::Instant::now() >= away_until {
+            // Not connected: no need to wait for an acknowledgement to know.
+            away_until = tokio::time::Instant::now() + Duration::from_millis(500);
+        }
+        let up = tokio::time::Instant::now() >= away_until;
+        if up && !have_stream {
+            let why = match tokio::time::timeout(ACK_TIMEOUT, ensure_stream(&js, &stream)).await {
+                Ok(Ok(_)) => None,
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(_) => Some("the broker does not answer".to_string()),
+            };
+            match why {
+                None => have_stream = true,
+                Some(w) => {
+                    log::warn!("fleet: {w}; spooling until it does");
+                    away_until = tokio::time::Instant::now() + Duration::from_secs(1);
+                }
+            }
+        }
+        let up = up && have_stream;
+        if let Some(j) = job {
+            counts.queued_items.fetch_sub(j.items, Ordering::Relaxed);
+            let behind = {
+                let mut st = state.lock().expect("state");
+                let behind = !up || !st.spool.is_empty();
+                if behind {
+                    // Behind what is spooled (order), or the broker is away.
+                    spool(&mut st.spool, &j, &counts);
+                }
+                behind
+            };
+            if !behind {
+                match publish(&js, &sensor, j.kind, j.first_seq, j.bytes.clone()).await {
+                    Ok(()) => {
+                        counts.published_batches.fetch_add(1, Ordering::Relaxed);
+                        counts.published_items.fetch_add(j.items, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+                        log::warn!("fleet: {e:#}; spooling until the broker is back");
+                        away_until = tokio::time::Instant::now() + Duration::from_secs(1);
+                        spool(&mut state.lock().expect("state").spool, &j, &counts);
+                    }
+                }
+            }
+        }
+        // Drain the spool, oldest first, while the broker takes it.
+        while up && tokio::time::Instant::now() >= away_until {
+            let oldest = state.lock().expect("state").spool.oldest();
+            let (first_seq, items, bytes) = match oldest {
+                Ok(Some(x)) => x,
+                Ok(None) => break,
+                Err(e) => {
+                    log::error!("fleet: {e:#}");
+                    counts.spool_errors.fetch_add(1, Ordering::Relaxed);
+                    away_until = tokio::time::Instant::now() + Duration::from_secs(1);
+                    break;
+                }
+            };
+            let kind = kind_of(&bytes);
+            match publish(&js, &sensor, kind, first_seq, bytes).await {
+                Ok(()) => {
+                    counts.published_batches.fetch_add(1, Ordering::Relaxed);
+                    counts.published_items.fetch_add(items, Ordering::Relaxed);
+                    if let Err(e) = state.lock().expect("state").spool.pop() {
+                        log::error!("fleet: {e:#}");
+                    }
+                }
+                Err(e) => {
+                    counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+                    log::debug!("fleet: spool not drained yet: {e:#}");
+                    away_until = tokio::time::Instant::now() + Duration::from_secs(1);
+                }
+            }
+            // New batches wait behind the spool, but are not starved of
+            // their place in it: take them in between.
+            if !rx.is_empty() {
+                break;
+            }
+        }
+        if closing {
+            // The channel is empty and closed: every batch was sent or
+            // spooled; the spool stays for the next start.
+            break;
+        }
+    }
+}

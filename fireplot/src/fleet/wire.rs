@@ -1,0 +1,282 @@
+//! What a sensor sends the centre: one NATS message per batch, binary.
+//!
+//! ```text
+//! "FPB1"  kind(u8: 1 events, 2 alerts, 3 counters)
+//! sensor: len(u8) + UTF-8
+//! first_seq(u64 LE)  count(u32 LE)
+//! interfaces: n(u16 LE), n × (ifindex u32 LE, len u8, UTF-8 name)
+//! events:            count × 72-byte rows (the store's row format)
+//! alerts / counters: count × (len u32 LE, UTF-8 JSON line)
+//! ```
+//!
+//! Item `i` of a batch has the sequence number `first_seq + i`; a
+//! sensor's numbers never repeat (see [`super::spool::Sequence`]), so the
+//! collector can drop what it already stored by (sensor, seq).
+
+use crate::{
+    record::Record,
+    store::row::{self, ROW},
+};
+
+const MAGIC: &[u8; 4] = b"FPB1";
+
+/// What a batch holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Events = 1,
+    Alerts = 2,
+    Counters = 3,
+}
+
+impl Kind {
+    /// The last part of its subject: `fireplot.<sensor>.<part>`.
+    pub fn subject_part(self) -> &'static str {
+        match self {
+            Kind::Events => "events",
+            Kind::Alerts => "alerts",
+            Kind::Counters => "counters",
+        }
+    }
+}
+
+/// One batch, decoded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    pub sensor: String,
+    pub first_seq: u64,
+    pub interfaces: Vec<(u32, String)>,
+    pub body: Body,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Body {
+    Events(Vec<Record>),
+    /// JSON lines (alerts or counter summaries).
+    Lines(Kind, Vec<String>),
+}
+
+impl Batch {
+    pub fn kind(&self) -> Kind {
+        match &self.body {
+            Body::Events(_) => Kind::Events,
+            Body::Lines(k, _) => *k,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.body {
+            Body::Events(e) => e.len(),
+            Body::Lines(_, l) => l.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(64 + self.len() * ROW);
+        b.extend_from_slice(MAGIC);
+        b.push(self.kind() as u8);
+        let name = &self.sensor.as_bytes()[..self.sensor.len().min(255)];
+        b.push(name.len() as u8);
+        b.extend_from_slice(name);
+        b.extend_from_slice(&self.first_seq.to_le_bytes());
+        b.extend_from_slice(&(self.len() as u32).to_le_bytes());
+        let ifs = &self.interfaces[..self.interfaces.len().min(u16::MAX as usize)];
+        b.extend_from_slice(&(ifs.len() as u16).to_le_bytes());
+        for (i, n) in ifs {
+            b.extend_from_slice(&i.to_le_bytes());
+            let n = &n.as_bytes()[..n.len().min(255)];
+            b.push(n.len() as u8);
+            b.extend_from_slice(n);
+        }
+        match &self.body {
+            Body::Events(recs) => {
+                let start = b.len();
+                b.resize(start + recs.len() * ROW, 0);
+                for (r, out) in recs.iter().zip(b[start..].chunks_exact_mut(ROW)) {
+                    row::encode(r, out);
+                }
+            }
+            Body::Lines(_, lines) => {
+                for l in lines {
+                    b.extend_from_slice(&(l.len() as u32).to_le_bytes());
+                    b.extend_from_slice(l.as_bytes());
+                }
+            }
+        }
+        b
+    }
+
+    /// Reads a batch; a message that is not one says why.
+    pub fn decode(b: &[u8]) -> Result<Batch, String> {
+        let mut r = Reader { b, at: 0 };
+        if r.take(4)? != MAGIC {
+            return Err("not a fireplot batch (bad magic)".into());
+        }
+        let kind = match r.u8()? {
+            1 => Kind::Events,
+            2 => Kind::Alerts,
+            3 => Kind::Counters,
+            k => return Err(format!("unknown batch kind {k}")),
+        };
+        let n = r.u8()? as usize;
+        let sensor = r.string(n)?;
+        if sensor.is_empty() {
+            return Err("a batch without a sensor name".into());
+        }
+        let first_seq = u64::from_le_bytes(r.take(8)?.try_into().expect("8"));
+        let count = u32::from_le_bytes(r.take(4)?.try_into().expect("4")) as usize;
+        let nif = u16::from_le_bytes(r.take(2)?.try_into().expect("2")) as usize;
+        let mut interfaces = Vec::with_capacity(nif);
+        for _ in 0..nif {
+            let i = u32::from_le_bytes(r.take(4)?.try_into().expect("4"));
+            let n = r.u8()? as usize;
+            interfaces.push((i, r.string(n)?));
+        }
+        let body = match kind {
+            Kind::Events => {
+                let rows = r.take(count.checked_mul(ROW).ok_or("count overflows")?)?;
+                Body::Events(rows.chunks_exact(ROW).map(row::decode).collect())
+            }
+            k => {
+                let mut lines = Vec::with_capacity(count.min(1 << 16));
+                for _ in 0..count {
+                    let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4")) as usize;
+                    lines.push(r.string(n)?);
+                }
+                Body::Lines(k, lines)
+            }
+        };
+        if r.at != b.len() {
+            return Err(format!("{} bytes after the batch", b.len() - r.at));
+        }
+        Ok(Batch {
+            sensor,
+            first_seq,
+            interfaces,
+            body,
+        })
+    }
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
+        match end {
+            Some(e) => {
+                let s = &self.b[self.at..e];
+                self.at = e;
+                Ok(s)
+            }
+            None => Err(format!(
+                "the batch is cut short ({} bytes, {} more wanted at {})",
+                self.b.len(),
+                n,
+                self.at
+            )),
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, String> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn string(&mut self, n: usize) -> Result<String, String> {
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "a name or line is not UTF-8".into())
+    }
+}
+
+/// A sensor name: what a NATS subject token and a database label can hold.
+pub fn check_sensor_name(s: &str) -> Result<(), String> {
+    if s.is_empty()
+        || s.len() > 64
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "sensor name `{s}`: 1 to 64 letters, digits, - and _ (it is part of a NATS subject)"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u32) -> Record {
+        let mut r = Record::probe(
+            1_800_000_000_000_000_000 + i as i64,
+            "198.51.100.7".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+            6,
+            i as u16,
+        );
+        r.ifindex = 3;
+        r.count = i + 1;
+        r
+    }
+
+    #[test]
+    fn batches_round_trip() {
+        let b = Batch {
+            sensor: "edge-1".into(),
+            first_seq: 41,
+            interfaces: vec![(3, "wan0".into()), (7, "pppoe-wan".into())],
+            body: Body::Events((0..100).map(rec).collect()),
+        };
+        assert_eq!(Batch::decode(&b.encode()).unwrap(), b);
+        let a = Batch {
+            sensor: "edge-1".into(),
+            first_seq: 141,
+            interfaces: vec![],
+            body: Body::Lines(
+                Kind::Alerts,
+                vec!["{\"kind\":\"port_scan\"}".into(), "{}".into()],
+            ),
+        };
+        assert_eq!(Batch::decode(&a.encode()).unwrap(), a);
+    }
+
+    #[test]
+    fn damaged_batches_are_refused_with_a_reason() {
+        let b = Batch {
+            sensor: "s".into(),
+            first_seq: 0,
+            interfaces: vec![(1, "eth0".into())],
+            body: Body::Events((0..3).map(rec).collect()),
+        }
+        .encode();
+        for cut in [0, 3, 5, 10, b.len() - 1] {
+            assert!(Batch::decode(&b[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut extra = b.clone();
+        extra.push(0);
+        assert!(Batch::decode(&extra)
+            .unwrap_err()
+            .contains("after the batch"));
+        let mut magic = b.clone();
+        magic[0] = b'X';
+        assert!(Batch::decode(&magic).unwrap_err().contains("magic"));
+        let mut count = b.clone();
+        // count field: after magic(4) kind(1) len(1) "s"(1) seq(8)
+        count[15..19].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(Batch::decode(&count).is_err());
+    }
+
+    #[test]
+    fn sensor_names_fit_a_subject() {
+        assert!(check_sensor_name("edge-1_b").is_ok());
+        for bad in ["", "a.b", "a b", "a*", "a>", &"x".repeat(65)] {
+            assert!(check_sensor_name(bad).is_err(), "{bad}");
+        }
+    }
+}
