@@ -58,6 +58,8 @@ enum Command {
     Export(ExportArgs),
     /// Look up who every stored source is (--geoip, --asn, --tag) and keep it in the database. No root needed.
     Enrich(EnrichCmdArgs),
+    /// The fleet's centre: take what sensors publish (`run --publish`) from NATS JetStream into PostgreSQL, each batch once. No root needed.
+    Collect(Box<fireplot::fleet::collect::CollectArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -91,6 +93,7 @@ fn main() -> std::process::ExitCode {
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Collect(args) => runtime.block_on(fireplot::fleet::collect::collect(*args)),
         Command::Export(args) => export(&args),
         Command::Enrich(args) => enrich(&args),
     };

@@ -18,6 +18,7 @@
 pub mod flood;
 pub mod packets;
 pub mod sensor;
+pub mod servers;
 pub mod traffic;
 pub mod webdriver;
 

@@ -9,7 +9,9 @@
 //!                                                                on (sensor, seq))
 //! ```
 
+pub mod collect;
 pub mod nats;
+pub mod pg;
 pub mod publish;
 pub mod spool;
 pub mod wire;

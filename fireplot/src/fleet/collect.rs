@@ -1,0 +1,337 @@
+//! `fireplot collect`: takes the sensors' batches from JetStream into
+//! PostgreSQL. A durable pull consumer hands out batches; each fetch is
+//! written in one transaction and acknowledged only after the commit, so
+//! a crash of the collector or the database loses nothing (the broker
+//! sends unacknowledged batches again) and duplicates nothing (rows are
+//! keyed by sensor and sequence number). Several collectors may share the
+//! consumer: the broker spreads the batches between them.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use async_nats::jetstream::{self, consumer::pull, AckKind};
+use clap::Args;
+use futures_util::StreamExt;
+use tokio::signal::unix::{signal, SignalKind};
+
+use super::{
+    nats::{check_url, ensure_stream, NatsArgs},
+    pg::{migrate, Writer},
+    wire::Batch,
+};
+use crate::units::HumanDuration;
+
+/// Options of `fireplot collect`.
+#[derive(Args, Debug, Clone)]
+pub struct CollectArgs {
+    /// The NATS server the sensors publish to (nats://HOST:PORT, several
+    /// separated by commas).
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+
+    /// The PostgreSQL database, e.g.
+    /// postgres://fireplot@127.0.0.1:5432/fireplot (a libpq-style
+    /// "host=... user=..." string also works). Created tables: sensors,
+    /// interfaces, events (partitioned by day), alerts, counters, origins.
+    #[arg(long, value_name = "URL")]
+    pub postgres: String,
+
+    /// The durable consumer's name; collectors with the same name share
+    /// the work.
+    #[arg(long, value_name = "NAME", default_value = "fireplot-collect")]
+    pub consumer: String,
+
+    /// Messages (sensor batches) per transaction at most.
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub batch: u64,
+
+    /// How long the broker waits for an acknowledgement before it sends
+    /// a batch again (to this or another collector). Longer than a
+    /// transaction ever takes.
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub ack_wait: HumanDuration,
+
+    /// Drop the day partitions of events older than this (checked at
+    /// start and hourly). Without it everything is kept.
+    #[arg(long, value_name = "DURATION")]
+    pub retain: Option<HumanDuration>,
+
+    /// At start, how long to wait for the broker and the database before
+    /// giving up with an error (later outages are waited out).
+    #[arg(long, value_name = "DURATION", default_value = "30s")]
+    pub wait_for_servers: HumanDuration,
+
+    /// Stop after this long.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<HumanDuration>,
+
+    /// Stop once nothing has arrived for this long (an import, a test).
+    #[arg(long, value_name = "DURATION")]
+    pub exit_when_idle: Option<HumanDuration>,
+
+    /// How often to log what was collected and how far behind the
+    /// collector is.
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub stats_every: HumanDuration,
+
+    #[command(flatten)]
+    pub nats_opts: NatsArgs,
+}
+
+/// What a collector did.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Collected {
+    pub messages: u64,
+    pub events: u64,
+    pub events_duplicate: u64,
+    pub alerts: u64,
+    pub counters: u64,
+    pub lines_duplicate: u64,
+    pub bad_messages: u64,
+    pub failed_transactions: u64,
+    pub pending: u64,
+}
+
+async fn connect_pg(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at `{}`", redact(url)))?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            log::warn!("PostgreSQL connection: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// A URL with its password hidden, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Retries `f` until it works or `limit` has passed (then its last error).
+async fn patiently<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if started.elapsed() + delay < limit => {
+                log::warn!("{what}: {e:#}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+pub async fn collect(args: CollectArgs) -> Result<()> {
+    check_url(&args.nats).map_err(anyhow::Error::msg)?;
+    let wait = args.wait_for_servers.0;
+    let mut writer =
+        Writer::new(patiently("PostgreSQL", wait, || connect_pg(&args.postgres)).await?);
+    migrate(&mut writer.client).await?;
+    log::info!("PostgreSQL at {} ready", redact(&args.postgres));
+    let opts = args.nats_opts.clone();
+    let client = patiently("NATS", wait, || async {
+        opts.options("fireplot collect", false)
+            .await?
+            .connect(args.nats.as_str())
+            .await
+            .with_context(|| format!("cannot connect to NATS at `{}`", args.nats))
+    })
+    .await?;
+    let js = jetstream::new(client);
+    let stream = patiently("JetStream", wait, || {
+        ensure_stream(&js, &args.nats_opts.stream)
+    })
+    .await?;
+    let mut consumer: jetstream::consumer::PullConsumer = stream
+        .get_or_create_consumer(
+            &args.consumer,
+            pull::Config {
+                durable_name: Some(args.consumer.clone()),
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ack_wait: args.ack_wait.0,
+                max_ack_pending: 10_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .with_context(|| format!("cannot create the consumer `{}`", args.consumer))?;
+    log::info!(
+        "collecting from {} (stream {}, consumer {}) into PostgreSQL",
+        args.nats,
+        args.nats_opts.stream,
+        args.consumer
+    );
+    if let Some(r) = args.retain {
+        retain(&mut writer, r.0).await;
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let started = Instant::now();
+    let mut last_message = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut last_retention = Instant::now();
+    let mut c = Collected::default();
+    loop {
+        if args.duration.is_some_and(|d| started.elapsed() >= d.0)
+            || args
+                .exit_when_idle
+                .is_some_and(|d| last_message.elapsed() >= d.0)
+        {
+            break;
+        }
+        let fetch = async {
+            let mut msgs = Vec::new();
+            let mut s = consumer
+                .batch()
+                .max_messages(args.batch as usize)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await?;
+            while let Some(m) = s.next().await {
+                msgs.push(m?);
+            }
+            Ok::<_, async_nats::Error>(msgs)
+        };
+        let msgs = tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            m = fetch => m,
+        };
+        let msgs = match msgs {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("NATS: cannot fetch: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        if !msgs.is_empty() {
+            last_message = Instant::now();
+            take(&mut writer, &args.postgres, msgs, &mut c).await;
+        }
+        if last_stats.elapsed() >= args.stats_every.0 {
+            last_stats = Instant::now();
+            c.pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
+            log::info!("{}", line(&c));
+        }
+        if let Some(r) = args.retain {
+            if last_retention.elapsed() >= Duration::from_secs(3600) {
+                last_retention = Instant::now();
+                retain(&mut writer, r.0).await;
+            }
+        }
+    }
+    c.pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
+    eprintln!("{}", line(&c));
+    println!("{}", serde_json::to_string(&c).expect("serialises"));
+    Ok(())
+}
+
+fn line(c: &Collected) -> String {
+    format!(
+        "collect: {} messages: {} events stored ({} already there), {} alerts, {} summaries ({} already there), {} bad messages, {} failed transactions; {} messages pending",
+        c.messages,
+        c.events,
+        c.events_duplicate,
+        c.alerts,
+        c.counters,
+        c.lines_duplicate,
+        c.bad_messages,
+        c.failed_transactions,
+        c.pending
+    )
+}
+
+async fn retain(w: &mut Writer, keep: Duration) {
+    let from = crate::record::now_ns() - keep.as_nanos() as i64;
+    match w.drop_older(from).await {
+        Ok(d) if !d.is_empty() => log::info!("retention: dropped {}", d.join(", ")),
+        Ok(_) => {}
+        Err(e) => log::warn!("retention: {e:#}"),
+    }
+}
+
+/// Writes one fetch and acknowledges it after the commit; on failure
+/// nothing is acknowledged (the broker sends it again) and the database
+/// connection is made again, as often as it takes.
+async fn take(writer: &mut Writer, url: &str, msgs: Vec<jetstream::Message>, c: &mut Collected) {
+    let mut batches = Vec::with_capacity(msgs.len());
+    let mut good = Vec::with_capacity(msgs.len());
+    for m in msgs {
+        match Batch::decode(&m.payload) {
+            Ok(b) => {
+                batches.push(b);
+                good.push(m);
+            }
+            Err(e) => {
+                c.bad_messages += 1;
+                log::warn!(
+                    "a message on `{}` is not a fireplot batch ({e}); dropped",
+                    m.subject
+                );
+                let _ = m.ack_with(AckKind::Term).await;
+            }
+        }
+    }
+    if batches.is_empty() {
+        return;
+    }
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match writer.write(&batches).await {
+            Ok(w) => {
+                for m in &good {
+                    if let Err(e) = m.ack().await {
+                        // Sent again later and found already stored.
+                        log::debug!("ack: {e}");
+                    }
+                }
+                c.messages += good.len() as u64;
+                c.events += w.events;
+                c.events_duplicate += w.events_duplicate;
+                c.alerts += w.alerts;
+                c.counters += w.counters;
+                c.lines_duplicate += w.duplicates;
+                return;
+            }
+            Err(e) => {
+                c.failed_transactions += 1;
+                log::warn!("PostgreSQL: {e:#}; the batch is kept unacknowledged");
+                // Keep the broker from handing them to someone else while
+                // this collector retries.
+                for m in &good {
+                    let _ = m.ack_with(AckKind::Progress).await;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                if writer.client.is_closed() {
+                    match connect_pg(url).await {
+                        Ok(client) => {
+                            *writer = Writer::new(client);
+                            log::info!("PostgreSQL: connected again");
+                        }
+                        Err(e) => log::warn!("{e:#}"),
+                    }
+                }
+            }
+        }
+    }
+}
