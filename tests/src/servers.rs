@@ -91,8 +91,16 @@ impl Nats {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .context("cannot start nats-server (apt-get install nats-server; cargo xtask setup does)")?;
-        wait_port(self.port, Duration::from_secs(20), &mut child, "nats-server", &log)?;
+            .context(
+                "cannot start nats-server (apt-get install nats-server; cargo xtask setup does)",
+            )?;
+        wait_port(
+            self.port,
+            Duration::from_secs(20),
+            &mut child,
+            "nats-server",
+            &log,
+        )?;
         self.child = Some(child);
         Ok(())
     }
@@ -171,7 +179,15 @@ impl Postgres {
             let out = as_postgres(&pg_bin("initdb")?)
                 .arg("-D")
                 .arg(&data)
-                .args(["-U", "fireplot", "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C"])
+                .args([
+                    "-U",
+                    "fireplot",
+                    "--auth=trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ])
                 .output()
                 .context("cannot run initdb")?;
             if !out.status.success() {
@@ -238,12 +254,25 @@ impl Postgres {
             .stderr(logf)
             .spawn()
             .context("cannot start postgres")?;
-        wait_port(self.port, Duration::from_secs(30), &mut child, "postgres", &log)?;
+        wait_port(
+            self.port,
+            Duration::from_secs(30),
+            &mut child,
+            "postgres",
+            &log,
+        )?;
         // Listening is not ready: wait until it accepts a connection.
         let started = Instant::now();
         loop {
             let ok = Command::new(pg_bin("pg_isready")?)
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "fireplot"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "fireplot",
+                ])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()?
@@ -286,7 +315,19 @@ impl Postgres {
     /// Runs SQL with psql; its output (unaligned, tuples only).
     pub fn sql(&self, sql: &str) -> Result<String> {
         let out = Command::new(pg_bin("psql")?)
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "fireplot", "-d", "postgres", "-At", "-c", sql])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "fireplot",
+                "-d",
+                "postgres",
+                "-At",
+                "-c",
+                sql,
+            ])
             .output()
             .context("cannot run psql")?;
         if !out.status.success() {

@@ -76,12 +76,18 @@ pub struct CollectArgs {
 
     #[command(flatten)]
     pub nats_opts: NatsArgs,
+
+    /// Tests only: abort right after this many commits, before their
+    /// acknowledgement (the worst moment for a crash).
+    #[arg(long, hide = true)]
+    pub crash_after_commits: Option<u64>,
 }
 
 /// What a collector did.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Collected {
     pub messages: u64,
+    pub transactions: u64,
     pub events: u64,
     pub events_duplicate: u64,
     pub alerts: u64,
@@ -225,7 +231,14 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
         };
         if !msgs.is_empty() {
             last_message = Instant::now();
-            take(&mut writer, &args.postgres, msgs, &mut c).await;
+            take(
+                &mut writer,
+                &args.postgres,
+                msgs,
+                &mut c,
+                args.crash_after_commits,
+            )
+            .await;
         }
         if last_stats.elapsed() >= args.stats_every.0 {
             last_stats = Instant::now();
@@ -272,13 +285,21 @@ async fn retain(w: &mut Writer, keep: Duration) {
 /// Writes one fetch and acknowledges it after the commit; on failure
 /// nothing is acknowledged (the broker sends it again) and the database
 /// connection is made again, as often as it takes.
-async fn take(writer: &mut Writer, url: &str, msgs: Vec<jetstream::Message>, c: &mut Collected) {
+async fn take(
+    writer: &mut Writer,
+    url: &str,
+    msgs: Vec<jetstream::Message>,
+    c: &mut Collected,
+    crash_after: Option<u64>,
+) {
     let mut batches = Vec::with_capacity(msgs.len());
     let mut good = Vec::with_capacity(msgs.len());
+    let mut sseqs = Vec::with_capacity(msgs.len());
     for m in msgs {
         match Batch::decode(&m.payload) {
             Ok(b) => {
                 batches.push(b);
+                sseqs.push(m.info().map(|i| i.stream_sequence).unwrap_or(0));
                 good.push(m);
             }
             Err(e) => {
@@ -296,8 +317,15 @@ async fn take(writer: &mut Writer, url: &str, msgs: Vec<jetstream::Message>, c: 
     }
     let mut delay = Duration::from_millis(200);
     loop {
-        match writer.write(&batches).await {
+        match writer.write(&batches, &sseqs).await {
             Ok(w) => {
+                if crash_after.is_some_and(|n| c.transactions + 1 >= n) {
+                    // Fault injection for the tests: the worst moment to
+                    // crash, committed but not acknowledged.
+                    log::error!("--crash-after-commits: aborting after the commit, before the acknowledgement");
+                    std::process::abort();
+                }
+                c.transactions += 1;
                 for m in &good {
                     if let Err(e) = m.ack().await {
                         // Sent again later and found already stored.

@@ -78,6 +78,15 @@ CREATE TABLE counters (
     body jsonb NOT NULL,
     PRIMARY KEY (sensor_id, seq)
 );
+CREATE TABLE batches (
+    sensor_id integer NOT NULL,
+    first_seq bigint NOT NULL,
+    kind smallint NOT NULL,
+    items integer NOT NULL,
+    stream_seq bigint NOT NULL,
+    collected_ns bigint NOT NULL,
+    PRIMARY KEY (sensor_id, first_seq)
+);
 CREATE TABLE origins (
     src inet PRIMARY KEY,
     country text,
@@ -230,7 +239,9 @@ impl Writer {
     /// Writes decoded batches in one transaction. Nothing is written when
     /// it fails (the caller acknowledges nothing, and the broker sends the
     /// batches again).
-    pub async fn write(&mut self, batches: &[Batch]) -> Result<Written> {
+    /// `stream_seqs`: each batch's sequence number in the JetStream stream
+    /// (kept in `batches`: what arrived, in which order).
+    pub async fn write(&mut self, batches: &[Batch], stream_seqs: &[u64]) -> Result<Written> {
         let mut ids = Vec::with_capacity(batches.len());
         for b in batches {
             ids.push(self.sensor_id(&b.sensor).await?);
@@ -303,6 +314,22 @@ impl Writer {
                 )
                 .await?;
             w.events_duplicate = staged - w.events;
+        }
+        let now = crate::record::now_ns();
+        for ((b, &sid), &sseq) in batches.iter().zip(&ids).zip(stream_seqs) {
+            tx.execute(
+                "INSERT INTO batches (sensor_id, first_seq, kind, items, stream_seq, collected_ns) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    &sid,
+                    &(b.first_seq as i64),
+                    &(b.kind() as i16),
+                    &(b.len() as i32),
+                    &(sseq as i64),
+                    &now,
+                ],
+            )
+            .await?;
         }
         for (b, &sid) in batches.iter().zip(&ids) {
             if !b.interfaces.is_empty() {

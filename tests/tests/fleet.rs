@@ -1,0 +1,376 @@
+//! The fleet against real servers: `nats-server -js` and PostgreSQL,
+//! started on loopback by the test and stopped by their PIDs. Sensors are
+//! `fireplot ingest --publish` (the same publisher as `run`), the centre
+//! is `fireplot collect`. Every check is on what PostgreSQL holds.
+
+use std::{
+    collections::BTreeMap,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use fireplot_tests::{
+    can_run,
+    sensor::fireplot_bin,
+    servers::{Nats, Postgres},
+};
+
+fn out_dir(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("fireplot-fleet-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
+/// The servers are installed (`cargo xtask setup`); required under CI.
+fn servers_here(test: &str) -> bool {
+    let nats = Command::new("nats-server").arg("--version").output().is_ok();
+    let pg = std::path::Path::new("/usr/lib/postgresql").exists();
+    can_run(
+        test,
+        nats && pg,
+        "needs nats-server and PostgreSQL (cargo xtask setup installs them)",
+    )
+}
+
+/// `n` iptables LOG lines from `sources` sources, starting at second `t0`
+/// of 2026-11-20.
+fn lines(n: usize, sources: usize, t0: usize) -> String {
+    let mut s = String::new();
+    for i in 0..n {
+        let t = t0 + i / 50;
+        s.push_str(&format!(
+            "2026-11-20T{:02}:{:02}:{:02}.{:06}Z router kernel: [1.0] IN=eth0 OUT= MAC=00 SRC=198.51.100.{} DST=198.18.1.2 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={} WINDOW=1024 RES=0x00 SYN URGP=0\n",
+            (t / 3600) % 24,
+            (t / 60) % 60,
+            t % 60,
+            i % 1_000_000,
+            1 + i % sources,
+            1 + i % 5000
+        ));
+    }
+    s
+}
+
+fn fireplot(args: &[&str]) -> std::process::Output {
+    Command::new(fireplot_bin())
+        .args(args)
+        .output()
+        .expect("run fireplot")
+}
+
+/// One sensor publishing a log file through `ingest`.
+fn publish(nats: &Nats, sensor: &str, log: &Path, spool: &Path) -> String {
+    let out = fireplot(&[
+        "ingest",
+        "--format",
+        "iptables",
+        log.to_str().unwrap(),
+        "--publish",
+        &nats.url(),
+        "--sensor",
+        sensor,
+        "--spool-dir",
+        spool.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "ingest --publish {sensor}: {err}");
+    err
+}
+
+fn collector(nats: &Nats, pg: &Postgres, extra: &[&str]) -> Child {
+    Command::new(fireplot_bin())
+        .args([
+            "collect",
+            "--nats",
+            &nats.url(),
+            "--postgres",
+            &pg.url(),
+            "--stats-every",
+            "1s",
+        ])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start collect")
+}
+
+/// Waits for a collector to end by itself (bounded); its summary JSON.
+fn finished(mut c: Child, limit: Duration) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        if let Some(_status) = c.try_wait().unwrap() {
+            break;
+        }
+        if started.elapsed() > limit {
+            let _ = c.kill();
+            let out = c.wait_with_output().unwrap();
+            panic!(
+                "collect did not finish in {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "collect failed: {err}");
+    serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("collect's summary ({e}): {err}"))
+}
+
+/// Per sensor: (events, distinct sequence numbers).
+fn stored(pg: &Postgres) -> BTreeMap<String, (u64, u64)> {
+    pg.sql(
+        "SELECT s.name, count(*), count(DISTINCT e.seq) FROM events e JOIN sensors s ON s.id = e.sensor_id GROUP BY 1 ORDER BY 1",
+    )
+    .unwrap()
+    .lines()
+    .filter(|l| !l.is_empty())
+    .map(|l| {
+        let f: Vec<&str> = l.split('|').collect();
+        (f[0].to_string(), (f[1].parse().unwrap(), f[2].parse().unwrap()))
+    })
+    .collect()
+}
+
+/// Batches (of events, alerts or summaries) committed so far.
+fn committed(pg: &Postgres) -> u64 {
+    pg.sql("SELECT count(*) FROM batches")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every sensor's batches reached the stream in the order of their
+/// sequence numbers (what the spool and the publisher promise).
+fn in_order(pg: &Postgres) {
+    let bad = pg
+        .sql(
+            "SELECT count(*) FROM (SELECT stream_seq < lag(stream_seq) OVER (PARTITION BY sensor_id ORDER BY first_seq) AS back FROM batches) x WHERE back",
+        )
+        .unwrap();
+    assert_eq!(bad, "0", "batches of a sensor reached the stream out of order");
+}
+
+#[test]
+fn three_sensors_two_collectors_every_event_exactly_once() {
+    if !servers_here("three_sensors_two_collectors_every_event_exactly_once") {
+        return;
+    }
+    let d = out_dir("three");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    let n = 20_000;
+    for (i, s) in ["r1", "r2", "r3"].iter().enumerate() {
+        let log = d.join(format!("{s}.log"));
+        std::fs::write(&log, lines(n, 40 + i * 10, i * 10)).unwrap();
+        let said = publish(&nats, s, &log, &d.join("spool"));
+        assert!(said.contains(&format!("sensor `{s}` published")), "{said}");
+    }
+    // Two collectors on the same durable consumer share the work.
+    let a = collector(&nats, &pg, &["--exit-when-idle", "4s"]);
+    let b = collector(&nats, &pg, &["--exit-when-idle", "4s"]);
+    let (sa, sb) = (
+        finished(a, Duration::from_secs(120)),
+        finished(b, Duration::from_secs(120)),
+    );
+    let got = stored(&pg);
+    for s in ["r1", "r2", "r3"] {
+        assert_eq!(got.get(s), Some(&(n as u64, n as u64)), "{s}: {got:?}");
+    }
+    let events = sa["events"].as_u64().unwrap() + sb["events"].as_u64().unwrap();
+    assert_eq!(events, 3 * n as u64, "{sa} {sb}");
+    assert_eq!(sa["bad_messages"], 0);
+    // Alerts and summaries arrived too, with the interface names.
+    let alerts: u64 = pg.sql("SELECT count(*) FROM alerts").unwrap().parse().unwrap();
+    assert!(alerts > 0, "the sensors' alerts are stored");
+    assert_eq!(
+        pg.sql("SELECT count(DISTINCT sensor_id) FROM interfaces WHERE name = 'eth0'")
+            .unwrap(),
+        "3"
+    );
+    in_order(&pg);
+    // The same batches again (a sensor that re-sent, a replayed stream):
+    // nothing new is stored.
+    let log = d.join("r1.log");
+    std::fs::write(&log, lines(100, 5, 0)).unwrap();
+    publish(&nats, "r1", &log, &d.join("spool"));
+    let c = finished(
+        collector(&nats, &pg, &["--exit-when-idle", "3s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(c["events"], 100, "new sequence numbers: new events: {c}");
+    assert_eq!(stored(&pg)["r1"], (n as u64 + 100, n as u64 + 100));
+}
+
+#[test]
+fn crashes_of_the_collector_and_the_database_lose_and_duplicate_nothing() {
+    if !servers_here("crashes_of_the_collector_and_the_database_lose_and_duplicate_nothing") {
+        return;
+    }
+    let d = out_dir("crash");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let mut pg = Postgres::start(&d.join("pg")).expect("postgres");
+    let n = 60_000;
+    for (i, s) in ["r1", "r2", "r3"].iter().enumerate() {
+        let log = d.join(format!("{s}.log"));
+        std::fs::write(&log, lines(n, 30, i * 100)).unwrap();
+        publish(&nats, s, &log, &d.join("spool"));
+    }
+    // 1. A collector dies right after a commit, before acknowledging it:
+    // those batches come again and must not be stored twice.
+    let mut a = collector(
+        &nats,
+        &pg,
+        &["--batch", "1", "--ack-wait", "2s", "--crash-after-commits", "3"],
+    );
+    let status = a.wait().unwrap();
+    assert!(!status.success(), "the collector aborted as told");
+    let after_crash = committed(&pg);
+    assert_eq!(after_crash, 3, "it committed 3 batches before it died");
+    // 2. Another collector takes over; PostgreSQL is killed while it
+    // writes, and started again.
+    let b = collector(
+        &nats,
+        &pg,
+        &["--batch", "1", "--ack-wait", "2s", "--exit-when-idle", "8s"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while committed(&pg) <= after_crash && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    pg.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    pg.restart().expect("postgres again");
+    let s = finished(b, Duration::from_secs(180));
+    let got = stored(&pg);
+    for name in ["r1", "r2", "r3"] {
+        assert_eq!(
+            got.get(name),
+            Some(&(n as u64, n as u64)),
+            "{name}: nothing lost, nothing twice: {got:?} ({s})"
+        );
+    }
+    let alerts_dup = pg
+        .sql("SELECT count(*) - count(DISTINCT (sensor_id, seq)) FROM alerts")
+        .unwrap();
+    assert_eq!(alerts_dup, "0");
+    eprintln!(
+        "crash test: {after_crash} batches committed before the collector's crash; then {s}; PostgreSQL killed once"
+    );
+}
+
+/// The sensor's closing fleet line: (spooled, drained, dropped, still spooled).
+fn spool_counts(log: &str) -> (u64, u64, u64, u64) {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("fleet: sensor"))
+        .unwrap_or_else(|| panic!("no fleet line in: {log}"));
+    let num = |key: &str| -> u64 {
+        let at = line.find(key).unwrap_or_else(|| panic!("`{key}` in {line}")) + key.len();
+        line[at..]
+            .trim_start()
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (
+        num("spooled "),
+        num("drained "),
+        num("dropped (spool full) "),
+        num("still spooled "),
+    )
+}
+
+fn lines_in(p: &Path) -> usize {
+    std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0)
+}
+
+fn wait_lines(p: &Path, want: usize, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lines_in(p) < want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {} of {want} lines after 60 s",
+            lines_in(p)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_broker_outage_is_spooled_and_drained_in_order() {
+    if !servers_here("a_broker_outage_is_spooled_and_drained_in_order") {
+        return;
+    }
+    let d = out_dir("outage");
+    let mut nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    let log = d.join("kern.log");
+    let events = d.join("events.jsonl");
+    std::fs::write(&log, "").unwrap();
+    let sensor = Command::new(fireplot_bin())
+        .args(["ingest", "--format", "iptables"])
+        .arg(&log)
+        .args(["--follow", "--publish", &nats.url(), "--sensor", "edge", "--spool-dir"])
+        .arg(d.join("spool"))
+        .arg("--events-out")
+        .arg(&events)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sensor");
+    let append = |text: String| {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    let part = 20_000;
+    append(lines(part, 50, 0));
+    wait_lines(&events, part, "before the outage");
+    // The broker goes away while lines keep coming: the sensor reads them
+    // all (it never waits for the broker) and spools them.
+    nats.stop();
+    append(lines(part, 50, 1000));
+    wait_lines(&events, 2 * part, "during the outage");
+    let spool = d.join("spool").join("edge.spool");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&spool).map(|r| r.count()).unwrap_or(0) == 0 {
+        assert!(Instant::now() < deadline, "nothing was spooled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nats.restart().expect("nats-server again");
+    append(lines(part, 50, 2000));
+    wait_lines(&events, 3 * part, "after the outage");
+    // The spool drains once the broker is back.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(&spool).map(|r| r.count()).unwrap_or(1) > 0 {
+        assert!(Instant::now() < deadline, "the spool did not drain");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(sensor.id() as i32, libc::SIGINT) };
+    let out = sensor.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{said}");
+    let (spooled, drained, dropped, left) = spool_counts(&said);
+    assert!(spooled > 0, "{said}");
+    assert_eq!((drained, dropped, left), (spooled, 0, 0), "{said}");
+    let c = finished(
+        collector(&nats, &pg, &["--exit-when-idle", "4s"]),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        stored(&pg).get("edge"),
+        Some(&(3 * part as u64, 3 * part as u64)),
+        "every line once ({c})"
+    );
+    in_order(&pg);
+    eprintln!("outage test: {spooled} items spooled and drained, 0 dropped; {c}");
+}
