@@ -26,7 +26,10 @@ fn out_dir(test: &str) -> PathBuf {
 
 /// The servers are installed (`cargo xtask setup`); required under CI.
 fn servers_here(test: &str) -> bool {
-    let nats = Command::new("nats-server").arg("--version").output().is_ok();
+    let nats = Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok();
     let pg = std::path::Path::new("/usr/lib/postgresql").exists();
     can_run(
         test,
@@ -153,7 +156,10 @@ fn in_order(pg: &Postgres) {
             "SELECT count(*) FROM (SELECT stream_seq < lag(stream_seq) OVER (PARTITION BY sensor_id ORDER BY first_seq) AS back FROM batches) x WHERE back",
         )
         .unwrap();
-    assert_eq!(bad, "0", "batches of a sensor reached the stream out of order");
+    assert_eq!(
+        bad, "0",
+        "batches of a sensor reached the stream out of order"
+    );
 }
 
 #[test]
@@ -186,7 +192,11 @@ fn three_sensors_two_collectors_every_event_exactly_once() {
     assert_eq!(events, 3 * n as u64, "{sa} {sb}");
     assert_eq!(sa["bad_messages"], 0);
     // Alerts and summaries arrived too, with the interface names.
-    let alerts: u64 = pg.sql("SELECT count(*) FROM alerts").unwrap().parse().unwrap();
+    let alerts: u64 = pg
+        .sql("SELECT count(*) FROM alerts")
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(alerts > 0, "the sensors' alerts are stored");
     assert_eq!(
         pg.sql("SELECT count(DISTINCT sensor_id) FROM interfaces WHERE name = 'eth0'")
@@ -226,7 +236,14 @@ fn crashes_of_the_collector_and_the_database_lose_and_duplicate_nothing() {
     let mut a = collector(
         &nats,
         &pg,
-        &["--batch", "1", "--ack-wait", "2s", "--crash-after-commits", "3"],
+        &[
+            "--batch",
+            "1",
+            "--ack-wait",
+            "2s",
+            "--crash-after-commits",
+            "3",
+        ],
     );
     let status = a.wait().unwrap();
     assert!(!status.success(), "the collector aborted as told");
@@ -272,7 +289,10 @@ fn spool_counts(log: &str) -> (u64, u64, u64, u64) {
         .find(|l| l.contains("fleet: sensor"))
         .unwrap_or_else(|| panic!("no fleet line in: {log}"));
     let num = |key: &str| -> u64 {
-        let at = line.find(key).unwrap_or_else(|| panic!("`{key}` in {line}")) + key.len();
+        let at = line
+            .find(key)
+            .unwrap_or_else(|| panic!("`{key}` in {line}"))
+            + key.len();
         line[at..]
             .trim_start()
             .split(|c: char| !c.is_ascii_digit())
@@ -290,7 +310,9 @@ fn spool_counts(log: &str) -> (u64, u64, u64, u64) {
 }
 
 fn lines_in(p: &Path) -> usize {
-    std::fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0)
+    std::fs::read_to_string(p)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }
 
 fn wait_lines(p: &Path, want: usize, what: &str) {
@@ -319,7 +341,14 @@ fn a_broker_outage_is_spooled_and_drained_in_order() {
     let sensor = Command::new(fireplot_bin())
         .args(["ingest", "--format", "iptables"])
         .arg(&log)
-        .args(["--follow", "--publish", &nats.url(), "--sensor", "edge", "--spool-dir"])
+        .args([
+            "--follow",
+            "--publish",
+            &nats.url(),
+            "--sensor",
+            "edge",
+            "--spool-dir",
+        ])
         .arg(d.join("spool"))
         .arg("--events-out")
         .arg(&events)

@@ -92,14 +92,29 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
     if enrich.is_none() && !cfg.ignore_tags.is_empty() {
         anyhow::bail!("ignore_tags is set but no --tag list is given: no source could carry a tag");
     }
+    // A fleet's history (--postgres): which sensor each interface is, for
+    // the campaigns that span sensors.
+    let sensor_of: std::collections::HashMap<u32, String> = match source.store() {
+        Some(st) => st
+            .interfaces()?
+            .into_iter()
+            .filter_map(|(i, _)| st.sensor_of(i).map(|s| (i, s)))
+            .collect(),
+        None => Default::default(),
+    };
+    let mut campaigns = (!sensor_of.is_empty()).then(|| crate::detect::fleet::Campaigns::new(&cfg));
     let mut engine = Engine::new(cfg);
     engine.set_enricher(enrich);
     let mut write_err: Option<io::Error> = None;
     let mut n_alerts = 0u64;
     let started = std::time::Instant::now();
     let (events, bad) = source.for_each(|r| {
+        if let (Some(c), Some(s)) = (campaigns.as_mut(), sensor_of.get(&r.ifindex)) {
+            c.push(r, s);
+        }
         engine.push(r);
-        for a in engine.drain() {
+        let fleet = campaigns.as_mut().map(|c| c.drain()).unwrap_or_default();
+        for a in engine.drain().into_iter().chain(fleet) {
             n_alerts += 1;
             if write_err.is_none() {
                 if let Err(e) = writeln!(out, "{}", a.to_json()) {
@@ -108,7 +123,8 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
             }
         }
     })?;
-    for a in engine.finish() {
+    let fleet = campaigns.as_mut().map(|c| c.finish()).unwrap_or_default();
+    for a in engine.finish().into_iter().chain(fleet) {
         n_alerts += 1;
         writeln!(out, "{}", a.to_json()).context("cannot write alerts")?;
     }

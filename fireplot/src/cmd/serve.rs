@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::{
     record::read_lines,
-    store::{existing_db, Store},
+    store::{existing_db, HistorySpec, Store},
     web::{self, WebOptions},
 };
 
@@ -17,8 +17,18 @@ use crate::{
 pub struct ServeArgs {
     /// The history database to show (default: the daemon's,
     /// /var/lib/fireplot/fireplot.db as root, ./fireplot.db otherwise).
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", conflicts_with = "events")]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["events", "postgres"])]
     pub db: Option<PathBuf>,
+
+    /// Show the fleet's PostgreSQL database (what `fireplot collect`
+    /// keeps) instead: every sensor's events, interfaces named
+    /// SENSOR/IFACE, alerts with their sensor.
+    #[arg(long, value_name = "URL", conflicts_with = "events")]
+    pub postgres: Option<String>,
+
+    /// With --postgres: only this sensor.
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    pub sensor: Option<String>,
 
     /// Show an events JSON-lines file instead (read once into a private
     /// database in the temporary directory, removed at exit).
@@ -112,20 +122,29 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
                 }
             );
             _scratch = Some(scratch);
-            (path, events.display().to_string())
+            (HistorySpec::Sqlite(path), events.display().to_string())
         }
         None => {
-            let path = existing_db(args.db.as_deref())?;
-            // Fails now, with a clear message, if it is not a fireplot database.
-            Store::open_read_only(&path)?;
-            let label = path.display().to_string();
-            (path, label)
+            let spec = match &args.postgres {
+                Some(url) => HistorySpec::Postgres {
+                    url: url.clone(),
+                    sensor: args.sensor.clone(),
+                },
+                None => HistorySpec::Sqlite(existing_db(args.db.as_deref())?),
+            };
+            // Fails now, with a clear message, if it is not a fireplot history.
+            let label = tokio::task::spawn_blocking({
+                let spec = spec.clone();
+                move || spec.open().map(|h| h.label())
+            })
+            .await??;
+            (spec, label)
         }
     };
     let opts = WebOptions {
         listen: args.listen,
         token,
-        db,
+        history: db,
         label,
     };
     let shutdown = async {

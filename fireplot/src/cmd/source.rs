@@ -13,7 +13,7 @@ use clap::Args;
 
 use crate::{
     record::{now_ns, read_lines, Record},
-    store::{existing_db, Filter, Store},
+    store::{existing_db, Filter, History, HistorySpec},
     units::{Cidr, HumanDuration, ProtoArg, TimeArg},
 };
 
@@ -23,8 +23,18 @@ pub struct SourceArgs {
     /// Read the history database (default path without a value:
     /// /var/lib/fireplot/fireplot.db as root, ./fireplot.db otherwise).
     /// This is the default input.
-    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", conflicts_with = "events")]
+    #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "", conflicts_with_all = ["events", "postgres"])]
     pub db: Option<PathBuf>,
+
+    /// Read the fleet's PostgreSQL database (what `fireplot collect`
+    /// keeps: every sensor, merged in time order), e.g.
+    /// postgres://fireplot@centre:5432/fireplot.
+    #[arg(long, value_name = "URL", conflicts_with = "events")]
+    pub postgres: Option<String>,
+
+    /// With --postgres: only this sensor's events and alerts.
+    #[arg(long, value_name = "NAME", requires = "postgres")]
+    pub sensor: Option<String>,
 
     /// Read an events JSON-lines file (`-` for stdin) instead of the database.
     #[arg(long, value_name = "FILE")]
@@ -69,7 +79,7 @@ pub struct Source {
 }
 
 enum Input {
-    Db(Store),
+    Db(Box<dyn History>),
     Events(PathBuf),
 }
 
@@ -93,8 +103,14 @@ impl SourceArgs {
         let (input, label) = match &self.events {
             Some(p) => (Input::Events(p.clone()), p.display().to_string()),
             None => {
-                let path = existing_db(self.db.as_deref())?;
-                let store = Store::open_read_only(&path)?;
+                let spec = match &self.postgres {
+                    Some(url) => HistorySpec::Postgres {
+                        url: url.clone(),
+                        sensor: self.sensor.clone(),
+                    },
+                    None => HistorySpec::Sqlite(existing_db(self.db.as_deref())?),
+                };
+                let store = spec.open()?;
                 if let Some(name) = &self.iface {
                     match store.interface_index(name)? {
                         Some(i) => filter.ifindex = Some(i),
@@ -103,7 +119,8 @@ impl SourceArgs {
                         }
                     }
                 }
-                (Input::Db(store), path.display().to_string())
+                let label = store.label();
+                (Input::Db(store), label)
             }
         };
         let (from, to) = match (self.last, self.from, self.to) {
@@ -208,16 +225,16 @@ impl Source {
     /// where they fit ([`Density::fill`]), from a file every event.
     pub fn fill(&self, d: &mut crate::plot::Density) -> Result<(u64, u64)> {
         match &self.input {
-            Input::Db(store) => Ok((d.fill(store, &self.filter)?, 0)),
+            Input::Db(store) => Ok((d.fill(store.as_ref(), &self.filter)?, 0)),
             Input::Events(_) => self.for_each(|r| d.add(r)),
         }
     }
 
     /// Alerts stored in the database for the range (empty for files).
     /// The store, when the input is one.
-    pub fn store(&self) -> Option<&Store> {
+    pub fn store(&self) -> Option<&dyn History> {
         match &self.input {
-            Input::Db(s) => Some(s),
+            Input::Db(s) => Some(s.as_ref()),
             Input::Events(_) => None,
         }
     }

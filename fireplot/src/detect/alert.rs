@@ -32,7 +32,7 @@ pub struct Ports {
 }
 
 /// One alert record.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     /// Episode number; the `started` and `ended` records of one episode share it.
     pub id: u64,
@@ -106,6 +106,12 @@ pub struct Alert {
     /// ...and their countries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub countries: Option<Vec<super::origins::Share>>,
+    /// fleet_campaign: the sensors that saw the source, and its probes at
+    /// each.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensors: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_sensor: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 impl Alert {
@@ -242,6 +248,8 @@ impl Episode {
             origins: None,
             asns: None,
             countries: None,
+            sensors: None,
+            per_sensor: None,
         }
     }
 

@@ -13,6 +13,7 @@ mod backscatter;
 pub mod config;
 mod distributed;
 pub mod episode;
+pub mod fleet;
 mod flood;
 pub mod origins;
 pub mod probe;

@@ -12,6 +12,7 @@
 pub mod collect;
 pub mod nats;
 pub mod pg;
+pub mod pgstore;
 pub mod publish;
 pub mod spool;
 pub mod wire;

@@ -51,7 +51,7 @@ pub struct PublishArgs {
 
     /// The spool's bound; past it new batches are dropped and counted
     /// (what is spooled is kept, in order).
-    #[arg(long, value_name = "MIB", default_value_t = 1024, requires = "publish")]
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub spool_max_mib: u64,
 
     #[command(flatten)]

@@ -114,17 +114,19 @@ impl Density {
     /// the events. Returns the number of events.
     pub fn fill(
         &mut self,
-        store: &crate::store::Store,
+        store: &dyn crate::store::History,
         filter: &crate::store::Filter,
     ) -> Result<u64, crate::store::StoreError> {
-        if self.groups.is_none() && self.tiles_fit() && crate::store::Store::binnable(filter) {
+        if self.groups.is_none()
+            && store.has_bins()
+            && self.tiles_fit()
+            && crate::store::Store::binnable(filter)
+        {
             // Both closures bin into self; the store calls them in turn.
             let me = std::cell::RefCell::new(self);
-            store.for_each_plot_tiled(
-                filter,
-                |t| me.borrow_mut().add_tile(t),
-                |r| me.borrow_mut().add(r),
-            )
+            store.scan_tiled(filter, &mut |t| me.borrow_mut().add_tile(t), &mut |r| {
+                me.borrow_mut().add(r)
+            })
         } else {
             store.for_each_plot(filter, |r| self.add(r))
         }

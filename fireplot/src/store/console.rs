@@ -4,31 +4,10 @@
 
 use std::net::IpAddr;
 
-use super::{blocks, Filter, Store, StoreError};
+use super::{blocks, Store, StoreError};
 use crate::record::Record;
 
 impl Store {
-    /// The `n` busiest sources matching `filter`, and the number of
-    /// events (packets). An aggregate counts for its prefix unless one
-    /// source sent it all.
-    pub fn top_sources(
-        &self,
-        filter: &Filter,
-        n: usize,
-    ) -> Result<(u64, Vec<(Source, u64)>), StoreError> {
-        use std::collections::HashMap;
-        let mut sources: HashMap<Source, u64> = HashMap::new();
-        let total = self.for_each_plot(filter, |r| {
-            if let Some(s) = Source::of(r) {
-                *sources.entry(s).or_default() += u64::from(r.count);
-            }
-        })?;
-        let mut srcs: Vec<(Source, u64)> = sources.into_iter().collect();
-        srcs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        srcs.truncate(n);
-        Ok((total, srcs))
-    }
-
     /// The cursor of the last stored event (0 when there is none): where a
     /// live reader starts.
     pub fn last_rowid(&self) -> Result<i64, StoreError> {

@@ -9,6 +9,7 @@ mod bins;
 mod blocks;
 mod console;
 mod filter;
+mod history;
 mod origins;
 mod schema;
 pub mod tiles;
@@ -23,6 +24,7 @@ use crate::record::{bytes_addr, Record};
 
 pub use console::Source;
 pub use filter::{in_prefix, Filter};
+pub use history::{History, HistorySpec};
 /// The fixed-width event row (72 bytes, little-endian) of the store's
 /// blocks, also what the fleet sends over NATS.
 pub(crate) mod row {
@@ -60,6 +62,9 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The fleet's PostgreSQL database.
+    #[error("PostgreSQL {what}: {why}")]
+    Postgres { what: String, why: String },
 }
 
 /// The default database path for a daemon: `/var/lib/fireplot/fireplot.db`

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use super::History;
 use super::{writer::StoreWriter, Filter, Store, SCHEMA_VERSION};
 use crate::record::Record;
 
@@ -592,7 +593,7 @@ fn aggregates_are_weighted_rows() {
     let (total, ports) = s.top_ports_binned(&hour, 5).unwrap();
     assert_eq!(total, 250_001);
     assert_eq!(ports, vec![(6, 80, 250_001)]);
-    let (total, srcs) = s.top_sources(&all, 5).unwrap();
+    let (total, srcs) = History::top_sources(&s, &all, 5).unwrap();
     assert_eq!(total, 250_001);
     assert_eq!(srcs[0].0.to_string(), "198.19.7.0/24");
     assert_eq!(srcs[0].1, 250_000);

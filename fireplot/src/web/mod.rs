@@ -47,7 +47,8 @@ const STREAMS: usize = 16;
 pub struct WebOptions {
     pub listen: SocketAddr,
     pub token: Option<String>,
-    pub db: PathBuf,
+    /// The history: a SQLite file or the fleet's PostgreSQL.
+    pub history: crate::store::HistorySpec,
     /// What the title calls the input.
     pub label: String,
 }
@@ -120,7 +121,7 @@ impl<T: Clone> Cache<T> {
 
 /// Shared by every request.
 pub struct Shared {
-    pub db: PathBuf,
+    pub history: crate::store::HistorySpec,
     pub label: String,
     pub token: Option<String>,
     /// The daemon's latest counter summary (JSON), when running inside it.
@@ -156,7 +157,7 @@ impl Shared {
                 .with_context(|| format!("cannot create `{}`", scratch.display()))?;
         }
         Ok(Shared {
-            db: opts.db.clone(),
+            history: opts.history.clone(),
             label: opts.label.clone(),
             token: opts.token.clone(),
             live_summary,

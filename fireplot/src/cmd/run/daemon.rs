@@ -77,7 +77,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let opts = crate::web::WebOptions {
             listen,
             token,
-            db: path,
+            history: crate::store::HistorySpec::Sqlite(path),
             label: args.iface.clone(),
         };
         let listener = crate::web::bind(&opts).await?;

@@ -321,7 +321,7 @@ impl RunArgs {
             crate::web::WebOptions {
                 listen,
                 token,
-                db: PathBuf::new(),
+                history: crate::store::HistorySpec::Sqlite(PathBuf::new()),
                 label: String::new(),
             }
             .check()?;

@@ -109,6 +109,13 @@ impl DetectConfig {
                 return bad(key, v.to_string(), "must be at least 1");
             }
         }
+        if self.fleet_sensors < 2 {
+            return bad(
+                "fleet_sensors",
+                self.fleet_sensors.to_string(),
+                "must be at least 2 (one sensor is not a fleet-wide campaign)",
+            );
+        }
         for (key, dark, plain, plain_key) in [
             (
                 "scan_dark_ports",
@@ -169,6 +176,7 @@ impl DetectConfig {
             ("surge_min_history_s", self.surge_min_history_s),
             ("surge_prior_s", self.surge_prior_s),
             ("surge_half_life_s", self.surge_half_life_s),
+            ("fleet_window_s", self.fleet_window_s),
         ];
         for (key, v) in windows {
             if v == 0 || v > YEAR_S {

@@ -124,6 +124,11 @@ pub struct DetectConfig {
     /// raised for sources with one of these tags (`--tag NAME=FILE`), e.g.
     /// ["research_scanner"]: known research scanners are noise. Counted.
     pub ignore_tags: Vec<String>,
+    /// fleet_campaign (over a fleet's merged history): one source seen by
+    /// at least this many sensors...
+    pub fleet_sensors: u32,
+    /// ...with no gap longer than this (seconds) in its probes.
+    pub fleet_window_s: u64,
 }
 
 impl Default for DetectConfig {
@@ -172,6 +177,8 @@ impl Default for DetectConfig {
             tool_min_share: 0.9,
             memory_mib: 256,
             ignore_tags: Vec::new(),
+            fleet_sensors: 3,
+            fleet_window_s: 7200,
         }
     }
 }
@@ -329,6 +336,14 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "ignore_tags",
         "no per-source alert for sources with these tags (--tag NAME=FILE), e.g. [\"research_scanner\"]",
+    ),
+    (
+        "fleet_sensors",
+        "fleet_campaign (detect --postgres): one source seen by at least this many sensors...",
+    ),
+    (
+        "fleet_window_s",
+        "...with no gap longer than this between its probes (s)",
     ),
 ];
 

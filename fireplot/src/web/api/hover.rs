@@ -51,7 +51,7 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
         let mut f: Filter = v.filter.clone();
         f.from_ns = from_ns.max(v.filter.from_ns);
         f.to_ns = to_ns.min(v.filter.to_ns);
-        let mut groups: HashMap<GroupKey, (u64, i64, i64)> = HashMap::new();
+        let mut groups: HashMap<GroupKey, (u64, i64, i64, Vec<u32>)> = HashMap::new();
         let mut total = 0u64;
         st.for_each(&f, |r| {
             let cat = Category::of(&r);
@@ -72,10 +72,13 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
             let port = if r.has_ports() { r.dport } else { 0 };
             let g = groups
                 .entry((crate::store::Source::of(&r), r.proto, port))
-                .or_insert((0, r.ts_ns, r.ts_ns));
+                .or_insert((0, r.ts_ns, r.ts_ns, Vec::new()));
             g.0 += u64::from(r.count);
             g.1 = g.1.min(r.ts_ns);
             g.2 = g.2.max(r.ts_ns);
+            if !g.3.contains(&r.ifindex) && g.3.len() < 64 {
+                g.3.push(r.ifindex);
+            }
         })
         .map_err(server)?;
         let mut list: Vec<_> = groups.into_iter().collect();
@@ -101,7 +104,12 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
         };
         let groups: Vec<Value> = list
             .into_iter()
-            .map(|((src, proto, port), (n, first, last))| {
+            .map(|((src, proto, port), (n, first, last, ifs))| {
+                // The fleet: which sensors saw these probes.
+                let mut sensors: Vec<String> =
+                    ifs.iter().filter_map(|i| st.sensor_of(*i)).collect();
+                sensors.sort();
+                sensors.dedup();
                 let src_s = src.map(|a| a.to_string());
                 let aggregate = src.is_some_and(|s| s.prefix.is_some());
                 let alert = src_s.as_deref().and_then(|ip| {
@@ -117,6 +125,7 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
                 json!({
                     "src": src_s,
                     "origin": origin,
+                    "sensors": (!sensors.is_empty()).then_some(sensors),
                     "aggregate": aggregate,
                     "proto": proto_name(proto),
                     "port": port,

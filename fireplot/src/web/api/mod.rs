@@ -37,7 +37,7 @@ use crate::{
         marks_from_alerts, render, Category, Density, Spec,
     },
     record::{now_ns, Record},
-    store::{Filter, Store},
+    store::{Filter, History, Store},
 };
 
 /// What a handler can fail with.
@@ -89,7 +89,7 @@ fn params(q: &Option<String>, allowed: &[&[&str]]) -> Result<Params, WebError> {
 async fn with_store<T: Send + 'static>(
     s: &Arc<Shared>,
     heavy: bool,
-    f: impl FnOnce(&Store) -> Result<T, WebError> + Send + 'static,
+    f: impl FnOnce(&dyn History) -> Result<T, WebError> + Send + 'static,
 ) -> Result<T, WebError> {
     let permit = if heavy {
         Some(
@@ -101,11 +101,11 @@ async fn with_store<T: Send + 'static>(
     } else {
         None
     };
-    let db = s.db.clone();
+    let spec = s.history.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let store = Store::open_read_only(&db).map_err(|e| WebError::Server(e.to_string()))?;
-        f(&store)
+        let store = spec.open().map_err(|e| WebError::Server(e.to_string()))?;
+        f(store.as_ref())
     })
     .await
     .map_err(|e| WebError::Server(format!("query task failed: {e}")))?
@@ -116,7 +116,7 @@ fn server<E: std::fmt::Display>(e: E) -> WebError {
 }
 
 /// The view with its interface name resolved.
-fn resolve(store: &Store, v: &mut View) -> Result<(), WebError> {
+fn resolve(store: &dyn History, v: &mut View) -> Result<(), WebError> {
     if v.origin.any() && v.filter.sources.is_none() {
         let o = &v.origin;
         let set = store
@@ -142,7 +142,7 @@ fn resolve(store: &Store, v: &mut View) -> Result<(), WebError> {
 
 /// The episodes overlapping a range: one object each, its `ended` record
 /// where there is one, else its `started` one.
-pub(super) fn episodes(st: &Store, from_ns: i64, to_ns: i64) -> Result<Vec<Value>, WebError> {
+pub(super) fn episodes(st: &dyn History, from_ns: i64, to_ns: i64) -> Result<Vec<Value>, WebError> {
     let rows = st.alerts(from_ns, to_ns).map_err(server)?;
     let mut out: Vec<Value> = Vec::new();
     for (first, last, _kind, json) in rows {

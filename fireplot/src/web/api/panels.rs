@@ -72,10 +72,10 @@ pub async fn top(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer 
     }
     let out = with_store(&s, true, move |st| {
         resolve(st, &mut v)?;
-        let (total, ports, srcs) = if Store::binnable(&v.filter) {
+        let (total, ports, srcs) = if Store::binnable(&v.filter) && st.has_bins() {
             let (mut total, mut ports, mut srcs) = (0, Vec::new(), Vec::new());
             if want_ports {
-                (total, ports) = st.top_ports_binned(&v.filter, n).map_err(server)?;
+                (total, ports) = st.top_ports(&v.filter, n).map_err(server)?;
             }
             if want_sources {
                 (total, srcs) = st.top_sources(&v.filter, n).map_err(server)?;

@@ -42,7 +42,7 @@ pub async fn live(
         .and_then(|t| t.parse::<i64>().ok());
     let after = match resume.or(p.int("after", 0, i64::MAX)?) {
         Some(a) => a,
-        None => with_store(&s, false, |st| st.last_rowid().map_err(server)).await?,
+        None => with_store(&s, false, |st| st.last_cursor().map_err(server)).await?,
     };
     let stream = follow(&s, after, &v.filter, permit, true).map(|batch| {
         let ev = match batch.last {
@@ -85,7 +85,7 @@ fn follow(
     let mut filter = filter.clone();
     filter.from_ns = i64::MIN;
     filter.to_ns = i64::MAX;
-    let (db, stopping) = (s.db.clone(), s.stopping.clone());
+    let (db, stopping) = (s.history.clone(), s.stopping.clone());
     futures_util::stream::unfold((after, permit, now), move |(after, permit, now)| {
         let (db, filter, stopping) = (db.clone(), filter.clone(), stopping.clone());
         async move {
@@ -96,10 +96,7 @@ fn follow(
                 return None;
             }
             let rows = tokio::task::spawn_blocking(move || {
-                Store::open_read_only(&db)
-                    .ok()?
-                    .events_after(after, LIVE_BATCH)
-                    .ok()
+                db.open().ok()?.events_after(after, LIVE_BATCH).ok()
             })
             .await
             .ok()
@@ -152,7 +149,7 @@ pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> 
             .clone()
             .try_acquire_owned()
             .map_err(|_| WebError::Busy)?;
-        let after = with_store(&s, false, |st| st.last_rowid().map_err(server)).await?;
+        let after = with_store(&s, false, |st| st.last_cursor().map_err(server)).await?;
         let stream = follow(&s, after, &v.filter, permit, false).map(|batch| {
             let mut text = String::new();
             for r in &batch.records {

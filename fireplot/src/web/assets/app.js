@@ -342,7 +342,9 @@ async function hover(p, pin) {
     const what = g.port ? `${esc(g.proto)}/${g.port}` : esc(g.proto);
     const when = g.first_ms === g.last_ms ? fmtTime(g.first_ms) : `${fmtTime(g.first_ms)} – ${fmtTime(g.last_ms)}`;
     const alert = g.alert ? `<div class="alert">${esc(g.alert.kind)}: ${esc(g.alert.summary)}</div>` : "";
-    return `<li><span class="who">${who}</span>${originHtml(g.origin)} → <span class="what">${what}</span> · ${num(g.count)} probe${g.count === 1 ? "" : "s"} · ${when}${alert}</li>`;
+    // The fleet: which sensors saw them.
+    const seen = g.sensors ? ` · <span class="sensor">seen by ${esc(g.sensors.join(", "))}</span>` : "";
+    return `<li><span class="who">${who}</span>${originHtml(g.origin)} → <span class="what">${what}</span> · ${num(g.count)} probe${g.count === 1 ? "" : "s"} · ${when}${seen}${alert}</li>`;
   });
   const more = res.total > res.groups.reduce((s, g) => s + g.count, 0) ? `<div>${num(res.total)} probes under the pointer</div>` : "";
   tip.innerHTML = `<ul>${items.join("")}</ul>${more}${pin ? '<div class="hint">pinned: click the plot to unpin</div>' : ""}`;
@@ -397,7 +399,8 @@ async function loadAlerts() {
     li.dataset.id = a.id;
     // A per-source alert says who its source is (when the detector knew).
     const who = a.origins && a.origins.length === 1 && a.source_count === 1 ? originHtml(a.origins[0]) : "";
-    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span> ${esc(a.summary)}${who}`;
+    const sensor = a.sensor ? ` <span class="sensor">[${esc(a.sensor)}]</span>` : a.sensors ? ` <span class="sensor">[${esc(a.sensors.join(", "))}]</span>` : "";
+    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span>${sensor} ${esc(a.summary)}${who}`;
     li.addEventListener("click", () => {
       const pad = Math.max(60000, (a.last_ms - a.first_ms) * 0.1);
       const q = new URLSearchParams();
