@@ -80,6 +80,7 @@ fn publish(nats: &Nats, sensor: &str, log: &Path, spool: &Path) -> String {
     ]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "ingest --publish {sensor}: {err}");
+    assert!(err.contains("still spooled 0 batches"), "all of it reached the broker: {err}");
     err
 }
 
@@ -121,6 +122,9 @@ fn finished(mut c: Child, limit: Duration) -> serde_json::Value {
     let out = c.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "collect failed: {err}");
+    if std::env::var_os("FIREPLOT_TEST_VERBOSE").is_some() {
+        eprintln!("{err}");
+    }
     serde_json::from_str(String::from_utf8_lossy(&out.stdout).trim())
         .unwrap_or_else(|e| panic!("collect's summary ({e}): {err}"))
 }
@@ -402,4 +406,191 @@ fn a_broker_outage_is_spooled_and_drained_in_order() {
     );
     in_order(&pg);
     eprintln!("outage test: {spooled} items spooled and drained, 0 dropped; {c}");
+}
+
+/// GET over plain HTTP/1.1: (status, body).
+fn http(port: u16, path: &str) -> (u16, String) {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// One iptables line at second `t` of 2026-11-20 10:00.
+fn line_at(t: usize, src: &str, dst: &str, port: u16) -> String {
+    format!(
+        "2026-11-20T10:{:02}:{:02}.000000Z router kernel: [1.0] IN=eth0 OUT= MAC=00 SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0\n",
+        (t / 60) % 60,
+        t % 60
+    )
+}
+
+#[test]
+fn a_sweep_across_three_routers_is_one_fleet_campaign_and_every_command_reads_postgres() {
+    if !servers_here("a_sweep_across_three_routers_is_one_fleet_campaign") {
+        return;
+    }
+    let d = out_dir("campaign");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    let sweeper = "203.0.113.66";
+    let mut per_sensor = BTreeMap::new();
+    for (i, s) in ["r1", "r2", "r3"].iter().enumerate() {
+        let mut log = String::new();
+        // The sweeper: TCP/23 on 20 hosts of each site, one site after the other.
+        for h in 0..20 {
+            log.push_str(&line_at(
+                i * 600 + h * 3,
+                sweeper,
+                &format!("198.18.{}.{}", i + 1, h + 2),
+                23,
+            ));
+        }
+        // Each site's own background: sources no other site sees.
+        for k in 0..200 {
+            let src = format!("198.51.100.{}", 1 + i * 60 + k % 50);
+            log.push_str(&line_at(
+                k * 9 % 1800,
+                &src,
+                &format!("198.18.{}.2", i + 1),
+                1 + (k as u16 * 37) % 9000,
+            ));
+        }
+        per_sensor.insert(s.to_string(), 220u64);
+        std::fs::write(d.join(format!("{s}.log")), log).unwrap();
+        publish(&nats, s, &d.join(format!("{s}.log")), &d.join("spool"));
+    }
+    finished(
+        collector(&nats, &pg, &["--exit-when-idle", "3s"]),
+        Duration::from_secs(120),
+    );
+    let url = pg.url();
+    let range = [
+        "--from",
+        "2026-11-20T00:00:00Z",
+        "--to",
+        "2026-11-21T00:00:00Z",
+    ];
+    // detect --postgres: the merged stream in event time, one campaign.
+    let mut args = vec!["detect", "--postgres", url.as_str()];
+    args.extend(range);
+    let out = fireplot(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let fleet: Vec<&serde_json::Value> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "fleet_campaign")
+        .collect();
+    assert_eq!(fleet.len(), 1, "one fleet-wide campaign: {fleet:?}");
+    let a = fleet[0];
+    assert_eq!(a["sources"][0], sweeper);
+    assert_eq!(a["sensors"], serde_json::json!(["r1", "r2", "r3"]));
+    assert_eq!(a["probes"], 60);
+    assert_eq!(a["targets"]["count"], 60);
+    let summary = a["summary"].as_str().unwrap();
+    assert!(
+        summary.starts_with(&format!("{sweeper} swept 3 sensors (r1, r2, r3) on TCP/23")),
+        "{summary}"
+    );
+    // top --postgres, whole fleet and one sensor.
+    let top = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["top", "--postgres", url.as_str(), "--json"];
+        args.extend(range);
+        args.extend(extra);
+        let out = fireplot(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    assert_eq!(top(&[])["events"], 660);
+    assert_eq!(top(&["--sensor", "r2"])["events"], per_sensor["r2"]);
+    assert_eq!(top(&["--iface", "r3/eth0"])["events"], 220);
+    let bad = fireplot(&["top", "--postgres", &url, "--sensor", "r9"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no sensor `r9`"));
+    // plot --postgres.
+    let png = d.join("fleet.png");
+    let mut args = vec![
+        "plot",
+        "--postgres",
+        url.as_str(),
+        "-o",
+        png.to_str().unwrap(),
+    ];
+    args.extend(range);
+    let out = fireplot(&args);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.contains(": 660 events"),
+        "{said}"
+    );
+    // serve --postgres: the console over the fleet.
+    let port = fireplot_tests::servers::free_port().unwrap();
+    let mut serve = Command::new(fireplot_bin())
+        .args([
+            "serve",
+            "--postgres",
+            &url,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let q = "from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z";
+    let (st, view) = http(port, &format!("/api/view?{q}"));
+    assert_eq!(st, 200, "{view}");
+    let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+    assert_eq!(
+        view["interfaces"],
+        serde_json::json!(["r1/eth0", "r2/eth0", "r3/eth0"])
+    );
+    let (st, alerts) = http(port, &format!("/api/alerts?{q}"));
+    assert_eq!(st, 200);
+    assert!(
+        alerts.contains("\"sensor\":\"r1\""),
+        "alerts name their sensor: {alerts}"
+    );
+    let (st, top) = http(port, &format!("/api/top?{q}&iface=r1/eth0"));
+    assert_eq!(st, 200);
+    let top: serde_json::Value = serde_json::from_str(&top).unwrap();
+    assert_eq!(top["total"], 220, "{top}");
+    let (st, png) = http(port, &format!("/plot.png?{q}"));
+    assert_eq!(st, 200, "{png}");
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
+    let _ = serve.wait();
 }

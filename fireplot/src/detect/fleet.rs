@@ -142,11 +142,13 @@ impl Campaigns {
             format!(" ({}, …)", names[..5].join(", "))
         };
         let summary = format!(
-            "{src} swept {} sensors{listed} {on} in {}: {} probes to {} hosts",
+            "{src} swept {} sensors{listed} {on} in {}: {} probe{} to {} host{}",
             names.len(),
             human_secs(dur_s),
             thousands(t.probes),
+            if t.probes == 1 { "" } else { "s" },
             thousands(t.targets.len() as u64),
+            if t.targets.len() == 1 { "" } else { "s" },
         );
         let mut sample: Vec<String> = t.targets.iter().map(|a| a.to_string()).collect();
         sample.sort();

@@ -195,6 +195,7 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
     let mut last_stats = Instant::now();
     let mut last_retention = Instant::now();
     let mut c = Collected::default();
+    let mut backoff = Duration::from_millis(200);
     loop {
         if args.duration.is_some_and(|d| started.elapsed() >= d.0)
             || args
@@ -231,7 +232,7 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
         };
         if !msgs.is_empty() {
             last_message = Instant::now();
-            take(
+            let stored = take(
                 &mut writer,
                 &args.postgres,
                 msgs,
@@ -239,6 +240,16 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
                 args.crash_after_commits,
             )
             .await;
+            if stored {
+                backoff = Duration::from_millis(200);
+            } else {
+                tokio::select! {
+                    _ = term.recv() => break,
+                    _ = int.recv() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
         }
         if last_stats.elapsed() >= args.stats_every.0 {
             last_stats = Instant::now();
@@ -282,16 +293,17 @@ async fn retain(w: &mut Writer, keep: Duration) {
     }
 }
 
-/// Writes one fetch and acknowledges it after the commit; on failure
-/// nothing is acknowledged (the broker sends it again) and the database
-/// connection is made again, as often as it takes.
+/// Writes one fetch and acknowledges it after the commit. On failure
+/// nothing is acknowledged (the broker sends it again), the database
+/// connection is made again when it broke, and false is returned (the
+/// caller waits before the next fetch).
 async fn take(
     writer: &mut Writer,
     url: &str,
     msgs: Vec<jetstream::Message>,
     c: &mut Collected,
     crash_after: Option<u64>,
-) {
+) -> bool {
     let mut batches = Vec::with_capacity(msgs.len());
     let mut good = Vec::with_capacity(msgs.len());
     let mut sseqs = Vec::with_capacity(msgs.len());
@@ -313,53 +325,54 @@ async fn take(
         }
     }
     if batches.is_empty() {
-        return;
+        return true;
     }
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match writer.write(&batches, &sseqs).await {
-            Ok(w) => {
-                if crash_after.is_some_and(|n| c.transactions + 1 >= n) {
-                    // Fault injection for the tests: the worst moment to
-                    // crash, committed but not acknowledged.
-                    log::error!("--crash-after-commits: aborting after the commit, before the acknowledgement");
-                    std::process::abort();
-                }
-                c.transactions += 1;
-                for m in &good {
-                    if let Err(e) = m.ack().await {
-                        // Sent again later and found already stored.
-                        log::debug!("ack: {e}");
-                    }
-                }
-                c.messages += good.len() as u64;
-                c.events += w.events;
-                c.events_duplicate += w.events_duplicate;
-                c.alerts += w.alerts;
-                c.counters += w.counters;
-                c.lines_duplicate += w.duplicates;
-                return;
+    match writer.write(&batches, &sseqs).await {
+        Ok(w) => {
+            if crash_after.is_some_and(|n| c.transactions + 1 >= n) {
+                // Fault injection for the tests: the worst moment to
+                // crash, committed but not acknowledged.
+                log::error!(
+                    "--crash-after-commits: aborting after the commit, before the acknowledgement"
+                );
+                std::process::abort();
             }
-            Err(e) => {
-                c.failed_transactions += 1;
-                log::warn!("PostgreSQL: {e:#}; the batch is kept unacknowledged");
-                // Keep the broker from handing them to someone else while
-                // this collector retries.
-                for m in &good {
-                    let _ = m.ack_with(AckKind::Progress).await;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                if writer.client.is_closed() {
-                    match connect_pg(url).await {
-                        Ok(client) => {
-                            *writer = Writer::new(client);
-                            log::info!("PostgreSQL: connected again");
-                        }
-                        Err(e) => log::warn!("{e:#}"),
-                    }
+            c.transactions += 1;
+            for m in &good {
+                if let Err(e) = m.ack().await {
+                    // Sent again later and found already stored.
+                    log::debug!("ack: {e}");
                 }
             }
+            c.messages += good.len() as u64;
+            c.events += w.events;
+            c.events_duplicate += w.events_duplicate;
+            c.alerts += w.alerts;
+            c.counters += w.counters;
+            c.lines_duplicate += w.duplicates;
+            true
+        }
+        Err(e) => {
+            c.failed_transactions += 1;
+            log::warn!(
+                "PostgreSQL: {e:#}; {} batches not stored, the broker sends them again",
+                good.len()
+            );
+            // Not acknowledged: sent again after a moment (to this
+            // collector or another).
+            for m in &good {
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            if writer.client.is_closed() {
+                match connect_pg(url).await {
+                    Ok(client) => {
+                        *writer = Writer::new(client);
+                        log::info!("PostgreSQL: connected again");
+                    }
+                    Err(e) => log::warn!("{e:#}"),
+                }
+            }
+            false
         }
     }
 }

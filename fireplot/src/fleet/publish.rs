@@ -60,6 +60,11 @@ pub struct PublishArgs {
 
 /// How long one publish may wait for the broker's acknowledgement.
 const ACK_TIMEOUT: Duration = Duration::from_secs(3);
+/// At the end of a run, how long the spool may take to drain.
+const CLOSE_DRAIN: Duration = Duration::from_secs(10);
+/// At the start, how long to wait for the first connection (the sensor
+/// starts anyway, spooling, when the broker is away).
+const START_WAIT: Duration = Duration::from_secs(3);
 /// Items queued in memory for the publisher before batches go straight to
 /// the spool (the broker is slow or away).
 const MAX_QUEUED_ITEMS: u64 = 1 << 20;
@@ -184,6 +189,15 @@ impl PublishArgs {
             .connect(url.as_str())
             .await
             .with_context(|| format!("cannot set up the NATS client for `{url}`"))?;
+        let started = std::time::Instant::now();
+        while client.connection_state() != async_nats::connection::State::Connected
+            && started.elapsed() < START_WAIT
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if client.connection_state() != async_nats::connection::State::Connected {
+            log::warn!("fleet: {url} does not answer yet; spooling to disk until it does");
+        }
         let mut js = jetstream::new(client.clone());
         js.set_timeout(ACK_TIMEOUT);
         let state = Arc::new(Mutex::new(State {
@@ -476,7 +490,42 @@ async fn run(
         }
         if closing {
             // The channel is empty and closed: every batch was sent or
-            // spooled; the spool stays for the next start.
+            // spooled. Give the broker a few seconds to take the spool
+            // (a short run may end before the connection is even up);
+            // what it does not take stays for the next start.
+            let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
+            while !state.lock().expect("state").spool.is_empty()
+                && tokio::time::Instant::now() < deadline
+            {
+                let connected =
+                    client.connection_state() == async_nats::connection::State::Connected;
+                if !connected || !have_stream {
+                    if connected {
+                        have_stream = ensure_stream(&js, &stream).await.is_ok();
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                let oldest = state.lock().expect("state").spool.oldest();
+                let Ok(Some((first_seq, items, bytes))) = oldest else {
+                    break;
+                };
+                let kind = kind_of(&bytes);
+                match publish(&js, &sensor, kind, first_seq, bytes).await {
+                    Ok(()) => {
+                        counts.published_batches.fetch_add(1, Ordering::Relaxed);
+                        counts.published_items.fetch_add(items, Ordering::Relaxed);
+                        if let Err(e) = state.lock().expect("state").spool.pop() {
+                            log::error!("fleet: {e:#}");
+                            break;
+                        }
+                    }
+                    Err(_) => {
+                        counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
             break;
         }
     }

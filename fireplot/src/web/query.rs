@@ -298,10 +298,12 @@ impl View {
         };
         let iface = match p.get("iface") {
             None => None,
+            // A kernel name (15 characters), a capture's `LABEL:NAME`, or
+            // a fleet's `SENSOR/NAME`.
             Some(v)
-                if v.len() <= 15
+                if v.len() <= MAX_VALUE
                     && v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) =>
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.@/:".contains(c)) =>
             {
                 Some(v.to_string())
             }

@@ -151,8 +151,12 @@ pub(super) fn episodes(st: &dyn History, from_ns: i64, to_ns: i64) -> Result<Vec
         };
         v["first_ms"] = json!(first / 1_000_000);
         v["last_ms"] = json!(last / 1_000_000);
-        let id = v["id"].clone();
-        match out.iter_mut().find(|e| e["id"] == id && !id.is_null()) {
+        // An episode is its sensor's (a fleet's sensors number theirs apart).
+        let (id, sensor) = (v["id"].clone(), v["sensor"].clone());
+        match out
+            .iter_mut()
+            .find(|e| e["id"] == id && e["sensor"] == sensor && !id.is_null())
+        {
             Some(slot) => *slot = v,
             None => out.push(v),
         }

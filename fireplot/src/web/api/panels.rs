@@ -40,6 +40,7 @@ pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
                 "sources": sources.into_iter().take(8).collect::<Vec<_>>(),
                 "source_count": a["source_count"], "proto": a["proto"], "tool": a["tool"],
                 "origins": a["origins"], "asns": a["asns"], "countries": a["countries"],
+                "sensor": a["sensor"], "sensors": a["sensors"],
             })
         })
         .collect();
