@@ -302,6 +302,8 @@ impl View {
             // a fleet's `SENSOR/NAME`.
             Some(v)
                 if v.len() <= MAX_VALUE
+                    && !v.contains("..")
+                    && !v.starts_with('/')
                     && v.chars()
                         .all(|c| c.is_ascii_alphanumeric() || "-_.@/:".contains(c)) =>
             {
