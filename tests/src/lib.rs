@@ -14,6 +14,7 @@
 //! the namespaces. A `Lab` tears itself down when dropped; `teardown` also
 //! removes a lab left behind by a killed run.
 
+pub mod fleet_lab;
 #[cfg(feature = "bench")]
 pub mod flood;
 pub mod packets;

@@ -55,11 +55,15 @@ fn stop_child(child: &mut Child, signal: i32) {
     }
 }
 
-/// `nats-server -js` on loopback.
+/// `nats-server -js` on loopback, or inside a network namespace.
 pub struct Nats {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
+    /// The namespace it runs in (None: this one) and the address it
+    /// listens on there.
+    ns: Option<String>,
+    addr: String,
 }
 
 impl Nats {
@@ -68,23 +72,47 @@ impl Nats {
             child: None,
             port: free_port()?,
             dir: dir.to_path_buf(),
+            ns: None,
+            addr: "127.0.0.1".into(),
+        };
+        n.restart()?;
+        Ok(n)
+    }
+
+    /// Inside namespace `ns`, listening on `addr:4222` there.
+    pub fn start_in(ns: &str, addr: &str, dir: &Path) -> Result<Nats> {
+        let mut n = Nats {
+            child: None,
+            port: 4222,
+            dir: dir.to_path_buf(),
+            ns: Some(ns.to_string()),
+            addr: addr.to_string(),
         };
         n.restart()?;
         Ok(n)
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.addr, self.port)
     }
 
     /// Starts it again (same port, same JetStream store) after [`Nats::stop`].
     pub fn restart(&mut self) -> Result<()> {
         std::fs::create_dir_all(self.dir.join("js"))?;
         let log = self.dir.join("nats.log");
-        let mut child = Command::new("nats-server")
+        let _ = std::fs::remove_file(&log);
+        let mut cmd = match &self.ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "nats-server"]);
+                c
+            }
+            None => Command::new("nats-server"),
+        };
+        let mut child = cmd
             .args(["-js", "-sd"])
             .arg(self.dir.join("js"))
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-a", &self.addr, "-p", &self.port.to_string()])
             .arg("-l")
             .arg(&log)
             .stdin(Stdio::null())
@@ -94,13 +122,25 @@ impl Nats {
             .context(
                 "cannot start nats-server (apt-get install nats-server; cargo xtask setup does)",
             )?;
-        wait_port(
-            self.port,
-            Duration::from_secs(20),
-            &mut child,
-            "nats-server",
-            &log,
-        )?;
+        // Ready when it says so (its port may be in another namespace).
+        let started = Instant::now();
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("Server is ready")
+        {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "nats-server exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("nats-server is not ready after 20 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         self.child = Some(child);
         Ok(())
     }
@@ -141,6 +181,9 @@ pub struct Postgres {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
+    /// Only a Unix socket (in the data directory), no TCP: reachable from
+    /// every network namespace through the file system.
+    unix_only: bool,
 }
 
 fn as_postgres(cmd: &Path) -> Command {
@@ -162,6 +205,15 @@ fn as_postgres(cmd: &Path) -> Command {
 
 impl Postgres {
     pub fn start(dir: &Path) -> Result<Postgres> {
+        Self::start_with(dir, false)
+    }
+
+    /// A server reachable only through its Unix socket.
+    pub fn start_unix(dir: &Path) -> Result<Postgres> {
+        Self::start_with(dir, true)
+    }
+
+    fn start_with(dir: &Path, unix_only: bool) -> Result<Postgres> {
         let data = dir.join("data");
         if !data.join("PG_VERSION").exists() {
             std::fs::create_dir_all(&data)?;
@@ -202,13 +254,31 @@ impl Postgres {
             child: None,
             port: free_port()?,
             dir: dir.to_path_buf(),
+            unix_only,
         };
         p.restart()?;
         Ok(p)
     }
 
     pub fn url(&self) -> String {
-        format!("postgres://fireplot@127.0.0.1:{}/postgres", self.port)
+        if self.unix_only {
+            format!(
+                "host={} port={} user=fireplot dbname=postgres",
+                self.dir.join("data").display(),
+                self.port
+            )
+        } else {
+            format!("postgres://fireplot@127.0.0.1:{}/postgres", self.port)
+        }
+    }
+
+    /// Where clients connect: the TCP host or the socket directory.
+    fn host(&self) -> String {
+        if self.unix_only {
+            self.dir.join("data").display().to_string()
+        } else {
+            "127.0.0.1".into()
+        }
     }
 
     /// Starts it again on the same port and data after a stop or a kill
@@ -244,7 +314,13 @@ impl Postgres {
         let mut child = as_postgres(&pg_bin("postgres")?)
             .arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-k"])
+            .args([
+                "-h",
+                if self.unix_only { "" } else { "127.0.0.1" },
+                "-p",
+                &self.port.to_string(),
+                "-k",
+            ])
             .arg(self.dir.join("data"))
             // A test server: no fsync (a killed process loses nothing
             // committed; only a power cut would).
@@ -254,20 +330,28 @@ impl Postgres {
             .stderr(logf)
             .spawn()
             .context("cannot start postgres")?;
-        wait_port(
-            self.port,
-            Duration::from_secs(30),
-            &mut child,
-            "postgres",
-            &log,
-        )?;
+        if !self.unix_only {
+            wait_port(
+                self.port,
+                Duration::from_secs(30),
+                &mut child,
+                "postgres",
+                &log,
+            )?;
+        }
         // Listening is not ready: wait until it accepts a connection.
         let started = Instant::now();
         loop {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "postgres exited ({status}):\n{}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
+            }
             let ok = Command::new(pg_bin("pg_isready")?)
                 .args([
                     "-h",
-                    "127.0.0.1",
+                    &self.host(),
                     "-p",
                     &self.port.to_string(),
                     "-U",
@@ -305,7 +389,8 @@ impl Postgres {
         // Backends orphaned by the kill end on their own when they see the
         // postmaster gone; wait for the port to close.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline
+        while !self.unix_only
+            && Instant::now() < deadline
             && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
         {
             std::thread::sleep(Duration::from_millis(50));
@@ -317,7 +402,7 @@ impl Postgres {
         let out = Command::new(pg_bin("psql")?)
             .args([
                 "-h",
-                "127.0.0.1",
+                &self.host(),
                 "-p",
                 &self.port.to_string(),
                 "-U",

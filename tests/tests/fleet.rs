@@ -80,7 +80,10 @@ fn publish(nats: &Nats, sensor: &str, log: &Path, spool: &Path) -> String {
     ]);
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(out.status.success(), "ingest --publish {sensor}: {err}");
-    assert!(err.contains("still spooled 0 batches"), "all of it reached the broker: {err}");
+    assert!(
+        err.contains("still spooled 0 batches"),
+        "all of it reached the broker: {err}"
+    );
     err
 }
 

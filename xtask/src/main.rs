@@ -1,8 +1,9 @@
-//! Project tasks: `cargo xtask setup|build|run|test|demo|lab`.
+//! Project tasks: `cargo xtask setup|build|run|test|demo|fleet-demo|lab`.
 
 mod build;
 mod demo;
 mod demo_origins;
+mod fleet_demo;
 mod fuzz;
 mod package;
 mod setup;
@@ -51,6 +52,17 @@ enum Task {
         #[arg(long)]
         out: Option<std::path::PathBuf>,
         /// Then serve the web console over the demo's history until Ctrl-C.
+        #[arg(long)]
+        serve: bool,
+    },
+    /// The fleet: three lab routers with live sensors publishing to NATS JetStream, a collector
+    /// keeping PostgreSQL (both real servers under target/fleet-demo/), scans across the three,
+    /// then the fleet-wide alerts and the console's command.
+    FleetDemo {
+        /// Folder for the output and the servers' data (default: target/fleet-demo/<time>).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Then serve the fleet's console until Ctrl-C.
         #[arg(long)]
         serve: bool,
     },
@@ -132,6 +144,12 @@ fn main() -> Result<()> {
             setup::ensure()?;
             let bin = build::build(true)?;
             demo::demo(&prefix, out, &bin, serve)
+        }
+        Task::FleetDemo { out, serve } => {
+            require_root("fleet-demo")?;
+            setup::ensure()?;
+            let bin = build::build(true)?;
+            fleet_demo::fleet_demo(out, &bin, serve)
         }
         Task::Bench { quick } => {
             require_root("bench")?;
