@@ -10,6 +10,8 @@ use serde_json::json;
 
 #[path = "bench/console.rs"]
 mod console;
+#[path = "bench/fleet.rs"]
+mod fleet;
 #[path = "bench/inputs.rs"]
 mod inputs;
 #[path = "bench/linerate.rs"]
@@ -51,6 +53,12 @@ fn main() -> Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     if std::env::args().any(|a| a == "--console-only") {
         for (name, v, unit) in console::console(quick)? {
+            println!("{name:<52} {v:>14.1} {unit}");
+        }
+        return Ok(());
+    }
+    if std::env::args().any(|a| a == "--fleet-only") {
+        for (name, v, unit) in fleet::fleet(quick)? {
             println!("{name:<52} {v:>14.1} {unit}");
         }
         return Ok(());
@@ -264,6 +272,7 @@ fn main() -> Result<()> {
     let line = linerate::line_rate(quick)?;
     let web = console::console(quick)?;
     let inp = inputs::inputs(quick)?;
+    let fl = fleet::fleet(quick)?;
 
     println!(
         "{:<48} {:>9} {:>11}",
@@ -283,6 +292,7 @@ fn main() -> Result<()> {
         .chain(user.iter())
         .chain(web.iter())
         .chain(inp.iter())
+        .chain(fl.iter())
     {
         println!("{name:<52} {v:>14.1} {unit}");
     }
@@ -332,6 +342,7 @@ fn main() -> Result<()> {
         "userspace": ring.iter().chain(user.iter()).map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
         "console": web.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
         "inputs": inp.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
+        "fleet": fl.iter().map(|(n, v, u)| json!({"name": n, "value": v, "unit": u})).collect::<Vec<_>>(),
         "lab": lab.rows.iter().map(|r| json!({
             "rate_pps": r.rate, "achieved_pps": r.achieved, "probes": r.probes, "fireplot": r.fireplot, "iptables_log": r.log,
             "tcpdump": r.tcpdump, "fireplot_cpu_s": r.fireplot_cpu_s, "tcpdump_cpu_s": r.tcpdump_cpu_s,
