@@ -222,6 +222,19 @@ fn three_sensors_two_collectors_every_event_exactly_once() {
     );
     assert_eq!(c["events"], 100, "new sequence numbers: new events: {c}");
     assert_eq!(stored(&pg)["r1"], (n as u64 + 100, n as u64 + 100));
+    // Retention drops whole day partitions: these events are of
+    // 2026-11-20, more than 3 days before any run of this test.
+    let parts = || {
+        pg.sql("SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'")
+            .unwrap()
+    };
+    assert_eq!(parts(), "1");
+    finished(
+        collector(&nats, &pg, &["--retain", "3d", "--exit-when-idle", "1s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(parts(), "0", "the old day's partition is dropped");
+    assert!(stored(&pg).is_empty());
 }
 
 #[test]
