@@ -330,14 +330,22 @@ impl Postgres {
             .stderr(logf)
             .spawn()
             .context("cannot start postgres")?;
+        match self.ready(&mut child, &log) {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(e) => {
+                // Never left behind: a server that did not come up is stopped.
+                stop_child(&mut child, libc::SIGKILL);
+                Err(e)
+            }
+        }
+    }
+
+    fn ready(&self, child: &mut Child, log: &Path) -> Result<()> {
         if !self.unix_only {
-            wait_port(
-                self.port,
-                Duration::from_secs(30),
-                &mut child,
-                "postgres",
-                &log,
-            )?;
+            wait_port(self.port, Duration::from_secs(30), child, "postgres", log)?;
         }
         // Listening is not ready: wait until it accepts a connection.
         let started = Instant::now();
@@ -345,7 +353,7 @@ impl Postgres {
             if let Some(status) = child.try_wait()? {
                 bail!(
                     "postgres exited ({status}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
+                    std::fs::read_to_string(log).unwrap_or_default()
                 );
             }
             let ok = Command::new(pg_bin("pg_isready")?)
@@ -369,7 +377,6 @@ impl Postgres {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        self.child = Some(child);
         Ok(())
     }
 

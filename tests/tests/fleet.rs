@@ -87,26 +87,41 @@ fn publish(nats: &Nats, sensor: &str, log: &Path, spool: &Path) -> String {
     err
 }
 
-fn collector(nats: &Nats, pg: &Postgres, extra: &[&str]) -> Child {
-    Command::new(fireplot_bin())
-        .args([
-            "collect",
-            "--nats",
-            &nats.url(),
-            "--postgres",
-            &pg.url(),
-            "--stats-every",
-            "1s",
-        ])
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start collect")
+/// A running collector, killed if a test fails before it ends.
+struct Collector(Option<Child>);
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn collector(nats: &Nats, pg: &Postgres, extra: &[&str]) -> Collector {
+    Collector(Some(
+        Command::new(fireplot_bin())
+            .args([
+                "collect",
+                "--nats",
+                &nats.url(),
+                "--postgres",
+                &pg.url(),
+                "--stats-every",
+                "1s",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start collect"),
+    ))
 }
 
 /// Waits for a collector to end by itself (bounded); its summary JSON.
-fn finished(mut c: Child, limit: Duration) -> serde_json::Value {
+fn finished(mut guard: Collector, limit: Duration) -> serde_json::Value {
+    let mut c = guard.0.take().expect("running");
     let started = Instant::now();
     loop {
         if let Some(_status) = c.try_wait().unwrap() {
@@ -265,7 +280,7 @@ fn crashes_of_the_collector_and_the_database_lose_and_duplicate_nothing() {
             "3",
         ],
     );
-    let status = a.wait().unwrap();
+    let status = a.0.as_mut().unwrap().wait().unwrap();
     assert!(!status.success(), "the collector aborted as told");
     let after_crash = committed(&pg);
     assert_eq!(after_crash, 3, "it committed 3 batches before it died");
@@ -569,18 +584,29 @@ fn a_sweep_across_three_routers_is_one_fleet_campaign_and_every_command_reads_po
     );
     // serve --postgres: the console over the fleet.
     let port = fireplot_tests::servers::free_port().unwrap();
-    let mut serve = Command::new(fireplot_bin())
-        .args([
-            "serve",
-            "--postgres",
-            &url,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    /// Stopped (SIGTERM) even when an assertion fails.
+    struct Serving(Child);
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Serving(
+        Command::new(fireplot_bin())
+            .args([
+                "serve",
+                "--postgres",
+                &url,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(Instant::now() < deadline, "serve did not listen");
@@ -606,7 +632,4 @@ fn a_sweep_across_three_routers_is_one_fleet_campaign_and_every_command_reads_po
     assert_eq!(top["total"], 220, "{top}");
     let (st, png) = http(port, &format!("/plot.png?{q}"));
     assert_eq!(st, 200, "{png}");
-    // SAFETY: kill(2) on our own child.
-    unsafe { libc::kill(serve.id() as i32, libc::SIGTERM) };
-    let _ = serve.wait();
 }
