@@ -427,14 +427,6 @@ fn origin_row(r: &Row) -> Origin {
         country: r.get(0),
         asn: r.get::<_, Option<i64>>(1).map(|a| a as u32),
         as_org: r.get(2),
-        tags: r
-            .get::<_, Option<String>>(3)
-            .map(|t| {
-                t.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        tags: crate::store::split_tags(r.get::<_, Option<&str>>(3)),
     }
 }

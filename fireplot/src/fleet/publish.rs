@@ -373,6 +373,56 @@ fn kind_of(bytes: &[u8]) -> Kind {
     }
 }
 
+/// What sending the spool's oldest batch did.
+enum Sent {
+    /// Taken by the broker (and removed from the spool).
+    Yes,
+    /// The spool is empty.
+    Empty,
+    /// Not now: the broker refused or did not answer, or the spool could
+    /// not be read (counted and logged).
+    Failed,
+}
+
+/// Sends the spool's oldest batch and removes it once acknowledged.
+async fn send_oldest(
+    js: &jetstream::Context,
+    sensor: &str,
+    state: &Mutex<State>,
+    counts: &Counts,
+) -> Sent {
+    let oldest = state.lock().expect("state").spool.oldest();
+    let (first_seq, items, bytes) = match oldest {
+        Ok(Some(x)) => x,
+        Ok(None) => return Sent::Empty,
+        Err(e) => {
+            log::error!("fleet: {e:#}");
+            counts.spool_errors.fetch_add(1, Ordering::Relaxed);
+            return Sent::Failed;
+        }
+    };
+    let kind = kind_of(&bytes);
+    match publish(js, sensor, kind, first_seq, bytes).await {
+        Ok(()) => {
+            counts.published_batches.fetch_add(1, Ordering::Relaxed);
+            counts.published_items.fetch_add(items, Ordering::Relaxed);
+            match state.lock().expect("state").spool.pop() {
+                Ok(()) => Sent::Yes,
+                Err(e) => {
+                    log::error!("fleet: {e:#}");
+                    counts.spool_errors.fetch_add(1, Ordering::Relaxed);
+                    Sent::Failed
+                }
+            }
+        }
+        Err(e) => {
+            counts.publish_errors.fetch_add(1, Ordering::Relaxed);
+            log::debug!("fleet: spool not drained yet: {e:#}");
+            Sent::Failed
+        }
+    }
+}
+
 async fn run(
     mut rx: mpsc::Receiver<Job>,
     client: async_nats::Client,
@@ -456,30 +506,12 @@ async fn run(
         }
         // Drain the spool, oldest first, while the broker takes it.
         while up && tokio::time::Instant::now() >= away_until {
-            let oldest = state.lock().expect("state").spool.oldest();
-            let (first_seq, items, bytes) = match oldest {
-                Ok(Some(x)) => x,
-                Ok(None) => break,
-                Err(e) => {
-                    log::error!("fleet: {e:#}");
-                    counts.spool_errors.fetch_add(1, Ordering::Relaxed);
+            match send_oldest(&js, &sensor, &state, &counts).await {
+                Sent::Yes => {}
+                Sent::Empty => break,
+                Sent::Failed => {
                     away_until = tokio::time::Instant::now() + Duration::from_secs(1);
                     break;
-                }
-            };
-            let kind = kind_of(&bytes);
-            match publish(&js, &sensor, kind, first_seq, bytes).await {
-                Ok(()) => {
-                    counts.published_batches.fetch_add(1, Ordering::Relaxed);
-                    counts.published_items.fetch_add(items, Ordering::Relaxed);
-                    if let Err(e) = state.lock().expect("state").spool.pop() {
-                        log::error!("fleet: {e:#}");
-                    }
-                }
-                Err(e) => {
-                    counts.publish_errors.fetch_add(1, Ordering::Relaxed);
-                    log::debug!("fleet: spool not drained yet: {e:#}");
-                    away_until = tokio::time::Instant::now() + Duration::from_secs(1);
                 }
             }
             // New batches wait behind the spool, but are not starved of
@@ -506,24 +538,10 @@ async fn run(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
-                let oldest = state.lock().expect("state").spool.oldest();
-                let Ok(Some((first_seq, items, bytes))) = oldest else {
-                    break;
-                };
-                let kind = kind_of(&bytes);
-                match publish(&js, &sensor, kind, first_seq, bytes).await {
-                    Ok(()) => {
-                        counts.published_batches.fetch_add(1, Ordering::Relaxed);
-                        counts.published_items.fetch_add(items, Ordering::Relaxed);
-                        if let Err(e) = state.lock().expect("state").spool.pop() {
-                            log::error!("fleet: {e:#}");
-                            break;
-                        }
-                    }
-                    Err(_) => {
-                        counts.publish_errors.fetch_add(1, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
+                match send_oldest(&js, &sensor, &state, &counts).await {
+                    Sent::Yes => {}
+                    Sent::Empty => break,
+                    Sent::Failed => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
             break;

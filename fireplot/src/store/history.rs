@@ -127,20 +127,6 @@ impl dyn History + '_ {
     ) -> Result<u64, StoreError> {
         self.scan_unordered(filter, &mut f)
     }
-
-    /// What is stored of these sources (those with a row).
-    pub fn origins_of(
-        &self,
-        addrs: impl IntoIterator<Item = IpAddr>,
-    ) -> Result<HashMap<IpAddr, Origin>, StoreError> {
-        let mut out = HashMap::new();
-        for a in addrs {
-            if let Some(o) = self.origin(a)? {
-                out.insert(a, o);
-            }
-        }
-        Ok(out)
-    }
 }
 
 impl History for Store {

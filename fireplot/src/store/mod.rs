@@ -11,6 +11,7 @@ mod console;
 mod filter;
 mod history;
 mod origins;
+pub(crate) use origins::split_tags;
 mod schema;
 pub mod tiles;
 pub mod writer;

@@ -24,20 +24,25 @@ fn key(a: IpAddr) -> Vec<u8> {
     }
 }
 
+/// The tags of a stored origin: a comma-separated column (SQLite and
+/// PostgreSQL alike).
+pub(crate) fn split_tags(t: Option<&str>) -> Vec<String> {
+    t.map(|t| {
+        t.split(',')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 fn row(r: &rusqlite::Row<'_>, base: usize) -> rusqlite::Result<Origin> {
     let tags: Option<String> = r.get(base + 3)?;
     Ok(Origin {
         country: r.get(base)?,
         asn: r.get::<_, Option<i64>>(base + 1)?.map(|a| a as u32),
         as_org: r.get(base + 2)?,
-        tags: tags
-            .map(|t| {
-                t.split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect()
-            })
-            .unwrap_or_default(),
+        tags: split_tags(tags.as_deref()),
     })
 }
 
@@ -88,20 +93,6 @@ impl Store {
             .prepare_cached("SELECT country, asn, as_org, tags FROM origins WHERE src = ?1")
             .and_then(|mut s| s.query_row(params![key(a)], |r| row(r, 0)).optional())
             .map_err(self.sql("reading an origin"))
-    }
-
-    /// What is stored of these sources (those with a row).
-    pub fn origins_of(
-        &self,
-        addrs: impl IntoIterator<Item = IpAddr>,
-    ) -> Result<HashMap<IpAddr, Origin>, StoreError> {
-        let mut out = HashMap::new();
-        for a in addrs {
-            if let Some(o) = self.origin(a)? {
-                out.insert(a, o);
-            }
-        }
-        Ok(out)
     }
 
     /// The sources stored as in `country`, in network `asn` and with
