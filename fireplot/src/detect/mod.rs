@@ -21,6 +21,7 @@ mod scan;
 pub mod sources;
 mod surge;
 mod tools;
+mod words;
 
 use rustc_hash::FxHashMap;
 use serde::Serialize;

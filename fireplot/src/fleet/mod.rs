@@ -14,5 +14,6 @@ pub mod nats;
 pub mod pg;
 pub mod pgstore;
 pub mod publish;
+mod sender;
 pub mod spool;
 pub mod wire;

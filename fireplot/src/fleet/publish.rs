@@ -6,20 +6,18 @@
 
 use std::{
     path::PathBuf,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
-    },
+    sync::{atomic::Ordering, Arc, Mutex},
     time::Duration,
 };
 
 use anyhow::{Context, Result};
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream;
 use clap::Args;
 use tokio::sync::mpsc;
 
 use super::{
-    nats::{check_url, ensure_stream, NatsArgs},
+    nats::{check_url, NatsArgs},
+    sender::{run, spool, Counts, Job, State, ACK_TIMEOUT},
     spool::{Sequence, Spool, SpoolCounts},
     wire::{check_sensor_name, Batch, Body, Kind},
 };
@@ -58,38 +56,12 @@ pub struct PublishArgs {
     pub nats: NatsArgs,
 }
 
-/// How long one publish may wait for the broker's acknowledgement.
-const ACK_TIMEOUT: Duration = Duration::from_secs(3);
-/// At the end of a run, how long the spool may take to drain.
-const CLOSE_DRAIN: Duration = Duration::from_secs(10);
 /// At the start, how long to wait for the first connection (the sensor
 /// starts anyway, spooling, when the broker is away).
 const START_WAIT: Duration = Duration::from_secs(3);
 /// Items queued in memory for the publisher before batches go straight to
 /// the spool (the broker is slow or away).
 const MAX_QUEUED_ITEMS: u64 = 1 << 20;
-
-struct Job {
-    first_seq: u64,
-    items: u64,
-    kind: Kind,
-    bytes: Vec<u8>,
-}
-
-struct State {
-    seq: Sequence,
-    spool: Spool,
-    interfaces: Vec<(u32, String)>,
-}
-
-#[derive(Default)]
-struct Counts {
-    published_batches: AtomicU64,
-    published_items: AtomicU64,
-    publish_errors: AtomicU64,
-    queued_items: AtomicU64,
-    spool_errors: AtomicU64,
-}
 
 /// What the publisher did, for the summaries.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -326,225 +298,5 @@ impl Publisher {
         }
         let _ = self.client.flush().await;
         self.counts()
-    }
-}
-
-fn spool(s: &mut Spool, j: &Job, counts: &Counts) {
-    match s.push(j.first_seq, j.items, &j.bytes) {
-        Ok(true) => {}
-        Ok(false) => log::warn!(
-            "fleet: the spool is full; {} {} (from sequence {}) dropped and counted",
-            j.items,
-            j.kind.subject_part(),
-            j.first_seq
-        ),
-        Err(e) => {
-            counts.spool_errors.fetch_add(1, Ordering::Relaxed);
-            log::error!("fleet: {e:#}; {} items lost", j.items);
-        }
-    }
-}
-
-async fn publish(
-    js: &jetstream::Context,
-    sensor: &str,
-    kind: Kind,
-    first_seq: u64,
-    bytes: Vec<u8>,
-) -> Result<()> {
-    let subject = format!("fireplot.{sensor}.{}", kind.subject_part());
-    let msg = PublishMessage::build()
-        .payload(bytes.into())
-        .message_id(format!("{sensor}-{first_seq}"));
-    let ack = tokio::time::timeout(ACK_TIMEOUT, async {
-        js.send_publish(subject, msg).await?.await
-    })
-    .await
-    .context("no acknowledgement in time")?;
-    ack.context("the broker refused the batch")?;
-    Ok(())
-}
-
-fn kind_of(bytes: &[u8]) -> Kind {
-    match bytes.get(4) {
-        Some(2) => Kind::Alerts,
-        Some(3) => Kind::Counters,
-        _ => Kind::Events,
-    }
-}
-
-/// What sending the spool's oldest batch did.
-enum Sent {
-    /// Taken by the broker (and removed from the spool).
-    Yes,
-    /// The spool is empty.
-    Empty,
-    /// Not now: the broker refused or did not answer, or the spool could
-    /// not be read (counted and logged).
-    Failed,
-}
-
-/// Sends the spool's oldest batch and removes it once acknowledged.
-async fn send_oldest(
-    js: &jetstream::Context,
-    sensor: &str,
-    state: &Mutex<State>,
-    counts: &Counts,
-) -> Sent {
-    let oldest = state.lock().expect("state").spool.oldest();
-    let (first_seq, items, bytes) = match oldest {
-        Ok(Some(x)) => x,
-        Ok(None) => return Sent::Empty,
-        Err(e) => {
-            log::error!("fleet: {e:#}");
-            counts.spool_errors.fetch_add(1, Ordering::Relaxed);
-            return Sent::Failed;
-        }
-    };
-    let kind = kind_of(&bytes);
-    match publish(js, sensor, kind, first_seq, bytes).await {
-        Ok(()) => {
-            counts.published_batches.fetch_add(1, Ordering::Relaxed);
-            counts.published_items.fetch_add(items, Ordering::Relaxed);
-            match state.lock().expect("state").spool.pop() {
-                Ok(()) => Sent::Yes,
-                Err(e) => {
-                    log::error!("fleet: {e:#}");
-                    counts.spool_errors.fetch_add(1, Ordering::Relaxed);
-                    Sent::Failed
-                }
-            }
-        }
-        Err(e) => {
-            counts.publish_errors.fetch_add(1, Ordering::Relaxed);
-            log::debug!("fleet: spool not drained yet: {e:#}");
-            Sent::Failed
-        }
-    }
-}
-
-async fn run(
-    mut rx: mpsc::Receiver<Job>,
-    client: async_nats::Client,
-    js: jetstream::Context,
-    stream: String,
-    sensor: String,
-    state: Arc<Mutex<State>>,
-    counts: Arc<Counts>,
-) {
-    let mut have_stream = false;
-    // Until this instant the broker is taken to be away (no waiting on it).
-    let mut away_until = tokio::time::Instant::now();
-    let mut closing = false;
-    loop {
-        let job = if closing {
-            None
-        } else {
-            let spooled = !state.lock().expect("state").spool.is_empty();
-            let wait = if spooled {
-                away_until
-                    .saturating_duration_since(tokio::time::Instant::now())
-                    .max(Duration::from_millis(50))
-            } else {
-                Duration::from_secs(3600)
-            };
-            match tokio::time::timeout(wait, rx.recv()).await {
-                Ok(Some(j)) => Some(j),
-                Ok(None) => {
-                    closing = true;
-                    None
-                }
-                Err(_) => None,
-            }
-        };
-        let connected = client.connection_state() == async_nats::connection::State::Connected;
-        if !connected && tokio::time::Instant::now() >= away_until {
-            // Not connected: no need to wait for an acknowledgement to know.
-            away_until = tokio::time::Instant::now() + Duration::from_millis(500);
-        }
-        let up = tokio::time::Instant::now() >= away_until;
-        if up && !have_stream {
-            let why = match tokio::time::timeout(ACK_TIMEOUT, ensure_stream(&js, &stream)).await {
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(format!("{e:#}")),
-                Err(_) => Some("the broker does not answer".to_string()),
-            };
-            match why {
-                None => have_stream = true,
-                Some(w) => {
-                    log::warn!("fleet: {w}; spooling until it does");
-                    away_until = tokio::time::Instant::now() + Duration::from_secs(1);
-                }
-            }
-        }
-        let up = up && have_stream;
-        if let Some(j) = job {
-            counts.queued_items.fetch_sub(j.items, Ordering::Relaxed);
-            let behind = {
-                let mut st = state.lock().expect("state");
-                let behind = !up || !st.spool.is_empty();
-                if behind {
-                    // Behind what is spooled (order), or the broker is away.
-                    spool(&mut st.spool, &j, &counts);
-                }
-                behind
-            };
-            if !behind {
-                match publish(&js, &sensor, j.kind, j.first_seq, j.bytes.clone()).await {
-                    Ok(()) => {
-                        counts.published_batches.fetch_add(1, Ordering::Relaxed);
-                        counts.published_items.fetch_add(j.items, Ordering::Relaxed);
-                    }
-                    Err(e) => {
-                        counts.publish_errors.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("fleet: {e:#}; spooling until the broker is back");
-                        away_until = tokio::time::Instant::now() + Duration::from_secs(1);
-                        spool(&mut state.lock().expect("state").spool, &j, &counts);
-                    }
-                }
-            }
-        }
-        // Drain the spool, oldest first, while the broker takes it.
-        while up && tokio::time::Instant::now() >= away_until {
-            match send_oldest(&js, &sensor, &state, &counts).await {
-                Sent::Yes => {}
-                Sent::Empty => break,
-                Sent::Failed => {
-                    away_until = tokio::time::Instant::now() + Duration::from_secs(1);
-                    break;
-                }
-            }
-            // New batches wait behind the spool, but are not starved of
-            // their place in it: take them in between.
-            if !rx.is_empty() {
-                break;
-            }
-        }
-        if closing {
-            // The channel is empty and closed: every batch was sent or
-            // spooled. Give the broker a few seconds to take the spool
-            // (a short run may end before the connection is even up);
-            // what it does not take stays for the next start.
-            let deadline = tokio::time::Instant::now() + CLOSE_DRAIN;
-            while !state.lock().expect("state").spool.is_empty()
-                && tokio::time::Instant::now() < deadline
-            {
-                let connected =
-                    client.connection_state() == async_nats::connection::State::Connected;
-                if !connected || !have_stream {
-                    if connected {
-                        have_stream = ensure_stream(&js, &stream).await.is_ok();
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-                match send_oldest(&js, &sensor, &state, &counts).await {
-                    Sent::Yes => {}
-                    Sent::Empty => break,
-                    Sent::Failed => tokio::time::sleep(Duration::from_millis(200)).await,
-                }
-            }
-            break;
-        }
     }
 }

@@ -11,7 +11,8 @@ use tokio::{
 };
 
 use super::{
-    sinks::{db_path, drain, drain_aggregates, EventSink, StatsWriter},
+    sinks::{db_path, drain, drain_aggregates, EventSink},
+    stats::StatsWriter,
     summary::RateLimitSummary,
     RunArgs,
 };

@@ -6,6 +6,7 @@ mod daemon;
 mod ingest;
 mod replay;
 mod sinks;
+mod stats;
 pub mod summary;
 
 use std::path::PathBuf;

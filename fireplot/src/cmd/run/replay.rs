@@ -10,7 +10,8 @@ use std::{path::PathBuf, time::Instant};
 use clap::Args;
 
 use super::{
-    sinks::{db_path, EventSink, StatsWriter},
+    sinks::{db_path, EventSink},
+    stats::StatsWriter,
     ClassifierArgs, OutputArgs,
 };
 use crate::{

@@ -1,0 +1,53 @@
+//! Numbers and durations in the alerts' words, and the severity scale.
+
+/// "4 a day", "0.3 a day", "2.5 an hour".
+pub(super) fn per_day(rate: f64) -> String {
+    if rate >= 48.0 {
+        format!("{:.0} an hour", rate / 24.0)
+    } else if rate >= 10.0 {
+        format!("{rate:.0} a day")
+    } else {
+        format!("{rate:.1} a day")
+    }
+}
+
+/// 1,234,567
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// "0.4 s", "12 s", "3.5 min", "2.1 h"
+pub fn human_secs(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.1} s")
+    } else if s < 120.0 {
+        format!("{s:.0} s")
+    } else if s < 7200.0 {
+        format!("{:.1} min", s / 60.0)
+    } else {
+        format!("{:.1} h", s / 3600.0)
+    }
+}
+
+/// psad-like danger level from the evidence.
+pub fn severity(probes: u64, breadth: u64, duration_s: f64) -> u8 {
+    let mut s: u8 = match breadth.max(probes / 10) {
+        0..=24 => 1,
+        25..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    if duration_s > 3600.0 && s < 5 {
+        s += 1;
+    }
+    s
+}
