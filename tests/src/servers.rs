@@ -272,6 +272,18 @@ impl Postgres {
         }
     }
 
+    /// How the client programs (pg_isready, psql) reach it.
+    fn client_args(&self) -> [String; 6] {
+        [
+            "-h".into(),
+            self.host(),
+            "-p".into(),
+            self.port.to_string(),
+            "-U".into(),
+            "fireplot".into(),
+        ]
+    }
+
     /// Where clients connect: the TCP host or the socket directory.
     fn host(&self) -> String {
         if self.unix_only {
@@ -357,14 +369,7 @@ impl Postgres {
                 );
             }
             let ok = Command::new(pg_bin("pg_isready")?)
-                .args([
-                    "-h",
-                    &self.host(),
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "fireplot",
-                ])
+                .args(self.client_args())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()?
@@ -407,19 +412,8 @@ impl Postgres {
     /// Runs SQL with psql; its output (unaligned, tuples only).
     pub fn sql(&self, sql: &str) -> Result<String> {
         let out = Command::new(pg_bin("psql")?)
-            .args([
-                "-h",
-                &self.host(),
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "fireplot",
-                "-d",
-                "postgres",
-                "-At",
-                "-c",
-                sql,
-            ])
+            .args(self.client_args())
+            .args(["-d", "postgres", "-At", "-c", sql])
             .output()
             .context("cannot run psql")?;
         if !out.status.success() {

@@ -333,43 +333,27 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
     drop(lab);
     let replayed = replay_public(bin, &out, &db, (started_ns, ended_ns), (&started, &ended))?;
     step("rendering the fireplot of this run from the history database");
-    for ext in ["png", "svg"] {
+    let plot = |extra: &[&str], file: &str| -> Result<()> {
         let status = std::process::Command::new(bin)
             .args(["plot", "--db"])
             .arg(&db)
-            .args([
-                "--from",
-                &started,
-                "--to",
-                &ended,
-                "--iface",
-                "wan0",
-                "--mark-alerts",
-                "--out",
-            ])
-            .arg(out.join(format!("fireplot.{ext}")))
+            .args(["--from", &started, "--to", &ended])
+            .args(extra)
+            .arg("--out")
+            .arg(out.join(file))
             .status()?;
         if !status.success() {
-            anyhow::bail!("fireplot plot failed ({status})");
+            anyhow::bail!("fireplot plot {extra:?} failed ({status})");
         }
+        Ok(())
+    };
+    for ext in ["png", "svg"] {
+        plot(
+            &["--iface", "wan0", "--mark-alerts"],
+            &format!("fireplot.{ext}"),
+        )?;
     }
-    let status = std::process::Command::new(bin)
-        .args(["plot", "--db"])
-        .arg(&db)
-        .args([
-            "--from",
-            &started,
-            "--to",
-            &ended,
-            "--color-by",
-            "country",
-            "--out",
-        ])
-        .arg(out.join("fireplot-by-country.png"))
-        .status()?;
-    if !status.success() {
-        anyhow::bail!("fireplot plot --color-by country failed ({status})");
-    }
+    plot(&["--color-by", "country"], "fireplot-by-country.png")?;
     println!("{}", summarise(&collected, &out));
     println!("alerts ({}):", out.join("alerts.jsonl").display());
     let ended: Vec<&Value> = collected
