@@ -487,3 +487,16 @@ impl WanCapture {
             .with_context(|| format!("no packet count in tcpdump's log: {text}"))
     }
 }
+
+/// One iptables `-j LOG` line of an inbound TCP SYN, as the kernel logs it,
+/// at second `sec` (of 2026-11-20, UTC) and `micros` after it: what the
+/// fleet's tests and bench feed `fireplot ingest`.
+pub fn iptables_syn(sec: usize, micros: usize, src: &str, dst: &str, dport: u16) -> String {
+    format!(
+        "2026-11-20T{:02}:{:02}:{:02}.{:06}Z router kernel: [1.0] IN=eth0 OUT= MAC=00 SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={dport} WINDOW=1024 RES=0x00 SYN URGP=0\n",
+        (sec / 3600) % 24,
+        (sec / 60) % 60,
+        sec % 60,
+        micros % 1_000_000
+    )
+}

@@ -15,6 +15,7 @@ use fireplot_tests::{
     can_run,
     sensor::fireplot_bin,
     servers::{Nats, Postgres},
+    traffic::iptables_syn,
 };
 
 fn out_dir(test: &str) -> PathBuf {
@@ -41,20 +42,12 @@ fn servers_here(test: &str) -> bool {
 /// `n` iptables LOG lines from `sources` sources, starting at second `t0`
 /// of 2026-11-20.
 fn lines(n: usize, sources: usize, t0: usize) -> String {
-    let mut s = String::new();
-    for i in 0..n {
-        let t = t0 + i / 50;
-        s.push_str(&format!(
-            "2026-11-20T{:02}:{:02}:{:02}.{:06}Z router kernel: [1.0] IN=eth0 OUT= MAC=00 SRC=198.51.100.{} DST=198.18.1.2 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={} WINDOW=1024 RES=0x00 SYN URGP=0\n",
-            (t / 3600) % 24,
-            (t / 60) % 60,
-            t % 60,
-            i % 1_000_000,
-            1 + i % sources,
-            1 + i % 5000
-        ));
-    }
-    s
+    (0..n)
+        .map(|i| {
+            let src = format!("198.51.100.{}", 1 + i % sources);
+            iptables_syn(t0 + i / 50, i, &src, "198.18.1.2", 1 + (i % 5000) as u16)
+        })
+        .collect()
 }
 
 fn fireplot(args: &[&str]) -> std::process::Output {
@@ -466,11 +459,7 @@ fn http(port: u16, path: &str) -> (u16, String) {
 
 /// One iptables line at second `t` of 2026-11-20 10:00.
 fn line_at(t: usize, src: &str, dst: &str, port: u16) -> String {
-    format!(
-        "2026-11-20T10:{:02}:{:02}.000000Z router kernel: [1.0] IN=eth0 OUT= MAC=00 SRC={src} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={port} WINDOW=1024 RES=0x00 SYN URGP=0\n",
-        (t / 60) % 60,
-        t % 60
-    )
+    iptables_syn(36_000 + t % 3600, 0, src, dst, port)
 }
 
 #[test]

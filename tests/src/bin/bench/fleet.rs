@@ -11,24 +11,24 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use fireplot_tests::servers::{Nats, Postgres};
+use fireplot_tests::{
+    servers::{Nats, Postgres},
+    traffic::iptables_syn,
+};
 
 fn log_lines(n: usize, sensor: usize) -> String {
-    let mut s = String::with_capacity(n * 200);
-    for i in 0..n {
-        let t = i / 100;
-        s.push_str(&format!(
-            "2026-11-20T{:02}:{:02}:{:02}.{:06}Z router kernel: [1.0] IN=eth0 OUT= MAC=00 SRC=198.51.{}.{} DST=198.18.1.2 LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=TCP SPT=40000 DPT={} WINDOW=1024 RES=0x00 SYN URGP=0\n",
-            (t / 3600) % 24,
-            (t / 60) % 60,
-            t % 60,
-            i % 1_000_000,
-            100 + sensor,
-            1 + (i * 7) % 250,
-            1 + (i * 13) % 65000
-        ));
-    }
-    s
+    (0..n)
+        .map(|i| {
+            let src = format!("198.51.{}.{}", 100 + sensor, 1 + (i * 7) % 250);
+            iptables_syn(
+                i / 100,
+                i,
+                &src,
+                "198.18.1.2",
+                1 + ((i * 13) % 65000) as u16,
+            )
+        })
+        .collect()
 }
 
 fn stored(pg: &Postgres) -> u64 {
