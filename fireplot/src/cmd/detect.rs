@@ -38,7 +38,9 @@ impl DetectArgs {
 pub struct RunDetectArgs {
     /// Detector thresholds from a TOML file of their own (keys as in
     /// `fireplot detect --print-config`), over the --config file's [detect].
-    #[arg(long = "detect-config", value_name = "FILE")]
+    /// Its id is its own: `run` has a `--config` (the daemon's file) too,
+    /// and two arguments with one id make clap panic in debug builds.
+    #[arg(id = "detect_config", long = "detect-config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Override one detector setting, e.g. --set scan_ports=20 (repeatable; after the files).
