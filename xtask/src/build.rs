@@ -32,7 +32,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 
 /// A cargo command free of the variables the outer `cargo xtask` set, so
 /// that `+nightly` and the eBPF crate's own toolchain file take effect.
-fn cargo(toolchain: Option<&str>) -> Command {
+pub fn cargo(toolchain: Option<&str>) -> Command {
     let mut c = Command::new("cargo");
     if let Some(t) = toolchain {
         c.arg(format!("+{t}"));

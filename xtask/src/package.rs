@@ -1,21 +1,34 @@
 //! `cargo xtask package`: a Debian package of the release build with
-//! `dpkg-deb` (Debian's own tool; nothing else to install): the binary,
-//! the systemd unit, a commented default configuration (a conffile), a man
-//! page made from `--help`, the README.
+//! Debian's own tools (`dpkg-deb`, `dpkg-shlibdeps`, `strip`; dpkg-dev and
+//! binutils): the stripped binary, the systemd unit, a commented default
+//! configuration (a conffile), a man page made from `--help`, and in
+//! /usr/share/doc/fireplot the README, the docs/ pages, the copyright file
+//! (machine-readable, see `copyright`) and the changelog
+//! (packaging/changelog). `lintian` reports no error on it (the package
+//! test checks).
+
+mod copyright;
 
 use std::{
     fs,
+    io::Write,
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{bail, Context, Result};
 
 use crate::build::{root, run};
 
+/// The package's maintainer, in the control file, the changelog and the
+/// copyright file.
+const MAINTAINER: &str = "fireplot developers <fireplot@example.invalid>";
+
 /// The subcommands documented in the man page, in its order.
-const COMMANDS: [&str; 9] = [
-    "run", "replay", "ingest", "config", "plot", "top", "detect", "serve", "export",
+const COMMANDS: [&str; 11] = [
+    "run", "replay", "ingest", "config", "plot", "top", "detect", "serve", "export", "enrich",
+    "collect",
 ];
 
 fn help(bin: &Path, args: &[&str]) -> Result<String> {
@@ -60,7 +73,7 @@ fn man_page(bin: &Path, version: &str) -> Result<String> {
     m.push_str(
         ".SH FILES\n.TP\n/etc/fireplot/fireplot.toml\nthe daemon's settings (\\fBfireplot config check\\fR validates it)\n\
          .TP\n/var/lib/fireplot/fireplot.db\nthe history database\n\
-         .SH SEE ALSO\n/usr/share/doc/fireplot/README.md\n",
+         .SH SEE ALSO\n/usr/share/doc/fireplot/README.md and the pages in /usr/share/doc/fireplot/docs/\n",
     );
     Ok(m)
 }
@@ -93,6 +106,131 @@ fn default_config(bin: &Path) -> Result<String> {
     Ok(cfg)
 }
 
+/// `data` compressed as `gzip -9n` does (no name, no time stamp: the same
+/// input gives the same bytes).
+fn gzip(data: &[u8]) -> Result<Vec<u8>> {
+    let mut c = Command::new("gzip")
+        .arg("-9n")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("gzip")?;
+    let mut stdin = c.stdin.take().expect("piped stdin");
+    let data = data.to_vec();
+    // Written from a thread: gzip's output pipe could fill before it has
+    // read all of its input.
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = c.wait_with_output()?;
+    writer.join().expect("gzip writer")?;
+    if !out.status.success() {
+        bail!("gzip -9n failed ({})", out.status);
+    }
+    Ok(out.stdout)
+}
+
+/// The package's changelog (packaging/changelog, a Debian changelog);
+/// its latest entry must be `version`.
+fn changelog(root: &Path, version: &str) -> Result<Vec<u8>> {
+    let text =
+        fs::read_to_string(root.join("packaging/changelog")).context("packaging/changelog")?;
+    let top = text.lines().next().unwrap_or("");
+    if !top.starts_with(&format!("fireplot ({version}) ")) {
+        bail!(
+            "packaging/changelog starts with `{top}`: add an entry for version {version} (Cargo.toml) on top"
+        );
+    }
+    let signed = text.lines().find(|l| l.starts_with(" -- ")).unwrap_or("");
+    if !signed.starts_with(&format!(" -- {MAINTAINER}  ")) {
+        bail!("packaging/changelog: the latest entry must be signed ` -- {MAINTAINER}  DATE`, not `{signed}`");
+    }
+    gzip(text.as_bytes())
+}
+
+/// The shared libraries the binary needs, as Debian dependencies with
+/// their minimum versions (`dpkg-shlibdeps`).
+fn shlib_depends(out_dir: &Path, binary: &Path) -> Result<String> {
+    // dpkg-shlibdeps reads debian/control from where it runs.
+    let work = out_dir.join("shlibdeps");
+    fs::create_dir_all(work.join("debian"))?;
+    fs::write(
+        work.join("debian/control"),
+        "Source: fireplot\n\nPackage: fireplot\nArchitecture: any\n",
+    )?;
+    let out = Command::new("dpkg-shlibdeps")
+        .args(["-O", "-e"])
+        .arg(binary)
+        .current_dir(&work)
+        .output()
+        .context("dpkg-shlibdeps (dpkg-dev; `cargo xtask setup` installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "dpkg-shlibdeps failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let _ = fs::remove_dir_all(&work);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("shlibs:Depends="))
+        .map(str::to_string)
+        .context("dpkg-shlibdeps printed no shlibs:Depends")
+}
+
+/// Sets every directory under `dir` to 0755 (files keep the mode they were
+/// written with) and returns the size of the files in KiB, rounded up as
+/// Installed-Size counts it.
+fn seal(dir: &Path) -> Result<u64> {
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o755))?;
+    let mut bytes = 0;
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let meta = fs::symlink_metadata(e.path())?;
+        if meta.is_dir() {
+            bytes += seal(&e.path())? * 1024;
+        } else {
+            bytes += meta.len().div_ceil(1024) * 1024;
+        }
+    }
+    Ok(bytes / 1024)
+}
+
+/// The files under `dir`, relative to it, in order.
+fn files_under(dir: &Path, rel: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let mut entries: Vec<_> = fs::read_dir(dir.join(rel))?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let r = rel.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            files_under(dir, &r, out)?;
+        } else {
+            out.push(r);
+        }
+    }
+    Ok(())
+}
+
+/// DEBIAN/md5sums as dh_md5sums writes it: `md5sum` of every file but the
+/// conffiles (dpkg keeps theirs itself).
+fn md5sums(stage: &Path, conffiles: &[&str]) -> Result<Vec<u8>> {
+    let mut files = Vec::new();
+    files_under(stage, Path::new(""), &mut files)?;
+    files.retain(|f| {
+        !conffiles
+            .iter()
+            .any(|c| Path::new(c.trim_start_matches('/')) == f)
+    });
+    let out = Command::new("md5sum")
+        .arg("--")
+        .args(&files)
+        .current_dir(stage)
+        .output()
+        .context("md5sum")?;
+    if !out.status.success() {
+        bail!("md5sum failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(out.stdout)
+}
+
 /// Builds `target/debian/fireplot_<version>_<arch>.deb` from the release
 /// binary at `bin`; returns its path.
 pub fn package(bin: &Path) -> Result<PathBuf> {
@@ -114,7 +252,6 @@ pub fn package(bin: &Path) -> Result<PathBuf> {
     let stage = out_dir.join(&name);
     let _ = fs::remove_dir_all(&stage);
     let put = |rel: &str, data: &[u8], mode: u32| -> Result<()> {
-        use std::os::unix::fs::PermissionsExt;
         let p = stage.join(rel);
         fs::create_dir_all(p.parent().expect("a file in a folder"))?;
         fs::write(&p, data).with_context(|| format!("writing {}", p.display()))?;
@@ -123,11 +260,17 @@ pub fn package(bin: &Path) -> Result<PathBuf> {
     };
     put("usr/bin/fireplot", &fs::read(bin)?, 0o755)?;
     // The release profile keeps debug info for the bench's profiles; a
-    // router does not need it.
+    // router needs neither it nor the symbol table (lintian:
+    // unstripped-binary-or-object). The flags are dh_strip's.
     let staged = stage.join("usr/bin/fireplot");
-    if let Err(e) = run(Command::new("strip").arg("--strip-debug").arg(&staged)) {
-        println!("package: not stripped ({e:#}); the binary keeps its debug info");
-    }
+    run(Command::new("strip")
+        .args([
+            "--remove-section=.comment",
+            "--remove-section=.note",
+            "--strip-unneeded",
+        ])
+        .arg(&staged))
+    .context("strip (binutils) the packaged binary")?;
     put(
         "lib/systemd/system/fireplot.service",
         &fs::read(root.join("packaging/fireplot.service"))?,
@@ -139,34 +282,53 @@ pub fn package(bin: &Path) -> Result<PathBuf> {
         0o644,
     )?;
     let man = man_page(bin, &version)?;
-    let mut gz = Vec::new();
-    {
-        let mut c = Command::new("gzip")
-            .args(["-9n"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .context("gzip")?;
-        use std::io::Write;
-        c.stdin.take().expect("stdin").write_all(man.as_bytes())?;
-        let o = c.wait_with_output()?;
-        gz.extend_from_slice(&o.stdout);
-    }
-    put("usr/share/man/man1/fireplot.1.gz", &gz, 0o644)?;
     put(
-        "usr/share/doc/fireplot/README.md",
+        "usr/share/man/man1/fireplot.1.gz",
+        &gzip(man.as_bytes())?,
+        0o644,
+    )?;
+    let doc = "usr/share/doc/fireplot";
+    put(
+        &format!("{doc}/README.md"),
         &fs::read(root.join("README.md"))?,
         0o644,
     )?;
-    let size_kib = (fs::metadata(bin)?.len() + man.len() as u64) / 1024;
+    // docs/ beside the README, so that the README's links and pictures work.
+    for sub in ["docs", "docs/img"] {
+        let mut files: Vec<PathBuf> = fs::read_dir(root.join(sub))
+            .with_context(|| sub.to_string())?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for f in files {
+            let file = f.file_name().expect("a file name").to_string_lossy();
+            put(&format!("{doc}/{sub}/{file}"), &fs::read(&f)?, 0o644)?;
+        }
+    }
+    put(
+        &format!("{doc}/copyright"),
+        copyright::copyright()?.as_bytes(),
+        0o644,
+    )?;
+    put(
+        &format!("{doc}/changelog.gz"),
+        &changelog(&root, &version)?,
+        0o644,
+    )?;
+    let depends = shlib_depends(&out_dir, &staged)?;
+    let size_kib = seal(&stage)?;
+    let conffiles = ["/etc/fireplot/fireplot.toml"];
+    let sums = md5sums(&stage, &conffiles)?;
     let control = format!(
         "Package: fireplot\n\
          Version: {version}\n\
          Architecture: {arch}\n\
-         Maintainer: fireplot developers <fireplot@example.invalid>\n\
+         Maintainer: {MAINTAINER}\n\
          Section: net\n\
          Priority: optional\n\
-         Depends: libc6\n\
+         Depends: {depends}\n\
          Recommends: systemd\n\
          Installed-Size: {size_kib}\n\
          Description: XDP sensor for unsolicited traffic on a WAN interface\n \
@@ -176,7 +338,13 @@ pub fn package(bin: &Path) -> Result<PathBuf> {
          captures and reads firewall logs.\n"
     );
     put("DEBIAN/control", control.as_bytes(), 0o644)?;
-    put("DEBIAN/conffiles", b"/etc/fireplot/fireplot.toml\n", 0o644)?;
+    put(
+        "DEBIAN/conffiles",
+        format!("{}\n", conffiles.join("\n")).as_bytes(),
+        0o644,
+    )?;
+    put("DEBIAN/md5sums", &sums, 0o644)?;
+    seal(&stage.join("DEBIAN"))?;
     let deb = out_dir.join(format!("{name}.deb"));
     run(Command::new("dpkg-deb")
         .args(["--root-owner-group", "-Zxz", "--build"])
