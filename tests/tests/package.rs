@@ -1,7 +1,8 @@
 //! The Debian package: built by `cargo xtask package` (the test command
-//! builds it first and passes it in FIREPLOT_DEB), its unit verified by
-//! systemd, installed into a throwaway root, and the unit's own command
-//! run from there in the lab's router with only the unit's capabilities.
+//! builds it first and passes it in FIREPLOT_DEB), checked by lintian, its
+//! unit verified by systemd, installed into a throwaway root, and the
+//! unit's own command run from there in the lab's router with only the
+//! unit's capabilities.
 
 use std::{
     collections::BTreeSet,
@@ -13,11 +14,11 @@ use std::{
 
 use fireplot_tests::{addr, can_run, privileged, traffic::nmap, unique_prefix, Lab, Node};
 
-fn deb() -> Option<PathBuf> {
+fn deb(test: &str) -> Option<PathBuf> {
     let p = std::env::var_os("FIREPLOT_DEB").map(PathBuf::from);
     let ok = p.as_ref().is_some_and(|p| p.exists());
     if !can_run(
-        "the_package_installs_verifies_and_runs_its_unit",
+        test,
         ok,
         "FIREPLOT_DEB is not set: run through `cargo xtask test`, which builds the package",
     ) {
@@ -67,12 +68,60 @@ fn xdp_attached(lab: &Lab) -> bool {
     String::from_utf8_lossy(&out.stdout).contains("xdp")
 }
 
+/// Why the lintian test skips.
+const LINTIAN_SKIP_REASON: &str = "needs lintian; `cargo xtask setup` installs it";
+
+/// lintian, Debian's package checker, reports no error (`E:`) on the
+/// package; its warnings are printed. No root needed.
+#[test]
+fn lintian_reports_no_error_on_the_package() {
+    const TEST: &str = "lintian_reports_no_error_on_the_package";
+    let Some(deb) = deb(TEST) else { return };
+    let installed = Command::new("lintian")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !can_run(TEST, installed, LINTIAN_SKIP_REASON) {
+        return;
+    }
+    // --fail-on none: the exit status says whether lintian ran, the E: lines
+    // whether it found errors.
+    let out = Command::new("lintian")
+        .args([
+            "--fail-on",
+            "none",
+            "--display-info",
+            "--tag-display-limit",
+            "0",
+        ])
+        .arg(&deb)
+        .output()
+        .expect("run lintian");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "lintian failed ({}): {said}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("lintian {}:\n{said}", deb.display());
+    let errors: Vec<&str> = said.lines().filter(|l| l.starts_with("E:")).collect();
+    assert!(
+        errors.is_empty(),
+        "lintian reports errors on {}:\n{}",
+        deb.display(),
+        errors.join("\n")
+    );
+}
+
 #[test]
 fn the_package_installs_verifies_and_runs_its_unit() {
     if !privileged("the_package_installs_verifies_and_runs_its_unit") {
         return;
     }
-    let Some(deb) = deb() else { return };
+    let Some(deb) = deb("the_package_installs_verifies_and_runs_its_unit") else {
+        return;
+    };
     let root = std::env::temp_dir().join(format!("fireplot-test-deb-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root).expect("root");
@@ -101,6 +150,9 @@ fn the_package_installs_verifies_and_runs_its_unit() {
         "etc/fireplot/fireplot.toml",
         "usr/share/man/man1/fireplot.1.gz",
         "usr/share/doc/fireplot/README.md",
+        "usr/share/doc/fireplot/docs/deployment.md",
+        "usr/share/doc/fireplot/copyright",
+        "usr/share/doc/fireplot/changelog.gz",
     ] {
         assert!(root.join(f).exists(), "{f} is installed");
     }

@@ -23,9 +23,13 @@ pub const APT_PACKAGES: &[&str] = &[
     // takes the generator's XDP_TX frames) and its per-queue counters.
     "ethtool",
     // The package test: `systemd-analyze verify` on the unit, setpriv and
-    // dmesg (util-linux) to run it with only its capabilities.
+    // dmesg (util-linux) to run it with only its capabilities, and lintian
+    // on the .deb. `cargo xtask package` strips the binary and reads its
+    // library dependencies with dpkg-dev's tools (binutils, dpkg-shlibdeps).
     "systemd",
     "util-linux",
+    "lintian",
+    "dpkg-dev",
     // The web console's browser tests: headless Chromium driven over WebDriver.
     "chromium",
     "chromium-driver",
@@ -151,7 +155,7 @@ pub fn setup() -> Result<()> {
 }
 
 /// The enrichment test data: npm packages of ip-location-db (CC BY 4.0;
-/// attribution in the README and `fireplot --version`), pinned, and the
+/// attribution in docs/enrichment.md and `fireplot --version`), pinned, and the
 /// files taken from each (with their licence texts).
 const ENRICH_PACKAGES: &[(&str, &[&str])] = &[
     (
