@@ -33,7 +33,7 @@ pub use stats::Counters;
 /// `cargo xtask build`: the sensor's programs and maps only (the lab's
 /// generator and baseline are in another object, see `fireplot-tests`).
 /// Empty if it was not built.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fireplot.bpf.o"));
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fireplot.bpf.o"));
 
 /// Names of the programs in the object.
 pub const PROG_INGRESS: &str = "fireplot_ingress";
