@@ -1,12 +1,22 @@
 //! fireplot's kernel side: the XDP ingress classifier and the TC egress flow
 //! recorder. This file holds the maps and the entry points only; the logic
 //! is in `parse`, `ingress`, `egress` and `flows`.
+//!
+//! The crate builds two objects, one per `[[bin]]`:
+//! - `fireplot` (this file): the production object, embedded in the
+//!   `fireplot` binary. It holds only what the sensor loads: the two
+//!   programs it attaches, `fireplot_clock` (run once with
+//!   BPF_PROG_TEST_RUN to measure HZ) and their maps.
+//! - `fireplot-lab` (`src/lab/`): the lab's programs, the packet generator
+//!   and the trivial XDP_PASS program the benchmarks compare against,
+//!   embedded only in the test and bench code (`fireplot-tests`). It shares
+//!   no module with the sensor; the generator's settings are a
+//!   `fireplot_common::flood` type.
 #![no_std]
 #![no_main]
 
 mod aggregate;
 mod egress;
-mod flood;
 mod flows;
 mod ingress;
 mod parse;
@@ -21,7 +31,6 @@ use aya_ebpf::{
 use fireplot_common::{
     agg::{AggKey, AggValue},
     config::{Config, SERVICE_WORDS},
-    flood::FloodConfig,
     counters::{COUNTERS_LEN, PORT_CHUNK, PORT_HITS_LEN},
     flow::{CacheSlotV4, CacheSlotV6, FlowKeyV4, FlowKeyV6, FlowState, LiveKey, RateSlot},
 };
@@ -120,26 +129,6 @@ pub fn fireplot_clock(_ctx: XdpContext) -> u32 {
         // SAFETY: map value pointer from the kernel, valid for this run.
         unsafe { *slot = [bpf_jiffies64(), bpf_ktime_get_ns()] };
     }
-    XDP_PASS
-}
-
-/// The lab's packet generator's settings and per-CPU sequence (only
-/// `fireplot_flood` uses them; see `flood.rs`).
-#[map]
-static FLOOD: Array<FloodConfig> = Array::with_max_entries(1, 0);
-#[map]
-static FLOOD_SEQ: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
-
-/// The lab's packet generator: never attached by the sensor, only run by
-/// the lab with BPF_PROG_TEST_RUN in live-frame mode.
-#[xdp]
-pub fn fireplot_flood(ctx: XdpContext) -> u32 {
-    flood::generate(&ctx)
-}
-
-/// The trivial program benchmarks compare against.
-#[xdp]
-pub fn fireplot_baseline(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
 

@@ -14,15 +14,14 @@ use std::{
 use anyhow::{bail, Context, Result};
 use aya::{
     maps::Array,
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
+    programs::{TestRun, TestRunAttrs, TestRunOptions},
 };
-use fireplot::sensor::{LoadOptions, Sensor};
 use fireplot_common::flood::{FloodConfig, TEMPLATE_MAX};
 
-use crate::packets::{v4_vlan, v6_vlan, Vlan, L4};
-
-/// The generator's program in the eBPF object.
-pub const PROG_FLOOD: &str = "fireplot_flood";
+use crate::{
+    lab_ebpf::{LabPrograms, MAP_FLOOD, PROG_FLOOD},
+    packets::{v4_vlan, v6_vlan, Vlan, L4},
+};
 
 /// Frames the kernel runs per batch before it flushes them out.
 const BATCH: u32 = 64;
@@ -118,7 +117,7 @@ impl Report {
 
 /// The loaded generator, bound to one interface.
 pub struct Generator {
-    sensor: Sensor,
+    programs: LabPrograms,
     ifindex: u32,
     frames: Vec<(FloodConfig, Vec<u8>)>,
 }
@@ -151,18 +150,7 @@ impl Generator {
         let ifindex = std::fs::read_to_string(format!("/sys/class/net/{iface}/ifindex"))?
             .trim()
             .parse()?;
-        // Small tables: the sensor's maps are created but unused.
-        let mut sensor = Sensor::load(&LoadOptions {
-            ring_bytes: 4096,
-            flow_table_size: 1024,
-            aggregate_entries: 1024,
-        })?;
-        let prog: &mut Xdp = sensor
-            .ebpf_mut()
-            .program_mut(PROG_FLOOD)
-            .context("no generator in the eBPF object")?
-            .try_into()?;
-        prog.load().context("loading the generator")?;
+        let programs = LabPrograms::load()?;
         let mut frames = Vec::new();
         for (i, s) in specs.iter().enumerate() {
             let frame = s.frame(src_mac, dst_mac)?;
@@ -172,7 +160,7 @@ impl Generator {
             ));
         }
         Ok(Generator {
-            sensor,
+            programs,
             ifindex,
             frames,
         })
@@ -181,9 +169,9 @@ impl Generator {
     fn run(&mut self, spec: usize, count: u32) -> Result<()> {
         let (cfg, frame) = &self.frames[spec];
         let mut map = Array::<_, FloodConfig>::try_from(
-            self.sensor
+            self.programs
                 .ebpf_mut()
-                .map_mut("FLOOD")
+                .map_mut(MAP_FLOOD)
                 .context("no FLOOD map")?,
         )?;
         map.set(0, *cfg, 0)?;
@@ -191,12 +179,7 @@ impl Generator {
         // rx_queue_index, egress_ifindex.
         let md: [u32; 6] = [0, frame.len() as u32, 0, self.ifindex, 0, 0];
         let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let prog: &mut Xdp = self
-            .sensor
-            .ebpf_mut()
-            .program_mut(PROG_FLOOD)
-            .context("no generator")?
-            .try_into()?;
+        let prog = self.programs.program(PROG_FLOOD)?;
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);
         opts.ctx_in = Some(&ctx);

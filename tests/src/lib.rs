@@ -17,6 +17,8 @@
 pub mod fleet_lab;
 #[cfg(feature = "bench")]
 pub mod flood;
+#[cfg(feature = "bench")]
+pub mod lab_ebpf;
 pub mod packets;
 pub mod sensor;
 pub mod servers;

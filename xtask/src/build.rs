@@ -1,4 +1,4 @@
-//! Building the eBPF object and the userspace binary, and running tests.
+//! Building the eBPF objects and the userspace binary, and running tests.
 
 use std::{
     path::{Path, PathBuf},
@@ -15,9 +15,15 @@ pub fn root() -> PathBuf {
         .expect("workspace root")
 }
 
-/// Path of the built eBPF object.
+/// Path of the built production eBPF object (embedded in `fireplot`).
 pub fn ebpf_object() -> PathBuf {
     root().join("fireplot-ebpf/target/bpfel-unknown-none/release/fireplot")
+}
+
+/// Path of the built lab eBPF object (the generator and the trivial
+/// baseline; embedded in `fireplot-tests` with its `bench` feature only).
+pub fn lab_object() -> PathBuf {
+    root().join("fireplot-ebpf/target/bpfel-unknown-none/release/fireplot-lab")
 }
 
 pub fn run(cmd: &mut Command) -> Result<()> {
@@ -50,7 +56,8 @@ pub fn cargo(toolchain: Option<&str>) -> Command {
     c
 }
 
-/// Builds the eBPF object, then fireplot with it embedded. Returns the binary.
+/// Builds the eBPF objects (the production one and the lab's), then
+/// fireplot with the production one embedded. Returns the binary.
 pub fn build(release: bool) -> Result<PathBuf> {
     let root = root();
     run(cargo(Some("nightly"))
@@ -63,11 +70,13 @@ pub fn build(release: bool) -> Result<PathBuf> {
             "--target",
             "bpfel-unknown-none",
         ]))
-    .context("building the eBPF object failed (is `cargo xtask setup` done?)")?;
-    let object = ebpf_object();
-    if !object.exists() {
-        bail!("eBPF object missing at {}", object.display());
+    .context("building the eBPF objects failed (is `cargo xtask setup` done?)")?;
+    for object in [ebpf_object(), lab_object()] {
+        if !object.exists() {
+            bail!("eBPF object missing at {}", object.display());
+        }
     }
+    let object = ebpf_object();
     let mut c = cargo(None);
     c.current_dir(&root)
         .args(["build", "--package", "fireplot"])
@@ -107,6 +116,7 @@ pub fn test(extra: &[String], deb: Option<&Path>) -> Result<()> {
             "fireplot-tests/bench",
         ])
         .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
+        .env("FIREPLOT_EBPF_LAB_OBJECT", lab_object())
         .env("FIREPLOT_BIN", root.join("target/release/fireplot"))
         .env(fireplot_tests::SKIP_LOG_ENV, &skip_log)
         .env("FIREPLOT_ENRICH_DATA", crate::setup::enrich_dir());
@@ -213,7 +223,8 @@ pub fn bench(quick: bool) -> Result<()> {
             "--bin",
             "fireplot-flood",
         ])
-        .env("FIREPLOT_EBPF_OBJECT", ebpf_object());
+        .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
+        .env("FIREPLOT_EBPF_LAB_OBJECT", lab_object());
     run(&mut g)?;
     let mut c = cargo(None);
     c.current_dir(&root)
@@ -232,6 +243,7 @@ pub fn bench(quick: bool) -> Result<()> {
         .arg("--json")
         .arg(root.join("target/bench/results.json"))
         .env("FIREPLOT_EBPF_OBJECT", ebpf_object())
+        .env("FIREPLOT_EBPF_LAB_OBJECT", lab_object())
         .env("FIREPLOT_ENRICH_DATA", crate::setup::enrich_dir());
     if quick {
         c.arg("--quick");

@@ -29,14 +29,16 @@ pub use limits::{Limits, LimitsError};
 pub use service::Service;
 pub use stats::Counters;
 
-/// The eBPF object built by `cargo xtask build`; empty if it was not built.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fireplot.bpf.o"));
+/// The production eBPF object (`fireplot-ebpf`'s `fireplot` bin) built by
+/// `cargo xtask build`: the sensor's programs and maps only (the lab's
+/// generator and baseline are in another object, see `fireplot-tests`).
+/// Empty if it was not built.
+pub static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/fireplot.bpf.o"));
 
-/// Names of the programs and maps in the object.
+/// Names of the programs in the object.
 pub const PROG_INGRESS: &str = "fireplot_ingress";
 pub const PROG_EGRESS: &str = "fireplot_egress";
 pub const PROG_CLOCK: &str = "fireplot_clock";
-pub const PROG_BASELINE: &str = "fireplot_baseline";
 
 /// Errors of loading and attaching the sensor.
 #[derive(Debug, Error)]
@@ -248,7 +250,7 @@ impl Sensor {
                     },
                     e => Error::Load(e),
                 })?;
-        for name in [PROG_INGRESS, PROG_CLOCK, PROG_BASELINE] {
+        for name in [PROG_INGRESS, PROG_CLOCK] {
             let prog: &mut Xdp = program(&mut ebpf, name)?;
             prog.load().map_err(|e| load_error(name, e))?;
         }
@@ -470,7 +472,7 @@ impl Sensor {
 
     /// Detaches and unloads the programs; maps stay readable.
     pub fn detach(&mut self) {
-        for name in [PROG_INGRESS, PROG_CLOCK, PROG_BASELINE] {
+        for name in [PROG_INGRESS, PROG_CLOCK] {
             if let Ok(p) = program::<Xdp>(&mut self.ebpf, name) {
                 let _ = p.unload();
             }

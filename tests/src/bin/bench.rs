@@ -4,8 +4,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use fireplot::sensor::{Limits, LoadOptions, Sensor, PROG_BASELINE, PROG_INGRESS};
-use fireplot_tests::packets::{flags::*, *};
+use fireplot::sensor::{Limits, LoadOptions, Sensor, PROG_INGRESS};
+use fireplot_tests::{
+    lab_ebpf::LabPrograms,
+    packets::{flags::*, *},
+};
 use serde_json::json;
 
 #[path = "bench/console.rs"]
@@ -34,6 +37,16 @@ fn xdp_ns(
     for _ in 0..runs {
         let (_, d) = s.test_run(prog, frame, repeat).context("test_run")?;
         v.push(d.as_secs_f64() * 1e9);
+    }
+    Ok(median(v))
+}
+
+/// ns/packet of the lab's trivial XDP_PASS program over `frame`.
+fn baseline_ns(frame: &[u8], repeat: u32, runs: usize) -> Result<f64> {
+    let mut lab = LabPrograms::load()?;
+    let mut v = Vec::new();
+    for _ in 0..runs {
+        v.push(lab.baseline_run(frame, repeat)?.as_secs_f64() * 1e9);
     }
     Ok(median(v))
 }
@@ -191,7 +204,7 @@ fn main() -> Result<()> {
     );
 
     let mut rows: Vec<(String, f64)> = Vec::new();
-    let baseline = xdp_ns(&mut s, PROG_BASELINE, &syn, repeat, runs)?;
+    let baseline = baseline_ns(&syn, repeat, runs)?;
     rows.push(("xdp baseline (XDP_PASS)".into(), baseline));
     for (name, frame) in [
         ("reply to inside TCP flow (v4)", &reply_tcp),

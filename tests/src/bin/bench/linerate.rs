@@ -13,8 +13,12 @@
 use std::{os::fd::AsRawFd, process::Stdio, time::Duration};
 
 use anyhow::{bail, Context, Result};
-use fireplot::sensor::{LoadOptions, Sensor, PROG_BASELINE};
-use fireplot_tests::{addr, sensor::Sensor as LabSensor, Lab, Node};
+use fireplot_tests::{
+    addr,
+    lab_ebpf::{LabPrograms, PROG_BASELINE},
+    sensor::Sensor,
+    Lab, Node,
+};
 use serde_json::{json, Value};
 
 /// What runs on wan0.
@@ -119,11 +123,11 @@ fn prog_stats(pid: u32, id: u32) -> Option<(u64, u64)> {
 }
 
 /// Attaches the trivial program to wan0 from a thread inside the router's
-/// namespace; dropping the sensor detaches it.
-fn attach_trivial(router_ns: &str) -> Result<Sensor> {
+/// namespace; dropping the returned programs detaches it.
+fn attach_trivial(router_ns: &str) -> Result<LabPrograms> {
     let path = format!("/run/netns/{router_ns}");
     std::thread::scope(|s| {
-        s.spawn(|| -> Result<Sensor> {
+        s.spawn(|| -> Result<LabPrograms> {
             let ns = std::fs::File::open(&path).with_context(|| format!("open {path}"))?;
             // SAFETY: setns on this thread only, with a namespace fd we own.
             if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
@@ -132,19 +136,11 @@ fn attach_trivial(router_ns: &str) -> Result<Sensor> {
                     std::io::Error::last_os_error()
                 );
             }
-            let mut sensor = Sensor::load(&LoadOptions {
-                ring_bytes: 4096,
-                flow_table_size: 1024,
-                aggregate_entries: 1024,
-            })?;
-            let prog: &mut aya::programs::Xdp = sensor
-                .ebpf_mut()
-                .program_mut(PROG_BASELINE)
-                .context("no baseline program")?
-                .try_into()?;
-            prog.attach("wan0", aya::programs::XdpMode::Driver)
+            let mut lab = LabPrograms::load()?;
+            lab.program(PROG_BASELINE)?
+                .attach("wan0", aya::programs::XdpMode::Driver)
                 .context("attach the trivial program to wan0")?;
-            Ok(sensor)
+            Ok(lab)
         })
         .join()
         .map_err(|_| anyhow::anyhow!("attach thread panicked"))?
@@ -177,7 +173,7 @@ fn run_one(lab: &Lab, config: Config, rate: u64, secs: f64, dir: &std::path::Pat
             if config == Config::EventsOnly {
                 args.extend(fireplot_tests::sensor::NO_LIMITS);
             }
-            sensor = Some(LabSensor::start_with(lab, dir, &args, false)?);
+            sensor = Some(Sensor::start_with(lab, dir, &args, false)?);
         }
     }
     let pid = sensor.as_ref().map(|s| s.pid());
