@@ -5,6 +5,11 @@ pub const IPPROTO_ICMP: u8 = 1;
 pub const IPPROTO_TCP: u8 = 6;
 pub const IPPROTO_UDP: u8 = 17;
 pub const IPPROTO_ICMPV6: u8 = 58;
+/// IP protocol numbers firewall logs name (the classifier reads them by
+/// number only).
+pub const IPPROTO_GRE: u8 = 47;
+pub const IPPROTO_SCTP: u8 = 132;
+pub const IPPROTO_UDPLITE: u8 = 136;
 
 /// Address family of an event, as in the JSON `family` field.
 pub const FAMILY_V4: u8 = 4;
