@@ -38,7 +38,7 @@ impl DetectArgs {
 pub struct RunDetectArgs {
     /// Detector thresholds from a TOML file of their own (keys as in
     /// `fireplot detect --print-config`), over the --config file's [detect].
-    #[arg(long = "detect-config", value_name = "FILE")]
+    #[arg(long = "detect-config", id = "detect_config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Override one detector setting, e.g. --set scan_ports=20 (repeatable; after the files).
