@@ -121,6 +121,8 @@ pub struct Capture {
 const PCAPNG_MAGIC: [u8; 4] = [0x0a, 0x0d, 0x0d, 0x0a];
 
 impl Capture {
+    /// Opens a capture: pcapng by its section header's magic, pcap
+    /// otherwise (either byte order, µs or ns).
     pub fn open(path: &Path) -> Result<Capture, CaptureError> {
         let open = || {
             File::open(path).map_err(|source| CaptureError::Open {

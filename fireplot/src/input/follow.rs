@@ -57,7 +57,7 @@ const REOPEN_RETRY: Duration = Duration::from_millis(500);
 const STREAM_BUFFER: usize = 1 << 20;
 
 /// Lines from a file that may grow and be rotated.
-pub struct Follower {
+struct Follower {
     path: PathBuf,
     reader: BufReader<File>,
     inode: u64,
@@ -65,7 +65,7 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn open(path: &Path) -> io::Result<Follower> {
+    fn open(path: &Path) -> io::Result<Follower> {
         let f = File::open(path)?;
         let inode = f.metadata()?.ino();
         Ok(Follower {
@@ -101,7 +101,7 @@ impl Follower {
     }
 
     /// Rotated (another file under the name) or truncated: start over.
-    pub fn check_rotation(&mut self) -> io::Result<bool> {
+    fn check_rotation(&mut self) -> io::Result<bool> {
         let Ok(meta) = std::fs::metadata(&self.path) else {
             return Ok(false); // between the rename and the new file
         };

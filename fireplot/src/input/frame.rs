@@ -57,9 +57,13 @@ pub fn source_addr(frame: &[u8]) -> Option<IpAddr> {
 /// outgoing, in that order; every other frame is inbound (XDP).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Directions {
+    /// To egress: the source address is the inside's.
     pub by_inside: u64,
+    /// To egress: the source MAC is the router's.
     pub by_mac: u64,
+    /// To egress: a Linux cooked capture says the host sent it.
     pub by_cooked: u64,
+    /// To the XDP ingress program.
     pub inbound: u64,
 }
 
