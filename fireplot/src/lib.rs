@@ -3,14 +3,14 @@
 //! The kernel side (`fireplot-ebpf`) classifies every inbound packet and
 //! sends one event per unsolicited packet through a ring buffer. This crate
 //! loads and attaches it ([`sensor`]), turns events into records and JSON lines
-//! ([`record`]), and runs the daemon ([`cmd`]).
+//! ([`record`]), reads captures and firewall logs into the same events
+//! ([`input`]), and runs the daemon ([`cmd`]).
 
-pub mod capture;
 pub mod cmd;
 pub mod detect;
 pub mod enrich;
 pub mod fleet;
-pub mod ingest;
+pub mod input;
 pub mod plot;
 pub mod record;
 pub mod sensor;

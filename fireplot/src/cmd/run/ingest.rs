@@ -1,24 +1,21 @@
 //! `fireplot ingest`: firewall logs (and fireplot's own event lines) into
 //! the same outputs as `run`: event lines, the history database, live
 //! detection. A file, standard input, a file followed across rotation, or
-//! the kernel's journal as it is written.
+//! the kernel's journal as it is written. The lines are read and parsed
+//! by [`crate::input`]; this file holds the arguments and the wiring.
 
 use std::{
     collections::BTreeMap,
-    fs::File,
-    io::{self, BufRead, BufReader, Read, Seek, SeekFrom},
-    os::unix::fs::MetadataExt,
-    path::PathBuf,
-    process::{Command, Stdio},
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use anyhow::{bail, Context as _};
-use chrono::{FixedOffset, Local, Offset};
+use chrono::FixedOffset;
 use clap::Args;
 
 use super::{
@@ -27,9 +24,44 @@ use super::{
 };
 use crate::{
     cmd::detect::DetectArgs,
-    ingest::{parse, Clock, Format, Parsed},
-    store::{writer::StoreWriter, Store},
+    input::{
+        follow::Got,
+        parse,
+        time::{parse_zone, Clock},
+        Format, LineSource, Parsed,
+    },
+    store::{
+        writer::{StoreCounts, StoreWriter},
+        Store,
+    },
 };
+
+/// The formats `fireplot ingest` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FormatArg {
+    /// fireplot's own event JSON lines (`--events-out`).
+    Events,
+    /// iptables / ip6tables `-j LOG` lines (kernel log, syslog, dmesg).
+    Iptables,
+    /// nftables `log` statement lines (the same kernel format).
+    Nftables,
+    /// Mikrotik RouterOS firewall log lines (`... proto TCP (SYN), a:p->b:q, len N`).
+    Mikrotik,
+    /// `journalctl -k -o json` records.
+    Journald,
+}
+
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Format {
+        match f {
+            FormatArg::Events => Format::Events,
+            FormatArg::Iptables => Format::Iptables,
+            FormatArg::Nftables => Format::Nftables,
+            FormatArg::Mikrotik => Format::Mikrotik,
+            FormatArg::Journald => Format::Journald,
+        }
+    }
+}
 
 /// Options of `fireplot ingest`.
 #[derive(Args, Debug, Clone)]
@@ -45,7 +77,7 @@ are counted and the first ones shown. Neither stops the ingest.")]
 pub struct IngestArgs {
     /// What the lines are.
     #[arg(long, value_enum)]
-    pub format: Format,
+    pub format: FormatArg,
 
     /// The log file, or `-` for standard input. With --format journald and
     /// --follow it may be left out: `journalctl -k -o json -f` is read.
@@ -59,7 +91,7 @@ pub struct IngestArgs {
 
     /// The time zone of times that carry none (syslog, Mikrotik): `utc`,
     /// `local` (the default) or an offset like +01:00.
-    #[arg(long, default_value = "local", value_parser = parse_tz)]
+    #[arg(long, default_value = "local", value_parser = parse_zone)]
     pub tz: FixedOffset,
 
     /// The year of syslog times (they carry none). Default: the latest year
@@ -74,24 +106,20 @@ pub struct IngestArgs {
     pub detect: DetectArgs,
 }
 
-fn parse_tz(s: &str) -> Result<FixedOffset, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "utc" | "z" => return Ok(FixedOffset::east_opt(0).expect("zero")),
-        "local" => return Ok(Local::now().offset().fix()),
-        _ => {}
-    }
-    let err = || format!("`{s}` is not a zone: use utc, local or an offset like +01:00");
-    let (sign, rest) = match s.as_bytes().first() {
-        Some(b'+') => (1, &s[1..]),
-        Some(b'-') => (-1, &s[1..]),
-        _ => return Err(err()),
-    };
-    let (h, m) = rest.split_once(':').unwrap_or((rest, "0"));
-    let (h, m): (i32, i32) = (h.parse().map_err(|_| err())?, m.parse().map_err(|_| err())?);
-    if h > 14 || m > 59 {
-        return Err(err());
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60)).ok_or_else(err)
+/// Interface indexes of ingested logs, apart from live and replayed ones.
+const IFINDEX_BASE: u32 = 2_000_000;
+
+/// Unreadable lines shown at the end (the rest are counted).
+const SHOW_BAD: usize = 5;
+
+/// How lines become events.
+struct Reading {
+    format: Format,
+    clock: Clock,
+    /// Following: "now" (for times without a year or date) moves on.
+    follow: bool,
+    /// The input, as messages name it.
+    what: String,
 }
 
 /// What an ingest read.
@@ -102,92 +130,14 @@ struct Tally {
     other: u64,
     bad: u64,
     shown: Vec<String>,
-}
-
-const SHOW_BAD: usize = 5;
-
-fn boot_ns() -> Option<i64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: i64 = stat
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(btime * 1_000_000_000)
-}
-
-/// Lines from a file that may grow and be rotated.
-struct Follower {
-    path: PathBuf,
-    reader: BufReader<File>,
-    inode: u64,
-    pos: u64,
-}
-
-impl Follower {
-    fn open(path: &PathBuf) -> io::Result<Follower> {
-        let f = File::open(path)?;
-        let inode = f.metadata()?.ino();
-        Ok(Follower {
-            path: path.clone(),
-            reader: BufReader::new(f),
-            inode,
-            pos: 0,
-        })
-    }
-
-    /// Rotated (another file under the name) or truncated: start over.
-    fn check_rotation(&mut self) -> io::Result<bool> {
-        let Ok(meta) = std::fs::metadata(&self.path) else {
-            return Ok(false); // between the rename and the new file
-        };
-        if meta.ino() != self.inode {
-            // Whatever the old file still had was read before this check.
-            *self = Follower::open(&self.path)?;
-            return Ok(true);
-        }
-        if meta.len() < self.pos {
-            self.reader.seek(SeekFrom::Start(0))?;
-            self.pos = 0;
-            return Ok(true);
-        }
-        Ok(false)
-    }
+    /// Interface names of the lines, with the indexes given them.
+    ifaces: BTreeMap<String, u32>,
+    secs: f64,
 }
 
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let detect_cfg = args.detect.load()?;
-    // Where the lines come from.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut child = None;
-    enum Input {
-        Stream(BufReader<Box<dyn Read + Send>>),
-        Follow(Follower),
-    }
-    let input = match (&args.file, args.format, args.follow) {
-        (None, Format::Journald, true) => {
-            let mut c = Command::new("journalctl")
-                .args(["-k", "-o", "json", "-f", "-n", "0"])
-                .stdout(Stdio::piped())
-                .spawn()
-                .context("cannot run `journalctl -k -o json -f` (give a FILE or `-` instead)")?;
-            let out = c.stdout.take().context("journalctl's output")?;
-            child = Some(c);
-            Input::Stream(BufReader::with_capacity(1 << 20, Box::new(out)))
-        }
-        (None, _, _) => bail!("give the log FILE, or `-` for standard input"),
-        (Some(p), _, _) if p.as_os_str() == "-" => {
-            Input::Stream(BufReader::with_capacity(1 << 20, Box::new(io::stdin())))
-        }
-        (Some(p), _, true) => Input::Follow(
-            Follower::open(p).with_context(|| format!("cannot open `{}`", p.display()))?,
-        ),
-        (Some(p), _, false) => Input::Stream(BufReader::with_capacity(
-            1 << 20,
-            Box::new(File::open(p).with_context(|| format!("cannot open `{}`", p.display()))?),
-        )),
-    };
+    let source = open_source(&args)?;
     let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
     if args.output.none() {
         log::warn!("none of --events-out, --db, --alerts: the ingest only counts");
@@ -199,156 +149,140 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         sink.store_origins();
     }
     sink.start_publishing(&args.output.fleet, None).await?;
-    {
-        let stop = stop.clone();
-        // A stop also ends `journalctl -f`, so the blocked read sees its end.
-        let child_pid = child.as_ref().map(|c: &std::process::Child| c.id() as i32);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) else {
-                return;
-            };
-            tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
-            stop.store(true, Ordering::Relaxed);
-            if let Some(pid) = child_pid {
-                // SAFETY: kill(2) on our own child, still unreaped (we wait for it later).
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-            }
-        });
-    }
-    let format = args.format;
-    let follow = args.follow;
-    let clock = Clock {
-        zone: args.tz,
-        year: args.year,
-        now_ns: crate::record::now_ns(),
-        boot_ns: boot_ns(),
+    let stop = Arc::new(AtomicBool::new(false));
+    stop_on_signal(stop.clone(), source.child_pid());
+    let reading = Reading {
+        format: args.format.into(),
+        clock: Clock::system(args.tz, args.year),
+        follow: args.follow,
+        what: args
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "journalctl -k -f".into()),
     };
-    let what = args
-        .file
-        .as_ref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|| "journalctl -k -f".into());
-    let stop2 = stop.clone();
-    let what2 = what.clone();
-    let (sink, tally, ifaces, secs) = tokio::task::spawn_blocking(move || {
-        let started = Instant::now();
-        let mut sink = sink;
-        let mut tally = Tally::default();
-        let mut ifaces: BTreeMap<String, u32> = BTreeMap::new();
-        let mut buf = Vec::with_capacity(4096);
-        let mut input = input;
-        let mut handle = |buf: &[u8], tally: &mut Tally, sink: &mut EventSink| {
-            tally.lines += 1;
-            let line = String::from_utf8_lossy(buf);
-            let mut clock = clock;
-            if follow {
-                clock.now_ns = crate::record::now_ns();
-            }
-            match parse(format, &line, &clock, tally.lines as usize) {
-                Parsed::Event(mut rec, iface) => {
-                    tally.events += 1;
-                    if let Some(name) = &iface {
-                        let n = ifaces.len() as u32;
-                        rec.ifindex = *ifaces.entry(name.clone()).or_insert(IFINDEX_BASE + n);
-                    }
-                    sink.push(*rec, iface.as_deref());
-                }
-                Parsed::Other => tally.other += 1,
-                Parsed::Bad(why) => {
-                    tally.bad += 1;
-                    if tally.shown.len() < SHOW_BAD {
-                        let l: String = line.trim_end().chars().take(160).collect();
-                        tally
-                            .shown
-                            .push(format!("line {}: {why}: {l}", tally.lines));
-                    }
-                }
-            }
-        };
-        loop {
-            if stop2.load(Ordering::Relaxed) {
-                break;
-            }
-            buf.clear();
-            let n = match &mut input {
-                Input::Stream(r) => r.read_until(b'\n', &mut buf),
-                Input::Follow(f) => {
-                    let n = f.reader.read_until(b'\n', &mut buf);
-                    if let Ok(k) = n {
-                        f.pos += k as u64;
-                    }
-                    n
-                }
-            };
-            match n {
-                Ok(0) => {
-                    let Input::Follow(f) = &mut input else { break };
-                    sink.flush();
-                    sink.store_batch(true);
-                    match f.check_rotation() {
-                        Ok(true) => {
-                            log::info!("{} was rotated; reading the new file", f.path.display())
-                        }
-                        Ok(false) => std::thread::sleep(Duration::from_millis(200)),
-                        Err(e) => {
-                            log::warn!("cannot reopen {}: {e}; retrying", f.path.display());
-                            std::thread::sleep(Duration::from_millis(500));
-                        }
-                    }
-                }
-                Ok(_) => {
-                    if follow && !buf.ends_with(b"\n") {
-                        // Half a line: wait for the rest.
-                        if let Input::Follow(f) = &mut input {
-                            let mut rest = Vec::new();
-                            let deadline = Instant::now() + Duration::from_secs(2);
-                            while !rest.ends_with(b"\n")
-                                && Instant::now() < deadline
-                                && !stop2.load(Ordering::Relaxed)
-                            {
-                                std::thread::sleep(Duration::from_millis(50));
-                                let mut more = Vec::new();
-                                if let Ok(k) = f.reader.read_until(b'\n', &mut more) {
-                                    f.pos += k as u64;
-                                    rest.extend_from_slice(&more);
-                                }
-                            }
-                            buf.extend_from_slice(&rest);
-                        }
-                    }
-                    handle(&buf, &mut tally, &mut sink);
-                    // A stream that paused (a pipe, journalctl -f): what came
-                    // so far is written now, not at the end.
-                    // (A fast pipe hands over up to its whole 64 KiB at a
-                    // time, so batches stay hundreds of events.)
-                    if let Input::Stream(r) = &input {
-                        if r.buffer().is_empty() {
-                            sink.flush();
-                            sink.store_batch(true);
-                        }
-                    }
-                }
-                Err(e) => {
-                    log::error!("reading {what2} failed after line {}: {e}", tally.lines);
-                    break;
-                }
-            }
-        }
-        (sink, tally, ifaces, started.elapsed().as_secs_f64())
+    let (source, sink, reading, tally) = tokio::task::spawn_blocking(move || {
+        let (mut source, mut sink) = (source, sink);
+        let tally = read_all(&mut source, &mut sink, &reading, &stop);
+        (source, sink, reading, tally)
     })
     .await
     .context("the ingest task failed")?;
-    if let Some(mut c) = child {
-        let _ = c.kill();
-        let _ = c.wait();
+    source.close();
+    close(sink, &tally, db_path.as_deref()).await?;
+    report(&tally, &reading);
+    Ok(())
+}
+
+/// Where the lines come from: `-`, a FILE (followed or not), or the
+/// journal with `--format journald --follow` and no FILE.
+fn open_source(args: &IngestArgs) -> anyhow::Result<LineSource> {
+    Ok(match (&args.file, args.format, args.follow) {
+        (None, FormatArg::Journald, true) => LineSource::journal()?,
+        (None, _, _) => bail!("give the log FILE, or `-` for standard input"),
+        (Some(p), _, _) if p.as_os_str() == "-" => LineSource::stdin(),
+        (Some(p), _, true) => LineSource::follow(p)?,
+        (Some(p), _, false) => LineSource::file(p)?,
+    })
+}
+
+/// Sets `stop` on SIGINT/SIGTERM. A stop also ends `journalctl -f`
+/// (`child_pid`), so the blocked read sees its end.
+fn stop_on_signal(stop: Arc<AtomicBool>, child_pid: Option<i32>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        stop.store(true, Ordering::Relaxed);
+        if let Some(pid) = child_pid {
+            // SAFETY: kill(2) on our own child, still unreaped (it is
+            // waited for when the source is closed).
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+    });
+}
+
+/// Reads lines into the sink until the input ends, it fails, or `stop`.
+fn read_all(
+    source: &mut LineSource,
+    sink: &mut EventSink,
+    reading: &Reading,
+    stop: &AtomicBool,
+) -> Tally {
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let mut buf = Vec::with_capacity(4096);
+    while !stop.load(Ordering::Relaxed) {
+        match source.read_line(&mut buf, stop) {
+            Ok(Got::Line) => {
+                tally.take_line(&buf, reading, sink);
+                if source.paused() {
+                    sink.flush();
+                    sink.store_batch(true);
+                }
+            }
+            Ok(Got::CaughtUp) => {
+                sink.flush();
+                sink.store_batch(true);
+                source.wait_for_more();
+            }
+            Ok(Got::End) => break,
+            Err(e) => {
+                log::error!(
+                    "reading {} failed after line {}: {e}",
+                    reading.what,
+                    tally.lines
+                );
+                break;
+            }
+        }
     }
-    let mut sink = sink;
+    tally.secs = started.elapsed().as_secs_f64();
+    tally
+}
+
+impl Tally {
+    /// One line: its event to the sink, or counted (and the first
+    /// unreadable ones kept to show).
+    fn take_line(&mut self, buf: &[u8], reading: &Reading, sink: &mut EventSink) {
+        self.lines += 1;
+        let line = String::from_utf8_lossy(buf);
+        let mut clock = reading.clock;
+        if reading.follow {
+            clock.now_ns = crate::record::now_ns();
+        }
+        match parse(reading.format, &line, &clock, self.lines as usize) {
+            Parsed::Event(mut rec, iface) => {
+                self.events += 1;
+                if let Some(name) = &iface {
+                    let n = self.ifaces.len() as u32;
+                    rec.ifindex = *self.ifaces.entry(name.clone()).or_insert(IFINDEX_BASE + n);
+                }
+                sink.push(*rec, iface.as_deref());
+            }
+            Parsed::Other => self.other += 1,
+            Parsed::Bad(why) => {
+                self.bad += 1;
+                if self.shown.len() < SHOW_BAD {
+                    let l: String = line.trim_end().chars().take(160).collect();
+                    let why = crate::error_chain(&why);
+                    self.shown.push(format!("line {}: {why}: {l}", self.lines));
+                }
+            }
+        }
+    }
+}
+
+/// Ends the outputs: the interfaces' names, the last batches, the store
+/// (whose counts go in the closing line).
+async fn close(mut sink: EventSink, tally: &Tally, db_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(p) = &sink.publish {
-        for (name, idx) in &ifaces {
+        for (name, idx) in &tally.ifaces {
             p.set_interface(*idx, name);
         }
     }
@@ -362,16 +296,23 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     sink.stop_publishing().await;
     let stored = sink.store.take().map(|w| w.close());
-    if let Some(path) = &db_path {
+    if let Some(path) = db_path {
         let s = Store::open(path)?;
-        for (name, idx) in &ifaces {
+        for (name, idx) in &tally.ifaces {
             s.set_interface(*idx, name)?;
         }
     }
+    closing_line(tally, &sink, stored);
+    Ok(())
+}
+
+/// The closing line: what was read, what became of it.
+fn closing_line(tally: &Tally, sink: &EventSink, stored: Option<StoreCounts>) {
     eprintln!(
-        "ingest: {} lines in {secs:.2} s ({:.0} lines/s): {} events, {} other lines skipped, {} unreadable{}{}",
+        "ingest: {} lines in {:.2} s ({:.0} lines/s): {} events, {} other lines skipped, {} unreadable{}{}",
         tally.lines,
-        tally.lines as f64 / secs.max(1e-9),
+        tally.secs,
+        tally.lines as f64 / tally.secs.max(1e-9),
         tally.events,
         tally.other,
         tally.bad,
@@ -383,6 +324,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
             .map(|c| format!(", {} stored, {} not stored", c.stored, c.not_stored))
             .unwrap_or_default(),
     );
+}
+
+/// The unreadable lines shown, and a hint when nothing was read.
+fn report(tally: &Tally, reading: &Reading) {
     for s in &tally.shown {
         eprintln!("  unreadable: {s}");
     }
@@ -391,28 +336,9 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     if tally.lines > 0 && tally.events == 0 {
         log::warn!(
-            "no line of {what} was a {:?} firewall line; is --format right?",
-            format
+            "no line of {} was a {:?} firewall line; is --format right?",
+            reading.what,
+            reading.format
         );
-    }
-    Ok(())
-}
-
-/// Interface indexes of ingested logs, apart from live and replayed ones.
-const IFINDEX_BASE: u32 = 2_000_000;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn zones_parse() {
-        assert_eq!(parse_tz("utc").unwrap().local_minus_utc(), 0);
-        assert_eq!(parse_tz("+01:00").unwrap().local_minus_utc(), 3600);
-        assert_eq!(parse_tz("-05:30").unwrap().local_minus_utc(), -19800);
-        assert!(parse_tz("local").is_ok());
-        for bad in ["+25:00", "CET", "1", "+01:99"] {
-            assert!(parse_tz(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -3,9 +3,13 @@
 //! or the TC egress program with BPF_PROG_TEST_RUN, the kernel's clocks set
 //! to the frame's capture time, so flow state, timeouts, the rate limiter
 //! and the services behave as they would have on the wire. Events go to
-//! the same sinks as `run`'s.
+//! the same sinks as `run`'s. The capture is read, and its frames fitted
+//! and directed, by [`crate::input`]; this file holds the arguments and
+//! the wiring.
 
 use std::{path::PathBuf, time::Instant};
+
+use aya::maps::{MapData, RingBuf};
 
 use clap::Args;
 
@@ -15,8 +19,11 @@ use super::{
     ClassifierArgs, OutputArgs,
 };
 use crate::{
-    capture::Capture,
     cmd::detect::DetectArgs,
+    input::{
+        frame::{fit_frame, Directions},
+        Capture,
+    },
     sensor::Sensor,
     store::{in_prefix, writer::StoreWriter, Store},
     units::Cidr,
@@ -82,89 +89,8 @@ fn parse_mac(s: &str) -> Result<[u8; 6], String> {
     Ok(mac)
 }
 
-/// Why a frame went where it went.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Directions {
-    pub by_inside: u64,
-    pub by_mac: u64,
-    pub by_cooked: u64,
-    pub inbound: u64,
-}
-
-/// The frame's source address (Ethernet frame, optionally one VLAN tag).
-fn source_addr(frame: &[u8]) -> Option<std::net::IpAddr> {
-    let mut off = 12;
-    let mut ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
-    if matches!(ethertype, 0x8100 | 0x88a8) {
-        off += 4;
-        ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
-    }
-    let ip = frame.get(off + 2..)?;
-    match ethertype {
-        0x0800 => {
-            let a: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
-            Some(a.into())
-        }
-        0x86dd => {
-            let a: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
-            Some(a.into())
-        }
-        _ => None,
-    }
-}
-
-/// The longest frame BPF_PROG_TEST_RUN hands an XDP program whole (a
-/// page less its headroom and tail; past it the kernel splits the frame
-/// into fragments the classifier does not read).
-const TEST_RUN_MAX: usize = 3_400;
-
-/// Makes a captured frame what the wire had, as far as the classifier
-/// reads it: a frame the capture cut short (snap length) is padded back to
-/// its length, and one longer than BPF_PROG_TEST_RUN takes (coalesced by
-/// GRO or offloads before the capture) is cut to fit with its IP length
-/// fields rewritten, headers intact. Returns the length on the wire when
-/// the frame was changed.
-fn fit_frame(data: &mut Vec<u8>, orig_len: usize) -> Option<usize> {
-    let want = orig_len.max(data.len());
-    if want == data.len() && want <= TEST_RUN_MAX {
-        return None;
-    }
-    let target = want.min(TEST_RUN_MAX);
-    data.resize(target, 0);
-    if target < want {
-        // The IP header's own length, and the IPv4 header checksum with it.
-        let mut off = 12;
-        let mut ethertype = u16::from_be_bytes([data[off], data[off + 1]]);
-        if matches!(ethertype, 0x8100 | 0x88a8) && data.len() >= off + 6 {
-            off += 4;
-            ethertype = u16::from_be_bytes([data[off], data[off + 1]]);
-        }
-        let l3 = off + 2;
-        match ethertype {
-            0x0800 if data.len() >= l3 + 20 => {
-                let ihl = ((data[l3] & 0x0f) as usize * 4).clamp(20, 60);
-                let tot = (target - l3) as u16;
-                data[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
-                data[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-                let end = (l3 + ihl).min(data.len());
-                let mut sum: u32 = data[l3..end]
-                    .chunks(2)
-                    .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-                    .sum();
-                while sum > 0xffff {
-                    sum = (sum & 0xffff) + (sum >> 16);
-                }
-                data[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
-            }
-            0x86dd if data.len() >= l3 + 40 => {
-                let pl = (target - l3 - 40) as u16;
-                data[l3 + 4..l3 + 6].copy_from_slice(&pl.to_be_bytes());
-            }
-            _ => {}
-        }
-    }
-    Some(want)
-}
+/// Capture interfaces are numbered apart from live ones.
+const IFINDEX_BASE: u32 = 1_000_000;
 
 /// Replays the capture; the summary at the end is `run`'s.
 pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
@@ -190,8 +116,6 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     sensor.cpus = 1;
     sensor.configure(&limits, &args.classifier.services)?;
     let db_path = db_path(args.output.db.as_deref());
-    // Capture interfaces are numbered apart from live ones.
-    const IFINDEX_BASE: u32 = 1_000_000;
     if let Some(path) = db_path.clone() {
         Store::open(&path)?;
         log::info!("storing history in {}", path.display());
@@ -205,70 +129,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     pin_to_current_cpu();
 
     let started = Instant::now();
-    let mut dirs = Directions::default();
-    let mut failure: Option<anyhow::Error> = None;
-    let mut fitted = 0u64;
-    let mut last_ts = 0u64;
-    let mut frames = 0u64;
-    let mut agg_sec = 0u64;
-    while let Some(next) = capture.next() {
-        let frame = match next {
-            Ok(f) => f,
-            Err(e) => {
-                failure = Some(e.into());
-                break;
-            }
-        };
-        // A frame without a time (pcapng simple packets) keeps the last one.
-        let ts = if frame.ts_ns == 0 {
-            last_ts
-        } else {
-            frame.ts_ns
-        };
-        last_ts = ts;
-        let egress = if source_addr(&frame.data)
-            .is_some_and(|a| args.inside.iter().any(|c| in_prefix(a, c.0, c.1)))
-        {
-            dirs.by_inside += 1;
-            true
-        } else if args.router_mac.is_some() && frame.src_mac == args.router_mac {
-            dirs.by_mac += 1;
-            true
-        } else if frame.outgoing == Some(true) {
-            dirs.by_cooked += 1;
-            true
-        } else {
-            dirs.inbound += 1;
-            false
-        };
-        sink.ifindex = Some(IFINDEX_BASE + frame.iface);
-        let mut data = frame.data;
-        let wire = fit_frame(&mut data, frame.orig_len);
-        if wire.is_some() {
-            fitted += 1;
-        }
-        sink.pkt_len = wire.map(|w| w.min(u16::MAX as usize) as u16);
-        if let Err(e) = sensor.replay_frame(egress, &data, ts) {
-            failure =
-                Some(anyhow::Error::new(e).context(format!("frame {} of the capture", frames + 1)));
-            break;
-        }
-        frames += 1;
-        while let Some(item) = ring.next() {
-            sink.record(&item, 0);
-        }
-        // Aggregates of the capture's seconds that are over (its clock
-        // stands for the kernel's).
-        let sec = ts / 1_000_000_000;
-        if sec > agg_sec + 1 {
-            agg_sec = sec;
-            take_aggregates(&mut sensor, &mut sink, Some(sec - 1));
-        }
-        sink.store_batch(false);
-    }
-    take_aggregates(&mut sensor, &mut sink, None);
+    let run = replay_frames(&mut capture, &mut sensor, &mut ring, &mut sink, &args);
     let secs = started.elapsed().as_secs_f64();
     sink.finish();
+    let Replayed {
+        frames,
+        fitted,
+        dirs,
+        failure,
+    } = run;
     log::info!(
         "replay: {frames} frames in {secs:.2} s ({:.0} frames/s), {fitted} cut or padded to their wire length, \
          {} skipped (link types fireplot does not read); \
@@ -297,7 +166,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
             s.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"))?;
         }
     }
-    if frames > 0 && dirs.by_inside + dirs.by_mac + dirs.by_cooked == 0 {
+    if frames > 0 && dirs.to_egress() == 0 {
         log::warn!(
             "no frame went to egress: every reply in the capture was judged unsolicited. \
              Give --inside (or --router-mac) if the capture holds both directions"
@@ -309,6 +178,82 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         ))),
         None => Ok(()),
     }
+}
+
+/// What the frames of a capture did.
+struct Replayed {
+    /// Frames run through the kernel programs.
+    frames: u64,
+    /// Frames cut or padded to their wire length.
+    fitted: u64,
+    dirs: Directions,
+    /// What ended the capture early: a damaged file, or a frame the
+    /// kernel refused.
+    failure: Option<anyhow::Error>,
+}
+
+/// Every frame of the capture through the kernel programs, in order, on
+/// the capture's clock; events and aggregates to the sink as they come.
+fn replay_frames(
+    capture: &mut Capture,
+    sensor: &mut Sensor,
+    ring: &mut RingBuf<MapData>,
+    sink: &mut EventSink,
+    args: &ReplayArgs,
+) -> Replayed {
+    let mut run = Replayed {
+        frames: 0,
+        fitted: 0,
+        dirs: Directions::default(),
+        failure: None,
+    };
+    let is_inside = |a| args.inside.iter().any(|c| in_prefix(a, c.0, c.1));
+    let mut last_ts = 0u64;
+    let mut agg_sec = 0u64;
+    while let Some(next) = capture.next() {
+        let frame = match next {
+            Ok(f) => f,
+            Err(e) => {
+                run.failure = Some(e.into());
+                break;
+            }
+        };
+        // A frame without a time (pcapng simple packets) keeps the last one.
+        let ts = if frame.ts_ns == 0 {
+            last_ts
+        } else {
+            frame.ts_ns
+        };
+        last_ts = ts;
+        let egress = run.dirs.egress(&frame, is_inside, args.router_mac);
+        sink.ifindex = Some(IFINDEX_BASE + frame.iface);
+        let mut data = frame.data;
+        let wire = fit_frame(&mut data, frame.orig_len);
+        if wire.is_some() {
+            run.fitted += 1;
+        }
+        sink.pkt_len = wire.map(|w| w.min(u16::MAX as usize) as u16);
+        if let Err(e) = sensor.replay_frame(egress, &data, ts) {
+            run.failure = Some(
+                anyhow::Error::new(e).context(format!("frame {} of the capture", run.frames + 1)),
+            );
+            break;
+        }
+        run.frames += 1;
+        while let Some(item) = ring.next() {
+            sink.record(&item, 0);
+        }
+        // Aggregates of the capture's seconds that are over (its clock
+        // stands for the kernel's).
+        let sec = ts / 1_000_000_000;
+        if sec > agg_sec + 1 {
+            agg_sec = sec;
+            take_aggregates(sensor, sink, Some(sec - 1));
+        }
+        sink.store_batch(false);
+    }
+    take_aggregates(sensor, sink, None);
+    run
 }
 
 fn take_aggregates(sensor: &mut Sensor, sink: &mut EventSink, before_sec: Option<u64>) {
@@ -338,7 +283,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn macs_and_sources_parse() {
+    fn macs_parse() {
         assert_eq!(
             parse_mac("02:00:5e:10:00:01").unwrap(),
             [2, 0, 0x5e, 0x10, 0, 1]
@@ -347,72 +292,5 @@ mod tests {
         for bad in ["02:00:5e:10:00", "zz:00:5e:10:00:01", "0200.5e10.0001", ""] {
             assert!(parse_mac(bad).is_err(), "{bad}");
         }
-        let mut f = vec![0u8; 12];
-        f.extend_from_slice(&[0x81, 0, 0, 5, 0x08, 0]);
-        let mut ip = vec![0x45u8; 20];
-        ip[12..16].copy_from_slice(&[198, 18, 0, 9]);
-        f.extend_from_slice(&ip);
-        assert_eq!(source_addr(&f), Some("198.18.0.9".parse().unwrap()));
-        assert_eq!(source_addr(&f[..20]), None);
-    }
-
-    fn v4_frame(len: usize) -> Vec<u8> {
-        let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0];
-        let mut ip = vec![
-            0x45u8, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 198, 18, 0, 9, 198, 18, 1, 2,
-        ];
-        ip[2..4].copy_from_slice(&((len - 14) as u16).to_be_bytes());
-        f.extend_from_slice(&ip);
-        f.extend_from_slice(&[
-            0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 4, 0, 0, 0, 0, 0,
-        ]);
-        f.resize(len, 0xab);
-        f
-    }
-
-    fn checksum_ok(h: &[u8]) -> bool {
-        let mut sum: u32 = h
-            .chunks(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum == 0xffff
-    }
-
-    #[test]
-    fn frames_are_fitted_to_what_the_wire_had() {
-        // Whole and small: untouched.
-        let mut f = v4_frame(60);
-        assert_eq!(fit_frame(&mut f, 60), None);
-        assert_eq!(f, v4_frame(60));
-        // Cut by a snap length of 54: padded back to its 60 bytes.
-        let mut f = v4_frame(60)[..54].to_vec();
-        assert_eq!(fit_frame(&mut f, 60), Some(60));
-        assert_eq!(f.len(), 60);
-        assert_eq!(&f[..54], &v4_frame(60)[..54]);
-        // Coalesced to 64 KB (GRO): cut to fit, its IP length and checksum rewritten.
-        let mut f = v4_frame(60_000);
-        assert_eq!(fit_frame(&mut f, 60_000), Some(60_000));
-        assert_eq!(f.len(), TEST_RUN_MAX);
-        assert_eq!(
-            u16::from_be_bytes([f[16], f[17]]) as usize,
-            TEST_RUN_MAX - 14
-        );
-        assert!(checksum_ok(&f[14..34]));
-        assert_eq!(
-            &f[34..54],
-            &v4_frame(60)[34..54],
-            "the TCP header is intact"
-        );
-        // IPv6: the payload length.
-        let mut f6 = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60];
-        f6.resize(9_000, 0);
-        assert_eq!(fit_frame(&mut f6, 9_000), Some(9_000));
-        assert_eq!(
-            u16::from_be_bytes([f6[18], f6[19]]) as usize,
-            TEST_RUN_MAX - 14 - 40
-        );
     }
 }
