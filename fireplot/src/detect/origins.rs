@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     alert::{thousands as n, Alert},
-    episode::{Episode, Kind},
+    episode::Episode,
 };
 use crate::enrich::Enricher;
 
@@ -30,22 +30,6 @@ pub struct Share {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
     pub sources: u64,
-}
-
-/// Episodes whose source is one scanner (not a group, a port or a victim).
-fn per_source(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::PortScan | Kind::PortSweep | Kind::FlagScan | Kind::ProtocolScan | Kind::Flood
-    )
-}
-
-/// Episodes of many sources, whose make-up is worth a sentence.
-fn many_sources(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::DistributedScan | Kind::PortSurge | Kind::Backscatter
-    )
 }
 
 /// A listed source (an address, or an aggregate's "net/len").
@@ -84,7 +68,7 @@ pub(super) fn decorate(
             })
         })
         .collect();
-    if per_source(ep.kind) && !ignore.is_empty() && a.sources.len() == 1 {
+    if ep.kind.0.one_source && !ignore.is_empty() && a.sources.len() == 1 {
         let tagged = listed
             .iter()
             .any(|s| s.origin.tags.iter().any(|t| ignore.contains(t)));
@@ -95,7 +79,7 @@ pub(super) fn decorate(
     if !listed.is_empty() {
         a.origins = Some(listed);
     }
-    if many_sources(ep.kind) {
+    if ep.kind.0.many_sources {
         let mut asns: HashMap<String, (Option<String>, u64)> = HashMap::new();
         let mut countries: HashMap<String, (Option<String>, u64)> = HashMap::new();
         let mut total = 0u64;
