@@ -13,12 +13,14 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
-    alert::{thousands, Alert, Said},
+    alert::Alert,
     config::DetectConfig,
     context::{Context, SEC},
     detector::{Detector, Seen},
+    episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
+    words::thousands,
 };
 
 pub static BACKSCATTER: KindSpec = KindSpec {

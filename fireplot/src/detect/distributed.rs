@@ -14,10 +14,11 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    alert::{Alert, Said},
+    alert::Alert,
     config::DetectConfig,
     context::{Context, SEC},
     detector::{Detector, Seen},
+    episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
     sets::PortSet,

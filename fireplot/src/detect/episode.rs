@@ -5,18 +5,20 @@
 //! What every episode has (times, probes, sources, targets, ports, the
 //! order they came in, scanner signatures) lives here; what only one kind
 //! needs (a flood's peak, a surge's test, a lockstep group's lag) is that
-//! kind's [`Evidence`], owned by the detector's own file.
+//! kind's [`Evidence`], owned by the detector's own file. An episode is
+//! said as an alert record ([`Episode::alert`]).
 
 use std::any::Any;
 
 use super::{
-    alert::{Alert, Said},
+    alert::{Alert, Ports, Targets},
     config::DetectConfig,
     probe::Probe,
     sets::{AddrSet, Order, PortSet},
     tools::ToolVotes,
-    words::severity,
+    words::{human_secs, severity, thousands},
 };
+use crate::record::line::{flags_string, rfc3339_ns, Proto};
 
 /// What an alert kind is, declared once by the detector that raises it.
 #[derive(Debug)]
@@ -203,6 +205,16 @@ impl Episode {
         }
     }
 
+    /// The source, target and port of the probe that crossed a threshold
+    /// (without counting it: the seed says how many probes there were).
+    pub fn seed_from(&mut self, p: &Probe) {
+        self.sources.insert(p.src);
+        self.targets.insert(p.dst);
+        if matches!(p.proto, 6 | 17) {
+            self.add_port(p.port);
+        }
+    }
+
     /// Adds one probe's evidence.
     pub fn add(&mut self, p: &Probe, via: Via) {
         self.probes += 1;
@@ -244,5 +256,101 @@ impl Episode {
             + self.sources.bytes()
             + self.targets.bytes()
             + self.ports.bytes()
+    }
+}
+
+/// What every summary may use, said once: the episode's first source and
+/// target, its counts in words, how long it took, its speed and order.
+pub struct Said<'a> {
+    pub cfg: &'a DetectConfig,
+    /// `started` (the episode is going on) rather than `ended`.
+    pub going: bool,
+    /// The protocol's name in capitals ("TCP").
+    pub proto: String,
+    pub src: String,
+    pub target: String,
+    pub ports: String,
+    pub targets: String,
+    pub probes: String,
+    pub took: String,
+    pub dur: f64,
+    pub speed: &'static str,
+    pub order: &'static str,
+}
+
+/// How an episode is said: its alert record. The kind's evidence says its
+/// severity, its summary and its own fields.
+impl Episode {
+    fn speed(&self, fast_max_interval_s: f64) -> &'static str {
+        if self.probes < 2 || self.duration_s() / (self.probes - 1) as f64 <= fast_max_interval_s {
+            "fast"
+        } else {
+            "slow"
+        }
+    }
+
+    /// The alert record of this episode now.
+    pub fn alert(&self, status: &str, cfg: &DetectConfig) -> Alert {
+        let proto_name = match Proto::from_number(self.proto) {
+            Proto::Name(n) => n,
+            Proto::Number(n) => n.to_string(),
+        };
+        let dur = self.duration_s();
+        let rate = self.probes as f64 / dur.max(0.001);
+        let speed = self.speed(cfg.fast_max_interval_s);
+        let order = self.order.name();
+        let said = Said {
+            cfg,
+            going: status == "started",
+            proto: proto_name.to_uppercase(),
+            src: self.sources.sample().first().cloned().unwrap_or_default(),
+            target: self.targets.sample().first().cloned().unwrap_or_default(),
+            ports: thousands(self.ports.len() as u64),
+            targets: thousands(self.targets.count()),
+            probes: thousands(self.probes),
+            took: human_secs(dur),
+            dur,
+            speed,
+            order,
+        };
+        let mut a = Alert {
+            id: self.id,
+            status: status.into(),
+            kind: self.kind.name().into(),
+            first_seen: rfc3339_ns(self.first_ns as i128),
+            last_seen: rfc3339_ns(self.last_ns as i128),
+            sources: self.sources.sorted(32),
+            source_count: self.sources.count(),
+            targets: Targets {
+                count: self.targets.count(),
+                sample: self.targets.sample(),
+            },
+            proto: proto_name,
+            ports: Ports {
+                count: self.ports.len() as u64,
+                min: self.port_min,
+                max: self.port_max,
+                sample: self.port_sample.clone(),
+            },
+            probes: self.probes,
+            rate_pps: (rate * 10.0).round() / 10.0,
+            flags: if self.proto == 6 {
+                flags_string(self.flags)
+            } else {
+                String::new()
+            },
+            severity: self.evidence.severity(self, cfg),
+            speed: speed.into(),
+            order: order.into(),
+            summary: self.evidence.summary(self, &said),
+            tool: self.kind.0.names_tool.then(|| {
+                self.tools
+                    .name(cfg.tool_min_probes, cfg.tool_min_share)
+                    .to_string()
+            }),
+            ..Alert::default()
+        };
+        self.evidence.fields(self, cfg, &mut a);
+        a
     }
 }

@@ -5,9 +5,10 @@
 //! not count toward port_scan, so an Xmas scan is a flag_scan, not both.
 
 use super::{
-    alert::{Alert, Said},
+    alert::Alert,
     context::Context,
     detector::{Detector, Seen},
+    episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec, Via},
     probe::{FlagType, Probe, Role},
     promote::promote,

@@ -9,12 +9,14 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    alert::{human_secs, thousands, Alert, Said},
+    alert::Alert,
     config::DetectConfig,
     context::{Context, SEC},
     detector::{Detector, Seen},
+    episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec, Via},
     probe::{addr, Probe, Role},
+    words::{human_secs, thousands},
 };
 use crate::record::Record;
 
@@ -172,11 +174,7 @@ impl Detector for SourceRate {
             ..Flood::default()
         });
         cx.start(Kind(&FLOOD), key, p, evidence, |ep| {
-            ep.sources.insert(p.src);
-            ep.targets.insert(p.dst);
-            if matches!(p.proto, 6 | 17) {
-                ep.add_port(p.port);
-            }
+            ep.seed_from(p);
             ep.first_ns = sec_start;
             ep.probes = sec_count as u64;
         });

@@ -152,11 +152,7 @@ impl Hammer {
             ..Flood::default()
         });
         cx.start(Kind(&FLOOD), key, p, evidence, |ep| {
-            ep.sources.insert(p.src);
-            ep.targets.insert(p.dst);
-            if matches!(p.proto, 6 | 17) {
-                ep.add_port(p.port);
-            }
+            ep.seed_from(p);
             ep.first_ns = run.first_ns;
             ep.probes = run.count;
             ep.tools.add(p);

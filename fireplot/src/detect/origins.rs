@@ -6,31 +6,12 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use serde::{Deserialize, Serialize};
-
 use super::{
-    alert::{thousands as n, Alert},
+    alert::{Alert, Share, SourceOrigin},
     episode::Episode,
+    words::thousands as n,
 };
 use crate::enrich::Enricher;
-
-/// One listed source and what is known of it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SourceOrigin {
-    pub src: String,
-    #[serde(flatten)]
-    pub origin: crate::enrich::Origin,
-}
-
-/// A network or country and how many of an episode's sources are in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Share {
-    /// "AS4134" or "CN".
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org: Option<String>,
-    pub sources: u64,
-}
 
 /// A listed source (an address, or an aggregate's "net/len").
 fn parse_src(s: &str) -> Option<IpAddr> {

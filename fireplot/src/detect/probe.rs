@@ -6,8 +6,7 @@ use crate::record::Record;
 
 /// TCP flag bits, as fireplot-common defines them.
 pub use fireplot_common::proto::{
-    TCP_ACK as ACK, TCP_FIN as FIN, TCP_PSH as PSH, TCP_RST as RST, TCP_SYN as SYN,
-    TCP_URG as URG,
+    TCP_ACK as ACK, TCP_FIN as FIN, TCP_PSH as PSH, TCP_RST as RST, TCP_SYN as SYN, TCP_URG as URG,
 };
 
 /// How an event counts.

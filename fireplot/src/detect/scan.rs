@@ -13,9 +13,9 @@
 //! not one by one.
 
 use super::{
-    alert::Said,
     context::Context,
     detector::{Detector, Seen},
+    episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
     promote::{promote, record, Thresholds},

@@ -27,13 +27,15 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    alert::{human_secs, thousands, Alert, Said},
+    alert::Alert,
     config::DetectConfig,
     context::{Context, SEC},
     detector::{Detector, Seen},
+    episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
     words::per_day,
+    words::{human_secs, thousands},
 };
 
 pub static PORT_SURGE: KindSpec = KindSpec {
