@@ -13,11 +13,80 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
+    alert::Alert,
     config::DetectConfig,
-    episode::{Key, Kind, Run},
-    probe::Probe,
-    Engine, SEC,
+    context::{Context, SEC},
+    detector::{Detector, Seen},
+    episode::Said,
+    episode::{Episode, Evidence, Key, Kind, KindSpec},
+    probe::{Probe, Role},
+    words::thousands,
 };
+
+pub static BACKSCATTER: KindSpec = KindSpec {
+    name: "backscatter",
+    names_tool: false,
+    one_source: false,
+    many_sources: true,
+    orders_targets: false,
+    routes_by_dst: true,
+};
+
+/// A backscatter episode's evidence: its shape, and for one victim the
+/// source port most of its answers come from.
+struct Answers {
+    one_victim: bool,
+    sport: Option<u16>,
+}
+
+impl Evidence for Answers {
+    fn accepts(&self, _key: &Key, p: &Probe) -> bool {
+        p.role == Role::Backscatter
+    }
+
+    fn summary(&self, ep: &Episode, s: &Said) -> String {
+        let Said {
+            going,
+            src,
+            target,
+            targets,
+            probes,
+            took,
+            ..
+        } = s;
+        if !self.one_victim {
+            return format!(
+                "{target} {} unsolicited SYN-ACK/RST/ICMP errors from {} sources: someone is spoofing this address in an attack elsewhere",
+                if *going { "is getting" } else { "got" },
+                thousands(ep.sources.count())
+            );
+        }
+        let what = match (ep.proto, ep.flags & 0x14) {
+            (6, 0x10) => "SYN-ACKs",
+            (6, _) => "RSTs",
+            _ => "ICMP errors",
+        };
+        let from = match self.sport {
+            Some(port) if port != 0 => format!(" from port {port}"),
+            _ => String::new(),
+        };
+        format!(
+            "{src} {} a spoofed flood: {probes} {what}{from} to {targets} of our addresses in {took}",
+            if *going { "is answering" } else { "answered" }
+        )
+    }
+
+    fn fields(&self, _ep: &Episode, _cfg: &DetectConfig, a: &mut Alert) {
+        a.shape = Some(
+            if self.one_victim {
+                "one_victim"
+            } else {
+                "many_sources"
+            }
+            .to_string(),
+        );
+    }
+}
 
 const TARGET_CAP: usize = 65_536;
 const SOURCE_CAP: usize = 8192;
@@ -38,22 +107,34 @@ struct Victim {
     same_sport: u64,
 }
 
-/// Backscatter state.
+/// The backscatter detector.
 #[derive(Default)]
 pub struct Backscatter {
     win: FxHashMap<u128, Window>,
     victims: FxHashMap<u128, Victim>,
 }
 
-impl Backscatter {
-    pub fn prune(&mut self, now: i64, cfg: &DetectConfig) {
+impl Detector for Backscatter {
+    fn name(&self) -> &'static str {
+        "backscatter"
+    }
+
+    fn observe(&mut self, p: &Probe, _seen: &Seen, cx: &mut Context) {
+        if p.role == Role::Backscatter {
+            self.observe_victim(cx, p);
+            self.observe_target(cx, p);
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Context) {
+        let (now, cfg) = (cx.now, &cx.cfg);
         let w = cfg.backscatter_window_s as i64 * SEC;
         self.win.retain(|_, x| now - x.start <= w);
         let v = cfg.backscatter_victim_window_s as i64 * SEC;
         self.victims.retain(|_, x| now - x.start <= v);
     }
 
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.win
             .values()
             .map(|w| 40 + w.sources.capacity() * 17)
@@ -68,98 +149,96 @@ impl Backscatter {
     }
 }
 
-pub fn observe(e: &mut Engine, p: &Probe) {
-    observe_victim(e, p);
-    observe_target(e, p);
-}
-
-/// One source answering many of our addresses.
-fn observe_victim(e: &mut Engine, p: &Probe) {
-    let window = e.cfg.backscatter_victim_window_s as i64 * SEC;
-    if e.back.victims.len() >= TARGET_CAP && !e.back.victims.contains_key(&p.src) {
-        return;
-    }
-    let fresh = || Victim {
-        start: p.ts_ns,
-        targets: FxHashSet::default(),
-        probes: 0,
-        sport: p.sport,
-        same_sport: 0,
-    };
-    let v = e.back.victims.entry(p.src).or_insert_with(fresh);
-    if p.ts_ns - v.start > window {
-        *v = fresh();
-    }
-    v.probes += 1;
-    if p.sport == v.sport {
-        v.same_sport += 1;
-    }
-    // Past the threshold the episode holds the targets: the set stops here.
-    let room = v.targets.len() < (e.cfg.backscatter_victim_targets as usize).min(SOURCE_CAP);
-    let new = room && v.targets.insert(p.dst);
-    let (n, start, probes, sport, same) =
-        (v.targets.len(), v.start, v.probes, v.sport, v.same_sport);
-    if !new || n < e.cfg.backscatter_victim_targets as usize {
-        return;
-    }
-    let key = Key::Src(Kind::Backscatter, p.src, 0);
-    if e.active(&key).is_some() {
-        return;
-    }
-    let mut targets: Vec<u128> = e.back.victims[&p.src].targets.iter().copied().collect();
-    targets.sort_unstable();
-    e.start(Kind::Backscatter, key, p, |ep| {
-        ep.one_victim = true;
-        ep.sources.insert(p.src);
-        for t in targets {
-            ep.targets.insert(t);
+impl Backscatter {
+    /// One source answering many of our addresses.
+    fn observe_victim(&mut self, cx: &mut Context, p: &Probe) {
+        let window = cx.cfg.backscatter_victim_window_s as i64 * SEC;
+        if self.victims.len() >= TARGET_CAP && !self.victims.contains_key(&p.src) {
+            return;
         }
-        ep.first_ns = start;
-        ep.probes = probes;
+        let fresh = || Victim {
+            start: p.ts_ns,
+            targets: FxHashSet::default(),
+            probes: 0,
+            sport: p.sport,
+            same_sport: 0,
+        };
+        let v = self.victims.entry(p.src).or_insert_with(fresh);
+        if p.ts_ns - v.start > window {
+            *v = fresh();
+        }
+        v.probes += 1;
+        if p.sport == v.sport {
+            v.same_sport += 1;
+        }
+        // Past the threshold the episode holds the targets: the set stops here.
+        let room = v.targets.len() < (cx.cfg.backscatter_victim_targets as usize).min(SOURCE_CAP);
+        let new = room && v.targets.insert(p.dst);
+        let (n, start, probes, sport, same) =
+            (v.targets.len(), v.start, v.probes, v.sport, v.same_sport);
+        if !new || n < cx.cfg.backscatter_victim_targets as usize {
+            return;
+        }
+        let key = Key::Src(Kind(&BACKSCATTER), p.src, 0);
+        if cx.active(&key).is_some() {
+            return;
+        }
+        let mut targets: Vec<u128> = self.victims[&p.src].targets.iter().copied().collect();
+        targets.sort_unstable();
         // The service it answers from, when most answers share one port.
-        if matches!(p.proto, 6 | 17) && same * 10 >= probes * 9 {
-            ep.run = Some(Run {
-                port: sport,
-                ..Run::default()
-            });
-        }
-    });
-}
+        let evidence = Box::new(Answers {
+            one_victim: true,
+            sport: (matches!(p.proto, 6 | 17) && same * 10 >= probes * 9).then_some(sport),
+        });
+        cx.start(Kind(&BACKSCATTER), key, p, evidence, |ep| {
+            ep.sources.insert(p.src);
+            for t in targets {
+                ep.targets.insert(t);
+            }
+            ep.first_ns = start;
+            ep.probes = probes;
+        });
+    }
 
-/// Many sources answering one of our addresses.
-fn observe_target(e: &mut Engine, p: &Probe) {
-    let window = e.cfg.backscatter_window_s as i64 * SEC;
-    if e.back.win.len() >= TARGET_CAP && !e.back.win.contains_key(&p.dst) {
-        return;
-    }
-    let w = e.back.win.entry(p.dst).or_insert_with(|| Window {
-        start: p.ts_ns,
-        sources: FxHashSet::default(),
-        probes: 0,
-    });
-    if p.ts_ns - w.start > window {
-        w.start = p.ts_ns;
-        w.sources.clear();
-        w.probes = 0;
-    }
-    w.probes += 1;
-    let new = w.sources.len() < SOURCE_CAP && w.sources.insert(p.src);
-    let (n, start, probes) = (w.sources.len(), w.start, w.probes);
-    if !new || n < e.cfg.backscatter_sources as usize {
-        return;
-    }
-    let key = Key::Dst(Kind::Backscatter, p.dst);
-    if e.active(&key).is_some() {
-        return;
-    }
-    let mut sources: Vec<u128> = e.back.win[&p.dst].sources.iter().copied().collect();
-    sources.sort_unstable();
-    e.start(Kind::Backscatter, key, p, |ep| {
-        for s in sources {
-            ep.sources.insert(s);
+    /// Many sources answering one of our addresses.
+    fn observe_target(&mut self, cx: &mut Context, p: &Probe) {
+        let window = cx.cfg.backscatter_window_s as i64 * SEC;
+        if self.win.len() >= TARGET_CAP && !self.win.contains_key(&p.dst) {
+            return;
         }
-        ep.targets.insert(p.dst);
-        ep.first_ns = start;
-        ep.probes = probes;
-    });
+        let w = self.win.entry(p.dst).or_insert_with(|| Window {
+            start: p.ts_ns,
+            sources: FxHashSet::default(),
+            probes: 0,
+        });
+        if p.ts_ns - w.start > window {
+            w.start = p.ts_ns;
+            w.sources.clear();
+            w.probes = 0;
+        }
+        w.probes += 1;
+        let new = w.sources.len() < SOURCE_CAP && w.sources.insert(p.src);
+        let (n, start, probes) = (w.sources.len(), w.start, w.probes);
+        if !new || n < cx.cfg.backscatter_sources as usize {
+            return;
+        }
+        let key = Key::Dst(Kind(&BACKSCATTER), p.dst);
+        if cx.active(&key).is_some() {
+            return;
+        }
+        let mut sources: Vec<u128> = self.win[&p.dst].sources.iter().copied().collect();
+        sources.sort_unstable();
+        let evidence = Box::new(Answers {
+            one_victim: false,
+            sport: None,
+        });
+        cx.start(Kind(&BACKSCATTER), key, p, evidence, |ep| {
+            for s in sources {
+                ep.sources.insert(s);
+            }
+            ep.targets.insert(p.dst);
+            ep.first_ns = start;
+            ep.probes = probes;
+        });
+    }
 }

@@ -1,23 +1,78 @@
-//! distributed_scan: several sources sharing the work on one target.
+//! distributed_scan: several sources sharing the work on one target. Two
+//! detectors raise it, on one episode per target:
 //!
-//! Synchronized: two sources that probe the same (target, protocol, port)
-//! at most `sync_max_lag_ms` apart, on `sync_ports` distinct ports, are in
-//! lockstep — nmap's decoy scan (`-D`) or two scanners driven together (the
-//! seed's "perfectly synchronized dual portscanning"). Pairs join into one
-//! group per target, reported with their mean lag.
-//!
-//! Shared: within `distributed_window_s`, `distributed_ports` distinct ports
-//! of one target probed by 2..=`distributed_max_sources` sources, none of
-//! which is a port scanner alone.
+//! - [`Lockstep`]: two sources that probe the same (target, protocol, port)
+//!   at most `sync_max_lag_ms` apart, on `sync_ports` distinct ports, are in
+//!   lockstep — nmap's decoy scan (`-D`) or two scanners driven together
+//!   (the seed's "perfectly synchronized dual portscanning"). Pairs join
+//!   into one group per target, reported with their mean lag; the group's
+//!   members are not reported one by one.
+//! - [`SharedWork`]: within `distributed_window_s`, `distributed_ports`
+//!   distinct ports of one target probed by 2..=`distributed_max_sources`
+//!   sources, none of which is a port scanner alone.
 
 use rustc_hash::FxHashMap;
 
 use super::{
+    alert::Alert,
     config::DetectConfig,
-    episode::{Key, Kind, PortSet},
+    context::{Context, SEC},
+    detector::{Detector, Seen},
+    episode::Said,
+    episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
-    DetectStats, Engine, SEC,
+    sets::PortSet,
+    DetectStats,
 };
+
+pub static DISTRIBUTED_SCAN: KindSpec = KindSpec {
+    name: "distributed_scan",
+    names_tool: true,
+    one_source: false,
+    many_sources: true,
+    orders_targets: false,
+    routes_by_dst: false,
+};
+
+/// A distributed scan's evidence: in lockstep or sharing the work, and
+/// the lockstep pairs' mean lag.
+struct Group {
+    synchronized: bool,
+    lag_ms: Option<f64>,
+    /// Sum and count of the pairs' mean lags.
+    lag_sum_ns: f64,
+    lags: u64,
+}
+
+impl Evidence for Group {
+    fn accepts(&self, key: &Key, p: &Probe) -> bool {
+        matches!(key, Key::Dst(_, dst) if p.role != Role::Backscatter && p.dst == *dst)
+    }
+
+    fn summary(&self, ep: &Episode, s: &Said) -> String {
+        let n = ep.sources.count();
+        let who = ep.sources.sorted(4).join(", ");
+        let how = match (self.synchronized, self.lag_ms) {
+            (true, Some(l)) => {
+                format!("in lockstep (lag {l:.1} ms): a decoy or coordinated scan")
+            }
+            _ => "sharing the work".into(),
+        };
+        format!(
+            "{n} sources ({who}{}) {} {} {} ports of {} {how}",
+            if n > 4 { ", ..." } else { "" },
+            if s.going { "are probing" } else { "probed" },
+            s.ports,
+            s.proto,
+            s.target
+        )
+    }
+
+    fn fields(&self, _ep: &Episode, _cfg: &DetectConfig, a: &mut Alert) {
+        a.synchronized = Some(self.synchronized);
+        a.lag_ms = self.lag_ms.map(|l| (l * 1000.0).round() / 1000.0);
+    }
+}
 
 /// Slots of the last-prober table (direct-mapped; a collision only loses a
 /// co-probe, which lockstep scans produce by the hundred).
@@ -68,51 +123,179 @@ impl Pair {
     }
 }
 
-/// Lockstep detection state.
+/// The lockstep detector: the last prober of each (target, protocol,
+/// port) slot, and the co-probing pairs.
 #[derive(Default)]
-pub struct Sync {
+pub struct Lockstep {
     last: Vec<LastProbe>,
     pairs: FxHashMap<(u128, u128), Pair>,
-    members: FxHashMap<u128, u64>,
-    lags: FxHashMap<u64, (f64, u64)>,
+    /// Co-probing pairs not tracked because the pair table was full.
+    untracked: u64,
 }
 
-impl Sync {
-    pub fn is_member(&self, src: u128) -> bool {
-        !self.members.is_empty() && self.members.contains_key(&src)
+/// The lockstep table's tag of a probe's (target, protocol, port).
+fn tag(p: &Probe) -> u64 {
+    let x = (p.dst as u64 ^ (p.dst >> 64) as u64).rotate_left(17)
+        ^ ((p.proto as u64) << 16 | p.port as u64);
+    x.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
+}
+
+impl Detector for Lockstep {
+    fn name(&self) -> &'static str {
+        "lockstep"
     }
 
-    /// Does `src` co-probe with another source in a pair not yet decided?
-    /// (Walks the pairs: asked once per source that reaches a dark-only
-    /// threshold, not per probe.)
-    pub fn in_open_pair(&self, src: u128) -> bool {
-        self.pairs
-            .iter()
-            .any(|((a, b), p)| !p.dead && (*a == src || *b == src))
+    fn observe(&mut self, p: &Probe, _seen: &Seen, cx: &mut Context) {
+        if p.role != Role::Backscatter && matches!(p.proto, 6 | 17) {
+            self.lockstep(cx, p);
+        }
     }
 
-    pub fn forget_group(&mut self, id: u64) {
-        self.members.retain(|_, g| *g != id);
-        self.lags.remove(&id);
+    /// Asks the CPU for the probe's slot early: the table is larger than
+    /// the caches, and the miss then overlaps the source-table work that
+    /// comes first (the engine's hottest load without it).
+    #[inline]
+    fn prefetch(&self, p: &Probe) {
+        if !matches!(p.proto, 6 | 17) || self.last.is_empty() {
+            return;
+        }
+        let slot = &self.last[(tag(p) >> 40) as usize & (LAST_SLOTS - 1)];
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint; it never faults and reads nothing.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch(slot as *const LastProbe as *const i8, _MM_HINT_T0);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = slot;
     }
 
-    pub fn prune(&mut self, now: i64, cfg: &DetectConfig, stats: &mut DetectStats) {
-        let idle = cfg.episode_idle_s as i64 * SEC;
-        self.pairs.retain(|_, p| now - p.last_ns <= idle);
-        let _ = stats;
+    fn tick(&mut self, cx: &mut Context) {
+        let idle = cx.cfg.episode_idle_s as i64 * SEC;
+        let (now, groups) = (cx.now, &mut cx.groups);
+        self.pairs.retain(|(a, b), p| {
+            let keep = now - p.last_ns <= idle;
+            if !keep && !p.dead {
+                groups.pair(*a, *b, false);
+            }
+            keep
+        });
     }
 
-    pub fn bytes(&self) -> usize {
-        self.last.capacity() * 57
-            + self.pairs.capacity() * 100
-            + self.members.capacity() * 25
-            + self.lags.capacity() * 25
+    fn bytes(&self) -> usize {
+        self.last.capacity() * 57 + self.pairs.capacity() * 100
+    }
+
+    fn stats(&self, s: &mut DetectStats) {
+        s.sync_pairs_untracked = self.untracked;
     }
 }
 
-/// Shared-work detection state.
+impl Lockstep {
+    fn lockstep(&mut self, cx: &mut Context, p: &Probe) {
+        let cfg = &cx.cfg;
+        let max_lag = cfg.sync_max_lag_ms as i64 * 1_000_000;
+        let decide = cfg.sync_decide_probes as u64;
+        let sample = cfg.sync_ports.max(cfg.sync_decide_probes) as usize;
+        if self.last.is_empty() {
+            self.last = vec![LastProbe::default(); LAST_SLOTS];
+        }
+        let tag = tag(p);
+        let slot = &mut self.last[(tag >> 40) as usize & (LAST_SLOTS - 1)];
+        let prev = (slot.tag == tag).then_some((slot.src, slot.ts));
+        *slot = LastProbe {
+            tag,
+            src: p.src,
+            ts: p.ts_ns,
+        };
+        let Some((a, ta)) = prev else {
+            return;
+        };
+        let lag = p.ts_ns - ta;
+        if a == p.src || !(0..=max_lag).contains(&lag) {
+            return;
+        }
+        let pk = (a.min(p.src), a.max(p.src));
+        if self.pairs.len() >= PAIR_CAP && !self.pairs.contains_key(&pk) {
+            self.untracked += 1;
+            return;
+        }
+        let pair = match self.pairs.entry(pk) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                cx.groups.pair(pk.0, pk.1, true);
+                v.insert(Pair::default())
+            }
+        };
+        if pair.dead {
+            return;
+        }
+        if pair.ports.len() < sample && !pair.ports.contains(&p.port) {
+            pair.ports.push(p.port);
+        }
+        pair.lag_sum_ns += lag as f64;
+        pair.lag_sq_sum += (lag as f64) * (lag as f64);
+        if pair.n > 0 {
+            if ta >= pair.prev_lead_ns {
+                pair.ordered += 1;
+            } else {
+                pair.disordered += 1;
+            }
+        }
+        pair.prev_lead_ns = ta;
+        pair.n += 1;
+        pair.last_ns = p.ts_ns;
+        if pair.ports.len() < cx.cfg.sync_ports as usize {
+            return;
+        }
+        if pair.steady(&cx.cfg) {
+            let (ports, lag_ns) = (pair.ports.clone(), pair.mean());
+            group(cx, a, p, ports, lag_ns);
+        } else if pair.n >= decide {
+            // Two scans that merely overlap: stop tracking them.
+            pair.dead = true;
+            cx.groups.pair(pk.0, pk.1, false);
+        }
+    }
+}
+
+fn group(cx: &mut Context, a: u128, p: &Probe, ports: Vec<u16>, lag_ns: f64) {
+    let key = Key::Dst(Kind(&DISTRIBUTED_SCAN), p.dst);
+    let evidence = Box::new(Group {
+        synchronized: true,
+        lag_ms: Some(lag_ns / 1e6),
+        lag_sum_ns: 0.0,
+        lags: 0,
+    });
+    let id = cx.start(Kind(&DISTRIBUTED_SCAN), key, p, evidence, |ep| {
+        ep.sources.insert(a);
+        ep.sources.insert(p.src);
+        ep.targets.insert(p.dst);
+        for port in &ports {
+            ep.add_port(*port);
+        }
+        ep.probes = ports.len() as u64 * 2;
+    });
+    for s in [a, p.src] {
+        cx.groups.enrol(s, id);
+        cx.book.join(id, s);
+    }
+    if let Some(ep) = cx.book.get_mut(id) {
+        ep.sources.insert(a);
+        ep.sources.insert(p.src);
+        if let Some(g) = ep.evidence_mut::<Group>() {
+            g.lag_sum_ns += lag_ns;
+            g.lags += 1;
+            g.synchronized = true;
+            g.lag_ms = Some(g.lag_sum_ns / g.lags as f64 / 1e6);
+        }
+    }
+}
+
+/// The shared-work detector: per (target, protocol), the ports and
+/// sources of the current window.
 #[derive(Default)]
-pub struct Shared {
+pub struct SharedWork {
     targets: FxHashMap<(u128, u8), Window>,
 }
 
@@ -123,13 +306,25 @@ struct Window {
     probes: u64,
 }
 
-impl Shared {
-    pub fn prune(&mut self, now: i64, cfg: &DetectConfig) {
-        let w = cfg.distributed_window_s as i64 * SEC;
+impl Detector for SharedWork {
+    fn name(&self) -> &'static str {
+        "shared_work"
+    }
+
+    /// A source already reported on its own (a scanner alone) cannot be
+    /// one of several sharing the work.
+    fn observe(&mut self, p: &Probe, seen: &Seen, cx: &mut Context) {
+        if p.role == Role::Probe && !seen.busy && matches!(p.proto, 6 | 17) {
+            self.shared(cx, p);
+        }
+    }
+
+    fn tick(&mut self, cx: &mut Context) {
+        let (now, w) = (cx.now, cx.cfg.distributed_window_s as i64 * SEC);
         self.targets.retain(|_, t| now - t.start <= w);
     }
 
-    pub fn bytes(&self) -> usize {
+    fn bytes(&self) -> usize {
         self.targets
             .values()
             .map(|w| 64 + w.ports.bytes() + w.sources.capacity() * 21)
@@ -138,196 +333,75 @@ impl Shared {
     }
 }
 
-/// `busy`: the source is already reported on its own (a scanner alone),
-/// so it cannot be one of several sharing the work.
-pub fn observe(e: &mut Engine, p: &Probe, busy: bool) {
-    if !matches!(p.proto, 6 | 17) {
-        return;
-    }
-    lockstep(e, p);
-    if p.role == Role::Probe && !busy {
-        shared(e, p);
-    }
-}
-
-/// The lockstep table's tag of a probe's (target, protocol, port).
-fn tag(p: &Probe) -> u64 {
-    let x = (p.dst as u64 ^ (p.dst >> 64) as u64).rotate_left(17)
-        ^ ((p.proto as u64) << 16 | p.port as u64);
-    x.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1
-}
-
-/// Asks the CPU for the probe's lockstep slot early: the table is larger
-/// than the caches, and the miss then overlaps the source-table work that
-/// comes first (the engine's hottest load without it).
-#[inline]
-pub fn prefetch(e: &Engine, p: &Probe) {
-    if !matches!(p.proto, 6 | 17) || e.sync.last.is_empty() {
-        return;
-    }
-    let slot = &e.sync.last[(tag(p) >> 40) as usize & (LAST_SLOTS - 1)];
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint; it never faults and reads nothing.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch(slot as *const LastProbe as *const i8, _MM_HINT_T0);
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = slot;
-}
-
-fn lockstep(e: &mut Engine, p: &Probe) {
-    let max_lag = e.cfg.sync_max_lag_ms as i64 * 1_000_000;
-    let decide = e.cfg.sync_decide_probes as u64;
-    let sample = e.cfg.sync_ports.max(e.cfg.sync_decide_probes) as usize;
-    if e.sync.last.is_empty() {
-        e.sync.last = vec![LastProbe::default(); LAST_SLOTS];
-    }
-    let tag = tag(p);
-    let slot = &mut e.sync.last[(tag >> 40) as usize & (LAST_SLOTS - 1)];
-    let prev = (slot.tag == tag).then_some((slot.src, slot.ts));
-    *slot = LastProbe {
-        tag,
-        src: p.src,
-        ts: p.ts_ns,
-    };
-    let mut grouped = None;
-    if let Some((a, ta)) = prev {
-        let lag = p.ts_ns - ta;
-        if a != p.src && (0..=max_lag).contains(&lag) {
-            let pk = (a.min(p.src), a.max(p.src));
-            if e.sync.pairs.len() >= PAIR_CAP && !e.sync.pairs.contains_key(&pk) {
-                e.stats.sync_pairs_untracked += 1;
-            } else {
-                let pair = e.sync.pairs.entry(pk).or_default();
-                if pair.dead {
-                    return;
-                }
-                if pair.ports.len() < sample && !pair.ports.contains(&p.port) {
-                    pair.ports.push(p.port);
-                }
-                pair.lag_sum_ns += lag as f64;
-                pair.lag_sq_sum += (lag as f64) * (lag as f64);
-                if pair.n > 0 {
-                    if ta >= pair.prev_lead_ns {
-                        pair.ordered += 1;
-                    } else {
-                        pair.disordered += 1;
-                    }
-                }
-                pair.prev_lead_ns = ta;
-                pair.n += 1;
-                pair.last_ns = p.ts_ns;
-                if pair.ports.len() >= e.cfg.sync_ports as usize {
-                    if pair.steady(&e.cfg) {
-                        grouped = Some((a, pair.ports.clone(), pair.mean()));
-                    } else if pair.n >= decide {
-                        // Two scans that merely overlap: stop tracking them.
-                        pair.dead = true;
-                    }
-                }
+impl SharedWork {
+    fn shared(&mut self, cx: &mut Context, p: &Probe) {
+        let window = cx.cfg.distributed_window_s as i64 * SEC;
+        let wk = (p.dst, p.proto);
+        if self.targets.len() >= SHARED_TARGETS && !self.targets.contains_key(&wk) {
+            return;
+        }
+        let w = self.targets.entry(wk).or_insert_with(|| Window {
+            start: p.ts_ns,
+            ports: PortSet::default(),
+            sources: FxHashMap::default(),
+            probes: 0,
+        });
+        if p.ts_ns - w.start > window {
+            w.start = p.ts_ns;
+            w.ports = PortSet::default();
+            w.sources.clear();
+            w.probes = 0;
+        }
+        w.probes += 1;
+        if w.sources.len() < SHARED_SOURCES || w.sources.contains_key(&p.src) {
+            *w.sources.entry(p.src).or_default() += 1;
+        }
+        if !w.ports.insert(p.port) || w.ports.len() < cx.cfg.distributed_ports {
+            return;
+        }
+        let n = w.sources.len() as u32;
+        if n < 2 || n > cx.cfg.distributed_max_sources {
+            return;
+        }
+        let key = Key::Dst(Kind(&DISTRIBUTED_SCAN), p.dst);
+        if cx.active(&key).is_some() {
+            return;
+        }
+        // None of them a scanner alone.
+        let (scan_ports, scan_dark) = (cx.cfg.scan_ports, cx.cfg.scan_dark_ports);
+        let alone = w.sources.keys().any(|s| {
+            cx.sources.heavy.get(s).is_some_and(|h| {
+                h.targets
+                    .get(&(p.dst, p.proto))
+                    .is_some_and(|t| t.is_scan(scan_ports, scan_dark))
+            })
+        });
+        if alone {
+            return;
+        }
+        let mut sources: Vec<u128> = w.sources.keys().copied().collect();
+        sources.sort_unstable();
+        let ports = w.ports.iter();
+        let (start, probes) = (w.start, w.probes);
+        let evidence = Box::new(Group {
+            synchronized: false,
+            lag_ms: None,
+            lag_sum_ns: 0.0,
+            lags: 0,
+        });
+        let id = cx.start(Kind(&DISTRIBUTED_SCAN), key, p, evidence, |ep| {
+            for s in &sources {
+                ep.sources.insert(*s);
             }
+            ep.targets.insert(p.dst);
+            for port in ports {
+                ep.add_port(port);
+            }
+            ep.first_ns = start;
+            ep.probes = probes;
+        });
+        for s in sources {
+            cx.book.join(id, s);
         }
-    }
-    if let Some((a, ports, lag_ns)) = grouped {
-        group(e, a, p, ports, lag_ns);
-    }
-}
-
-fn group(e: &mut Engine, a: u128, p: &Probe, ports: Vec<u16>, lag_ns: f64) {
-    let key = Key::Dst(Kind::DistributedScan, p.dst);
-    let id = e.start(Kind::DistributedScan, key, p, |ep| {
-        ep.sources.insert(a);
-        ep.sources.insert(p.src);
-        ep.targets.insert(p.dst);
-        for port in &ports {
-            ep.add_port(*port);
-        }
-        ep.probes = ports.len() as u64 * 2;
-        ep.synchronized = Some(true);
-        ep.lag_ms = Some(lag_ns / 1e6);
-    });
-    let (sum, n) = {
-        let l = e.sync.lags.entry(id).or_default();
-        l.0 += lag_ns;
-        l.1 += 1;
-        *l
-    };
-    for s in [a, p.src] {
-        e.sync.members.insert(s, id);
-        e.join(id, s);
-    }
-    if let Some(ep) = e.episodes.get_mut(&id) {
-        ep.synchronized = Some(true);
-        ep.lag_ms = Some(sum / n as f64 / 1e6);
-        ep.sources.insert(a);
-        ep.sources.insert(p.src);
-    }
-}
-
-fn shared(e: &mut Engine, p: &Probe) {
-    let window = e.cfg.distributed_window_s as i64 * SEC;
-    let wk = (p.dst, p.proto);
-    if e.shared.targets.len() >= SHARED_TARGETS && !e.shared.targets.contains_key(&wk) {
-        return;
-    }
-    let w = e.shared.targets.entry(wk).or_insert_with(|| Window {
-        start: p.ts_ns,
-        ports: PortSet::default(),
-        sources: FxHashMap::default(),
-        probes: 0,
-    });
-    if p.ts_ns - w.start > window {
-        w.start = p.ts_ns;
-        w.ports = PortSet::default();
-        w.sources.clear();
-        w.probes = 0;
-    }
-    w.probes += 1;
-    if w.sources.len() < SHARED_SOURCES || w.sources.contains_key(&p.src) {
-        *w.sources.entry(p.src).or_default() += 1;
-    }
-    if !w.ports.insert(p.port) || w.ports.len() < e.cfg.distributed_ports {
-        return;
-    }
-    let n = w.sources.len() as u32;
-    if n < 2 || n > e.cfg.distributed_max_sources {
-        return;
-    }
-    let key = Key::Dst(Kind::DistributedScan, p.dst);
-    if e.active(&key).is_some() {
-        return;
-    }
-    // None of them a scanner alone.
-    let w = &e.shared.targets[&wk];
-    let (scan_ports, scan_dark) = (e.cfg.scan_ports, e.cfg.scan_dark_ports);
-    let alone = w.sources.keys().any(|s| {
-        e.sources.heavy.get(s).is_some_and(|h| {
-            h.targets
-                .get(&(p.dst, p.proto))
-                .is_some_and(|t| t.is_scan(scan_ports, scan_dark))
-        })
-    });
-    if alone {
-        return;
-    }
-    let mut sources: Vec<u128> = w.sources.keys().copied().collect();
-    sources.sort_unstable();
-    let ports = w.ports.iter();
-    let (start, probes) = (w.start, w.probes);
-    let id = e.start(Kind::DistributedScan, key, p, |ep| {
-        for s in &sources {
-            ep.sources.insert(*s);
-        }
-        ep.targets.insert(p.dst);
-        for port in ports {
-            ep.add_port(port);
-        }
-        ep.first_ns = start;
-        ep.probes = probes;
-        ep.synchronized = Some(false);
-    });
-    for s in sources {
-        e.join(id, s);
     }
 }

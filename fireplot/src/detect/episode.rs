@@ -1,39 +1,73 @@
 //! An episode: one alert's worth of evidence, from the probe that crossed a
-//! threshold until it has been idle for `episode_idle_s`.
+//! threshold until its detector says it is over (by default after
+//! `episode_idle_s` without a probe).
+//!
+//! What every episode has (times, probes, sources, targets, ports, the
+//! order they came in, scanner signatures) lives here; what only one kind
+//! needs (a flood's peak, a surge's test, a lockstep group's lag) is that
+//! kind's [`Evidence`], owned by the detector's own file. An episode is
+//! said as an alert record ([`Episode::alert`]).
 
-use rustc_hash::FxHashSet;
+use std::any::Any;
 
 use super::{
-    probe::{addr, FlagType, Probe, Role},
-    surge::SurgeTest,
+    alert::{Alert, Ports, Targets},
+    config::DetectConfig,
+    probe::Probe,
+    sets::{AddrSet, Order, PortSet},
     tools::ToolVotes,
+    words::{human_secs, severity, thousands},
 };
+use crate::record::line::{flags_string, rfc3339_ns, Proto};
 
-/// Alert kinds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
-    PortScan,
-    PortSweep,
-    DistributedScan,
-    FlagScan,
-    PortSurge,
-    Backscatter,
-    Flood,
-    ProtocolScan,
+/// What an alert kind is, declared once by the detector that raises it.
+#[derive(Debug)]
+pub struct KindSpec {
+    /// The alert's `kind` ("port_scan").
+    pub name: &'static str,
+    /// About one scanner or flooder: its alert names the tool its probes
+    /// carry the signature of.
+    pub names_tool: bool,
+    /// About one source on its own (not a group): `ignore_tags` keeps it
+    /// quiet for a tagged source.
+    pub one_source: bool,
+    /// About many sources: the alert counts their networks and countries.
+    pub many_sources: bool,
+    /// The `order` said is of targets (a sweep), not of ports.
+    pub orders_targets: bool,
+    /// Keyed by a destination and fed every later answer (SYN-ACK, RST,
+    /// ICMP error) to it, whoever sends it, rather than only what its
+    /// joined sources send.
+    pub routes_by_dst: bool,
 }
+
+/// An alert kind: a reference to its one [`KindSpec`], compared by identity.
+#[derive(Clone, Copy)]
+pub struct Kind(pub &'static KindSpec);
 
 impl Kind {
     pub fn name(self) -> &'static str {
-        match self {
-            Kind::PortScan => "port_scan",
-            Kind::PortSweep => "port_sweep",
-            Kind::DistributedScan => "distributed_scan",
-            Kind::FlagScan => "flag_scan",
-            Kind::PortSurge => "port_surge",
-            Kind::Backscatter => "backscatter",
-            Kind::Flood => "flood",
-            Kind::ProtocolScan => "protocol_scan",
-        }
+        self.0.name
+    }
+}
+
+impl PartialEq for Kind {
+    fn eq(&self, other: &Kind) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Kind {}
+
+impl std::hash::Hash for Kind {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        std::ptr::hash(self.0, h)
+    }
+}
+
+impl std::fmt::Debug for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.name)
     }
 }
 
@@ -48,179 +82,53 @@ pub enum Key {
     Port(Kind, u8, u16),
 }
 
-/// Ascending / descending / random, from successive values.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Order {
-    last: Option<u128>,
-    up: u64,
-    down: u64,
+/// How a probe reached an episode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    /// Through its source; `sec_count` is the source's events in this
+    /// second so far.
+    Source { sec_count: u32 },
+    /// Through its (protocol, port).
+    Port,
+    /// Through its destination.
+    Dst,
 }
 
-impl Order {
-    pub fn push(&mut self, v: u128) {
-        if let Some(l) = self.last {
-            if v > l {
-                self.up += 1;
-            } else if v < l {
-                self.down += 1;
-            }
-        }
-        self.last = Some(v);
-    }
-
-    pub fn name(&self) -> &'static str {
-        let steps = self.up + self.down;
-        if steps < 2 {
-            "random"
-        } else if self.up * 10 >= steps * 8 {
-            "ascending"
-        } else if self.down * 10 >= steps * 8 {
-            "descending"
+/// What one kind of episode knows beyond what every episode has, and how
+/// it is said. Implemented in each detector's own file.
+pub trait Evidence: Any + Send {
+    /// Does a probe of a source routed to this episode (keyed by `key`)
+    /// count for it?
+    fn accepts(&self, key: &Key, p: &Probe) -> bool;
+    /// Counts a probe the episode accepted (after the shared fields).
+    fn add(&mut self, _p: &Probe, _via: Via) {}
+    /// 1 (least) to 5.
+    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        let breadth = ep.breadth();
+        let breadth = if ep.kind.0.many_sources {
+            ep.sources.count().max(breadth)
         } else {
-            "random"
-        }
+            breadth
+        };
+        severity(ep.probes, breadth, ep.duration_s())
     }
-}
-
-/// A set of ports: a short list, then a 65,536-bit bitmap.
-#[derive(Clone, Debug, Default)]
-pub struct PortSet {
-    small: Vec<u16>,
-    bits: Option<Box<[u64; 1024]>>,
-    count: u32,
-}
-
-impl PortSet {
-    const SMALL: usize = 24;
-
-    /// Adds a port; true if it was new.
-    pub fn insert(&mut self, p: u16) -> bool {
-        if let Some(b) = self.bits.as_mut() {
-            let (w, bit) = ((p >> 6) as usize, 1u64 << (p & 63));
-            if b[w] & bit != 0 {
-                return false;
-            }
-            b[w] |= bit;
-            self.count += 1;
-            return true;
-        }
-        if self.small.contains(&p) {
-            return false;
-        }
-        if self.small.len() < Self::SMALL {
-            self.small.push(p);
-        } else {
-            let mut b = Box::new([0u64; 1024]);
-            for q in self.small.drain(..).chain(std::iter::once(p)) {
-                b[(q >> 6) as usize] |= 1u64 << (q & 63);
-            }
-            self.bits = Some(b);
-        }
-        self.count += 1;
-        true
-    }
-
-    pub fn len(&self) -> u32 {
-        self.count
-    }
-
-    /// The ports, in insertion order while the set is small.
-    pub fn iter(&self) -> Vec<u16> {
-        match &self.bits {
-            None => self.small.clone(),
-            Some(b) => (0..=u16::MAX)
-                .filter(|p| b[(p >> 6) as usize] & (1u64 << (p & 63)) != 0)
-                .collect(),
-        }
-    }
-
-    /// Does the set hold more than its short list (a bitmap)?
-    pub fn is_bitmap(&self) -> bool {
-        self.bits.is_some()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
-    pub fn contains(&self, p: u16) -> bool {
-        match &self.bits {
-            Some(b) => b[(p >> 6) as usize] & (1u64 << (p & 63)) != 0,
-            None => self.small.contains(&p),
-        }
-    }
-
-    pub fn bytes(&self) -> usize {
-        std::mem::size_of::<Self>()
-            + self.small.capacity() * 2
-            + if self.bits.is_some() { 8192 } else { 0 }
-    }
-}
-
-/// Addresses: exact up to a cap, then only counted.
-#[derive(Clone, Debug, Default)]
-pub struct AddrSet {
-    set: FxHashSet<u128>,
-    first: Vec<u128>,
-    pub over: u64,
-}
-
-impl AddrSet {
-    const CAP: usize = 65_536;
-    const SAMPLE: usize = 5;
-
-    pub fn insert(&mut self, a: u128) -> bool {
-        if self.set.len() >= Self::CAP {
-            if !self.set.contains(&a) {
-                self.over += 1;
-            }
-            return false;
-        }
-        let new = self.set.insert(a);
-        if new && self.first.len() < Self::SAMPLE {
-            self.first.push(a);
-        }
-        new
-    }
-
-    pub fn count(&self) -> u64 {
-        self.set.len() as u64 + self.over
-    }
-
-    pub fn sample(&self) -> Vec<String> {
-        self.first.iter().map(|a| addr(*a).to_string()).collect()
-    }
-
-    /// All members, sorted (for small sets such as the sources of a group).
-    pub fn sorted(&self, limit: usize) -> Vec<String> {
-        let mut v: Vec<u128> = self.set.iter().copied().collect();
-        v.sort_unstable();
-        v.into_iter()
-            .take(limit)
-            .map(|a| addr(a).to_string())
-            .collect()
-    }
-
-    pub fn contains(&self, a: u128) -> bool {
-        self.set.contains(&a)
-    }
-
-    /// Every member kept (all of them up to the cap), in no order.
-    pub fn iter(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
-        self.set.iter().map(|a| addr(*a))
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.set.capacity() * 17 + self.first.capacity() * 16
+    /// The alert's one-sentence summary.
+    fn summary(&self, ep: &Episode, s: &Said) -> String;
+    /// The kind's own fields of the alert record.
+    fn fields(&self, _ep: &Episode, _cfg: &DetectConfig, _a: &mut Alert) {}
+    /// Heap bytes held beyond the episode's own size.
+    fn heap_bytes(&self) -> usize {
+        0
     }
 }
 
 /// The evidence of one episode.
-#[derive(Clone, Debug)]
 pub struct Episode {
     pub id: u64,
     pub kind: Kind,
     pub key: Key,
+    /// The detector that started it (its place in the engine's list).
+    pub owner: u8,
     pub first_ns: i64,
     pub last_ns: i64,
     pub probes: u64,
@@ -234,41 +142,29 @@ pub struct Episode {
     pub port_sample: Vec<u16>,
     /// Order of ports (scans) or targets (sweeps).
     pub order: Order,
-    pub synchronized: Option<bool>,
-    pub lag_ms: Option<f64>,
-    pub flag_type: Option<FlagType>,
-    pub protocols: Option<[u64; 4]>,
-    pub baseline: Option<f64>,
-    /// Flood: the highest one-second count.
-    pub peak_pps: u64,
-    /// Flood by hammering: the run of packets to one target port.
-    pub run: Option<Run>,
     /// Scanner signatures of the probes.
     pub tools: ToolVotes,
-    /// flag_scan: distinct odd flag bytes (a 256-bit set).
-    pub combos: Option<[u64; 4]>,
-    /// port_surge: the strongest significant test.
-    pub surge: Option<SurgeTest>,
-    /// port_surge: new sources of the window before the episode started
-    /// (the episode's own set holds those seen since).
-    pub surge_before: u64,
-    /// backscatter: one victim answering many of our addresses (keyed by
-    /// the source), not many sources answering one (keyed by the target).
-    pub one_victim: bool,
-    /// Of `probes`, packets the kernel counted in aggregates (a flood past
-    /// its limits) rather than sent one by one.
-    pub aggregated: u64,
+    /// What only this kind knows.
+    pub evidence: Box<dyn Evidence>,
     /// Last source and target added (skips the set lookups for runs).
     last_src: Option<u128>,
     last_dst: Option<u128>,
 }
 
 impl Episode {
-    pub fn new(id: u64, kind: Kind, key: Key, p: &Probe) -> Episode {
+    pub fn new(
+        id: u64,
+        kind: Kind,
+        key: Key,
+        owner: u8,
+        p: &Probe,
+        evidence: Box<dyn Evidence>,
+    ) -> Episode {
         Episode {
             id,
             kind,
             key,
+            owner,
             first_ns: p.ts_ns,
             last_ns: p.ts_ns,
             probes: 0,
@@ -281,22 +177,21 @@ impl Episode {
             port_max: None,
             port_sample: Vec::new(),
             order: Order::default(),
-            synchronized: None,
-            lag_ms: None,
-            flag_type: None,
-            protocols: None,
-            baseline: None,
-            peak_pps: 0,
-            run: None,
             tools: ToolVotes::default(),
-            combos: None,
-            surge: None,
-            surge_before: 0,
-            one_victim: false,
-            aggregated: 0,
+            evidence,
             last_src: None,
             last_dst: None,
         }
+    }
+
+    /// This kind's evidence, to change it.
+    pub fn evidence_mut<T: Evidence>(&mut self) -> Option<&mut T> {
+        (self.evidence.as_mut() as &mut dyn Any).downcast_mut::<T>()
+    }
+
+    /// This kind's evidence.
+    pub fn evidence<T: Evidence>(&self) -> Option<&T> {
+        (self.evidence.as_ref() as &dyn Any).downcast_ref::<T>()
     }
 
     /// Records a port as evidence (seeding from earlier state).
@@ -310,8 +205,18 @@ impl Episode {
         }
     }
 
+    /// The source, target and port of the probe that crossed a threshold
+    /// (without counting it: the seed says how many probes there were).
+    pub fn seed_from(&mut self, p: &Probe) {
+        self.sources.insert(p.src);
+        self.targets.insert(p.dst);
+        if matches!(p.proto, 6 | 17) {
+            self.add_port(p.port);
+        }
+    }
+
     /// Adds one probe's evidence.
-    pub fn add(&mut self, p: &Probe) {
+    pub fn add(&mut self, p: &Probe, via: Via) {
         self.probes += 1;
         self.first_ns = self.first_ns.min(p.ts_ns);
         self.last_ns = self.last_ns.max(p.ts_ns);
@@ -326,22 +231,12 @@ impl Episode {
         if matches!(p.proto, 6 | 17) {
             self.add_port(p.port);
         }
-        match self.kind {
-            Kind::PortSweep => self.order.push(p.dst),
-            _ => self.order.push(p.port as u128),
+        if self.kind.0.orders_targets {
+            self.order.push(p.dst);
+        } else {
+            self.order.push(p.port as u128);
         }
-        if let Some(bits) = self.protocols.as_mut() {
-            bits[(p.proto >> 6) as usize] |= 1u64 << (p.proto & 63);
-        }
-        if let Some(r) = self.run.as_mut() {
-            if r.matches(p) {
-                r.count += 1;
-                r.last_ns = r.last_ns.max(p.ts_ns);
-            }
-        }
-        if let (Some(c), Role::Odd(_)) = (self.combos.as_mut(), p.role) {
-            c[(p.flags >> 6) as usize] |= 1u64 << (p.flags & 63);
-        }
+        self.evidence.add(p, via);
         self.tools.add(p);
     }
 
@@ -349,57 +244,113 @@ impl Episode {
         (self.last_ns - self.first_ns) as f64 / 1e9
     }
 
+    /// Distinct ports or targets, whichever is more.
+    pub fn breadth(&self) -> u64 {
+        self.ports.len().max(self.targets.count() as u32) as u64
+    }
+
     pub fn bytes(&self) -> usize {
         std::mem::size_of::<Self>()
+            + std::mem::size_of_val(self.evidence.as_ref())
+            + self.evidence.heap_bytes()
             + self.sources.bytes()
             + self.targets.bytes()
             + self.ports.bytes()
     }
 }
 
-/// A run of packets from one source to one target port (hammering), or
-/// for one-victim backscatter the victim's dominant source port.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Run {
-    pub dst: u128,
-    pub proto: u8,
-    pub port: u16,
-    pub count: u64,
-    pub first_ns: i64,
-    pub last_ns: i64,
+/// What every summary may use, said once: the episode's first source and
+/// target, its counts in words, how long it took, its speed and order.
+pub struct Said<'a> {
+    pub cfg: &'a DetectConfig,
+    /// `started` (the episode is going on) rather than `ended`.
+    pub going: bool,
+    /// The protocol's name in capitals ("TCP").
+    pub proto: String,
+    pub src: String,
+    pub target: String,
+    pub ports: String,
+    pub targets: String,
+    pub probes: String,
+    pub took: String,
+    pub dur: f64,
+    pub speed: &'static str,
+    pub order: &'static str,
 }
 
-impl Run {
-    fn matches(&self, p: &Probe) -> bool {
-        p.dst == self.dst && p.proto == self.proto && p.port == self.port
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_set_grows_into_a_bitmap() {
-        let mut s = PortSet::default();
-        for p in 0..100u16 {
-            assert!(s.insert(p * 3));
-            assert!(!s.insert(p * 3));
+/// How an episode is said: its alert record. The kind's evidence says its
+/// severity, its summary and its own fields.
+impl Episode {
+    fn speed(&self, fast_max_interval_s: f64) -> &'static str {
+        if self.probes < 2 || self.duration_s() / (self.probes - 1) as f64 <= fast_max_interval_s {
+            "fast"
+        } else {
+            "slow"
         }
-        assert_eq!(s.len(), 100);
-        assert!(s.bytes() > 8192);
     }
 
-    #[test]
-    fn order_is_named() {
-        let mut o = Order::default();
-        (1..=50u128).for_each(|v| o.push(v));
-        assert_eq!(o.name(), "ascending");
-        let mut o = Order::default();
-        (1..=50u128).rev().for_each(|v| o.push(v));
-        assert_eq!(o.name(), "descending");
-        let mut o = Order::default();
-        [5u128, 1, 9, 3, 7, 2, 8].iter().for_each(|v| o.push(*v));
-        assert_eq!(o.name(), "random");
+    /// The alert record of this episode now.
+    pub fn alert(&self, status: &str, cfg: &DetectConfig) -> Alert {
+        let proto_name = match Proto::from_number(self.proto) {
+            Proto::Name(n) => n,
+            Proto::Number(n) => n.to_string(),
+        };
+        let dur = self.duration_s();
+        let rate = self.probes as f64 / dur.max(0.001);
+        let speed = self.speed(cfg.fast_max_interval_s);
+        let order = self.order.name();
+        let said = Said {
+            cfg,
+            going: status == "started",
+            proto: proto_name.to_uppercase(),
+            src: self.sources.sample().first().cloned().unwrap_or_default(),
+            target: self.targets.sample().first().cloned().unwrap_or_default(),
+            ports: thousands(self.ports.len() as u64),
+            targets: thousands(self.targets.count()),
+            probes: thousands(self.probes),
+            took: human_secs(dur),
+            dur,
+            speed,
+            order,
+        };
+        let mut a = Alert {
+            id: self.id,
+            status: status.into(),
+            kind: self.kind.name().into(),
+            first_seen: rfc3339_ns(self.first_ns as i128),
+            last_seen: rfc3339_ns(self.last_ns as i128),
+            sources: self.sources.sorted(32),
+            source_count: self.sources.count(),
+            targets: Targets {
+                count: self.targets.count(),
+                sample: self.targets.sample(),
+            },
+            proto: proto_name,
+            ports: Ports {
+                count: self.ports.len() as u64,
+                min: self.port_min,
+                max: self.port_max,
+                sample: self.port_sample.clone(),
+            },
+            probes: self.probes,
+            rate_pps: (rate * 10.0).round() / 10.0,
+            flags: if self.proto == 6 {
+                flags_string(self.flags)
+            } else {
+                String::new()
+            },
+            severity: self.evidence.severity(self, cfg),
+            speed: speed.into(),
+            order: order.into(),
+            summary: self.evidence.summary(self, &said),
+            tool: self.kind.0.names_tool.then(|| {
+                self.tools
+                    .name(cfg.tool_min_probes, cfg.tool_min_share)
+                    .to_string()
+            }),
+            ..Alert::default()
+        };
+        self.evidence.fields(self, cfg, &mut a);
+        a
     }
 }

@@ -11,8 +11,9 @@ use std::{
 };
 
 use super::{
-    alert::{human_secs, severity, thousands, Alert, Ports, Targets},
+    alert::{Alert, Ports, Targets},
     config::DetectConfig,
+    words::{human_secs, severity, thousands},
 };
 use crate::record::{line::rfc3339_ns, Record};
 

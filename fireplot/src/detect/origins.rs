@@ -6,47 +6,12 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use serde::{Deserialize, Serialize};
-
 use super::{
-    alert::{thousands as n, Alert},
-    episode::{Episode, Kind},
+    alert::{Alert, Share, SourceOrigin},
+    episode::Episode,
+    words::thousands as n,
 };
 use crate::enrich::Enricher;
-
-/// One listed source and what is known of it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SourceOrigin {
-    pub src: String,
-    #[serde(flatten)]
-    pub origin: crate::enrich::Origin,
-}
-
-/// A network or country and how many of an episode's sources are in it.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Share {
-    /// "AS4134" or "CN".
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub org: Option<String>,
-    pub sources: u64,
-}
-
-/// Episodes whose source is one scanner (not a group, a port or a victim).
-fn per_source(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::PortScan | Kind::PortSweep | Kind::FlagScan | Kind::ProtocolScan | Kind::Flood
-    )
-}
-
-/// Episodes of many sources, whose make-up is worth a sentence.
-fn many_sources(k: Kind) -> bool {
-    matches!(
-        k,
-        Kind::DistributedScan | Kind::PortSurge | Kind::Backscatter
-    )
-}
 
 /// A listed source (an address, or an aggregate's "net/len").
 fn parse_src(s: &str) -> Option<IpAddr> {
@@ -84,7 +49,7 @@ pub(super) fn decorate(
             })
         })
         .collect();
-    if per_source(ep.kind) && !ignore.is_empty() && a.sources.len() == 1 {
+    if ep.kind.0.one_source && !ignore.is_empty() && a.sources.len() == 1 {
         let tagged = listed
             .iter()
             .any(|s| s.origin.tags.iter().any(|t| ignore.contains(t)));
@@ -95,7 +60,7 @@ pub(super) fn decorate(
     if !listed.is_empty() {
         a.origins = Some(listed);
     }
-    if many_sources(ep.kind) {
+    if ep.kind.0.many_sources {
         let mut asns: HashMap<String, (Option<String>, u64)> = HashMap::new();
         let mut countries: HashMap<String, (Option<String>, u64)> = HashMap::new();
         let mut total = 0u64;

@@ -4,13 +4,10 @@ use std::net::IpAddr;
 
 use crate::record::Record;
 
-/// TCP flag bits.
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
-pub const URG: u8 = 0x20;
+/// TCP flag bits, as fireplot-common defines them.
+pub use fireplot_common::proto::{
+    TCP_ACK as ACK, TCP_FIN as FIN, TCP_PSH as PSH, TCP_RST as RST, TCP_SYN as SYN, TCP_URG as URG,
+};
 
 /// How an event counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use std::collections::VecDeque;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::{
-    episode::PortSet,
     probe::{FlagType, Probe},
+    sets::PortSet,
 };
 
 /// The small record every source has.
@@ -106,8 +106,8 @@ pub struct Heavy {
     /// Some target's ports make a port scan, per protocol slot.
     pub scan_target: [bool; 3],
     /// Order of ports and of targets probed.
-    pub port_order: super::episode::Order,
-    pub target_order: super::episode::Order,
+    pub port_order: super::sets::Order,
+    pub target_order: super::sets::Order,
     /// Port sets that grew into bitmaps.
     pub bitmaps: usize,
     pub bytes: usize,

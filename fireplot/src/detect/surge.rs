@@ -27,10 +27,66 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    episode::{Episode, Key, Kind},
+    alert::Alert,
+    config::DetectConfig,
+    context::{Context, SEC},
+    detector::{Detector, Seen},
+    episode::Said,
+    episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
-    Engine, SEC,
+    words::per_day,
+    words::{human_secs, thousands},
 };
+
+pub static PORT_SURGE: KindSpec = KindSpec {
+    name: "port_surge",
+    names_tool: false,
+    one_source: false,
+    many_sources: true,
+    orders_targets: false,
+    routes_by_dst: false,
+};
+
+/// A surge's evidence: its strongest test, and the new sources of the
+/// window before it started (the episode's own set holds those since).
+struct Wave {
+    test: SurgeTest,
+    before: u64,
+    /// The port's rate before the surge, new sources per day.
+    baseline: f64,
+}
+
+impl Evidence for Wave {
+    fn accepts(&self, _key: &Key, p: &Probe) -> bool {
+        p.role == Role::Probe
+    }
+
+    fn summary(&self, ep: &Episode, s: &Said) -> String {
+        let proto = &s.proto;
+        let port = ep.port_sample.first().copied().unwrap_or(0);
+        let base = per_day(self.test.baseline_per_day);
+        if s.going {
+            format!(
+                "{proto}/{port}: {} distinct sources in {}, baseline {base}",
+                thousands(self.test.sources),
+                human_secs(self.test.horizon_s as f64)
+            )
+        } else {
+            format!(
+                "{proto}/{port}: {} distinct sources in {}, baseline {base}",
+                thousands(self.before + ep.sources.count()),
+                s.took
+            )
+        }
+    }
+
+    fn fields(&self, _ep: &Episode, _cfg: &DetectConfig, a: &mut Alert) {
+        a.baseline = Some((self.baseline * 100.0).round() / 100.0);
+        a.horizon_s = Some(self.test.horizon_s);
+        a.horizon_sources = Some(self.test.sources);
+        a.log10_p = Some((self.test.log10_p * 10.0).round() / 10.0);
+    }
+}
 
 /// One port's history.
 struct PortHistory {
@@ -62,7 +118,7 @@ pub struct SurgeTest {
     pub log10_p: f64,
 }
 
-/// Surge state.
+/// The surge detector: every port's history.
 #[derive(Default)]
 pub struct Surge {
     ports: FxHashMap<(u8, u16), PortHistory>,
@@ -73,8 +129,33 @@ pub struct Surge {
     shape: Option<(usize, Vec<i64>, f64)>,
 }
 
-impl Surge {
-    pub fn bytes(&self) -> usize {
+impl Detector for Surge {
+    fn name(&self) -> &'static str {
+        "port_surge"
+    }
+
+    /// A source reported on its own is not one of a wave's many sources.
+    fn observe(&mut self, p: &Probe, seen: &Seen, cx: &mut Context) {
+        if !seen.busy {
+            self.observe_new(cx, p, seen.new_for_port);
+        }
+    }
+
+    /// Over once the port has not been significant for a quarter of the
+    /// horizon it was found at (at least `episode_idle_s`): a slow wave has
+    /// long gaps between its sources, and is one episode.
+    fn finished(&self, ep: &Episode, cx: &Context) -> bool {
+        let Key::Port(_, proto, port) = ep.key else {
+            return false;
+        };
+        let horizon = ep.evidence::<Wave>().map_or(0, |w| w.test.horizon_s);
+        let idle = (cx.cfg.episode_idle_s as i64).max(horizon / 4) * SEC;
+        self.ports
+            .get(&(proto, port))
+            .is_none_or(|h| cx.now - h.last_significant_ns > idle)
+    }
+
+    fn bytes(&self) -> usize {
         let ring = self.ports.values().next().map_or(0, |p| p.ring.len() * 2);
         self.ports.capacity() * (4 + std::mem::size_of::<PortHistory>() + 1)
             + self.ports.len() * ring
@@ -132,21 +213,6 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + a.ln()
 }
 
-/// True for a surge episode whose port has not been significant for a
-/// quarter of the horizon it was found at (at least `episode_idle_s`): a
-/// slow wave has long gaps between its sources, and is one episode.
-pub fn finished(e: &Engine, ep: &Episode) -> bool {
-    let Key::Port(Kind::PortSurge, proto, port) = ep.key else {
-        return false;
-    };
-    let horizon = ep.surge.map_or(0, |t| t.horizon_s);
-    let idle = (e.cfg.episode_idle_s as i64).max(horizon / 4) * SEC;
-    e.surge
-        .ports
-        .get(&(proto, port))
-        .is_none_or(|h| e.now - h.last_significant_ns > idle)
-}
-
 /// Moves the ring forward to `bucket`, rolling old buckets into the total.
 /// `widths`: each horizon's number of buckets (at most the ring's length).
 fn advance(
@@ -184,111 +250,115 @@ fn advance(
     h.head = bucket;
 }
 
-/// Counts a source's first probe of a port and tests the port.
-/// `new_for_port`: this source has not probed this port before.
-pub fn observe(e: &mut Engine, p: &Probe, new_for_port: bool) {
-    if p.role != Role::Probe || !matches!(p.proto, 6 | 17) || !new_for_port {
-        return;
-    }
-    let cfg = &e.cfg;
-    let surge = &mut e.surge;
-    let bucket_s = cfg.surge_bucket_s as i64;
-    let bucket = p.ts_ns.div_euclid(bucket_s * SEC);
-    let first = *surge.first_bucket.get_or_insert(bucket);
-    let (slots, widths, decay) = surge.shape.get_or_insert_with(|| {
-        let slots = (cfg.surge_horizons_s.iter().copied().max().unwrap_or(1) as i64 / bucket_s)
-            .max(1) as usize;
-        let widths = cfg
-            .surge_horizons_s
-            .iter()
-            .map(|h| (*h as i64 / bucket_s).clamp(1, slots as i64))
-            .collect();
-        let decay =
-            (-(bucket_s as f64) * std::f64::consts::LN_2 / cfg.surge_half_life_s as f64).exp();
-        (slots, widths, decay)
-    });
-    let (slots, decay, widths) = (*slots, *decay, widths.as_slice());
-    let h = surge.ports.entry((p.proto, p.port)).or_insert_with(|| {
-        // Watched since the first bucket: everything before was quiet.
-        let before_ring = (bucket - slots as i64 + 1 - first).max(0);
-        PortHistory {
-            ring: vec![0u16; slots].into_boxed_slice(),
-            head: bucket,
-            in_ring: 0,
-            window: vec![0u64; widths.len()].into_boxed_slice(),
-            old_count: 0.0,
-            old_secs: (before_ring * bucket_s) as f64,
-            last_significant_ns: i64::MIN / 2,
+impl Surge {
+    /// Counts a source's first probe of a port and tests the port.
+    /// `new_for_port`: this source has not probed this port before.
+    fn observe_new(&mut self, cx: &mut Context, p: &Probe, new_for_port: bool) {
+        if p.role != Role::Probe || !matches!(p.proto, 6 | 17) || !new_for_port {
+            return;
         }
-    });
-    advance(h, bucket, widths, bucket_s as f64, decay, first);
-    let idx = bucket.rem_euclid(slots as i64) as usize;
-    if h.ring[idx] < u16::MAX {
-        h.ring[idx] += 1;
-        h.in_ring += 1;
-        for sum in h.window.iter_mut() {
-            *sum += 1;
-        }
-    }
-
-    // Test each horizon: the newest `w` buckets against the rest.
-    let watched_buckets = bucket - first + 1;
-    let mut best: Option<SurgeTest> = None;
-    let ln_alpha = cfg.surge_false_alarm.ln();
-    for (&w, &k) in widths.iter().zip(h.window.iter()) {
-        let horizon = (w * bucket_s) as u64;
-        let before_buckets = watched_buckets - w;
-        let before_secs_ring = (before_buckets.min(slots as i64 - w).max(0) * bucket_s) as f64;
-        let before_secs = h.old_secs + before_secs_ring;
-        if before_secs < (2 * horizon).max(cfg.surge_min_history_s) as f64 {
-            continue;
-        }
-        // (Buckets before the first watched one are zero.)
-        let before_count = h.old_count + (h.in_ring - k) as f64;
-        if k < u64::from(cfg.surge_min_sources) {
-            continue;
-        }
-        let rate =
-            (cfg.surge_prior_sources + before_count) / (cfg.surge_prior_s as f64 + before_secs);
-        let mu = rate * (w * bucket_s) as f64;
-        if (k as f64) < cfg.surge_min_ratio * mu {
-            continue;
-        }
-        let lp = poisson_log_sf(k, mu);
-        if lp <= ln_alpha && best.is_none_or(|b| lp / std::f64::consts::LN_10 < b.log10_p) {
-            best = Some(SurgeTest {
-                horizon_s: w * bucket_s,
-                sources: k,
-                baseline_per_day: rate * 86_400.0,
-                log10_p: lp / std::f64::consts::LN_10,
-            });
-        }
-    }
-    let Some(test) = best else {
-        return;
-    };
-    h.last_significant_ns = p.ts_ns;
-    let key = Key::Port(Kind::PortSurge, p.proto, p.port);
-    if let Some(id) = e.active(&key) {
-        if let Some(ep) = e.episodes.get_mut(&id) {
-            // Keep the strongest evidence for the end record.
-            if ep.surge.is_none_or(|s| test.sources > s.sources) {
-                ep.surge = Some(test);
+        let cfg = &cx.cfg;
+        let surge = self;
+        let bucket_s = cfg.surge_bucket_s as i64;
+        let bucket = p.ts_ns.div_euclid(bucket_s * SEC);
+        let first = *surge.first_bucket.get_or_insert(bucket);
+        let (slots, widths, decay) = surge.shape.get_or_insert_with(|| {
+            let slots = (cfg.surge_horizons_s.iter().copied().max().unwrap_or(1) as i64 / bucket_s)
+                .max(1) as usize;
+            let widths = cfg
+                .surge_horizons_s
+                .iter()
+                .map(|h| (*h as i64 / bucket_s).clamp(1, slots as i64))
+                .collect();
+            let decay =
+                (-(bucket_s as f64) * std::f64::consts::LN_2 / cfg.surge_half_life_s as f64).exp();
+            (slots, widths, decay)
+        });
+        let (slots, decay, widths) = (*slots, *decay, widths.as_slice());
+        let h = surge.ports.entry((p.proto, p.port)).or_insert_with(|| {
+            // Watched since the first bucket: everything before was quiet.
+            let before_ring = (bucket - slots as i64 + 1 - first).max(0);
+            PortHistory {
+                ring: vec![0u16; slots].into_boxed_slice(),
+                head: bucket,
+                in_ring: 0,
+                window: vec![0u64; widths.len()].into_boxed_slice(),
+                old_count: 0.0,
+                old_secs: (before_ring * bucket_s) as f64,
+                last_significant_ns: i64::MIN / 2,
+            }
+        });
+        advance(h, bucket, widths, bucket_s as f64, decay, first);
+        let idx = bucket.rem_euclid(slots as i64) as usize;
+        if h.ring[idx] < u16::MAX {
+            h.ring[idx] += 1;
+            h.in_ring += 1;
+            for sum in h.window.iter_mut() {
+                *sum += 1;
             }
         }
-        return;
+
+        // Test each horizon: the newest `w` buckets against the rest.
+        let watched_buckets = bucket - first + 1;
+        let mut best: Option<SurgeTest> = None;
+        let ln_alpha = cfg.surge_false_alarm.ln();
+        for (&w, &k) in widths.iter().zip(h.window.iter()) {
+            let horizon = (w * bucket_s) as u64;
+            let before_buckets = watched_buckets - w;
+            let before_secs_ring = (before_buckets.min(slots as i64 - w).max(0) * bucket_s) as f64;
+            let before_secs = h.old_secs + before_secs_ring;
+            if before_secs < (2 * horizon).max(cfg.surge_min_history_s) as f64 {
+                continue;
+            }
+            // (Buckets before the first watched one are zero.)
+            let before_count = h.old_count + (h.in_ring - k) as f64;
+            if k < u64::from(cfg.surge_min_sources) {
+                continue;
+            }
+            let rate =
+                (cfg.surge_prior_sources + before_count) / (cfg.surge_prior_s as f64 + before_secs);
+            let mu = rate * (w * bucket_s) as f64;
+            if (k as f64) < cfg.surge_min_ratio * mu {
+                continue;
+            }
+            let lp = poisson_log_sf(k, mu);
+            if lp <= ln_alpha && best.is_none_or(|b| lp / std::f64::consts::LN_10 < b.log10_p) {
+                best = Some(SurgeTest {
+                    horizon_s: w * bucket_s,
+                    sources: k,
+                    baseline_per_day: rate * 86_400.0,
+                    log10_p: lp / std::f64::consts::LN_10,
+                });
+            }
+        }
+        let Some(test) = best else {
+            return;
+        };
+        h.last_significant_ns = p.ts_ns;
+        let key = Key::Port(Kind(&PORT_SURGE), p.proto, p.port);
+        if let Some(id) = cx.active(&key) {
+            if let Some(w) = cx.book.get_mut(id).and_then(|ep| ep.evidence_mut::<Wave>()) {
+                // Keep the strongest evidence for the end record.
+                if test.sources > w.test.sources {
+                    w.test = test;
+                }
+            }
+            return;
+        }
+        let window_start = (bucket - test.horizon_s / bucket_s + 1) * bucket_s * SEC;
+        let evidence = Box::new(Wave {
+            test,
+            before: test.sources - 1,
+            baseline: test.baseline_per_day,
+        });
+        cx.start(Kind(&PORT_SURGE), key, p, evidence, |ep| {
+            ep.sources.insert(p.src);
+            ep.targets.insert(p.dst);
+            ep.add_port(p.port);
+            ep.probes = test.sources;
+            ep.first_ns = window_start.max(p.ts_ns - test.horizon_s * SEC);
+        });
     }
-    let window_start = (bucket - test.horizon_s / bucket_s + 1) * bucket_s * SEC;
-    e.start(Kind::PortSurge, key, p, |ep| {
-        ep.sources.insert(p.src);
-        ep.targets.insert(p.dst);
-        ep.add_port(p.port);
-        ep.probes = test.sources;
-        ep.first_ns = window_start.max(p.ts_ns - test.horizon_s * SEC);
-        ep.baseline = Some(test.baseline_per_day);
-        ep.surge = Some(test);
-        ep.surge_before = test.sources - 1;
-    });
 }
 
 #[cfg(test)]

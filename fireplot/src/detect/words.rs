@@ -51,3 +51,28 @@ pub fn severity(probes: u64, breadth: u64, duration_s: f64) -> u8 {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+        assert_eq!(human_secs(0.42), "0.4 s");
+        assert_eq!(human_secs(4.0), "4.0 s");
+        assert_eq!(human_secs(300.0), "5.0 min");
+        assert_eq!(human_secs(43200.0), "12.0 h");
+    }
+
+    #[test]
+    fn severity_grows_with_evidence() {
+        assert_eq!(severity(10, 10, 1.0), 1);
+        assert_eq!(severity(1000, 1000, 4.0), 4);
+        assert_eq!(severity(65535, 65535, 30.0), 5);
+        assert!(severity(144, 144, 43200.0) > severity(144, 144, 60.0));
+    }
+}

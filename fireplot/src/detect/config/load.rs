@@ -75,12 +75,18 @@ impl DetectConfig {
     }
 
     /// Checks every field: counts and windows positive, shares in (0, 1],
-    /// factors finite, windows no longer than a year.
+    /// factors finite, windows no longer than a year, and the relations
+    /// between thresholds.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        const YEAR_S: u64 = 365 * 24 * 3600;
-        let bad = |key: &'static str, value: String, why: &'static str| {
-            Err(ConfigError::OutOfRange { key, value, why })
-        };
+        self.validate_counts()?;
+        self.validate_relations()?;
+        self.validate_windows()?;
+        self.validate_numbers()?;
+        self.validate_lists()
+    }
+
+    /// Counts of at least 1.
+    fn validate_counts(&self) -> Result<(), ConfigError> {
         let counts = [
             ("scan_ports", self.scan_ports),
             ("scan_dark_ports", self.scan_dark_ports),
@@ -116,31 +122,24 @@ impl DetectConfig {
                 "must be at least 2 (one sensor is not a fleet-wide campaign)",
             );
         }
-        for (key, dark, plain, plain_key) in [
-            (
+        Ok(())
+    }
+
+    /// Thresholds that only make sense against each other.
+    fn validate_relations(&self) -> Result<(), ConfigError> {
+        if self.scan_dark_ports > self.scan_ports {
+            return bad(
                 "scan_dark_ports",
-                self.scan_dark_ports,
-                self.scan_ports,
-                "scan_ports",
-            ),
-            (
+                self.scan_dark_ports.to_string(),
+                "must be at most scan_ports (dark ports are stronger evidence, not weaker); equal turns it off",
+            );
+        }
+        if self.sweep_dark_targets > self.sweep_targets {
+            return bad(
                 "sweep_dark_targets",
-                self.sweep_dark_targets,
-                self.sweep_targets,
-                "sweep_targets",
-            ),
-        ] {
-            if dark > plain {
-                return Err(ConfigError::OutOfRange {
-                    key,
-                    value: dark.to_string(),
-                    why: if plain_key == "scan_ports" {
-                        "must be at most scan_ports (dark ports are stronger evidence, not weaker); equal turns it off"
-                    } else {
-                        "must be at most sweep_targets (dark targets are stronger evidence, not weaker); equal turns it off"
-                    },
-                });
-            }
+                self.sweep_dark_targets.to_string(),
+                "must be at most sweep_targets (dark targets are stronger evidence, not weaker); equal turns it off",
+            );
         }
         if self.distributed_max_sources < 2 {
             return bad(
@@ -160,6 +159,12 @@ impl DetectConfig {
                 "is more than distributed_max_sources × (scan_ports − 1) sources can probe without one being a port scan: shared work could never be found",
             );
         }
+        Ok(())
+    }
+
+    /// Windows between 1 and a year.
+    fn validate_windows(&self) -> Result<(), ConfigError> {
+        const YEAR_S: u64 = 365 * 24 * 3600;
         let windows = [
             ("episode_idle_s", self.episode_idle_s),
             ("source_idle_s", self.source_idle_s),
@@ -183,6 +188,11 @@ impl DetectConfig {
                 return bad(key, v.to_string(), "must be between 1 and a year");
             }
         }
+        Ok(())
+    }
+
+    /// Shares in (0, 1], positive factors.
+    fn validate_numbers(&self) -> Result<(), ConfigError> {
         let shares = [
             ("sync_same_order", self.sync_same_order),
             ("sync_lag_spread", self.sync_lag_spread),
@@ -212,6 +222,11 @@ impl DetectConfig {
                 "must be a number of at least 1 (times the expected count)",
             );
         }
+        Ok(())
+    }
+
+    /// The surge horizons, the hammering levels, the memory budget.
+    fn validate_lists(&self) -> Result<(), ConfigError> {
         let horizons = &self.surge_horizons_s;
         if horizons.is_empty()
             || horizons
@@ -240,4 +255,9 @@ impl DetectConfig {
         }
         Ok(())
     }
+}
+
+/// A setting out of its range.
+fn bad(key: &'static str, value: String, why: &'static str) -> Result<(), ConfigError> {
+    Err(ConfigError::OutOfRange { key, value, why })
 }
