@@ -34,39 +34,13 @@ use std::{
 
 use anyhow::{Context as _, Result};
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
 
+/// What the files say of an address (a record's type: events and alerts
+/// carry it).
+pub use crate::record::Origin;
 pub use args::{EnrichArgs, TagSpec};
 pub use load::FileStats;
 use load::{country, load, mmdb, stamp, File, Loaded, Role};
-
-/// What is known of one address. Empty when nothing is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    /// ISO 3166-1 alpha-2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asn: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_org: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-}
-
-impl Origin {
-    pub fn is_empty(&self) -> bool {
-        self.country.is_none() && self.asn.is_none() && self.tags.is_empty()
-    }
-
-    /// "AS64496 Example Org" (or "AS64496"), if the ASN is known.
-    pub fn as_label(&self) -> Option<String> {
-        self.asn.map(|a| match &self.as_org {
-            Some(o) => format!("AS{a} {o}"),
-            None => format!("AS{a}"),
-        })
-    }
-}
 
 /// How often files are checked for changes.
 const CHECK_EVERY: Duration = Duration::from_secs(5);

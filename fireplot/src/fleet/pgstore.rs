@@ -17,9 +17,7 @@ use futures_util::StreamExt;
 use tokio_postgres::{types::ToSql, Client, Row};
 
 use crate::{
-    enrich::Origin,
-    plot::ColorBy,
-    record::Record,
+    record::{GroupBy, Origin, Record},
     store::{Filter, History, StoreError},
 };
 
@@ -401,7 +399,7 @@ impl History for PgStore {
             .collect())
     }
 
-    fn origin_groups(&self, by: ColorBy) -> Result<HashMap<IpAddr, String>, StoreError> {
+    fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError> {
         let rows = self.query(
             "reading origins",
             "SELECT src, country, asn, as_org, tags FROM origins",

@@ -13,7 +13,7 @@ pub mod periodic;
 mod theme;
 
 pub use density::Density;
-pub use groups::{ColorBy, Groups};
+pub use groups::Groups;
 pub use theme::Theme;
 
 use std::{path::Path, sync::Once};

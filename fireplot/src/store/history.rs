@@ -15,7 +15,7 @@ use super::{
     tiles::{PortCounts, Tile},
     Filter, Store, StoreError,
 };
-use crate::{enrich::Origin, plot::ColorBy, record::Record};
+use crate::record::{GroupBy, Origin, Record};
 
 /// What the reading commands ask of a history.
 pub trait History: Send {
@@ -110,7 +110,7 @@ pub trait History: Send {
         asn: Option<u32>,
         tag: Option<&str>,
     ) -> Result<HashSet<IpAddr>, StoreError>;
-    fn origin_groups(&self, by: ColorBy) -> Result<HashMap<IpAddr, String>, StoreError>;
+    fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError>;
 }
 
 impl dyn History + '_ {
@@ -193,7 +193,7 @@ impl History for Store {
     ) -> Result<HashSet<IpAddr>, StoreError> {
         Store::sources_where(self, country, asn, tag)
     }
-    fn origin_groups(&self, by: ColorBy) -> Result<HashMap<IpAddr, String>, StoreError> {
+    fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError> {
         Store::origin_groups(self, by)
     }
 }

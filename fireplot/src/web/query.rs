@@ -6,7 +6,8 @@ use std::{collections::BTreeMap, net::IpAddr};
 use chrono::{NaiveDate, TimeZone};
 
 use crate::{
-    plot::{layout::Zone, ColorBy, Theme},
+    plot::{layout::Zone, Theme},
+    record::GroupBy,
     store::Filter,
     units::{Cidr, HumanDuration, ProtoArg, TimeArg},
 };
@@ -121,7 +122,7 @@ pub struct View {
     /// Who the sources are (resolved into `filter.sources` by the caller).
     pub origin: OriginFilter,
     /// What the dots' colour says: protocol (default), country or network.
-    pub color: ColorBy,
+    pub color: GroupBy,
 }
 
 /// `country=NL`, `asn=64496` (or AS64496), `tag=research_scanner`.
@@ -327,8 +328,8 @@ impl View {
             live,
             origin: OriginFilter::parse(p)?,
             color: match p.get("color") {
-                None => ColorBy::Proto,
-                Some(c) => ColorBy::parse(c).ok_or_else(|| {
+                None => GroupBy::Proto,
+                Some(c) => GroupBy::parse(c).ok_or_else(|| {
                     Bad(format!(
                         "parameter `color` must be proto, country or asn, not `{}`",
                         clip(c)

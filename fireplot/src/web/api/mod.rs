@@ -170,7 +170,7 @@ pub(super) fn past_key(path: &str, q: &Option<String>, v: &View) -> Option<Strin
     // Who a source is may change (`fireplot enrich`): not cached either.
     if v.filter.to_ns > now_ns() - 60_000_000_000
         || v.origin.any()
-        || v.color != crate::plot::ColorBy::Proto
+        || v.color != crate::record::GroupBy::Proto
     {
         return None;
     }
