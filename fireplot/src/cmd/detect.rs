@@ -38,7 +38,8 @@ impl DetectArgs {
 pub struct RunDetectArgs {
     /// Detector thresholds from a TOML file of their own (keys as in
     /// `fireplot detect --print-config`), over the --config file's [detect].
-    #[arg(long = "detect-config", value_name = "FILE")]
+    // Its own id: `config` is run's --config, and clap keys values by id.
+    #[arg(id = "detect_config", long = "detect-config", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Override one detector setting, e.g. --set scan_ports=20 (repeatable; after the files).
