@@ -9,6 +9,7 @@
 mod density;
 pub mod groups;
 pub mod layout;
+pub mod logstalgia;
 pub mod periodic;
 mod theme;
 
