@@ -4,6 +4,7 @@ pub mod config;
 pub mod detect;
 pub mod enrich;
 pub mod export;
+pub mod history;
 pub mod plot;
 pub mod run;
 pub mod serve;

@@ -6,9 +6,10 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::history::HistorySpec;
 use crate::{
     record::read_lines,
-    store::{existing_db, HistorySpec, Store},
+    store::{existing_db, HistorySource, Store},
     web::{self, WebOptions},
 };
 
@@ -144,7 +145,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let opts = WebOptions {
         listen: args.listen,
         token,
-        history: db,
+        history: std::sync::Arc::new(db),
         label,
     };
     let shutdown = async {

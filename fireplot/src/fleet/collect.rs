@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 
 use super::{
     nats::{check_url, ensure_stream, NatsArgs},
-    pg::{migrate, Writer},
+    pg::{migrate, redact, Writer},
     wire::Batch,
 };
 use crate::units::HumanDuration;
@@ -108,20 +108,6 @@ async fn connect_pg(url: &str) -> Result<tokio_postgres::Client> {
         }
     });
     Ok(client)
-}
-
-/// A URL with its password hidden, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// Retries `f` until it works or `limit` has passed (then its last error).

@@ -17,6 +17,20 @@ use crate::record::Record;
 /// The schema this build writes and reads.
 pub const VERSION: i32 = 1;
 
+/// A PostgreSQL URL with its password hidden, for messages and labels.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 const DAY_NS: i64 = 86_400_000_000_000;
 
 /// Version 1. Events are partitioned by day on `ts_ns` (retention drops

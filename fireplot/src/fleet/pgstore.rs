@@ -58,7 +58,7 @@ impl PgStore {
                 what: "runtime".into(),
                 why: e.to_string(),
             })?;
-        let label = crate::fleet::collect::redact(url);
+        let label = super::pg::redact(url);
         let client = rt.block_on(async {
             let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                 .await

@@ -25,7 +25,7 @@ use crate::record::{bytes_addr, Record};
 
 pub use console::Source;
 pub use filter::{in_prefix, Filter};
-pub use history::{History, HistorySpec};
+pub use history::{History, HistorySource, SqliteHistory};
 /// The fixed-width event row (72 bytes, little-endian) of the store's
 /// blocks, also what the fleet sends over NATS.
 pub(crate) mod row {

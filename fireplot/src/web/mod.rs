@@ -48,7 +48,7 @@ pub struct WebOptions {
     pub listen: SocketAddr,
     pub token: Option<String>,
     /// The history: a SQLite file or the fleet's PostgreSQL.
-    pub history: crate::store::HistorySpec,
+    pub history: Arc<dyn crate::store::HistorySource>,
     /// What the title calls the input.
     pub label: String,
 }
@@ -121,7 +121,7 @@ impl<T: Clone> Cache<T> {
 
 /// Shared by every request.
 pub struct Shared {
-    pub history: crate::store::HistorySpec,
+    pub history: Arc<dyn crate::store::HistorySource>,
     pub label: String,
     pub token: Option<String>,
     /// The daemon's latest counter summary (JSON), when running inside it.

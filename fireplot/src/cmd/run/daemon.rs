@@ -78,7 +78,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let opts = crate::web::WebOptions {
             listen,
             token,
-            history: crate::store::HistorySpec::Sqlite(path),
+            history: std::sync::Arc::new(crate::store::SqliteHistory(path)),
             label: args.iface.clone(),
         };
         let listener = crate::web::bind(&opts).await?;

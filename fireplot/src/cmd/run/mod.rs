@@ -322,7 +322,7 @@ impl RunArgs {
             crate::web::WebOptions {
                 listen,
                 token,
-                history: crate::store::HistorySpec::Sqlite(PathBuf::new()),
+                history: std::sync::Arc::new(crate::store::SqliteHistory(PathBuf::new())),
                 label: String::new(),
             }
             .check()?;
