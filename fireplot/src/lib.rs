@@ -15,6 +15,7 @@ pub mod plot;
 pub mod record;
 pub mod sensor;
 pub mod store;
+pub mod summary;
 pub mod units;
 pub mod web;
 

@@ -64,7 +64,8 @@ const START_WAIT: Duration = Duration::from_secs(3);
 const MAX_QUEUED_ITEMS: u64 = 1 << 20;
 
 /// What the publisher did, for the summaries.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PublishCounts {
     pub sensor: String,
     pub published_batches: u64,

@@ -77,7 +77,8 @@ impl Sequence {
 }
 
 /// What the spool did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SpoolCounts {
     /// Batches (and their items) written to the spool.
     pub spooled_batches: u64,

@@ -13,10 +13,11 @@ use tokio::{
 use super::{
     sinks::{db_path, drain, drain_aggregates, EventSink},
     stats::StatsWriter,
-    summary::RateLimitSummary,
     RunArgs,
 };
-use crate::{plot::periodic::Periodic, sensor::Sensor, store::writer::StoreWriter};
+use crate::{
+    plot::periodic::Periodic, sensor::Sensor, store::writer::StoreWriter, summary::RateLimitSummary,
+};
 
 /// Runs the sensor until a signal or `--duration`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {

@@ -7,7 +7,6 @@ mod ingest;
 mod replay;
 mod sinks;
 mod stats;
-pub mod summary;
 
 use std::path::PathBuf;
 

@@ -16,7 +16,7 @@ use fireplot_common::{
     event::Event,
 };
 
-use super::summary::UserCounts;
+use crate::summary::UserCounts;
 use crate::{
     detect::{Alert, Engine},
     enrich::Enricher,
