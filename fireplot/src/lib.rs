@@ -11,6 +11,8 @@ pub mod detect;
 pub mod enrich;
 pub mod fleet;
 pub mod ingest;
+#[cfg(test)]
+mod layers;
 pub mod plot;
 pub mod record;
 pub mod sensor;
