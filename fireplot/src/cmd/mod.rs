@@ -1,5 +1,6 @@
 //! The `fireplot` subcommands.
 
+pub mod args;
 pub mod config;
 pub mod detect;
 pub mod enrich;

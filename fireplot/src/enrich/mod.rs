@@ -21,9 +21,9 @@
 //! its last good contents and says why in the log. Lookups are cached
 //! per address.
 
-mod args;
 pub mod lists;
 mod load;
+mod options;
 pub mod ranges;
 
 use std::{
@@ -32,15 +32,29 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
 use rustc_hash::FxHashMap;
+use thiserror::Error;
 
 /// What the files say of an address (a record's type: events and alerts
 /// carry it).
 pub use crate::record::Origin;
-pub use args::{EnrichArgs, TagSpec};
 pub use load::FileStats;
+pub use load::LoadError;
 use load::{country, load, mmdb, stamp, File, Loaded, Role};
+pub use options::{EnrichArgs, Options, TagSpec, TagSpecError};
+
+/// Errors of enrichment.
+#[derive(Debug, Error)]
+pub enum EnrichError {
+    /// A file named by an option could not be used.
+    #[error("{option}")]
+    File {
+        /// The option and, for a tag, its name (`--tag blocklist`).
+        option: String,
+        #[source]
+        source: LoadError,
+    },
+}
 
 /// How often files are checked for changes.
 const CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -58,8 +72,8 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    /// Reads every file named by `args`.
-    pub fn open(args: &EnrichArgs) -> Result<Enricher> {
+    /// Reads every file of `args`.
+    pub fn open(args: &Options) -> Result<Enricher, EnrichError> {
         let mut files = Vec::new();
         let roles = args
             .geoip
@@ -73,7 +87,10 @@ impl Enricher {
             );
         for (role, path) in roles {
             let stamp = stamp(&path);
-            let (data, stats) = load(&role, &path).with_context(|| format!("{role}"))?;
+            let (data, stats) = load(&role, &path).map_err(|source| EnrichError::File {
+                option: role.to_string(),
+                source,
+            })?;
             files.push(File {
                 role,
                 path,
@@ -136,7 +153,7 @@ impl Enricher {
                     log::error!(
                         "{role} {}: changed but cannot be re-read ({}); keeping what was loaded before",
                         path.display(),
-                        crate::error_chain(e.as_ref())
+                        crate::error_chain(&e)
                     );
                     // Not retried until it changes again.
                     self.files.write().expect("not poisoned")[i].stamp = st;

@@ -537,16 +537,16 @@ fn userspace(quick: bool) -> Result<Vec<(String, f64, &'static str)>> {
 /// lookups per second on one core, uncached (every address new: a spoofed
 /// flood) and cached (the same 10,000 sources again, as real traffic is).
 fn enrichment() -> Result<Vec<(String, f64, &'static str)>> {
-    use fireplot::enrich::{EnrichArgs, Enricher};
+    use fireplot::enrich::{Enricher, Options};
     let Some(d) = std::env::var_os("FIREPLOT_ENRICH_DATA").map(std::path::PathBuf::from) else {
         eprintln!("bench: no FIREPLOT_ENRICH_DATA; enrichment figures left out");
         return Ok(Vec::new());
     };
     let mut out = Vec::new();
     let started = std::time::Instant::now();
-    let asn = Enricher::open(&EnrichArgs {
+    let asn = Enricher::open(&Options {
         asn: vec![d.join("asn-ipv4.csv"), d.join("asn-ipv6.csv")],
-        ..EnrichArgs::default()
+        ..Options::default()
     })?;
     out.push((
         "enrich: load the full ASN table (2 CSVs)".into(),
@@ -564,10 +564,10 @@ fn enrichment() -> Result<Vec<(String, f64, &'static str)>> {
         stats.iter().map(|s| s.bytes).sum::<usize>() as f64 / 1048576.0,
         "MiB",
     ));
-    let geo = Enricher::open(&EnrichArgs {
+    let geo = Enricher::open(&Options {
         geoip: vec![d.join("dbip-country.mmdb")],
         asn: vec![d.join("asn-ipv4.csv"), d.join("asn-ipv6.csv")],
-        ..EnrichArgs::default()
+        ..Options::default()
     })?;
     // Addresses spread over the IPv4 space (an xorshift), as spoofed ones are.
     let mut x: u32 = 0x9E37_79B9;

@@ -138,7 +138,7 @@ pub struct OutputArgs {
     pub alerts: Option<String>,
 
     #[command(flatten)]
-    pub enrich: crate::enrich::EnrichArgs,
+    pub enrich: crate::cmd::args::EnrichArgs,
 
     #[command(flatten)]
     pub fleet: crate::fleet::publish::PublishArgs,
