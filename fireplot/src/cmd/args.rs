@@ -1,11 +1,19 @@
 //! Option groups several commands share, each mapped to the plain
-//! options of the module it configures: enrichment (`enrich::Options`).
+//! options of the module it configures: enrichment (`enrich::Options`),
+//! NATS connections (`fleet::nats::NatsOptions`) and publishing to the
+//! fleet (`fleet::publish::PublishOptions`).
 
 use std::{path::PathBuf, sync::Arc};
 
 use clap::Args;
 
-use crate::enrich::{self, EnrichError, Enricher, TagSpec};
+use crate::{
+    enrich::{self, EnrichError, Enricher, TagSpec},
+    fleet::{
+        nats::NatsOptions,
+        publish::{PublishError, PublishOptions, Publisher},
+    },
+};
 
 const ENRICH_HEADING: &str = "Enrichment (offline files; nothing is downloaded)";
 
@@ -48,5 +56,118 @@ impl EnrichArgs {
     /// Every file is read now: one that cannot be read is an error.
     pub fn open(&self) -> Result<Option<Arc<Enricher>>, EnrichError> {
         self.options().open()
+    }
+}
+
+/// Connection options shared by `run --publish` and `collect`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct NatsArgs {
+    /// A NATS credentials file (JWT and NKey seed, `.creds`).
+    #[arg(long, value_name = "FILE")]
+    pub nats_creds: Option<PathBuf>,
+
+    /// User name for NATS; its password comes from --nats-password-file.
+    #[arg(long, value_name = "USER", requires = "nats_password_file")]
+    pub nats_user: Option<String>,
+
+    /// File holding the NATS password (not on the command line, where
+    /// `ps` shows it).
+    #[arg(long, value_name = "FILE", requires = "nats_user")]
+    pub nats_password_file: Option<PathBuf>,
+
+    /// File holding a NATS token.
+    #[arg(long, value_name = "FILE")]
+    pub nats_token_file: Option<PathBuf>,
+
+    /// CA certificate (PEM) to verify the server with; implies TLS.
+    #[arg(long, value_name = "FILE")]
+    pub nats_tls_ca: Option<PathBuf>,
+
+    /// Client certificate (PEM) for mutual TLS, with --nats-tls-key.
+    #[arg(long, value_name = "FILE", requires = "nats_tls_key")]
+    pub nats_tls_cert: Option<PathBuf>,
+
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, value_name = "FILE", requires = "nats_tls_cert")]
+    pub nats_tls_key: Option<PathBuf>,
+
+    /// Refuse a connection without TLS (also `tls://` URLs).
+    #[arg(long)]
+    pub nats_require_tls: bool,
+
+    /// The JetStream stream (created when missing, subjects `fireplot.>`).
+    #[arg(long, value_name = "NAME", default_value = "FIREPLOT")]
+    pub stream: String,
+}
+
+impl NatsArgs {
+    pub fn options(&self) -> NatsOptions {
+        NatsOptions {
+            creds: self.nats_creds.clone(),
+            // clap requires the user and the password file together, and
+            // the certificate and the key.
+            user: self.nats_user.clone().zip(self.nats_password_file.clone()),
+            token_file: self.nats_token_file.clone(),
+            tls_ca: self.nats_tls_ca.clone(),
+            tls_client: self.nats_tls_cert.clone().zip(self.nats_tls_key.clone()),
+            require_tls: self.nats_require_tls,
+            stream: self.stream.clone(),
+        }
+    }
+}
+
+/// `run|replay|ingest --publish`.
+#[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "Fleet: publish to NATS JetStream")]
+pub struct PublishArgs {
+    /// Send events, alerts and counter summaries to this NATS JetStream
+    /// server (nats://HOST:PORT, tls://HOST:PORT, several separated by
+    /// commas), in batches the broker acknowledges. When it cannot be
+    /// reached the sensor keeps running and spools to disk (--spool-dir),
+    /// then sends the spool in order when it can. `fireplot collect` takes
+    /// them into PostgreSQL.
+    #[arg(long, value_name = "URL")]
+    pub publish: Option<String>,
+
+    /// This sensor's name in the fleet (letters, digits, - and _; default:
+    /// the host name). Part of every subject (`fireplot.NAME.events`) and of
+    /// every event's key (NAME, sequence number).
+    #[arg(long, value_name = "NAME", requires = "publish")]
+    pub sensor: Option<String>,
+
+    /// Where the spool and the sequence number live (default
+    /// /var/lib/fireplot/fleet as root, ./fireplot-fleet otherwise).
+    #[arg(long, value_name = "DIR", requires = "publish")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// The spool's bound; past it new batches are dropped and counted
+    /// (what is spooled is kept, in order).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub spool_max_mib: u64,
+
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+impl PublishArgs {
+    pub fn options(&self) -> PublishOptions {
+        PublishOptions {
+            url: self.publish.clone(),
+            sensor: self.sensor.clone(),
+            spool_dir: self.spool_dir.clone(),
+            spool_max_mib: self.spool_max_mib,
+            nats: self.nats.options(),
+        }
+    }
+
+    /// Checks the options before anything starts.
+    pub fn check(&self) -> Result<(), PublishError> {
+        self.options().check()
+    }
+
+    /// Starts the publisher (None without --publish). Must run inside the
+    /// tokio runtime.
+    pub async fn start(&self) -> Result<Option<Publisher>, PublishError> {
+        self.options().start().await
     }
 }

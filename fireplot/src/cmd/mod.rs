@@ -1,6 +1,7 @@
 //! The `fireplot` subcommands.
 
 pub mod args;
+pub mod collect;
 pub mod config;
 pub mod detect;
 pub mod enrich;

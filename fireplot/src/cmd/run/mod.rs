@@ -141,7 +141,7 @@ pub struct OutputArgs {
     pub enrich: crate::cmd::args::EnrichArgs,
 
     #[command(flatten)]
-    pub fleet: crate::fleet::publish::PublishArgs,
+    pub fleet: crate::cmd::args::PublishArgs,
 }
 
 impl OutputArgs {
