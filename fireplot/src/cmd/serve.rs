@@ -62,7 +62,7 @@ impl ServeArgs {
     pub fn token(&self) -> Result<Option<String>> {
         match (&self.token, &self.token_file) {
             (Some(t), _) => Ok(Some(t.clone())),
-            (None, Some(p)) => web::read_token_file(p).map(Some),
+            (None, Some(p)) => Ok(Some(web::read_token_file(p)?)),
             (None, None) => Ok(None),
         }
     }
@@ -161,5 +161,5 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         log::info!("stopping the web console");
     };
     let listener = web::bind(&opts).await?;
-    web::serve(listener, opts, None, shutdown).await
+    Ok(web::serve(listener, opts, None, shutdown).await?)
 }

@@ -154,7 +154,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     // It failed (its error says why): the sensor goes on.
                     if let Some(t) = web_task.take() {
                         if let Ok(Err(e)) = t.await {
-                            log::error!("web console stopped: {e:#}");
+                            log::error!("web console stopped: {}", crate::error_chain(&e));
                         }
                     }
                 }
@@ -187,7 +187,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         // Live streams end within half a second of the stop; a request
         // still running gets at most a few seconds more.
         match tokio::time::timeout(std::time::Duration::from_secs(5), t).await {
-            Ok(Ok(Err(e))) => log::error!("web console: {e:#}"),
+            Ok(Ok(Err(e))) => log::error!("web console: {}", crate::error_chain(&e)),
             Ok(_) => {}
             Err(_) => log::warn!("web console did not stop within 5 s; leaving it"),
         }

@@ -343,7 +343,7 @@ impl RunArgs {
     pub fn web_token(&self) -> anyhow::Result<Option<String>> {
         match (&self.token, &self.token_file) {
             (Some(t), _) => Ok(Some(t.clone())),
-            (None, Some(p)) => crate::web::read_token_file(p).map(Some),
+            (None, Some(p)) => Ok(Some(crate::web::read_token_file(p)?)),
             (None, None) => Ok(None),
         }
     }
