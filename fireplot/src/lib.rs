@@ -3,7 +3,8 @@
 //! The kernel side (`fireplot-ebpf`) classifies every inbound packet and
 //! sends one event per unsolicited packet through a ring buffer. This crate
 //! loads and attaches it ([`sensor`]), turns events into records and JSON lines
-//! ([`record`]), and runs the daemon ([`cmd`]).
+//! ([`record`]), and runs the daemon ([`cmd`]). The modules are layers
+//! that point down; `layers.rs` holds their order and the test of it.
 
 pub mod capture;
 pub mod cmd;
@@ -11,8 +12,6 @@ pub mod detect;
 pub mod enrich;
 pub mod fleet;
 pub mod ingest;
-#[cfg(test)]
-mod layers;
 pub mod plot;
 pub mod record;
 pub mod sensor;
@@ -33,3 +32,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod layers;
