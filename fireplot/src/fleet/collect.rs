@@ -1,5 +1,5 @@
-//! `fireplot collect`: takes the sensors' batches from JetStream into
-//! PostgreSQL. A durable pull consumer hands out batches; each fetch is
+//! The collector (`fireplot collect`, whose options are `cmd::collect`'s):
+//! takes the sensors' batches from JetStream into PostgreSQL. A durable pull consumer hands out batches; each fetch is
 //! written in one transaction and acknowledged only after the commit, so
 //! a crash of the collector or the database loses nothing (the broker
 //! sends unacknowledged batches again) and duplicates nothing (rows are
