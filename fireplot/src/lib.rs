@@ -4,7 +4,8 @@
 //! sends one event per unsolicited packet through a ring buffer. This crate
 //! loads and attaches it ([`sensor`]), turns events into records and JSON lines
 //! ([`record`]), reads captures and firewall logs into the same events
-//! ([`input`]), and runs the daemon ([`cmd`]).
+//! ([`input`]), and runs the daemon ([`cmd`]). The modules are layers
+//! that point down; `layers.rs` holds their order and the test of it.
 
 pub mod cmd;
 pub mod detect;
@@ -15,6 +16,7 @@ pub mod plot;
 pub mod record;
 pub mod sensor;
 pub mod store;
+pub mod summary;
 pub mod units;
 pub mod web;
 
@@ -30,3 +32,6 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod layers;

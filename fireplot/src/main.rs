@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use fireplot::cmd::{
+    collect::{collect, CollectArgs},
     config::{config, expand, ConfigArgs},
     detect::{detect, DetectCmdArgs},
     enrich::{enrich, EnrichCmdArgs},
@@ -59,7 +60,7 @@ enum Command {
     /// Look up who every stored source is (--geoip, --asn, --tag) and keep it in the database. No root needed.
     Enrich(EnrichCmdArgs),
     /// The fleet's centre: take what sensors publish (`run --publish`) from NATS JetStream into PostgreSQL, each batch once. No root needed.
-    Collect(Box<fireplot::fleet::collect::CollectArgs>),
+    Collect(Box<CollectArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,7 +94,7 @@ fn main() -> std::process::ExitCode {
         Command::Top(args) => run_top(&args),
         Command::Detect(args) => detect(&args),
         Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Collect(args) => runtime.block_on(fireplot::fleet::collect::collect(*args)),
+        Command::Collect(args) => runtime.block_on(collect(*args)),
         Command::Export(args) => export(&args),
         Command::Enrich(args) => enrich(&args),
     };

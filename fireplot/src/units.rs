@@ -1,18 +1,45 @@
-//! Parsing of command-line units: durations, times, prefixes, protocols.
-//! (Published services are a sensor concept: `sensor::service`.)
+//! The text forms of durations, times, prefixes and protocols, as the
+//! command line (clap parses its values with these `FromStr`s) and the
+//! console's query parameters write them. (Published services are a
+//! sensor concept: `sensor::service`.)
 
 use std::{fmt, net::IpAddr, str::FromStr, time::Duration};
+
+use thiserror::Error;
+
+/// A value that does not read; the message says what would.
+#[derive(Debug, Error)]
+pub enum UnitError {
+    /// Not a duration.
+    #[error("invalid duration `{text}` ({reason}); use e.g. 30s, 5m, 1h, 2d")]
+    Duration {
+        text: String,
+        reason: humantime::DurationError,
+    },
+    /// Not a time, `now` or a time ago.
+    #[error("invalid time `{text}`; use RFC 3339 (2026-11-23T08:00:00Z), `now`, or how long ago (2h, 3d)")]
+    Time { text: String },
+    /// Not an address prefix.
+    #[error("invalid prefix `{text}`; use e.g. 198.51.100.0/24 or 2001:db8::/32")]
+    Prefix { text: String },
+    /// Not a protocol name or number.
+    #[error("invalid protocol `{text}`; use tcp, udp, icmp, icmpv6 or a number")]
+    Proto { text: String },
+}
 
 /// A duration such as `30s`, `5m`, `1h30m`, `2d`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
 impl FromStr for HumanDuration {
-    type Err = String;
+    type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s)
             .map(HumanDuration)
-            .map_err(|e| format!("invalid duration `{s}` ({e}); use e.g. 30s, 5m, 1h, 2d"))
+            .map_err(|reason| UnitError::Duration {
+                text: s.into(),
+                reason,
+            })
     }
 }
 
@@ -28,7 +55,7 @@ impl fmt::Display for HumanDuration {
 pub struct TimeArg(pub i64);
 
 impl FromStr for TimeArg {
-    type Err = String;
+    type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
         if s == "now" {
@@ -44,9 +71,7 @@ impl FromStr for TimeArg {
             .unwrap_or(s.strip_prefix('-').unwrap_or(s));
         match humantime::parse_duration(ago) {
             Ok(d) => Ok(TimeArg(crate::record::now_ns() - d.as_nanos() as i64)),
-            Err(_) => Err(format!(
-                "invalid time `{s}`; use RFC 3339 (2026-11-23T08:00:00Z), `now`, or how long ago (2h, 3d)"
-            )),
+            Err(_) => Err(UnitError::Time { text: s.into() }),
         }
     }
 }
@@ -57,9 +82,9 @@ impl FromStr for TimeArg {
 pub struct Cidr(pub IpAddr, pub u8);
 
 impl FromStr for Cidr {
-    type Err = String;
+    type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || format!("invalid prefix `{s}`; use e.g. 198.51.100.0/24 or 2001:db8::/32");
+        let err = || UnitError::Prefix { text: s.into() };
         let (a, len) = match s.split_once('/') {
             Some((a, l)) => (a, Some(l.parse::<u8>().map_err(|_| err())?)),
             None => (s, None),
@@ -79,16 +104,17 @@ impl FromStr for Cidr {
 pub struct ProtoArg(pub u8);
 
 impl FromStr for ProtoArg {
-    type Err = String;
+    type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "tcp" => Ok(ProtoArg(6)),
             "udp" => Ok(ProtoArg(17)),
             "icmp" => Ok(ProtoArg(1)),
             "icmpv6" | "ipv6-icmp" => Ok(ProtoArg(58)),
-            n => n.parse::<u8>().map(ProtoArg).map_err(|_| {
-                format!("invalid protocol `{s}`; use tcp, udp, icmp, icmpv6 or a number")
-            }),
+            n => n
+                .parse::<u8>()
+                .map(ProtoArg)
+                .map_err(|_| UnitError::Proto { text: s.into() }),
         }
     }
 }

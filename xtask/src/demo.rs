@@ -39,12 +39,11 @@ pub fn step(what: &str) {
     eprintln!("demo: {what}");
 }
 
-/// The scans the demo runs, from the inet side.
-fn scans(lab: &Lab) -> Result<()> {
-    let limit = Duration::from_secs(120);
-    step("nmap SYN scan of 198.18.1.2, ports 1-1000");
-    scanner(
-        lab,
+/// The scans the demo runs, from the inet side: what the step says, the
+/// tool and its arguments. The masscan sweep runs after the first four.
+const SCANS: [(&str, &str, &[&str]); 8] = [
+    (
+        "nmap SYN scan of 198.18.1.2, ports 1-1000",
         "nmap",
         &[
             "-n",
@@ -57,11 +56,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "1-1000",
             addr::LAN_V4,
         ],
-        limit,
-    )?;
-    step("nmap Xmas scan of 198.18.1.2 from 198.18.0.11, ports 1-200");
-    scanner(
-        lab,
+    ),
+    (
+        "nmap Xmas scan of 198.18.1.2 from 198.18.0.11, ports 1-200",
         "nmap",
         &[
             "-n",
@@ -78,11 +75,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "1-200",
             addr::LAN_V4,
         ],
-        limit,
-    )?;
-    step("UDP probe burst from 198.18.0.12 (hping3, 300 ports)");
-    scanner(
-        lab,
+    ),
+    (
+        "UDP probe burst from 198.18.0.12 (hping3, 300 ports)",
         "hping3",
         &[
             "-q",
@@ -97,11 +92,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "u2000",
             addr::LAN_V4,
         ],
-        limit,
-    )?;
-    step("nmap UDP scan of common ports from 198.18.0.13");
-    scanner(
-        lab,
+    ),
+    (
+        "nmap UDP scan of common ports from 198.18.0.13",
         "nmap",
         &[
             "-n",
@@ -117,19 +110,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "53,67,123,161,500,1900,5353,11211",
             addr::LAN_V4,
         ],
-        limit,
-    )?;
-    step("masscan sweep of 198.18.1.0/24 on 5 ports from 198.18.0.20");
-    masscan(
-        lab,
-        addr::LAN_NET_V4,
-        "22,23,80,443,7547",
-        2000,
-        "198.18.0.20",
-    )?;
-    step("slow nmap scan from 198.18.0.14 (one probe every 40 ms, ports 2000-2100): a diagonal");
-    scanner(
-        lab,
+    ),
+    (
+        "slow nmap scan from 198.18.0.14 (one probe every 40 ms, ports 2000-2100): a diagonal",
         "nmap",
         &[
             "-n",
@@ -148,11 +131,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "2000-2100",
             addr::LAN_V4,
         ],
-        limit,
-    )?;
-    step("ICMP echo sweep of 198.18.1.0/28 from 198.18.0.15");
-    scanner(
-        lab,
+    ),
+    (
+        "ICMP echo sweep of 198.18.1.0/28 from 198.18.0.15",
         "nmap",
         &[
             "-n",
@@ -166,11 +147,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "inet0",
             "198.18.1.0/28",
         ],
-        limit,
-    )?;
-    step("nmap IPv6 SYN scan of 2001:db8:1::2, ports 1-300");
-    scanner(
-        lab,
+    ),
+    (
+        "nmap IPv6 SYN scan of 2001:db8:1::2, ports 1-300",
         "nmap",
         &[
             "-6",
@@ -184,11 +163,9 @@ fn scans(lab: &Lab) -> Result<()> {
             "1-300",
             addr::LAN_V6,
         ],
-        limit,
-    )?;
-    step("IPv6 UDP probes (hping3 has no IPv6; nmap -6 -sU, 20 ports)");
-    scanner(
-        lab,
+    ),
+    (
+        "IPv6 UDP probes (hping3 has no IPv6; nmap -6 -sU, 20 ports)",
         "nmap",
         &[
             "-6",
@@ -201,8 +178,26 @@ fn scans(lab: &Lab) -> Result<()> {
             "1-20",
             addr::LAN_V6,
         ],
-        limit,
-    )?;
+    ),
+];
+
+/// Runs [`SCANS`], with the masscan sweep after the first four.
+fn scans(lab: &Lab) -> Result<()> {
+    let limit = Duration::from_secs(120);
+    for (i, (what, tool, args)) in SCANS.iter().enumerate() {
+        if i == 4 {
+            step("masscan sweep of 198.18.1.0/24 on 5 ports from 198.18.0.20");
+            masscan(
+                lab,
+                addr::LAN_NET_V4,
+                "22,23,80,443,7547",
+                2000,
+                "198.18.0.20",
+            )?;
+        }
+        step(what);
+        scanner(lab, tool, args, limit)?;
+    }
     Ok(())
 }
 
@@ -273,19 +268,7 @@ fn summarise(c: &Collected, out: &Path) -> String {
 }
 
 pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
-    let out = match out {
-        Some(o) => o,
-        None => {
-            let stamp = std::process::Command::new("date")
-                .arg("+%Y%m%d-%H%M%S")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_else(|_| "run".into());
-            crate::build::root().join("demo-out").join(stamp)
-        }
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let out = out.canonicalize()?;
+    let out = output_dir(out)?;
     // SAFETY: set before any thread that reads the environment starts.
     unsafe { std::env::set_var("FIREPLOT_BIN", bin) };
 
@@ -333,46 +316,9 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
     drop(lab);
     let replayed = replay_public(bin, &out, &db, (started_ns, ended_ns), (&started, &ended))?;
     step("rendering the fireplot of this run from the history database");
-    let plot = |extra: &[&str], file: &str| -> Result<()> {
-        let status = std::process::Command::new(bin)
-            .args(["plot", "--db"])
-            .arg(&db)
-            .args(["--from", &started, "--to", &ended])
-            .args(extra)
-            .arg("--out")
-            .arg(out.join(file))
-            .status()?;
-        if !status.success() {
-            anyhow::bail!("fireplot plot {extra:?} failed ({status})");
-        }
-        Ok(())
-    };
-    for ext in ["png", "svg"] {
-        plot(
-            &["--iface", "wan0", "--mark-alerts"],
-            &format!("fireplot.{ext}"),
-        )?;
-    }
-    plot(&["--color-by", "country"], "fireplot-by-country.png")?;
+    render_plots(bin, &db, &out, (&started, &ended))?;
     println!("{}", summarise(&collected, &out));
-    println!("alerts ({}):", out.join("alerts.jsonl").display());
-    let ended: Vec<&Value> = collected
-        .alerts
-        .iter()
-        .filter(|a| a["status"] == "ended")
-        .collect();
-    if ended.is_empty() {
-        println!("  none");
-    }
-    for a in ended {
-        println!(
-            "  [{}] {:<16} {}{}",
-            a["severity"],
-            a["kind"].as_str().unwrap_or("?"),
-            a["summary"].as_str().unwrap_or(""),
-            alert_origin(a)
-        );
-    }
+    print_alerts(&collected, &out);
     print!("{replayed}");
     println!(
         "enrichment:  the lab's addresses named by {} and {} (the demo's own), public ones by DB-IP and Route Views data (CC BY 4.0) in {}",
@@ -425,4 +371,69 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
         }
     }
     Ok(())
+}
+
+/// `--out`, or a new folder under demo-out named by the time.
+fn output_dir(out: Option<PathBuf>) -> Result<PathBuf> {
+    let out = match out {
+        Some(o) => o,
+        None => {
+            let stamp = std::process::Command::new("date")
+                .arg("+%Y%m%d-%H%M%S")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_else(|_| "run".into());
+            crate::build::root().join("demo-out").join(stamp)
+        }
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    Ok(out.canonicalize()?)
+}
+
+/// The run's fireplots from the history database: PNG and SVG with the
+/// alerts marked, and one coloured by the sources' countries.
+fn render_plots(bin: &Path, db: &Path, out: &Path, (started, ended): (&str, &str)) -> Result<()> {
+    let plot = |extra: &[&str], file: &str| -> Result<()> {
+        let status = std::process::Command::new(bin)
+            .args(["plot", "--db"])
+            .arg(db)
+            .args(["--from", started, "--to", ended])
+            .args(extra)
+            .arg("--out")
+            .arg(out.join(file))
+            .status()?;
+        if !status.success() {
+            anyhow::bail!("fireplot plot {extra:?} failed ({status})");
+        }
+        Ok(())
+    };
+    for ext in ["png", "svg"] {
+        plot(
+            &["--iface", "wan0", "--mark-alerts"],
+            &format!("fireplot.{ext}"),
+        )?;
+    }
+    plot(&["--color-by", "country"], "fireplot-by-country.png")
+}
+
+/// The episodes that ended, one line each.
+fn print_alerts(collected: &Collected, out: &Path) {
+    println!("alerts ({}):", out.join("alerts.jsonl").display());
+    let ended: Vec<&Value> = collected
+        .alerts
+        .iter()
+        .filter(|a| a["status"] == "ended")
+        .collect();
+    if ended.is_empty() {
+        println!("  none");
+    }
+    for a in ended {
+        println!(
+            "  [{}] {:<16} {}{}",
+            a["severity"],
+            a["kind"].as_str().unwrap_or("?"),
+            a["summary"].as_str().unwrap_or(""),
+            alert_origin(a)
+        );
+    }
 }

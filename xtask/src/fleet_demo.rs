@@ -42,18 +42,7 @@ fn teardown_all() {
 }
 
 pub fn fleet_demo(out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
-    let out = match out {
-        Some(o) => o,
-        None => crate::build::root().join("target").join("fleet-demo").join(
-            Command::new("date")
-                .arg("+%Y%m%d-%H%M%S")
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_else(|_| "run".into()),
-        ),
-    };
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let out = out.canonicalize()?;
+    let out = output_dir(out)?;
     // SAFETY: set before any thread that reads the environment starts.
     unsafe { std::env::set_var("FIREPLOT_BIN", bin) };
     ctrlc::set_handler(|| {
@@ -86,49 +75,10 @@ pub fn fleet_demo(out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
         .context("cannot start fireplot collect")?;
 
     step("starting a sensor on each router's wan0, publishing as r1, r2, r3");
-    let mut sensors = Vec::new();
-    for (i, lab) in labs.iter().enumerate() {
-        let name = format!("r{}", i + 1);
-        let dir = out.join(&name);
-        let url = format!("nats://{}:4222", Centre::broker_addr(i));
-        let spool = dir.join("spool");
-        let args = [
-            "--publish",
-            url.as_str(),
-            "--sensor",
-            name.as_str(),
-            "--spool-dir",
-            spool.to_str().context("path is not UTF-8")?,
-        ];
-        let sensor = Sensor::start(lab, &dir, &args)?;
-        sensors.push((name.clone(), sensor));
-    }
+    let sensors = start_sensors(&labs, &out)?;
     let started = Instant::now();
     step("ordinary outbound traffic, a scan at each site, and one scanner sweeping all three");
-    for (i, lab) in labs.iter().enumerate() {
-        let servers = Servers::start(lab, 8080, 5353)?;
-        outbound(lab, &servers, 2)?;
-        servers.stop()?;
-        // Each site's own scanner, a different address at each.
-        let src = format!("198.18.0.{}", 20 + i);
-        nmap_syn_from(lab, &src, &format!("{}-{}", 1 + 300 * i, 150 + 300 * i))?;
-    }
-    // The campaign: 198.18.0.66 sweeps TCP/23 over 30 addresses of each site.
-    for lab in &labs {
-        nmap(
-            lab,
-            &[
-                "-sS",
-                "-S",
-                "198.18.0.66",
-                "-e",
-                "inet0",
-                "-p",
-                "23",
-                "198.18.1.1-30",
-            ],
-        )?;
-    }
+    scan_the_sites(&labs)?;
     std::thread::sleep(Duration::from_millis(500));
     let mut published = Vec::new();
     for (name, s) in sensors {
@@ -137,19 +87,7 @@ pub fn fleet_demo(out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
     }
     // The collector takes what is left, then stops.
     step("waiting for the collector to take everything");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let expected: usize = published.iter().map(|p| p.1).sum();
-    loop {
-        let n: usize = pg
-            .sql("SELECT count(*) FROM events")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        if n >= expected || Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_events(&pg, published.iter().map(|p| p.1).sum());
     // SAFETY: kill(2) on our own child (ip netns exec has become fireplot).
     unsafe { libc::kill(collector.id() as i32, libc::SIGINT) };
     let _ = collector.wait();
@@ -158,65 +96,10 @@ pub fn fleet_demo(out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
 
     step("fleet-wide detection over PostgreSQL, and the fleet's fireplot");
     let url = pg.url();
-    let alerts = out.join("fleet-alerts.jsonl");
-    let status = Command::new(bin)
-        .args(["detect", "--postgres", &url, "--last", "1h", "--alerts"])
-        .arg(&alerts)
-        .status()?;
-    anyhow::ensure!(status.success(), "fireplot detect --postgres failed");
-    let png = out.join("fleet.png");
-    let status = Command::new(bin)
-        .args([
-            "plot",
-            "--postgres",
-            &url,
-            "--last",
-            "15m",
-            "--mark-alerts",
-            "-o",
-        ])
-        .arg(&png)
-        .status()?;
-    anyhow::ensure!(status.success(), "fireplot plot --postgres failed");
+    let (alerts, png) = detect_and_plot(bin, &url, &out)?;
 
     println!("fleet demo ({secs:.0} s), output in {}", out.display());
-    for (name, events, fleet) in &published {
-        println!(
-            "  sensor {name}: {events} events, published {} items in {} batches, spooled {}, dropped {}",
-            fleet["published_items"], fleet["published_batches"], fleet["spooled_items"], fleet["dropped_items"]
-        );
-    }
-    let per_sensor = pg.sql(
-        "SELECT s.name || ': ' || count(*) || ' events, ' || count(DISTINCT e.seq) || ' distinct' FROM events e JOIN sensors s ON s.id = e.sensor_id GROUP BY s.name ORDER BY s.name",
-    )?;
-    println!("PostgreSQL (every event once):");
-    for l in per_sensor.lines() {
-        println!("  {l}");
-    }
-    println!("alerts over the merged stream ({}):", alerts.display());
-    let text = std::fs::read_to_string(&alerts).unwrap_or_default();
-    let mut any = false;
-    for a in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|a| a["status"] == "ended")
-    {
-        any = true;
-        let star = if a["kind"] == "fleet_campaign" {
-            "*"
-        } else {
-            " "
-        };
-        println!(
-            " {star}[{}] {:<15} {}",
-            a["severity"],
-            a["kind"].as_str().unwrap_or("?"),
-            a["summary"].as_str().unwrap_or("")
-        );
-    }
-    if !any {
-        println!("  none");
-    }
+    report(&pg, &published, &alerts)?;
     println!("fireplot:    {}", png.display());
     if serve {
         println!(
@@ -240,5 +123,157 @@ pub fn fleet_demo(out: Option<PathBuf>, bin: &Path, serve: bool) -> Result<()> {
         }
     }
     drop(pg);
+    Ok(())
+}
+
+/// `--out`, or a new folder under target/fleet-demo named by the time.
+fn output_dir(out: Option<PathBuf>) -> Result<PathBuf> {
+    let out = match out {
+        Some(o) => o,
+        None => crate::build::root().join("target").join("fleet-demo").join(
+            Command::new("date")
+                .arg("+%Y%m%d-%H%M%S")
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_else(|_| "run".into()),
+        ),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    Ok(out.canonicalize()?)
+}
+
+/// A sensor on each router's wan0, publishing to the centre as r1, r2, r3.
+fn start_sensors(labs: &[Lab], out: &Path) -> Result<Vec<(String, Sensor)>> {
+    let mut sensors = Vec::new();
+    for (i, lab) in labs.iter().enumerate() {
+        let name = format!("r{}", i + 1);
+        let dir = out.join(&name);
+        let url = format!("nats://{}:4222", Centre::broker_addr(i));
+        let spool = dir.join("spool");
+        let args = [
+            "--publish",
+            url.as_str(),
+            "--sensor",
+            name.as_str(),
+            "--spool-dir",
+            spool.to_str().context("path is not UTF-8")?,
+        ];
+        let sensor = Sensor::start(lab, &dir, &args)?;
+        sensors.push((name.clone(), sensor));
+    }
+    Ok(sensors)
+}
+
+/// Outbound traffic and a scan of its own at each site, then one scanner
+/// (198.18.0.66) sweeping TCP/23 over 30 addresses of every site.
+fn scan_the_sites(labs: &[Lab]) -> Result<()> {
+    for (i, lab) in labs.iter().enumerate() {
+        let servers = Servers::start(lab, 8080, 5353)?;
+        outbound(lab, &servers, 2)?;
+        servers.stop()?;
+        // Each site's own scanner, a different address at each.
+        let src = format!("198.18.0.{}", 20 + i);
+        nmap_syn_from(lab, &src, &format!("{}-{}", 1 + 300 * i, 150 + 300 * i))?;
+    }
+    for lab in labs {
+        nmap(
+            lab,
+            &[
+                "-sS",
+                "-S",
+                "198.18.0.66",
+                "-e",
+                "inet0",
+                "-p",
+                "23",
+                "198.18.1.1-30",
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// Until PostgreSQL holds `expected` events, or a minute has passed.
+fn wait_for_events(pg: &Postgres, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let n: usize = pg
+            .sql("SELECT count(*) FROM events")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        if n >= expected || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `fireplot detect` and `fireplot plot` over the fleet's PostgreSQL:
+/// the alerts file and the picture.
+fn detect_and_plot(bin: &Path, url: &str, out: &Path) -> Result<(PathBuf, PathBuf)> {
+    let alerts = out.join("fleet-alerts.jsonl");
+    let status = Command::new(bin)
+        .args(["detect", "--postgres", url, "--last", "1h", "--alerts"])
+        .arg(&alerts)
+        .status()?;
+    anyhow::ensure!(status.success(), "fireplot detect --postgres failed");
+    let png = out.join("fleet.png");
+    let status = Command::new(bin)
+        .args([
+            "plot",
+            "--postgres",
+            url,
+            "--last",
+            "15m",
+            "--mark-alerts",
+            "-o",
+        ])
+        .arg(&png)
+        .status()?;
+    anyhow::ensure!(status.success(), "fireplot plot --postgres failed");
+    Ok((alerts, png))
+}
+
+/// What each sensor published, what PostgreSQL holds, and the alerts over
+/// the merged stream (fleet-wide ones starred).
+fn report(pg: &Postgres, published: &[(String, usize, Value)], alerts: &Path) -> Result<()> {
+    for (name, events, fleet) in published {
+        println!(
+            "  sensor {name}: {events} events, published {} items in {} batches, spooled {}, dropped {}",
+            fleet["published_items"], fleet["published_batches"], fleet["spooled_items"], fleet["dropped_items"]
+        );
+    }
+    let per_sensor = pg.sql(
+        "SELECT s.name || ': ' || count(*) || ' events, ' || count(DISTINCT e.seq) || ' distinct' FROM events e JOIN sensors s ON s.id = e.sensor_id GROUP BY s.name ORDER BY s.name",
+    )?;
+    println!("PostgreSQL (every event once):");
+    for l in per_sensor.lines() {
+        println!("  {l}");
+    }
+    println!("alerts over the merged stream ({}):", alerts.display());
+    let text = std::fs::read_to_string(alerts).unwrap_or_default();
+    let mut any = false;
+    for a in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|a| a["status"] == "ended")
+    {
+        any = true;
+        let star = if a["kind"] == "fleet_campaign" {
+            "*"
+        } else {
+            " "
+        };
+        println!(
+            " {star}[{}] {:<15} {}",
+            a["severity"],
+            a["kind"].as_str().unwrap_or("?"),
+            a["summary"].as_str().unwrap_or("")
+        );
+    }
+    if !any {
+        println!("  none");
+    }
     Ok(())
 }

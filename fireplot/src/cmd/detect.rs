@@ -72,7 +72,7 @@ pub struct DetectCmdArgs {
     pub print_config: bool,
 
     #[command(flatten)]
-    pub enrich: crate::enrich::EnrichArgs,
+    pub enrich: super::args::EnrichArgs,
 }
 
 pub fn detect(args: &DetectCmdArgs) -> Result<()> {

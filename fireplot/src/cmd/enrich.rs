@@ -7,8 +7,8 @@ use std::{collections::HashSet, net::IpAddr, path::PathBuf};
 use anyhow::{bail, Result};
 use clap::Args;
 
+use super::args::EnrichArgs;
 use crate::{
-    enrich::EnrichArgs,
     record::now_ns,
     store::{Filter, Store},
 };

@@ -11,10 +11,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use super::source::SourceArgs;
-use crate::{
-    plot::{Category, Theme},
-    record::Record,
-};
+use crate::plot::logstalgia;
 
 /// Options of `fireplot export`.
 #[derive(Args, Debug, Clone)]
@@ -32,35 +29,6 @@ pub struct ExportArgs {
     pub out: Option<PathBuf>,
 }
 
-/// One event as a Logstalgia line (without newline).
-pub fn logstalgia_line(r: &Record) -> String {
-    let proto = match r.proto {
-        6 => "TCP".to_string(),
-        17 => "UDP".to_string(),
-        1 => "ICMP".to_string(),
-        58 => "ICMPv6".to_string(),
-        n => format!("P{n}"),
-    };
-    let code = match r.proto {
-        6 => 200,
-        17 => 404,
-        _ => 500,
-    };
-    let c = Theme::Dark.color(Category::of(r));
-    format!(
-        "{}|{}|{}:{}|{}|{}|1|{:02X}{:02X}{:02X}",
-        r.ts_ns.div_euclid(1_000_000_000),
-        r.src.map(|a| a.to_string()).unwrap_or_else(|| "-".into()),
-        proto,
-        if r.has_ports() { r.dport } else { 0 },
-        code,
-        r.len,
-        c.0,
-        c.1,
-        c.2
-    )
-}
-
 pub fn export(args: &ExportArgs) -> Result<()> {
     if !args.logstalgia {
         bail!("say which format: --logstalgia");
@@ -76,7 +44,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let mut n = 0u64;
     source.for_each(|r| {
         if err.is_none() {
-            if let Err(e) = writeln!(out, "{}", logstalgia_line(r)) {
+            if let Err(e) = writeln!(out, "{}", logstalgia::line(r)) {
                 err = Some(e);
             } else {
                 n += 1;

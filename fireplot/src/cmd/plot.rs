@@ -6,9 +6,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::source::SourceArgs;
-use crate::plot::{
-    layout::Layout, marks_from_alerts, render, ColorBy, Density, Groups, Spec, Theme,
-};
+use crate::plot::{layout::Layout, marks_from_alerts, render, Density, Groups, Spec, Theme};
+use crate::record::GroupBy;
 
 /// Options of `fireplot plot`.
 #[derive(Args, Debug, Clone)]
@@ -44,11 +43,11 @@ pub struct PlotArgs {
     /// ten busiest get a colour each; the rest are "others", sources with
     /// nothing stored "unknown". Needs the database.
     #[arg(long, value_name = "BY", default_value = "proto", value_parser = parse_color_by)]
-    pub color_by: ColorBy,
+    pub color_by: GroupBy,
 }
 
-fn parse_color_by(s: &str) -> Result<ColorBy, String> {
-    ColorBy::parse(s).ok_or_else(|| format!("`{s}` is not proto, country or asn"))
+fn parse_color_by(s: &str) -> Result<GroupBy, String> {
+    GroupBy::parse(s).ok_or_else(|| format!("`{s}` is not proto, country or asn"))
 }
 
 /// Renders and says what it drew.
@@ -64,7 +63,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         source.filter.to_ns,
     );
     let mut density = Density::new(layout);
-    if args.color_by != ColorBy::Proto {
+    if args.color_by != GroupBy::Proto {
         let Some(store) = source.store() else {
             anyhow::bail!("--color-by country|asn reads who the sources are from the database: use --db, not --events");
         };
@@ -72,7 +71,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         if groups.is_empty() {
             log::warn!(
                 "the database knows no source's {}: every dot is \"unknown\" (store origins with --geoip/--asn, or `fireplot enrich`)",
-                if args.color_by == ColorBy::Country { "country" } else { "network" }
+                if args.color_by == GroupBy::Country { "country" } else { "network" }
             );
         }
         density.color_by_groups(Groups::new(groups));

@@ -6,9 +6,10 @@ use std::{net::SocketAddr, path::PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
+use super::history::HistorySpec;
 use crate::{
     record::read_lines,
-    store::{existing_db, HistorySpec, Store},
+    store::{existing_db, HistorySource, Store},
     web::{self, WebOptions},
 };
 
@@ -61,7 +62,7 @@ impl ServeArgs {
     pub fn token(&self) -> Result<Option<String>> {
         match (&self.token, &self.token_file) {
             (Some(t), _) => Ok(Some(t.clone())),
-            (None, Some(p)) => web::read_token_file(p).map(Some),
+            (None, Some(p)) => Ok(Some(web::read_token_file(p)?)),
             (None, None) => Ok(None),
         }
     }
@@ -144,7 +145,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let opts = WebOptions {
         listen: args.listen,
         token,
-        history: db,
+        history: std::sync::Arc::new(db),
         label,
     };
     let shutdown = async {
@@ -160,5 +161,5 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         log::info!("stopping the web console");
     };
     let listener = web::bind(&opts).await?;
-    web::serve(listener, opts, None, shutdown).await
+    Ok(web::serve(listener, opts, None, shutdown).await?)
 }

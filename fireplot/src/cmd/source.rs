@@ -12,8 +12,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 use crate::{
+    cmd::history::HistorySpec,
     record::{now_ns, read_lines, Record},
-    store::{existing_db, Filter, History, HistorySpec},
+    store::{existing_db, Filter, History, HistorySource},
     units::{Cidr, HumanDuration, ProtoArg, TimeArg},
 };
 

@@ -31,7 +31,7 @@ pub struct TopArgs {
     pub by: Vec<By>,
 
     #[command(flatten)]
-    pub enrich: crate::enrich::EnrichArgs,
+    pub enrich: super::args::EnrichArgs,
 }
 
 /// What `--by` groups sources by.

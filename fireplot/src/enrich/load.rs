@@ -9,11 +9,37 @@ use std::{
     time::SystemTime,
 };
 
-use anyhow::{bail, Context as _, Result};
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use super::{lists, ranges::IpTable};
+
+/// Errors of reading one file.
+#[derive(Debug, Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// It looks like an MMDB but does not read as one.
+    #[error("{} is not a readable MMDB", path.display())]
+    Mmdb {
+        path: PathBuf,
+        #[source]
+        source: maxminddb::MaxMindDbError,
+    },
+    /// Not one line of it is an entry.
+    #[error("{option} {}: no entries in it ({bad_lines} line(s) not understood)", path.display())]
+    Empty {
+        option: String,
+        path: PathBuf,
+        bad_lines: u64,
+    },
+}
 
 /// What one file is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,8 +129,11 @@ fn is_mmdb(bytes: &[u8]) -> bool {
     tail.windows(MARK.len()).any(|w| w == MARK)
 }
 
-pub(super) fn load(role: &Role, path: &Path) -> Result<(Loaded, FileStats)> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+pub(super) fn load(role: &Role, path: &Path) -> Result<(Loaded, FileStats), LoadError> {
+    let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        path: path.into(),
+        source,
+    })?;
     let mut stats = FileStats {
         option: role.to_string(),
         path: path.into(),
@@ -113,8 +142,10 @@ pub(super) fn load(role: &Role, path: &Path) -> Result<(Loaded, FileStats)> {
     if !matches!(role, Role::Tag(_)) && is_mmdb(&bytes) {
         stats.format = "mmdb".into();
         stats.bytes = bytes.len();
-        let r = maxminddb::Reader::from_source(bytes)
-            .with_context(|| format!("{} is not a readable MMDB", path.display()))?;
+        let r = maxminddb::Reader::from_source(bytes).map_err(|source| LoadError::Mmdb {
+            path: path.into(),
+            source,
+        })?;
         return Ok((Loaded::Mmdb(r), stats));
     }
     let text = String::from_utf8_lossy(&bytes);
@@ -167,11 +198,11 @@ pub(super) fn load(role: &Role, path: &Path) -> Result<(Loaded, FileStats)> {
         }
     };
     if stats.ranges == 0 {
-        bail!(
-            "{role} {}: no entries in it ({} line(s) not understood)",
-            path.display(),
-            stats.bad_lines
-        );
+        return Err(LoadError::Empty {
+            option: role.to_string(),
+            path: path.into(),
+            bad_lines: stats.bad_lines,
+        });
     }
     Ok((loaded, stats))
 }

@@ -21,9 +21,9 @@
 //! its last good contents and says why in the log. Lookups are cached
 //! per address.
 
-mod args;
 pub mod lists;
 mod load;
+mod options;
 pub mod ranges;
 
 use std::{
@@ -32,40 +32,28 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, Result};
 use rustc_hash::FxHashMap;
-use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
-pub use args::{EnrichArgs, TagSpec};
+/// What the files say of an address (a record's type: events and alerts
+/// carry it).
+pub use crate::record::Origin;
 pub use load::FileStats;
+pub use load::LoadError;
 use load::{country, load, mmdb, stamp, File, Loaded, Role};
+pub use options::{EnrichArgs, Options, TagSpec, TagSpecError};
 
-/// What is known of one address. Empty when nothing is.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Origin {
-    /// ISO 3166-1 alpha-2.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub country: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub asn: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub as_org: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tags: Vec<String>,
-}
-
-impl Origin {
-    pub fn is_empty(&self) -> bool {
-        self.country.is_none() && self.asn.is_none() && self.tags.is_empty()
-    }
-
-    /// "AS64496 Example Org" (or "AS64496"), if the ASN is known.
-    pub fn as_label(&self) -> Option<String> {
-        self.asn.map(|a| match &self.as_org {
-            Some(o) => format!("AS{a} {o}"),
-            None => format!("AS{a}"),
-        })
-    }
+/// Errors of enrichment.
+#[derive(Debug, Error)]
+pub enum EnrichError {
+    /// A file named by an option could not be used.
+    #[error("{option}")]
+    File {
+        /// The option and, for a tag, its name (`--tag blocklist`).
+        option: String,
+        #[source]
+        source: LoadError,
+    },
 }
 
 /// How often files are checked for changes.
@@ -84,8 +72,8 @@ pub struct Enricher {
 }
 
 impl Enricher {
-    /// Reads every file named by `args`.
-    pub fn open(args: &EnrichArgs) -> Result<Enricher> {
+    /// Reads every file of `args`.
+    pub fn open(args: &Options) -> Result<Enricher, EnrichError> {
         let mut files = Vec::new();
         let roles = args
             .geoip
@@ -99,7 +87,10 @@ impl Enricher {
             );
         for (role, path) in roles {
             let stamp = stamp(&path);
-            let (data, stats) = load(&role, &path).with_context(|| format!("{role}"))?;
+            let (data, stats) = load(&role, &path).map_err(|source| EnrichError::File {
+                option: role.to_string(),
+                source,
+            })?;
             files.push(File {
                 role,
                 path,
@@ -162,7 +153,7 @@ impl Enricher {
                     log::error!(
                         "{role} {}: changed but cannot be re-read ({}); keeping what was loaded before",
                         path.display(),
-                        crate::error_chain(e.as_ref())
+                        crate::error_chain(&e)
                     );
                     // Not retried until it changes again.
                     self.files.write().expect("not poisoned")[i].stamp = st;

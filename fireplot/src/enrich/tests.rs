@@ -118,18 +118,18 @@ fn unreadable_or_empty_files_are_clear_errors_at_start() {
     let d = dir("bad");
     let missing = d.join("nope.mmdb");
     let e = Enricher::open(&args(&[&missing], &[], &[])).err().unwrap();
-    let msg = format!("{e:#}");
+    // As the user reads it: the error and its causes.
+    let msg = crate::error_chain(&e);
     assert!(
         msg.contains("--geoip") && msg.contains("nope.mmdb"),
         "{msg}"
     );
     let empty = d.join("empty.txt");
     std::fs::write(&empty, "# nothing\nnot an address\n").unwrap();
-    let msg = format!(
-        "{:#}",
-        Enricher::open(&args(&[], &[], &[("x", &empty)]))
+    let msg = crate::error_chain(
+        &Enricher::open(&args(&[], &[], &[("x", &empty)]))
             .err()
-            .unwrap()
+            .unwrap(),
     );
     assert!(
         msg.contains("no entries") && msg.contains("1 line"),

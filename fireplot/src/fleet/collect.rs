@@ -1,5 +1,5 @@
-//! `fireplot collect`: takes the sensors' batches from JetStream into
-//! PostgreSQL. A durable pull consumer hands out batches; each fetch is
+//! The collector (`fireplot collect`, whose options are `cmd::collect`'s):
+//! takes the sensors' batches from JetStream into PostgreSQL. A durable pull consumer hands out batches; each fetch is
 //! written in one transaction and acknowledged only after the commit, so
 //! a crash of the collector or the database loses nothing (the broker
 //! sends unacknowledged batches again) and duplicates nothing (rows are
@@ -8,79 +8,82 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use async_nats::jetstream::{self, consumer::pull, AckKind};
-use clap::Args;
 use futures_util::StreamExt;
+use thiserror::Error;
 use tokio::signal::unix::{signal, SignalKind};
 
 use super::{
-    nats::{check_url, ensure_stream, NatsArgs},
-    pg::{migrate, Writer},
+    nats::{check_url, ensure_stream, NatsError, NatsOptions},
+    pg::{migrate, redact, PgError, Writer},
     wire::Batch,
 };
-use crate::units::HumanDuration;
 
-/// Options of `fireplot collect`.
-#[derive(Args, Debug, Clone)]
-pub struct CollectArgs {
-    /// The NATS server the sensors publish to (nats://HOST:PORT, several
-    /// separated by commas).
-    #[arg(long, value_name = "URL")]
+/// What `fireplot collect` does (its options are `cmd::collect`'s).
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// The NATS server(s) the sensors publish to.
     pub nats: String,
-
-    /// The PostgreSQL database, e.g.
-    /// postgres://fireplot@127.0.0.1:5432/fireplot (a libpq-style
-    /// "host=... user=..." string also works). Created tables: sensors,
-    /// interfaces, events (partitioned by day), alerts, counters, origins.
-    #[arg(long, value_name = "URL")]
+    /// The PostgreSQL database (URL or libpq-style string).
     pub postgres: String,
-
     /// The durable consumer's name; collectors with the same name share
     /// the work.
-    #[arg(long, value_name = "NAME", default_value = "fireplot-collect")]
     pub consumer: String,
-
     /// Messages (sensor batches) per transaction at most.
-    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     pub batch: u64,
-
     /// How long the broker waits for an acknowledgement before it sends
-    /// a batch again (to this or another collector). Longer than a
-    /// transaction ever takes.
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub ack_wait: HumanDuration,
-
-    /// Drop the day partitions of events older than this (checked at
-    /// start and hourly). Without it everything is kept.
-    #[arg(long, value_name = "DURATION")]
-    pub retain: Option<HumanDuration>,
-
-    /// At start, how long to wait for the broker and the database before
-    /// giving up with an error (later outages are waited out).
-    #[arg(long, value_name = "DURATION", default_value = "30s")]
-    pub wait_for_servers: HumanDuration,
-
+    /// a batch again.
+    pub ack_wait: Duration,
+    /// Drop the day partitions of events older than this.
+    pub retain: Option<Duration>,
+    /// At start, how long to wait for the broker and the database.
+    pub wait_for_servers: Duration,
     /// Stop after this long.
-    #[arg(long, value_name = "DURATION")]
-    pub duration: Option<HumanDuration>,
-
-    /// Stop once nothing has arrived for this long (an import, a test).
-    #[arg(long, value_name = "DURATION")]
-    pub exit_when_idle: Option<HumanDuration>,
-
-    /// How often to log what was collected and how far behind the
-    /// collector is.
-    #[arg(long, value_name = "DURATION", default_value = "60s")]
-    pub stats_every: HumanDuration,
-
-    #[command(flatten)]
-    pub nats_opts: NatsArgs,
-
+    pub duration: Option<Duration>,
+    /// Stop once nothing has arrived for this long.
+    pub exit_when_idle: Option<Duration>,
+    /// How often to log what was collected.
+    pub stats_every: Duration,
+    pub nats_opts: NatsOptions,
     /// Tests only: abort right after this many commits, before their
-    /// acknowledgement (the worst moment for a crash).
-    #[arg(long, hide = true)]
+    /// acknowledgement.
     pub crash_after_commits: Option<u64>,
+}
+
+/// Errors of the collector, at its start (later outages are waited out).
+#[derive(Debug, Error)]
+pub enum CollectError {
+    /// The NATS address, a connection option, or the stream.
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// The database did not answer.
+    #[error("cannot connect to PostgreSQL at `{url}`")]
+    PgConnect {
+        /// Without its password.
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The schema could not be created or is newer.
+    #[error(transparent)]
+    Pg(#[from] PgError),
+    /// The broker did not answer.
+    #[error("cannot connect to NATS at `{url}`")]
+    NatsConnect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// The durable consumer could not be made.
+    #[error("cannot create the consumer `{name}`")]
+    Consumer {
+        name: String,
+        #[source]
+        source: async_nats::jetstream::stream::ConsumerError,
+    },
+    /// SIGINT or SIGTERM could not be caught.
+    #[error("cannot install a signal handler")]
+    Signal(#[source] std::io::Error),
 }
 
 /// What a collector did.
@@ -98,10 +101,13 @@ pub struct Collected {
     pub pending: u64,
 }
 
-async fn connect_pg(url: &str) -> Result<tokio_postgres::Client> {
+async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CollectError> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
-        .with_context(|| format!("cannot connect to PostgreSQL at `{}`", redact(url)))?;
+        .map_err(|source| CollectError::PgConnect {
+            url: redact(url),
+            source,
+        })?;
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             log::warn!("PostgreSQL connection: {e}");
@@ -110,25 +116,12 @@ async fn connect_pg(url: &str) -> Result<tokio_postgres::Client> {
     Ok(client)
 }
 
-/// A URL with its password hidden, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
-}
-
 /// Retries `f` until it works or `limit` has passed (then its last error).
-async fn patiently<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<T>
+async fn patiently<T, E, F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<T, E>
 where
+    E: std::error::Error,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
 {
     let started = Instant::now();
     let mut delay = Duration::from_millis(200);
@@ -136,7 +129,7 @@ where
         match f().await {
             Ok(v) => return Ok(v),
             Err(e) if started.elapsed() + delay < limit => {
-                log::warn!("{what}: {e:#}; retrying");
+                log::warn!("{what}: {}; retrying", crate::error_chain(&e));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
@@ -145,9 +138,11 @@ where
     }
 }
 
-pub async fn collect(args: CollectArgs) -> Result<()> {
-    check_url(&args.nats).map_err(anyhow::Error::msg)?;
-    let wait = args.wait_for_servers.0;
+/// Collects until a signal, `duration` or `exit_when_idle`; returns what
+/// it did.
+pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
+    check_url(&args.nats)?;
+    let wait = args.wait_for_servers;
     let mut writer =
         Writer::new(patiently("PostgreSQL", wait, || connect_pg(&args.postgres)).await?);
     migrate(&mut writer.client).await?;
@@ -158,7 +153,10 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
             .await?
             .connect(args.nats.as_str())
             .await
-            .with_context(|| format!("cannot connect to NATS at `{}`", args.nats))
+            .map_err(|source| CollectError::NatsConnect {
+                url: args.nats.clone(),
+                source,
+            })
     })
     .await?;
     let js = jetstream::new(client);
@@ -172,13 +170,16 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
             pull::Config {
                 durable_name: Some(args.consumer.clone()),
                 ack_policy: jetstream::consumer::AckPolicy::Explicit,
-                ack_wait: args.ack_wait.0,
+                ack_wait: args.ack_wait,
                 max_ack_pending: 10_000,
                 ..Default::default()
             },
         )
         .await
-        .with_context(|| format!("cannot create the consumer `{}`", args.consumer))?;
+        .map_err(|source| CollectError::Consumer {
+            name: args.consumer.clone(),
+            source,
+        })?;
     log::info!(
         "collecting from {} (stream {}, consumer {}) into PostgreSQL",
         args.nats,
@@ -186,10 +187,10 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
         args.consumer
     );
     if let Some(r) = args.retain {
-        retain(&mut writer, r.0).await;
+        retain(&mut writer, r).await;
     }
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let mut term = signal(SignalKind::terminate()).map_err(CollectError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(CollectError::Signal)?;
     let started = Instant::now();
     let mut last_message = Instant::now();
     let mut last_stats = Instant::now();
@@ -197,10 +198,10 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
     let mut c = Collected::default();
     let mut backoff = Duration::from_millis(200);
     loop {
-        if args.duration.is_some_and(|d| started.elapsed() >= d.0)
+        if args.duration.is_some_and(|d| started.elapsed() >= d)
             || args
                 .exit_when_idle
-                .is_some_and(|d| last_message.elapsed() >= d.0)
+                .is_some_and(|d| last_message.elapsed() >= d)
         {
             break;
         }
@@ -251,7 +252,7 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
-        if last_stats.elapsed() >= args.stats_every.0 {
+        if last_stats.elapsed() >= args.stats_every {
             last_stats = Instant::now();
             c.pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
             log::info!("{}", line(&c));
@@ -259,17 +260,16 @@ pub async fn collect(args: CollectArgs) -> Result<()> {
         if let Some(r) = args.retain {
             if last_retention.elapsed() >= Duration::from_secs(3600) {
                 last_retention = Instant::now();
-                retain(&mut writer, r.0).await;
+                retain(&mut writer, r).await;
             }
         }
     }
     c.pending = consumer.info().await.map(|i| i.num_pending).unwrap_or(0);
-    eprintln!("{}", line(&c));
-    println!("{}", serde_json::to_string(&c).expect("serialises"));
-    Ok(())
+    Ok(c)
 }
 
-fn line(c: &Collected) -> String {
+/// What a collector did, in a line.
+pub fn line(c: &Collected) -> String {
     format!(
         "collect: {} messages: {} events stored ({} already there), {} alerts, {} summaries ({} already there), {} bad messages, {} failed transactions; {} messages pending",
         c.messages,
@@ -289,7 +289,7 @@ async fn retain(w: &mut Writer, keep: Duration) {
     match w.drop_older(from).await {
         Ok(d) if !d.is_empty() => log::info!("retention: dropped {}", d.join(", ")),
         Ok(_) => {}
-        Err(e) => log::warn!("retention: {e:#}"),
+        Err(e) => log::warn!("retention: {}", crate::error_chain(&e)),
     }
 }
 
@@ -355,7 +355,8 @@ async fn take(
         Err(e) => {
             c.failed_transactions += 1;
             log::warn!(
-                "PostgreSQL: {e:#}; {} batches not stored, the broker sends them again",
+                "PostgreSQL: {}; {} batches not stored, the broker sends them again",
+                crate::error_chain(&e),
                 good.len()
             );
             // Not acknowledged: sent again after a moment (to this
@@ -369,7 +370,7 @@ async fn take(
                         *writer = Writer::new(client);
                         log::info!("PostgreSQL: connected again");
                     }
-                    Err(e) => log::warn!("{e:#}"),
+                    Err(e) => log::warn!("{}", crate::error_chain(&e)),
                 }
             }
             false

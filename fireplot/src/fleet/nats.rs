@@ -4,72 +4,97 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use anyhow::{Context, Result};
 use async_nats::jetstream::{self, stream};
-use clap::Args;
+use thiserror::Error;
 
 /// The JetStream stream of the fleet: every sensor's subjects.
 pub const SUBJECTS: &str = "fireplot.>";
 
-/// Connection options shared by `run --publish` and `collect`.
-#[derive(Args, Debug, Clone, Default)]
-pub struct NatsArgs {
+/// How to connect: credentials and TLS (the options of `run --publish`
+/// and `collect`, `cmd::args::NatsArgs`).
+#[derive(Debug, Clone, Default)]
+pub struct NatsOptions {
     /// A NATS credentials file (JWT and NKey seed, `.creds`).
-    #[arg(long, value_name = "FILE")]
-    pub nats_creds: Option<PathBuf>,
-
-    /// User name for NATS; its password comes from --nats-password-file.
-    #[arg(long, value_name = "USER", requires = "nats_password_file")]
-    pub nats_user: Option<String>,
-
-    /// File holding the NATS password (not on the command line, where
-    /// `ps` shows it).
-    #[arg(long, value_name = "FILE", requires = "nats_user")]
-    pub nats_password_file: Option<PathBuf>,
-
-    /// File holding a NATS token.
-    #[arg(long, value_name = "FILE")]
-    pub nats_token_file: Option<PathBuf>,
-
+    pub creds: Option<PathBuf>,
+    /// User name and the file holding its password.
+    pub user: Option<(String, PathBuf)>,
+    /// File holding a token.
+    pub token_file: Option<PathBuf>,
     /// CA certificate (PEM) to verify the server with; implies TLS.
-    #[arg(long, value_name = "FILE")]
-    pub nats_tls_ca: Option<PathBuf>,
-
-    /// Client certificate (PEM) for mutual TLS, with --nats-tls-key.
-    #[arg(long, value_name = "FILE", requires = "nats_tls_key")]
-    pub nats_tls_cert: Option<PathBuf>,
-
-    /// Client key (PEM) for mutual TLS.
-    #[arg(long, value_name = "FILE", requires = "nats_tls_cert")]
-    pub nats_tls_key: Option<PathBuf>,
-
-    /// Refuse a connection without TLS (also `tls://` URLs).
-    #[arg(long)]
-    pub nats_require_tls: bool,
-
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate and key (PEM) for mutual TLS.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+    /// Refuse a connection without TLS.
+    pub require_tls: bool,
     /// The JetStream stream (created when missing, subjects `fireplot.>`).
-    #[arg(long, value_name = "NAME", default_value = "FIREPLOT")]
     pub stream: String,
 }
 
-fn read_secret(path: &PathBuf, what: &str) -> Result<String> {
-    let s = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the {what} file `{}`", path.display()))?;
+/// Errors of connecting to NATS JetStream.
+#[derive(Debug, Error)]
+pub enum NatsError {
+    /// A URL that is not a server address.
+    #[error("`{part}` is not a NATS server address (nats://HOST:PORT, tls://HOST:PORT; several separated by commas)")]
+    BadUrl { part: String },
+    /// A password or token file could not be read.
+    #[error("cannot read the {what} file `{}`", path.display())]
+    ReadSecret {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A password or token file is empty.
+    #[error("the {what} file `{}` is empty", path.display())]
+    EmptySecret { what: &'static str, path: PathBuf },
+    /// The credentials file could not be read.
+    #[error("cannot read the NATS credentials `{}`", path.display())]
+    Credentials {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The CA certificate is not there.
+    #[error("the CA certificate `{}` does not exist", path.display())]
+    NoCaCertificate { path: PathBuf },
+    /// The client certificate or key is not there.
+    #[error("`{}` does not exist", path.display())]
+    NoClientFile { path: PathBuf },
+    /// The stream could not be found or created.
+    #[error(
+        "cannot find or create the JetStream stream `{name}` (is the server started with -js?)"
+    )]
+    Stream {
+        name: String,
+        #[source]
+        source: async_nats::jetstream::context::CreateStreamError,
+    },
+}
+
+fn read_secret(path: &PathBuf, what: &'static str) -> Result<String, NatsError> {
+    let s = std::fs::read_to_string(path).map_err(|source| NatsError::ReadSecret {
+        what,
+        path: path.clone(),
+        source,
+    })?;
     let s = s.trim().to_string();
     if s.is_empty() {
-        anyhow::bail!("the {what} file `{}` is empty", path.display());
+        return Err(NatsError::EmptySecret {
+            what,
+            path: path.clone(),
+        });
     }
     Ok(s)
 }
 
-impl NatsArgs {
+impl NatsOptions {
     /// Client options; `background` connects in the background (a sensor
     /// starts, and spools, whether the broker is up or not).
     pub async fn options(
         &self,
         name: &str,
         background: bool,
-    ) -> Result<async_nats::ConnectOptions> {
+    ) -> Result<async_nats::ConnectOptions, NatsError> {
         let mut o = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(Duration::from_secs(5))
@@ -84,33 +109,36 @@ impl NatsArgs {
         if background {
             o = o.retry_on_initial_connect();
         }
-        if let Some(c) = &self.nats_creds {
+        if let Some(c) = &self.creds {
             o = o
                 .credentials_file(c)
                 .await
-                .with_context(|| format!("cannot read the NATS credentials `{}`", c.display()))?;
+                .map_err(|source| NatsError::Credentials {
+                    path: c.clone(),
+                    source,
+                })?;
         }
-        if let (Some(u), Some(p)) = (&self.nats_user, &self.nats_password_file) {
+        if let Some((u, p)) = &self.user {
             o = o.user_and_password(u.clone(), read_secret(p, "NATS password")?);
         }
-        if let Some(t) = &self.nats_token_file {
+        if let Some(t) = &self.token_file {
             o = o.token(read_secret(t, "NATS token")?);
         }
-        if let Some(ca) = &self.nats_tls_ca {
+        if let Some(ca) = &self.tls_ca {
             if !ca.exists() {
-                anyhow::bail!("the CA certificate `{}` does not exist", ca.display());
+                return Err(NatsError::NoCaCertificate { path: ca.clone() });
             }
             o = o.add_root_certificates(ca.clone()).require_tls(true);
         }
-        if let (Some(c), Some(k)) = (&self.nats_tls_cert, &self.nats_tls_key) {
+        if let Some((c, k)) = &self.tls_client {
             for f in [c, k] {
                 if !f.exists() {
-                    anyhow::bail!("`{}` does not exist", f.display());
+                    return Err(NatsError::NoClientFile { path: f.clone() });
                 }
             }
             o = o.add_client_certificate(c.clone(), k.clone());
         }
-        if self.nats_require_tls {
+        if self.require_tls {
             o = o.require_tls(true);
         }
         Ok(o)
@@ -120,7 +148,10 @@ impl NatsArgs {
 /// Creates the stream when it is missing: file storage, subjects
 /// `fireplot.>`, a two-minute window in which a batch sent twice (its
 /// `Nats-Msg-Id` is the sensor and its first sequence number) is kept once.
-pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> Result<stream::Stream> {
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<stream::Stream, NatsError> {
     js.get_or_create_stream(stream::Config {
         name: name.to_string(),
         subjects: vec![SUBJECTS.to_string()],
@@ -129,16 +160,15 @@ pub async fn ensure_stream(js: &jetstream::Context, name: &str) -> Result<stream
         ..Default::default()
     })
     .await
-    .with_context(|| {
-        format!(
-            "cannot find or create the JetStream stream `{name}` (is the server started with -js?)"
-        )
+    .map_err(|source| NatsError::Stream {
+        name: name.to_string(),
+        source,
     })
 }
 
 /// A NATS URL, checked before anything starts: `nats://host:port`,
 /// `tls://host:port`, or a comma-separated list of them.
-pub fn check_url(url: &str) -> Result<(), String> {
+pub fn check_url(url: &str) -> Result<(), NatsError> {
     for part in url.split(',') {
         let part = part.trim();
         let rest = ["nats://", "tls://", "ws://", "wss://"]
@@ -147,9 +177,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
             .unwrap_or(part);
         let hostport = rest.rsplit('@').next().unwrap_or(rest);
         if hostport.is_empty() || hostport.contains('/') || hostport.contains(' ') {
-            return Err(format!(
-                "`{part}` is not a NATS server address (nats://HOST:PORT, tls://HOST:PORT; several separated by commas)"
-            ));
+            return Err(NatsError::BadUrl { part: part.into() });
         }
     }
     Ok(())

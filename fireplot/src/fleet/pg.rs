@@ -8,14 +8,28 @@
 
 use std::{collections::HashMap, net::IpAddr};
 
-use anyhow::{Context, Result};
-use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type, Client};
+use thiserror::Error;
+use tokio_postgres::{binary_copy::BinaryCopyInWriter, types::Type, Client, Transaction};
 
 use super::wire::{Batch, Body, Kind};
 use crate::record::Record;
 
 /// The schema this build writes and reads.
 pub const VERSION: i32 = 1;
+
+/// A PostgreSQL URL with its password hidden, for messages and labels.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
 
 const DAY_NS: i64 = 86_400_000_000_000;
 
@@ -124,35 +138,65 @@ const EVENT_TYPES: [Type; 21] = [
     Type::INT8,
 ];
 
+/// Errors of the fleet's PostgreSQL database, as the collector writes it.
+#[derive(Debug, Error)]
+pub enum PgError {
+    /// A statement failed (the connection, a constraint, the disk).
+    #[error("{what}")]
+    Sql {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The database's schema is newer than this build's.
+    #[error("the database's fireplot schema is version {found}; this build knows up to {VERSION}: upgrade fireplot")]
+    TooNew { found: i32 },
+}
+
+type Result<T> = std::result::Result<T, PgError>;
+
+/// `map_err` for a statement that failed while doing `what`.
+fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
+    let what = what.into();
+    move |source| PgError::Sql { what, source }
+}
+
 /// Creates or migrates the schema; one transaction, serialised between
 /// collectors by an advisory lock. A database newer than this build is
 /// refused, not touched.
 pub async fn migrate(client: &mut Client) -> Result<()> {
-    let tx = client.transaction().await?;
+    const WHAT: &str = "migrating the schema";
+    let tx = client.transaction().await.map_err(sql(WHAT))?;
     tx.execute("SELECT pg_advisory_xact_lock(7318245601)", &[])
-        .await?;
+        .await
+        .map_err(sql(WHAT))?;
     tx.batch_execute("CREATE TABLE IF NOT EXISTS fireplot_schema (version integer NOT NULL)")
-        .await?;
+        .await
+        .map_err(sql(WHAT))?;
     let have: Option<i32> = tx
         .query_opt("SELECT max(version) FROM fireplot_schema", &[])
-        .await?
+        .await
+        .map_err(sql(WHAT))?
         .and_then(|r| r.get(0));
     let have = have.unwrap_or(0);
     if have > VERSION {
-        anyhow::bail!(
-            "the database's fireplot schema is version {have}; this build knows up to {VERSION}: upgrade fireplot"
-        );
+        return Err(PgError::TooNew { found: have });
     }
     if have < 1 {
-        tx.batch_execute(V1).await.context("creating schema 1")?;
+        tx.batch_execute(V1)
+            .await
+            .map_err(sql("creating schema 1"))?;
     }
     if have < VERSION {
-        tx.execute("DELETE FROM fireplot_schema", &[]).await?;
+        tx.execute("DELETE FROM fireplot_schema", &[])
+            .await
+            .map_err(sql(WHAT))?;
         tx.execute("INSERT INTO fireplot_schema VALUES ($1)", &[&VERSION])
-            .await?;
+            .await
+            .map_err(sql(WHAT))?;
         log::info!("PostgreSQL: fireplot schema {have} → {VERSION}");
     }
-    tx.commit().await?;
+    tx.commit().await.map_err(sql(WHAT))?;
     Ok(())
 }
 
@@ -205,7 +249,8 @@ impl Writer {
                 "INSERT INTO sensors (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
                 &[&name],
             )
-            .await?;
+            .await
+            .map_err(sql(format!("registering sensor `{name}`")))?;
         let id: i32 = row.get(0);
         self.sensors.insert(name.to_string(), id);
         Ok(id)
@@ -222,15 +267,17 @@ impl Writer {
             }
         }
         for (name, from, to) in need {
-            let tx = self.client.transaction().await?;
+            let what = || format!("creating partition {name}");
+            let tx = self.client.transaction().await.map_err(sql(what()))?;
             tx.execute("SELECT pg_advisory_xact_lock(7318245602)", &[])
-                .await?;
+                .await
+                .map_err(sql(what()))?;
             tx.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
             ))
             .await
-            .with_context(|| format!("creating partition {name}"))?;
-            tx.commit().await?;
+            .map_err(sql(what()))?;
+            tx.commit().await.map_err(sql(what()))?;
             self.partitions.insert(name);
         }
         Ok(())
@@ -259,51 +306,17 @@ impl Writer {
                 .batch_execute(&format!(
                     "CREATE TEMP TABLE IF NOT EXISTS events_in AS SELECT {EVENT_COLS} FROM events WITH NO DATA"
                 ))
-                .await?;
+                .await
+                .map_err(sql("creating the staging table"))?;
             self.staged = true;
         }
         let mut w = Written::default();
-        let tx = self.client.transaction().await?;
-        tx.batch_execute("TRUNCATE events_in").await?;
-        let mut staged = 0u64;
-        {
-            let sink = tx
-                .copy_in(&format!(
-                    "COPY events_in ({EVENT_COLS}) FROM STDIN (FORMAT binary)"
-                ))
-                .await?;
-            let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
-            let mut writer = std::pin::pin!(writer);
-            for (b, &sid) in batches.iter().zip(&ids) {
-                let Body::Events(recs) = &b.body else {
-                    continue;
-                };
-                for (i, r) in recs.iter().enumerate() {
-                    let seq = (b.first_seq + i as u64) as i64;
-                    let (family, proto) = (r.family as i16, r.proto as i16);
-                    let (sport, dport) = (r.sport as i32, r.dport as i32);
-                    let (flags, ttl, class) = (r.tcp_flags as i16, r.ttl as i16, r.class as i16);
-                    let len = r.len as i32;
-                    let ifindex = r.ifindex as i64;
-                    let ip_id = r.ip_id as i32;
-                    let tcp_seq = r.tcp_seq as i64;
-                    let win = r.tcp_window as i32;
-                    let (it, ic, pf) = (r.icmp_type as i16, r.icmp_code as i16, r.pkt_flags as i16);
-                    let count = r.count as i64;
-                    let (src, dst): (Option<IpAddr>, Option<IpAddr>) = (r.src, r.dst);
-                    writer
-                        .as_mut()
-                        .write(&[
-                            &sid, &seq, &r.ts_ns, &family, &proto, &src, &dst, &sport, &dport,
-                            &flags, &ttl, &len, &class, &ifindex, &ip_id, &tcp_seq, &win, &it, &ic,
-                            &pf, &count,
-                        ])
-                        .await?;
-                    staged += 1;
-                }
-            }
-            writer.as_mut().finish().await?;
-        }
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(sql("starting a transaction"))?;
+        let staged = stage_events(&tx, batches, &ids).await?;
         if staged > 0 {
             w.events = tx
                 .execute(
@@ -312,85 +325,18 @@ impl Writer {
                     ),
                     &[],
                 )
-                .await?;
+                .await
+                .map_err(sql("storing events"))?;
             w.events_duplicate = staged - w.events;
         }
-        let now = crate::record::now_ns();
-        for ((b, &sid), &sseq) in batches.iter().zip(&ids).zip(stream_seqs) {
-            tx.execute(
-                "INSERT INTO batches (sensor_id, first_seq, kind, items, stream_seq, collected_ns) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
-                &[
-                    &sid,
-                    &(b.first_seq as i64),
-                    &(b.kind() as i16),
-                    &(b.len() as i32),
-                    &(sseq as i64),
-                    &now,
-                ],
-            )
-            .await?;
-        }
+        record_batches(&tx, batches, &ids, stream_seqs).await?;
         for (b, &sid) in batches.iter().zip(&ids) {
-            if !b.interfaces.is_empty() {
-                for (i, n) in &b.interfaces {
-                    tx.execute(
-                        "INSERT INTO interfaces (sensor_id, ifindex, name) VALUES ($1, $2, $3) \
-                         ON CONFLICT (sensor_id, ifindex) DO UPDATE SET name = EXCLUDED.name",
-                        &[&sid, &(*i as i64), n],
-                    )
-                    .await?;
-                }
-            }
-            let Body::Lines(kind, lines) = &b.body else {
-                continue;
-            };
-            for (i, line) in lines.iter().enumerate() {
-                let seq = (b.first_seq + i as u64) as i64;
-                let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
-                let n = match kind {
-                    Kind::Alerts => {
-                        let first = v["first_seen"]
-                            .as_str()
-                            .and_then(crate::record::parse_rfc3339_ns)
-                            .unwrap_or(0);
-                        let last = v["last_seen"]
-                            .as_str()
-                            .and_then(crate::record::parse_rfc3339_ns)
-                            .unwrap_or(first);
-                        let kind = v["kind"].as_str().unwrap_or("?");
-                        let n = tx
-                            .execute(
-                                "INSERT INTO alerts (sensor_id, seq, first_ns, last_ns, kind, body) \
-                                 VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb) ON CONFLICT DO NOTHING",
-                                &[&sid, &seq, &first, &last, &kind, line],
-                            )
-                            .await?;
-                        w.alerts += n;
-                        n
-                    }
-                    _ => {
-                        let ts = v["ts"]
-                            .as_str()
-                            .and_then(crate::record::parse_rfc3339_ns)
-                            .unwrap_or_else(crate::record::now_ns);
-                        let n = tx
-                            .execute(
-                                "INSERT INTO counters (sensor_id, seq, ts_ns, body) \
-                                 VALUES ($1, $2, $3, ($4::text)::jsonb) ON CONFLICT DO NOTHING",
-                                &[&sid, &seq, &ts, line],
-                            )
-                            .await?;
-                        w.counters += n;
-                        n
-                    }
-                };
-                if n == 0 {
-                    w.duplicates += 1;
-                }
+            store_interfaces(&tx, b, sid).await?;
+            if let Body::Lines(kind, lines) = &b.body {
+                store_lines(&tx, b.first_seq, *kind, lines, sid, &mut w).await?;
             }
         }
-        tx.commit().await?;
+        tx.commit().await.map_err(sql("committing"))?;
         Ok(w)
     }
 
@@ -403,7 +349,8 @@ impl Writer {
                  JOIN pg_class p ON p.oid = i.inhparent WHERE p.relname = 'events'",
                 &[],
             )
-            .await?;
+            .await
+            .map_err(sql("listing the partitions"))?;
         let mut dropped = Vec::new();
         for r in rows {
             let name: String = r.get(0);
@@ -421,13 +368,161 @@ impl Writer {
             if end <= keep_from_ns {
                 self.client
                     .batch_execute(&format!("DROP TABLE IF EXISTS {name}"))
-                    .await?;
+                    .await
+                    .map_err(sql(format!("dropping {name}")))?;
                 self.partitions.remove(&name);
                 dropped.push(name);
             }
         }
         Ok(dropped)
     }
+}
+
+/// COPYs the batches' events into the session's `events_in`; returns how
+/// many.
+async fn stage_events(tx: &Transaction<'_>, batches: &[Batch], ids: &[i32]) -> Result<u64> {
+    const WHAT: &str = "staging events";
+    tx.batch_execute("TRUNCATE events_in")
+        .await
+        .map_err(sql(WHAT))?;
+    let mut staged = 0u64;
+    let sink = tx
+        .copy_in(&format!(
+            "COPY events_in ({EVENT_COLS}) FROM STDIN (FORMAT binary)"
+        ))
+        .await
+        .map_err(sql(WHAT))?;
+    let writer = BinaryCopyInWriter::new(sink, &EVENT_TYPES);
+    let mut writer = std::pin::pin!(writer);
+    for (b, &sid) in batches.iter().zip(ids) {
+        let Body::Events(recs) = &b.body else {
+            continue;
+        };
+        for (i, r) in recs.iter().enumerate() {
+            let seq = (b.first_seq + i as u64) as i64;
+            let (family, proto) = (r.family as i16, r.proto as i16);
+            let (sport, dport) = (r.sport as i32, r.dport as i32);
+            let (flags, ttl, class) = (r.tcp_flags as i16, r.ttl as i16, r.class as i16);
+            let len = r.len as i32;
+            let ifindex = r.ifindex as i64;
+            let ip_id = r.ip_id as i32;
+            let tcp_seq = r.tcp_seq as i64;
+            let win = r.tcp_window as i32;
+            let (it, ic, pf) = (r.icmp_type as i16, r.icmp_code as i16, r.pkt_flags as i16);
+            let count = r.count as i64;
+            let (src, dst): (Option<IpAddr>, Option<IpAddr>) = (r.src, r.dst);
+            writer
+                .as_mut()
+                .write(&[
+                    &sid, &seq, &r.ts_ns, &family, &proto, &src, &dst, &sport, &dport, &flags,
+                    &ttl, &len, &class, &ifindex, &ip_id, &tcp_seq, &win, &it, &ic, &pf, &count,
+                ])
+                .await
+                .map_err(sql(WHAT))?;
+            staged += 1;
+        }
+    }
+    writer.as_mut().finish().await.map_err(sql(WHAT))?;
+    Ok(staged)
+}
+
+/// Notes each batch: what arrived from whom, in which order.
+async fn record_batches(
+    tx: &Transaction<'_>,
+    batches: &[Batch],
+    ids: &[i32],
+    stream_seqs: &[u64],
+) -> Result<()> {
+    let now = crate::record::now_ns();
+    for ((b, &sid), &sseq) in batches.iter().zip(ids).zip(stream_seqs) {
+        tx.execute(
+            "INSERT INTO batches (sensor_id, first_seq, kind, items, stream_seq, collected_ns) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            &[
+                &sid,
+                &(b.first_seq as i64),
+                &(b.kind() as i16),
+                &(b.len() as i32),
+                &(sseq as i64),
+                &now,
+            ],
+        )
+        .await
+        .map_err(sql("storing the batches"))?;
+    }
+    Ok(())
+}
+
+/// The names of the interfaces a batch names.
+async fn store_interfaces(tx: &Transaction<'_>, b: &Batch, sid: i32) -> Result<()> {
+    for (i, n) in &b.interfaces {
+        tx.execute(
+            "INSERT INTO interfaces (sensor_id, ifindex, name) VALUES ($1, $2, $3) \
+             ON CONFLICT (sensor_id, ifindex) DO UPDATE SET name = EXCLUDED.name",
+            &[&sid, &(*i as i64), n],
+        )
+        .await
+        .map_err(sql("storing interface names"))?;
+    }
+    Ok(())
+}
+
+/// A batch's alert records or counter summaries, each once.
+async fn store_lines(
+    tx: &Transaction<'_>,
+    first_seq: u64,
+    kind: Kind,
+    lines: &[String],
+    sid: i32,
+    w: &mut Written,
+) -> Result<()> {
+    for (i, line) in lines.iter().enumerate() {
+        let seq = (first_seq + i as u64) as i64;
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
+        let n = match kind {
+            Kind::Alerts => {
+                let first = v["first_seen"]
+                    .as_str()
+                    .and_then(crate::record::parse_rfc3339_ns)
+                    .unwrap_or(0);
+                let last = v["last_seen"]
+                    .as_str()
+                    .and_then(crate::record::parse_rfc3339_ns)
+                    .unwrap_or(first);
+                let kind = v["kind"].as_str().unwrap_or("?");
+                let n = tx
+                    .execute(
+                        "INSERT INTO alerts (sensor_id, seq, first_ns, last_ns, kind, body) \
+                         VALUES ($1, $2, $3, $4, $5, ($6::text)::jsonb) ON CONFLICT DO NOTHING",
+                        &[&sid, &seq, &first, &last, &kind, line],
+                    )
+                    .await
+                    .map_err(sql("storing alerts"))?;
+                w.alerts += n;
+                n
+            }
+            _ => {
+                let ts = v["ts"]
+                    .as_str()
+                    .and_then(crate::record::parse_rfc3339_ns)
+                    .unwrap_or_else(crate::record::now_ns);
+                let n = tx
+                    .execute(
+                        "INSERT INTO counters (sensor_id, seq, ts_ns, body) \
+                         VALUES ($1, $2, $3, ($4::text)::jsonb) ON CONFLICT DO NOTHING",
+                        &[&sid, &seq, &ts, line],
+                    )
+                    .await
+                    .map_err(sql("storing counter summaries"))?;
+                w.counters += n;
+                n
+            }
+        };
+        if n == 0 {
+            w.duplicates += 1;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,9 +17,7 @@ use futures_util::StreamExt;
 use tokio_postgres::{types::ToSql, Client, Row};
 
 use crate::{
-    enrich::Origin,
-    plot::ColorBy,
-    record::Record,
+    record::{GroupBy, Origin, Record},
     store::{Filter, History, StoreError},
 };
 
@@ -39,12 +37,9 @@ pub struct PgStore {
 }
 
 fn pg_err(what: &str) -> impl Fn(tokio_postgres::Error) -> StoreError + '_ {
-    move |e| StoreError::Postgres {
+    move |source| StoreError::Postgres {
         what: what.to_string(),
-        why: match e.as_db_error() {
-            Some(d) => d.message().to_string(),
-            None => e.to_string(),
-        },
+        source,
     }
 }
 
@@ -56,17 +51,14 @@ impl PgStore {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| StoreError::Postgres {
-                what: "runtime".into(),
-                why: e.to_string(),
-            })?;
-        let label = crate::fleet::collect::redact(url);
+            .map_err(StoreError::PostgresRuntime)?;
+        let label = super::pg::redact(url);
         let client = rt.block_on(async {
             let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
                 .await
-                .map_err(|e| StoreError::Postgres {
-                    what: format!("at `{label}`"),
-                    why: format!("cannot connect: {e}"),
+                .map_err(|source| StoreError::PostgresConnect {
+                    url: label.clone(),
+                    source,
                 })?;
             tokio::spawn(async move {
                 let _ = conn.await;
@@ -82,29 +74,29 @@ impl PgStore {
             ifaces: Vec::new(),
             sensors: HashMap::new(),
         };
-        let version: Option<i32> = s
-            .query("reading the schema version", "SELECT max(version) FROM fireplot_schema", &[])
-            .map_err(|_| StoreError::Postgres {
-                what: format!("at `{}`", s.label),
-                why: "no fireplot data here (no fireplot_schema table): run `fireplot collect` into it first".into(),
+        let version: Option<i32> =
+            s.rt.block_on(
+                s.client
+                    .query("SELECT max(version) FROM fireplot_schema", &[]),
+            )
+            .map_err(|source| StoreError::NotFleet {
+                url: s.label.clone(),
+                source,
             })?
             .first()
             .and_then(|r| r.get(0));
         match version {
             Some(v) if v <= super::pg::VERSION => {}
             Some(v) => {
-                return Err(StoreError::Postgres {
-                    what: format!("at `{}`", s.label),
-                    why: format!(
-                        "schema version {v} is newer than this fireplot's {}",
-                        super::pg::VERSION
-                    ),
+                return Err(StoreError::PostgresTooNew {
+                    url: s.label.clone(),
+                    found: v,
+                    supported: super::pg::VERSION,
                 })
             }
             None => {
-                return Err(StoreError::Postgres {
-                    what: format!("at `{}`", s.label),
-                    why: "the fireplot schema is empty".into(),
+                return Err(StoreError::PostgresEmpty {
+                    url: s.label.clone(),
                 })
             }
         }
@@ -116,11 +108,12 @@ impl PgStore {
             match id {
                 Some(i) => s.sensor = Some(i),
                 None => {
-                    let mut known: Vec<&String> = s.sensors.values().collect();
+                    let mut known: Vec<String> = s.sensors.values().cloned().collect();
                     known.sort();
-                    return Err(StoreError::Postgres {
-                        what: format!("at `{}`", s.label),
-                        why: format!("no sensor `{name}` (known: {known:?})"),
+                    return Err(StoreError::NoSensor {
+                        url: s.label.clone(),
+                        name: name.to_string(),
+                        known,
                     });
                 }
             }
@@ -401,7 +394,7 @@ impl History for PgStore {
             .collect())
     }
 
-    fn origin_groups(&self, by: ColorBy) -> Result<HashMap<IpAddr, String>, StoreError> {
+    fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError> {
         let rows = self.query(
             "reading origins",
             "SELECT src, country, asn, as_org, tags FROM origins",

@@ -10,50 +10,64 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
 use async_nats::jetstream;
-use clap::Args;
+use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::{
-    nats::{check_url, NatsArgs},
+    nats::{check_url, NatsError, NatsOptions},
     sender::{run, spool, Counts, Job, State, ACK_TIMEOUT},
-    spool::{Sequence, Spool, SpoolCounts},
-    wire::{check_sensor_name, Batch, Body, Kind},
+    spool::{Sequence, Spool, SpoolCounts, SpoolError},
+    wire::{check_sensor_name, Batch, Body, Kind, WireError},
 };
 use crate::record::Record;
 
-/// `run|replay|ingest --publish`.
-#[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Fleet: publish to NATS JetStream")]
-pub struct PublishArgs {
-    /// Send events, alerts and counter summaries to this NATS JetStream
-    /// server (nats://HOST:PORT, tls://HOST:PORT, several separated by
-    /// commas), in batches the broker acknowledges. When it cannot be
-    /// reached the sensor keeps running and spools to disk (--spool-dir),
-    /// then sends the spool in order when it can. `fireplot collect` takes
-    /// them into PostgreSQL.
-    #[arg(long, value_name = "URL")]
-    pub publish: Option<String>,
-
-    /// This sensor's name in the fleet (letters, digits, - and _; default:
-    /// the host name). Part of every subject (`fireplot.NAME.events`) and of
-    /// every event's key (NAME, sequence number).
-    #[arg(long, value_name = "NAME", requires = "publish")]
+/// What to publish to (the options of `run|replay|ingest --publish`,
+/// `cmd::args::PublishArgs`).
+#[derive(Debug, Clone, Default)]
+pub struct PublishOptions {
+    /// The NATS JetStream server(s): nats://HOST:PORT, tls://HOST:PORT,
+    /// several separated by commas. None: nothing is published.
+    pub url: Option<String>,
+    /// This sensor's name in the fleet (default: the host name).
     pub sensor: Option<String>,
-
     /// Where the spool and the sequence number live (default
     /// /var/lib/fireplot/fleet as root, ./fireplot-fleet otherwise).
-    #[arg(long, value_name = "DIR", requires = "publish")]
     pub spool_dir: Option<PathBuf>,
-
-    /// The spool's bound; past it new batches are dropped and counted
-    /// (what is spooled is kept, in order).
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    /// The spool's bound.
     pub spool_max_mib: u64,
+    pub nats: NatsOptions,
+}
 
-    #[command(flatten)]
-    pub nats: NatsArgs,
+/// Errors of starting to publish.
+#[derive(Debug, Error)]
+pub enum PublishError {
+    /// The server address or a connection option.
+    #[error(transparent)]
+    Nats(#[from] NatsError),
+    /// The sensor name cannot be part of a subject.
+    #[error(transparent)]
+    SensorName(#[from] WireError),
+    /// The spool may hold nothing.
+    #[error("--spool-max-mib must be at least 1")]
+    NoSpool,
+    /// The directory of the spool and the sequence number.
+    #[error("cannot create the fleet directory `{}`", dir.display())]
+    Dir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sequence number or the spool.
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    /// The client could not be set up.
+    #[error("cannot set up the NATS client for `{url}`")]
+    Client {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
 }
 
 /// At the start, how long to wait for the first connection (the sensor
@@ -64,7 +78,8 @@ const START_WAIT: Duration = Duration::from_secs(3);
 const MAX_QUEUED_ITEMS: u64 = 1 << 20;
 
 /// What the publisher did, for the summaries.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct PublishCounts {
     pub sensor: String,
     pub published_batches: u64,
@@ -109,14 +124,14 @@ fn host_name() -> String {
     }
 }
 
-impl PublishArgs {
+impl PublishOptions {
     /// Checks the options before anything starts.
-    pub fn check(&self) -> Result<()> {
-        if let Some(u) = &self.publish {
-            check_url(u).map_err(anyhow::Error::msg)?;
-            check_sensor_name(&self.sensor_name()).map_err(anyhow::Error::msg)?;
+    pub fn check(&self) -> Result<(), PublishError> {
+        if let Some(u) = &self.url {
+            check_url(u)?;
+            check_sensor_name(&self.sensor_name())?;
             if self.spool_max_mib == 0 {
-                anyhow::bail!("--spool-max-mib must be at least 1");
+                return Err(PublishError::NoSpool);
             }
         }
         Ok(())
@@ -139,15 +154,17 @@ impl PublishArgs {
 
     /// Starts the publisher (None without --publish). Must run inside the
     /// tokio runtime.
-    pub async fn start(&self) -> Result<Option<Publisher>> {
-        let Some(url) = &self.publish else {
+    pub async fn start(&self) -> Result<Option<Publisher>, PublishError> {
+        let Some(url) = &self.url else {
             return Ok(None);
         };
         self.check()?;
         let sensor = self.sensor_name();
         let dir = self.dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the fleet directory `{}`", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(|source| PublishError::Dir {
+            dir: dir.clone(),
+            source,
+        })?;
         // One sensor per directory: its sequence numbers are its own.
         let seq = Sequence::open(&dir.join(format!("{sensor}.seq")))?;
         let spool = Spool::open(
@@ -160,7 +177,10 @@ impl PublishArgs {
             .await?
             .connect(url.as_str())
             .await
-            .with_context(|| format!("cannot set up the NATS client for `{url}`"))?;
+            .map_err(|source| PublishError::Client {
+                url: url.clone(),
+                source,
+            })?;
         let started = std::time::Instant::now();
         while client.connection_state() != async_nats::connection::State::Connected
             && started.elapsed() < START_WAIT
@@ -241,7 +261,10 @@ impl Publisher {
             Ok(f) => f,
             Err(e) => {
                 // Without a safe number the batch cannot be sent at all.
-                log::error!("fleet: {e:#}; {items} items not published");
+                log::error!(
+                    "fleet: {}; {items} items not published",
+                    crate::error_chain(&e)
+                );
                 self.counts.spool_errors.fetch_add(1, Ordering::Relaxed);
                 return;
             }

@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result};
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, context::PublishError, message::PublishMessage};
+use thiserror::Error;
 use tokio::sync::mpsc;
 
 use super::{
@@ -24,6 +24,17 @@ use super::{
 pub(super) const ACK_TIMEOUT: Duration = Duration::from_secs(3);
 /// At the end of a run, how long the spool may take to drain.
 const CLOSE_DRAIN: Duration = Duration::from_secs(10);
+
+/// Why the broker did not take a batch.
+#[derive(Debug, Error)]
+pub(super) enum SendError {
+    /// No acknowledgement within `ACK_TIMEOUT`.
+    #[error("no acknowledgement in time")]
+    Timeout(#[source] tokio::time::error::Elapsed),
+    /// The broker answered with an error.
+    #[error("the broker refused the batch")]
+    Refused(#[source] PublishError),
+}
 
 pub(super) struct Job {
     pub(super) first_seq: u64,
@@ -58,7 +69,7 @@ pub(super) fn spool(s: &mut Spool, j: &Job, counts: &Counts) {
         ),
         Err(e) => {
             counts.spool_errors.fetch_add(1, Ordering::Relaxed);
-            log::error!("fleet: {e:#}; {} items lost", j.items);
+            log::error!("fleet: {}; {} items lost", crate::error_chain(&e), j.items);
         }
     }
 }
@@ -69,7 +80,7 @@ async fn publish(
     kind: Kind,
     first_seq: u64,
     bytes: Vec<u8>,
-) -> Result<()> {
+) -> Result<(), SendError> {
     let subject = format!("fireplot.{sensor}.{}", kind.subject_part());
     let msg = PublishMessage::build()
         .payload(bytes.into())
@@ -78,8 +89,8 @@ async fn publish(
         js.send_publish(subject, msg).await?.await
     })
     .await
-    .context("no acknowledgement in time")?;
-    ack.context("the broker refused the batch")?;
+    .map_err(SendError::Timeout)?;
+    ack.map_err(SendError::Refused)?;
     Ok(())
 }
 
@@ -114,7 +125,7 @@ async fn send_oldest(
         Ok(Some(x)) => x,
         Ok(None) => return Sent::Empty,
         Err(e) => {
-            log::error!("fleet: {e:#}");
+            log::error!("fleet: {}", crate::error_chain(&e));
             counts.spool_errors.fetch_add(1, Ordering::Relaxed);
             return Sent::Failed;
         }
@@ -127,7 +138,7 @@ async fn send_oldest(
             match state.lock().expect("state").spool.pop() {
                 Ok(()) => Sent::Yes,
                 Err(e) => {
-                    log::error!("fleet: {e:#}");
+                    log::error!("fleet: {}", crate::error_chain(&e));
                     counts.spool_errors.fetch_add(1, Ordering::Relaxed);
                     Sent::Failed
                 }
@@ -135,7 +146,7 @@ async fn send_oldest(
         }
         Err(e) => {
             counts.publish_errors.fetch_add(1, Ordering::Relaxed);
-            log::debug!("fleet: spool not drained yet: {e:#}");
+            log::debug!("fleet: spool not drained yet: {}", crate::error_chain(&e));
             Sent::Failed
         }
     }
@@ -184,7 +195,7 @@ pub(super) async fn run(
         if up && !have_stream {
             let why = match tokio::time::timeout(ACK_TIMEOUT, ensure_stream(&js, &stream)).await {
                 Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(format!("{e:#}")),
+                Ok(Err(e)) => Some(crate::error_chain(&e)),
                 Err(_) => Some("the broker does not answer".to_string()),
             };
             match why {
@@ -215,7 +226,10 @@ pub(super) async fn run(
                     }
                     Err(e) => {
                         counts.publish_errors.fetch_add(1, Ordering::Relaxed);
-                        log::warn!("fleet: {e:#}; spooling until the broker is back");
+                        log::warn!(
+                            "fleet: {}; spooling until the broker is back",
+                            crate::error_chain(&e)
+                        );
                         away_until = tokio::time::Instant::now() + Duration::from_secs(1);
                         spool(&mut state.lock().expect("state").spool, &j, &counts);
                     }

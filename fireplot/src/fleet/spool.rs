@@ -8,7 +8,65 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, Result};
+use thiserror::Error;
+
+/// Errors of the sequence file and the spool.
+#[derive(Debug, Error)]
+pub enum SpoolError {
+    /// The sequence file holds something else than a number.
+    #[error("`{}` should hold the sensor's next sequence number; it holds `{found}` (remove it only if this sensor's name is new to the collector)", path.display())]
+    BadSequence {
+        path: PathBuf,
+        found: String,
+        #[source]
+        source: std::num::ParseIntError,
+    },
+    /// A file or directory could not be read.
+    #[error("cannot read `{}`", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The sequence file could not be written.
+    #[error("cannot write `{}`", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The spool directory could not be created.
+    #[error("cannot create the spool directory `{}`", dir.display())]
+    CreateDir {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A batch could not be written to the spool.
+    #[error("cannot write to the spool `{}`", dir.display())]
+    Push {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A batch the broker took could not be removed.
+    #[error("cannot remove `{}`", path.display())]
+    Remove {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, SpoolError>;
+
+/// `map_err` for an I/O error of `path`.
+fn read_error(path: &Path) -> impl FnOnce(std::io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Read {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Numbers reserved at once: the file is rewritten once per this many
 /// items, and a crash skips at most this many (gaps are harmless).
@@ -43,17 +101,16 @@ fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 impl Sequence {
     pub fn open(path: &Path) -> Result<Sequence> {
         let high = match fs::read_to_string(path) {
-            Ok(s) => s.trim().parse::<u64>().with_context(|| {
-                format!(
-                    "`{}` should hold the sensor's next sequence number; it holds `{}` (remove it only if this sensor's name is new to the collector)",
-                    path.display(),
-                    s.trim()
-                )
-            })?,
+            Ok(s) => s
+                .trim()
+                .parse::<u64>()
+                .map_err(|source| SpoolError::BadSequence {
+                    path: path.to_path_buf(),
+                    found: s.trim().to_string(),
+                    source,
+                })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read `{}`", path.display()))
-            }
+            Err(e) => return Err(read_error(path)(e)),
         };
         Ok(Sequence {
             path: path.to_path_buf(),
@@ -66,8 +123,12 @@ impl Sequence {
     pub fn take(&mut self, n: u64) -> Result<u64> {
         if self.next + n > self.high {
             let high = self.next + n + RESERVE;
-            write_synced(&self.path, high.to_string().as_bytes())
-                .with_context(|| format!("cannot write `{}`", self.path.display()))?;
+            write_synced(&self.path, high.to_string().as_bytes()).map_err(|source| {
+                SpoolError::Write {
+                    path: self.path.clone(),
+                    source,
+                }
+            })?;
             self.high = high;
         }
         let first = self.next;
@@ -77,7 +138,8 @@ impl Sequence {
 }
 
 /// What the spool did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct SpoolCounts {
     /// Batches (and their items) written to the spool.
     pub spooled_batches: u64,
@@ -111,11 +173,13 @@ fn name(first_seq: u64, items: u64) -> String {
 impl Spool {
     /// Opens (creating) the spool in `dir`, with what an earlier run left.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Spool> {
-        fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create the spool directory `{}`", dir.display()))?;
+        fs::create_dir_all(dir).map_err(|source| SpoolError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
         let mut files = Vec::new();
-        for e in fs::read_dir(dir).with_context(|| format!("cannot read `{}`", dir.display()))? {
-            let e = e?;
+        for e in fs::read_dir(dir).map_err(read_error(dir))? {
+            let e = e.map_err(read_error(dir))?;
             let n = e.file_name().to_string_lossy().to_string();
             let Some(stem) = n.strip_suffix(".fpb") else {
                 if n.ends_with(".tmp") {
@@ -128,7 +192,8 @@ impl Spool {
                 continue;
             };
             if let (Ok(seq), Ok(items)) = (seq.parse(), items.parse()) {
-                files.push((seq, items, e.metadata()?.len()));
+                let len = e.metadata().map_err(read_error(&e.path()))?.len();
+                files.push((seq, items, len));
             }
         }
         files.sort();
@@ -171,7 +236,10 @@ impl Spool {
         let tmp = path.with_extension("tmp");
         fs::write(&tmp, bytes)
             .and_then(|_| fs::rename(&tmp, &path))
-            .with_context(|| format!("cannot write to the spool `{}`", self.dir.display()))?;
+            .map_err(|source| SpoolError::Push {
+                dir: self.dir.clone(),
+                source,
+            })?;
         self.files.push_back((first_seq, items, bytes.len() as u64));
         self.counts.spooled_batches += 1;
         self.counts.spooled_items += items;
@@ -185,7 +253,7 @@ impl Spool {
             return Ok(None);
         };
         let path = self.dir.join(name(seq, items));
-        let bytes = fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let bytes = fs::read(&path).map_err(read_error(&path))?;
         Ok(Some((seq, items, bytes)))
     }
 
@@ -193,8 +261,10 @@ impl Spool {
     pub fn pop(&mut self) -> Result<()> {
         if let Some((seq, items, _)) = self.files.pop_front() {
             let path = self.dir.join(name(seq, items));
-            fs::remove_file(&path)
-                .with_context(|| format!("cannot remove `{}`", path.display()))?;
+            fs::remove_file(&path).map_err(|source| SpoolError::Remove {
+                path: path.clone(),
+                source,
+            })?;
             self.counts.drained_batches += 1;
             self.counts.drained_items += items;
         }

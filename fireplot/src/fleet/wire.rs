@@ -13,12 +13,49 @@
 //! sensor's numbers never repeat (see [`super::spool::Sequence`]), so the
 //! collector can drop what it already stored by (sensor, seq).
 
+use thiserror::Error;
+
 use crate::{
     record::Record,
     store::row::{self, ROW},
 };
 
 const MAGIC: &[u8; 4] = b"FPB1";
+
+/// Why a message is not a batch, or a name not a sensor's.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum WireError {
+    /// It does not start with the magic.
+    #[error("not a fireplot batch (bad magic)")]
+    BadMagic,
+    /// A kind this build does not know.
+    #[error("unknown batch kind {kind}")]
+    UnknownKind { kind: u8 },
+    /// The sensor name is empty.
+    #[error("a batch without a sensor name")]
+    NoSensor,
+    /// It ends before what its header announces.
+    #[error("the batch is cut short ({len} bytes, {wanted} more wanted at {at})")]
+    CutShort {
+        len: usize,
+        wanted: usize,
+        at: usize,
+    },
+    /// Its item count times the row size does not fit in memory.
+    #[error("count overflows")]
+    CountOverflows,
+    /// A name or a line is not UTF-8.
+    #[error("a name or line is not UTF-8")]
+    NotUtf8,
+    /// Bytes follow the last item.
+    #[error("{extra} bytes after the batch")]
+    Trailing { extra: usize },
+    /// A sensor name a NATS subject cannot hold.
+    #[error(
+        "sensor name `{name}`: 1 to 64 letters, digits, - and _ (it is part of a NATS subject)"
+    )]
+    SensorName { name: String },
+}
 
 /// What a batch holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -110,21 +147,21 @@ impl Batch {
     }
 
     /// Reads a batch; a message that is not one says why.
-    pub fn decode(b: &[u8]) -> Result<Batch, String> {
+    pub fn decode(b: &[u8]) -> Result<Batch, WireError> {
         let mut r = Reader { b, at: 0 };
         if r.take(4)? != MAGIC {
-            return Err("not a fireplot batch (bad magic)".into());
+            return Err(WireError::BadMagic);
         }
         let kind = match r.u8()? {
             1 => Kind::Events,
             2 => Kind::Alerts,
             3 => Kind::Counters,
-            k => return Err(format!("unknown batch kind {k}")),
+            kind => return Err(WireError::UnknownKind { kind }),
         };
         let n = r.u8()? as usize;
         let sensor = r.string(n)?;
         if sensor.is_empty() {
-            return Err("a batch without a sensor name".into());
+            return Err(WireError::NoSensor);
         }
         let first_seq = u64::from_le_bytes(r.take(8)?.try_into().expect("8"));
         let count = u32::from_le_bytes(r.take(4)?.try_into().expect("4")) as usize;
@@ -137,7 +174,7 @@ impl Batch {
         }
         let body = match kind {
             Kind::Events => {
-                let rows = r.take(count.checked_mul(ROW).ok_or("count overflows")?)?;
+                let rows = r.take(count.checked_mul(ROW).ok_or(WireError::CountOverflows)?)?;
                 Body::Events(rows.chunks_exact(ROW).map(row::decode).collect())
             }
             k => {
@@ -150,7 +187,9 @@ impl Batch {
             }
         };
         if r.at != b.len() {
-            return Err(format!("{} bytes after the batch", b.len() - r.at));
+            return Err(WireError::Trailing {
+                extra: b.len() - r.at,
+            });
         }
         Ok(Batch {
             sensor,
@@ -167,7 +206,7 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.b.len());
         match end {
             Some(e) => {
@@ -175,35 +214,32 @@ impl<'a> Reader<'a> {
                 self.at = e;
                 Ok(s)
             }
-            None => Err(format!(
-                "the batch is cut short ({} bytes, {} more wanted at {})",
-                self.b.len(),
-                n,
-                self.at
-            )),
+            None => Err(WireError::CutShort {
+                len: self.b.len(),
+                wanted: n,
+                at: self.at,
+            }),
         }
     }
 
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
 
-    fn string(&mut self, n: usize) -> Result<String, String> {
-        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| "a name or line is not UTF-8".into())
+    fn string(&mut self, n: usize) -> Result<String, WireError> {
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| WireError::NotUtf8)
     }
 }
 
 /// A sensor name: what a NATS subject token and a database label can hold.
-pub fn check_sensor_name(s: &str) -> Result<(), String> {
+pub fn check_sensor_name(s: &str) -> Result<(), WireError> {
     if s.is_empty()
         || s.len() > 64
         || !s
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!(
-            "sensor name `{s}`: 1 to 64 letters, digits, - and _ (it is part of a NATS subject)"
-        ));
+        return Err(WireError::SensorName { name: s.into() });
     }
     Ok(())
 }
@@ -262,10 +298,14 @@ mod tests {
         extra.push(0);
         assert!(Batch::decode(&extra)
             .unwrap_err()
+            .to_string()
             .contains("after the batch"));
         let mut magic = b.clone();
         magic[0] = b'X';
-        assert!(Batch::decode(&magic).unwrap_err().contains("magic"));
+        assert!(Batch::decode(&magic)
+            .unwrap_err()
+            .to_string()
+            .contains("magic"));
         let mut count = b.clone();
         // count field: after magic(4) kind(1) len(1) "s"(1) seq(8)
         count[15..19].copy_from_slice(&u32::MAX.to_le_bytes());

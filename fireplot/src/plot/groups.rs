@@ -13,51 +13,6 @@ use rustc_hash::FxHashMap;
 
 use super::Theme;
 
-/// What the dots' colour says.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ColorBy {
-    /// Family and protocol: the fireplot's own palette.
-    #[default]
-    Proto,
-    /// The source's country.
-    Country,
-    /// The source's network (autonomous system).
-    Asn,
-}
-
-impl ColorBy {
-    pub fn parse(s: &str) -> Option<ColorBy> {
-        match s {
-            "proto" | "protocol" => Some(ColorBy::Proto),
-            "country" => Some(ColorBy::Country),
-            "asn" | "network" => Some(ColorBy::Asn),
-            _ => None,
-        }
-    }
-
-    /// The group a stored origin puts its source in (None: unknown).
-    pub fn key(self, o: &crate::enrich::Origin) -> Option<String> {
-        match self {
-            ColorBy::Proto => None,
-            ColorBy::Country => o.country.clone(),
-            ColorBy::Asn => o.asn.map(|a| match &o.as_org {
-                Some(org) => format!("AS{a} {}", short(org, 24)),
-                None => format!("AS{a}"),
-            }),
-        }
-    }
-}
-
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n - 1).collect();
-        t.push('…');
-        t
-    }
-}
-
 /// Groups with a colour of their own; the rest are "other".
 pub const NAMED: usize = 10;
 
@@ -108,7 +63,7 @@ pub struct Drawn {
 }
 
 impl Groups {
-    /// `of`: each known source's group name (as [`ColorBy::key`] gives it).
+    /// `of`: each known source's group name (as [`GroupBy::key`](crate::record::GroupBy::key) gives it).
     pub fn new(of: HashMap<IpAddr, String>) -> Groups {
         let mut index: HashMap<String, u32> = HashMap::new();
         let mut names = Vec::new();
@@ -259,24 +214,5 @@ mod tests {
         colors.sort();
         colors.dedup();
         assert_eq!(colors.len(), 10);
-    }
-
-    #[test]
-    fn keys_name_countries_and_networks() {
-        let o = crate::enrich::Origin {
-            country: Some("NL".into()),
-            asn: Some(64496),
-            as_org: Some("A very long organisation name indeed, Ltd".into()),
-            tags: vec![],
-        };
-        assert_eq!(ColorBy::Country.key(&o).as_deref(), Some("NL"));
-        assert_eq!(
-            ColorBy::Asn.key(&o).as_deref(),
-            Some("AS64496 A very long organisatio…")
-        );
-        assert_eq!(ColorBy::Proto.key(&o), None);
-        assert_eq!(ColorBy::Asn.key(&Default::default()), None);
-        assert_eq!(ColorBy::parse("network"), Some(ColorBy::Asn));
-        assert_eq!(ColorBy::parse("pink"), None);
     }
 }

@@ -9,11 +9,12 @@
 mod density;
 pub mod groups;
 pub mod layout;
+pub mod logstalgia;
 pub mod periodic;
 mod theme;
 
 pub use density::Density;
-pub use groups::{ColorBy, Groups};
+pub use groups::Groups;
 pub use theme::Theme;
 
 use std::{path::Path, sync::Once};
@@ -25,7 +26,7 @@ use plotters::{
 use thiserror::Error;
 
 use crate::record::Record;
-use layout::{time_ticks, Lane, Zone};
+use layout::{time_ticks, Lane, Layout, Zone};
 
 /// Colour categories, in legend order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,11 +84,11 @@ impl Category {
 #[derive(Debug, Error)]
 pub enum PlotError {
     /// The output name has no known extension.
-    #[error("cannot tell the format of `{0}`: use a .png or .svg file name")]
-    Format(String),
-    /// Drawing failed.
-    #[error("drawing the plot failed: {0}")]
-    Draw(String),
+    #[error("cannot tell the format of `{}`: use a .png or .svg file name", path.display())]
+    Format { path: std::path::PathBuf },
+    /// Drawing failed (the drawing library's error, whichever backend).
+    #[error("drawing the plot failed")]
+    Draw(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Writing the file failed.
     #[error("cannot write `{path}`")]
     Write {
@@ -150,8 +151,8 @@ fn register_font() {
     });
 }
 
-fn draw_err<E: std::fmt::Debug>(e: E) -> PlotError {
-    PlotError::Draw(format!("{e:?}"))
+fn draw_err<E: std::error::Error + Send + Sync + 'static>(e: E) -> PlotError {
+    PlotError::Draw(Box::new(e))
 }
 
 /// Width of a character of an alert label (11 px sans), generously.
@@ -159,21 +160,41 @@ const MARK_CHAR_PX: i32 = 6;
 /// Rows of alert labels at the top of the plot.
 const MARK_ROWS: usize = 6;
 
+/// A drawing area of any backend (PNG or SVG).
+type Area<DB> = DrawingArea<DB, plotters::coord::Shift>;
+
+/// The plot's sans-serif text in `fg`.
+fn font(size: u32, fg: RGBColor) -> TextStyle<'static> {
+    ("sans-serif", size).into_font().color(&fg)
+}
+
 /// Draws background, grid, axes, labels, legend and marks.
 fn draw_frame<DB: DrawingBackend>(
-    root: &DrawingArea<DB, plotters::coord::Shift>,
+    root: &Area<DB>,
     d: &Density,
     spec: &Spec,
-) -> Result<(), PlotError> {
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
     let l = &d.layout;
     let theme = spec.theme;
-    let fg = theme.foreground();
     root.fill(&theme.background()).map_err(draw_err)?;
-    let font = |size: u32| ("sans-serif", size).into_font().color(&fg);
     let zone = Zone::new(spec.utc, l.from_ns);
-
     // Alert marks under everything else.
-    // Bands first, then all labels, so no band covers another's label.
+    draw_marks(root, l, spec)?;
+    draw_grid(root, l, theme, &zone)?;
+    draw_titles(root, d, spec, &zone)?;
+    draw_legend(root, d, theme)
+}
+
+/// Alert marks: bands first, then all labels, so no band covers another's
+/// label.
+fn draw_marks<DB: DrawingBackend>(root: &Area<DB>, l: &Layout, spec: &Spec) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let theme = spec.theme;
     let spans: Vec<(usize, u32, u32)> = spec
         .marks
         .iter()
@@ -221,12 +242,24 @@ fn draw_frame<DB: DrawingBackend>(
         root.draw(&Text::new(
             label.clone(),
             (start, l.top as i32 + 2 + row as i32 * 13),
-            font(11),
+            font(11, theme.foreground()),
         ))
         .map_err(draw_err)?;
     }
+    Ok(())
+}
 
-    // Port grid and ticks.
+/// The port grid and ticks, the lanes, the time ticks and the frame.
+fn draw_grid<DB: DrawingBackend>(
+    root: &Area<DB>,
+    l: &Layout,
+    theme: Theme,
+    zone: &Zone,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let fg = theme.foreground();
     for t in l.port_ticks(12) {
         let y = l.y_port(t) as i32;
         root.draw(&PathElement::new(
@@ -236,8 +269,12 @@ fn draw_frame<DB: DrawingBackend>(
         .map_err(draw_err)?;
         let label = t.to_string();
         let w = 7 * label.len() as i32;
-        root.draw(&Text::new(label, (l.left as i32 - 6 - w, y - 6), font(12)))
-            .map_err(draw_err)?;
+        root.draw(&Text::new(
+            label,
+            (l.left as i32 - 6 - w, y - 6),
+            font(12, fg),
+        ))
+        .map_err(draw_err)?;
     }
     for lane in Lane::ALL {
         let y = l.y_lane(lane) as i32;
@@ -250,12 +287,11 @@ fn draw_frame<DB: DrawingBackend>(
         root.draw(&Text::new(
             label,
             (l.left as i32 - 8 - 6 * label.len() as i32, y - 6),
-            font(11),
+            font(11, fg),
         ))
         .map_err(draw_err)?;
     }
-    // Time ticks.
-    let ticks = time_ticks(l.from_ns, l.to_ns, &zone, l.plot_width());
+    let ticks = time_ticks(l.from_ns, l.to_ns, zone, l.plot_width());
     for (ts, label) in &ticks {
         if let Some(x) = l.x(*ts) {
             root.draw(&PathElement::new(
@@ -269,12 +305,11 @@ fn draw_frame<DB: DrawingBackend>(
                     x as i32 - 3 * label.len() as i32,
                     l.lane_bottom() as i32 + 6,
                 ),
-                font(12),
+                font(12, fg),
             ))
             .map_err(draw_err)?;
         }
     }
-    // Frame.
     root.draw(&Rectangle::new(
         [
             (l.left as i32 - 1, l.top as i32 - 1),
@@ -291,8 +326,21 @@ fn draw_frame<DB: DrawingBackend>(
         fg,
     ))
     .map_err(draw_err)?;
+    Ok(())
+}
 
-    // Title and axis names.
+/// The title, the axis name, and a note when there is nothing to show.
+fn draw_titles<DB: DrawingBackend>(
+    root: &Area<DB>,
+    d: &Density,
+    spec: &Spec,
+    zone: &Zone,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let l = &d.layout;
+    let fg = spec.theme.foreground();
     let title = format!(
         "fireplot — {} — {} to {} ({}) — {} probes",
         spec.iface,
@@ -301,12 +349,12 @@ fn draw_frame<DB: DrawingBackend>(
         zone.name(),
         d.total()
     );
-    root.draw(&Text::new(title, (l.left as i32, 12), font(16)))
+    root.draw(&Text::new(title, (l.left as i32, 12), font(16, fg)))
         .map_err(draw_err)?;
     root.draw(&Text::new(
         "dst port (log)",
         (6, l.top as i32 - 18),
-        font(11),
+        font(11, fg),
     ))
     .map_err(draw_err)?;
     if d.total() == 0 {
@@ -317,13 +365,24 @@ fn draw_frame<DB: DrawingBackend>(
                 (l.left + l.plot_width() / 2) as i32 - 70,
                 ((l.top + l.ports_bottom) / 2) as i32,
             ),
-            font(18),
+            font(18, fg),
         ))
         .map_err(draw_err)?;
     }
+    Ok(())
+}
 
-    // Legend: a swatch and count per category (or group), on one row, or
-    // two when they do not fit (what fits in neither is left out).
+/// A swatch and count per category (or group), on one row, or two when
+/// they do not fit (what fits in neither is left out).
+fn draw_legend<DB: DrawingBackend>(
+    root: &Area<DB>,
+    d: &Density,
+    theme: Theme,
+) -> Result<(), PlotError>
+where
+    DB::ErrorType: 'static,
+{
+    let l = &d.layout;
     let items: Vec<(RGBColor, String, i32)> = d
         .legend(theme)
         .into_iter()
@@ -347,8 +406,12 @@ fn draw_frame<DB: DrawingBackend>(
         let y = l.height as i32 - 42 + 18 * row;
         root.draw(&Rectangle::new([(x, y), (x + 10, y + 10)], color.filled()))
             .map_err(draw_err)?;
-        root.draw(&Text::new(label, (x + 14, y - 1), font(12)))
-            .map_err(draw_err)?;
+        root.draw(&Text::new(
+            label,
+            (x + 14, y - 1),
+            font(12, theme.foreground()),
+        ))
+        .map_err(draw_err)?;
         x += w;
     }
     Ok(())
@@ -426,7 +489,7 @@ pub fn render(d: &Density, spec: &Spec, out: &Path) -> Result<Rendered, PlotErro
             }
             std::fs::write(&tmp, s).map_err(write_err)?;
         }
-        _ => return Err(PlotError::Format(out.display().to_string())),
+        _ => return Err(PlotError::Format { path: out.into() }),
     }
     std::fs::rename(&tmp, out).map_err(write_err)?;
     Ok(Rendered {

@@ -104,7 +104,7 @@ pub struct EventRecord {
     /// Who the source is: `country`, `asn`, `as_org`, `tags` (with
     /// --geoip, --asn, --tag; each absent when unknown).
     #[serde(default, flatten)]
-    pub origin: crate::enrich::Origin,
+    pub origin: super::Origin,
 }
 
 fn one() -> u32 {

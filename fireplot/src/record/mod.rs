@@ -19,10 +19,12 @@ use fireplot_common::{
 use thiserror::Error;
 
 pub mod line;
+pub mod origin;
 #[cfg(test)]
 pub(crate) mod proptests;
 
 use line::{parse_flags, rfc3339_ns, EventRecord, Proto};
+pub use origin::{GroupBy, Origin};
 
 /// One stored event.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,6 +2,16 @@
 
 use std::str::FromStr;
 
+use thiserror::Error;
+
+/// Errors of reading a service.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ServiceError {
+    /// Not `tcp/PORT`, `udp/PORT`, a range of either, or `icmp`.
+    #[error("invalid service `{text}`; use tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp")]
+    Invalid { text: String },
+}
+
 /// A published service: `tcp/443`, `udp/53`, `tcp/8000-8080`, or `icmp`
 /// (the router answers echo requests).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,14 +22,13 @@ pub enum Service {
 }
 
 impl FromStr for Service {
-    type Err = String;
+    type Err = ServiceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.to_ascii_lowercase();
         if lower == "icmp" || lower == "ping" {
             return Ok(Service::IcmpEcho);
         }
-        let err =
-            || format!("invalid service `{s}`; use tcp/PORT, udp/PORT, tcp/FIRST-LAST or icmp");
+        let err = || ServiceError::Invalid { text: s.into() };
         let (proto, ports) = lower.split_once('/').ok_or_else(err)?;
         let (first, last) = match ports.split_once('-') {
             Some((a, b)) => (

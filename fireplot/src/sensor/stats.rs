@@ -1,5 +1,7 @@
 //! Per-CPU counters summed over CPUs.
 
+use std::borrow::Cow;
+
 use aya::maps::{Map, PerCpuArray};
 use fireplot_common::{
     counters::{
@@ -8,31 +10,36 @@ use fireplot_common::{
     },
     event::Class,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Error;
 
-/// Packets of one (class, family, protocol slot).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+/// Packets of one (class, family, protocol slot). The names are the
+/// kernel side's own (borrowed) when read from the maps, owned when read
+/// back from a summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ClassCount {
-    pub class: &'static str,
-    pub family: &'static str,
-    pub proto: &'static str,
+    pub class: Cow<'static, str>,
+    pub family: Cow<'static, str>,
+    pub proto: Cow<'static, str>,
     pub packets: u64,
 }
 
 /// Unsolicited hits on one destination port.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct PortCount {
-    pub family: &'static str,
-    pub proto: &'static str,
+    pub family: Cow<'static, str>,
+    pub proto: Cow<'static, str>,
     pub port: u16,
     pub hits: u64,
 }
 
 /// What one CPU counted: where the receive side spread the traffic, and
 /// how each CPU's share of the rate limit was used.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CpuCount {
     pub cpu: u32,
     pub unsolicited: u64,
@@ -98,9 +105,9 @@ impl Counters {
                     let idx = (class as usize * FAMILY_SLOTS + f) * PROTO_SLOTS + p;
                     if flat[idx] > 0 {
                         out.classes.push(ClassCount {
-                            class: class.name(),
-                            family,
-                            proto,
+                            class: Cow::Borrowed(class.name()),
+                            family: Cow::Borrowed(family),
+                            proto: Cow::Borrowed(proto),
                             packets: flat[idx],
                         });
                     }
@@ -125,8 +132,8 @@ impl Counters {
                     let flat = chunk as usize * PORT_CHUNK + i;
                     let (family, proto) = PORT_TABLE_NAMES[flat / 65536];
                     out.ports.push(PortCount {
-                        family,
-                        proto,
+                        family: Cow::Borrowed(family),
+                        proto: Cow::Borrowed(proto),
                         port: (flat % 65536) as u16,
                         hits: h,
                     });

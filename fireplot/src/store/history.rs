@@ -1,8 +1,8 @@
 //! The history as the reading commands see it (DESIGN §8: one store
 //! trait, two implementations): the embedded SQLite [`Store`] of one
-//! router, or the fleet's PostgreSQL
-//! ([`crate::fleet::pgstore::PgStore`]). `plot`, `top`, `detect` and
-//! `serve` hold a `&dyn History` and do not know which they got.
+//! router, or the fleet's PostgreSQL (`fleet::pgstore`, which implements
+//! this trait). `plot`, `top`, `detect` and `serve` hold a `&dyn History`
+//! and do not know which they got: the command chose it (`cmd::history`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -15,7 +15,7 @@ use super::{
     tiles::{PortCounts, Tile},
     Filter, Store, StoreError,
 };
-use crate::{enrich::Origin, plot::ColorBy, record::Record};
+use crate::record::{GroupBy, Origin, Record};
 
 /// What the reading commands ask of a history.
 pub trait History: Send {
@@ -110,7 +110,7 @@ pub trait History: Send {
         asn: Option<u32>,
         tag: Option<&str>,
     ) -> Result<HashSet<IpAddr>, StoreError>;
-    fn origin_groups(&self, by: ColorBy) -> Result<HashMap<IpAddr, String>, StoreError>;
+    fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError>;
 }
 
 impl dyn History + '_ {
@@ -193,40 +193,24 @@ impl History for Store {
     ) -> Result<HashSet<IpAddr>, StoreError> {
         Store::sources_where(self, country, asn, tag)
     }
-    fn origin_groups(&self, by: ColorBy) -> Result<HashMap<IpAddr, String>, StoreError> {
+    fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError> {
         Store::origin_groups(self, by)
     }
 }
 
-/// Where a reading command's history is: a SQLite file, or the fleet's
-/// PostgreSQL (optionally one sensor of it). Opened per use: the console
-/// opens one per request, on its blocking threads.
-#[derive(Clone, Debug)]
-pub enum HistorySpec {
-    Sqlite(PathBuf),
-    Postgres { url: String, sensor: Option<String> },
+/// Where a history is, opened anew for each use: the console opens one
+/// per request, on its blocking threads. Which backend it is (`--db` or
+/// `--postgres`) the command chose.
+pub trait HistorySource: Send + Sync + std::fmt::Debug {
+    fn open(&self) -> Result<Box<dyn History>, StoreError>;
 }
 
-impl HistorySpec {
-    pub fn open(&self) -> Result<Box<dyn History>, StoreError> {
-        match self {
-            HistorySpec::Sqlite(p) => Ok(Box::new(Store::open_read_only(p)?)),
-            HistorySpec::Postgres { url, sensor } => Ok(Box::new(
-                crate::fleet::pgstore::PgStore::open(url, sensor.as_deref())?,
-            )),
-        }
-    }
+/// A SQLite history file, opened read-only.
+#[derive(Clone, Debug)]
+pub struct SqliteHistory(pub PathBuf);
 
-    pub fn label(&self) -> String {
-        match self {
-            HistorySpec::Sqlite(p) => p.display().to_string(),
-            HistorySpec::Postgres { url, sensor } => {
-                let u = crate::fleet::collect::redact(url);
-                match sensor {
-                    Some(s) => format!("{u} (sensor {s})"),
-                    None => u,
-                }
-            }
-        }
+impl HistorySource for SqliteHistory {
+    fn open(&self) -> Result<Box<dyn History>, StoreError> {
+        Ok(Box::new(Store::open_read_only(&self.0)?))
     }
 }

@@ -25,7 +25,7 @@ use crate::record::{bytes_addr, Record};
 
 pub use console::Source;
 pub use filter::{in_prefix, Filter};
-pub use history::{History, HistorySpec};
+pub use history::{History, HistorySource, SqliteHistory};
 /// The fixed-width event row (72 bytes, little-endian) of the store's
 /// blocks, also what the fleet sends over NATS.
 pub(crate) mod row {
@@ -63,9 +63,50 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    /// The fleet's PostgreSQL database.
-    #[error("PostgreSQL {what}: {why}")]
-    Postgres { what: String, why: String },
+    /// A statement on the fleet's PostgreSQL failed.
+    #[error("PostgreSQL {what}")]
+    Postgres {
+        what: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The fleet's PostgreSQL could not be reached.
+    #[error("PostgreSQL at `{url}`: cannot connect")]
+    PostgresConnect {
+        /// Without its password.
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The runtime that drives the PostgreSQL client could not start.
+    #[error("PostgreSQL: cannot start the client's runtime")]
+    PostgresRuntime(#[source] std::io::Error),
+    /// The database has no fireplot schema (or it cannot be read).
+    #[error("PostgreSQL at `{url}`: no fireplot data here (no fireplot_schema table): run `fireplot collect` into it first")]
+    NotFleet {
+        url: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// The fleet's database is from a newer fireplot.
+    #[error(
+        "PostgreSQL at `{url}`: schema version {found} is newer than this fireplot's {supported}"
+    )]
+    PostgresTooNew {
+        url: String,
+        found: i32,
+        supported: i32,
+    },
+    /// The fireplot schema table is there but empty.
+    #[error("PostgreSQL at `{url}`: the fireplot schema is empty")]
+    PostgresEmpty { url: String },
+    /// `--sensor` names no sensor of the fleet.
+    #[error("PostgreSQL at `{url}`: no sensor `{name}` (known: {known:?})")]
+    NoSensor {
+        url: String,
+        name: String,
+        known: Vec<String>,
+    },
 }
 
 /// The default database path for a daemon: `/var/lib/fireplot/fireplot.db`

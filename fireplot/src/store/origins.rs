@@ -8,7 +8,7 @@ use std::{collections::HashMap, net::IpAddr};
 use rusqlite::{params, OptionalExtension};
 
 use super::{Store, StoreError};
-use crate::enrich::Origin;
+use crate::record::{GroupBy, Origin};
 
 pub(super) const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS origins (
@@ -135,10 +135,7 @@ impl Store {
 
     /// Every stored source's group for colouring a plot (its country, or
     /// its network); sources without one are left out.
-    pub fn origin_groups(
-        &self,
-        by: crate::plot::ColorBy,
-    ) -> Result<HashMap<IpAddr, String>, StoreError> {
+    pub fn origin_groups(&self, by: GroupBy) -> Result<HashMap<IpAddr, String>, StoreError> {
         let what = "reading origins for colouring";
         let mut stmt = self
             .conn

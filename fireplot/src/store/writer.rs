@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::Store;
 use crate::record::Record;
@@ -62,7 +62,8 @@ pub struct WriterCounts {
 }
 
 /// A snapshot of [`WriterCounts`]. `stored`/`not_stored` count events.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct StoreCounts {
     pub stored: u64,
     pub not_stored: u64,

@@ -21,7 +21,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{bail, Context, Result};
 use axum::{
     extract::{Request, State},
     http::{header, HeaderValue, StatusCode},
@@ -30,8 +29,47 @@ use axum::{
     routing::get,
     Router,
 };
+use thiserror::Error;
 use tokio::sync::{watch, Semaphore};
 use tower_http::{limit::RequestBodyLimitLayer, timeout::TimeoutLayer};
+
+/// Errors of starting and running the console's server.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    /// A non-loopback address without a token.
+    #[error("the console's address {listen} is reachable from other machines: give --token or --token-file (or listen on 127.0.0.1 and reach it through an SSH tunnel)")]
+    NoToken { listen: SocketAddr },
+    /// A token too short or with spaces.
+    #[error("the token must be at least 16 characters, without spaces")]
+    WeakToken,
+    /// The token file could not be read.
+    #[error("cannot read token file `{}`", path.display())]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The token file's first line is empty.
+    #[error("token file `{}` is empty", path.display())]
+    EmptyTokenFile { path: PathBuf },
+    /// The private directory plots are rendered in.
+    #[error("cannot create `{}`", path.display())]
+    Scratch {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The address is taken or not ours.
+    #[error("cannot listen on {listen}")]
+    Listen {
+        listen: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The server stopped on an error.
+    #[error("web server failed")]
+    Server(#[source] std::io::Error),
+}
 
 /// The console's default address: loopback only.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8780";
@@ -48,24 +86,22 @@ pub struct WebOptions {
     pub listen: SocketAddr,
     pub token: Option<String>,
     /// The history: a SQLite file or the fleet's PostgreSQL.
-    pub history: crate::store::HistorySpec,
+    pub history: Arc<dyn crate::store::HistorySource>,
     /// What the title calls the input.
     pub label: String,
 }
 
 impl WebOptions {
     /// Refuses a non-loopback address without a token.
-    pub fn check(&self) -> Result<()> {
+    pub fn check(&self) -> Result<(), ServeError> {
         if !self.listen.ip().is_loopback() && self.token.is_none() {
-            bail!(
-                "the console's address {} is reachable from other machines: give --token or \
-                 --token-file (or listen on 127.0.0.1 and reach it through an SSH tunnel)",
-                self.listen
-            );
+            return Err(ServeError::NoToken {
+                listen: self.listen,
+            });
         }
         if let Some(t) = &self.token {
             if t.len() < 16 || t.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                bail!("the token must be at least 16 characters, without spaces");
+                return Err(ServeError::WeakToken);
             }
         }
         Ok(())
@@ -73,12 +109,14 @@ impl WebOptions {
 }
 
 /// Reads a token file: the first line, trimmed.
-pub fn read_token_file(path: &Path) -> Result<String> {
-    let s = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read token file `{}`", path.display()))?;
+pub fn read_token_file(path: &Path) -> Result<String, ServeError> {
+    let s = std::fs::read_to_string(path).map_err(|source| ServeError::TokenFile {
+        path: path.into(),
+        source,
+    })?;
     let t = s.lines().next().unwrap_or("").trim().to_string();
     if t.is_empty() {
-        bail!("token file `{}` is empty", path.display());
+        return Err(ServeError::EmptyTokenFile { path: path.into() });
     }
     Ok(t)
 }
@@ -121,7 +159,7 @@ impl<T: Clone> Cache<T> {
 
 /// Shared by every request.
 pub struct Shared {
-    pub history: crate::store::HistorySpec,
+    pub history: Arc<dyn crate::store::HistorySource>,
     pub label: String,
     pub token: Option<String>,
     /// The daemon's latest counter summary (JSON), when running inside it.
@@ -143,7 +181,7 @@ impl Shared {
         opts: &WebOptions,
         live_summary: Option<watch::Receiver<Option<String>>>,
         stopping: watch::Receiver<bool>,
-    ) -> Result<Shared> {
+    ) -> Result<Shared, ServeError> {
         let scratch = std::env::temp_dir().join(format!(
             "fireplot-web-{}-{:x}",
             std::process::id(),
@@ -154,7 +192,10 @@ impl Shared {
             std::fs::DirBuilder::new()
                 .mode(0o700)
                 .create(&scratch)
-                .with_context(|| format!("cannot create `{}`", scratch.display()))?;
+                .map_err(|source| ServeError::Scratch {
+                    path: scratch.clone(),
+                    source,
+                })?;
         }
         Ok(Shared {
             history: opts.history.clone(),
@@ -283,11 +324,14 @@ async fn headers(req: Request, next: Next) -> Response {
 
 /// Checks the options and takes the address (so that a busy port is an
 /// error at start, not later).
-pub async fn bind(opts: &WebOptions) -> Result<tokio::net::TcpListener> {
+pub async fn bind(opts: &WebOptions) -> Result<tokio::net::TcpListener, ServeError> {
     opts.check()?;
     tokio::net::TcpListener::bind(opts.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", opts.listen))
+        .map_err(|source| ServeError::Listen {
+            listen: opts.listen,
+            source,
+        })
 }
 
 /// Serves on `listener` until `shutdown` resolves.
@@ -296,7 +340,7 @@ pub async fn serve(
     opts: WebOptions,
     live_summary: Option<watch::Receiver<Option<String>>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<()> {
+) -> Result<(), ServeError> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(Shared::new(&opts, live_summary, stop_rx)?);
     let shutdown = async move {
@@ -315,7 +359,7 @@ pub async fn serve(
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await
-        .context("web server failed")
+        .map_err(ServeError::Server)
 }
 
 #[cfg(test)]

@@ -6,9 +6,10 @@ use std::{collections::BTreeMap, net::IpAddr};
 use chrono::{NaiveDate, TimeZone};
 
 use crate::{
-    plot::{layout::Zone, ColorBy, Theme},
+    plot::{layout::Zone, Theme},
+    record::GroupBy,
     store::Filter,
-    units::{Cidr, HumanDuration, ProtoArg, TimeArg},
+    units::{Cidr, HumanDuration, ProtoArg, TimeArg, UnitError},
 };
 
 const NS: i64 = 1_000_000_000;
@@ -121,7 +122,7 @@ pub struct View {
     /// Who the sources are (resolved into `filter.sources` by the caller).
     pub origin: OriginFilter,
     /// What the dots' colour says: protocol (default), country or network.
-    pub color: ColorBy,
+    pub color: GroupBy,
 }
 
 /// `country=NL`, `asn=64496` (or AS64496), `tag=research_scanner`.
@@ -186,23 +187,45 @@ impl OriginFilter {
 }
 
 impl View {
+    /// The view the parameters ask for. They are checked in one order
+    /// (the range, the filter, then how it is drawn), so a request with
+    /// several bad ones is always told of the same one.
     pub fn parse(p: &Params, now_ns: i64) -> Result<View, Bad> {
         let utc = p.flag("utc")?;
         let zone = Zone::new(utc, now_ns);
-        let time = |k: &str| -> Result<Option<i64>, Bad> {
-            match p.get(k) {
-                None => Ok(None),
-                Some(v) => match v.parse::<i64>() {
-                    // Unix milliseconds (what the page sends after a zoom).
-                    Ok(ms) if (0..=i64::MAX / 1_000_000).contains(&ms) => Ok(Some(ms * 1_000_000)),
-                    Ok(_) => Err(Bad(format!("parameter `{k}` is out of range"))),
-                    Err(_) => v
-                        .parse::<TimeArg>()
-                        .map(|t| Some(t.0))
-                        .map_err(|e: String| Bad(format!("parameter `{k}`: {}", clip(&e)))),
-                },
-            }
-        };
+        let range = Range::parse(p, now_ns, &zone)?;
+        let mut filter = Filter::range(range.from, range.to);
+        narrow(p, &mut filter)?;
+        let theme = theme(p)?;
+        let iface = iface(p)?;
+        Ok(View {
+            filter,
+            iface,
+            width: p.int("w", 320, 4000)?.unwrap_or(1600) as u32,
+            height: p.int("h", 240, 3000)?.unwrap_or(800) as u32,
+            theme,
+            utc,
+            day: range.day,
+            live: range.live,
+            origin: OriginFilter::parse(p)?,
+            color: color(p)?,
+        })
+    }
+}
+
+/// The time range of a view: `day`, `last`, `since=midnight`, or
+/// `from`/`to` (a day ending now by default).
+struct Range {
+    from: i64,
+    to: i64,
+    /// The day shown, for day pages.
+    day: Option<NaiveDate>,
+    /// It ends now.
+    live: bool,
+}
+
+impl Range {
+    fn parse(p: &Params, now_ns: i64, zone: &Zone) -> Result<Range, Bad> {
         let mut day = None;
         let mut live = false;
         let (from, to) = if let Some(d) = p.get("day") {
@@ -216,14 +239,12 @@ impl View {
                 ))
             })?;
             day = Some(date);
-            day_range(date, &zone).ok_or_else(|| Bad("that day is out of range".into()))?
+            day_range(date, zone).ok_or_else(|| Bad("that day is out of range".into()))?
         } else if let Some(l) = p.get("last") {
             if p.get("from").is_some() || p.get("to").is_some() {
                 return Err(Bad("`last` cannot be combined with from/to".into()));
             }
-            let d: HumanDuration = l
-                .parse()
-                .map_err(|e: String| Bad(format!("parameter `last`: {}", clip(&e))))?;
+            let d: HumanDuration = l.parse().map_err(|e| unit_bad("last", e))?;
             live = true;
             (
                 now_ns.saturating_sub(d.0.as_nanos().min(i64::MAX as u128) as i64),
@@ -235,7 +256,7 @@ impl View {
                 .with_timezone(&zone.offset)
                 .date_naive();
             (
-                day_range(today, &zone)
+                day_range(today, zone)
                     .map(|r| r.0)
                     .unwrap_or(now_ns - DAY_NS),
                 now_ns,
@@ -246,8 +267,8 @@ impl View {
                 clip(s)
             )));
         } else {
-            let to = time("to")?;
-            let from = time("from")?;
+            let to = time(p, "to")?;
+            let from = time(p, "from")?;
             live = to.is_none();
             let to = to.unwrap_or(now_ns);
             (from.unwrap_or(to - DAY_NS), to)
@@ -258,84 +279,103 @@ impl View {
         if to - from > MAX_RANGE_NS {
             return Err(Bad("the range is longer than 400 days".into()));
         }
-        let mut filter = Filter::range(from, to);
-        if let Some(v) = p.get("proto") {
-            filter.proto = Some(
-                v.parse::<ProtoArg>()
-                    .map_err(|e: String| Bad(format!("parameter `proto`: {}", clip(&e))))?
-                    .0,
-            );
-        }
-        filter.family = match p.get("family") {
-            None => None,
-            Some("4") => Some(4),
-            Some("6") => Some(6),
-            Some(v) => {
-                return Err(Bad(format!(
-                    "parameter `family` must be 4 or 6, not `{}`",
-                    clip(v)
-                )))
-            }
-        };
-        if let Some(v) = p.get("src") {
-            let c: Cidr = v
-                .parse()
-                .map_err(|e: String| Bad(format!("parameter `src`: {}", clip(&e))))?;
-            filter.src = Some((c.0, c.1));
-        }
-        if let Some(v) = p.get("ports") {
-            filter.ports = Some(parse_ports(v)?);
-        }
-        let theme = match p.get("theme") {
-            None | Some("dark") => Theme::Dark,
-            Some("light") => Theme::Light,
-            Some(v) => {
-                return Err(Bad(format!(
-                    "parameter `theme` must be dark or light, not `{}`",
-                    clip(v)
-                )))
-            }
-        };
-        let iface = match p.get("iface") {
-            None => None,
-            // A kernel name (15 characters), a capture's `LABEL:NAME`, or
-            // a fleet's `SENSOR/NAME`.
-            Some(v)
-                if v.len() <= MAX_VALUE
-                    && !v.contains("..")
-                    && !v.starts_with('/')
-                    && v.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.@/:".contains(c)) =>
-            {
-                Some(v.to_string())
-            }
-            Some(v) => {
-                return Err(Bad(format!(
-                    "parameter `iface` is not an interface name: `{}`",
-                    clip(v)
-                )))
-            }
-        };
-        Ok(View {
-            filter,
-            iface,
-            width: p.int("w", 320, 4000)?.unwrap_or(1600) as u32,
-            height: p.int("h", 240, 3000)?.unwrap_or(800) as u32,
-            theme,
-            utc,
+        Ok(Range {
+            from,
+            to,
             day,
             live,
-            origin: OriginFilter::parse(p)?,
-            color: match p.get("color") {
-                None => ColorBy::Proto,
-                Some(c) => ColorBy::parse(c).ok_or_else(|| {
-                    Bad(format!(
-                        "parameter `color` must be proto, country or asn, not `{}`",
-                        clip(c)
-                    ))
-                })?,
-            },
         })
+    }
+}
+
+/// A text form that did not read, as parameter `k`'s rejection.
+fn unit_bad(k: &str, e: UnitError) -> Bad {
+    Bad(format!("parameter `{k}`: {}", clip(&e.to_string())))
+}
+
+/// `from` or `to`: Unix milliseconds (what the page sends after a zoom),
+/// or a time as the command line takes it.
+fn time(p: &Params, k: &str) -> Result<Option<i64>, Bad> {
+    match p.get(k) {
+        None => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(ms) if (0..=i64::MAX / 1_000_000).contains(&ms) => Ok(Some(ms * 1_000_000)),
+            Ok(_) => Err(Bad(format!("parameter `{k}` is out of range"))),
+            Err(_) => v
+                .parse::<TimeArg>()
+                .map(|t| Some(t.0))
+                .map_err(|e| unit_bad(k, e)),
+        },
+    }
+}
+
+/// `proto`, `family`, `src` and `ports` into the filter.
+fn narrow(p: &Params, filter: &mut Filter) -> Result<(), Bad> {
+    if let Some(v) = p.get("proto") {
+        filter.proto = Some(v.parse::<ProtoArg>().map_err(|e| unit_bad("proto", e))?.0);
+    }
+    filter.family = match p.get("family") {
+        None => None,
+        Some("4") => Some(4),
+        Some("6") => Some(6),
+        Some(v) => {
+            return Err(Bad(format!(
+                "parameter `family` must be 4 or 6, not `{}`",
+                clip(v)
+            )))
+        }
+    };
+    if let Some(v) = p.get("src") {
+        let c: Cidr = v.parse().map_err(|e| unit_bad("src", e))?;
+        filter.src = Some((c.0, c.1));
+    }
+    if let Some(v) = p.get("ports") {
+        filter.ports = Some(parse_ports(v)?);
+    }
+    Ok(())
+}
+
+fn theme(p: &Params) -> Result<Theme, Bad> {
+    match p.get("theme") {
+        None | Some("dark") => Ok(Theme::Dark),
+        Some("light") => Ok(Theme::Light),
+        Some(v) => Err(Bad(format!(
+            "parameter `theme` must be dark or light, not `{}`",
+            clip(v)
+        ))),
+    }
+}
+
+/// A kernel name (15 characters), a capture's `LABEL:NAME`, or a fleet's
+/// `SENSOR/NAME`.
+fn iface(p: &Params) -> Result<Option<String>, Bad> {
+    match p.get("iface") {
+        None => Ok(None),
+        Some(v)
+            if v.len() <= MAX_VALUE
+                && !v.contains("..")
+                && !v.starts_with('/')
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.@/:".contains(c)) =>
+        {
+            Ok(Some(v.to_string()))
+        }
+        Some(v) => Err(Bad(format!(
+            "parameter `iface` is not an interface name: `{}`",
+            clip(v)
+        ))),
+    }
+}
+
+fn color(p: &Params) -> Result<GroupBy, Bad> {
+    match p.get("color") {
+        None => Ok(GroupBy::Proto),
+        Some(c) => GroupBy::parse(c).ok_or_else(|| {
+            Bad(format!(
+                "parameter `color` must be proto, country or asn, not `{}`",
+                clip(c)
+            ))
+        }),
     }
 }
 

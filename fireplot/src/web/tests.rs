@@ -67,7 +67,7 @@ fn app(db: PathBuf, token: Option<&str>) -> Router {
     let opts = WebOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         token: token.map(String::from),
-        history: crate::store::HistorySpec::Sqlite(db),
+        history: Arc::new(crate::store::SqliteHistory(db)),
         label: "fixture".into(),
     };
     // The sender is dropped: the flag stays false (never stopping).
@@ -314,7 +314,7 @@ fn listening_beyond_loopback_needs_a_token() {
     let opts = |listen: &str, token: Option<&str>| WebOptions {
         listen: listen.parse().unwrap(),
         token: token.map(String::from),
-        history: crate::store::HistorySpec::Sqlite("x.db".into()),
+        history: Arc::new(crate::store::SqliteHistory("x.db".into())),
         label: String::new(),
     };
     assert!(opts("127.0.0.1:8780", None).check().is_ok());

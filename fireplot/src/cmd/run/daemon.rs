@@ -2,112 +2,41 @@
 //! buffer into the sinks, write summaries and plots on their ticks, and on
 //! a signal or `--duration` detach first, then flush everything.
 
-use std::time::Instant;
+use std::{path::PathBuf, time::Instant};
 
 use anyhow::Context as _;
 use tokio::{
     io::{unix::AsyncFd, Interest},
     signal::unix::{signal, SignalKind},
+    sync::{oneshot, watch},
+    task::JoinHandle,
 };
 
 use super::{
     sinks::{db_path, drain, drain_aggregates, EventSink},
     stats::StatsWriter,
-    summary::RateLimitSummary,
     RunArgs,
 };
-use crate::{plot::periodic::Periodic, sensor::Sensor, store::writer::StoreWriter};
+use crate::{
+    plot::periodic::Periodic, sensor::Sensor, store::writer::StoreWriter,
+    summary::RateLimitSummary, web::ServeError,
+};
 
 /// Runs the sensor until a signal or `--duration`.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Every value is checked before anything is opened or loaded.
     args.check()?;
-    let limits = args.classifier.limits();
-    limits.validate(crate::sensor::online_cpus()?)?;
-    let detect_cfg = args.detect.load()?;
-    let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
-    let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
-    sink.iface = Some(args.iface.clone());
-    if args.output.events_out.is_none() && args.output.db.is_none() {
-        log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
-    }
-
-    let mut sensor = Sensor::load(&args.classifier.load_options())?;
-    sensor.configure(&limits, &args.classifier.services)?;
-    stats.rate_limit = limits.cpu_share(sensor.cpus).map(|share| RateLimitSummary {
-        rate_limit: limits.rate_limit,
-        rate_burst: limits.rate_burst,
-        cpus: sensor.cpus,
-        cpu_burst: share.burst,
-        cpu_interval_ns: share.interval_ns,
-    });
-    let mode = sensor.attach(&args.iface, args.xdp_mode)?;
-    log::info!(
-        "fireplot attached to {} (XDP {mode}, TC egress), HZ {}",
-        args.iface,
-        sensor.clock.hz
-    );
-    // The history database, when there is one (`--db` without a value: the default).
-    let db_path = db_path(args.output.db.as_deref());
-    if let Some(path) = db_path.clone() {
-        let ifindex = ifindex_of(&args.iface);
-        if args.web.is_some() {
-            // The console reads the database from the start: create it (and
-            // its WAL mode) now, before the writer's thread opens it too.
-            crate::store::Store::open(&path)?;
-        }
-        log::info!("storing history in {}", path.display());
-        sink.store = Some(StoreWriter::start(
-            path,
-            args.retain.map(|r| r.0),
-            Some((ifindex, args.iface.clone())),
-        ));
-        sink.store_origins();
-    }
+    let (mut sensor, mut sink, mut stats) = attach(&args)?;
+    let db_path = keep_history(&args, &mut sink)?;
     sink.start_publishing(
         &args.output.fleet,
         Some((ifindex_of(&args.iface), args.iface.as_str())),
     )
     .await?;
     // The console: checked before anything else listens, stopped with the run.
-    let (summary_tx, summary_rx) = tokio::sync::watch::channel(None::<String>);
-    let (web_stop, web_stopped) = tokio::sync::oneshot::channel::<()>();
-    let mut web_task = None;
-    if let (Some(listen), Some(path)) = (args.web, db_path.clone()) {
-        let token = args.web_token()?;
-        let opts = crate::web::WebOptions {
-            listen,
-            token,
-            history: crate::store::HistorySpec::Sqlite(path),
-            label: args.iface.clone(),
-        };
-        let listener = crate::web::bind(&opts).await?;
-        web_task = Some(tokio::spawn(crate::web::serve(
-            listener,
-            opts,
-            Some(summary_rx),
-            async move {
-                let _ = web_stopped.await;
-            },
-        )));
-    }
-    let mut web_tick = tokio::time::interval(std::time::Duration::from_secs(2));
-    web_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let periodic = match (&args.plot_dir, &db_path) {
-        (Some(dir), Some(db)) => Some(Periodic {
-            dir: dir.clone(),
-            iface: args.iface.clone(),
-            ifindex: ifindex_of(&args.iface),
-            db: db.clone(),
-            window: args.plot_window.0,
-            svg: args.plot_svg,
-            theme: args.plot_theme,
-            utc: args.plot_utc,
-            started_ns: crate::record::now_ns(),
-        }),
-        _ => None,
-    };
-    let mut plot_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut console = Console::start(&args, db_path.clone()).await?;
+    let periodic = periodic_plots(&args, db_path.as_ref());
+    let mut plot_task: Option<JoinHandle<()>> = None;
     let mut plot_tick = tokio::time::interval(args.plot_every.0);
     plot_tick.tick().await;
     let ring = sensor.take_events()?;
@@ -147,16 +76,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 guard.clear_ready();
             }
             _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
-            _ = web_tick.tick(), if web_task.is_some() => {
-                let _ = summary_tx.send(stats.summary_json(&sensor, &args.iface, started, &sink));
-                if web_task.as_ref().is_some_and(|t| t.is_finished()) {
-                    // It failed (its error says why): the sensor goes on.
-                    if let Some(t) = web_task.take() {
-                        if let Ok(Err(e)) = t.await {
-                            log::error!("web console stopped: {e:#}");
-                        }
-                    }
-                }
+            _ = console.tick.tick(), if console.task.is_some() => {
+                let summary = stats.summary_json(&sensor, &args.iface, started, &sink);
+                console.update(summary).await;
             }
             _ = drain_tick.tick() => {
                 drain(ring.get_mut(), &mut sink);
@@ -181,16 +103,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 
     // Detach first so nothing new arrives, then take what is left.
     sensor.detach();
-    let _ = web_stop.send(());
-    if let Some(t) = web_task.take() {
-        // Live streams end within half a second of the stop; a request
-        // still running gets at most a few seconds more.
-        match tokio::time::timeout(std::time::Duration::from_secs(5), t).await {
-            Ok(Ok(Err(e))) => log::error!("web console: {e:#}"),
-            Ok(_) => {}
-            Err(_) => log::warn!("web console did not stop within 5 s; leaving it"),
-        }
-    }
+    console.stop().await;
     drain(ring.get_mut(), &mut sink);
     drain_aggregates(&mut sensor, &mut sink, true);
     sink.finish();
@@ -207,6 +120,149 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = tokio::task::spawn_blocking(move || p.tick()).await;
     }
     Ok(())
+}
+
+/// The outputs opened, the sensor loaded, configured and attached.
+fn attach(args: &RunArgs) -> anyhow::Result<(Sensor, EventSink, StatsWriter)> {
+    let limits = args.classifier.limits();
+    limits.validate(crate::sensor::online_cpus()?)?;
+    let detect_cfg = args.detect.load()?;
+    let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
+    let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
+    sink.iface = Some(args.iface.clone());
+    if args.output.events_out.is_none() && args.output.db.is_none() {
+        log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
+    }
+
+    let mut sensor = Sensor::load(&args.classifier.load_options())?;
+    sensor.configure(&limits, &args.classifier.services)?;
+    stats.rate_limit = limits.cpu_share(sensor.cpus).map(|share| RateLimitSummary {
+        rate_limit: limits.rate_limit,
+        rate_burst: limits.rate_burst,
+        cpus: sensor.cpus,
+        cpu_burst: share.burst,
+        cpu_interval_ns: share.interval_ns,
+    });
+    let mode = sensor.attach(&args.iface, args.xdp_mode)?;
+    log::info!(
+        "fireplot attached to {} (XDP {mode}, TC egress), HZ {}",
+        args.iface,
+        sensor.clock.hz
+    );
+    Ok((sensor, sink, stats))
+}
+
+/// The history database, when there is one (`--db` without a value: the
+/// default): its writer started. Returns its path.
+fn keep_history(args: &RunArgs, sink: &mut EventSink) -> anyhow::Result<Option<PathBuf>> {
+    let db_path = db_path(args.output.db.as_deref());
+    if let Some(path) = db_path.clone() {
+        let ifindex = ifindex_of(&args.iface);
+        if args.web.is_some() {
+            // The console reads the database from the start: create it (and
+            // its WAL mode) now, before the writer's thread opens it too.
+            crate::store::Store::open(&path)?;
+        }
+        log::info!("storing history in {}", path.display());
+        sink.store = Some(StoreWriter::start(
+            path,
+            args.retain.map(|r| r.0),
+            Some((ifindex, args.iface.clone())),
+        ));
+        sink.store_origins();
+    }
+    Ok(db_path)
+}
+
+/// Plots of the last `--plot-window` every `--plot-every`, with
+/// `--plot-dir` and a history to draw them from.
+fn periodic_plots(args: &RunArgs, db_path: Option<&PathBuf>) -> Option<Periodic> {
+    match (&args.plot_dir, db_path) {
+        (Some(dir), Some(db)) => Some(Periodic {
+            dir: dir.clone(),
+            iface: args.iface.clone(),
+            ifindex: ifindex_of(&args.iface),
+            db: db.clone(),
+            window: args.plot_window.0,
+            svg: args.plot_svg,
+            theme: args.plot_theme,
+            utc: args.plot_utc,
+            started_ns: crate::record::now_ns(),
+        }),
+        _ => None,
+    }
+}
+
+/// The web console inside the daemon (`--web`): its task, and the latest
+/// counter summary it is handed every tick.
+struct Console {
+    summary_tx: watch::Sender<Option<String>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), ServeError>>>,
+    tick: tokio::time::Interval,
+}
+
+impl Console {
+    /// Listens now when `--web` is given with a history to show.
+    async fn start(args: &RunArgs, db_path: Option<PathBuf>) -> anyhow::Result<Console> {
+        let (summary_tx, summary_rx) = watch::channel(None::<String>);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let mut task = None;
+        if let (Some(listen), Some(path)) = (args.web, db_path) {
+            let token = args.web_token()?;
+            let opts = crate::web::WebOptions {
+                listen,
+                token,
+                history: std::sync::Arc::new(crate::store::SqliteHistory(path)),
+                label: args.iface.clone(),
+            };
+            let listener = crate::web::bind(&opts).await?;
+            task = Some(tokio::spawn(crate::web::serve(
+                listener,
+                opts,
+                Some(summary_rx),
+                async move {
+                    let _ = stopped.await;
+                },
+            )));
+        }
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Ok(Console {
+            summary_tx,
+            stop: Some(stop),
+            task,
+            tick,
+        })
+    }
+
+    /// Hands the console the latest summary; notes a console that failed.
+    async fn update(&mut self, summary: Option<String>) {
+        let _ = self.summary_tx.send(summary);
+        if self.task.as_ref().is_some_and(|t| t.is_finished()) {
+            // It failed (its error says why): the sensor goes on.
+            if let Some(t) = self.task.take() {
+                if let Ok(Err(e)) = t.await {
+                    log::error!("web console stopped: {}", crate::error_chain(&e));
+                }
+            }
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.task.take() {
+            // Live streams end within half a second of the stop; a request
+            // still running gets at most a few seconds more.
+            match tokio::time::timeout(std::time::Duration::from_secs(5), t).await {
+                Ok(Ok(Err(e))) => log::error!("web console: {}", crate::error_chain(&e)),
+                Ok(_) => {}
+                Err(_) => log::warn!("web console did not stop within 5 s; leaving it"),
+            }
+        }
+    }
 }
 
 fn ifindex_of(iface: &str) -> u32 {

@@ -7,7 +7,6 @@ mod ingest;
 mod replay;
 mod sinks;
 mod stats;
-pub mod summary;
 
 use std::path::PathBuf;
 
@@ -139,10 +138,10 @@ pub struct OutputArgs {
     pub alerts: Option<String>,
 
     #[command(flatten)]
-    pub enrich: crate::enrich::EnrichArgs,
+    pub enrich: crate::cmd::args::EnrichArgs,
 
     #[command(flatten)]
-    pub fleet: crate::fleet::publish::PublishArgs,
+    pub fleet: crate::cmd::args::PublishArgs,
 }
 
 impl OutputArgs {
@@ -322,7 +321,7 @@ impl RunArgs {
             crate::web::WebOptions {
                 listen,
                 token,
-                history: crate::store::HistorySpec::Sqlite(PathBuf::new()),
+                history: std::sync::Arc::new(crate::store::SqliteHistory(PathBuf::new())),
                 label: String::new(),
             }
             .check()?;
@@ -344,7 +343,7 @@ impl RunArgs {
     pub fn web_token(&self) -> anyhow::Result<Option<String>> {
         match (&self.token, &self.token_file) {
             (Some(t), _) => Ok(Some(t.clone())),
-            (None, Some(p)) => crate::web::read_token_file(p).map(Some),
+            (None, Some(p)) => Ok(Some(crate::web::read_token_file(p)?)),
             (None, None) => Ok(None),
         }
     }

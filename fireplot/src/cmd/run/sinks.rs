@@ -16,7 +16,7 @@ use fireplot_common::{
     event::Event,
 };
 
-use super::summary::UserCounts;
+use crate::summary::UserCounts;
 use crate::{
     detect::{Alert, Engine},
     enrich::Enricher,
@@ -335,7 +335,7 @@ impl EventSink {
     /// the batches when there is one.
     pub(super) async fn start_publishing(
         &mut self,
-        args: &crate::fleet::publish::PublishArgs,
+        args: &crate::cmd::args::PublishArgs,
         iface: Option<(u32, &str)>,
     ) -> anyhow::Result<()> {
         self.publish = args.start().await?;

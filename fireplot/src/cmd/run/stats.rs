@@ -9,17 +9,15 @@ use std::{
 
 use anyhow::Context as _;
 
-use super::{
-    sinks::EventSink,
-    summary::{DetectSummary, RateLimitSummary, Summary},
-};
+use super::sinks::EventSink;
 use crate::{
     record::line::rfc3339_ns,
     sensor::{
         clock::{monotonic_ns, monotonic_to_wall_offset},
-        Sensor,
+        Counters, Sensor,
     },
     store::writer::StoreWriter,
+    summary::{DetectSummary, KindCount, RateLimitSummary, RunSummary, UserCounts},
 };
 
 pub(super) struct StatsWriter {
@@ -72,7 +70,7 @@ impl StatsWriter {
         let text = if self.json {
             summary.to_json() + "\n"
         } else {
-            summary.to_text(&counters)
+            summary.to_text()
         };
         if let Err(e) = self
             .out
@@ -98,27 +96,28 @@ impl StatsWriter {
         )
     }
 
-    fn summary<'a>(
+    fn summary(
         &self,
-        counters: &'a crate::sensor::Counters,
-        iface: &'a str,
+        counters: &Counters,
+        iface: &str,
         started: Instant,
         sink: &EventSink,
-        user: super::summary::UserCounts,
-    ) -> Summary<'a> {
+        user: UserCounts,
+    ) -> RunSummary {
         let now = rfc3339_ns(monotonic_ns() as i128 + monotonic_to_wall_offset());
-        let mut summary = Summary::new(now, iface, started.elapsed().as_secs_f64(), counters, user);
+        let mut summary =
+            RunSummary::new(now, iface, started.elapsed().as_secs_f64(), counters, user);
         summary.store = sink.store.as_ref().map(StoreWriter::counts);
         summary.fleet = sink.publish.as_ref().map(|p| p.counts());
         summary.rate_limit = self.rate_limit;
         summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
-            stats: d.engine.stats(),
+            stats: d.engine.stats().into(),
             alerts: d.alerts,
             write_errors: d.write_errors,
             by_kind: d
                 .by_kind
                 .iter()
-                .map(|((kind, severity), count)| super::summary::KindCount {
+                .map(|((kind, severity), count)| KindCount {
                     kind: kind.clone(),
                     severity: *severity,
                     count: *count,

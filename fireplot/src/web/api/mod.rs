@@ -42,9 +42,13 @@ use crate::{
 
 /// What a handler can fail with.
 pub enum WebError {
+    /// The request cannot be answered as asked: the text says why (400).
     Bad(String),
+    /// Too many heavy queries at once (503).
     Busy,
-    Server(String),
+    /// Reading or drawing failed: logged with its causes, the client only
+    /// told to look there (500).
+    Server(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<Bad> for WebError {
@@ -63,8 +67,8 @@ impl IntoResponse for WebError {
                 "busy: too many queries at once, try again\n",
             )
                 .into_response(),
-            WebError::Server(m) => {
-                log::error!("web console: {m}");
+            WebError::Server(e) => {
+                log::error!("web console: {}", crate::error_chain(e.as_ref()));
                 (
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "cannot read the history (the server log says why)\n",
@@ -104,15 +108,15 @@ async fn with_store<T: Send + 'static>(
     let spec = s.history.clone();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        let store = spec.open().map_err(|e| WebError::Server(e.to_string()))?;
+        let store = spec.open().map_err(server)?;
         f(store.as_ref())
     })
     .await
-    .map_err(|e| WebError::Server(format!("query task failed: {e}")))?
+    .map_err(|e| WebError::Server(format!("query task failed: {e}").into()))?
 }
 
-fn server<E: std::fmt::Display>(e: E) -> WebError {
-    WebError::Server(e.to_string())
+fn server<E: std::error::Error + Send + Sync + 'static>(e: E) -> WebError {
+    WebError::Server(Box::new(e))
 }
 
 /// The view with its interface name resolved.
@@ -170,7 +174,7 @@ pub(super) fn past_key(path: &str, q: &Option<String>, v: &View) -> Option<Strin
     // Who a source is may change (`fireplot enrich`): not cached either.
     if v.filter.to_ns > now_ns() - 60_000_000_000
         || v.origin.any()
-        || v.color != crate::plot::ColorBy::Proto
+        || v.color != crate::record::GroupBy::Proto
     {
         return None;
     }

@@ -200,9 +200,13 @@ pub async fn stats(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answe
 
 pub async fn metrics(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
     params(&q, &[])?;
+    // A summary that does not read as one (another version's, with a
+    // field of another type) shows as up, with what it could not say as 0.
     let text = match summary(&s).await? {
-        Some((_, v)) => crate::web::metrics::render(&v),
-        None => crate::web::metrics::render(&Value::Null),
+        Some((_, v)) => {
+            crate::web::metrics::render(Some(&serde_json::from_value(v).unwrap_or_default()))
+        }
+        None => crate::web::metrics::render(None),
     };
     Ok((
         [(

@@ -2,7 +2,7 @@
 //! and the cache of past ranges.
 
 use super::*;
-use crate::plot::{ColorBy, Groups};
+use crate::{plot::Groups, record::GroupBy};
 
 // ---- plots ----
 
@@ -36,7 +36,7 @@ async fn plot(s: Arc<Shared>, q: Option<String>, ext: &'static str) -> Answer {
                     v.filter.from_ns,
                     v.filter.to_ns,
                 ));
-                if v.color != ColorBy::Proto {
+                if v.color != GroupBy::Proto {
                     d.color_by_groups(Groups::new(st.origin_groups(v.color).map_err(server)?));
                 }
                 d.fill(st, &v.filter).map_err(server)?;

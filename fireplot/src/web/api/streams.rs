@@ -139,7 +139,7 @@ fn live_item(r: &Record) -> Value {
 /// with `follow=1` the events stored from now on, as they come: pipe it
 /// into `logstalgia --sync -`.
 pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
-    use crate::cmd::export::logstalgia_line;
+    use crate::plot::logstalgia;
     let p = params(&q, &[VIEW_KEYS, &["follow"]])?;
     let mut v = View::parse(&p, now_ns())?;
     let text_plain = [(header::CONTENT_TYPE, "text/plain; charset=utf-8")];
@@ -153,7 +153,7 @@ pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> 
         let stream = follow(&s, after, &v.filter, permit, false).map(|batch| {
             let mut text = String::new();
             for r in &batch.records {
-                text.push_str(&logstalgia_line(r));
+                text.push_str(&logstalgia::line(r));
                 text.push('\n');
             }
             Ok::<_, Infallible>(text)
@@ -166,7 +166,7 @@ pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> 
         let mut n = 0u32;
         st.for_each(&v.filter, |r| {
             if n < 1_000_000 {
-                out.push_str(&logstalgia_line(&r));
+                out.push_str(&logstalgia::line(&r));
                 out.push('\n');
                 n += 1;
             }
