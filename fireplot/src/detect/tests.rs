@@ -925,7 +925,7 @@ fn doc_enricher() -> std::sync::Arc<crate::enrich::Enricher> {
         "198.51.100.7 # a research scanner\n",
     )
     .unwrap();
-    let args = crate::enrich::EnrichArgs {
+    let args = crate::enrich::Options {
         geoip: vec![d.join("cc.csv")],
         asn: vec![d.join("asn.csv")],
         tags: ["research_scanner=".to_string() + d.join("scanners.txt").to_str().unwrap()]

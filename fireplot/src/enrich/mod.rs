@@ -41,7 +41,7 @@ pub use crate::record::Origin;
 pub use load::FileStats;
 pub use load::LoadError;
 use load::{country, load, mmdb, stamp, File, Loaded, Role};
-pub use options::{EnrichArgs, Options, TagSpec, TagSpecError};
+pub use options::{Options, TagSpec, TagSpecError};
 
 /// Errors of enrichment.
 #[derive(Debug, Error)]

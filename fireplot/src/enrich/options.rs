@@ -19,10 +19,6 @@ pub struct Options {
     pub tags: Vec<TagSpec>,
 }
 
-/// The old name of [`Options`], kept for code not yet moved to it
-/// (detect's tests).
-pub type EnrichArgs = Options;
-
 impl Options {
     pub fn any(&self) -> bool {
         !self.geoip.is_empty() || !self.asn.is_empty() || !self.tags.is_empty()

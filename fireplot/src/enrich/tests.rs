@@ -26,8 +26,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn args(geoip: &[&Path], asn: &[&Path], tags: &[(&str, &Path)]) -> EnrichArgs {
-    EnrichArgs {
+fn args(geoip: &[&Path], asn: &[&Path], tags: &[(&str, &Path)]) -> Options {
+    Options {
         geoip: geoip.iter().map(|p| p.to_path_buf()).collect(),
         asn: asn.iter().map(|p| p.to_path_buf()).collect(),
         tags: tags
