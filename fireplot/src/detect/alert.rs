@@ -103,6 +103,25 @@ pub struct Alert {
     pub sensors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_sensor: Option<std::collections::BTreeMap<String, u64>>,
+    /// The episode's actor (its source, target or port and kind over
+    /// time): episodes so far, since when, totals over all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<ActorSummary>,
+}
+
+/// An actor over time, as a record says it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ActorSummary {
+    /// Episodes so far, this one included.
+    pub episodes: u32,
+    /// When its first episode began ("recurring since").
+    pub since: String,
+    /// Probes over all its episodes.
+    pub probes: u64,
+    /// Distinct ports and targets over all its episodes (exact up to 8,
+    /// estimated past that).
+    pub ports: u64,
+    pub targets: u64,
 }
 
 /// One listed source and what is known of it.

@@ -44,6 +44,17 @@ impl Evidence for Answers {
         p.role == Role::Backscatter
     }
 
+    /// Someone else is attacked: 1, or 2 once 1,000 answer (many
+    /// sources) or 256 of our addresses are answered (one victim).
+    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        let wide = if self.one_victim {
+            ep.targets.count() >= 256
+        } else {
+            ep.sources.count() >= 1_000
+        };
+        1 + u8::from(wide)
+    }
+
     fn summary(&self, ep: &Episode, s: &Said) -> String {
         let Said {
             going,
@@ -107,6 +118,40 @@ struct Victim {
     same_sport: u64,
 }
 
+/// Is this answer (a RST, an ICMP error) part of its source's own scan:
+/// sent to a (host, port) the source probed before — a stateless scanner
+/// resetting the connections our hosts accepted — rather than an answer to
+/// something spoofed in our name?
+fn answers_own_probe(cx: &Context, p: &Probe) -> bool {
+    let ported = matches!(p.proto, 6 | 17);
+    if cx.book.probed(p.src, p.dst, ported.then_some(p.port)) {
+        return true;
+    }
+    let Some(l) = cx.sources.light.get(&p.src) else {
+        return false;
+    };
+    let same = |dst: u128, port: u16, role: u8| {
+        role == Role::Probe.code() && dst == p.dst && (!ported || port == p.port)
+    };
+    if same(l.first_dst, l.first_port, l.first_role)
+        || (l.has_second && same(l.second_dst, l.second_port, l.second_role))
+    {
+        return true;
+    }
+    let Some(h) = cx.sources.heavy.get(&p.src) else {
+        return false;
+    };
+    if ported {
+        h.targets
+            .get(&(p.dst, p.proto))
+            .is_some_and(|t| t.ports.contains(p.port))
+    } else {
+        [6u8, 17, 0]
+            .iter()
+            .any(|pr| h.targets.contains_key(&(p.dst, *pr)))
+    }
+}
+
 /// The backscatter detector.
 #[derive(Default)]
 pub struct Backscatter {
@@ -120,9 +165,25 @@ impl Detector for Backscatter {
     }
 
     fn observe(&mut self, p: &Probe, _seen: &Seen, cx: &mut Context) {
-        if p.role == Role::Backscatter {
+        if p.role == Role::Backscatter && !answers_own_probe(cx, p) {
             self.observe_victim(cx, p);
             self.observe_target(cx, p);
+        }
+    }
+
+    /// The windows that made it are spent.
+    fn ended(&mut self, ep: &Episode, _cx: &mut Context) {
+        if ep.kind != Kind(&BACKSCATTER) {
+            return;
+        }
+        match ep.key {
+            Key::Src(_, src, _) => {
+                self.victims.remove(&src);
+            }
+            Key::Dst(_, dst) => {
+                self.win.remove(&dst);
+            }
+            Key::Port(..) => {}
         }
     }
 

@@ -1,13 +1,16 @@
 //! The episode book: the active episodes, found by key, by source, by
-//! (protocol, port) and by destination; starting one (its `started`
-//! record), routing later probes to it, ending it (its `ended` record with
-//! the totals). Records wait in order for the engine's `drain`.
+//! (protocol, port) and by destination, and their actors; starting one
+//! (its `started` record when it is announced, else an `update` of its
+//! actor), routing later probes to it, its `update` records while it runs,
+//! ending it (its `ended` record with the totals). Records wait in order
+//! for the engine's `drain`.
 
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
 use super::{
+    actors::Actors,
     alert::Alert,
     config::DetectConfig,
     episode::{Episode, Evidence, Key, Kind, Via},
@@ -26,7 +29,10 @@ pub struct Book {
     by_port: FxHashMap<(u8, u16), Vec<u64>>,
     by_dst: FxHashMap<u128, Vec<u64>>,
     out: Vec<Alert>,
+    pub actors: Actors,
+    /// Records given: `started` (announced), `update`, `ended`.
     pub started: u64,
+    pub updates: u64,
     pub ended: u64,
     /// Per-source records not raised: the source has a tag in `ignore_tags`.
     pub ignored_by_tag: u64,
@@ -44,6 +50,21 @@ impl Book {
 
     pub fn set_enricher(&mut self, e: Option<Arc<Enricher>>) {
         self.enrich = e;
+    }
+
+    /// Queues the record of `ep` with this status and its actor.
+    fn record(&mut self, ep: &mut Episode, status: &str, cfg: &DetectConfig) {
+        let mut a = ep.alert(status, cfg);
+        ep.said_severity = a.severity;
+        ep.said_probes = ep.probes;
+        ep.said_ns = ep.last_ns;
+        a.actor = self.actors.summary(ep);
+        match status {
+            "started" => self.started += 1,
+            "update" => self.updates += 1,
+            _ => self.ended += 1,
+        }
+        self.emit(a, ep, cfg);
     }
 
     /// Queues an alert record, decorated with its sources' origins; a
@@ -113,12 +134,26 @@ impl Book {
             Key::Dst(k, dst) if k.0.routes_by_dst => self.by_dst.entry(dst).or_default().push(id),
             Key::Dst(_, _) => {}
         }
-        let a = ep.alert("started", cfg);
-        self.emit(a, &ep, cfg);
-        self.started += 1;
+        let severity = ep.evidence.severity(&ep, cfg);
+        ep.announced = self.actors.begin(&ep, severity);
+        let status = if ep.announced { "started" } else { "update" };
+        self.record(&mut ep, status, cfg);
         self.by_key.insert(key, id);
         self.episodes.insert(id, ep);
         id
+    }
+
+    /// Has one of the source's running episodes of its own probed this
+    /// target (and this port, when given)?
+    pub fn probed(&self, src: u128, dst: u128, port: Option<u16>) -> bool {
+        let Some(ids) = self.by_src.get(&src) else {
+            return false;
+        };
+        ids.iter().filter_map(|id| self.episodes.get(id)).any(|ep| {
+            matches!(ep.key, Key::Src(..))
+                && ep.targets.contains(dst)
+                && port.is_none_or(|p| ep.ports.contains(p))
+        })
     }
 
     /// Routes a source's later probes to a group episode too.
@@ -171,7 +206,7 @@ impl Book {
 
     /// Ends an episode: unlinks it and emits its `ended` record. Returns it.
     pub fn end(&mut self, id: u64, cfg: &DetectConfig) -> Option<Episode> {
-        let ep = self.episodes.remove(&id)?;
+        let mut ep = self.episodes.remove(&id)?;
         self.by_key.remove(&ep.key);
         let unlink = |m: &mut Vec<u64>| m.retain(|x| *x != id);
         let srcs: Vec<u128> = self
@@ -204,10 +239,46 @@ impl Book {
                 }
             }
         }
-        let a = ep.alert("ended", cfg);
-        self.emit(a, &ep, cfg);
-        self.ended += 1;
+        self.record(&mut ep, "ended", cfg);
+        self.actors.end(&ep);
         Some(ep)
+    }
+
+    /// The `update` records of running episodes whose severity rose or
+    /// whose probes doubled since their last record, at most once per
+    /// `update_interval_s`; one whose severity rose above what its actor
+    /// was announced at today is announced (`started`) instead.
+    pub fn refresh(&mut self, now: i64, cfg: &DetectConfig) {
+        let every = cfg.update_interval_s as i64 * super::context::SEC;
+        let mut due: Vec<u64> = self
+            .episodes
+            .values()
+            .filter(|e| e.probes != e.said_probes && now - e.said_ns >= every)
+            .map(|e| e.id)
+            .collect();
+        due.sort_unstable();
+        for id in due {
+            let Some(ep) = self.episodes.get(&id) else {
+                continue;
+            };
+            let severity = ep.evidence.severity(ep, cfg);
+            let grown = ep.probes >= ep.said_probes.saturating_mul(2);
+            if severity <= ep.said_severity && !grown {
+                continue;
+            }
+            let Some(mut ep) = self.episodes.remove(&id) else {
+                continue;
+            };
+            let announce = severity > ep.said_severity && self.actors.rise(&ep, severity);
+            let status = if announce && !ep.announced {
+                ep.announced = true;
+                "started"
+            } else {
+                "update"
+            };
+            self.record(&mut ep, status, cfg);
+            self.episodes.insert(id, ep);
+        }
     }
 
     /// Ids of every active episode, ascending.
@@ -223,6 +294,6 @@ impl Book {
     }
 
     pub fn bytes(&self) -> usize {
-        self.episodes.values().map(Episode::bytes).sum()
+        self.episodes.values().map(Episode::bytes).sum::<usize>() + self.actors.bytes()
     }
 }

@@ -117,10 +117,12 @@ impl Context {
     }
 
     /// Ends an episode: its `ended` record; a group's members are released.
-    pub fn end(&mut self, id: u64) {
-        if let Some(Key::Dst(..)) = self.book.end(id, &self.cfg).map(|ep| ep.key) {
+    pub fn end(&mut self, id: u64) -> Option<Episode> {
+        let ep = self.book.end(id, &self.cfg)?;
+        if let Key::Dst(..) = ep.key {
             self.groups.forget(id);
         }
+        Some(ep)
     }
 
     /// Evicts the least recently seen sources until the state fits.

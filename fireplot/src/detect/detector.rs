@@ -7,13 +7,7 @@
 //! book, group memberships). Adding one is a new file and one line in the
 //! engine's list ([`super::registered`]).
 
-use super::{
-    context::{Context, SEC},
-    episode::Episode,
-    probe::Probe,
-    sources::Light,
-    DetectStats,
-};
+use super::{context::Context, episode::Episode, probe::Probe, sources::Light, DetectStats};
 use crate::record::Record;
 
 /// What the engine learnt of a probe before the detectors see it.
@@ -51,10 +45,17 @@ pub trait Detector: Send {
     /// Once per second of event time: forget what left its windows.
     fn tick(&mut self, _cx: &mut Context) {}
 
-    /// Is its episode over? By default after `episode_idle_s` without a probe.
+    /// Is its episode over? By default once it has been quiet for longer
+    /// than its pace allows ([`Episode::idle_ns`]).
     fn finished(&self, ep: &Episode, cx: &Context) -> bool {
-        cx.now - ep.last_ns > cx.cfg.episode_idle_s as i64 * SEC
+        cx.now - ep.last_ns > ep.idle_ns(&cx.cfg)
     }
+
+    /// An episode ended (every detector hears of every end; each looks at
+    /// the kinds it raises): what it reported is spent, so a new episode of
+    /// the same actor needs new evidence above the threshold (state the
+    /// ended episode already reported must not cross it again).
+    fn ended(&mut self, _ep: &Episode, _cx: &mut Context) {}
 
     /// Bytes of its state, as accounted.
     fn bytes(&self) -> usize;

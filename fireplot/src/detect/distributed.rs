@@ -21,7 +21,9 @@ use super::{
     episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
+    scan::SCAN_STEPS,
     sets::PortSet,
+    words::scan_severity,
     DetectStats,
 };
 
@@ -47,6 +49,13 @@ struct Group {
 impl Evidence for Group {
     fn accepts(&self, key: &Key, p: &Probe) -> bool {
         matches!(key, Key::Dst(_, dst) if p.role != Role::Backscatter && p.dst == *dst)
+    }
+
+    /// As a port scan by its ports; a lockstep group (decoys, coordinated
+    /// scanners: deliberate) one more.
+    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        let s = scan_severity(u64::from(ep.ports.len()), SCAN_STEPS, ep.duration_s());
+        (s + u8::from(self.synchronized)).min(5)
     }
 
     fn summary(&self, ep: &Episode, s: &Said) -> String {
@@ -179,6 +188,21 @@ impl Detector for Lockstep {
                 groups.pair(*a, *b, false);
             }
             keep
+        });
+    }
+
+    /// The group's pairs are spent: a new group needs new co-probes.
+    fn ended(&mut self, ep: &Episode, cx: &mut Context) {
+        if ep.kind != Kind(&DISTRIBUTED_SCAN) {
+            return;
+        }
+        let groups = &mut cx.groups;
+        self.pairs.retain(|(a, b), p| {
+            let spent = ep.sources.contains(*a) || ep.sources.contains(*b);
+            if spent && !p.dead {
+                groups.pair(*a, *b, false);
+            }
+            !spent
         });
     }
 
@@ -322,6 +346,16 @@ impl Detector for SharedWork {
     fn tick(&mut self, cx: &mut Context) {
         let (now, w) = (cx.now, cx.cfg.distributed_window_s as i64 * SEC);
         self.targets.retain(|_, t| now - t.start <= w);
+    }
+
+    /// The target's window is spent.
+    fn ended(&mut self, ep: &Episode, _cx: &mut Context) {
+        if let Key::Dst(kind, dst) = ep.key {
+            if kind != Kind(&DISTRIBUTED_SCAN) {
+                return;
+            }
+            self.targets.retain(|(d, _), _| *d != dst);
+        }
     }
 
     fn bytes(&self) -> usize {

@@ -13,10 +13,11 @@ use std::any::Any;
 use super::{
     alert::{Alert, Ports, Targets},
     config::DetectConfig,
+    context::SEC,
     probe::Probe,
     sets::{AddrSet, Order, PortSet},
     tools::ToolVotes,
-    words::{human_secs, severity, thousands},
+    words::{human_secs, thousands},
 };
 use crate::record::line::{flags_string, rfc3339_ns, Proto};
 
@@ -102,16 +103,9 @@ pub trait Evidence: Any + Send {
     fn accepts(&self, key: &Key, p: &Probe) -> bool;
     /// Counts a probe the episode accepted (after the shared fields).
     fn add(&mut self, _p: &Probe, _via: Via) {}
-    /// 1 (least) to 5.
-    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
-        let breadth = ep.breadth();
-        let breadth = if ep.kind.0.many_sources {
-            ep.sources.count().max(breadth)
-        } else {
-            breadth
-        };
-        severity(ep.probes, breadth, ep.duration_s())
-    }
+    /// 1 (least) to 5, by the kind's row of the severity table
+    /// (docs/detection.md).
+    fn severity(&self, ep: &Episode, cfg: &DetectConfig) -> u8;
     /// The alert's one-sentence summary.
     fn summary(&self, ep: &Episode, s: &Said) -> String;
     /// The kind's own fields of the alert record.
@@ -146,6 +140,12 @@ pub struct Episode {
     pub tools: ToolVotes,
     /// What only this kind knows.
     pub evidence: Box<dyn Evidence>,
+    /// A record of it was announced (`started`), not only an `update`.
+    pub announced: bool,
+    /// What its last record said: severity, probes, when (event time).
+    pub said_severity: u8,
+    pub said_probes: u64,
+    pub said_ns: i64,
     /// Last source and target added (skips the set lookups for runs).
     last_src: Option<u128>,
     last_dst: Option<u128>,
@@ -179,6 +179,10 @@ impl Episode {
             order: Order::default(),
             tools: ToolVotes::default(),
             evidence,
+            announced: false,
+            said_severity: 0,
+            said_probes: 0,
+            said_ns: i64::MIN,
             last_src: None,
             last_dst: None,
         }
@@ -238,6 +242,20 @@ impl Episode {
         }
         self.evidence.add(p, via);
         self.tools.add(p);
+    }
+
+    /// How long it may be quiet before it is over: `episode_idle_s`, or
+    /// `episode_pace_factor` times its own mean gap between probes when
+    /// that is longer (a slow scan keeps its pace), at most
+    /// `episode_max_idle_s`.
+    pub fn idle_ns(&self, cfg: &DetectConfig) -> i64 {
+        let base = cfg.episode_idle_s as i64 * SEC;
+        if self.probes < 2 {
+            return base;
+        }
+        let gap = (self.last_ns - self.first_ns) as f64 / (self.probes - 1) as f64;
+        let paced = (gap * cfg.episode_pace_factor).min(cfg.episode_max_idle_s as f64 * 1e9) as i64;
+        base.max(paced)
     }
 
     pub fn duration_s(&self) -> f64 {

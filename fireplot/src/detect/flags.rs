@@ -12,8 +12,10 @@ use super::{
     episode::{Episode, Evidence, Key, Kind, KindSpec, Via},
     probe::{FlagType, Probe, Role},
     promote::promote,
+    scan::SCAN_STEPS,
     sets::PortSet,
     sources::Light,
+    words::scan_severity,
     DetectConfig,
 };
 use crate::record::line::flags_string;
@@ -56,6 +58,17 @@ fn combo_names(c: &[u64; 4]) -> Vec<String> {
 impl Evidence for OddFlags {
     fn accepts(&self, _key: &Key, p: &Probe) -> bool {
         matches!(p.role, Role::Odd(_))
+    }
+
+    /// As a port scan by its ports; fingerprinting (several odd mixes) at
+    /// least 2.
+    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        let s = scan_severity(u64::from(ep.ports.len()), SCAN_STEPS, ep.duration_s());
+        if combo_count(&self.combos) > 1 {
+            s.max(2)
+        } else {
+            s
+        }
     }
 
     fn add(&mut self, p: &Probe, _via: Via) {
@@ -116,6 +129,23 @@ impl Detector for FlagScans {
         if let Role::Odd(t) = p.role {
             observe(cx, p, t, &seen.light);
         }
+    }
+
+    /// Its odd probes are spent.
+    fn ended(&mut self, ep: &Episode, cx: &mut Context) {
+        let Key::Src(kind, src, _) = ep.key else {
+            return;
+        };
+        if kind != Kind(&FLAG_SCAN) {
+            return;
+        }
+        cx.sources.spend(src);
+        if let Some(h) = cx.sources.heavy.get_mut(&src) {
+            h.odd.clear();
+            h.odd_types.clear();
+            h.odd_combos = [0; 4];
+        }
+        cx.sources.reaccount(src);
     }
 
     fn bytes(&self) -> usize {

@@ -82,15 +82,17 @@ impl Evidence for Flood {
         }
     }
 
-    fn severity(&self, _ep: &Episode, cfg: &DetectConfig) -> u8 {
+    /// A hammering by psad's danger levels of its run (`hammer_levels`);
+    /// a flood at a rate 4, and 5 from 10,000 packets.
+    fn severity(&self, ep: &Episode, cfg: &DetectConfig) -> u8 {
         if self.hammering(cfg) {
             let n = self.run.map_or(0, |r| r.count);
             return cfg.hammer_levels.iter().filter(|l| n >= **l).count().max(1) as u8;
         }
-        match self.peak_pps {
-            0..=49_999 => 3,
-            50_000..=199_999 => 4,
-            _ => 5,
+        if ep.probes >= 10_000 {
+            5
+        } else {
+            4
         }
     }
 

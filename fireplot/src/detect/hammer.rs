@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use super::{
     context::{Context, SEC},
     detector::{Detector, Seen},
-    episode::{Key, Kind},
+    episode::{Episode, Key, Kind},
     flood::{Flood, Run, FLOOD},
     probe::{Probe, Role, ACK, SYN},
     DetectStats,
@@ -36,15 +36,15 @@ struct RunCount {
     last_ns: i64,
 }
 
-fn run_key(p: &Probe) -> u64 {
+fn run_key(src: u128, dst: u128, proto: u8, port: u16) -> u64 {
     let mix = |h: u64, v: u64| (h.rotate_left(5) ^ v).wrapping_mul(0x517c_c1b7_2722_0a95);
     let mut h = 0u64;
     for v in [
-        p.src as u64,
-        (p.src >> 64) as u64,
-        p.dst as u64,
-        (p.dst >> 64) as u64,
-        (u64::from(p.proto) << 16) | u64::from(p.port),
+        src as u64,
+        (src >> 64) as u64,
+        dst as u64,
+        (dst >> 64) as u64,
+        (u64::from(proto) << 16) | u64::from(port),
     ] {
         h = mix(h, v);
     }
@@ -78,6 +78,19 @@ impl Detector for Hammer {
         self.runs.retain(|_, r| now - r.last_ns <= gap);
     }
 
+    /// The run it reported is spent.
+    fn ended(&mut self, ep: &Episode, _cx: &mut Context) {
+        let (Key::Src(kind, src, _), Some(f)) = (ep.key, ep.evidence::<Flood>()) else {
+            return;
+        };
+        if kind != Kind(&FLOOD) {
+            return;
+        }
+        if let Some(r) = f.run {
+            self.runs.remove(&run_key(src, r.dst, r.proto, r.port));
+        }
+    }
+
     fn bytes(&self) -> usize {
         self.runs.capacity() * (8 + 24 + 1)
     }
@@ -91,7 +104,7 @@ impl Hammer {
     /// Counts a packet that repeats one the source sent before to the same
     /// target port.
     fn count(&mut self, cx: &mut Context, p: &Probe) {
-        let k = run_key(p);
+        let k = run_key(p.src, p.dst, p.proto, p.port);
         let gap = cx.cfg.hammer_gap_s as i64 * SEC;
         let run = match self.runs.get_mut(&k) {
             Some(r) => {

@@ -10,6 +10,7 @@
 //! the episode's detector says it is over (by default after
 //! `episode_idle_s` without evidence), or at the end of the input.
 
+mod actors;
 pub mod alert;
 mod backscatter;
 mod book;
@@ -22,6 +23,7 @@ mod flags;
 pub mod fleet;
 mod flood;
 mod hammer;
+mod mirai;
 pub mod origins;
 pub mod probe;
 mod promote;
@@ -45,8 +47,14 @@ use probe::Probe;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DetectStats {
     pub events: u64,
+    /// Records given: `started` (announced), `update`, `ended`.
     pub alerts_started: u64,
+    pub alerts_updated: u64,
     pub alerts_ended: u64,
+    /// Actors (a source, target or port and kind over time) remembered,
+    /// and forgotten after `actor_idle_s`.
+    pub actors: u64,
+    pub actors_expired: u64,
     /// Sources dropped to stay in the memory budget (oldest first).
     pub sources_evicted: u64,
     /// Sources forgotten after `source_idle_s`.
@@ -78,6 +86,7 @@ fn registered() -> Vec<Box<dyn Detector>> {
         Box::new(distributed::SharedWork::default()),
         Box::new(surge::Surge::default()),
         Box::new(flood::PortRate::default()),
+        Box::new(mirai::Mirai::default()),
     ]
 }
 
@@ -86,6 +95,7 @@ pub struct Engine {
     detectors: Vec<Box<dyn Detector>>,
     cx: Context,
     next_sweep: i64,
+    next_actor_sweep: i64,
     events: u64,
 }
 
@@ -95,6 +105,7 @@ impl Engine {
             detectors: registered(),
             cx: Context::new(cfg),
             next_sweep: i64::MIN,
+            next_actor_sweep: i64::MIN,
             events: 0,
         }
     }
@@ -145,6 +156,7 @@ impl Engine {
     fn see(&mut self, p: &Probe) -> Seen {
         let sec = p.ts_ns.div_euclid(SEC);
         let (light, new) = self.cx.sources.touch(p);
+        light.first_ns = light.first_ns.min(p.ts_ns);
         light.last_ns = light.last_ns.max(p.ts_ns);
         light.probes = light.probes.saturating_add(1);
         if light.sec != sec {
@@ -216,7 +228,19 @@ impl Engine {
             .collect();
         done.sort_unstable();
         for id in done {
-            self.cx.end(id);
+            self.end(id);
+        }
+        self.cx.book.refresh(now, &self.cx.cfg);
+        if now >= self.next_actor_sweep {
+            self.next_actor_sweep = now + 60 * SEC;
+            let running: rustc_hash::FxHashSet<actors::ActorKey> = self
+                .cx
+                .book
+                .episodes()
+                .map(|e| actors::ActorKey::of(&e.key))
+                .collect();
+            let before = now - self.cx.cfg.actor_idle_s as i64 * SEC;
+            self.cx.book.actors.expire(before, |k| running.contains(k));
         }
         let idle = self.cx.cfg.source_idle_s as i64 * SEC;
         self.cx.sources.expire(now - idle, 100_000);
@@ -225,6 +249,16 @@ impl Engine {
         }
         self.cx.other_bytes = self.state_bytes() - self.cx.sources.bytes();
         self.cx.keep_budget();
+    }
+
+    /// Ends an episode (its `ended` record) and lets the detectors spend
+    /// what it reported.
+    fn end(&mut self, id: u64) {
+        if let Some(ep) = self.cx.end(id) {
+            for d in &mut self.detectors {
+                d.ended(&ep, &mut self.cx);
+            }
+        }
     }
 
     fn state_bytes(&self) -> usize {
@@ -242,7 +276,7 @@ impl Engine {
     /// Ends every open episode (end of input or shutdown).
     pub fn finish(&mut self) -> Vec<Alert> {
         for id in self.cx.book.ids() {
-            self.cx.end(id);
+            self.end(id);
         }
         self.drain()
     }
@@ -252,7 +286,10 @@ impl Engine {
         let mut st = DetectStats {
             events: self.events,
             alerts_started: self.cx.book.started,
+            alerts_updated: self.cx.book.updates,
             alerts_ended: self.cx.book.ended,
+            actors: self.cx.book.actors.len() as u64,
+            actors_expired: self.cx.book.actors.expired,
             alerts_ignored_by_tag: self.cx.book.ignored_by_tag,
             sources_evicted: s.evicted,
             sources_expired: s.expired,

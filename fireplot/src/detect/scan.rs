@@ -20,6 +20,7 @@ use super::{
     probe::{Probe, Role},
     promote::{promote, record, Thresholds},
     sources::{proto_slot, Light},
+    words::{level, scan_severity},
     DetectConfig,
 };
 use crate::detect::alert::Alert;
@@ -47,9 +48,23 @@ pub static PROTOCOL_SCAN: KindSpec = KindSpec {
 /// A port scan's or sweep's evidence: its probes of one protocol.
 struct Scan;
 
+/// Ports of one host that make a port scan 2, 3, 4, 5.
+pub const SCAN_STEPS: [u64; 4] = [25, 100, 1_000, 10_000];
+/// Hosts that make a sweep 2, 3, 4, 5.
+pub const SWEEP_STEPS: [u64; 4] = [25, 256, 4_096, 65_536];
+
 impl Evidence for Scan {
     fn accepts(&self, key: &Key, p: &Probe) -> bool {
         matches!(key, Key::Src(_, _, proto) if p.role == Role::Probe && p.proto == *proto)
+    }
+
+    /// A port scan by its ports (of its broadest host), a sweep by its hosts.
+    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        if ep.kind == Kind(&PORT_SWEEP) {
+            scan_severity(ep.targets.count(), SWEEP_STEPS, ep.duration_s())
+        } else {
+            scan_severity(u64::from(ep.ports.len()), SCAN_STEPS, ep.duration_s())
+        }
     }
 
     fn summary(&self, ep: &Episode, s: &Said) -> String {
@@ -122,6 +137,11 @@ impl Evidence for Protocols {
         p.role == Role::Probe
     }
 
+    /// 2 at the threshold (8 protocols by default), 3 from 32, 4 from 128.
+    fn severity(&self, _ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        level(self.list().len() as u64, [0, 32, 128, u64::MAX])
+    }
+
     fn add(&mut self, p: &Probe, _via: super::episode::Via) {
         self.bits[(p.proto >> 6) as usize] |= 1u64 << (p.proto & 63);
     }
@@ -154,6 +174,45 @@ impl Detector for Scans {
         if p.role == Role::Probe {
             observe(cx, p, &seen.light);
         }
+    }
+
+    /// A port scan's ports, a sweep's targets and ports, a protocol
+    /// scan's protocols are spent: the source's next episode of the kind
+    /// needs as many new ones.
+    fn ended(&mut self, ep: &Episode, cx: &mut Context) {
+        let Key::Src(kind, src, proto) = ep.key else {
+            return;
+        };
+        let mine = [&PORT_SCAN, &PORT_SWEEP, &PROTOCOL_SCAN].map(Kind);
+        if !mine.contains(&kind) {
+            return;
+        }
+        cx.sources.spend(src);
+        let Some(h) = cx.sources.heavy.get_mut(&src) else {
+            return;
+        };
+        let slot = proto_slot(proto);
+        if kind == Kind(&PORT_SCAN) {
+            for ((_, pr), t) in h.targets.iter_mut() {
+                if proto_slot(*pr) == slot {
+                    if t.ports.is_bitmap() {
+                        h.bitmaps -= 1;
+                    }
+                    *t = Default::default();
+                }
+            }
+            h.scan_target[slot] = false;
+            h.port_order = Default::default();
+        } else if kind == Kind(&PORT_SWEEP) {
+            h.target_counts[slot] = 0;
+            h.dark_targets[slot] = 0;
+            h.union_ports[slot].clear();
+            h.union_over[slot] = false;
+            h.target_order = Default::default();
+        } else {
+            h.protocols = [0; 4];
+        }
+        cx.sources.reaccount(src);
     }
 
     fn bytes(&self) -> usize {
@@ -202,6 +261,12 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
             h.protocol_count() >= cfg.protocols,
         )
     };
+    // A sweep of a few ports over many hosts is one sweep, not also a
+    // port scan of each host it touched (a silent host's ports are dark).
+    let scan = scan
+        && !(slot < 2
+            && !cx.sources.heavy[&p.src].union_over[slot]
+            && (sweep || cx.active(&sweep_key).is_some()));
     if !(scan || sweep || protocols) {
         return;
     }

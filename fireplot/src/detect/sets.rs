@@ -163,6 +163,11 @@ impl AddrSet {
         self.set.contains(&a)
     }
 
+    /// Every member kept (all of them up to the cap) as keys, in no order.
+    pub fn keys(&self) -> impl Iterator<Item = u128> + '_ {
+        self.set.iter().copied()
+    }
+
     /// Every member kept (all of them up to the cap), in no order.
     pub fn iter(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
         self.set.iter().map(|a| addr(*a))

@@ -272,6 +272,15 @@ impl Sources {
         self.heavy.entry(src).or_default()
     }
 
+    /// An episode of the source ended: the probes it counted are spent, so
+    /// the next episode starts at the source's next probe.
+    pub fn spend(&mut self, src: u128) {
+        if let Some(l) = self.light.get_mut(&src) {
+            l.first_ns = i64::MAX;
+            l.probes = 0;
+        }
+    }
+
     /// Re-accounts a heavy record after it changed size.
     pub fn reaccount(&mut self, src: u128) {
         if let Some(h) = self.heavy.get_mut(&src) {

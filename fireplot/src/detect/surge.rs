@@ -34,8 +34,8 @@ use super::{
     episode::Said,
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
-    words::per_day,
     words::{human_secs, thousands},
+    words::{level, per_day},
 };
 
 pub static PORT_SURGE: KindSpec = KindSpec {
@@ -59,6 +59,12 @@ struct Wave {
 impl Evidence for Wave {
     fn accepts(&self, _key: &Key, p: &Probe) -> bool {
         p.role == Role::Probe
+    }
+
+    /// By its new sources: 2 at the threshold, 3 from 100, 4 from 1,000.
+    fn severity(&self, ep: &Episode, _cfg: &DetectConfig) -> u8 {
+        let sources = self.test.sources.max(self.before + ep.sources.count());
+        level(sources, [0, 100, 1_000, u64::MAX])
     }
 
     fn summary(&self, ep: &Episode, s: &Said) -> String {
@@ -262,6 +268,9 @@ impl Surge {
         let bucket_s = cfg.surge_bucket_s as i64;
         let bucket = p.ts_ns.div_euclid(bucket_s * SEC);
         let first = *surge.first_bucket.get_or_insert(bucket);
+        // A probe older than the history (logs are not always in time
+        // order) counts in the oldest bucket watched.
+        let bucket = bucket.max(first);
         let (slots, widths, decay) = surge.shape.get_or_insert_with(|| {
             let slots = (cfg.surge_horizons_s.iter().copied().max().unwrap_or(1) as i64 / bucket_s)
                 .max(1) as usize;
@@ -288,6 +297,9 @@ impl Surge {
                 last_significant_ns: i64::MIN / 2,
             }
         });
+        // ...and one older than the port's newest bucket, in that bucket:
+        // the ring and its window sums only move forward.
+        let bucket = bucket.max(h.head);
         advance(h, bucket, widths, bucket_s as f64, decay, first);
         let idx = bucket.rem_euclid(slots as i64) as usize;
         if h.ring[idx] < u16::MAX {

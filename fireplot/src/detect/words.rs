@@ -37,6 +37,26 @@ pub fn human_secs(s: f64) -> String {
     }
 }
 
+/// 1 plus how many of `steps` (ascending) `x` reaches: the common shape
+/// of the severity table (docs/detection.md).
+pub fn level(x: u64, steps: [u64; 4]) -> u8 {
+    1 + steps.iter().filter(|s| x >= **s).count() as u8
+}
+
+/// Severity of a scan of `breadth` distinct ports or targets (`steps`):
+/// one more for persistence (an hour or longer) once it is broad (25 or
+/// more), at most 5; a scan of 5 or fewer is never above 2.
+pub fn scan_severity(breadth: u64, steps: [u64; 4], duration_s: f64) -> u8 {
+    let mut s = level(breadth, steps);
+    if duration_s >= 3600.0 && breadth >= 25 {
+        s += 1;
+    }
+    if breadth <= 5 {
+        s = s.min(2);
+    }
+    s.min(5)
+}
+
 /// psad-like danger level from the evidence.
 pub fn severity(probes: u64, breadth: u64, duration_s: f64) -> u8 {
     let mut s: u8 = match breadth.max(probes / 10) {

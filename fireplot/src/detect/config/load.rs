@@ -109,6 +109,7 @@ impl DetectConfig {
             ("surge_min_sources", self.surge_min_sources),
             ("backscatter_sources", self.backscatter_sources),
             ("flood_pps", self.flood_pps),
+            ("mirai_telnet_syns", self.mirai_telnet_syns),
         ];
         for (key, v) in counts {
             if v == 0 {
@@ -148,6 +149,13 @@ impl DetectConfig {
                 "work is shared by at least 2 sources",
             );
         }
+        if self.episode_max_idle_s < self.episode_idle_s {
+            return bad(
+                "episode_max_idle_s",
+                self.episode_max_idle_s.to_string(),
+                "must be at least episode_idle_s",
+            );
+        }
         // Shared work is found only among sources none of which scans
         // alone: more ports than they can share unnoticed is unreachable.
         let reachable =
@@ -182,6 +190,9 @@ impl DetectConfig {
             ("surge_prior_s", self.surge_prior_s),
             ("surge_half_life_s", self.surge_half_life_s),
             ("fleet_window_s", self.fleet_window_s),
+            ("episode_max_idle_s", self.episode_max_idle_s),
+            ("actor_idle_s", self.actor_idle_s),
+            ("update_interval_s", self.update_interval_s),
         ];
         for (key, v) in windows {
             if v == 0 || v > YEAR_S {
@@ -214,6 +225,13 @@ impl DetectConfig {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, v.to_string(), "must be a positive number");
             }
+        }
+        if !(self.episode_pace_factor.is_finite() && self.episode_pace_factor >= 1.0) {
+            return bad(
+                "episode_pace_factor",
+                self.episode_pace_factor.to_string(),
+                "must be a number of at least 1 (times the episode's mean gap)",
+            );
         }
         if !(self.surge_min_ratio.is_finite() && self.surge_min_ratio >= 1.0) {
             return bad(

@@ -35,8 +35,24 @@ pub struct DetectConfig {
     /// speed: `fast` when the mean time between a scan's probes is at most this (seconds).
     pub fast_max_interval_s: f64,
     /// An episode ends after this long without a probe (seconds); one that
-    /// resumes sooner is the same episode.
+    /// resumes sooner is the same episode...
     pub episode_idle_s: u64,
+    /// ...or after this many times its own mean gap between probes, when
+    /// that is longer: a slow scan probing every 30 minutes stays one
+    /// episode for days...
+    pub episode_pace_factor: f64,
+    /// ...but never longer than this (seconds).
+    pub episode_max_idle_s: u64,
+    /// An actor (one source and kind over time: its episodes, when it was
+    /// first seen) is forgotten after this long without an episode (seconds).
+    pub actor_idle_s: u64,
+    /// A running episode gives an `update` record when its severity rose
+    /// or its probes doubled since its last record, at most this often
+    /// (seconds of event time).
+    pub update_interval_s: u64,
+    /// brute_force (Mirai's default-credential phase): at least this many
+    /// SYNs from one source to TCP/23 of one host, and one to TCP/2323.
+    pub mirai_telnet_syns: u32,
     /// A source's state is forgotten after this long without a probe (seconds).
     pub source_idle_s: u64,
     /// distributed_scan: two sources probing the same target and port at most
@@ -144,6 +160,11 @@ impl Default for DetectConfig {
             protocols: 8,
             fast_max_interval_s: 1.0,
             episode_idle_s: 900,
+            episode_pace_factor: 4.0,
+            episode_max_idle_s: 86_400,
+            actor_idle_s: 30 * 86_400,
+            update_interval_s: 10,
+            mirai_telnet_syns: 10,
             source_idle_s: 6 * 3600,
             sync_max_lag_ms: 2000,
             sync_ports: 5,
@@ -225,6 +246,26 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "episode_idle_s",
         "an episode ends after this long without evidence (s)",
+    ),
+    (
+        "episode_pace_factor",
+        "...or after this many times its own mean gap between probes, if longer...",
+    ),
+    (
+        "episode_max_idle_s",
+        "...but at most this long (s)",
+    ),
+    (
+        "actor_idle_s",
+        "an actor (a source and kind over time) is forgotten after this long without an episode (s)",
+    ),
+    (
+        "update_interval_s",
+        "a running episode's update record (severity rose, probes doubled) at most this often (s)",
+    ),
+    (
+        "mirai_telnet_syns",
+        "brute_force: SYNs from one source to TCP/23 of one host, then one to TCP/2323 (Mirai)",
     ),
     (
         "source_idle_s",

@@ -57,6 +57,10 @@ fn every_field_is_checked() {
         ("fast_max_interval_s=-1", "fast_max_interval_s"),
         ("source_idle_s=99999999999", "source_idle_s"),
         ("memory_mib=8", "memory_mib"),
+        ("episode_pace_factor=0.5", "episode_pace_factor"),
+        ("episode_max_idle_s=60", "episode_max_idle_s"),
+        ("actor_idle_s=0", "actor_idle_s"),
+        ("mirai_telnet_syns=0", "mirai_telnet_syns"),
     ] {
         let e = DetectConfig::load(None, &[set.into()]).unwrap_err();
         assert!(e.to_string().contains(key), "{set}: {e}");
