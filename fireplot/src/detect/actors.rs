@@ -51,6 +51,12 @@ impl ActorKey {
                 sub: u32::from(proto) << 16 | u32::from(port),
                 shape: 2,
             },
+            Key::Target(kind, who, sub) => ActorKey {
+                kind,
+                who,
+                sub,
+                shape: 3,
+            },
         }
     }
 }

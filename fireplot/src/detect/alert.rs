@@ -103,10 +103,39 @@ pub struct Alert {
     pub sensors: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub per_sensor: Option<std::collections::BTreeMap<String, u64>>,
+    /// ddos: the vector (`syn`, `udp_reflection`, ...), the amplifiers'
+    /// source port of a reflection, peak and current (last second) rates,
+    /// bytes, the prefix length of an attack on a prefix (carpet bombing),
+    /// and the heaviest sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reflector_port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_pps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_bps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_len: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_sources: Option<Vec<TopSource>>,
     /// The episode's actor (its source, target or port and kind over
     /// time): episodes so far, since when, totals over all of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<ActorSummary>,
+}
+
+/// One of an attack's heaviest sources: its most packets in one second.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TopSource {
+    pub src: String,
+    pub packets: u64,
 }
 
 /// An actor over time, as a record says it.

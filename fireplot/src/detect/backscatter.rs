@@ -183,7 +183,7 @@ impl Detector for Backscatter {
             Key::Dst(_, dst) => {
                 self.win.remove(&dst);
             }
-            Key::Port(..) => {}
+            Key::Port(..) | Key::Target(..) => {}
         }
     }
 

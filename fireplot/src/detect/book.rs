@@ -55,6 +55,8 @@ impl Book {
     /// Queues the record of `ep` with this status and its actor.
     fn record(&mut self, ep: &mut Episode, status: &str, cfg: &DetectConfig) {
         let mut a = ep.alert(status, cfg);
+        let last_ns = ep.last_ns;
+        ep.evidence.said(last_ns);
         ep.said_severity = a.severity;
         ep.said_probes = ep.probes;
         ep.said_ns = ep.last_ns;
@@ -132,7 +134,7 @@ impl Book {
             Key::Src(_, src, _) => self.by_src.entry(src).or_default().push(id),
             Key::Port(_, proto, port) => self.by_port.entry((proto, port)).or_default().push(id),
             Key::Dst(k, dst) if k.0.routes_by_dst => self.by_dst.entry(dst).or_default().push(id),
-            Key::Dst(_, _) => {}
+            Key::Dst(_, _) | Key::Target(..) => {}
         }
         let severity = ep.evidence.severity(&ep, cfg);
         ep.announced = self.actors.begin(&ep, severity);
@@ -263,7 +265,7 @@ impl Book {
             };
             let severity = ep.evidence.severity(ep, cfg);
             let grown = ep.probes >= ep.said_probes.saturating_mul(2);
-            if severity <= ep.said_severity && !grown {
+            if severity <= ep.said_severity && !grown && !ep.evidence.wants_update(ep) {
                 continue;
             }
             let Some(mut ep) = self.episodes.remove(&id) else {

@@ -81,6 +81,8 @@ pub enum Key {
     Dst(Kind, u128),
     /// One (protocol, port).
     Port(Kind, u8, u16),
+    /// One target address (or prefix) and a sub-key (an attack's vector).
+    Target(Kind, u128, u32),
 }
 
 /// How a probe reached an episode.
@@ -110,6 +112,16 @@ pub trait Evidence: Any + Send {
     fn summary(&self, ep: &Episode, s: &Said) -> String;
     /// The kind's own fields of the alert record.
     fn fields(&self, _ep: &Episode, _cfg: &DetectConfig, _a: &mut Alert) {}
+    /// Wants an `update` record now, whatever its severity and probes
+    /// (an attack's figures while it lasts); asked at most once per
+    /// `update_interval_s`.
+    fn wants_update(&self, _ep: &Episode) -> bool {
+        false
+    }
+
+    /// Its record was just given (the episode's `last_ns` then).
+    fn said(&mut self, _last_ns: i64) {}
+
     /// Heap bytes held beyond the episode's own size.
     fn heap_bytes(&self) -> usize {
         0

@@ -194,6 +194,38 @@ struct PortSecond {
     /// The most events one source sent in this second (over all its
     /// targets: an upper bound of its share of this port).
     top_source: u32,
+    /// The destination most of them went to (one-slot Misra-Gries).
+    top_dst: TopDst,
+}
+
+/// The destination of most packets of a stream, and a lower bound of its
+/// share: one slot of Misra-Gries.
+#[derive(Clone, Copy, Default)]
+struct TopDst {
+    dst: u128,
+    count: u64,
+}
+
+impl TopDst {
+    fn add(&mut self, dst: u128, n: u64) {
+        if self.dst == dst || self.count == 0 {
+            self.dst = dst;
+            self.count += n;
+        } else if self.count >= n {
+            self.count -= n;
+        } else {
+            *self = TopDst {
+                dst,
+                count: n - self.count,
+            };
+        }
+    }
+
+    /// Does one destination hold more than `share` of `total`? Then it is
+    /// that host's attack (`ddos`), not a port's flood.
+    fn dominates(&self, total: u64, share: f64) -> bool {
+        self.count as f64 > share * total as f64
+    }
 }
 
 /// Seconds of aggregates kept for summing (they arrive in about 2 s).
@@ -207,7 +239,7 @@ const AGG_KEEP_S: i64 = 30;
 pub struct PortRate {
     sec: i64,
     counts: FxHashMap<(u8, u16), PortSecond>,
-    agg: FxHashMap<(u8, u16, i64), u64>,
+    agg: FxHashMap<(u8, u16, i64), (u64, TopDst)>,
     agg_newest: i64,
 }
 
@@ -247,11 +279,15 @@ impl PortRate {
         let c = self.counts.entry((p.proto, p.port)).or_insert(PortSecond {
             events: 0,
             top_source: 0,
+            top_dst: TopDst::default(),
         });
         c.events += 1;
         c.top_source = c.top_source.max(src_count.min(c.events));
+        c.top_dst.add(p.dst, 1);
         let n = c.events;
-        let several = f64::from(c.top_source) <= cx.cfg.flood_port_max_share * f64::from(n);
+        let share = cx.cfg.flood_port_max_share;
+        let several = f64::from(c.top_source) <= share * f64::from(n)
+            && !c.top_dst.dominates(u64::from(n), share);
         if n < cx.cfg.flood_pps || !several {
             return;
         }
@@ -276,8 +312,9 @@ impl PortRate {
     /// to one (protocol, port) from one source prefix. A port whose
     /// aggregates and events of one second reach `flood_pps` is flooded (by
     /// however many sources: the kernel aggregated them because one target
-    /// or the sensor's budget was past its limit); an active flood on the
-    /// port counts them.
+    /// or the sensor's budget was past its limit) unless one destination
+    /// holds most of it (that host's attack, `ddos`); an active flood on
+    /// the port counts them.
     fn aggregate(&mut self, cx: &mut Context, r: &Record) {
         use std::net::{IpAddr, Ipv6Addr};
         let sec = r.ts_ns.div_euclid(SEC);
@@ -290,9 +327,12 @@ impl PortRate {
                 self.agg.retain(|k, _| k.2 >= keep);
             }
         }
-        let n = {
+        let (n, agg_top) = {
             let c = self.agg.entry((r.proto, port, sec)).or_default();
-            *c += count;
+            c.0 += count;
+            if let Some(d) = r.dst {
+                c.1.add(super::probe::key(d), count);
+            }
             *c
         };
         // Events of the same port in the same second, when the detector is
@@ -323,6 +363,7 @@ impl PortRate {
             len: r.len,
             class: r.class,
             dark: false,
+            vector: super::vector::Vector::of(r),
         };
         // The rest of a source's flood (its events past --rate-limit): it
         // counts for that source's episode, not as a flood of many sources.
@@ -347,18 +388,21 @@ impl PortRate {
                 return;
             }
         }
-        // One source sent all of it: that source's flood, at the aggregate's
-        // rate (its events of the second were fewer than its limit).
-        if r.src.is_some() && r.src_prefix().is_none() && n + events >= u64::from(cx.cfg.flood_pps)
-        {
+        // One source sent all of it: that source's flood, at its own rate
+        // in the aggregate (not the port's: a one-packet aggregate of a
+        // spoofed address is nobody's flood).
+        if r.src.is_some() && r.src_prefix().is_none() && count >= u64::from(cx.cfg.flood_pps) {
             let evidence = Box::new(Flood {
-                peak_pps: n + events,
+                peak_pps: count,
                 aggregated: count,
                 run: None,
             });
             let key = Key::Src(Kind(&FLOOD), p.src, 0);
             cx.start(Kind(&FLOOD), key, &p, evidence, |ep| {
                 ep.targets = Default::default();
+                if let Some(d) = r.dst {
+                    ep.targets.insert(super::probe::key(d));
+                }
                 ep.sources.insert(p.src);
                 if matches!(p.proto, 6 | 17) {
                     ep.add_port(port);
@@ -385,7 +429,15 @@ impl PortRate {
             }
             return;
         }
-        if n + events < u64::from(cx.cfg.flood_pps) {
+        let one_host = self.sec == sec
+            && self.counts.get(&(r.proto, port)).is_some_and(|c| {
+                c.top_dst
+                    .dominates(u64::from(c.events), cx.cfg.flood_port_max_share)
+            });
+        if n + events < u64::from(cx.cfg.flood_pps)
+            || one_host
+            || agg_top.dominates(n, cx.cfg.flood_port_max_share)
+        {
             return;
         }
         let evidence = Box::new(Flood {

@@ -16,6 +16,7 @@ mod backscatter;
 mod book;
 pub mod config;
 mod context;
+mod ddos;
 pub mod detector;
 mod distributed;
 pub mod episode;
@@ -32,6 +33,7 @@ pub mod sets;
 pub mod sources;
 mod surge;
 mod tools;
+pub mod vector;
 mod words;
 
 use serde::Serialize;
@@ -55,6 +57,8 @@ pub struct DetectStats {
     /// and forgotten after `actor_idle_s`.
     pub actors: u64,
     pub actors_expired: u64,
+    /// Packets the attack accounting did not count: its table was full.
+    pub ddos_untracked: u64,
     /// Sources dropped to stay in the memory budget (oldest first).
     pub sources_evicted: u64,
     /// Sources forgotten after `source_idle_s`.
@@ -87,6 +91,7 @@ fn registered() -> Vec<Box<dyn Detector>> {
         Box::new(surge::Surge::default()),
         Box::new(flood::PortRate::default()),
         Box::new(mirai::Mirai::default()),
+        Box::new(ddos::Ddos::default()),
     ]
 }
 
@@ -307,5 +312,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_actors;
 #[cfg(test)]
 mod tests_pace;

@@ -2,6 +2,7 @@
 
 use std::net::IpAddr;
 
+use super::vector::Vector;
 use crate::record::Record;
 
 /// TCP flag bits, as fireplot-common defines them.
@@ -148,6 +149,8 @@ pub struct Probe {
     pub class: u8,
     /// The destination (address, or TCP/UDP port) had never answered anyone.
     pub dark: bool,
+    /// What kind of packet it is, as an attack on its destination.
+    pub vector: Vector,
 }
 
 /// An address as a u128 key (IPv4 mapped).
@@ -168,6 +171,44 @@ pub fn addr(k: u128) -> IpAddr {
 }
 
 impl Probe {
+    /// A probe standing for traffic counted in bulk (a kernel aggregate, an
+    /// attack's second): its source, destination and vector, nothing else.
+    pub fn of_traffic(ts_ns: i64, src: u128, dst: u128, vector: Vector) -> Probe {
+        let (proto, flags) = match vector {
+            Vector::Syn => (6, SYN),
+            Vector::SynAck => (6, SYN | ACK),
+            Vector::Ack => (6, ACK),
+            Vector::Rst => (6, RST),
+            Vector::TcpOther => (6, 0),
+            Vector::Reflection(_) | Vector::Udp => (17, 0),
+            Vector::Icmp(_) => (if addr(dst).is_ipv4() { 1 } else { 58 }, 0),
+            Vector::Fragment => (0, 0),
+            Vector::Other(p) => (p, 0),
+        };
+        Probe {
+            ts_ns,
+            src,
+            dst,
+            src_ip: addr(src),
+            dst_ip: addr(dst),
+            proto,
+            port: 0,
+            flags,
+            role: Role::Probe,
+            sport: match vector {
+                Vector::Reflection(p) => p,
+                _ => 0,
+            },
+            ip_id: 0,
+            tcp_seq: 0,
+            tcp_window: 0,
+            len: 0,
+            class: fireplot_common::event::Class::Unsolicited as u8,
+            dark: false,
+            vector,
+        }
+    }
+
     /// None for events without addresses (malformed).
     pub fn from_record(r: &Record) -> Option<Probe> {
         let (src_ip, dst_ip) = (r.src?, r.dst?);
@@ -194,6 +235,7 @@ impl Probe {
             len: r.len,
             class: r.class,
             dark: r.dark(),
+            vector: Vector::of(r),
         })
     }
 }

@@ -314,6 +314,7 @@ mod tests {
             len: 60,
             class: 4,
             dark: false,
+            vector: super::super::vector::Vector::Syn,
         }
     }
 

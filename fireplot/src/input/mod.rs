@@ -122,7 +122,7 @@ fn verdict<E: Into<Unreadable>>(r: Result<Option<(Record, Option<String>)>, E>) 
 }
 
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 #[cfg(test)]
 mod tests {

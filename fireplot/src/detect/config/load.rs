@@ -110,6 +110,10 @@ impl DetectConfig {
             ("backscatter_sources", self.backscatter_sources),
             ("flood_pps", self.flood_pps),
             ("mirai_telnet_syns", self.mirai_telnet_syns),
+            ("flood_burst_packets", self.flood_burst_packets),
+            ("ddos_min_pps", self.ddos_min_pps),
+            ("ddos_reflection_sources", self.ddos_reflection_sources),
+            ("ddos_spoofed_sources", self.ddos_spoofed_sources),
         ];
         for (key, v) in counts {
             if v == 0 {
@@ -193,6 +197,8 @@ impl DetectConfig {
             ("episode_max_idle_s", self.episode_max_idle_s),
             ("actor_idle_s", self.actor_idle_s),
             ("update_interval_s", self.update_interval_s),
+            ("ddos_baseline_s", self.ddos_baseline_s),
+            ("ddos_quiet_s", self.ddos_quiet_s),
         ];
         for (key, v) in windows {
             if v == 0 || v > YEAR_S {
@@ -220,11 +226,19 @@ impl DetectConfig {
             ("fast_max_interval_s", self.fast_max_interval_s),
             ("sync_lag_spread_min_ms", self.sync_lag_spread_min_ms),
             ("surge_prior_sources", self.surge_prior_sources),
+            ("ddos_min_bps", self.ddos_min_bps as f64),
         ];
         for (key, v) in positives {
             if !(v.is_finite() && v > 0.0) {
                 return bad(key, v.to_string(), "must be a positive number");
             }
+        }
+        if !(self.ddos_rate_factor.is_finite() && self.ddos_rate_factor >= 1.0) {
+            return bad(
+                "ddos_rate_factor",
+                self.ddos_rate_factor.to_string(),
+                "must be a number of at least 1 (times the host's recent rate)",
+            );
         }
         if !(self.episode_pace_factor.is_finite() && self.episode_pace_factor >= 1.0) {
             return bad(

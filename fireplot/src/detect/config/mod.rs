@@ -112,6 +112,25 @@ pub struct DetectConfig {
     pub backscatter_victim_window_s: u64,
     /// flood: events per second from one source, or to one port from several.
     pub flood_pps: u32,
+    /// flood (a burst): this many packets from one source to one host
+    /// within a second, however short the burst.
+    pub flood_burst_packets: u32,
+    /// ddos: an attack on one of our hosts (or /24, /64) is a vector at or
+    /// above this many packets per second...
+    pub ddos_min_pps: u32,
+    /// ...or this many bits per second...
+    pub ddos_min_bps: u64,
+    /// ...and this many times the destination's own recent rate of it...
+    pub ddos_rate_factor: f64,
+    /// ...(an exponentially weighted mean over this many seconds)...
+    pub ddos_baseline_s: u64,
+    /// ...and, for reflection, from this many distinct sources in a minute.
+    pub ddos_reflection_sources: u32,
+    /// ddos at any rate: this many distinct sources in a minute on one
+    /// vector to one host (a spoofed flood).
+    pub ddos_spoofed_sources: u32,
+    /// An attack ends after this long below its thresholds (seconds).
+    pub ddos_quiet_s: u64,
     /// flood of one port: "from several sources" only while no single
     /// source sent more than this share of the port's events in that second
     /// (else it is that source's flood).
@@ -189,6 +208,14 @@ impl Default for DetectConfig {
             backscatter_victim_targets: 20,
             backscatter_victim_window_s: 86_400,
             flood_pps: 20_000,
+            flood_burst_packets: 2_000,
+            ddos_min_pps: 1_000,
+            ddos_min_bps: 10_000_000,
+            ddos_rate_factor: 4.0,
+            ddos_baseline_s: 3_600,
+            ddos_reflection_sources: 20,
+            ddos_spoofed_sources: 1_000,
+            ddos_quiet_s: 60,
             flood_port_max_share: 0.5,
             hammer_packets: 1000,
             hammer_gap_s: 600,
@@ -347,6 +374,35 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "flood_pps",
         "flood: events in one second from one source, or to one port from several",
+    ),
+    (
+        "flood_burst_packets",
+        "flood: a burst of this many packets from one source to one host within a second",
+    ),
+    (
+        "ddos_min_pps",
+        "ddos: a vector to one of our hosts (or /24, /64) at or above this many packets/s...",
+    ),
+    ("ddos_min_bps", "...or this many bits/s..."),
+    (
+        "ddos_rate_factor",
+        "...and this many times the host's own recent rate of it...",
+    ),
+    (
+        "ddos_baseline_s",
+        "...its recent rate: a moving mean over this many seconds, attacks left out...",
+    ),
+    (
+        "ddos_reflection_sources",
+        "...and for reflection, this many distinct sources in a minute",
+    ),
+    (
+        "ddos_spoofed_sources",
+        "ddos at any rate: this many distinct sources in a minute on one vector to one host",
+    ),
+    (
+        "ddos_quiet_s",
+        "an attack ends after this long below its thresholds (s)",
     ),
     (
         "flood_port_max_share",

@@ -1,0 +1,344 @@
+//! Episodes, actors and announcements on a honeypot-shaped half year:
+//! many one- to three-probe sources, persistent scanners returning daily
+//! at their own paces, two slow scanners of one host over days, floods.
+//! What sinks announce (`started`) is at most one per actor and UTC day
+//! unless the severity rises; slow scans are one episode; floods and broad
+//! scans are still announced; the store (every record) keeps every episode.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{
+    tests::{ev, run, S, T0},
+    Alert,
+};
+use crate::record::{parse_rfc3339_ns, Record};
+
+const H: i64 = 3600 * S;
+const DAY: i64 = 24 * H;
+
+/// xorshift: the same stream every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn honeypot(i: u64) -> String {
+    format!("198.18.2.{}", 1 + i % 9)
+}
+
+/// The half year: (events, the persistent scanners, the slow scanners,
+/// the flooders, the broad scanners).
+fn half_year(
+    days: i64,
+) -> (
+    Vec<Record>,
+    Vec<String>,
+    [String; 2],
+    Vec<String>,
+    Vec<String>,
+) {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut evs = Vec::new();
+    let common = [
+        22u16, 23, 80, 443, 445, 3389, 8080, 5060, 1433, 3306, 6379, 8443,
+    ];
+    let persistent: Vec<String> = (0..100)
+        .map(|i| format!("45.{}.0.{}", i / 200, 1 + i % 200))
+        .collect();
+    let broad: Vec<String> = (0..3).map(|i| format!("89.0.0.{}", 1 + i)).collect();
+    let mut n = 0u64;
+    for d in 0..days {
+        let day0 = T0 - T0.rem_euclid(DAY) + d * DAY;
+        // Background: 300 sources a day, one to three probes each.
+        for _ in 0..300 {
+            n += 1;
+            let src = format!(
+                "{}.{}.{}.{}",
+                60 + n / 65_536 % 100,
+                n / 256 % 256,
+                n % 256,
+                1 + n % 7
+            );
+            let probes = 1 + rng.below(3);
+            let t = day0 + rng.below(DAY as u64 - H as u64) as i64;
+            for k in 0..probes {
+                let port = common[rng.below(common.len() as u64) as usize];
+                evs.push(ev(
+                    t + k as i64 * 3 * S,
+                    &src,
+                    &honeypot(rng.below(9)),
+                    6,
+                    port,
+                    0x02,
+                ));
+            }
+        }
+        // Persistent scanners: most days, one to three visits a few hours
+        // apart, 8 to 30 ports of one honeypot at their own pace.
+        for (i, src) in persistent.iter().enumerate() {
+            if rng.below(10) < 3 {
+                continue;
+            }
+            let visits = 1 + rng.below(3);
+            let pace = [50 * 1_000_000, S, 20 * S][i % 3];
+            for v in 0..visits {
+                let t = day0 + v as i64 * 6 * H + rng.below(4 * H as u64) as i64;
+                let ports = 8 + rng.below(23);
+                let host = honeypot(rng.below(9));
+                for k in 0..ports {
+                    let port = 1 + rng.below(65_000) as u16;
+                    evs.push(ev(t + k as i64 * pace, src, &host, 6, port, 0x02));
+                }
+            }
+        }
+        // Broad scanners: 200 ports of one honeypot on some days.
+        if d % 7 == 3 {
+            for (i, src) in broad.iter().enumerate() {
+                let t = day0 + (10 + i as i64) * H;
+                for k in 0..200u16 {
+                    evs.push(ev(
+                        t + k as i64 * 10 * 1_000_000,
+                        src,
+                        &honeypot(i as u64),
+                        6,
+                        1000 + k,
+                        0x02,
+                    ));
+                }
+            }
+        }
+    }
+    // Two slow scanners of one host: every 30 minutes for three days, and
+    // every two hours for five days.
+    let slow = ["77.0.0.1".to_string(), "77.0.0.2".to_string()];
+    for k in 0..144 {
+        evs.push(ev(
+            T0 + 20 * DAY + k * 30 * 60 * S,
+            &slow[0],
+            "198.18.2.5",
+            6,
+            2000 + k as u16,
+            0x02,
+        ));
+    }
+    for k in 0..60 {
+        evs.push(ev(
+            T0 + 40 * DAY + k * 2 * H,
+            &slow[1],
+            "198.18.2.6",
+            6,
+            3000 + k as u16,
+            0x02,
+        ));
+    }
+    // Two floods.
+    let flooders = vec!["66.0.0.1".to_string(), "66.0.0.2".to_string()];
+    for (f, src) in flooders.iter().enumerate() {
+        let t = T0 + (60 + 30 * f as i64) * DAY + 5 * H;
+        for k in 0..25_000 {
+            evs.push(ev(t + k * 30_000, src, "198.18.2.7", 6, 80, 0x02));
+        }
+    }
+    evs.sort_by_key(|r| r.ts_ns);
+    (evs, persistent, slow, flooders, broad)
+}
+
+fn day_of(a: &Alert) -> i64 {
+    parse_rfc3339_ns(&a.last_seen).unwrap_or(0).div_euclid(DAY)
+}
+
+#[test]
+fn a_half_year_of_honeypot_traffic_is_announced_once_per_actor_and_day() {
+    let (evs, persistent, slow, flooders, broad) = half_year(180);
+    let all = run(&evs);
+    // At most one `started` per (source, kind, day), unless severity rose.
+    let mut by_actor_day: BTreeMap<(String, String, i64), Vec<u8>> = BTreeMap::new();
+    for a in all
+        .iter()
+        .filter(|a| a.status == "started" && a.sources.len() == 1)
+    {
+        by_actor_day
+            .entry((a.sources[0].clone(), a.kind.clone(), day_of(a)))
+            .or_default()
+            .push(a.severity);
+    }
+    for ((src, kind, day), sev) in &by_actor_day {
+        assert!(
+            sev.windows(2).all(|w| w[1] > w[0]),
+            "{src} {kind} day {day}: announced at severities {sev:?}"
+        );
+    }
+    // Every episode is kept: one `ended` record each, and the persistent
+    // scanners' visits are many more episodes than announcements.
+    let episodes: BTreeSet<u64> = all.iter().map(|a| a.id).collect();
+    let ended = all.iter().filter(|a| a.status == "ended").count();
+    assert_eq!(episodes.len(), ended, "every episode ends once");
+    let announced = all.iter().filter(|a| a.status == "started").count();
+    let persistent_eps = all
+        .iter()
+        .filter(|a| a.status == "ended" && persistent.contains(&a.sources[0]))
+        .count();
+    let persistent_ann = all
+        .iter()
+        .filter(|a| a.status == "started" && persistent.contains(&a.sources[0]))
+        .count();
+    assert!(
+        persistent_ann * 3 < persistent_eps * 2,
+        "persistent scanners: {persistent_ann} announcements for {persistent_eps} episodes"
+    );
+    eprintln!(
+        "half year: {} events, {} episodes, {announced} announced ({} a day), persistent {persistent_ann}/{persistent_eps}",
+        evs.len(),
+        episodes.len(),
+        announced as f64 / 180.0
+    );
+    // A later episode of a known actor says so.
+    let recurring = all
+        .iter()
+        .filter(|a| a.actor.as_ref().is_some_and(|x| x.episodes > 1))
+        .count();
+    assert!(recurring > 0, "no record names a recurring actor");
+    // Each slow scanner is one episode.
+    for s in &slow {
+        let eps: BTreeSet<u64> = all
+            .iter()
+            .filter(|a| a.kind == "port_scan" && a.sources == [s.clone()])
+            .map(|a| a.id)
+            .collect();
+        assert_eq!(eps.len(), 1, "{s}: {eps:?}");
+    }
+    // Floods and broad scans are announced every time.
+    for f in &flooders {
+        assert!(
+            all.iter()
+                .any(|a| a.status == "started" && a.kind == "flood" && a.sources == [f.clone()]),
+            "{f}'s flood is not announced"
+        );
+    }
+    for b in &broad {
+        let scans: BTreeSet<i64> = all
+            .iter()
+            .filter(|a| {
+                a.status == "ended"
+                    && a.kind == "port_scan"
+                    && a.sources == [b.clone()]
+                    && a.ports.count >= 100
+            })
+            .map(day_of)
+            .collect();
+        let announced_days: BTreeSet<i64> = all
+            .iter()
+            .filter(|a| a.status == "started" && a.kind == "port_scan" && a.sources == [b.clone()])
+            .map(day_of)
+            .collect();
+        assert!(!scans.is_empty());
+        assert!(
+            scans.is_subset(&announced_days),
+            "{b}: {scans:?} vs {announced_days:?}"
+        );
+    }
+    // Severity 4 or more is rare enough to read every one.
+    let high = all
+        .iter()
+        .filter(|a| a.status == "started" && a.severity >= 4)
+        .count();
+    assert!(high <= 10, "{high} announcements at severity 4 or 5");
+}
+
+#[test]
+fn a_scan_of_five_ports_is_never_above_two() {
+    let mut evs = Vec::new();
+    // Five ports, probed again and again over two days.
+    for k in 0..500 {
+        evs.push(ev(
+            T0 + k * 5 * 60 * S,
+            "192.0.2.9",
+            "198.18.2.3",
+            6,
+            20 + (k % 5) as u16,
+            0x02,
+        ));
+    }
+    for k in 0..5 {
+        evs.push(ev(
+            T0 + 3 * DAY + k * S,
+            "192.0.2.9",
+            "198.18.2.4",
+            6,
+            20 + k as u16,
+            0x02,
+        ));
+    }
+    let all = run(&evs);
+    assert!(
+        all.iter().all(|a| a.severity <= 2 || a.kind == "flood"),
+        "{all:#?}"
+    );
+}
+
+#[test]
+fn an_ended_episode_is_not_reopened_by_what_it_reported() {
+    let mut evs = Vec::new();
+    // A 10-port scan, a pause longer than its pace, then one more probe.
+    for k in 0..10 {
+        evs.push(ev(
+            T0 + k * 100 * 1_000_000,
+            "192.0.2.10",
+            "198.18.2.3",
+            6,
+            100 + k as u16,
+            0x02,
+        ));
+    }
+    evs.push(ev(T0 + 2 * H, "192.0.2.10", "198.18.2.3", 6, 111, 0x02));
+    let all = run(&evs);
+    let ids: BTreeSet<u64> = all.iter().map(|a| a.id).collect();
+    assert_eq!(
+        ids.len(),
+        1,
+        "one probe after the end is no new episode: {all:#?}"
+    );
+}
+
+#[test]
+fn mirai_default_credential_logins_from_log_lines() {
+    use crate::input::{parse, test_support::clock, Format, Parsed};
+    let clock = clock();
+    let mut evs = Vec::new();
+    let line = |t: u32, dpt: u16| {
+        format!(
+            "Jul 23 20:{:02}:{:02} fw kernel: [12345.678] DROP IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC=203.0.113.66 DST=198.18.2.2 LEN=44 TOS=0x00 PREC=0x00 TTL=50 ID=0 PROTO=TCP SPT=5555 DPT={dpt} WINDOW=5840 RES=0x00 SYN URGP=0",
+            t / 60,
+            t % 60
+        )
+    };
+    for t in 0..10u32 {
+        match parse(Format::Iptables, &line(t * 6, 23), &clock, 1) {
+            Parsed::Event(r, _) => evs.push(*r),
+            other => panic!("{other:?}"),
+        }
+    }
+    match parse(Format::Iptables, &line(61, 2323), &clock, 1) {
+        Parsed::Event(r, _) => evs.push(*r),
+        other => panic!("{other:?}"),
+    }
+    let all = run(&evs);
+    let b: Vec<&Alert> = all.iter().filter(|a| a.kind == "brute_force").collect();
+    assert!(!b.is_empty(), "{all:#?}");
+    assert_eq!(b[0].tool.as_deref(), Some("mirai"));
+    assert_eq!(b[0].sources, ["203.0.113.66"]);
+    assert!(b[0].summary.contains("TCP/2323"), "{}", b[0].summary);
+    // Nine SYNs to 23 are not enough.
+    let all = run(&evs[1..]);
+    assert!(all.iter().all(|a| a.kind != "brute_force"), "{all:#?}");
+}

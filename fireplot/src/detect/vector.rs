@@ -1,0 +1,217 @@
+//! Attack vectors: what kind of unsolicited packet hits one of our hosts,
+//! from its protocol, TCP flags, UDP source port, ICMP type and fragment
+//! bit — the same for an event and for a kernel aggregate.
+//!
+//! UDP from one of the well-known amplifiers' ports is reflection (an
+//! attacker spoofed our address in small requests to many servers, which
+//! answer us with large ones); the ports are [`REFLECTION`], the one
+//! table the kernel's aggregates and the docs read too.
+
+use fireplot_common::{
+    event::PKT_FRAGMENT,
+    proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+};
+
+use crate::record::Record;
+
+/// UDP source ports of services abused for reflection and amplification,
+/// with their names (US-CERT TA14-017A, Akvorado's and FastNetMon's lists).
+pub const REFLECTION: [(u16, &str); 18] = [
+    (17, "qotd"),
+    (19, "chargen"),
+    (53, "DNS"),
+    (69, "TFTP"),
+    (111, "portmap"),
+    (123, "NTP"),
+    (137, "NetBIOS"),
+    (161, "SNMP"),
+    (389, "CLDAP"),
+    (520, "RIP"),
+    (1900, "SSDP"),
+    (3283, "Apple Remote Desktop"),
+    (3702, "WS-Discovery"),
+    (5353, "mDNS"),
+    (10001, "Ubiquiti discovery"),
+    (11211, "memcached"),
+    (27015, "Steam"),
+    (37810, "DVR discovery"),
+];
+
+/// The service name of a reflection port.
+pub fn reflector(port: u16) -> Option<&'static str> {
+    REFLECTION
+        .iter()
+        .find(|(p, _)| *p == port)
+        .map(|(_, name)| *name)
+}
+
+/// One vector.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Vector {
+    Syn,
+    SynAck,
+    Ack,
+    Rst,
+    /// Other TCP flag mixes (FIN, PSH, Xmas, NULL, ...).
+    TcpOther,
+    /// UDP from an amplifier's port.
+    Reflection(u16),
+    Udp,
+    /// ICMP or ICMPv6 of one type.
+    Icmp(u8),
+    /// IP fragments (no ports to read).
+    Fragment,
+    /// Another IP protocol.
+    Other(u8),
+}
+
+impl Vector {
+    /// The vector of an event or aggregate.
+    pub fn of(r: &Record) -> Vector {
+        if r.pkt_flags & PKT_FRAGMENT != 0 {
+            return Vector::Fragment;
+        }
+        match r.proto {
+            6 => {
+                let f = r.tcp_flags & 0x3f;
+                if f & TCP_RST != 0 {
+                    Vector::Rst
+                } else if f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
+                    Vector::SynAck
+                } else if f & (TCP_SYN | TCP_FIN) == TCP_SYN {
+                    Vector::Syn
+                } else if f == TCP_ACK || f == TCP_ACK | 0x08 {
+                    Vector::Ack
+                } else {
+                    Vector::TcpOther
+                }
+            }
+            17 => match reflector(r.sport) {
+                Some(_) => Vector::Reflection(r.sport),
+                None => Vector::Udp,
+            },
+            1 | 58 => Vector::Icmp(r.icmp_type),
+            p => Vector::Other(p),
+        }
+    }
+
+    /// A number that keys it (with the destination).
+    pub fn code(self) -> u32 {
+        match self {
+            Vector::Syn => 1,
+            Vector::SynAck => 2,
+            Vector::Ack => 3,
+            Vector::Rst => 4,
+            Vector::TcpOther => 5,
+            Vector::Reflection(p) => 0x1_0000 | u32::from(p),
+            Vector::Udp => 6,
+            Vector::Icmp(t) => 0x2_0000 | u32::from(t),
+            Vector::Fragment => 7,
+            Vector::Other(p) => 0x3_0000 | u32::from(p),
+        }
+    }
+
+    /// The short name in records and labels: `syn`, `udp_reflection`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Vector::Syn => "syn",
+            Vector::SynAck => "syn_ack",
+            Vector::Ack => "ack",
+            Vector::Rst => "rst",
+            Vector::TcpOther => "tcp_other",
+            Vector::Reflection(_) => "udp_reflection",
+            Vector::Udp => "udp",
+            Vector::Icmp(_) => "icmp",
+            Vector::Fragment => "fragment",
+            Vector::Other(_) => "other",
+        }
+    }
+
+    /// In words: "TCP SYN flood", "UDP reflection (DNS, source port 53)".
+    pub fn title(self) -> String {
+        match self {
+            Vector::Syn => "TCP SYN flood".into(),
+            Vector::SynAck => "TCP SYN-ACK flood".into(),
+            Vector::Ack => "TCP ACK flood".into(),
+            Vector::Rst => "TCP RST flood".into(),
+            Vector::TcpOther => "TCP flood of odd flags".into(),
+            Vector::Reflection(p) => format!(
+                "UDP reflection ({}, source port {p})",
+                reflector(p).unwrap_or("?")
+            ),
+            Vector::Udp => "UDP flood".into(),
+            Vector::Icmp(8) | Vector::Icmp(128) => "ICMP echo flood".into(),
+            Vector::Icmp(t) => format!("ICMP type {t} flood"),
+            Vector::Fragment => "IP fragment flood".into(),
+            Vector::Other(p) => format!("IP protocol {p} flood"),
+        }
+    }
+
+    /// Answers to something we never sent (SYN-ACK, RST, ICMP errors):
+    /// backscatter unless their rate makes them an attack on us.
+    pub fn is_answer(self) -> bool {
+        match self {
+            Vector::SynAck | Vector::Rst => true,
+            Vector::Icmp(t) => matches!(t, 3 | 4 | 5 | 11 | 12) || (1..=4).contains(&t),
+            _ => false,
+        }
+    }
+
+    /// Reflection needs many sources: one source is a flood, not reflection.
+    pub fn is_reflection(self) -> bool {
+        matches!(self, Vector::Reflection(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(proto: u8, flags: u8, sport: u16) -> Record {
+        let mut r = Record::probe(
+            0,
+            "192.0.2.1".parse().unwrap(),
+            "198.18.1.6".parse().unwrap(),
+            proto,
+            80,
+        );
+        r.tcp_flags = flags;
+        r.sport = sport;
+        r
+    }
+
+    #[test]
+    fn vectors_are_named_from_the_headers() {
+        assert_eq!(Vector::of(&rec(6, 0x02, 1234)), Vector::Syn);
+        assert_eq!(Vector::of(&rec(6, 0xc2, 1234)), Vector::Syn, "ECE|CWR");
+        assert_eq!(Vector::of(&rec(6, 0x12, 80)), Vector::SynAck);
+        assert_eq!(Vector::of(&rec(6, 0x10, 80)), Vector::Ack);
+        assert_eq!(Vector::of(&rec(6, 0x14, 80)), Vector::Rst);
+        assert_eq!(Vector::of(&rec(6, 0x29, 80)), Vector::TcpOther);
+        assert_eq!(Vector::of(&rec(17, 0, 53)), Vector::Reflection(53));
+        assert_eq!(Vector::of(&rec(17, 0, 40000)), Vector::Udp);
+        let mut f = rec(17, 0, 0);
+        f.pkt_flags = PKT_FRAGMENT;
+        assert_eq!(Vector::of(&f), Vector::Fragment);
+        assert_eq!(
+            Vector::Reflection(11211).title(),
+            "UDP reflection (memcached, source port 11211)"
+        );
+        let codes: std::collections::BTreeSet<u32> = [
+            Vector::Syn,
+            Vector::SynAck,
+            Vector::Ack,
+            Vector::Rst,
+            Vector::TcpOther,
+            Vector::Reflection(53),
+            Vector::Udp,
+            Vector::Icmp(8),
+            Vector::Fragment,
+            Vector::Other(47),
+        ]
+        .iter()
+        .map(|v| v.code())
+        .collect();
+        assert_eq!(codes.len(), 10);
+    }
+}
