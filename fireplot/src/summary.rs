@@ -84,62 +84,8 @@ pub struct DetectSummary {
     pub by_kind: Vec<KindCount>,
 }
 
-/// The engine's counters ([`DetectStats`]) as the summary carries them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct DetectCounts {
-    pub events: u64,
-    pub alerts_started: u64,
-    pub alerts_ended: u64,
-    /// Sources dropped to stay in the memory budget (oldest first).
-    pub sources_evicted: u64,
-    /// Sources forgotten after `source_idle_s`.
-    pub sources_expired: u64,
-    pub sources_tracked: u64,
-    /// Co-probing pairs not tracked because the lockstep pair table was full.
-    pub sync_pairs_untracked: u64,
-    /// Repeated probes not tracked for hammering because its table was full.
-    pub hammer_runs_untracked: u64,
-    /// Bytes of detector state, as accounted.
-    pub state_bytes: u64,
-    pub budget_bytes: u64,
-    /// Per-source alert records not raised: the source has a tag in
-    /// `ignore_tags`.
-    pub alerts_ignored_by_tag: u64,
-}
-
-impl From<DetectStats> for DetectCounts {
-    fn from(s: DetectStats) -> DetectCounts {
-        // Every field by name: a counter added to the engine does not
-        // compile until the summary carries it too.
-        let DetectStats {
-            events,
-            alerts_started,
-            alerts_ended,
-            sources_evicted,
-            sources_expired,
-            sources_tracked,
-            sync_pairs_untracked,
-            hammer_runs_untracked,
-            state_bytes,
-            budget_bytes,
-            alerts_ignored_by_tag,
-        } = s;
-        DetectCounts {
-            events,
-            alerts_started,
-            alerts_ended,
-            sources_evicted,
-            sources_expired,
-            sources_tracked,
-            sync_pairs_untracked,
-            hammer_runs_untracked,
-            state_bytes,
-            budget_bytes,
-            alerts_ignored_by_tag,
-        }
-    }
-}
+/// The engine's counters as the summary carries them.
+pub type DetectCounts = DetectStats;
 
 /// Episodes of one kind and severity.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

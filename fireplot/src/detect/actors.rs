@@ -15,6 +15,7 @@ use super::{
     alert::ActorSummary,
     context::SEC,
     episode::{Episode, Key, Kind},
+    sets::Distinct,
 };
 use crate::record::line::rfc3339_ns;
 
@@ -58,69 +59,6 @@ impl ActorKey {
                 shape: 3,
             },
         }
-    }
-}
-
-/// Distinct values, exactly up to 8, then estimated (HyperLogLog with 64
-/// registers: about 13 % standard error, 64 bytes).
-#[derive(Clone, Debug, Default)]
-pub struct Distinct {
-    exact: Vec<u128>,
-    registers: Option<Box<[u8; 64]>>,
-}
-
-impl Distinct {
-    const EXACT: usize = 8;
-
-    pub fn insert(&mut self, v: u128) {
-        if let Some(r) = self.registers.as_mut() {
-            hll_add(r, v);
-            return;
-        }
-        if self.exact.contains(&v) {
-            return;
-        }
-        if self.exact.len() < Self::EXACT {
-            self.exact.push(v);
-            return;
-        }
-        let mut r = Box::new([0u8; 64]);
-        for x in self.exact.drain(..).chain(std::iter::once(v)) {
-            hll_add(&mut r, x);
-        }
-        self.registers = Some(r);
-    }
-
-    pub fn count(&self) -> u64 {
-        let Some(r) = &self.registers else {
-            return self.exact.len() as u64;
-        };
-        let m = 64.0f64;
-        let sum: f64 = r.iter().map(|&x| 2f64.powi(-i32::from(x))).sum();
-        let e = 0.709 * m * m / sum;
-        let zeros = r.iter().filter(|&&x| x == 0).count();
-        if e <= 2.5 * m && zeros > 0 {
-            (m * (m / zeros as f64).ln()).round() as u64
-        } else {
-            e.round() as u64
-        }
-    }
-
-    pub fn bytes(&self) -> usize {
-        self.exact.capacity() * 16 + if self.registers.is_some() { 64 } else { 0 }
-    }
-}
-
-fn hll_add(r: &mut [u8; 64], v: u128) {
-    // splitmix64's finaliser over both halves.
-    let mut h = (v as u64) ^ ((v >> 64) as u64).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15;
-    h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    h ^= h >> 31;
-    let idx = (h >> 58) as usize;
-    let rank = ((h << 6) | 1 << 5).leading_zeros() as u8 + 1;
-    if rank > r[idx] {
-        r[idx] = rank;
     }
 }
 
@@ -269,31 +207,4 @@ fn announce(a: &mut Actor, day: i64, severity: u8) -> bool {
         return true;
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn distinct_counts_exactly_then_estimates() {
-        let mut d = Distinct::default();
-        for v in 0..8u128 {
-            d.insert(v);
-            d.insert(v);
-        }
-        assert_eq!(d.count(), 8);
-        let mut d = Distinct::default();
-        for v in 0..10_000u128 {
-            d.insert(v * 7919);
-        }
-        let c = d.count() as f64;
-        assert!((c - 10_000.0).abs() / 10_000.0 < 0.4, "estimate {c}");
-        let mut d = Distinct::default();
-        for v in 0..100u128 {
-            d.insert(v);
-        }
-        let c = d.count() as f64;
-        assert!((c - 100.0).abs() / 100.0 < 0.4, "estimate {c}");
-    }
 }

@@ -8,12 +8,16 @@
 //! is an attack when it is above both an absolute floor suited to edge
 //! links (`ddos_min_pps` packets or `ddos_min_bps` bits per second) and
 //! `ddos_rate_factor` times the destination's own recent rate for the
-//! vector (an exponentially weighted mean over `ddos_baseline_s`, fed only
-//! by seconds that were not an attack, so a busy server's background does
-//! not alarm); reflection needs `ddos_reflection_sources` distinct sources
-//! in the minute (one source is a flood, not reflection). Whatever the
+//! vector (an exponentially weighted mean over `ddos_baseline_s`, in which
+//! a second under attack weighs a tenth, so a busy server's background does
+//! not alarm and a rate that lasts for hours becomes the new normal), from
+//! at least `ddos_min_sources` distinct sources in the minute
+//! (`ddos_reflection_sources` for reflection; fewer sources are floods of
+//! their own: a burst of `flood_burst_packets` from one source to one host
+//! within a second is that source's `flood`, naming the host). Whatever the
 //! rate, `ddos_spoofed_sources` distinct sources in a minute on one vector
-//! to one host is a spoofed flood. An attack is detected on the packet
+//! to one host, above `ddos_rate_factor` times its recent rate, is a
+//! spoofed flood. An attack is detected on the packet
 //! that crosses the threshold, gives `update` records while it lasts, and
 //! ends `ddos_quiet_s` after its last second above it.
 //!
@@ -23,7 +27,6 @@
 use rustc_hash::FxHashMap;
 
 use super::{
-    actors::Distinct,
     alert::{Alert, TopSource},
     config::DetectConfig,
     context::{Context, SEC},
@@ -31,6 +34,7 @@ use super::{
     episode::{Episode, Evidence, Key, Kind, KindSpec, Said},
     flood::{Flood, FLOOD},
     probe::{addr, key as addr_key, Probe},
+    sets::Distinct,
     vector::Vector,
     words::thousands,
 };
@@ -67,10 +71,11 @@ struct Entry {
     baseline: f64,
     /// Distinct sources (and source prefixes of aggregates) this minute.
     minute: i64,
-    sources: Distinct,
+    sources: Distinct<256>,
     sources_now: u64,
+    inserts: u32,
     /// Destinations of a prefix entry this minute.
-    hosts: Distinct,
+    hosts: Hosts,
     /// Heavy sources of the current second.
     top: [(u128, u64); TOP],
     /// The last second above the threshold, and the attack's episode.
@@ -91,7 +96,8 @@ impl Entry {
             minute: sec.div_euclid(60),
             sources: Distinct::default(),
             sources_now: 0,
-            hosts: Distinct::default(),
+            inserts: 0,
+            hosts: Hosts::default(),
             top: [(0, 0); TOP],
             attack_sec: i64::MIN,
             episode: None,
@@ -105,9 +111,14 @@ impl Entry {
             return;
         }
         let keep = 1.0 - 1.0 / tau;
-        if self.attack_sec != self.sec {
-            self.baseline = self.baseline * keep + self.packets as f64 / tau;
-        }
+        // A second under attack counts ten times less: an attack does not
+        // become the baseline at once, a rate that lasts for hours does.
+        let w = if self.attack_sec == self.sec {
+            0.1
+        } else {
+            1.0
+        };
+        self.baseline += w * (self.packets as f64 - self.baseline) / tau;
         let gap = sec - self.sec - 1;
         if gap > 0 {
             self.baseline *= keep.powf(gap.min(1 << 20) as f64);
@@ -125,7 +136,7 @@ impl Entry {
         if minute != self.minute {
             self.minute = minute;
             self.sources = Distinct::default();
-            self.hosts = Distinct::default();
+            self.hosts = Hosts::default();
             self.sources_now = 0;
         }
     }
@@ -151,6 +162,37 @@ impl Entry {
     }
 }
 
+/// The hosts of a prefix that were hit: exact for an IPv4 /24 (a bitmap
+/// of the last octet), estimated for an IPv6 /64.
+#[derive(Default)]
+struct Hosts {
+    v4: [u64; 4],
+    v6: Distinct,
+}
+
+impl Hosts {
+    fn insert(&mut self, dst: u128) {
+        if addr(dst).is_ipv4() {
+            let o = (dst & 0xff) as usize;
+            self.v4[o >> 6] |= 1 << (o & 63);
+        } else {
+            self.v6.insert(dst);
+        }
+    }
+
+    fn count(&self) -> u64 {
+        self.v4
+            .iter()
+            .map(|w| u64::from(w.count_ones()))
+            .sum::<u64>()
+            + self.v6.count()
+    }
+
+    fn bytes(&self) -> usize {
+        32 + self.v6.bytes()
+    }
+}
+
 /// An attack's evidence.
 struct Attack {
     vector: Vector,
@@ -166,7 +208,7 @@ struct Attack {
     /// The heaviest sources seen in its seconds, packets each.
     top: Vec<(u128, u64)>,
     /// Distinct sources, and source prefixes of aggregates, estimated.
-    sources: Distinct,
+    sources: Distinct<256>,
     said_ns: i64,
 }
 
@@ -199,6 +241,10 @@ impl Evidence for Attack {
     }
 
     fn summary(&self, ep: &Episode, s: &Said) -> String {
+        let port = match ep.port_sample.as_slice() {
+            [p] => format!(" {}/{p}", s.proto),
+            _ => String::new(),
+        };
         let who = match self.prefix {
             Some(len) => format!(
                 "{}/{len} ({} hosts)",
@@ -208,7 +254,7 @@ impl Evidence for Attack {
                 }),
                 thousands(self.hosts)
             ),
-            None => s.target.clone(),
+            None => format!("{}{port}", s.target),
         };
         let also = if self.vector.is_answer() {
             " (answers to packets spoofed in its name: backscatter at an attack's rate)"
@@ -297,6 +343,9 @@ impl Detector for Ddos {
     }
 
     fn observe(&mut self, p: &Probe, _seen: &Seen, cx: &mut Context) {
+        if p.class != fireplot_common::event::Class::Unsolicited as u8 {
+            return;
+        }
         let t = Traffic {
             ts_ns: p.ts_ns,
             src: p.src,
@@ -413,13 +462,12 @@ impl Ddos {
         } else {
             (0, 0)
         };
-        if e.sources.count() < u64::from(cfg.ddos_spoofed_sources) {
-            e.sources.insert(t.src);
-            // The estimate is a few dozen float operations: refreshed as
-            // it could first cross a threshold, then now and then.
-            if e.sources_now < 16 || packets % 64 == 0 {
-                e.sources_now = e.sources.count();
-            }
+        e.sources.insert(t.src);
+        // The estimate sums the registers: refreshed while it is small (it
+        // may cross a threshold soon), then every 64 updates.
+        e.inserts = e.inserts.wrapping_add(1);
+        if e.sources_now < 64 || e.inserts % 64 == 0 {
+            e.sources_now = e.sources.count();
         }
         if prefix.is_some() {
             e.hosts.insert(t.dst);
@@ -430,19 +478,36 @@ impl Ddos {
             0
         };
         let burst = heavy + e.prev_packets.min(heavy) >= u64::from(cfg.flood_burst_packets);
+        let min_sources = if e.vector.is_reflection() {
+            cfg.ddos_reflection_sources
+        } else {
+            cfg.ddos_min_sources
+        };
         let above = u64::max(packets, 1) as f64 >= cfg.ddos_rate_factor * e.baseline
             && (packets >= u64::from(cfg.ddos_min_pps) || bytes * 8 >= cfg.ddos_min_bps)
-            && (!e.vector.is_reflection()
-                || e.sources_now >= u64::from(cfg.ddos_reflection_sources));
-        let spoofed = e.sources_now >= u64::from(cfg.ddos_spoofed_sources);
+            && e.sources_now >= u64::from(min_sources);
+        let spoofed = e.sources_now >= u64::from(cfg.ddos_spoofed_sources)
+            && u64::max(packets, 1) as f64 >= cfg.ddos_rate_factor * e.baseline;
         // A prefix is carpet bombing only when no one host explains it.
-        let carpet_ok = prefix.is_none() || e.hosts.count() >= 8;
-        let attacking = (above || spoofed) && carpet_ok;
+        let attacking = (above || spoofed) && (prefix.is_none() || e.hosts.count() >= 8);
         if attacking && sec >= e.sec - 1 {
             e.attack_sec = e.attack_sec.max(sec);
         }
-        let (vector, hosts, episode) = (e.vector, e.hosts.count(), e.episode);
-        if burst {
+        let (vector, episode) = (e.vector, e.episode);
+        // The sources of its minute so far are an attack's own.
+        let sources = if episode.is_none() && attacking {
+            e.sources.clone()
+        } else {
+            Distinct::default()
+        };
+        let hosts = if prefix.is_some() && (attacking || episode.is_some()) {
+            e.hosts.count()
+        } else {
+            0
+        };
+        // A burst within an attack is one of its top sources, not a
+        // flood of its own.
+        if burst && episode.is_none() && !attacking {
             burst_flood(cx, t, p, heavy);
         }
         if episode.is_none() && !attacking {
@@ -451,7 +516,15 @@ impl Ddos {
         let id = match episode {
             Some(id) => id,
             None => {
-                let id = start(cx, t, key, prefix, vector, packets, bytes, hosts);
+                let first = First {
+                    vector,
+                    prefix,
+                    packets,
+                    bytes,
+                    hosts,
+                    sources,
+                };
+                let id = start(cx, t, key, first);
                 if let Some(e) = self.entries.get_mut(&key) {
                     e.episode = Some(id);
                 }
@@ -495,31 +568,32 @@ impl Ddos {
     }
 }
 
-/// Starts an attack episode.
-#[expect(clippy::too_many_arguments, reason = "one attack's first second")]
-fn start(
-    cx: &mut Context,
-    t: &Traffic,
-    key: EntryKey,
-    prefix: Option<u8>,
+/// What an attack's first second showed.
+struct First {
     vector: Vector,
+    prefix: Option<u8>,
     packets: u64,
     bytes: u64,
     hosts: u64,
-) -> u64 {
+    sources: Distinct<256>,
+}
+
+/// Starts an attack episode.
+fn start(cx: &mut Context, t: &Traffic, key: EntryKey, f: First) -> u64 {
     let k = Key::Target(Kind(&DDOS), key.0, key.1);
-    let probe = Probe::of_traffic(t.ts_ns, t.src, key.0, vector);
+    let probe = Probe::of_traffic(t.ts_ns, t.src, key.0, f.vector);
+    let packets = f.packets;
     let evidence = Box::new(Attack {
-        vector,
-        prefix,
-        hosts,
+        vector: f.vector,
+        prefix: f.prefix,
+        hosts: f.hosts,
         bytes: 0,
         peak_pps: packets,
-        peak_bps: bytes * 8,
+        peak_bps: f.bytes * 8,
         pps: packets,
-        bps: bytes * 8,
+        bps: f.bytes * 8,
         top: Vec::new(),
-        sources: Distinct::default(),
+        sources: f.sources,
         said_ns: i64::MIN,
     });
     let sec = t.ts_ns.div_euclid(SEC);

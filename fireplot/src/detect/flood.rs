@@ -119,6 +119,11 @@ impl Evidence for Flood {
             );
         }
         let peak = thousands(self.peak_pps);
+        // The one port flooded, when it is one.
+        let port = match ep.port_sample.as_slice() {
+            [p] => format!(" {proto}/{p}"),
+            _ => String::new(),
+        };
         match ep.key {
             Key::Port(_, _, port) if self.aggregated > 0 => format!(
                 "{proto} port {port} {} {probes} packets ({} counted in kernel aggregates) from {} sources and source /24s or /48s, peak {peak}/s",
@@ -132,12 +137,12 @@ impl Evidence for Flood {
                 thousands(ep.sources.count()),
             ),
             _ if self.aggregated > 0 => format!(
-                "{src} {} {probes} packets to {target} ({} counted in kernel aggregates past its rate limit), peak {peak}/s",
+                "{src} {} {probes} packets to {target}{port} ({} counted in kernel aggregates past its rate limit), peak {peak}/s",
                 if *going { "is flooding:" } else { "flooded:" },
                 thousands(self.aggregated),
             ),
             _ => format!(
-                "{src} {} {probes} packets to {target}, peak {peak}/s",
+                "{src} {} {probes} packets to {target}{port}, peak {peak}/s",
                 if *going { "is flooding:" } else { "flooded:" },
             ),
         }
@@ -429,14 +434,10 @@ impl PortRate {
             }
             return;
         }
-        let one_host = self.sec == sec
-            && self.counts.get(&(r.proto, port)).is_some_and(|c| {
-                c.top_dst
-                    .dominates(u64::from(c.events), cx.cfg.flood_port_max_share)
-            });
+        // (Aggregates that do not name their destination, from stores
+        // written before they did, are a port's.)
         if n + events < u64::from(cx.cfg.flood_pps)
-            || one_host
-            || agg_top.dominates(n, cx.cfg.flood_port_max_share)
+            || (r.dst.is_some() && agg_top.dominates(n, cx.cfg.flood_port_max_share))
         {
             return;
         }

@@ -36,7 +36,7 @@ mod tools;
 pub mod vector;
 mod words;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::record::Record;
 pub use alert::Alert;
@@ -45,8 +45,9 @@ use context::{Context, SEC};
 use detector::{Detector, Seen};
 use probe::Probe;
 
-/// Counters of the engine, for summaries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+/// Counters of the engine, for summaries (read back by `/metrics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct DetectStats {
     pub events: u64,
     /// Records given: `started` (announced), `update`, `ended`.
@@ -314,5 +315,7 @@ impl Engine {
 mod tests;
 #[cfg(test)]
 mod tests_actors;
+#[cfg(test)]
+mod tests_ddos;
 #[cfg(test)]
 mod tests_pace;

@@ -178,6 +178,85 @@ impl AddrSet {
     }
 }
 
+/// Distinct values, exactly up to 8, then estimated by HyperLogLog with
+/// `M` registers (a power of two from 16: about 1.04/√M standard error; 64
+/// registers, 13 %, 64 bytes; 256, 6.5 %), small counts by linear counting.
+#[derive(Clone, Debug)]
+pub struct Distinct<const M: usize = 64> {
+    exact: Vec<u128>,
+    registers: Option<Box<[u8; M]>>,
+}
+
+impl<const M: usize> Default for Distinct<M> {
+    fn default() -> Self {
+        Distinct {
+            exact: Vec::new(),
+            registers: None,
+        }
+    }
+}
+
+impl<const M: usize> Distinct<M> {
+    const EXACT: usize = 8;
+    const BITS: u32 = M.trailing_zeros();
+
+    pub fn insert(&mut self, v: u128) {
+        if let Some(r) = self.registers.as_mut() {
+            Self::add(r, v);
+            return;
+        }
+        if self.exact.contains(&v) {
+            return;
+        }
+        if self.exact.len() < Self::EXACT {
+            self.exact.push(v);
+            return;
+        }
+        let mut r = Box::new([0u8; M]);
+        for x in self.exact.drain(..).chain(std::iter::once(v)) {
+            Self::add(&mut r, x);
+        }
+        self.registers = Some(r);
+    }
+
+    fn add(r: &mut [u8; M], v: u128) {
+        // splitmix64's finaliser over both halves.
+        let mut h = (v as u64) ^ ((v >> 64) as u64).rotate_left(29) ^ 0x9E37_79B9_7F4A_7C15;
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+        let idx = (h >> (64 - Self::BITS)) as usize;
+        let rank = ((h << Self::BITS) | 1 << (Self::BITS - 1)).leading_zeros() as u8 + 1;
+        if rank > r[idx] {
+            r[idx] = rank;
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        let Some(r) = &self.registers else {
+            return self.exact.len() as u64;
+        };
+        let m = M as f64;
+        // 2^-x from its bits: the exponent field of a double.
+        let sum: f64 = r
+            .iter()
+            .map(|&x| f64::from_bits((1023 - u64::from(x)) << 52))
+            .sum();
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let e = alpha * m * m / sum;
+        let zeros = r.iter().filter(|&&x| x == 0).count();
+        if e <= 2.5 * m && zeros > 0 {
+            (m * (m / zeros as f64).ln()).round() as u64
+        } else {
+            e.round() as u64
+        }
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.exact.capacity() * 16 + if self.registers.is_some() { M } else { 0 }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,5 +283,26 @@ mod tests {
         let mut o = Order::default();
         [5u128, 1, 9, 3, 7, 2, 8].iter().for_each(|v| o.push(*v));
         assert_eq!(o.name(), "random");
+    }
+
+    #[test]
+    fn distinct_counts_exactly_then_estimates() {
+        let mut d = Distinct::<64>::default();
+        for v in 0..8u128 {
+            d.insert(v);
+            d.insert(v);
+        }
+        assert_eq!(d.count(), 8);
+        for (n, m64, m256) in [(100u128, 0.4, 0.2), (10_000, 0.4, 0.2)] {
+            let mut a = Distinct::<64>::default();
+            let mut b = Distinct::<256>::default();
+            for v in 0..n {
+                a.insert(v * 7919);
+                b.insert(v * 7919);
+            }
+            let err = |c: u64| (c as f64 - n as f64).abs() / n as f64;
+            assert!(err(a.count()) < m64, "{n}: {}", a.count());
+            assert!(err(b.count()) < m256, "{n}: {}", b.count());
+        }
     }
 }

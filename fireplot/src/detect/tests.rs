@@ -680,10 +680,18 @@ fn floods_by_source_and_by_port() {
         })
         .collect();
     let all = run(&evs);
-    let f = started(&all, "flood");
-    assert_eq!(f.len(), 1, "{:?}", kinds(&all));
+    // Ten sources flooding one host: an attack on it, not ten floods.
+    let k = kinds(&all);
+    assert_eq!(k.len(), 1, "{k:?}");
+    assert_eq!(k[0].0, "ddos");
     let end = all.iter().find(|a| a.status == "ended").unwrap();
     assert_eq!(end.source_count, 10);
+    assert!(
+        end.summary
+            .starts_with("198.18.1.2 UDP/53 was under UDP flood"),
+        "{}",
+        end.summary
+    );
 }
 
 #[test]

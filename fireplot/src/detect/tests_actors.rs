@@ -309,36 +309,3 @@ fn an_ended_episode_is_not_reopened_by_what_it_reported() {
         "one probe after the end is no new episode: {all:#?}"
     );
 }
-
-#[test]
-fn mirai_default_credential_logins_from_log_lines() {
-    use crate::input::{parse, test_support::clock, Format, Parsed};
-    let clock = clock();
-    let mut evs = Vec::new();
-    let line = |t: u32, dpt: u16| {
-        format!(
-            "Jul 23 20:{:02}:{:02} fw kernel: [12345.678] DROP IN=eth0 OUT= MAC=00:11:22:33:44:55:66:77:88:99:aa:bb:08:00 SRC=203.0.113.66 DST=198.18.2.2 LEN=44 TOS=0x00 PREC=0x00 TTL=50 ID=0 PROTO=TCP SPT=5555 DPT={dpt} WINDOW=5840 RES=0x00 SYN URGP=0",
-            t / 60,
-            t % 60
-        )
-    };
-    for t in 0..10u32 {
-        match parse(Format::Iptables, &line(t * 6, 23), &clock, 1) {
-            Parsed::Event(r, _) => evs.push(*r),
-            other => panic!("{other:?}"),
-        }
-    }
-    match parse(Format::Iptables, &line(61, 2323), &clock, 1) {
-        Parsed::Event(r, _) => evs.push(*r),
-        other => panic!("{other:?}"),
-    }
-    let all = run(&evs);
-    let b: Vec<&Alert> = all.iter().filter(|a| a.kind == "brute_force").collect();
-    assert!(!b.is_empty(), "{all:#?}");
-    assert_eq!(b[0].tool.as_deref(), Some("mirai"));
-    assert_eq!(b[0].sources, ["203.0.113.66"]);
-    assert!(b[0].summary.contains("TCP/2323"), "{}", b[0].summary);
-    // Nine SYNs to 23 are not enough.
-    let all = run(&evs[1..]);
-    assert!(all.iter().all(|a| a.kind != "brute_force"), "{all:#?}");
-}

@@ -112,6 +112,7 @@ impl DetectConfig {
             ("mirai_telnet_syns", self.mirai_telnet_syns),
             ("flood_burst_packets", self.flood_burst_packets),
             ("ddos_min_pps", self.ddos_min_pps),
+            ("ddos_min_sources", self.ddos_min_sources),
             ("ddos_reflection_sources", self.ddos_reflection_sources),
             ("ddos_spoofed_sources", self.ddos_spoofed_sources),
         ];

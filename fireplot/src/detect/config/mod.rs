@@ -124,7 +124,10 @@ pub struct DetectConfig {
     pub ddos_rate_factor: f64,
     /// ...(an exponentially weighted mean over this many seconds)...
     pub ddos_baseline_s: u64,
-    /// ...and, for reflection, from this many distinct sources in a minute.
+    /// ...from at least this many distinct sources in a minute (fewer are
+    /// each a flood of its own)...
+    pub ddos_min_sources: u32,
+    /// ...or, for reflection, this many.
     pub ddos_reflection_sources: u32,
     /// ddos at any rate: this many distinct sources in a minute on one
     /// vector to one host (a spoofed flood).
@@ -213,6 +216,7 @@ impl Default for DetectConfig {
             ddos_min_bps: 10_000_000,
             ddos_rate_factor: 4.0,
             ddos_baseline_s: 3_600,
+            ddos_min_sources: 10,
             ddos_reflection_sources: 20,
             ddos_spoofed_sources: 1_000,
             ddos_quiet_s: 60,
@@ -393,8 +397,12 @@ pub const DOCS: &[(&str, &str)] = &[
         "...its recent rate: a moving mean over this many seconds, attacks left out...",
     ),
     (
+        "ddos_min_sources",
+        "...from at least this many distinct sources in a minute...",
+    ),
+    (
         "ddos_reflection_sources",
-        "...and for reflection, this many distinct sources in a minute",
+        "...or, for reflection, this many",
     ),
     (
         "ddos_spoofed_sources",
