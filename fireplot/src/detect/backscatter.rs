@@ -123,7 +123,7 @@ struct Victim {
 /// resetting the connections our hosts accepted — rather than an answer to
 /// something spoofed in our name?
 fn answers_own_probe(cx: &Context, p: &Probe) -> bool {
-    let ported = matches!(p.proto, 6 | 17);
+    let ported = super::probe::ported(p.proto);
     if cx.book.probed(p.src, p.dst, ported.then_some(p.port)) {
         return true;
     }
@@ -249,7 +249,7 @@ impl Backscatter {
         // The service it answers from, when most answers share one port.
         let evidence = Box::new(Answers {
             one_victim: true,
-            sport: (matches!(p.proto, 6 | 17) && same * 10 >= probes * 9).then_some(sport),
+            sport: (super::probe::ported(p.proto) && same * 10 >= probes * 9).then_some(sport),
         });
         cx.start(Kind(&BACKSCATTER), key, p, evidence, |ep| {
             ep.sources.insert(p.src);

@@ -38,6 +38,8 @@ pub struct Book {
     pub ignored_by_tag: u64,
     /// Country, ASN and tags for the alerts' sources.
     enrich: Option<Arc<Enricher>>,
+    /// Warming up on stored history: no records.
+    pub silent: bool,
 }
 
 impl Book {
@@ -48,12 +50,24 @@ impl Book {
         }
     }
 
+    /// Numbers the next episode `id` (a daemon continues its store's).
+    pub fn set_next_id(&mut self, id: u64) {
+        self.next_id = self.next_id.max(id);
+    }
+
     pub fn set_enricher(&mut self, e: Option<Arc<Enricher>>) {
         self.enrich = e;
     }
 
     /// Queues the record of `ep` with this status and its actor.
     fn record(&mut self, ep: &mut Episode, status: &str, cfg: &DetectConfig) {
+        if self.silent {
+            // Warming up on history: the records were given back then.
+            ep.said_severity = ep.evidence.severity(ep, cfg);
+            ep.said_probes = ep.probes;
+            ep.said_ns = ep.last_ns;
+            return;
+        }
         let mut a = ep.alert(status, cfg);
         let last_ns = ep.last_ns;
         ep.evidence.said(last_ns);

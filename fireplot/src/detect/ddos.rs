@@ -545,7 +545,7 @@ impl Ddos {
             if prefix.is_some() {
                 ep.targets.insert(p.dst);
             }
-            if matches!(p.proto, 6 | 17) && ep.ports.len() < 1024 {
+            if super::probe::ported(p.proto) && ep.ports.len() < 1024 {
                 ep.add_port(p.port);
             }
         } else if ep.sources.count() < 65_536 && t.src != 0 {

@@ -273,7 +273,7 @@ impl Detector for PortRate {
 impl PortRate {
     /// `src_count`: events of the probe's source in this second so far.
     fn observe_port(&mut self, cx: &mut Context, p: &Probe, src_count: u32) {
-        if !matches!(p.proto, 6 | 17) {
+        if !super::probe::ported(p.proto) {
             return;
         }
         let sec = p.ts_ns.div_euclid(SEC);
@@ -409,7 +409,7 @@ impl PortRate {
                     ep.targets.insert(super::probe::key(d));
                 }
                 ep.sources.insert(p.src);
-                if matches!(p.proto, 6 | 17) {
+                if super::probe::ported(p.proto) {
                     ep.add_port(port);
                 }
                 ep.first_ns = sec * SEC;
@@ -451,7 +451,7 @@ impl PortRate {
             if r.src.is_some() {
                 ep.sources.insert(p.src);
             }
-            if matches!(p.proto, 6 | 17) {
+            if super::probe::ported(p.proto) {
                 ep.add_port(port);
             }
             ep.first_ns = sec * SEC;

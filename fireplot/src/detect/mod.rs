@@ -126,6 +126,28 @@ impl Engine {
         &self.cx.cfg
     }
 
+    /// Episodes are numbered from `id` on (a daemon continues its store's
+    /// numbers, so a restart does not reuse them).
+    pub fn number_from(&mut self, id: u64) {
+        self.cx.book.set_next_id(id);
+    }
+
+    /// Warms up on stored history (fed with [`Engine::push`] in time
+    /// order, then [`Engine::end_warm_up`]): it learns what it knows —
+    /// baselines, port histories, sources, actors and what was announced
+    /// today — without giving records: they were given when it happened.
+    pub fn start_warm_up(&mut self) {
+        self.cx.book.silent = true;
+    }
+
+    /// Ends a warm-up: episodes still open are closed silently.
+    pub fn end_warm_up(&mut self) {
+        for id in self.cx.book.ids() {
+            self.end(id);
+        }
+        self.cx.book.silent = false;
+    }
+
     /// Feeds one event. Alerts it causes are collected for [`Engine::drain`].
     pub fn push(&mut self, r: &Record) {
         self.events += 1;
@@ -208,7 +230,7 @@ impl Engine {
             return (false, false);
         };
         let slot = sources::proto_slot(p.proto);
-        let with_port = slot < 2;
+        let with_port = slot < sources::PORTED_SLOTS;
         let repeat = h
             .targets
             .get(&(p.dst, if with_port { p.proto } else { 0 }))

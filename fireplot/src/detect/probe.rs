@@ -153,6 +153,12 @@ pub struct Probe {
     pub vector: Vector,
 }
 
+/// Does the protocol start with 16-bit source and destination ports: TCP,
+/// UDP, and those with UDP's port layout (SCTP, UDP-Lite, DCCP)?
+pub fn ported(proto: u8) -> bool {
+    matches!(proto, 6 | 17 | 33 | 132 | 136)
+}
+
 /// An address as a u128 key (IPv4 mapped).
 pub fn key(a: IpAddr) -> u128 {
     match a {

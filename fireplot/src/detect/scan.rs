@@ -19,7 +19,7 @@ use super::{
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
     promote::{promote, record, Thresholds},
-    sources::{proto_slot, Light},
+    sources::{proto_slot, Light, PORTED_SLOTS},
     words::{level, scan_severity},
     DetectConfig,
 };
@@ -254,7 +254,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
         *heavy_bytes = *heavy_bytes + b - h.bytes;
         h.bytes = b;
         (
-            slot < 2 && h.scan_target[slot],
+            slot < PORTED_SLOTS && h.scan_target[slot],
             (h.target_counts[slot] >= cfg.sweep_targets as u64
                 || h.dark_targets[slot] >= cfg.sweep_dark_targets as u64)
                 && !h.union_over[slot],
@@ -264,7 +264,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
     // A sweep of a few ports over many hosts is one sweep, not also a
     // port scan of each host it touched (a silent host's ports are dark).
     let scan = scan
-        && !(slot < 2
+        && !(slot < PORTED_SLOTS
             && !cx.sources.heavy[&p.src].union_over[slot]
             && (sweep || cx.active(&sweep_key).is_some()));
     if !(scan || sweep || protocols) {
@@ -279,7 +279,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
         (scan, sweep)
     } else {
         let h = &cx.sources.heavy[&p.src];
-        let plain_scan = slot < 2
+        let plain_scan = slot < PORTED_SLOTS
             && h.targets
                 .get(&(p.dst, p.proto))
                 .is_some_and(|t| t.ports.len() >= cx.cfg.scan_ports);
@@ -315,7 +315,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
     }
     if sweep && !grouped && cx.active(&sweep_key).is_none() {
         let h = &cx.sources.heavy[&p.src];
-        let want = if slot < 2 { p.proto } else { 0 };
+        let want = if slot < PORTED_SLOTS { p.proto } else { 0 };
         let mut targets: Vec<u128> = h
             .targets
             .keys()
@@ -331,7 +331,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
             for t in targets {
                 ep.targets.insert(t);
             }
-            if matches!(p.proto, 6 | 17) {
+            if super::probe::ported(p.proto) {
                 for port in ports {
                     ep.add_port(port);
                 }

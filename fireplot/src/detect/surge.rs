@@ -260,7 +260,7 @@ impl Surge {
     /// Counts a source's first probe of a port and tests the port.
     /// `new_for_port`: this source has not probed this port before.
     fn observe_new(&mut self, cx: &mut Context, p: &Probe, new_for_port: bool) {
-        if p.role != Role::Probe || !matches!(p.proto, 6 | 17) || !new_for_port {
+        if p.role != Role::Probe || !super::probe::ported(p.proto) || !new_for_port {
             return;
         }
         let cfg = &cx.cfg;
@@ -342,6 +342,22 @@ impl Surge {
                     log10_p: lp / std::f64::consts::LN_10,
                 });
             }
+        }
+        // Too little history to test anything yet: an extreme count in
+        // the newest bucket is reported at once, against the prior alone.
+        let newest = u64::from(h.ring[idx]);
+        if best.is_none()
+            && watched_buckets * bucket_s < cfg.surge_min_history_s as i64
+            && newest >= u64::from(cfg.surge_extreme_sources)
+        {
+            let rate = cfg.surge_prior_sources / cfg.surge_prior_s as f64;
+            let mu = rate * bucket_s as f64;
+            best = Some(SurgeTest {
+                horizon_s: bucket_s,
+                sources: newest,
+                baseline_per_day: rate * 86_400.0,
+                log10_p: poisson_log_sf(newest, mu) / std::f64::consts::LN_10,
+            });
         }
         let Some(test) = best else {
             return;

@@ -289,6 +289,19 @@ impl Store {
         Ok(())
     }
 
+    /// The highest episode id of the stored alert records (0 when none):
+    /// a daemon numbers its episodes on from here.
+    pub fn max_alert_id(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(CAST(json_extract(json, '$.id') AS INTEGER)), 0) FROM alerts",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(self.sql("reading the highest episode id"))
+    }
+
     /// Stores an alert (its JSON line).
     pub fn insert_alert(
         &self,

@@ -164,6 +164,9 @@ fn keep_history(args: &RunArgs, sink: &mut EventSink) -> anyhow::Result<Option<P
             crate::store::Store::open(&path)?;
         }
         log::info!("storing history in {}", path.display());
+        if let Some(d) = sink.detect.as_mut() {
+            warm_up(&mut d.engine, &path, args.warm_up.0)?;
+        }
         sink.store = Some(StoreWriter::start(
             path,
             args.retain.map(|r| r.0),
@@ -172,6 +175,40 @@ fn keep_history(args: &RunArgs, sink: &mut EventSink) -> anyhow::Result<Option<P
         sink.store_origins();
     }
     Ok(db_path)
+}
+
+/// Live detection learns from the last `window` of stored history before
+/// the first packet (baselines of ports and hosts, sources, actors and
+/// today's announcements), so a restart is not blind; and numbers its
+/// episodes after the stored ones.
+fn warm_up(
+    engine: &mut crate::detect::Engine,
+    path: &std::path::Path,
+    window: std::time::Duration,
+) -> anyhow::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let store = crate::store::Store::open(path)?;
+    engine.number_from(store.max_alert_id()? + 1);
+    if window.is_zero() {
+        return Ok(());
+    }
+    let to = crate::record::now_ns();
+    let from = to - i64::try_from(window.as_nanos()).unwrap_or(i64::MAX);
+    let started = Instant::now();
+    engine.start_warm_up();
+    let n = store.for_each(&crate::store::Filter::range(from, to), |r| engine.push(&r));
+    engine.end_warm_up();
+    let n = n?;
+    if n > 0 {
+        log::info!(
+            "detection warmed up on {n} stored events of the last {} in {:.1} s",
+            humantime::format_duration(window),
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
 }
 
 /// Plots of the last `--plot-window` every `--plot-every`, with

@@ -65,6 +65,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", requires = "db")]
     pub retain: Option<HumanDuration>,
 
+    /// Live detection first learns from this much stored history (--db):
+    /// the ports' and hosts' baselines, the sources, the actors and what was
+    /// announced today, so a restart is not blind. 0 turns it off.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub warm_up: HumanDuration,
+
     /// Keep fireplots in DIR: fireplot-<iface>.png over --plot-window, and
     /// one per finished day (fireplot-<iface>-YYYY-MM-DD.png). Needs --db.
     #[arg(long, value_name = "DIR", requires = "db")]

@@ -107,6 +107,7 @@ impl DetectConfig {
             ("distributed_ports", self.distributed_ports),
             ("distributed_max_sources", self.distributed_max_sources),
             ("surge_min_sources", self.surge_min_sources),
+            ("surge_extreme_sources", self.surge_extreme_sources),
             ("backscatter_sources", self.backscatter_sources),
             ("flood_pps", self.flood_pps),
             ("mirai_telnet_syns", self.mirai_telnet_syns),

@@ -94,6 +94,10 @@ pub struct DetectConfig {
     /// port_surge: a horizon is tested once the port has been watched this
     /// long (and twice the horizon) before the window.
     pub surge_min_history_s: u64,
+    /// port_surge before there is history enough to test (a sensor's
+    /// first `surge_min_history_s`): this many new sources on a port in one
+    /// bucket are reported at once.
+    pub surge_extreme_sources: u32,
     /// port_surge: the prior of a port's rate: this many sources...
     pub surge_prior_sources: f64,
     /// ...over this many seconds (weak: a port nobody probed gets a small,
@@ -203,6 +207,7 @@ impl Default for DetectConfig {
             surge_min_sources: 20,
             surge_min_ratio: 4.0,
             surge_min_history_s: 6 * 3600,
+            surge_extreme_sources: 200,
             surge_prior_sources: 1.0,
             surge_prior_s: 3600,
             surge_half_life_s: 7 * 86_400,
@@ -355,6 +360,10 @@ pub const DOCS: &[(&str, &str)] = &[
     (
         "surge_min_history_s",
         "port_surge: a horizon is tested after this long (and twice the horizon) of history (s)",
+    ),
+    (
+        "surge_extreme_sources",
+        "port_surge with too little history to test: this many new sources on a port in one bucket",
     ),
     (
         "surge_prior_sources",
