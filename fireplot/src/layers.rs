@@ -23,7 +23,7 @@ const LAYERS: &[&[&str]] = &[
     &["detect", "plot"],
     // Whole stages: the fleet (NATS, PostgreSQL), and the inputs that feed
     // the sinks (captures, firewall logs).
-    &["fleet", "input"],
+    &["fleet", "input", "report"],
     // The sensor run's summary: every stage's counts in one type.
     &["summary"],
     // The console and /metrics.

@@ -14,6 +14,7 @@ pub mod fleet;
 pub mod input;
 pub mod plot;
 pub mod record;
+pub mod report;
 pub mod sensor;
 pub mod store;
 pub mod summary;

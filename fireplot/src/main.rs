@@ -8,6 +8,7 @@ use fireplot::cmd::{
     enrich::{enrich, EnrichCmdArgs},
     export::{export, ExportArgs},
     plot::{plot, PlotArgs},
+    report::{report, ReportArgs},
     run::{ingest, replay, run, IngestArgs, ReplayArgs, RunArgs},
     serve::{serve, ServeArgs},
     top::{run_top, TopArgs},
@@ -49,6 +50,8 @@ enum Command {
     Ingest(Box<IngestArgs>),
     /// Render a fireplot (PNG or SVG) from the history database or an events file. No root needed.
     Plot(PlotArgs),
+    /// One day written up: its fireplot, attacks, top actors (new and recurring), surges, new ports, the 7 days before (text, Markdown or one HTML file). No root needed.
+    Report(Box<ReportArgs>),
     /// Top destination ports, sources and protocols over a window. No root needed.
     Top(TopArgs),
     /// Run the scan detectors over stored or saved events; alerts as JSON lines. No root needed.
@@ -92,6 +95,7 @@ fn main() -> std::process::ExitCode {
         Command::Config(args) => config(&args),
         Command::Plot(args) => plot(&args),
         Command::Top(args) => run_top(&args),
+        Command::Report(args) => report(&args),
         Command::Detect(args) => detect(&args),
         Command::Serve(args) => runtime.block_on(serve(args)),
         Command::Collect(args) => runtime.block_on(collect(*args)),

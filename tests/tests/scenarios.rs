@@ -306,8 +306,14 @@ fn scenario_masscan_sweep() {
     let c = scenario(
         "mas",
         |l| {
-            traffic::masscan(l, addr::LAN_NET_V4, "22,80,443,3389,8080", 2000, "198.18.0.20")
-                .expect("masscan");
+            traffic::masscan(
+                l,
+                addr::LAN_NET_V4,
+                "22,80,443,3389,8080",
+                2000,
+                "198.18.0.20",
+            )
+            .expect("masscan");
         },
         &[("port_sweep", &["198.18.0.20"])],
     );

@@ -8,6 +8,7 @@ pub mod enrich;
 pub mod export;
 pub mod history;
 pub mod plot;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod source;

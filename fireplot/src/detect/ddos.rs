@@ -466,7 +466,7 @@ impl Ddos {
         // The estimate sums the registers: refreshed while it is small (it
         // may cross a threshold soon), then every 64 updates.
         e.inserts = e.inserts.wrapping_add(1);
-        if e.sources_now < 64 || e.inserts % 64 == 0 {
+        if e.sources_now < 64 || e.inserts.is_multiple_of(64) {
             e.sources_now = e.sources.count();
         }
         if prefix.is_some() {

@@ -34,7 +34,7 @@ pub mod sources;
 mod surge;
 mod tools;
 pub mod vector;
-mod words;
+pub mod words;
 
 use serde::{Deserialize, Serialize};
 

@@ -178,7 +178,7 @@ impl AddrSet {
     }
 }
 
-/// Distinct values, exactly up to 8, then estimated by HyperLogLog with
+/// Distinct values, exactly up to max(8, M / 4), then estimated by HyperLogLog with
 /// `M` registers (a power of two from 16: about 1.04/√M standard error; 64
 /// registers, 13 %, 64 bytes; 256, 6.5 %), small counts by linear counting.
 #[derive(Clone, Debug)]
@@ -197,7 +197,9 @@ impl<const M: usize> Default for Distinct<M> {
 }
 
 impl<const M: usize> Distinct<M> {
-    const EXACT: usize = 8;
+    /// Values kept exactly before the estimate: a quarter of the
+    /// registers' bytes, at least 8.
+    const EXACT: usize = if M / 4 > 8 { M / 4 } else { 8 };
     const BITS: u32 = M.trailing_zeros();
 
     pub fn insert(&mut self, v: u128) {

@@ -36,17 +36,17 @@ fn honeypot(i: u64) -> String {
     format!("198.18.2.{}", 1 + i % 9)
 }
 
-/// The half year: (events, the persistent scanners, the slow scanners,
-/// the flooders, the broad scanners).
-fn half_year(
-    days: i64,
-) -> (
-    Vec<Record>,
-    Vec<String>,
-    [String; 2],
-    Vec<String>,
-    Vec<String>,
-) {
+/// What the half year holds, and who is in it.
+struct HalfYear {
+    evs: Vec<Record>,
+    persistent: Vec<String>,
+    slow: [String; 2],
+    flooders: Vec<String>,
+    broad: Vec<String>,
+}
+
+/// The half year.
+fn half_year(days: i64) -> HalfYear {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut evs = Vec::new();
     let common = [
@@ -150,7 +150,13 @@ fn half_year(
         }
     }
     evs.sort_by_key(|r| r.ts_ns);
-    (evs, persistent, slow, flooders, broad)
+    HalfYear {
+        evs,
+        persistent,
+        slow,
+        flooders,
+        broad,
+    }
 }
 
 fn day_of(a: &Alert) -> i64 {
@@ -159,7 +165,13 @@ fn day_of(a: &Alert) -> i64 {
 
 #[test]
 fn a_half_year_of_honeypot_traffic_is_announced_once_per_actor_and_day() {
-    let (evs, persistent, slow, flooders, broad) = half_year(180);
+    let HalfYear {
+        evs,
+        persistent,
+        slow,
+        flooders,
+        broad,
+    } = half_year(180);
     let all = run(&evs);
     // At most one `started` per (source, kind, day), unless severity rose.
     let mut by_actor_day: BTreeMap<(String, String, i64), Vec<u8>> = BTreeMap::new();

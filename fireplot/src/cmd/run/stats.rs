@@ -111,7 +111,7 @@ impl StatsWriter {
         summary.fleet = sink.publish.as_ref().map(|p| p.counts());
         summary.rate_limit = self.rate_limit;
         summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
-            stats: d.engine.stats().into(),
+            stats: d.engine.stats(),
             alerts: d.alerts,
             write_errors: d.write_errors,
             by_kind: d
