@@ -82,6 +82,8 @@ pub struct DetectSummary {
     pub write_errors: u64,
     /// Episodes started, by kind and the severity they started with.
     pub by_kind: Vec<KindCount>,
+    /// Attacks on our hosts in progress (at most 20, heaviest first).
+    pub attacks: Vec<crate::detect::ddos::AttackNow>,
 }
 
 /// The engine's counters as the summary carries them.

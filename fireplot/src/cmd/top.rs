@@ -8,7 +8,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::source::SourceArgs;
-use crate::{record::line::Proto, record::Record};
+use crate::{detect::vector::Vector, record::line::Proto, record::Record};
 
 /// Options of `fireplot top`.
 #[derive(Args, Debug, Clone)]
@@ -24,9 +24,12 @@ pub struct TopArgs {
     #[arg(long)]
     pub json: bool,
 
-    /// Also count by the sources' country, network or tag; repeatable.
-    /// From the --geoip, --asn and --tag files when given, else from what
-    /// the --db stored of its sources (see `fireplot enrich`).
+    /// Also count by the sources' country, network or tag, or by attack
+    /// vector (SYN, UDP reflection from DNS, fragments...: the packets,
+    /// bytes, sources and busiest destination of each); repeatable.
+    /// Countries, networks and tags come from the --geoip, --asn and --tag
+    /// files when given, else from what the --db stored of its sources
+    /// (see `fireplot enrich`).
     #[arg(long, value_enum, value_name = "WHAT")]
     pub by: Vec<By>,
 
@@ -40,6 +43,7 @@ pub enum By {
     Country,
     Asn,
     Tag,
+    Vector,
 }
 
 impl By {
@@ -48,6 +52,7 @@ impl By {
             By::Country => "country",
             By::Asn => "asn",
             By::Tag => "tag",
+            By::Vector => "vector",
         }
     }
 }
@@ -73,6 +78,7 @@ fn group(
             By::Country => vec![o.country.clone().unwrap_or_else(|| "unknown".into())],
             By::Asn => vec![o.as_label().unwrap_or_else(|| "unknown".into())],
             By::Tag => o.tags.clone(),
+            By::Vector => Vec::new(),
         };
         for k in keys {
             let e = g.entry(k).or_default();
@@ -83,6 +89,37 @@ fn group(
     let mut v: Vec<(String, Group)> = g.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v
+}
+
+/// One vector's packets, bytes, sources and destinations.
+#[derive(Default)]
+struct VectorCount {
+    packets: u64,
+    bytes: u64,
+    sources: std::collections::HashSet<std::net::IpAddr>,
+    destinations: HashMap<std::net::IpAddr, u64>,
+}
+
+impl VectorCount {
+    fn add(&mut self, r: &Record) {
+        let n = u64::from(r.count.max(1));
+        self.packets += n;
+        self.bytes += u64::from(r.len) * n;
+        if let Some(s) = r.src {
+            self.sources.insert(s);
+        }
+        if let Some(d) = r.dst {
+            *self.destinations.entry(d).or_default() += n;
+        }
+    }
+
+    /// The destination of most packets ("-" when none is known).
+    fn busiest(&self) -> (String, u64) {
+        self.destinations
+            .iter()
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+            .map_or(("-".into(), 0), |(d, n)| (d.to_string(), *n))
+    }
 }
 
 fn proto_name(p: u8) -> String {
@@ -110,6 +147,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
             By::Country => !args.enrich.geoip.is_empty(),
             By::Asn => !args.enrich.asn.is_empty(),
             By::Tag => !args.enrich.tags.is_empty(),
+            By::Vector => true,
         };
         if !given && !stored {
             anyhow::bail!(
@@ -119,6 +157,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
                     By::Country => "--geoip FILE",
                     By::Asn => "--asn FILE",
                     By::Tag => "at least one --tag NAME=FILE",
+                    By::Vector => "nothing",
                 }
             );
         }
@@ -134,6 +173,8 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let mut ports: HashMap<(u8, u16), u64> = HashMap::new();
     let mut sources: HashMap<String, u64> = HashMap::new();
     let mut protos: HashMap<(u8, u8), u64> = HashMap::new();
+    let mut vectors: HashMap<Vector, VectorCount> = HashMap::new();
+    let by_vector = args.by.contains(&By::Vector);
     let mut total = 0u64;
     let mut aggregated = 0u64;
     source.for_each(|r: &Record| {
@@ -150,6 +191,9 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
             *by_src.entry(a).or_default() += n;
         }
         *protos.entry((r.family, r.proto)).or_default() += n;
+        if by_vector {
+            vectors.entry(Vector::of(r)).or_default().add(r);
+        }
     })?;
     let tp = top(&ports, args.limit as usize);
     let ts = top(&sources, args.limit as usize);
@@ -159,8 +203,12 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     let groups: Vec<(By, Vec<(String, Group)>)> = args
         .by
         .iter()
+        .filter(|b| **b != By::Vector)
         .map(|b| (*b, group(*b, &by_src, &lookup)))
         .collect();
+    let mut vectors: Vec<(Vector, VectorCount)> = vectors.into_iter().collect();
+    vectors.sort_by(|a, b| b.1.packets.cmp(&a.1.packets).then(a.0.cmp(&b.0)));
+    vectors.truncate(args.limit as usize);
     // A source's country and network beside it in the list.
     let origin_of = |label: &str| -> Option<crate::enrich::Origin> {
         if label.contains('/') {
@@ -188,6 +236,17 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
                 .iter()
                 .take(args.limit as usize)
                 .map(|(k, g)| json!({by.name(): k, "events": g.packets, "sources": g.sources}))
+                .collect::<Vec<_>>()
+                .into();
+        }
+        if by_vector {
+            v["by_vector"] = vectors
+                .iter()
+                .map(|(k, c)| {
+                    let (dst, dst_packets) = c.busiest();
+                    json!({"vector": k.name(), "title": k.title(), "packets": c.packets, "bytes": c.bytes,
+                        "sources": c.sources.len(), "destination": dst, "destination_packets": dst_packets})
+                })
                 .collect::<Vec<_>>()
                 .into();
         }
@@ -226,6 +285,22 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         println!("\n{:<40} {:>10} {:>9}", by.name(), "events", "sources");
         for (k, g) in rows.iter().take(args.limit as usize) {
             println!("{k:<40} {:>10} {:>9}", g.packets, g.sources);
+        }
+    }
+    if by_vector {
+        println!(
+            "\n{:<44} {:>10} {:>12} {:>8}  busiest destination",
+            "vector", "packets", "bytes", "sources"
+        );
+        for (k, c) in &vectors {
+            let (dst, n) = c.busiest();
+            println!(
+                "{:<44} {:>10} {:>12} {:>8}  {dst} ({n})",
+                k.title(),
+                c.packets,
+                c.bytes,
+                c.sources.len()
+            );
         }
     }
     println!("\n{:<18} {:>10}", "protocol", "events");

@@ -317,6 +317,41 @@ impl Evidence for Attack {
     }
 }
 
+/// An attack in progress, as `/metrics` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttackNow {
+    /// The host, or the prefix ("198.18.3.0/24").
+    pub destination: String,
+    pub vector: String,
+    /// The last second's packets and bits.
+    pub pps: u64,
+    pub bps: u64,
+    pub peak_pps: u64,
+    /// Distinct sources (estimated past 64).
+    pub sources: u64,
+}
+
+impl AttackNow {
+    /// The attack an episode is, if it is one.
+    pub fn of(ep: &Episode) -> Option<AttackNow> {
+        let a = ep.evidence::<Attack>()?;
+        let Key::Target(_, who, _) = ep.key else {
+            return None;
+        };
+        Some(AttackNow {
+            destination: match a.prefix {
+                Some(len) => format!("{}/{len}", addr(who)),
+                None => addr(who).to_string(),
+            },
+            vector: a.vector.name().to_string(),
+            pps: a.pps,
+            bps: a.bps,
+            peak_pps: a.peak_pps,
+            sources: a.sources.count().max(ep.sources.count()),
+        })
+    }
+}
+
 /// The attack detector.
 #[derive(Default)]
 pub struct Ddos {

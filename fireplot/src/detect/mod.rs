@@ -16,7 +16,7 @@ mod backscatter;
 mod book;
 pub mod config;
 mod context;
-mod ddos;
+pub mod ddos;
 pub mod detector;
 mod distributed;
 pub mod episode;
@@ -307,6 +307,20 @@ impl Engine {
             self.end(id);
         }
         self.drain()
+    }
+
+    /// Attacks in progress (`ddos` episodes), heaviest first, at most `n`:
+    /// a bounded set of labels for `/metrics`.
+    pub fn attacks(&self, n: usize) -> Vec<ddos::AttackNow> {
+        let mut v: Vec<ddos::AttackNow> = self
+            .cx
+            .book
+            .episodes()
+            .filter_map(ddos::AttackNow::of)
+            .collect();
+        v.sort_by(|a, b| b.pps.cmp(&a.pps).then(a.destination.cmp(&b.destination)));
+        v.truncate(n);
+        v
     }
 
     pub fn stats(&self) -> DetectStats {

@@ -249,6 +249,50 @@ fn detection(o: &mut Out, d: &DetectSummary) {
         &[("reason", "expired")],
         d.stats.sources_expired,
     );
+    o.single(
+        "fireplot_detector_actors",
+        "gauge",
+        "Actors (a source, host or port and kind over time) the detector remembers",
+        d.stats.actors,
+    );
+    attacks(o, d);
+}
+
+/// Attacks on our hosts in progress: one series per destination and
+/// vector, only while under attack (a bounded set: at most 20).
+fn attacks(o: &mut Out, d: &DetectSummary) {
+    o.single(
+        "fireplot_attacks_in_progress",
+        "gauge",
+        "Attacks on our hosts in progress (ddos episodes)",
+        d.attacks.len() as u64,
+    );
+    for (name, help, v) in [
+        (
+            "fireplot_attack_packets_per_second",
+            "An attack's last second, packets, by destination and vector",
+            (|a: &crate::detect::ddos::AttackNow| a.pps) as fn(&_) -> u64,
+        ),
+        (
+            "fireplot_attack_bits_per_second",
+            "An attack's last second, bits, by destination and vector",
+            |a| a.bps,
+        ),
+        (
+            "fireplot_attack_sources",
+            "An attack's distinct sources, by destination and vector",
+            |a| a.sources,
+        ),
+    ] {
+        o.head(name, "gauge", help);
+        for a in &d.attacks {
+            o.sample(
+                name,
+                &[("destination", &a.destination), ("vector", &a.vector)],
+                v(a),
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -344,6 +388,7 @@ mod tests {
                     sources_tracked: n(),
                     state_bytes: n(),
                     budget_bytes: n(),
+                    actors: n(),
                     ..DetectCounts::default()
                 },
                 alerts: n(),
@@ -352,6 +397,14 @@ mod tests {
                     kind: "port_scan".into(),
                     severity: 4,
                     count: n(),
+                }],
+                attacks: vec![crate::detect::ddos::AttackNow {
+                    destination: "198.18.1.6".into(),
+                    vector: "udp_reflection".into(),
+                    pps: n(),
+                    bps: n(),
+                    peak_pps: n(),
+                    sources: n(),
                 }],
             }),
             store: Some(StoreCounts {
@@ -373,6 +426,7 @@ mod tests {
         let got = samples(&render(Some(&read)));
         let k = |m: Misc| s.kernel[m.name()].to_string();
         let d = s.detect.as_ref().expect("set").stats;
+        let attack = s.detect.as_ref().expect("set").attacks[0].clone();
         let st = s.store.expect("set");
         let want: Vec<(&str, String)> = vec![
             ("fireplot_up", "1".into()),
@@ -483,6 +537,20 @@ mod tests {
             (
                 "fireplot_detector_sources_dropped_total{reason=\"expired\"}",
                 d.sources_expired.to_string(),
+            ),
+            ("fireplot_detector_actors", d.actors.to_string()),
+            ("fireplot_attacks_in_progress", "1".into()),
+            (
+                "fireplot_attack_packets_per_second{destination=\"198.18.1.6\",vector=\"udp_reflection\"}",
+                attack.pps.to_string(),
+            ),
+            (
+                "fireplot_attack_bits_per_second{destination=\"198.18.1.6\",vector=\"udp_reflection\"}",
+                attack.bps.to_string(),
+            ),
+            (
+                "fireplot_attack_sources{destination=\"198.18.1.6\",vector=\"udp_reflection\"}",
+                attack.sources.to_string(),
             ),
             ("fireplot_uptime_seconds", "12.5".into()),
         ];

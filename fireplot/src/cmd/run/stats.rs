@@ -123,6 +123,7 @@ impl StatsWriter {
                     count: *count,
                 })
                 .collect(),
+            attacks: d.engine.attacks(20),
         });
         summary
     }
