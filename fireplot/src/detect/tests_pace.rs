@@ -632,3 +632,38 @@ fn dark_background_raises_nothing() {
     no_per_source_alerts(&all);
     assert!(surges(&all).is_empty(), "{:?}", surges(&all).first());
 }
+
+/// A restart on the same history is not blind: the detector warmed up on
+/// the stored days reports a surge in its first hour, where one started
+/// cold waits for 6 h of history (and is spared the extreme rule by a wave
+/// of 80, below 200 in 10 minutes).
+#[test]
+fn a_restart_warmed_up_on_its_history_sees_a_surge_at_once() {
+    use super::Engine;
+    let mut rng = Rng(0x5eed_0009);
+    let history = as_logged(background(&mut rng, 3));
+    let restart = T0 + 3 * DAY;
+    let wave_evs = as_logged(wave(&mut rng, 4, 47_808, 80, restart + 10 * 60 * S, H));
+    let live = |e: &mut Engine| {
+        let mut out = Vec::new();
+        for r in &wave_evs {
+            e.push(r);
+            out.extend(e.drain());
+        }
+        out.extend(e.finish());
+        out
+    };
+    let mut cold = Engine::new(DetectConfig::default());
+    assert!(surges(&live(&mut cold)).is_empty(), "a cold start is blind for 6 h");
+    let mut warm = Engine::new(DetectConfig::default());
+    warm.start_warm_up();
+    for r in &history {
+        warm.push(r);
+    }
+    warm.end_warm_up();
+    assert!(warm.drain().is_empty(), "the warm-up gives no records");
+    let all = live(&mut warm);
+    let s = surges(&all);
+    assert_eq!(s.len(), 1, "{all:#?}");
+    assert_eq!(s[0].ports.sample, vec![47_808]);
+}
