@@ -50,6 +50,23 @@ pub struct RunSummary {
     /// How the per-source budget is split, when the limiter is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSummary>,
+    /// What each watched interface brought (a live run; with several
+    /// `--iface`, their sum is `userspace`'s).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub interfaces: Vec<IfaceCount>,
+}
+
+/// Events and aggregated packets that arrived on one interface.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct IfaceCount {
+    pub name: String,
+    pub ifindex: u32,
+    /// Events (one per unsolicited packet the kernel reported) from it.
+    pub events: u64,
+    /// Aggregates taken from it, and the packets they stand for.
+    pub aggregates: u64,
+    pub aggregated_packets: u64,
 }
 
 /// What userspace counted on its side of the ring buffer.
@@ -131,6 +148,7 @@ impl RunSummary {
             top_ports: c.ports[..c.ports.len().min(TOP_PORTS)].to_vec(),
             per_cpu: c.per_cpu.clone(),
             rate_limit: None,
+            interfaces: Vec::new(),
         }
     }
 
@@ -162,6 +180,19 @@ impl RunSummary {
         );
         self.text_packets(&mut s);
         self.text_events(&mut s);
+        if self.interfaces.len() > 1 {
+            let each: Vec<String> = self
+                .interfaces
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{} {} events {} aggregated packets",
+                        i.name, i.events, i.aggregated_packets
+                    )
+                })
+                .collect();
+            let _ = writeln!(s, "  interfaces: {}", each.join("; "));
+        }
         self.text_stages(&mut s);
         let _ = writeln!(
             s,

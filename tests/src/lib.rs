@@ -212,6 +212,39 @@ impl Lab {
         Ok(())
     }
 
+    /// A second uplink for a multi-homed router: `wan1` (198.18.2.1,
+    /// 2001:db8:2::1) in the router, `inet1` (198.18.2.2, 2001:db8:2::2)
+    /// on the inet side; and routing made asymmetric: the inet side
+    /// reaches the lan through `wan1`, while the router still reaches the
+    /// inet hosts through `wan0`. So a flow the lan opens leaves by wan0
+    /// and its replies come back on wan1 (reverse-path filtering off, as on
+    /// a router with asymmetric uplinks).
+    pub fn add_second_uplink(&self) -> Result<()> {
+        let (inet, router) = (self.ns(Node::Inet), self.ns(Node::Router));
+        run(Command::new("ip").args([
+            "link", "add", "inet1", "netns", &inet, "type", "veth", "peer", "name", "wan1",
+            "netns", &router,
+        ]))?;
+        for key in ["all", "default", "wan0", "wan1"] {
+            sysctl(&router, &format!("net.ipv4.conf.{key}.rp_filter"), "0")?;
+        }
+        ip_batch(
+            &router,
+            "link set wan1 up\n\
+             addr add 198.18.2.1/24 dev wan1\n\
+             addr add 2001:db8:2::1/64 dev wan1 nodad\n",
+        )?;
+        ip_batch(
+            &inet,
+            "link set inet1 up\n\
+             addr add 198.18.2.2/24 dev inet1\n\
+             addr add 2001:db8:2::2/64 dev inet1 nodad\n\
+             route replace 198.18.1.0/24 via 198.18.2.1 dev inet1\n\
+             route replace 2001:db8:1::/64 via 2001:db8:2::1 dev inet1\n",
+        )?;
+        Ok(())
+    }
+
     /// The namespace name of a node.
     pub fn ns(&self, node: Node) -> String {
         format!("{}-{}", self.prefix, node.suffix())

@@ -99,6 +99,62 @@ fn replies_to_inside_traffic_are_never_events() {
     assert_consistent(&c);
 }
 
+/// A router with two uplinks, one sensor on both: the lan's flows leave
+/// by wan0 and their replies come back on wan1 (asymmetric routing), and
+/// none of those replies is an event; a probe on each uplink is an event
+/// named after its interface, and the summary counts per interface.
+#[test]
+fn two_wans_share_one_flow_table() {
+    if !privileged("two_wans_share_one_flow_table") {
+        return;
+    }
+    let lab = Lab::up(&unique_prefix("wan2")).expect("lab");
+    lab.add_second_uplink().expect("second uplink");
+    let servers = Servers::start(&lab, 8080, 5353).expect("servers");
+    let sensor = Sensor::start(&lab, &out_dir("two-wans"), &["--iface", "wan1"]).expect("sensor");
+    let o = outbound(&lab, &servers, 10).expect("outbound traffic");
+    // One probe per uplink, from the inet side: SYNs to a closed port of
+    // the router's address on each.
+    for (port, iface, dst) in [("7001", "inet0", addr::WAN_V4), ("7002", "inet1", "198.18.2.1")] {
+        let out = nmap(&lab, &["-sS", "-e", iface, "-p", port, dst]).expect("nmap");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    sensor.settle(2);
+    let c = sensor.stop().expect("stop sensor");
+    servers.stop().expect("stop servers");
+    assert_eq!(
+        (o.tcp_ok, o.udp_ok, o.ping_ok),
+        (20, 20, 2),
+        "every outbound exchange was answered over the other uplink"
+    );
+    assert!(
+        c.class_total("reply") >= 100,
+        "replies counted on wan1: {}",
+        c.class_total("reply")
+    );
+    let ports = |iface: &str| -> BTreeSet<u64> {
+        c.events
+            .iter()
+            .filter(|e| e["iface"] == iface)
+            .filter_map(|e| e["dport"].as_u64())
+            .collect()
+    };
+    assert_eq!(ports("wan0"), BTreeSet::from([7001]), "{:?}", c.events);
+    assert_eq!(ports("wan1"), BTreeSet::from([7002]), "{:?}", c.events);
+    assert_eq!(
+        c.events.len(),
+        2,
+        "replies that came back on the other uplink became events: {:?}",
+        c.events
+    );
+    let ifaces = c.stats["interfaces"].as_array().expect("per-interface counts");
+    let names: Vec<&str> = ifaces.iter().filter_map(|i| i["name"].as_str()).collect();
+    assert_eq!(names, ["wan0", "wan1"]);
+    assert!(ifaces.iter().all(|i| i["events"] == 1), "{ifaces:?}");
+    assert_eq!(c.stats["iface"], "wan0+wan1");
+    assert_consistent(&c);
+}
+
 #[test]
 fn nmap_syn_scan_gives_one_event_per_probe() {
     if !privileged("nmap_syn_scan_gives_one_event_per_probe") {

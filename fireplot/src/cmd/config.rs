@@ -289,12 +289,10 @@ pub fn example() -> String {
             .map(|v| toml_str(&v.to_string_lossy()))
             .collect();
         let line = match arg.get_action() {
+            _ if key == "iface" => "iface = [\"wan0\"]".to_string(),
             ArgAction::SetTrue => format!("{key} = false"),
             ArgAction::Append => format!("{key} = []"),
-            _ if defaults.is_empty() => match key.as_str() {
-                "iface" => "iface = \"wan0\"".to_string(),
-                _ => format!("{key} = \"\""),
-            },
+            _ if defaults.is_empty() => format!("{key} = \"\""),
             _ => format!("{key} = {}", defaults[0]),
         };
         // The interface has no default: it is the one key a file must set.

@@ -188,7 +188,7 @@ fn writer_counts_what_it_cannot_store_and_resumes() {
     let path = temp_db("w");
     // A directory where the file should be: nothing can be opened there.
     std::fs::create_dir_all(&path).unwrap();
-    let w = StoreWriter::start(path.clone(), None, None);
+    let w = StoreWriter::start(path.clone(), None, Vec::new());
     w.events((0..100).map(sample).collect());
     w.flush();
     assert_eq!(w.counts().stored, 0);
@@ -207,7 +207,7 @@ fn writer_counts_what_it_cannot_store_and_resumes() {
 fn locked_database_is_counted_and_resumed() {
     let path = temp_db("lock");
     Store::open(&path).unwrap();
-    let w = StoreWriter::start(path.clone(), None, None);
+    let w = StoreWriter::start(path.clone(), None, Vec::new());
     w.events((0..5).map(sample).collect());
     w.flush();
     assert_eq!(w.counts().stored, 5);
@@ -240,7 +240,7 @@ fn a_stalled_database_never_blocks_ingest_and_every_item_is_counted() {
     Store::open(&path).unwrap();
     let holder = rusqlite::Connection::open(&path).unwrap();
     holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
-    let w = std::sync::Arc::new(StoreWriter::with_queue(path.clone(), None, None, 4));
+    let w = std::sync::Arc::new(StoreWriter::with_queue(path.clone(), None, Vec::new(), 4));
     let (batches, per_batch, alerts, summaries) = (100u64, 10u64, 60u64, 40u64);
     // Ingest runs on its own thread: if any call waited on the stalled
     // writer, it would wait for the lock this thread holds, and the bound
@@ -321,7 +321,7 @@ fn plot_query_reads_what_plots_need() {
 fn corrupt_database_keeps_the_writer_alive() {
     let path = temp_db("corruptw");
     std::fs::write(&path, vec![0x5a; 8192]).unwrap();
-    let w = StoreWriter::start(path.clone(), None, None);
+    let w = StoreWriter::start(path.clone(), None, Vec::new());
     w.events((0..30).map(sample).collect());
     w.flush();
     assert_eq!(w.counts().stored, 0);

@@ -121,7 +121,7 @@ struct State {
     store: Option<Store>,
     broken_since: Option<Instant>,
     last_try: Option<Instant>,
-    iface: Option<(u32, String)>,
+    ifaces: Vec<(u32, String)>,
     counts: Arc<WriterCounts>,
     enrich: Option<Arc<crate::enrich::Enricher>>,
     /// Sources whose origin is stored (as of the enricher's `generation`).
@@ -135,7 +135,7 @@ impl State {
             self.last_try = Some(Instant::now());
             match Store::open(&self.path) {
                 Ok(s) => {
-                    if let Some((i, n)) = &self.iface {
+                    for (i, n) in &self.ifaces {
                         let _ = s.set_interface(*i, n);
                     }
                     self.store = Some(s);
@@ -254,16 +254,16 @@ impl StoreWriter {
     pub fn start(
         path: PathBuf,
         retain: Option<Duration>,
-        iface: Option<(u32, String)>,
+        ifaces: Vec<(u32, String)>,
     ) -> StoreWriter {
-        Self::with_queue(path, retain, iface, QUEUE_BATCHES)
+        Self::with_queue(path, retain, ifaces, QUEUE_BATCHES)
     }
 
     /// As [`StoreWriter::start`], with a queue of `queue` messages.
     pub fn with_queue(
         path: PathBuf,
         retain: Option<Duration>,
-        iface: Option<(u32, String)>,
+        ifaces: Vec<(u32, String)>,
         queue: usize,
     ) -> StoreWriter {
         let (tx, rx) = mpsc::sync_channel::<Msg>(queue);
@@ -277,7 +277,7 @@ impl StoreWriter {
                     store: None,
                     broken_since: None,
                     last_try: None,
-                    iface,
+                    ifaces,
                     counts: c.clone(),
                     enrich: None,
                     known: Default::default(),

@@ -106,6 +106,28 @@ fn packets(o: &mut Out, s: &RunSummary) {
         "Events userspace took from the ring buffer",
         s.userspace.events_received,
     );
+    if !s.interfaces.is_empty() {
+        o.head(
+            "fireplot_interface_events_total",
+            "counter",
+            "Events by the WAN interface their packet arrived on",
+        );
+        for i in &s.interfaces {
+            o.sample("fireplot_interface_events_total", &[("iface", &i.name)], i.events);
+        }
+        o.head(
+            "fireplot_interface_aggregated_packets_total",
+            "counter",
+            "Packets counted in the kernel's aggregates, by the WAN interface they arrived on",
+        );
+        for i in &s.interfaces {
+            o.sample(
+                "fireplot_interface_aggregated_packets_total",
+                &[("iface", &i.name)],
+                i.aggregated_packets,
+            );
+        }
+    }
 }
 
 /// Packets aggregated instead of sent, and what was lost, by why.
@@ -420,6 +442,13 @@ mod tests {
                 spool: SpoolCounts::default(),
                 ..PublishCounts::default()
             }),
+            interfaces: vec![crate::summary::IfaceCount {
+                name: "wan1".into(),
+                ifindex: 7,
+                events: n(),
+                aggregates: n(),
+                aggregated_packets: n(),
+            }],
             ..RunSummary::default()
         };
         let read: RunSummary = serde_json::from_str(&s.to_json()).expect("the summary reads back");
@@ -438,6 +467,14 @@ mod tests {
             (
                 "fireplot_events_received_total",
                 s.userspace.events_received.to_string(),
+            ),
+            (
+                "fireplot_interface_events_total{iface=\"wan1\"}",
+                s.interfaces[0].events.to_string(),
+            ),
+            (
+                "fireplot_interface_aggregated_packets_total{iface=\"wan1\"}",
+                s.interfaces[0].aggregated_packets.to_string(),
             ),
             (
                 "fireplot_packets_aggregated_total{reason=\"rate_limited\"}",

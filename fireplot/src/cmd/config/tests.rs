@@ -25,7 +25,8 @@ fn os(v: &[&str]) -> Vec<OsString> {
 /// A value for every key of `run` that is not its default.
 fn value_for(key: &str) -> Option<&'static str> {
     Some(match key {
-        "iface" => "\"wan7\"",
+        "iface" => "[\"wan7\", \"wan8\"]",
+        "warm_up" => "\"12h\"",
         "xdp_mode" => "\"skb\"",
         "service" => "[\"tcp/443\", \"udp/53\"]",
         "events_out" => "\"/var/log/fireplot/events.jsonl\"",
@@ -141,6 +142,28 @@ fn every_flag_round_trips_through_the_file() {
 }
 
 #[test]
+fn several_wan_interfaces_from_a_file_or_flags() {
+    for (file, want) in [
+        ("iface = [\"wan0\", \"wan1\"]\n", vec!["wan0", "wan1"]),
+        ("iface = \"wan0\"\n", vec!["wan0"]),
+    ] {
+        let f = temp("wans.toml", file);
+        let args = expand(os(&["fireplot", "run", "--config", f.to_str().unwrap()])).unwrap();
+        let mut cli = vec![OsString::from("fireplot run")];
+        cli.extend_from_slice(&args[2..]);
+        let run = RunCli::try_parse_from(cli).unwrap().run;
+        assert_eq!(run.iface, want, "{file}");
+    }
+    let run = RunCli::try_parse_from(["fireplot run", "-i", "wan0", "--iface", "bond0.7"])
+        .unwrap()
+        .run;
+    assert_eq!((run.iface.as_slice(), run.label()), (&["wan0".to_string(), "bond0.7".to_string()][..], "wan0+bond0.7".to_string()));
+    let twice = RunCli::try_parse_from(["fireplot run", "-i", "wan0", "-i", "wan0"]).unwrap().run;
+    let e = twice.check().unwrap_err().to_string();
+    assert!(e.contains("--iface wan0 is given twice"), "{e}");
+}
+
+#[test]
 fn flags_override_the_file() {
     let f = temp(
         "prec.toml",
@@ -163,7 +186,7 @@ fn flags_override_the_file() {
     let mut cli = vec![OsString::from("fireplot run")];
     cli.extend_from_slice(&args[2..]);
     let run = RunCli::try_parse_from(cli).unwrap().run;
-    assert_eq!(run.iface, "wan0", "from the file");
+    assert_eq!(run.iface, ["wan0"], "from the file");
     assert_eq!(run.classifier.rate_limit, 7000, "the flag wins");
     assert_eq!(
         run.classifier.services.len(),
@@ -213,7 +236,6 @@ fn unknown_keys_and_bad_values_are_errors() {
             "iface = \"wan0\"\nplot_svg = \"yes\"\n",
             "write true or false",
         ),
-        ("iface = [\"wan0\", \"wan1\"]\n", "takes one value"),
         ("iface = \"wan0\"\ndetect = 5\n", "must be a table"),
         ("iface = \"wan0\"\nrate_limit = \n", "not valid TOML"),
     ] {
@@ -249,5 +271,5 @@ fn the_example_is_a_valid_file() {
     assert!(text.contains("[detect]"));
     let a = file_args(&temp("example.toml", &text)).unwrap();
     let printed = effective(&a).unwrap();
-    assert!(printed.contains("iface = \"wan0\""));
+    assert!(printed.contains("iface = [\"wan0\"]"), "{printed}");
 }

@@ -28,14 +28,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.check()?;
     let (mut sensor, mut sink, mut stats) = attach(&args)?;
     let db_path = keep_history(&args, &mut sink)?;
-    sink.start_publishing(
-        &args.output.fleet,
-        Some((ifindex_of(&args.iface), args.iface.as_str())),
-    )
-    .await?;
+    sink.start_publishing(&args.output.fleet, &interfaces(&args)).await?;
     // The console: checked before anything else listens, stopped with the run.
     let mut console = Console::start(&args, db_path.clone()).await?;
     let periodic = periodic_plots(&args, db_path.as_ref());
+    let label = args.label();
     let mut plot_task: Option<JoinHandle<()>> = None;
     let mut plot_tick = tokio::time::interval(args.plot_every.0);
     plot_tick.tick().await;
@@ -75,9 +72,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 drain(guard.get_inner_mut(), &mut sink);
                 guard.clear_ready();
             }
-            _ = tick.tick() => stats.write(&sensor, &args.iface, started, &sink),
+            _ = tick.tick() => stats.write(&sensor, &label, started, &sink),
             _ = console.tick.tick(), if console.task.is_some() => {
-                let summary = stats.summary_json(&sensor, &args.iface, started, &sink);
+                let summary = stats.summary_json(&sensor, &label, started, &sink);
                 console.update(summary).await;
             }
             _ = drain_tick.tick() => {
@@ -88,11 +85,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 sink.flush();
                 sink.store_batch(true);
             }
-            _ = plot_tick.tick(), if periodic.is_some() => {
+            _ = plot_tick.tick(), if !periodic.is_empty() => {
                 // One render at a time; a slow one skips the next tick.
                 if plot_task.as_ref().is_none_or(|t| t.is_finished()) {
-                    let p = periodic.clone().expect("checked by the guard");
-                    plot_task = Some(tokio::task::spawn_blocking(move || p.tick()));
+                    let p = periodic.clone();
+                    plot_task = Some(tokio::task::spawn_blocking(move || {
+                        p.iter().for_each(Periodic::tick)
+                    }));
                 }
             }
             _ = sigterm.recv() => { log::info!("SIGTERM: stopping"); break; }
@@ -107,7 +106,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     drain(ring.get_mut(), &mut sink);
     drain_aggregates(&mut sensor, &mut sink, true);
     sink.finish();
-    stats.write(&sensor, &args.iface, started, &sink);
+    stats.write(&sensor, &label, started, &sink);
     sink.stop_publishing().await;
     if let Some(w) = sink.store.take() {
         w.close();
@@ -115,9 +114,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     if let Some(t) = plot_task.take() {
         let _ = t.await;
     }
-    if let Some(p) = periodic {
-        // The last picture includes everything this run saw.
-        let _ = tokio::task::spawn_blocking(move || p.tick()).await;
+    if !periodic.is_empty() {
+        // The last pictures include everything this run saw.
+        let _ = tokio::task::spawn_blocking(move || periodic.iter().for_each(Periodic::tick)).await;
     }
     Ok(())
 }
@@ -129,7 +128,15 @@ fn attach(args: &RunArgs) -> anyhow::Result<(Sensor, EventSink, StatsWriter)> {
     let detect_cfg = args.detect.load()?;
     let mut stats = StatsWriter::open(args.stats_out.as_deref(), args.stats_json)?;
     let mut sink = EventSink::with_outputs(&args.output, detect_cfg)?;
-    sink.iface = Some(args.iface.clone());
+    sink.iface = Some(args.label());
+    sink.ifaces = interfaces(args)
+        .into_iter()
+        .map(|(ifindex, name)| crate::summary::IfaceCount {
+            name,
+            ifindex,
+            ..Default::default()
+        })
+        .collect();
     if args.output.events_out.is_none() && args.output.db.is_none() {
         log::warn!("neither --events-out nor --db: events are counted but not kept anywhere");
     }
@@ -143,10 +150,15 @@ fn attach(args: &RunArgs) -> anyhow::Result<(Sensor, EventSink, StatsWriter)> {
         cpu_burst: share.burst,
         cpu_interval_ns: share.interval_ns,
     });
-    let mode = sensor.attach(&args.iface, args.xdp_mode)?;
+    let mut modes = Vec::new();
+    for iface in &args.iface {
+        // A failure detaches what was attached (the sensor is dropped).
+        let mode = sensor.attach(iface, args.xdp_mode)?;
+        modes.push(format!("{iface} (XDP {mode}, TC egress)"));
+    }
     log::info!(
-        "fireplot attached to {} (XDP {mode}, TC egress), HZ {}",
-        args.iface,
+        "fireplot attached to {}, HZ {}",
+        modes.join(", "),
         sensor.clock.hz
     );
     Ok((sensor, sink, stats))
@@ -157,7 +169,6 @@ fn attach(args: &RunArgs) -> anyhow::Result<(Sensor, EventSink, StatsWriter)> {
 fn keep_history(args: &RunArgs, sink: &mut EventSink) -> anyhow::Result<Option<PathBuf>> {
     let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
-        let ifindex = ifindex_of(&args.iface);
         if args.web.is_some() {
             // The console reads the database from the start: create it (and
             // its WAL mode) now, before the writer's thread opens it too.
@@ -170,7 +181,7 @@ fn keep_history(args: &RunArgs, sink: &mut EventSink) -> anyhow::Result<Option<P
         sink.store = Some(StoreWriter::start(
             path,
             args.retain.map(|r| r.0),
-            Some((ifindex, args.iface.clone())),
+            interfaces(args),
         ));
         sink.store_origins();
     }
@@ -212,22 +223,34 @@ fn warm_up(
 }
 
 /// Plots of the last `--plot-window` every `--plot-every`, with
-/// `--plot-dir` and a history to draw them from.
-fn periodic_plots(args: &RunArgs, db_path: Option<&PathBuf>) -> Option<Periodic> {
-    match (&args.plot_dir, db_path) {
-        (Some(dir), Some(db)) => Some(Periodic {
+/// `--plot-dir` and a history to draw them from: one per interface.
+fn periodic_plots(args: &RunArgs, db_path: Option<&PathBuf>) -> Vec<Periodic> {
+    let (Some(dir), Some(db)) = (&args.plot_dir, db_path) else {
+        return Vec::new();
+    };
+    let started_ns = crate::record::now_ns();
+    interfaces(args)
+        .into_iter()
+        .map(|(ifindex, iface)| Periodic {
             dir: dir.clone(),
-            iface: args.iface.clone(),
-            ifindex: ifindex_of(&args.iface),
+            iface,
+            ifindex,
             db: db.clone(),
             window: args.plot_window.0,
             svg: args.plot_svg,
             theme: args.plot_theme,
             utc: args.plot_utc,
-            started_ns: crate::record::now_ns(),
-        }),
-        _ => None,
-    }
+            started_ns,
+        })
+        .collect()
+}
+
+/// The watched interfaces: (ifindex, name), in `--iface` order.
+fn interfaces(args: &RunArgs) -> Vec<(u32, String)> {
+    args.iface
+        .iter()
+        .map(|n| (ifindex_of(n), n.clone()))
+        .collect()
 }
 
 /// The web console inside the daemon (`--web`): its task, and the latest
@@ -251,7 +274,7 @@ impl Console {
                 listen,
                 token,
                 history: std::sync::Arc::new(crate::store::SqliteHistory(path)),
-                label: args.iface.clone(),
+                label: args.label(),
             };
             let listener = crate::web::bind(&opts).await?;
             task = Some(tokio::spawn(crate::web::serve(

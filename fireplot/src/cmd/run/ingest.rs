@@ -145,10 +145,10 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
         Store::open(&path)?;
-        sink.store = Some(StoreWriter::start(path, None, None));
+        sink.store = Some(StoreWriter::start(path, None, Vec::new()));
         sink.store_origins();
     }
-    sink.start_publishing(&args.output.fleet, None).await?;
+    sink.start_publishing(&args.output.fleet, &[]).await?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), source.child_pid());
     let reading = Reading {

@@ -27,8 +27,14 @@ pub use replay::{replay, ReplayArgs};
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
     /// WAN interface to watch (XDP ingress and TC egress attach here).
-    #[arg(long, short = 'i')]
-    pub iface: String,
+    /// Repeat it for a router with several uplinks (`-i wan0 -i wan1`, or
+    /// `iface = ["wan0", "wan1"]` in --config): one sensor watches them
+    /// all with one flow table, so a reply that comes back on another
+    /// uplink than its request left by (asymmetric routing) is still a
+    /// reply; each event names its interface and the summaries count per
+    /// interface.
+    #[arg(long, short = 'i', required = true, value_name = "IFACE")]
+    pub iface: Vec<String>,
 
     /// How to attach XDP: native (driver) with fallback to generic, native only, or generic.
     #[arg(long, value_enum, default_value = "auto")]
@@ -297,11 +303,22 @@ fn parse_ring_mib(s: &str) -> Result<u32, String> {
 }
 
 impl RunArgs {
+    /// The interfaces as one label (`wan0`, `wan0+wan1`): the console's
+    /// title and the summary's `iface`.
+    pub fn label(&self) -> String {
+        self.iface.join("+")
+    }
+
     /// Checks the durations at start, with the flag named, instead of
     /// clamping them later in silence. (Limits are checked by
     /// [`Limits::validate`], sizes by their parsers.)
     pub fn check(&self) -> anyhow::Result<()> {
         use std::time::Duration;
+        for (i, name) in self.iface.iter().enumerate() {
+            if self.iface[..i].contains(name) {
+                anyhow::bail!("--iface {name} is given twice");
+            }
+        }
         let at_least = [
             (
                 "--stats-every",

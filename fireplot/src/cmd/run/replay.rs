@@ -119,11 +119,11 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     if let Some(path) = db_path.clone() {
         Store::open(&path)?;
         log::info!("storing history in {}", path.display());
-        sink.store = Some(StoreWriter::start(path, None, None));
+        sink.store = Some(StoreWriter::start(path, None, Vec::new()));
         sink.store_origins();
     }
     sink.ifindex = Some(IFINDEX_BASE);
-    sink.start_publishing(&args.output.fleet, None).await?;
+    sink.start_publishing(&args.output.fleet, &[]).await?;
     let mut ring = sensor.take_events()?;
     // Per-CPU state (flow cache, rate buckets) must be one CPU's throughout.
     pin_to_current_cpu();

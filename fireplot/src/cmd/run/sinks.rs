@@ -16,7 +16,7 @@ use fireplot_common::{
     event::Event,
 };
 
-use crate::summary::UserCounts;
+use crate::summary::{IfaceCount, UserCounts};
 use crate::{
     detect::{Alert, Engine},
     enrich::Enricher,
@@ -39,6 +39,9 @@ pub(super) struct EventSink {
     pub(super) store: Option<StoreWriter>,
     pub(super) batch: Vec<Record>,
     pub(super) iface: Option<String>,
+    /// The watched interfaces of a live run and what each brought; an
+    /// event's line names the one its ifindex says.
+    pub(super) ifaces: Vec<IfaceCount>,
     /// Stands for the kernel's interface index (a replay's capture interfaces).
     pub(super) ifindex: Option<u32>,
     /// Stands for the frame length the kernel saw (a replayed frame that
@@ -201,6 +204,7 @@ impl EventSink {
             store: None,
             batch: Vec::new(),
             iface: None,
+            ifaces: Vec::new(),
             ifindex: None,
             pkt_len: None,
             detect: None,
@@ -221,6 +225,9 @@ impl EventSink {
         if let Some(l) = self.pkt_len {
             ev.pkt_len = l;
         }
+        if let Some(i) = self.ifaces.iter_mut().find(|i| i.ifindex == ev.ifindex) {
+            i.events += 1;
+        }
         if self.keeps() || self.detect.is_some() {
             let rec = Record::from_event(&ev, wall_offset);
             self.detect(&rec);
@@ -232,7 +239,7 @@ impl EventSink {
             return;
         }
         let mut rec = EventRecord::from_event(&ev, wall_offset);
-        rec.iface = self.iface.clone();
+        rec.iface = self.iface_name(ev.ifindex);
         rec.origin = self.origin(rec.src);
         let out = self.out.as_mut().expect("checked");
         let written = writeln!(out, "{}", rec.to_json());
@@ -250,10 +257,14 @@ impl EventSink {
             }
             self.counts.aggregates_received += 1;
             self.counts.aggregated_packets += u64::from(rec.count);
+            if let Some(i) = self.ifaces.iter_mut().find(|i| i.ifindex == rec.ifindex) {
+                i.aggregates += 1;
+                i.aggregated_packets += u64::from(rec.count);
+            }
             self.detect(&rec);
             if self.out.is_some() {
                 let mut line = rec.to_json_record();
-                line.iface = self.iface.clone();
+                line.iface = self.iface_name(rec.ifindex);
                 line.origin = self.origin(rec.src);
                 let out = self.out.as_mut().expect("checked");
                 let written = writeln!(out, "{}", line.to_json());
@@ -264,6 +275,15 @@ impl EventSink {
             }
         }
         self.store_batch(false);
+    }
+
+    /// The name of the interface `ifindex` (a live run's), else the one
+    /// name this sink was given.
+    fn iface_name(&self, ifindex: u32) -> Option<String> {
+        match self.ifaces.iter().find(|i| i.ifindex == ifindex) {
+            Some(i) => Some(i.name.clone()),
+            None => self.iface.clone(),
+        }
     }
 
     /// Feeds live detection (when it runs) and emits the alerts it gives.
@@ -331,16 +351,18 @@ impl EventSink {
         self.store.is_some() || self.publish.is_some()
     }
 
-    /// Starts publishing (`--publish`), naming the interface `ifindex` in
+    /// Starts publishing (`--publish`), naming the interfaces (ifindex, name) in
     /// the batches when there is one.
     pub(super) async fn start_publishing(
         &mut self,
         args: &crate::cmd::args::PublishArgs,
-        iface: Option<(u32, &str)>,
+        ifaces: &[(u32, String)],
     ) -> anyhow::Result<()> {
         self.publish = args.start().await?;
-        if let (Some(p), Some((i, n))) = (&self.publish, iface) {
-            p.set_interface(i, n);
+        if let Some(p) = &self.publish {
+            for (i, n) in ifaces {
+                p.set_interface(*i, n);
+            }
         }
         Ok(())
     }

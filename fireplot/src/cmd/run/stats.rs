@@ -110,6 +110,7 @@ impl StatsWriter {
         summary.store = sink.store.as_ref().map(StoreWriter::counts);
         summary.fleet = sink.publish.as_ref().map(|p| p.counts());
         summary.rate_limit = self.rate_limit;
+        summary.interfaces = sink.ifaces.clone();
         summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
             stats: d.engine.stats(),
             alerts: d.alerts,
