@@ -217,8 +217,8 @@ impl Lab {
     /// on the inet side; and routing made asymmetric: the inet side
     /// reaches the lan through `wan1`, while the router still reaches the
     /// inet hosts through `wan0`. So a flow the lan opens leaves by wan0
-    /// and its replies come back on wan1 (reverse-path filtering off, as on
-    /// a router with asymmetric uplinks).
+    /// and its replies come back on wan1, from the address the flow went to
+    /// (reverse-path filtering off, as on a router with asymmetric uplinks).
     pub fn add_second_uplink(&self) -> Result<()> {
         let (inet, router) = (self.ns(Node::Inet), self.ns(Node::Router));
         run(Command::new("ip").args([
@@ -239,8 +239,8 @@ impl Lab {
             "link set inet1 up\n\
              addr add 198.18.2.2/24 dev inet1\n\
              addr add 2001:db8:2::2/64 dev inet1 nodad\n\
-             route replace 198.18.1.0/24 via 198.18.2.1 dev inet1\n\
-             route replace 2001:db8:1::/64 via 2001:db8:2::1 dev inet1\n",
+             route replace 198.18.1.0/24 via 198.18.2.1 dev inet1 src 198.18.0.2\n\
+             route replace 2001:db8:1::/64 via 2001:db8:2::1 dev inet1 src 2001:db8::2\n",
         )?;
         Ok(())
     }

@@ -113,7 +113,11 @@ fn packets(o: &mut Out, s: &RunSummary) {
             "Events by the WAN interface their packet arrived on",
         );
         for i in &s.interfaces {
-            o.sample("fireplot_interface_events_total", &[("iface", &i.name)], i.events);
+            o.sample(
+                "fireplot_interface_events_total",
+                &[("iface", &i.name)],
+                i.events,
+            );
         }
         o.head(
             "fireplot_interface_aggregated_packets_total",

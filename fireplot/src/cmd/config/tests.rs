@@ -157,8 +157,16 @@ fn several_wan_interfaces_from_a_file_or_flags() {
     let run = RunCli::try_parse_from(["fireplot run", "-i", "wan0", "--iface", "bond0.7"])
         .unwrap()
         .run;
-    assert_eq!((run.iface.as_slice(), run.label()), (&["wan0".to_string(), "bond0.7".to_string()][..], "wan0+bond0.7".to_string()));
-    let twice = RunCli::try_parse_from(["fireplot run", "-i", "wan0", "-i", "wan0"]).unwrap().run;
+    assert_eq!(
+        (run.iface.as_slice(), run.label()),
+        (
+            &["wan0".to_string(), "bond0.7".to_string()][..],
+            "wan0+bond0.7".to_string()
+        )
+    );
+    let twice = RunCli::try_parse_from(["fireplot run", "-i", "wan0", "-i", "wan0"])
+        .unwrap()
+        .run;
     let e = twice.check().unwrap_err().to_string();
     assert!(e.contains("--iface wan0 is given twice"), "{e}");
 }
