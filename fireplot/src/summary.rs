@@ -50,6 +50,26 @@ pub struct RunSummary {
     /// How the per-source budget is split, when the limiter is on.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSummary>,
+    /// What a replay read from its capture (`replay` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureCounts>,
+}
+
+/// The frames of a replayed capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureCounts {
+    /// Frames read from the file.
+    pub frames: u64,
+    /// Frames run through the kernel programs.
+    pub replayed: u64,
+    /// Frames of link types fireplot does not read (counted, not replayed).
+    pub not_read: u64,
+    /// Frames the capture cut short (snap length): classified on what it
+    /// held, with their length on the wire.
+    pub cut: u64,
+    /// Frames longer than BPF_PROG_TEST_RUN takes whole, cut to fit.
+    pub too_long: u64,
 }
 
 /// What userspace counted on its side of the ring buffer.
@@ -183,6 +203,7 @@ impl RunSummary {
             top_ports: c.ports[..c.ports.len().min(TOP_PORTS)].to_vec(),
             per_cpu: c.per_cpu.clone(),
             rate_limit: None,
+            capture: None,
         }
     }
 
@@ -212,6 +233,13 @@ impl RunSummary {
             "fireplot on {} — {:.1} s — {}",
             self.iface, self.uptime_s, self.ts
         );
+        if let Some(c) = &self.capture {
+            let _ = writeln!(
+                s,
+                "  capture: frames {} replayed {} | cut short by the snap length {} | longer than a test run takes {} | link types not read {}",
+                c.frames, c.replayed, c.cut, c.too_long, c.not_read
+            );
+        }
         self.text_packets(&mut s);
         self.text_events(&mut s);
         self.text_stages(&mut s);

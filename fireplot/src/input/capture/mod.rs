@@ -1,19 +1,20 @@
 //! Packet captures (pcap and pcapng, as tcpdump, tshark and dumpcap write
 //! them) read frame by frame, each turned into the Ethernet frame the XDP
 //! and TC programs parse ([`super::link`]), with its capture time and what
-//! the capture says about its direction.
+//! the capture says about its direction. The formats: [`pcap`] (read here,
+//! record by record) and [`pcapng`] (pcap-file's block parser).
 //!
 //! Facts a maintainer needs:
-//! - pcap has one link type and one clock for the file (µs, or ns with
-//!   the nanosecond magic); pcapng has sections, each with its own
-//!   interfaces, and an interface's `if_tsresol` sets its clock (10^-v s,
-//!   or 2^-v s with the top bit set; µs when absent). The reader counts
-//!   timestamps in raw units, converted here.
-//! - A pcapng interface id counts the interfaces of its section; a new
-//!   section starts them over.
-//! - Simple packet blocks carry no time and belong to the first interface.
+//! - pcap has one link type and one clock for the file (µs, or ns with the
+//!   nanosecond magic), in either byte order; pcapng has sections, each
+//!   with its own interfaces, link types and clocks.
+//! - A frame may be shorter than it was on the wire (a snap length): the
+//!   record keeps both lengths, and so does [`Frame`].
 //! - A file that ends in the middle of a record is cut short (a capture
 //!   still being written, or copied early); every frame before it is good.
+
+mod pcap;
+mod pcapng;
 
 use std::{
     fs::File,
@@ -21,20 +22,16 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pcap_file::{
-    pcap::PcapReader,
-    pcapng::{
-        blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption},
-        Block, PcapNgReader,
-    },
-    DataLink, PcapError,
-};
+use pcap_file::{DataLink, PcapError};
 use thiserror::Error;
 
 pub use super::frame::Frame;
 use super::link::to_ethernet;
+use pcap::{PcapFile, Record};
+use pcapng::{PcapNgFile, Step};
 
-/// Errors reading a capture. Frames read before an error stay valid.
+/// Errors reading a capture. Frames read before an error stay valid;
+/// `frames` counts the file's frames before the error.
 #[derive(Debug, Error)]
 pub enum CaptureError {
     /// The file cannot be opened.
@@ -63,6 +60,9 @@ pub enum CaptureError {
         #[source]
         source: PcapError,
     },
+    /// A pcap record longer than any frame libpcap writes.
+    #[error("`{path}` is damaged after frame {frames}: a record of {len} bytes (libpcap writes at most {max})", max = pcap::MAX_RECORD)]
+    RecordTooLong { path: PathBuf, frames: u64, len: u32 },
     /// A pcapng packet of an interface its section did not describe.
     #[error("`{path}` is damaged after frame {frames}: a packet names interface {interface} before its description")]
     UnknownInterface {
@@ -72,18 +72,10 @@ pub enum CaptureError {
     },
 }
 
-/// A pcapng interface of the current section.
-#[derive(Clone, Debug)]
-struct Iface {
-    link: DataLink,
-    /// Nanoseconds per timestamp unit, as numerator/denominator.
-    ns_num: u128,
-    ns_den: u128,
-}
-
 enum Inner {
-    Pcap(PcapReader<BufReader<File>>, DataLink),
-    PcapNg(Box<PcapNgReader<BufReader<File>>>),
+    /// The file and its one interface, named after its link type.
+    Pcap(PcapFile<File>, Vec<(u32, String)>),
+    PcapNg(PcapNgFile),
 }
 
 /// A frame as the file holds it, before its link type is converted.
@@ -95,25 +87,14 @@ struct Raw {
     orig_len: usize,
 }
 
-/// What one pcapng block was.
-enum Step {
-    Frame(Raw),
-    /// A block that is not a frame, or a frame fireplot cannot place.
-    Skip,
-    End(CaptureError),
-}
-
 /// A capture being read.
 pub struct Capture {
     path: PathBuf,
     inner: Inner,
-    /// Interfaces of the current pcapng section.
-    ifaces: Vec<Iface>,
-    /// Every interface seen (id, name), in order.
-    pub seen: Vec<(u32, String)>,
-    /// Frames returned.
-    pub frames: u64,
-    /// Frames of link types fireplot does not read (counted, skipped).
+    /// Frames read from the file, returned or not.
+    pub read: u64,
+    /// Frames of link types (or with link headers) fireplot does not read:
+    /// counted, not returned.
     pub skipped: u64,
     done: bool,
 }
@@ -141,45 +122,66 @@ impl Capture {
         };
         let r = BufReader::with_capacity(1 << 20, open()?);
         let inner = if magic == PCAPNG_MAGIC {
-            Inner::PcapNg(Box::new(PcapNgReader::new(r).map_err(format)?))
+            Inner::PcapNg(PcapNgFile::open(r).map_err(format)?)
         } else {
-            let p = PcapReader::new(r).map_err(format)?;
-            let link = p.header().datalink;
-            Inner::Pcap(p, link)
+            match PcapFile::open(r) {
+                Ok(Some(p)) => {
+                    let name = format!("{:?}", p.link).to_lowercase();
+                    Inner::Pcap(p, vec![(0, name)])
+                }
+                Ok(None) => {
+                    return Err(format(PcapError::InvalidField(
+                        "neither pcap's nor pcapng's magic number",
+                    )))
+                }
+                Err(_) => return Err(CaptureError::TooShort { path: path.into() }),
+            }
         };
-        let mut c = Capture {
+        Ok(Capture {
             path: path.into(),
             inner,
-            ifaces: Vec::new(),
-            seen: Vec::new(),
-            frames: 0,
+            read: 0,
             skipped: 0,
             done: false,
-        };
-        if let Inner::Pcap(_, link) = &c.inner {
-            c.seen.push((0, format!("{link:?}").to_lowercase()));
-        }
-        Ok(c)
+        })
     }
 
-    fn fail(&mut self, e: PcapError) -> CaptureError {
+    /// Every interface seen so far (id, name), in order.
+    pub fn interfaces(&self) -> &[(u32, String)] {
+        match &self.inner {
+            Inner::Pcap(_, seen) => seen,
+            Inner::PcapNg(r) => &r.seen,
+        }
+    }
+
+    /// Ends the capture with `e`.
+    fn end(&mut self, e: CaptureError) -> Option<Result<Frame, CaptureError>> {
         self.done = true;
+        Some(Err(e))
+    }
+
+    /// A pcap-file error: the file cut short, or damaged.
+    fn failed(&mut self, e: PcapError) -> CaptureError {
         let cut = match &e {
             PcapError::IncompleteBuffer => true,
             PcapError::IoError(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
             _ => false,
         };
         if cut {
-            CaptureError::Truncated {
-                path: self.path.clone(),
-                frames: self.frames,
-            }
+            self.truncated()
         } else {
             CaptureError::Malformed {
                 path: self.path.clone(),
-                frames: self.frames,
+                frames: self.read,
                 source: e,
             }
+        }
+    }
+
+    fn truncated(&self) -> CaptureError {
+        CaptureError::Truncated {
+            path: self.path.clone(),
+            frames: self.read,
         }
     }
 
@@ -194,33 +196,49 @@ impl Capture {
                 return None;
             }
             let raw = match &mut self.inner {
-                Inner::Pcap(r, link) => match r.next_packet()? {
-                    Ok(p) => Raw {
-                        ts_ns: p.timestamp.as_nanos() as u64,
-                        iface: 0,
-                        link: *link,
-                        data: p.data.into_owned(),
-                        orig_len: p.orig_len as usize,
-                    },
-                    Err(e) => return Some(Err(self.fail(e))),
-                },
-                Inner::PcapNg(r) => {
-                    // Owned (its data copied once, as a frame's is anyway),
-                    // so the block outlives the reader's borrow.
-                    let block = match r.next_block()? {
-                        Ok(b) => b.into_owned(),
-                        Err(e) => return Some(Err(self.fail(e))),
-                    };
-                    match self.pcapng_block(block) {
-                        Step::Frame(raw) => raw,
-                        Step::Skip => continue,
-                        Step::End(e) => return Some(Err(e)),
+                Inner::Pcap(r, _) => match r.next() {
+                    Ok(Record::Frame(raw)) => raw,
+                    Ok(Record::End) => return None,
+                    Ok(Record::Cut) => return self.end(self.truncated()),
+                    Ok(Record::TooLong(len)) => {
+                        let e = CaptureError::RecordTooLong {
+                            path: self.path.clone(),
+                            frames: self.read,
+                            len,
+                        };
+                        return self.end(e);
                     }
-                }
+                    Err(io) => {
+                        let e = self.failed(PcapError::IoError(io));
+                        return self.end(e);
+                    }
+                },
+                Inner::PcapNg(r) => match r.next() {
+                    Step::Frame(raw) => raw,
+                    Step::NotFrame => continue,
+                    Step::End => return None,
+                    Step::Unplaced => {
+                        self.read += 1;
+                        self.skipped += 1;
+                        continue;
+                    }
+                    Step::Undescribed(interface) => {
+                        let e = CaptureError::UnknownInterface {
+                            path: self.path.clone(),
+                            frames: self.read,
+                            interface,
+                        };
+                        return self.end(e);
+                    }
+                    Step::Error(e) => {
+                        let e = self.failed(e);
+                        return self.end(e);
+                    }
+                },
             };
+            self.read += 1;
             match to_ethernet(raw.link, &raw.data) {
                 Some((eth, src_mac, outgoing)) => {
-                    self.frames += 1;
                     // The link header may have changed size; what was cut stays cut.
                     let orig_len = eth.len() + raw.orig_len.saturating_sub(raw.data.len());
                     return Some(Ok(Frame {
@@ -236,89 +254,15 @@ impl Capture {
             }
         }
     }
-
-    /// A pcapng block: a frame, or the section and interface bookkeeping.
-    fn pcapng_block(&mut self, block: Block<'_>) -> Step {
-        match block {
-            Block::SectionHeader(_) => {
-                self.ifaces.clear();
-                Step::Skip
-            }
-            Block::InterfaceDescription(idb) => {
-                self.describe(&idb);
-                Step::Skip
-            }
-            Block::EnhancedPacket(p) => {
-                let Some(i) = self.ifaces.get(p.interface_id as usize) else {
-                    self.done = true;
-                    return Step::End(CaptureError::UnknownInterface {
-                        path: self.path.clone(),
-                        frames: self.frames,
-                        interface: p.interface_id,
-                    });
-                };
-                let raw = p.timestamp.as_nanos();
-                let ts = raw.saturating_mul(i.ns_num) / i.ns_den;
-                Step::Frame(Raw {
-                    ts_ns: ts.min(u64::MAX as u128) as u64,
-                    iface: p.interface_id,
-                    link: i.link,
-                    data: p.data.into_owned(),
-                    orig_len: p.original_len as usize,
-                })
-            }
-            Block::SimplePacket(p) => {
-                // No timestamp: the capture's order is all there is.
-                let Some(i) = self.ifaces.first() else {
-                    self.skipped += 1;
-                    return Step::Skip;
-                };
-                Step::Frame(Raw {
-                    ts_ns: 0,
-                    iface: 0,
-                    link: i.link,
-                    orig_len: p.original_len as usize,
-                    data: p.data.into_owned(),
-                })
-            }
-            _ => Step::Skip,
-        }
-    }
-
-    /// A pcapng interface: its link type, its clock and its name.
-    fn describe(&mut self, idb: &InterfaceDescriptionBlock<'_>) {
-        let mut resol = 6u8;
-        let mut name = None;
-        for o in &idb.options {
-            match o {
-                InterfaceDescriptionOption::IfTsResol(v) => resol = *v,
-                InterfaceDescriptionOption::IfName(n) => name = Some(n.to_string()),
-                _ => {}
-            }
-        }
-        // 10^-v s, or 2^-v s with the top bit set.
-        let (num, den) = if resol & 0x80 == 0 {
-            (1_000_000_000u128, 10u128.pow(resol.min(30) as u32))
-        } else {
-            (1_000_000_000u128, 1u128 << (resol & 0x7f).min(100))
-        };
-        let id = self.ifaces.len() as u32;
-        let name = name.unwrap_or_else(|| format!("if{id}"));
-        if !self.seen.iter().any(|(i, n)| *i == id && *n == name) {
-            self.seen.push((id, name));
-        }
-        self.ifaces.push(Iface {
-            link: idb.linktype,
-            ns_num: num,
-            ns_den: den,
-        });
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::test_support::{eth, ipv4, temp};
+    use crate::input::test_support::{eth, ipv4, pcap_bytes, temp};
+    use pcap_file::pcapng::blocks::interface_description::{
+        InterfaceDescriptionBlock, InterfaceDescriptionOption,
+    };
 
     #[test]
     fn pcapng_with_two_interfaces_keeps_each_ones_clock_and_name() {
@@ -373,10 +317,10 @@ mod tests {
         assert_eq!(&b.data[14..], &ipv4()[..]);
         assert_eq!((d.iface, d.ts_ns), (0, t0 + 10));
         assert_eq!(
-            c.seen,
+            c.interfaces(),
             vec![(0, "wan0".to_string()), (1, "tun0".to_string())]
         );
-        assert_eq!(c.frames, 3);
+        assert_eq!(c.read, 3);
     }
 
     #[test]
@@ -420,7 +364,139 @@ mod tests {
             "{e}"
         );
         assert!(c.next().is_none(), "nothing after the error");
-        assert_eq!(c.seen, vec![(0, "if0".to_string())]);
+        assert_eq!(c.interfaces(), vec![(0, "if0".to_string())]);
+    }
+
+    #[test]
+    fn a_snap_length_cuts_frames_and_every_one_still_reads() {
+        // tcpdump -s 96: the file header says 96, every record holds 96
+        // bytes of a longer frame, from the first on.
+        let f = {
+            let mut f = eth(1);
+            f.resize(96, 0xab);
+            f
+        };
+        let records: Vec<(u64, &[u8], u32)> = (0..385u64)
+            .map(|i| (1_795_600_000_000_000_000 + i * 1000, &f[..], 300 + i as u32))
+            .collect();
+        let path = temp("snap96.pcap");
+        std::fs::write(&path, pcap_bytes(false, false, 96, 1, &records)).unwrap();
+        let mut c = Capture::open(&path).unwrap();
+        let mut n = 0;
+        while let Some(frame) = c.next() {
+            let frame = frame.unwrap();
+            assert_eq!((frame.data.len(), frame.orig_len), (96, 300 + n));
+            n += 1;
+        }
+        assert_eq!((n, c.read, c.skipped), (385, 385, 0));
+    }
+
+    #[test]
+    fn a_damaged_record_length_is_damage_with_its_frame_number() {
+        let f = eth(1);
+        let mut bytes = pcap_bytes(true, true, 65535, 1, &[(1, &f, 54), (2, &f, 54)]);
+        let second = 24 + 16 + f.len();
+        bytes[second + 8..second + 12].copy_from_slice(&u32::MAX.to_be_bytes());
+        let path = temp("damaged.pcap");
+        std::fs::write(&path, bytes).unwrap();
+        let mut c = Capture::open(&path).unwrap();
+        assert!(c.next().unwrap().is_ok());
+        let e = c.next().unwrap().unwrap_err();
+        assert!(
+            e.to_string()
+                .ends_with("is damaged after frame 1: a record of 4294967295 bytes (libpcap writes at most 262144)"),
+            "{e}"
+        );
+        assert!(c.next().is_none());
+    }
+
+    #[test]
+    fn pcapng_sections_in_both_byte_orders_keep_their_offsets_and_lengths() {
+        use pcap_file::{
+            pcapng::{
+                blocks::{
+                    enhanced_packet::EnhancedPacketBlock, simple_packet::SimplePacketBlock,
+                },
+                PcapNgBlock, PcapNgWriter,
+            },
+            Endianness,
+        };
+        use std::{borrow::Cow, time::Duration};
+        let section = |endianness, idb: InterfaceDescriptionBlock<'static>, blocks: Vec<pcap_file::pcapng::Block<'static>>| {
+            let mut w = PcapNgWriter::with_endianness(Vec::new(), endianness).unwrap();
+            w.write_pcapng_block(idb).unwrap();
+            for b in &blocks {
+                w.write_block(b).unwrap();
+            }
+            w.into_inner()
+        };
+        // Little-endian: ns, 100 s ahead; a timed frame and a simple one
+        // of 42 bytes (padded to 44 in the block).
+        let mut spb = eth(2);
+        spb.truncate(42);
+        let a = section(
+            Endianness::Little,
+            InterfaceDescriptionBlock {
+                linktype: DataLink::ETHERNET,
+                snaplen: 0,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Borrowed("lan")),
+                    InterfaceDescriptionOption::IfTsResol(9),
+                    InterfaceDescriptionOption::IfTsOffset(100),
+                ],
+            },
+            vec![
+                EnhancedPacketBlock {
+                    interface_id: 0,
+                    timestamp: Duration::from_nanos(5),
+                    original_len: 54,
+                    data: Cow::Owned(eth(1)),
+                    options: vec![],
+                }
+                .into_block(),
+                SimplePacketBlock {
+                    original_len: 42,
+                    data: Cow::Owned(spb),
+                }
+                .into_block(),
+            ],
+        );
+        // Big-endian: raw IP, µs, 10 s behind; a frame cut to 40 of 1500 bytes.
+        let t_us = 1_795_600_000_000_000u64;
+        let b = section(
+            Endianness::Big,
+            InterfaceDescriptionBlock {
+                linktype: DataLink::RAW,
+                snaplen: 40,
+                options: vec![
+                    InterfaceDescriptionOption::IfName(Cow::Borrowed("tun0")),
+                    InterfaceDescriptionOption::IfTsOffset((-10i64) as u64),
+                ],
+            },
+            vec![EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_nanos(t_us),
+                original_len: 1500,
+                data: Cow::Owned(ipv4()),
+                options: vec![],
+            }
+            .into_block()],
+        );
+        let path = temp("sections.pcapng");
+        std::fs::write(&path, [a, b].concat()).unwrap();
+        let mut c = Capture::open(&path).unwrap();
+        let x = c.next().unwrap().unwrap();
+        assert_eq!((x.ts_ns, x.data.len()), (100_000_000_005, 54));
+        let y = c.next().unwrap().unwrap();
+        assert_eq!((y.ts_ns, y.data.len(), y.orig_len), (0, 42, 42), "padding is not the frame");
+        let z = c.next().unwrap().unwrap();
+        assert_eq!(z.ts_ns, t_us * 1000 - 10_000_000_000);
+        assert_eq!((z.iface, z.data.len(), z.orig_len), (0, 14 + 40, 14 + 1500));
+        assert!(c.next().is_none());
+        assert_eq!(
+            c.interfaces(),
+            vec![(0, "lan".to_string()), (0, "tun0".to_string())]
+        );
     }
 
     #[test]
