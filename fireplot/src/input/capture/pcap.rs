@@ -23,8 +23,9 @@ use super::Raw;
 
 const MAGIC_US: u32 = 0xa1b2_c3d4;
 const MAGIC_NS: u32 = 0xa1b2_3c4d;
-/// The link type's bits of the header's link word (the rest: FCS length).
-const LINKTYPE_MASK: u32 = 0x0fff_ffff;
+/// The link type's bits of the header's link word (libpcap's `LT_LINKTYPE`;
+/// the top bits say how many bytes of FCS end each frame).
+const LINKTYPE_MASK: u32 = 0x03ff_ffff;
 /// The longest record libpcap reads for the link types fireplot reads.
 pub const MAX_RECORD: u32 = 262_144;
 
