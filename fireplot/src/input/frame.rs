@@ -281,9 +281,17 @@ mod tests {
         let fit = fit_frame(&mut f, 300);
         assert_eq!((fit.cut, fit.too_long), (true, false));
         assert_eq!(f.len(), 300, "the wire's length");
-        assert_eq!(ip_len(&f), 54 - 14, "the datagram ends where the capture did");
+        assert_eq!(
+            ip_len(&f),
+            54 - 14,
+            "the datagram ends where the capture did"
+        );
         assert!(checksum_ok(&f[14..34]));
-        assert_eq!(&f[34..54], &v4_frame(300)[34..54], "the TCP header as captured");
+        assert_eq!(
+            &f[34..54],
+            &v4_frame(300)[34..54],
+            "the TCP header as captured"
+        );
         assert!(f[54..].iter().all(|b| *b == 0));
         // Cut inside the TCP header (snap length 40): the datagram ends
         // inside it, so the kernel reads no TCP header (malformed) rather

@@ -132,7 +132,10 @@ mod tests {
         assert_eq!(&e[12..16], &[0x81, 0, 0, 5], "the tag stays for the parser");
         assert_eq!(out, Some(false), "packet type 0: to us");
         sll[14..16].copy_from_slice(&[0x08, 0x06]); // ARP: the classifier counts it
-        assert_eq!(&to_ethernet(DataLink::LINUX_SLL, &sll).unwrap().0[12..14], &[0x08, 0x06]);
+        assert_eq!(
+            &to_ethernet(DataLink::LINUX_SLL, &sll).unwrap().0[12..14],
+            &[0x08, 0x06]
+        );
         // A loopback frame with the family in network order reads the same.
         let mut null = vec![0, 0, 0, 24];
         let mut v6 = vec![0x60u8];

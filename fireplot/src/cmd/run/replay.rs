@@ -241,8 +241,7 @@ fn replay_frames(
         run.counts.too_long += u64::from(fit.too_long);
         if let Err(e) = sensor.replay_frame(egress, &data, ts) {
             run.failure = Some(
-                anyhow::Error::new(e)
-                    .context(format!("frame {} of the capture", capture.read)),
+                anyhow::Error::new(e).context(format!("frame {} of the capture", capture.read)),
             );
             break;
         }

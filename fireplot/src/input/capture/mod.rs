@@ -62,7 +62,11 @@ pub enum CaptureError {
     },
     /// A pcap record longer than any frame libpcap writes.
     #[error("`{path}` is damaged after frame {frames}: a record of {len} bytes (libpcap writes at most {max})", max = pcap::MAX_RECORD)]
-    RecordTooLong { path: PathBuf, frames: u64, len: u32 },
+    RecordTooLong {
+        path: PathBuf,
+        frames: u64,
+        len: u32,
+    },
     /// A pcapng packet of an interface its section did not describe.
     #[error("`{path}` is damaged after frame {frames}: a packet names interface {interface} before its description")]
     UnknownInterface {
@@ -367,6 +371,147 @@ mod tests {
         assert_eq!(c.interfaces(), vec![(0, "if0".to_string())]);
     }
 
+    /// A pcapng file of `n` Ethernet frames on one interface.
+    fn pcapng_of(n: u8) -> Vec<u8> {
+        use pcap_file::pcapng::{blocks::enhanced_packet::EnhancedPacketBlock, PcapNgWriter};
+        use std::{borrow::Cow, time::Duration};
+        let mut w = PcapNgWriter::new(Vec::new()).unwrap();
+        w.write_pcapng_block(InterfaceDescriptionBlock {
+            linktype: DataLink::ETHERNET,
+            snaplen: 0,
+            options: vec![],
+        })
+        .unwrap();
+        for i in 0..n {
+            let f = eth(i);
+            w.write_pcapng_block(EnhancedPacketBlock {
+                interface_id: 0,
+                timestamp: Duration::from_micros(u64::from(i)),
+                original_len: f.len() as u32,
+                data: Cow::Owned(f),
+                options: vec![],
+            })
+            .unwrap();
+        }
+        w.into_inner()
+    }
+
+    /// Reads `bytes` as a capture: the frames, and the error that ended it.
+    fn read_all(name: &str, bytes: &[u8]) -> (Vec<Frame>, Option<CaptureError>) {
+        let path = temp(name);
+        std::fs::write(&path, bytes).unwrap();
+        let mut c = Capture::open(&path).unwrap();
+        let mut frames = Vec::new();
+        while let Some(f) = c.next() {
+            match f {
+                Ok(f) => frames.push(f),
+                Err(e) => {
+                    assert!(c.next().is_none(), "nothing after the error");
+                    return (frames, Some(e));
+                }
+            }
+        }
+        (frames, None)
+    }
+
+    #[test]
+    fn a_pcapng_cut_in_its_last_block_keeps_the_frames_before() {
+        let whole = pcapng_of(3);
+        let (frames, e) = read_all("whole.pcapng", &whole);
+        assert_eq!((frames.len(), e.is_none()), (3, true));
+        for cut in [3, 30] {
+            let (frames, e) = read_all("cut.pcapng", &whole[..whole.len() - cut]);
+            assert_eq!(frames.len(), 2);
+            let e = e.unwrap();
+            assert!(
+                matches!(e, CaptureError::Truncated { frames: 2, .. }),
+                "{e}"
+            );
+            assert!(e.to_string().contains("cut short after frame 2"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_damaged_pcapng_block_is_named_after_the_frames_before_it() {
+        let mut bytes = pcapng_of(3);
+        // The last block's trailing length made to disagree with its head.
+        let n = bytes.len();
+        bytes[n - 4..].copy_from_slice(&999u32.to_le_bytes());
+        let (frames, e) = read_all("damaged.pcapng", &bytes);
+        assert_eq!(frames.len(), 2);
+        let e = e.unwrap();
+        assert!(
+            matches!(e, CaptureError::Malformed { frames: 2, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("is damaged after frame 2"), "{e}");
+    }
+
+    #[test]
+    fn every_link_type_and_vlan_tags_read_from_a_pcap() {
+        let ip = ipv4();
+        let mut tagged = eth(1);
+        tagged.splice(12..12, [0x88, 0xa8, 0, 100, 0x81, 0, 0, 7]);
+        let mut sll = vec![0, 4, 0, 1, 0, 6, 1, 2, 3, 4, 5, 6, 0, 0, 0x08, 0];
+        sll.extend_from_slice(&ip);
+        let mut sll2 = vec![
+            0x08, 0, 0, 0, 0, 0, 0, 3, 0, 1, 0, 0, 6, 1, 2, 3, 4, 5, 6, 0,
+        ];
+        sll2.extend_from_slice(&ip);
+        let mut null = vec![2, 0, 0, 0];
+        null.extend_from_slice(&ip);
+        let cases: [(u32, &[u8]); 9] = [
+            (1, &tagged),
+            (113, &sll),
+            (276, &sll2),
+            (101, &ip),
+            (228, &ip),
+            (12, &ip),
+            (14, &ip),
+            (0, &null),
+            (108, &null),
+        ];
+        for (link, data) in cases {
+            for big in [false, true] {
+                // Each cut to 30 bytes of the original (snap length 30).
+                let keep = data.len().min(30);
+                let bytes = pcap_bytes(
+                    big,
+                    true,
+                    30,
+                    link,
+                    &[(7, &data[..keep], data.len() as u32 + 100)],
+                );
+                let (frames, e) = read_all("link.pcap", &bytes);
+                assert!(e.is_none(), "link {link}: {e:?}");
+                let f = &frames[0];
+                assert_eq!(f.ts_ns, 7, "link {link}");
+                // The wire length, as Ethernet: what the link header
+                // added or took away is the same in both lengths.
+                assert_eq!(
+                    f.orig_len as isize - f.data.len() as isize,
+                    data.len() as isize + 100 - keep as isize,
+                    "link {link}"
+                );
+                let want = if link == 1 { [0x88, 0xa8] } else { [0x08, 0] };
+                assert_eq!(f.data[12..14], want, "link {link}");
+            }
+        }
+        // A link type fireplot does not read: read, counted, not returned.
+        let bytes = pcap_bytes(
+            false,
+            false,
+            65535,
+            105,
+            &[(1, &eth(1), 54), (2, &eth(2), 54)],
+        );
+        let path = temp("wifi.pcap");
+        std::fs::write(&path, bytes).unwrap();
+        let mut c = Capture::open(&path).unwrap();
+        assert!(c.next().is_none());
+        assert_eq!((c.read, c.skipped), (2, 2));
+    }
+
     #[test]
     fn a_snap_length_cuts_frames_and_every_one_still_reads() {
         // tcpdump -s 96: the file header says 96, every record holds 96
@@ -414,15 +559,15 @@ mod tests {
     fn pcapng_sections_in_both_byte_orders_keep_their_offsets_and_lengths() {
         use pcap_file::{
             pcapng::{
-                blocks::{
-                    enhanced_packet::EnhancedPacketBlock, simple_packet::SimplePacketBlock,
-                },
+                blocks::{enhanced_packet::EnhancedPacketBlock, simple_packet::SimplePacketBlock},
                 PcapNgBlock, PcapNgWriter,
             },
             Endianness,
         };
         use std::{borrow::Cow, time::Duration};
-        let section = |endianness, idb: InterfaceDescriptionBlock<'static>, blocks: Vec<pcap_file::pcapng::Block<'static>>| {
+        let section = |endianness,
+                       idb: InterfaceDescriptionBlock<'static>,
+                       blocks: Vec<pcap_file::pcapng::Block<'static>>| {
             let mut w = PcapNgWriter::with_endianness(Vec::new(), endianness).unwrap();
             w.write_pcapng_block(idb).unwrap();
             for b in &blocks {
@@ -488,7 +633,11 @@ mod tests {
         let x = c.next().unwrap().unwrap();
         assert_eq!((x.ts_ns, x.data.len()), (100_000_000_005, 54));
         let y = c.next().unwrap().unwrap();
-        assert_eq!((y.ts_ns, y.data.len(), y.orig_len), (0, 42, 42), "padding is not the frame");
+        assert_eq!(
+            (y.ts_ns, y.data.len(), y.orig_len),
+            (0, 42, 42),
+            "padding is not the frame"
+        );
         let z = c.next().unwrap().unwrap();
         assert_eq!(z.ts_ns, t_us * 1000 - 10_000_000_000);
         assert_eq!((z.iface, z.data.len(), z.orig_len), (0, 14 + 40, 14 + 1500));

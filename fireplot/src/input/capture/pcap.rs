@@ -188,8 +188,10 @@ mod tests {
         let (_, frames, end) = read_all(&damaged);
         assert_eq!(frames.len(), 1);
         assert!(matches!(end, Record::TooLong(0x7fff_0000)));
-        assert!(PcapFile::open(BufReader::new(&b"\x0a\x0d\x0d\x0a rest"[..]))
-            .unwrap()
-            .is_none());
+        assert!(
+            PcapFile::open(BufReader::new(&b"\x0a\x0d\x0d\x0a rest"[..]))
+                .unwrap()
+                .is_none()
+        );
     }
 }
