@@ -1,8 +1,10 @@
 //! Packet captures (pcap and pcapng, as tcpdump, tshark and dumpcap write
 //! them) read frame by frame, each turned into the Ethernet frame the XDP
 //! and TC programs parse ([`super::link`]), with its capture time and what
-//! the capture says about its direction. The formats: [`pcap`] (read here,
-//! record by record) and [`pcapng`] (pcap-file's block parser).
+//! the capture says about its direction. The formats: [`pcap`] (record by
+//! record) and [`pcapng`] (block by block), both read here as libpcap
+//! reads them (pcap-file's readers refuse what tcpdump writes with a snap
+//! length, and stop at blocks that carry no frame).
 //!
 //! Facts a maintainer needs:
 //! - pcap has one link type and one clock for the file (µs, or ns with the
@@ -22,7 +24,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pcap_file::{DataLink, PcapError};
+use pcap_file::DataLink;
 use thiserror::Error;
 
 pub use super::frame::Frame;
@@ -45,27 +47,27 @@ pub enum CaptureError {
     #[error("`{path}` is not a pcap or pcapng capture (shorter than a file header)")]
     TooShort { path: PathBuf },
     /// The file header is neither pcap's nor pcapng's.
-    #[error("`{path}` is not a pcap or pcapng capture ({reason})")]
-    Format { path: PathBuf, reason: PcapError },
+    #[error("`{path}` is not a pcap or pcapng capture (neither format's magic number)")]
+    Format { path: PathBuf },
     /// The file ends in the middle of a record.
     #[error(
         "`{path}` is cut short after frame {frames}: the rest of the file is not a whole frame"
     )]
     Truncated { path: PathBuf, frames: u64 },
-    /// A record that cannot be read, after `frames` good ones.
-    #[error("`{path}` is damaged after frame {frames}")]
-    Malformed {
+    /// The file cannot be read on, after `frames` good frames.
+    #[error("cannot read `{path}` after frame {frames}")]
+    Read {
         path: PathBuf,
         frames: u64,
         #[source]
-        source: PcapError,
+        source: std::io::Error,
     },
-    /// A pcap record longer than any frame libpcap writes.
-    #[error("`{path}` is damaged after frame {frames}: a record of {len} bytes (libpcap writes at most {max})", max = pcap::MAX_RECORD)]
-    RecordTooLong {
+    /// A record or block that cannot be one, after `frames` good frames.
+    #[error("`{path}` is damaged after frame {frames}: {reason}")]
+    Damaged {
         path: PathBuf,
         frames: u64,
-        len: u32,
+        reason: String,
     },
     /// A pcapng packet of an interface its section did not describe.
     #[error("`{path}` is damaged after frame {frames}: a packet names interface {interface} before its description")]
@@ -79,7 +81,7 @@ pub enum CaptureError {
 enum Inner {
     /// The file and its one interface, named after its link type.
     Pcap(PcapFile<File>, Vec<(u32, String)>),
-    PcapNg(PcapNgFile),
+    PcapNg(PcapNgFile<File>),
 }
 
 /// A frame as the file holds it, before its link type is converted.
@@ -120,24 +122,16 @@ impl Capture {
         if got < 4 {
             return Err(CaptureError::TooShort { path: path.into() });
         }
-        let format = |reason| CaptureError::Format {
-            path: path.into(),
-            reason,
-        };
         let r = BufReader::with_capacity(1 << 20, open()?);
         let inner = if magic == PCAPNG_MAGIC {
-            Inner::PcapNg(PcapNgFile::open(r).map_err(format)?)
+            Inner::PcapNg(PcapNgFile::open(r))
         } else {
             match PcapFile::open(r) {
                 Ok(Some(p)) => {
                     let name = format!("{:?}", p.link).to_lowercase();
                     Inner::Pcap(p, vec![(0, name)])
                 }
-                Ok(None) => {
-                    return Err(format(PcapError::InvalidField(
-                        "neither pcap's nor pcapng's magic number",
-                    )))
-                }
+                Ok(None) => return Err(CaptureError::Format { path: path.into() }),
                 Err(_) => return Err(CaptureError::TooShort { path: path.into() }),
             }
         };
@@ -164,21 +158,24 @@ impl Capture {
         Some(Err(e))
     }
 
-    /// A pcap-file error: the file cut short, or damaged.
-    fn failed(&mut self, e: PcapError) -> CaptureError {
-        let cut = match &e {
-            PcapError::IncompleteBuffer => true,
-            PcapError::IoError(io) => io.kind() == std::io::ErrorKind::UnexpectedEof,
-            _ => false,
-        };
-        if cut {
+    /// A read error: the file cut short, or unreadable.
+    fn failed(&mut self, e: std::io::Error) -> CaptureError {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
             self.truncated()
         } else {
-            CaptureError::Malformed {
+            CaptureError::Read {
                 path: self.path.clone(),
                 frames: self.read,
                 source: e,
             }
+        }
+    }
+
+    fn damaged(&self, reason: String) -> CaptureError {
+        CaptureError::Damaged {
+            path: self.path.clone(),
+            frames: self.read,
+            reason,
         }
     }
 
@@ -205,28 +202,27 @@ impl Capture {
                     Ok(Record::End) => return None,
                     Ok(Record::Cut) => return self.end(self.truncated()),
                     Ok(Record::TooLong(len)) => {
-                        let e = CaptureError::RecordTooLong {
-                            path: self.path.clone(),
-                            frames: self.read,
-                            len,
-                        };
+                        let e = self.damaged(format!(
+                            "a record of {len} bytes (libpcap writes at most {})",
+                            pcap::MAX_RECORD
+                        ));
                         return self.end(e);
                     }
                     Err(io) => {
-                        let e = self.failed(PcapError::IoError(io));
+                        let e = self.failed(io);
                         return self.end(e);
                     }
                 },
                 Inner::PcapNg(r) => match r.next() {
-                    Step::Frame(raw) => raw,
-                    Step::NotFrame => continue,
-                    Step::End => return None,
-                    Step::Unplaced => {
+                    Ok(Step::Frame(raw)) => raw,
+                    Ok(Step::NotFrame) => continue,
+                    Ok(Step::End) => return None,
+                    Ok(Step::Unplaced) => {
                         self.read += 1;
                         self.skipped += 1;
                         continue;
                     }
-                    Step::Undescribed(interface) => {
+                    Ok(Step::Undescribed(interface)) => {
                         let e = CaptureError::UnknownInterface {
                             path: self.path.clone(),
                             frames: self.read,
@@ -234,8 +230,13 @@ impl Capture {
                         };
                         return self.end(e);
                     }
-                    Step::Error(e) => {
-                        let e = self.failed(e);
+                    Ok(Step::Cut) => return self.end(self.truncated()),
+                    Ok(Step::Damaged(reason)) => {
+                        let e = self.damaged(reason);
+                        return self.end(e);
+                    }
+                    Err(io) => {
+                        let e = self.failed(io);
                         return self.end(e);
                     }
                 },
@@ -440,10 +441,7 @@ mod tests {
         let (frames, e) = read_all("damaged.pcapng", &bytes);
         assert_eq!(frames.len(), 2);
         let e = e.unwrap();
-        assert!(
-            matches!(e, CaptureError::Malformed { frames: 2, .. }),
-            "{e}"
-        );
+        assert!(matches!(e, CaptureError::Damaged { frames: 2, .. }), "{e}");
         assert!(e.to_string().contains("is damaged after frame 2"), "{e}");
     }
 

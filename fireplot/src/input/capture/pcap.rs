@@ -115,7 +115,7 @@ impl<R: Read> PcapFile<R> {
 }
 
 /// Reads until `buf` is full or the file ends; how much was read.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+pub(super) fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
         match r.read(&mut buf[got..]) {
