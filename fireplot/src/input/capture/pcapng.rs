@@ -155,7 +155,7 @@ impl<R: Read> PcapNgFile<R> {
         }
         let kind = self.u32(&head[..4]);
         let len = self.u32(&head[4..8]);
-        if len < 12 + body_start.len() as u32 || len % 4 != 0 || len > MAX_BLOCK {
+        if len < 12 + body_start.len() as u32 || !len.is_multiple_of(4) || len > MAX_BLOCK {
             return Ok(Step::Damaged(format!(
                 "a block (type {kind:#x}) of length {len}"
             )));
