@@ -41,8 +41,9 @@ hold both directions.\n\nExample:\n  tcpdump -i wan0 -w wan.pcap\n  fireplot rep
 --inside 198.18.1.0/24 --db replay.db --alerts -"
 )]
 pub struct ReplayArgs {
-    /// The capture: pcap or pcapng (tcpdump, tshark, dumpcap), Ethernet,
-    /// raw IP, Linux cooked (v1, v2) or BSD loopback frames.
+    /// The capture: pcap (µs or ns) or pcapng (tcpdump, tshark, dumpcap),
+    /// any snap length; Ethernet (802.1Q and QinQ tags too), raw IP, Linux
+    /// cooked (v1, v2: tcpdump -i any) or BSD loopback frames.
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
 
