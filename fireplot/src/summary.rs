@@ -54,6 +54,9 @@ pub struct RunSummary {
     /// `--iface`, their sum is `userspace`'s).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<IfaceCount>,
+    /// What a replay read from its capture (`replay` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture: Option<CaptureCounts>,
 }
 
 /// Events and aggregated packets that arrived on one interface.
@@ -67,6 +70,23 @@ pub struct IfaceCount {
     /// Aggregates taken from it, and the packets they stand for.
     pub aggregates: u64,
     pub aggregated_packets: u64,
+}
+
+/// The frames of a replayed capture.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaptureCounts {
+    /// Frames read from the file.
+    pub frames: u64,
+    /// Frames run through the kernel programs.
+    pub replayed: u64,
+    /// Frames of link types fireplot does not read (counted, not replayed).
+    pub not_read: u64,
+    /// Frames the capture cut short (snap length): classified on what it
+    /// held, with their length on the wire.
+    pub cut: u64,
+    /// Frames longer than BPF_PROG_TEST_RUN takes whole, cut to fit.
+    pub too_long: u64,
 }
 
 /// What userspace counted on its side of the ring buffer.
@@ -149,6 +169,7 @@ impl RunSummary {
             per_cpu: c.per_cpu.clone(),
             rate_limit: None,
             interfaces: Vec::new(),
+            capture: None,
         }
     }
 
@@ -178,6 +199,13 @@ impl RunSummary {
             "fireplot on {} — {:.1} s — {}",
             self.iface, self.uptime_s, self.ts
         );
+        if let Some(c) = &self.capture {
+            let _ = writeln!(
+                s,
+                "  capture: frames {} replayed {} | cut short by the snap length {} | longer than a test run takes {} | link types not read {}",
+                c.frames, c.replayed, c.cut, c.too_long, c.not_read
+            );
+        }
         self.text_packets(&mut s);
         self.text_events(&mut s);
         if self.interfaces.len() > 1 {

@@ -253,7 +253,12 @@ fn a_capture_replays_as_the_live_run_saw_it() {
             .expect("fireplot replay");
         let log = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{log}");
-        assert!(log.contains(&format!("{shortened} cut or padded")), "{log}");
+        assert!(
+            log.contains(&format!(
+                "{shortened} cut short by the capture's snap length"
+            )),
+            "{log}"
+        );
         let snap =
             read_collected(&dir.join("snap.jsonl"), &dir.join("snap-stats.jsonl")).expect("read");
         assert_eq!(

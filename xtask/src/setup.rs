@@ -19,6 +19,10 @@ pub const APT_PACKAGES: &[&str] = &[
     "nftables",
     "iptables",
     "tcpdump",
+    // The capture corpus test: tshark writes pcapng of two interfaces, and
+    // reads every capture back (with wireshark-common's capinfos and
+    // editcap) to count what fireplot must read.
+    "tshark",
     // The line-rate bench and flood test: GRO on a veth without XDP (so it
     // takes the generator's XDP_TX frames) and its per-queue counters.
     "ethtool",

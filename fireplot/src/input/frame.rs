@@ -29,21 +29,36 @@ pub struct Frame {
     pub outgoing: Option<bool>,
 }
 
-/// The frame's source address (Ethernet frame, optionally one VLAN tag).
-pub fn source_addr(frame: &[u8]) -> Option<IpAddr> {
+/// An Ethernet header's length.
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+
+/// The offset of the frame's IP header and its EtherType, past up to two
+/// VLAN tags (802.1Q, 802.1ad), as the kernel parser walks them.
+fn l3(frame: &[u8]) -> Option<(usize, u16)> {
     let mut off = 12;
     let mut ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
-    if matches!(ethertype, 0x8100 | 0x88a8) {
+    for _ in 0..2 {
+        if !matches!(ethertype, 0x8100 | 0x88a8) {
+            break;
+        }
         off += 4;
         ethertype = u16::from_be_bytes(frame.get(off..off + 2)?.try_into().ok()?);
     }
-    let ip = frame.get(off + 2..)?;
+    Some((off + 2, ethertype))
+}
+
+/// The frame's source address (Ethernet frame, up to two VLAN tags).
+pub fn source_addr(frame: &[u8]) -> Option<IpAddr> {
+    let (l3, ethertype) = l3(frame)?;
+    let ip = frame.get(l3..)?;
     match ethertype {
-        0x0800 => {
+        ETH_P_IP => {
             let a: [u8; 4] = ip.get(12..16)?.try_into().ok()?;
             Some(a.into())
         }
-        0x86dd => {
+        ETH_P_IPV6 => {
             let a: [u8; 16] = ip.get(8..24)?.try_into().ok()?;
             Some(a.into())
         }
@@ -101,57 +116,87 @@ impl Directions {
 /// into fragments the classifier does not read).
 pub const TEST_RUN_MAX: usize = 3_400;
 
-/// Makes a captured frame what the wire had, as far as the classifier
-/// reads it: a frame the capture cut short (snap length) is padded back to
-/// its length, and one longer than BPF_PROG_TEST_RUN takes (coalesced by
-/// GRO or offloads before the capture) is cut to fit with its IP length
-/// fields rewritten, headers intact. Returns the length on the wire when
-/// the frame was changed.
-pub fn fit_frame(data: &mut Vec<u8>, orig_len: usize) -> Option<usize> {
-    let want = orig_len.max(data.len());
-    if want == data.len() && want <= TEST_RUN_MAX {
-        return None;
-    }
-    let target = want.min(TEST_RUN_MAX);
-    data.resize(target, 0);
-    if target < want {
-        rewrite_ip_length(data, target);
-    }
-    Some(want)
+/// What [`fit_frame`] did to a frame.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Fit {
+    /// The capture held less than the wire had (snap length).
+    pub cut: bool,
+    /// Longer than BPF_PROG_TEST_RUN takes whole: cut to fit.
+    pub too_long: bool,
 }
 
-/// The IP header's own length for a frame cut to `target` bytes, and the
-/// IPv4 header checksum with it.
-fn rewrite_ip_length(data: &mut [u8], target: usize) {
-    let mut off = 12;
-    let mut ethertype = u16::from_be_bytes([data[off], data[off + 1]]);
-    if matches!(ethertype, 0x8100 | 0x88a8) && data.len() >= off + 6 {
-        off += 4;
-        ethertype = u16::from_be_bytes([data[off], data[off + 1]]);
+/// Makes a captured frame one BPF_PROG_TEST_RUN takes whole, with nothing
+/// in its headers the capture did not hold.
+///
+/// - Cut short by the capture (snap length): the IP header's length is
+///   made what was captured, and zeros after it bring the frame back to
+///   its wire length. The classifier reads the IP datagram only, so it
+///   sees the captured headers and nothing made up: a header the cut went
+///   through is malformed, as the kernel parser calls a short header; the
+///   frame (and an aggregate's bytes) keeps its wire length. A frame cut
+///   inside its IP header is left as captured (malformed, or not IP).
+/// - Longer than [`TEST_RUN_MAX`] (GRO or offloads coalesced it before
+///   the capture): cut to fit the same way, headers intact.
+/// - Shorter than an Ethernet header: padded to one, without an EtherType
+///   (not IP).
+pub fn fit_frame(data: &mut Vec<u8>, orig_len: usize) -> Fit {
+    let wire = orig_len.max(data.len());
+    let fit = Fit {
+        cut: data.len() < orig_len,
+        too_long: wire > TEST_RUN_MAX,
+    };
+    data.truncate(TEST_RUN_MAX);
+    if data.len() < ETH_HLEN {
+        data.resize(ETH_HLEN, 0);
+        data[12..ETH_HLEN].fill(0);
+    } else if (fit.cut || fit.too_long) && shorten_ip_length(data) {
+        data.resize(wire.min(TEST_RUN_MAX), 0);
     }
-    let l3 = off + 2;
+    fit
+}
+
+/// Makes the IP header's length (and the IPv4 header checksum) end the
+/// datagram within the frame's bytes, if it went past them. False when
+/// the frame holds no whole IP header.
+fn shorten_ip_length(data: &mut [u8]) -> bool {
+    let Some((l3, ethertype)) = l3(data) else {
+        return false;
+    };
+    let held = data.len().saturating_sub(l3);
     match ethertype {
-        0x0800 if data.len() >= l3 + 20 => {
-            let ihl = ((data[l3] & 0x0f) as usize * 4).clamp(20, 60);
-            let tot = (target - l3) as u16;
-            data[l3 + 2..l3 + 4].copy_from_slice(&tot.to_be_bytes());
-            data[l3 + 10..l3 + 12].copy_from_slice(&[0, 0]);
-            let end = (l3 + ihl).min(data.len());
-            let mut sum: u32 = data[l3..end]
-                .chunks(2)
-                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
-                .sum();
-            while sum > 0xffff {
-                sum = (sum & 0xffff) + (sum >> 16);
+        ETH_P_IP if held >= 20 => {
+            let ip = &mut data[l3..];
+            if usize::from(u16::from_be_bytes([ip[2], ip[3]])) > held {
+                ip[2..4].copy_from_slice(&(held.min(0xffff) as u16).to_be_bytes());
+                let ihl = ((ip[0] & 0x0f) as usize * 4).clamp(20, 60).min(held);
+                ip[10..12].copy_from_slice(&[0, 0]);
+                let sum = ipv4_checksum(&ip[..ihl]);
+                ip[10..12].copy_from_slice(&sum.to_be_bytes());
             }
-            data[l3 + 10..l3 + 12].copy_from_slice(&(!(sum as u16)).to_be_bytes());
+            true
         }
-        0x86dd if data.len() >= l3 + 40 => {
-            let pl = (target - l3 - 40) as u16;
-            data[l3 + 4..l3 + 6].copy_from_slice(&pl.to_be_bytes());
+        ETH_P_IPV6 if held >= 40 => {
+            let ip = &mut data[l3..];
+            let payload = held - 40;
+            if usize::from(u16::from_be_bytes([ip[4], ip[5]])) > payload {
+                ip[4..6].copy_from_slice(&(payload.min(0xffff) as u16).to_be_bytes());
+            }
+            true
         }
-        _ => {}
+        _ => false,
     }
+}
+
+/// The IPv4 header checksum of `header` (its checksum field zeroed).
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32)
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 #[cfg(test)]
@@ -214,35 +259,89 @@ mod tests {
     }
 
     fn checksum_ok(h: &[u8]) -> bool {
-        let mut sum: u32 = h
-            .chunks(2)
-            .map(|c| u16::from_be_bytes([c[0], c[1]]) as u32)
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        sum == 0xffff
+        ipv4_checksum(h) == 0
+    }
+
+    fn ip_len(f: &[u8]) -> usize {
+        u16::from_be_bytes([f[16], f[17]]) as usize
     }
 
     #[test]
-    fn frames_are_fitted_to_what_the_wire_had() {
-        // Whole and small: untouched.
+    fn whole_frames_are_untouched() {
         let mut f = v4_frame(60);
-        assert_eq!(fit_frame(&mut f, 60), None);
+        assert_eq!(fit_frame(&mut f, 60), Fit::default());
         assert_eq!(f, v4_frame(60));
-        // Cut by a snap length of 54: padded back to its 60 bytes.
-        let mut f = v4_frame(60)[..54].to_vec();
-        assert_eq!(fit_frame(&mut f, 60), Some(60));
-        assert_eq!(f.len(), 60);
-        assert_eq!(&f[..54], &v4_frame(60)[..54]);
-        // Coalesced to 64 KB (GRO): cut to fit, its IP length and checksum rewritten.
-        let mut f = v4_frame(60_000);
-        assert_eq!(fit_frame(&mut f, 60_000), Some(60_000));
-        assert_eq!(f.len(), TEST_RUN_MAX);
+    }
+
+    #[test]
+    fn a_cut_frame_keeps_its_headers_and_its_wire_length_and_nothing_made_up() {
+        // Snap length 54: the TCP header whole, the payload gone. The IP
+        // length says what was captured; zeros after it are padding.
+        let mut f = v4_frame(300)[..54].to_vec();
+        let fit = fit_frame(&mut f, 300);
+        assert_eq!((fit.cut, fit.too_long), (true, false));
+        assert_eq!(f.len(), 300, "the wire's length");
         assert_eq!(
-            u16::from_be_bytes([f[16], f[17]]) as usize,
-            TEST_RUN_MAX - 14
+            ip_len(&f),
+            54 - 14,
+            "the datagram ends where the capture did"
         );
+        assert!(checksum_ok(&f[14..34]));
+        assert_eq!(
+            &f[34..54],
+            &v4_frame(300)[34..54],
+            "the TCP header as captured"
+        );
+        assert!(f[54..].iter().all(|b| *b == 0));
+        // Cut inside the TCP header (snap length 40): the datagram ends
+        // inside it, so the kernel reads no TCP header (malformed) rather
+        // than flags and ports of zeros.
+        let mut f = v4_frame(300)[..40].to_vec();
+        assert!(fit_frame(&mut f, 300).cut);
+        assert_eq!((f.len(), ip_len(&f)), (300, 40 - 14));
+        // Cut inside the IP header: left as captured.
+        let mut f = v4_frame(300)[..30].to_vec();
+        assert!(fit_frame(&mut f, 300).cut);
+        assert_eq!(f, v4_frame(300)[..30]);
+        // Cut inside the Ethernet header: an Ethernet header without a type.
+        let mut f = v4_frame(300)[..13].to_vec();
+        fit_frame(&mut f, 300);
+        assert_eq!(f.len(), 14);
+        assert_eq!(&f[12..14], &[0, 0]);
+        // Only the Ethernet trailer cut: the IP length stands.
+        let mut f = v4_frame(60);
+        f[16..18].copy_from_slice(&40u16.to_be_bytes());
+        let whole = f.clone();
+        f.truncate(56);
+        assert!(fit_frame(&mut f, 60).cut);
+        assert_eq!(&f[..56], &whole[..56]);
+        assert_eq!((f.len(), ip_len(&f)), (60, 40));
+    }
+
+    #[test]
+    fn a_cut_frame_behind_two_vlan_tags_and_an_ipv6_one_are_shortened_too() {
+        let mut f = v4_frame(200);
+        f.splice(12..12, [0x88, 0xa8, 0, 7, 0x81, 0, 0, 9]);
+        f.truncate(70);
+        assert!(fit_frame(&mut f, 208).cut);
+        assert_eq!(f.len(), 208);
+        assert_eq!(u16::from_be_bytes([f[24], f[25]]) as usize, 70 - 22);
+        assert_eq!(source_addr(&f), Some("198.18.0.9".parse().unwrap()));
+        let mut f6 = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60];
+        f6.resize(14 + 40 + 8, 0);
+        f6[18..20].copy_from_slice(&500u16.to_be_bytes());
+        assert!(fit_frame(&mut f6, 14 + 40 + 500).cut);
+        assert_eq!(f6.len(), 554);
+        assert_eq!(u16::from_be_bytes([f6[18], f6[19]]), 8);
+    }
+
+    #[test]
+    fn a_coalesced_frame_is_cut_to_fit_with_its_headers_intact() {
+        let mut f = v4_frame(60_000);
+        let fit = fit_frame(&mut f, 60_000);
+        assert_eq!((fit.cut, fit.too_long), (false, true));
+        assert_eq!(f.len(), TEST_RUN_MAX);
+        assert_eq!(ip_len(&f), TEST_RUN_MAX - 14);
         assert!(checksum_ok(&f[14..34]));
         assert_eq!(
             &f[34..54],
@@ -252,10 +351,16 @@ mod tests {
         // IPv6: the payload length.
         let mut f6 = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x86, 0xdd, 0x60];
         f6.resize(9_000, 0);
-        assert_eq!(fit_frame(&mut f6, 9_000), Some(9_000));
+        f6[18..20].copy_from_slice(&((9_000 - 54) as u16).to_be_bytes());
+        assert!(fit_frame(&mut f6, 9_000).too_long);
         assert_eq!(
             u16::from_be_bytes([f6[18], f6[19]]) as usize,
             TEST_RUN_MAX - 14 - 40
         );
+        // Both: 64 KB on the wire, 200 bytes captured.
+        let mut f = v4_frame(60_000)[..200].to_vec();
+        let fit = fit_frame(&mut f, 60_000);
+        assert_eq!((fit.cut, fit.too_long), (true, true));
+        assert_eq!((f.len(), ip_len(&f)), (TEST_RUN_MAX, 200 - 14));
     }
 }

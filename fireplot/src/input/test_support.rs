@@ -68,3 +68,44 @@ pub fn temp(name: &str) -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d.join(name)
 }
+
+/// A pcap file of `frames` (captured bytes, original length) as
+/// libpcap writes it, in either byte order and resolution.
+pub fn pcap_bytes(
+    big_endian: bool,
+    nanos: bool,
+    snaplen: u32,
+    link: u32,
+    frames: &[(u64, &[u8], u32)],
+) -> Vec<u8> {
+    let w = |v: &mut Vec<u8>, x: u32| {
+        v.extend_from_slice(&if big_endian {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        })
+    };
+    let mut v = Vec::new();
+    w(&mut v, if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 });
+    // Version 2.4: two 16-bit words.
+    for half in [2u16, 4] {
+        v.extend_from_slice(&if big_endian {
+            half.to_be_bytes()
+        } else {
+            half.to_le_bytes()
+        });
+    }
+    w(&mut v, 0);
+    w(&mut v, 0);
+    w(&mut v, snaplen);
+    w(&mut v, link);
+    for (ts_ns, data, orig) in frames {
+        w(&mut v, (ts_ns / 1_000_000_000) as u32);
+        let frac = ts_ns % 1_000_000_000;
+        w(&mut v, if nanos { frac } else { frac / 1000 } as u32);
+        w(&mut v, data.len() as u32);
+        w(&mut v, *orig);
+        v.extend_from_slice(data);
+    }
+    v
+}

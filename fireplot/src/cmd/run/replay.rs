@@ -26,6 +26,7 @@ use crate::{
     },
     sensor::Sensor,
     store::{in_prefix, writer::StoreWriter, Store},
+    summary::CaptureCounts,
     units::Cidr,
 };
 
@@ -40,8 +41,9 @@ hold both directions.\n\nExample:\n  tcpdump -i wan0 -w wan.pcap\n  fireplot rep
 --inside 198.18.1.0/24 --db replay.db --alerts -"
 )]
 pub struct ReplayArgs {
-    /// The capture: pcap or pcapng (tcpdump, tshark, dumpcap), Ethernet,
-    /// raw IP, Linux cooked (v1, v2) or BSD loopback frames.
+    /// The capture: pcap (µs or ns) or pcapng (tcpdump, tshark, dumpcap),
+    /// any snap length; Ethernet (802.1Q and QinQ tags too), raw IP, Linux
+    /// cooked (v1, v2: tcpdump -i any) or BSD loopback frames.
     #[arg(long, value_name = "FILE")]
     pub pcap: PathBuf,
 
@@ -133,25 +135,31 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     let secs = started.elapsed().as_secs_f64();
     sink.finish();
     let Replayed {
-        frames,
-        fitted,
+        mut counts,
         dirs,
         failure,
     } = run;
+    counts.frames = capture.read;
+    counts.not_read = capture.skipped;
+    let frames = counts.replayed;
     log::info!(
-        "replay: {frames} frames in {secs:.2} s ({:.0} frames/s), {fitted} cut or padded to their wire length, \
+        "replay: {frames} frames in {secs:.2} s ({:.0} frames/s); {} cut short by the capture's snap length \
+         (classified on what it held), {} longer than a test run takes (cut to fit), \
          {} skipped (link types fireplot does not read); \
          to egress: {} by --inside, {} by --router-mac, {} marked outgoing by the capture; {} inbound (XDP)",
         frames as f64 / secs.max(1e-9),
-        capture.skipped,
+        counts.cut,
+        counts.too_long,
+        counts.not_read,
         dirs.by_inside,
         dirs.by_mac,
         dirs.by_cooked,
         dirs.inbound
     );
+    stats.capture = Some(counts);
     if let Some(p) = &sink.publish {
         // Named in the last batches (the collector keeps the names).
-        for (id, name) in &capture.seen {
+        for (id, name) in capture.interfaces() {
             p.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"));
         }
     }
@@ -162,7 +170,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = db_path {
         let s = Store::open(&path)?;
-        for (id, name) in &capture.seen {
+        for (id, name) in capture.interfaces() {
             s.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"))?;
         }
     }
@@ -182,10 +190,9 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
 
 /// What the frames of a capture did.
 struct Replayed {
-    /// Frames run through the kernel programs.
-    frames: u64,
-    /// Frames cut or padded to their wire length.
-    fitted: u64,
+    /// Frames replayed, cut and too long (the file's counts are the
+    /// capture's).
+    counts: CaptureCounts,
     dirs: Directions,
     /// What ended the capture early: a damaged file, or a frame the
     /// kernel refused.
@@ -202,8 +209,7 @@ fn replay_frames(
     args: &ReplayArgs,
 ) -> Replayed {
     let mut run = Replayed {
-        frames: 0,
-        fitted: 0,
+        counts: CaptureCounts::default(),
         dirs: Directions::default(),
         failure: None,
     };
@@ -227,19 +233,20 @@ fn replay_frames(
         last_ts = ts;
         let egress = run.dirs.egress(&frame, is_inside, args.router_mac);
         sink.ifindex = Some(IFINDEX_BASE + frame.iface);
+        // Events say the wire's length, whatever the test run was given.
+        let wire = frame.orig_len.max(frame.data.len());
+        sink.pkt_len = Some(wire.min(u16::MAX as usize) as u16);
         let mut data = frame.data;
-        let wire = fit_frame(&mut data, frame.orig_len);
-        if wire.is_some() {
-            run.fitted += 1;
-        }
-        sink.pkt_len = wire.map(|w| w.min(u16::MAX as usize) as u16);
+        let fit = fit_frame(&mut data, frame.orig_len);
+        run.counts.cut += u64::from(fit.cut);
+        run.counts.too_long += u64::from(fit.too_long);
         if let Err(e) = sensor.replay_frame(egress, &data, ts) {
             run.failure = Some(
-                anyhow::Error::new(e).context(format!("frame {} of the capture", run.frames + 1)),
+                anyhow::Error::new(e).context(format!("frame {} of the capture", capture.read)),
             );
             break;
         }
-        run.frames += 1;
+        run.counts.replayed += 1;
         while let Some(item) = ring.next() {
             sink.record(&item, 0);
         }

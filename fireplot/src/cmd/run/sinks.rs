@@ -44,8 +44,8 @@ pub(super) struct EventSink {
     pub(super) ifaces: Vec<IfaceCount>,
     /// Stands for the kernel's interface index (a replay's capture interfaces).
     pub(super) ifindex: Option<u32>,
-    /// Stands for the frame length the kernel saw (a replayed frame that
-    /// had to be cut or padded to fit BPF_PROG_TEST_RUN: its length on the wire).
+    /// Stands for the frame length the kernel saw (a replay: the frame's
+    /// length on the wire, whatever the capture or the test run held).
     pub(super) pkt_len: Option<u16>,
     pub(super) detect: Option<Detection>,
     /// Country, network and tags of each event's source, for its line.

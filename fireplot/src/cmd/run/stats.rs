@@ -17,13 +17,15 @@ use crate::{
         Counters, Sensor,
     },
     store::writer::StoreWriter,
-    summary::{DetectSummary, KindCount, RateLimitSummary, RunSummary, UserCounts},
+    summary::{CaptureCounts, DetectSummary, KindCount, RateLimitSummary, RunSummary, UserCounts},
 };
 
 pub(super) struct StatsWriter {
     pub(super) out: Box<dyn Write + Send>,
     pub(super) json: bool,
     pub(super) rate_limit: Option<RateLimitSummary>,
+    /// A replay's frames, for its summary.
+    pub(super) capture: Option<CaptureCounts>,
 }
 
 impl StatsWriter {
@@ -42,6 +44,7 @@ impl StatsWriter {
             },
             json,
             rate_limit: None,
+            capture: None,
         })
     }
 
@@ -111,6 +114,7 @@ impl StatsWriter {
         summary.fleet = sink.publish.as_ref().map(|p| p.counts());
         summary.rate_limit = self.rate_limit;
         summary.interfaces = sink.ifaces.clone();
+        summary.capture = self.capture;
         summary.detect = sink.detect.as_ref().map(|d| DetectSummary {
             stats: d.engine.stats(),
             alerts: d.alerts,
