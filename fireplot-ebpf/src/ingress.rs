@@ -11,14 +11,19 @@ use fireplot_common::{
     counters::{class_index, port_table, Misc, PORT_CHUNK},
     event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
     flow::{LiveKey, ORIGIN_INSIDE},
-    proto::{FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
+    proto::{
+        has_ports, DCCP_REQUEST, FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_DCCP, IPPROTO_SCTP,
+        IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, SCTP_INIT, TCP_ACK, TCP_SYN,
+    },
 };
 
 use crate::{
     aggregate::{aggregate, budget_allow, gcra},
     bump, config,
     flows::{in_table, lookup, now_jiffies, Family, V4, V6},
-    parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers, ParseError},
+    parse::{
+        icmp, ipv4_addrs, ipv6_addrs, parse, port_proto, tcp, udp, Bounds, Headers, ParseError,
+    },
     EVENTS, LIVE_ADDRS, LIVE_PORTS, PORT_HITS, RATE, SERVICE_PORTS, TARGET,
 };
 
@@ -161,6 +166,23 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
                 )
             }
         }
+        IPPROTO_SCTP | IPPROTO_UDPLITE | IPPROTO_DCCP => {
+            let Some((sport, dport, ty)) = port_proto(b, h.l4, h.proto) else {
+                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
+            };
+            p.sport = sport;
+            p.dport = dport;
+            p.icmp_type = ty;
+            if opens(h.proto, ty) {
+                // Like a SYN: it never answers an inside flow.
+                Class::Unsolicited
+            } else {
+                by_origin(
+                    lookup::<F>(cfg, &reversed(dport, sport), now),
+                    || false,
+                )
+            }
+        }
         x if x == F::ICMP => {
             let Some((ty, code, id)) = icmp(b, h.l4) else {
                 return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
@@ -194,6 +216,17 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
     finish(ctx, cfg, h, &p, class)
 }
 
+/// Does an SCTP or DCCP packet of type `ty` open an association (INIT,
+/// Request)? UDP-Lite has no type: its datagrams may be replies.
+#[inline(always)]
+fn opens(proto: u8, ty: u8) -> bool {
+    match proto {
+        IPPROTO_SCTP => ty == SCTP_INIT,
+        IPPROTO_DCCP => ty == DCCP_REQUEST,
+        _ => false,
+    }
+}
+
 /// Does the header quoted by an ICMP error at `off` belong to a flow the
 /// inside opened? The quote is of an outbound packet: its source is local.
 #[inline(always)]
@@ -202,7 +235,9 @@ fn quoted<F: Family>(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
         return false;
     };
     let (local_port, remote_port) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => match udp(b, l4) {
+        // The quote holds 8 bytes of L4 header at least (RFC 792, 4443):
+        // every protocol with ports starts with them.
+        p if has_ports(p) => match udp(b, l4) {
             Some(ports) => ports,
             None => return false,
         },
@@ -276,7 +311,7 @@ fn dark_bits(p: &Probe, pkt_flags: u8) -> u8 {
     if unsafe { LIVE_ADDRS.get(&key) }.is_none() {
         return PKT_DARK_ADDR;
     }
-    if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) && pkt_flags & PKT_FRAGMENT == 0 {
+    if has_ports(p.proto) && pkt_flags & PKT_FRAGMENT == 0 {
         key.port = p.dport;
         key.proto = p.proto;
         // SAFETY: as above.
