@@ -188,7 +188,7 @@ impl Backscatter {
         // The service it answers from, when most answers share one port.
         let evidence = Box::new(Answers {
             one_victim: true,
-            sport: (matches!(p.proto, 6 | 17) && same * 10 >= probes * 9).then_some(sport),
+            sport: (super::probe::ported(p.proto) && same * 10 >= probes * 9).then_some(sport),
         });
         cx.start(Kind(&BACKSCATTER), key, p, evidence, |ep| {
             ep.sources.insert(p.src);

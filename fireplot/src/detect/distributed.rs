@@ -146,7 +146,7 @@ impl Detector for Lockstep {
     }
 
     fn observe(&mut self, p: &Probe, _seen: &Seen, cx: &mut Context) {
-        if p.role != Role::Backscatter && matches!(p.proto, 6 | 17) {
+        if p.role != Role::Backscatter && super::probe::ported(p.proto) {
             self.lockstep(cx, p);
         }
     }
@@ -156,7 +156,7 @@ impl Detector for Lockstep {
     /// comes first (the engine's hottest load without it).
     #[inline]
     fn prefetch(&self, p: &Probe) {
-        if !matches!(p.proto, 6 | 17) || self.last.is_empty() {
+        if !super::probe::ported(p.proto) || self.last.is_empty() {
             return;
         }
         let slot = &self.last[(tag(p) >> 40) as usize & (LAST_SLOTS - 1)];
@@ -314,7 +314,7 @@ impl Detector for SharedWork {
     /// A source already reported on its own (a scanner alone) cannot be
     /// one of several sharing the work.
     fn observe(&mut self, p: &Probe, seen: &Seen, cx: &mut Context) {
-        if p.role == Role::Probe && !seen.busy && matches!(p.proto, 6 | 17) {
+        if p.role == Role::Probe && !seen.busy && super::probe::ported(p.proto) {
             self.shared(cx, p);
         }
     }

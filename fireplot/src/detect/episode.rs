@@ -210,7 +210,7 @@ impl Episode {
     pub fn seed_from(&mut self, p: &Probe) {
         self.sources.insert(p.src);
         self.targets.insert(p.dst);
-        if matches!(p.proto, 6 | 17) {
+        if super::probe::ported(p.proto) {
             self.add_port(p.port);
         }
     }
@@ -228,7 +228,7 @@ impl Episode {
             self.targets.insert(p.dst);
             self.last_dst = Some(p.dst);
         }
-        if matches!(p.proto, 6 | 17) {
+        if super::probe::ported(p.proto) {
             self.add_port(p.port);
         }
         if self.kind.0.orders_targets {

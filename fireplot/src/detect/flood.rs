@@ -234,7 +234,7 @@ impl Detector for PortRate {
 impl PortRate {
     /// `src_count`: events of the probe's source in this second so far.
     fn observe_port(&mut self, cx: &mut Context, p: &Probe, src_count: u32) {
-        if !matches!(p.proto, 6 | 17) {
+        if !super::probe::ported(p.proto) {
             return;
         }
         let sec = p.ts_ns.div_euclid(SEC);
@@ -358,7 +358,7 @@ impl PortRate {
             cx.start(Kind(&FLOOD), key, &p, evidence, |ep| {
                 ep.targets = Default::default();
                 ep.sources.insert(p.src);
-                if matches!(p.proto, 6 | 17) {
+                if super::probe::ported(p.proto) {
                     ep.add_port(port);
                 }
                 ep.first_ns = sec * SEC;
@@ -396,7 +396,7 @@ impl PortRate {
             if r.src.is_some() {
                 ep.sources.insert(p.src);
             }
-            if matches!(p.proto, 6 | 17) {
+            if super::probe::ported(p.proto) {
                 ep.add_port(port);
             }
             ep.first_ns = sec * SEC;

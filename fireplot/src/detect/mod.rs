@@ -190,7 +190,7 @@ impl Engine {
             return (false, false);
         };
         let slot = sources::proto_slot(p.proto);
-        let with_port = slot < 2;
+        let with_port = slot < sources::PORTED_SLOTS;
         let repeat = h
             .targets
             .get(&(p.dst, if with_port { p.proto } else { 0 }))

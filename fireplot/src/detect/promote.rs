@@ -5,7 +5,7 @@
 use super::{
     context::Context,
     probe::{FlagType, Probe, Role},
-    sources::{proto_slot, Heavy, Light, TargetPorts},
+    sources::{proto_slot, Heavy, Light, TargetPorts, PORTED_SLOTS},
     DetectConfig,
 };
 
@@ -134,7 +134,7 @@ pub fn record(
     h.protocols[(proto >> 6) as usize] |= 1u64 << (proto & 63);
     h.target_order.push(dst);
     let slot = proto_slot(proto);
-    let with_port = slot < 2;
+    let with_port = slot < PORTED_SLOTS;
     if with_port {
         h.port_order.push(port as u128);
     }

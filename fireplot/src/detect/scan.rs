@@ -19,7 +19,7 @@ use super::{
     episode::{Episode, Evidence, Key, Kind, KindSpec},
     probe::{Probe, Role},
     promote::{promote, record, Thresholds},
-    sources::{proto_slot, Light},
+    sources::{proto_slot, Light, PORTED_SLOTS},
     DetectConfig,
 };
 use crate::detect::alert::Alert;
@@ -195,7 +195,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
         *heavy_bytes = *heavy_bytes + b - h.bytes;
         h.bytes = b;
         (
-            slot < 2 && h.scan_target[slot],
+            slot < PORTED_SLOTS && h.scan_target[slot],
             (h.target_counts[slot] >= cfg.sweep_targets as u64
                 || h.dark_targets[slot] >= cfg.sweep_dark_targets as u64)
                 && !h.union_over[slot],
@@ -214,7 +214,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
         (scan, sweep)
     } else {
         let h = &cx.sources.heavy[&p.src];
-        let plain_scan = slot < 2
+        let plain_scan = slot < PORTED_SLOTS
             && h.targets
                 .get(&(p.dst, p.proto))
                 .is_some_and(|t| t.ports.len() >= cx.cfg.scan_ports);
@@ -250,7 +250,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
     }
     if sweep && !grouped && cx.active(&sweep_key).is_none() {
         let h = &cx.sources.heavy[&p.src];
-        let want = if slot < 2 { p.proto } else { 0 };
+        let want = if slot < PORTED_SLOTS { p.proto } else { 0 };
         let mut targets: Vec<u128> = h
             .targets
             .keys()
@@ -266,7 +266,7 @@ fn observe(cx: &mut Context, p: &Probe, seen: &Light) {
             for t in targets {
                 ep.targets.insert(t);
             }
-            if matches!(p.proto, 6 | 17) {
+            if super::probe::ported(p.proto) {
                 for port in ports {
                     ep.add_port(port);
                 }

@@ -73,12 +73,19 @@ impl TargetPorts {
     }
 }
 
-/// Slot of per-protocol evidence: TCP, UDP, anything else.
+/// Slots of per-protocol evidence: TCP, UDP, the other protocols with
+/// ports (SCTP, UDP-Lite, DCCP), the protocols without.
+pub const SLOTS: usize = 4;
+/// Slots below this one have ports.
+pub const PORTED_SLOTS: usize = 3;
+
+/// Slot of per-protocol evidence.
 pub fn proto_slot(proto: u8) -> usize {
     match proto {
         6 => 0,
         17 => 1,
-        _ => 2,
+        p if super::probe::ported(p) => 2,
+        _ => 3,
     }
 }
 
@@ -88,12 +95,12 @@ pub struct Heavy {
     /// Ports per (target, protocol) (scan probes only), at most `MAX_TARGETS` entries.
     pub targets: FxHashMap<(u128, u8), TargetPorts>,
     /// Distinct targets per protocol slot (beyond the cap: counted per probe).
-    pub target_counts: [u64; 3],
+    pub target_counts: [u64; SLOTS],
     /// Of those, targets whose first probe was dark.
-    pub dark_targets: [u64; 3],
+    pub dark_targets: [u64; SLOTS],
     /// Distinct ports over all targets per protocol slot, counted up to `sweep_max_ports + 1`.
-    pub union_ports: [Vec<u16>; 3],
-    pub union_over: [bool; 3],
+    pub union_ports: [Vec<u16>; SLOTS],
+    pub union_over: [bool; SLOTS],
     /// Odd-flag probes: distinct (target, port), counted up to the threshold.
     pub odd: FxHashSet<(u128, u16)>,
     pub odd_types: Vec<(FlagType, u32, u8)>,
@@ -104,7 +111,7 @@ pub struct Heavy {
     /// IP protocols seen.
     pub protocols: [u64; 4],
     /// Some target's ports make a port scan, per protocol slot.
-    pub scan_target: [bool; 3],
+    pub scan_target: [bool; SLOTS],
     /// Order of ports and of targets probed.
     pub port_order: super::sets::Order,
     pub target_order: super::sets::Order,

@@ -254,7 +254,7 @@ impl Surge {
     /// Counts a source's first probe of a port and tests the port.
     /// `new_for_port`: this source has not probed this port before.
     fn observe_new(&mut self, cx: &mut Context, p: &Probe, new_for_port: bool) {
-        if p.role != Role::Probe || !matches!(p.proto, 6 | 17) || !new_for_port {
+        if p.role != Role::Probe || !super::probe::ported(p.proto) || !new_for_port {
             return;
         }
         let cfg = &cx.cfg;
