@@ -647,8 +647,7 @@ fn scenario_sctp_init_scan() {
         .map(|p| ((addr::LAN_V4.to_string(), p), 1))
         .collect();
     assert_eq!(probes, want, "one INIT per port, each with its port");
-    // Needs the detectors to count SCTP probes (fireplot/src/detect/, the
-    // lead's part of issue 23): they count TCP and UDP ports only so far.
+    // The detectors count an INIT as a probe with its port.
     check_alerts("sct", &c, &dir, &[&[("port_scan", &[INET])]]);
     assert!(c.alerts.iter().all(|a| a["proto"] == "sctp"), "{:?}", c.alerts);
 }
@@ -667,7 +666,6 @@ fn scenario_sctp_sweep() {
         .map(|k| (k, 1))
         .collect();
     assert_eq!(probes, want, "one INIT to each address");
-    // Needs the detectors to count SCTP probes (see above).
     check_alerts("scw", &c, &dir, &[&[("port_sweep", &[INET])]]);
     assert!(c.alerts.iter().all(|a| a["proto"] == "sctp"), "{:?}", c.alerts);
 }
