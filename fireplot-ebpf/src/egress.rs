@@ -4,9 +4,9 @@
 //! DCCP's answers to a stranger (ABORT, SHUTDOWN-COMPLETE, ERROR; Reset),
 //! so a scanned host's answers do not whitelist the scanner.
 
+use aya_ebpf::maps::LruHashMap;
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::warn;
-use aya_ebpf::maps::LruHashMap;
 use fireplot_common::{
     config::Config,
     counters::Misc,
@@ -20,9 +20,10 @@ use fireplot_common::{
 };
 
 use crate::{
-    bump, config, LIVE_ADDRS, LIVE_PORTS,
+    bump, config,
     flows::{now_jiffies, Family, V4, V6},
     parse::{icmp, parse, port_proto, tcp, udp, Bounds, Headers},
+    LIVE_ADDRS, LIVE_PORTS,
 };
 
 /// Headers egress needs in the linear part of the skb.
@@ -235,7 +236,12 @@ fn live_key(addr: [u64; 2], family: u8, proto: u8, port: u16) -> LiveKey {
 #[inline(always)]
 fn live_addr<F: Family>(src: F::Addr, cfg: &Config, now: u64) {
     if cfg.mark_dark != 0 {
-        mark_live(&LIVE_ADDRS, &live_key(F::words(src), F::FAMILY, 0, 0), cfg, now);
+        mark_live(
+            &LIVE_ADDRS,
+            &live_key(F::words(src), F::FAMILY, 0, 0),
+            cfg,
+            now,
+        );
     }
 }
 

@@ -175,7 +175,13 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
 /// its class if the headers say it, else what to ask the flow table.
 /// None: the header is cut short (malformed).
 #[inline(always)]
-fn l4_step<F: Family>(b: &Bounds, h: &Headers, p: &mut Probe, cfg: &Config, now: u64) -> Option<Step> {
+fn l4_step<F: Family>(
+    b: &Bounds,
+    h: &Headers,
+    p: &mut Probe,
+    cfg: &Config,
+    now: u64,
+) -> Option<Step> {
     Some(match h.proto {
         IPPROTO_TCP => {
             let t = tcp(b, h.l4)?;

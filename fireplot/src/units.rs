@@ -23,7 +23,9 @@ pub enum UnitError {
     #[error("invalid prefix `{text}`; use e.g. 198.51.100.0/24 or 2001:db8::/32")]
     Prefix { text: String },
     /// Not a protocol name or number.
-    #[error("invalid protocol `{text}`; use tcp, udp, icmp, icmpv6, sctp, udplite, dccp or a number")]
+    #[error(
+        "invalid protocol `{text}`; use tcp, udp, icmp, icmpv6, sctp, udplite, dccp or a number"
+    )]
     Proto { text: String },
 }
 

@@ -108,7 +108,9 @@ fn the_production_object_stays_within_its_instruction_budget() {
     }
     eprintln!("{total:>7} instructions in all ({} bytes)", object.len());
     assert!(
-        functions.iter().any(|(n, _)| n.contains("fireplot_ingress")),
+        functions
+            .iter()
+            .any(|(n, _)| n.contains("fireplot_ingress")),
         "the ingress program is found: {functions:?}"
     );
     assert!(total <= BUDGET, "{total} instructions, budget {BUDGET}");

@@ -622,7 +622,9 @@ fn sctp_probes(c: &Collected) -> std::collections::BTreeMap<(String, u64), u64> 
     let mut probes = std::collections::BTreeMap::new();
     for e in c.events.iter().filter(|e| e["proto"] == "sctp") {
         assert_eq!(e["src"], INET, "{e}");
-        let dport = e["dport"].as_u64().unwrap_or_else(|| panic!("no dport: {e}"));
+        let dport = e["dport"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no dport: {e}"));
         if e.get("aggregate").is_none() {
             assert!(e["sport"].as_u64().is_some(), "no sport: {e}");
             assert_eq!(e["sctp_chunk"], 1, "an INIT: {e}");
@@ -649,7 +651,11 @@ fn scenario_sctp_init_scan() {
     assert_eq!(probes, want, "one INIT per port, each with its port");
     // The detectors count an INIT as a probe with its port.
     check_alerts("sct", &c, &dir, &[&[("port_scan", &[INET])]]);
-    assert!(c.alerts.iter().all(|a| a["proto"] == "sctp"), "{:?}", c.alerts);
+    assert!(
+        c.alerts.iter().all(|a| a["proto"] == "sctp"),
+        "{:?}",
+        c.alerts
+    );
 }
 
 /// nmap's SCTP INIT sweep of port 80 over 16 lan addresses: an event to
@@ -667,5 +673,9 @@ fn scenario_sctp_sweep() {
         .collect();
     assert_eq!(probes, want, "one INIT to each address");
     check_alerts("scw", &c, &dir, &[&[("port_sweep", &[INET])]]);
-    assert!(c.alerts.iter().all(|a| a["proto"] == "sctp"), "{:?}", c.alerts);
+    assert!(
+        c.alerts.iter().all(|a| a["proto"] == "sctp"),
+        "{:?}",
+        c.alerts
+    );
 }

@@ -343,7 +343,15 @@ fn run_phase(limits: Limits, frames: u64, seed: u64) {
                 },
             ),
             v6(INSIDE_V6, OUTSIDE_V6, L4::UdpLite { sport, dport }),
-            v4(INSIDE_V4, OUTSIDE_V4, L4::Dccp { sport, dport, ty: 0 }),
+            v4(
+                INSIDE_V4,
+                OUTSIDE_V4,
+                L4::Dccp {
+                    sport,
+                    dport,
+                    ty: 0,
+                },
+            ),
         ] {
             sensor.test_run_egress(&f, 1).expect("egress");
         }

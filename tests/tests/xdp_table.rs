@@ -1130,7 +1130,11 @@ fn malformed_corpus() {
     for (name, l4, keep) in [
         ("v4 sctp without its chunk header", sctp(1, 2, INIT), 12),
         ("v4 sctp cut inside its chunk header", sctp(1, 2, INIT), 15),
-        ("v4 dccp cut inside its generic header", dccp(1, 2, REQUEST), 11),
+        (
+            "v4 dccp cut inside its generic header",
+            dccp(1, 2, REQUEST),
+            11,
+        ),
         ("v4 udplite cut inside its header", udplite(1, 2), 7),
     ] {
         let mut f = v4(OUTSIDE_V4, INSIDE_V4, l4)[..34 + keep].to_vec();

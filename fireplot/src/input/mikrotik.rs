@@ -186,7 +186,10 @@ mod tests {
         assert_eq!(r.dport, 443);
         // The other protocols with ports, when RouterOS names their ports.
         let (r, _) = event(Format::Mikrotik, "Nov 25 14:00:10 router firewall,info input: in:ether1 out:(unknown 0), proto sctp, 203.0.113.9:40000->198.51.100.1:2905, len 68");
-        assert_eq!((r.proto, r.sport, r.dport, r.icmp_type), (132, 40000, 2905, 0));
+        assert_eq!(
+            (r.proto, r.sport, r.dport, r.icmp_type),
+            (132, 40000, 2905, 0)
+        );
         assert!(r.has_ports());
         let (r, _) = event(Format::Mikrotik, "Nov 25 14:00:11 router firewall,info input: in:ether1 out:(unknown 0), proto udp-lite, 203.0.113.9:4000->198.51.100.1:5004, len 48");
         assert_eq!((r.proto, r.dport), (136, 5004));

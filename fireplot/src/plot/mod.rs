@@ -26,9 +26,7 @@ use plotters::{
 use thiserror::Error;
 
 use crate::record::Record;
-use fireplot_common::proto::{
-    has_ports, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP,
-};
+use fireplot_common::proto::{has_ports, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use layout::{time_ticks, Lane, Layout, Zone};
 
 /// Colour categories, in legend order (`Category::ALL[c.index()] == c`).

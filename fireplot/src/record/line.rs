@@ -91,7 +91,6 @@ impl TypeFields {
     }
 }
 
-
 /// One event as a JSON line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
@@ -243,13 +242,7 @@ impl EventRecord {
     /// Converts a kernel event; `wall_offset_ns` turns its monotonic time into Unix time.
     pub fn from_event(ev: &Event, wall_offset_ns: i128) -> EventRecord {
         let ports = has_ports(ev.proto) && ev.pkt_flags & PKT_FRAGMENT == 0;
-        let types = TypeFields::of(
-            ev.proto,
-            ev.pkt_flags,
-            ev.icmp_type,
-            ev.icmp_code,
-            ev.sport,
-        );
+        let types = TypeFields::of(ev.proto, ev.pkt_flags, ev.icmp_type, ev.icmp_code, ev.sport);
         EventRecord {
             ts: rfc3339_ns(ev.ts_ns as i128 + wall_offset_ns),
             family: ev.family,
@@ -419,16 +412,30 @@ mod tests {
             let rec = EventRecord::from_event(&ev, 0);
             let v: serde_json::Value = serde_json::from_str(&rec.to_json()).unwrap();
             assert_eq!(v["proto"], name);
-            assert_eq!((v["sport"].clone(), v["dport"].clone()), (40000.into(), 443.into()));
+            assert_eq!(
+                (v["sport"].clone(), v["dport"].clone()),
+                (40000.into(), 443.into())
+            );
             assert!(v.get("icmp_type").is_none(), "{name}: not ICMP");
             for f in ["sctp_chunk", "dccp_type"] {
                 let want = (Some(f) == field).then_some(ty);
-                assert_eq!(v.get(f).and_then(|x| x.as_u64()), want.map(u64::from), "{name} {f}");
+                assert_eq!(
+                    v.get(f).and_then(|x| x.as_u64()),
+                    want.map(u64::from),
+                    "{name} {f}"
+                );
             }
             let r = crate::record::Record::try_from((&rec, 1)).unwrap();
-            assert_eq!((r.proto, r.sport, r.dport, r.icmp_type), (proto, 40000, 443, ty));
+            assert_eq!(
+                (r.proto, r.sport, r.dport, r.icmp_type),
+                (proto, 40000, 443, ty)
+            );
             assert!(r.has_ports());
-            assert_eq!(r.to_json_record(), rec, "{name}: the record writes the same line");
+            assert_eq!(
+                r.to_json_record(),
+                rec,
+                "{name}: the record writes the same line"
+            );
             // A fragment has no L4 header: no ports, no type.
             ev.pkt_flags = PKT_FRAGMENT;
             let v: serde_json::Value =
