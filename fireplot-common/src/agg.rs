@@ -22,7 +22,8 @@ pub struct AggKey {
     /// Second of the kernel's monotonic clock (`replay_ns` in a replay).
     pub sec: u64,
     pub ifindex: u32,
-    /// TCP/UDP destination port (0 for other protocols and fragments).
+    /// Destination port (`proto::has_ports`; 0 for other protocols and
+    /// fragments).
     pub dport: u16,
     pub family: u8,
     pub proto: u8,

@@ -13,9 +13,10 @@ pub struct Config {
     pub timeout_tcp: u64,
     /// Idle timeout of TCP flows after the inside sent FIN or RST.
     pub timeout_tcp_closing: u64,
+    /// Idle timeout of UDP and UDP-Lite flows.
     pub timeout_udp: u64,
     pub timeout_icmp: u64,
-    /// Idle timeout of other protocols (GRE, ESP, SCTP, ...).
+    /// Idle timeout of other protocols (SCTP, DCCP, GRE, ESP, ...).
     pub timeout_other: u64,
     /// Longest time a per-CPU cache slot may answer without asking the table.
     pub cache_ttl: u64,

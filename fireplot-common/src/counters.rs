@@ -2,18 +2,24 @@
 //!
 //! `COUNTERS` holds one `u64` per (class, family, protocol) followed by the
 //! loss and health counters; `PORT_HITS` holds one `u64` per destination port
-//! of unsolicited TCP/UDP, per family, in chunks of `PORT_CHUNK` ports
-//! (a per-CPU array value may not exceed 32 KiB).
+//! of unsolicited packets of each protocol with ports, per family, in chunks
+//! of `PORT_CHUNK` ports (a per-CPU array value may not exceed 32 KiB).
 
 use crate::event::Class;
-use crate::proto::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
+use crate::proto::{
+    FAMILY_V4, FAMILY_V6, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+    IPPROTO_UDP, IPPROTO_UDPLITE,
+};
 
 /// Family slots of the class counters: IPv4, IPv6, none.
 pub const FAMILY_SLOTS: usize = 3;
-/// Protocol slots of the class counters: TCP, UDP, ICMP, ICMPv6, other.
-pub const PROTO_SLOTS: usize = 5;
-/// Names of the protocol slots.
-pub const PROTO_SLOT_NAMES: [&str; PROTO_SLOTS] = ["tcp", "udp", "icmp", "icmpv6", "other"];
+/// Protocol slots of the class counters: TCP, UDP, ICMP, ICMPv6, SCTP,
+/// UDP-Lite, DCCP, other.
+pub const PROTO_SLOTS: usize = 8;
+/// Names of the protocol slots (`proto::PROTO_NAMES`' names, and "other").
+pub const PROTO_SLOT_NAMES: [&str; PROTO_SLOTS] = [
+    "tcp", "udp", "icmp", "icmpv6", "sctp", "udplite", "dccp", "other",
+];
 /// Names of the family slots.
 pub const FAMILY_SLOT_NAMES: [&str; FAMILY_SLOTS] = ["ipv4", "ipv6", "none"];
 
@@ -131,7 +137,10 @@ pub const fn proto_slot(proto: u8) -> usize {
         IPPROTO_UDP => 1,
         IPPROTO_ICMP => 2,
         IPPROTO_ICMPV6 => 3,
-        _ => 4,
+        IPPROTO_SCTP => 4,
+        IPPROTO_UDPLITE => 5,
+        IPPROTO_DCCP => 6,
+        _ => 7,
     }
 }
 
@@ -144,8 +153,9 @@ pub const fn class_index(class: Class, family: u8, proto: u8) -> u32 {
 
 /// Ports per `PORT_HITS` value.
 pub const PORT_CHUNK: usize = 2048;
-/// Port tables: IPv4/TCP, IPv4/UDP, IPv6/TCP, IPv6/UDP.
-pub const PORT_TABLES: usize = 4;
+/// Port tables: IPv4/TCP, IPv4/UDP, IPv6/TCP, IPv6/UDP, then SCTP,
+/// UDP-Lite and DCCP of IPv4 and of IPv6 (512 KiB per table and CPU).
+pub const PORT_TABLES: usize = 10;
 /// Number of entries of the `PORT_HITS` array.
 pub const PORT_HITS_LEN: u32 = (PORT_TABLES * 65536 / PORT_CHUNK) as u32;
 /// Names of the port tables.
@@ -154,6 +164,12 @@ pub const PORT_TABLE_NAMES: [(&str, &str); PORT_TABLES] = [
     ("ipv4", "udp"),
     ("ipv6", "tcp"),
     ("ipv6", "udp"),
+    ("ipv4", "sctp"),
+    ("ipv4", "udplite"),
+    ("ipv4", "dccp"),
+    ("ipv6", "sctp"),
+    ("ipv6", "udplite"),
+    ("ipv6", "dccp"),
 ];
 
 /// Port table of (family, proto), if ports of that pair are counted.
@@ -164,6 +180,33 @@ pub const fn port_table(family: u8, proto: u8) -> Option<usize> {
         (FAMILY_V4, IPPROTO_UDP) => Some(1),
         (FAMILY_V6, IPPROTO_TCP) => Some(2),
         (FAMILY_V6, IPPROTO_UDP) => Some(3),
+        (FAMILY_V4, IPPROTO_SCTP) => Some(4),
+        (FAMILY_V4, IPPROTO_UDPLITE) => Some(5),
+        (FAMILY_V4, IPPROTO_DCCP) => Some(6),
+        (FAMILY_V6, IPPROTO_SCTP) => Some(7),
+        (FAMILY_V6, IPPROTO_UDPLITE) => Some(8),
+        (FAMILY_V6, IPPROTO_DCCP) => Some(9),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{has_ports, proto_name};
+
+    #[test]
+    fn every_protocol_with_ports_has_a_port_table_per_family_and_its_own_slot() {
+        for proto in 0..=255u8 {
+            for (f, family) in [(FAMILY_V4, "ipv4"), (FAMILY_V6, "ipv6")] {
+                let table = port_table(f, proto);
+                assert_eq!(table.is_some(), has_ports(proto), "{proto}");
+                if let Some(t) = table {
+                    assert_eq!(PORT_TABLE_NAMES[t], (family, proto_name(proto).unwrap()));
+                }
+            }
+            let slot = PROTO_SLOT_NAMES[proto_slot(proto)];
+            assert_eq!(slot, proto_name(proto).unwrap_or("other"), "{proto}");
+        }
     }
 }

@@ -71,9 +71,10 @@ pub const PKT_L4_TRUNCATED: u8 = 0x04;
 /// never answered anyone).
 pub const PKT_DARK_ADDR: u8 = 0x08;
 /// `Event::pkt_flags` bit: the destination (address, protocol, port) never
-/// answered anyone: no outbound SYN-ACK (TCP) or datagram (UDP) from it.
-/// Set for TCP/UDP only, and only when the address is live (`PKT_DARK_ADDR`
-/// is the stronger statement).
+/// answered anyone: no outbound SYN-ACK (TCP), datagram (UDP, UDP-Lite),
+/// INIT-ACK (SCTP) or Response (DCCP) from it. Set for protocols with ports
+/// only, and only when the address is live (`PKT_DARK_ADDR` is the stronger
+/// statement).
 pub const PKT_DARK_PORT: u8 = 0x10;
 /// Record flag (userspace only, never set by the kernel on an event): the
 /// record is an aggregate of many packets (`fireplot_common::agg`): its
@@ -87,8 +88,12 @@ pub const PKT_AGG_ONE_SOURCE: u8 = 0x40;
 /// One inbound packet the classifier reported.
 ///
 /// Addresses are 16 bytes in network order; IPv4 addresses use the first 4.
-/// For ICMP/ICMPv6, `sport` carries the echo identifier (0 for other types)
-/// and `dport` is 0; type and code are in their own fields.
+/// Ports are those of TCP, UDP, SCTP, UDP-Lite and DCCP
+/// (`proto::has_ports`). For ICMP/ICMPv6, `sport` carries the echo
+/// identifier (0 for other types) and `dport` is 0; type and code are in
+/// their own fields. `icmp_type` is also the type byte of the two other
+/// protocols that have one: SCTP's first chunk (`proto::SCTP_*`, an INIT
+/// is a probe) and DCCP's packet type (`proto::DCCP_*`, a Request is one).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -119,7 +124,10 @@ pub struct Event {
     pub class: u8,
     /// `PKT_*` bits.
     pub pkt_flags: u8,
+    /// ICMP/ICMPv6 type; SCTP: type of the first chunk; DCCP: packet type;
+    /// 0 for other protocols.
     pub icmp_type: u8,
+    /// ICMP/ICMPv6 code; 0 for other protocols.
     pub icmp_code: u8,
     pub _pad: [u8; 4],
 }

@@ -1,22 +1,29 @@
 //! The TC egress flow recorder: every outbound packet that opens or
 //! continues a flow writes `(proto, local, local port, remote, remote port)`
-//! → last seen. RSTs and ICMP errors never create state, so a scanned host's
-//! answers do not whitelist the scanner.
+//! → last seen. RSTs and ICMP errors never create state, nor do SCTP's and
+//! DCCP's answers to a stranger (ABORT, SHUTDOWN-COMPLETE, ERROR; Reset),
+//! so a scanned host's answers do not whitelist the scanner.
 
+use aya_ebpf::maps::LruHashMap;
 use aya_ebpf::programs::TcContext;
 use aya_log_ebpf::warn;
-use aya_ebpf::maps::LruHashMap;
 use fireplot_common::{
     config::Config,
     counters::Misc,
     flow::{FlowState, LiveKey, ORIGIN_ACCEPTED, ORIGIN_INSIDE},
-    proto::{FAMILY_V4, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    proto::{
+        DCCP_CLOSE, DCCP_CLOSEREQ, DCCP_REQUEST, DCCP_RESET, DCCP_RESPONSE, FAMILY_V4,
+        IPPROTO_DCCP, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, SCTP_ABORT,
+        SCTP_ERROR, SCTP_INIT, SCTP_INIT_ACK, SCTP_SHUTDOWN, SCTP_SHUTDOWN_ACK,
+        SCTP_SHUTDOWN_COMPLETE, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN,
+    },
 };
 
 use crate::{
-    bump, config, LIVE_ADDRS, LIVE_PORTS,
+    bump, config,
     flows::{now_jiffies, Family, V4, V6},
-    parse::{icmp, parse, tcp, udp, Bounds, Headers},
+    parse::{icmp, parse, port_proto, tcp, udp, Bounds, Headers},
+    LIVE_ADDRS, LIVE_PORTS,
 };
 
 /// Headers egress needs in the linear part of the skb.
@@ -25,13 +32,17 @@ const PULL_LEN: u32 = 128;
 /// What an outbound packet does to its flow.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Action {
-    /// Opens (or re-opens) a flow with this origin: SYN, SYN-ACK, UDP, echo request.
+    /// Opens (or re-opens) a flow with this origin: SYN, SYN-ACK, UDP,
+    /// UDP-Lite, echo request, SCTP INIT and INIT-ACK, DCCP Request and
+    /// Response.
     Open(u8),
     /// Continues a flow; picks it up mid-stream if it is not known yet.
     Continue,
-    /// FIN: the flow is closing (created closing if not known).
+    /// FIN (SCTP SHUTDOWN, DCCP Close): the flow is closing (created
+    /// closing if not known).
     Fin,
-    /// RST: marks an existing flow closing, never creates one.
+    /// RST (SCTP ABORT, DCCP Reset, ...): marks an existing flow closing,
+    /// never creates one.
     Rst,
 }
 
@@ -49,6 +60,33 @@ fn tcp_action(flags: u8) -> Action {
         Action::Fin
     } else {
         Action::Continue
+    }
+}
+
+/// An outbound SCTP packet by its first chunk. ABORT, SHUTDOWN-COMPLETE
+/// and ERROR are what a host sends to a stranger's packet of no
+/// association (RFC 9260 §8.4, "out of the blue"): they never create state.
+#[inline(always)]
+fn sctp_action(chunk: u8) -> Action {
+    match chunk {
+        SCTP_INIT => Action::Open(ORIGIN_INSIDE),
+        SCTP_INIT_ACK => Action::Open(ORIGIN_ACCEPTED),
+        SCTP_SHUTDOWN | SCTP_SHUTDOWN_ACK => Action::Fin,
+        SCTP_ABORT | SCTP_SHUTDOWN_COMPLETE | SCTP_ERROR => Action::Rst,
+        _ => Action::Continue,
+    }
+}
+
+/// An outbound DCCP packet by its type. A Reset is what a host sends to
+/// a stranger's packet of no connection (RFC 4340 §8.3.1).
+#[inline(always)]
+fn dccp_action(ty: u8) -> Action {
+    match ty {
+        DCCP_REQUEST => Action::Open(ORIGIN_INSIDE),
+        DCCP_RESPONSE => Action::Open(ORIGIN_ACCEPTED),
+        DCCP_CLOSEREQ | DCCP_CLOSE => Action::Fin,
+        DCCP_RESET => Action::Rst,
+        _ => Action::Continue,
     }
 }
 
@@ -100,6 +138,15 @@ fn ports_action(
         IPPROTO_UDP => {
             let (s, d) = udp(b, h.l4)?;
             Some((s, d, Action::Open(ORIGIN_INSIDE)))
+        }
+        IPPROTO_SCTP | IPPROTO_UDPLITE | IPPROTO_DCCP => {
+            let (s, d, ty) = port_proto(b, h.l4, h.proto)?;
+            let action = match h.proto {
+                IPPROTO_SCTP => sctp_action(ty),
+                IPPROTO_DCCP => dccp_action(ty),
+                _ => Action::Open(ORIGIN_INSIDE),
+            };
+            Some((s, d, action))
         }
         p if p == icmp_proto => {
             let (ty, _, id) = icmp(b, h.l4)?;
@@ -189,7 +236,12 @@ fn live_key(addr: [u64; 2], family: u8, proto: u8, port: u16) -> LiveKey {
 #[inline(always)]
 fn live_addr<F: Family>(src: F::Addr, cfg: &Config, now: u64) {
     if cfg.mark_dark != 0 {
-        mark_live(&LIVE_ADDRS, &live_key(F::words(src), F::FAMILY, 0, 0), cfg, now);
+        mark_live(
+            &LIVE_ADDRS,
+            &live_key(F::words(src), F::FAMILY, 0, 0),
+            cfg,
+            now,
+        );
     }
 }
 
@@ -231,12 +283,12 @@ fn record_family<F: Family>(ctx: &TcContext, b: &Bounds, h: &Headers, cfg: &Conf
         }
     };
     // Created or refreshed (at most once per `refresh`): the address lives,
-    // and a SYN-ACK or a datagram says its port answers.
+    // and a datagram or an accepted connection (SYN-ACK, INIT-ACK, DCCP
+    // Response) says its port answers.
     live_addr::<F>(src, cfg, now);
     let answers = match h.proto {
-        IPPROTO_TCP => action == Action::Open(ORIGIN_ACCEPTED),
-        IPPROTO_UDP => true,
-        _ => false,
+        IPPROTO_UDP | IPPROTO_UDPLITE => true,
+        _ => action == Action::Open(ORIGIN_ACCEPTED),
     };
     if answers && cfg.mark_dark != 0 {
         mark_live(

@@ -17,7 +17,7 @@ use aya_ebpf::{
 use fireplot_common::{
     config::Config,
     flow::{CacheSlot, FlowKeyV4, FlowKeyV6, FlowState},
-    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE},
 };
 
 use crate::{
@@ -241,7 +241,7 @@ pub fn timeout(cfg: &Config, proto: u8, state: &FlowState) -> u64 {
                 cfg.timeout_tcp
             }
         }
-        IPPROTO_UDP => cfg.timeout_udp,
+        IPPROTO_UDP | IPPROTO_UDPLITE => cfg.timeout_udp,
         IPPROTO_ICMP | IPPROTO_ICMPV6 => cfg.timeout_icmp,
         _ => cfg.timeout_other,
     }

@@ -11,14 +11,19 @@ use fireplot_common::{
     counters::{class_index, port_table, Misc, PORT_CHUNK},
     event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
     flow::{LiveKey, ORIGIN_INSIDE},
-    proto::{FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_SYN},
+    proto::{
+        has_ports, DCCP_REQUEST, FAMILY_NONE, FAMILY_V4, FAMILY_V6, IPPROTO_DCCP, IPPROTO_SCTP,
+        IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE, SCTP_INIT, TCP_ACK, TCP_SYN,
+    },
 };
 
 use crate::{
     aggregate::{aggregate, budget_allow, gcra},
     bump, config,
     flows::{in_table, lookup, now_jiffies, Family, V4, V6},
-    parse::{icmp, ipv4_addrs, ipv6_addrs, parse, tcp, udp, Bounds, Headers, ParseError},
+    parse::{
+        icmp, ipv4_addrs, ipv6_addrs, parse, port_proto, tcp, udp, Bounds, Headers, ParseError,
+    },
     EVENTS, LIVE_ADDRS, LIVE_PORTS, PORT_HITS, RATE, SERVICE_PORTS, TARGET,
 };
 
@@ -92,40 +97,94 @@ fn service(udp: bool, port: u16) -> bool {
     }
 }
 
-/// Class of a non-SYN TCP, UDP or other packet from its flow lookup;
-/// `published` is asked only when no flow answered (a reply, the common
-/// case, skips the service bitmap).
+/// Is a port published as a service (`--service-port`) when no flow
+/// answers: TCP's and UDP's bitmaps; never for other protocols.
+#[derive(Clone, Copy)]
+enum Published {
+    No,
+    Tcp(u16),
+    Udp(u16),
+}
+
+/// What a packet's headers say before the flow table is asked.
+enum Step {
+    /// Classified on its headers alone (a SYN, an INIT, ICMP, DHCP).
+    Known(Class),
+    /// A reply if the flow of the reversed tuple (local port, remote port)
+    /// is known (inside-opened: reply; accepted: service); else
+    /// `Published` decides between service and unsolicited.
+    Ask(u16, u16, Published),
+}
+
+/// The class of a packet asked about: from its flow lookup; the service
+/// bitmap is read only when no flow answered (a reply, the common case,
+/// skips it).
 #[inline(always)]
-fn by_origin(origin: Option<u8>, published: impl FnOnce() -> bool) -> Class {
+fn by_origin(origin: Option<u8>, published: Published) -> Class {
     match origin {
         Some(ORIGIN_INSIDE) => Class::Reply,
         Some(_) => Class::Service,
-        None if published() => Class::Service,
-        None => Class::Unsolicited,
+        None => {
+            let served = match published {
+                Published::No => false,
+                Published::Tcp(port) => service(false, port),
+                Published::Udp(port) => service(true, port),
+            };
+            if served {
+                Class::Service
+            } else {
+                Class::Unsolicited
+            }
+        }
     }
 }
 
-/// Classifies a parsed IPv4 or IPv6 packet.
+/// Classifies a parsed IPv4 or IPv6 packet. Every packet that needs the
+/// flow table reaches one lookup (one inlined copy per family, whatever
+/// the protocol).
 #[inline(always)]
 fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &Headers) {
     let Some((src, dst)) = F::addrs(b, h.l3) else {
         return;
     };
     let now = now_jiffies(cfg);
-    // The reply to a flow the inside opened has the flow's tuple reversed.
-    let reversed =
-        |local_port: u16, remote_port: u16| F::key(dst, src, local_port, remote_port, h.proto);
     let mut p = Probe::new(F::FAMILY, h.proto, F::words(src), F::words(dst));
-    if h.fragment {
+    let step = if h.fragment {
+        // No ports: matched on the address pair.
         bump(Misc::Fragments.index());
-        let class = by_origin(lookup::<F>(cfg, &reversed(0, 0), now), || false);
-        return finish(ctx, cfg, h, &p, class);
-    }
-    let class = match h.proto {
+        Step::Ask(0, 0, Published::No)
+    } else {
+        match l4_step::<F>(b, h, &mut p, cfg, now) {
+            Some(step) => step,
+            None => return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3),
+        }
+    };
+    let class = match step {
+        Step::Known(class) => class,
+        Step::Ask(local, remote, published) => {
+            // The reply to a flow the inside opened has the flow's tuple
+            // reversed.
+            let key = F::key(dst, src, local, remote, h.proto);
+            by_origin(lookup::<F>(cfg, &key, now), published)
+        }
+    };
+    finish(ctx, cfg, h, &p, class)
+}
+
+/// Reads the L4 header of a first fragment or whole packet into `p`:
+/// its class if the headers say it, else what to ask the flow table.
+/// None: the header is cut short (malformed).
+#[inline(always)]
+fn l4_step<F: Family>(
+    b: &Bounds,
+    h: &Headers,
+    p: &mut Probe,
+    cfg: &Config,
+    now: u64,
+) -> Option<Step> {
+    Some(match h.proto {
         IPPROTO_TCP => {
-            let Some(t) = tcp(b, h.l4) else {
-                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
-            };
+            let t = tcp(b, h.l4)?;
             p.sport = t.sport;
             p.dport = t.dport;
             p.tcp_flags = t.flags;
@@ -134,43 +193,46 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
             if t.flags & (TCP_SYN | TCP_ACK) == TCP_SYN {
                 // A SYN opens; it never answers an inside flow (simultaneous
                 // open aside), so it skips the table.
-                if service(false, t.dport) {
+                Step::Known(if service(false, t.dport) {
                     Class::Service
                 } else {
                     Class::Unsolicited
-                }
+                })
             } else {
-                by_origin(
-                    lookup::<F>(cfg, &reversed(t.dport, t.sport), now),
-                    || service(false, t.dport),
-                )
+                Step::Ask(t.dport, t.sport, Published::Tcp(t.dport))
             }
         }
         IPPROTO_UDP => {
-            let Some((sport, dport)) = udp(b, h.l4) else {
-                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
-            };
+            let (sport, dport) = udp(b, h.l4)?;
             p.sport = sport;
             p.dport = dport;
             if (sport, dport) == F::DHCP_REPLY {
-                Class::Control
+                Step::Known(Class::Control)
             } else {
-                by_origin(
-                    lookup::<F>(cfg, &reversed(dport, sport), now),
-                    || service(true, dport),
-                )
+                Step::Ask(dport, sport, Published::Udp(dport))
+            }
+        }
+        IPPROTO_SCTP | IPPROTO_UDPLITE | IPPROTO_DCCP => {
+            let (sport, dport, ty) = port_proto(b, h.l4, h.proto)?;
+            p.sport = sport;
+            p.dport = dport;
+            p.icmp_type = ty;
+            if opens(h.proto, ty) {
+                // Like a SYN: it never answers an inside flow.
+                Step::Known(Class::Unsolicited)
+            } else {
+                Step::Ask(dport, sport, Published::No)
             }
         }
         x if x == F::ICMP => {
-            let Some((ty, code, id)) = icmp(b, h.l4) else {
-                return malformed(ctx, b, cfg, F::FAMILY, h.proto, h.l3);
-            };
+            let (ty, code, id) = icmp(b, h.l4)?;
             p.icmp_type = ty;
             p.icmp_code = code;
             if ty == F::ECHO_REPLY {
                 p.sport = id;
-                by_origin(lookup::<F>(cfg, &reversed(id, 0), now), || false)
-            } else if ty == F::ECHO_REQUEST {
+                return Some(Step::Ask(id, 0, Published::No));
+            }
+            Step::Known(if ty == F::ECHO_REQUEST {
                 p.sport = id;
                 if cfg.service_icmp_echo != 0 {
                     Class::Service
@@ -187,11 +249,21 @@ fn classify_family<F: Family>(ctx: &XdpContext, b: &Bounds, cfg: &Config, h: &He
                 Class::Control
             } else {
                 Class::Unsolicited
-            }
+            })
         }
-        _ => by_origin(lookup::<F>(cfg, &reversed(0, 0), now), || false),
-    };
-    finish(ctx, cfg, h, &p, class)
+        _ => Step::Ask(0, 0, Published::No),
+    })
+}
+
+/// Does an SCTP or DCCP packet of type `ty` open an association (INIT,
+/// Request)? UDP-Lite has no type: its datagrams may be replies.
+#[inline(always)]
+fn opens(proto: u8, ty: u8) -> bool {
+    match proto {
+        IPPROTO_SCTP => ty == SCTP_INIT,
+        IPPROTO_DCCP => ty == DCCP_REQUEST,
+        _ => false,
+    }
 }
 
 /// Does the header quoted by an ICMP error at `off` belong to a flow the
@@ -202,7 +274,9 @@ fn quoted<F: Family>(b: &Bounds, off: usize, cfg: &Config, now: u64) -> bool {
         return false;
     };
     let (local_port, remote_port) = match proto {
-        IPPROTO_TCP | IPPROTO_UDP => match udp(b, l4) {
+        // The quote holds 8 bytes of L4 header at least (RFC 792, 4443):
+        // every protocol with ports starts with them.
+        p if has_ports(p) => match udp(b, l4) {
             Some(ports) => ports,
             None => return false,
         },
@@ -276,7 +350,7 @@ fn dark_bits(p: &Probe, pkt_flags: u8) -> u8 {
     if unsafe { LIVE_ADDRS.get(&key) }.is_none() {
         return PKT_DARK_ADDR;
     }
-    if matches!(p.proto, IPPROTO_TCP | IPPROTO_UDP) && pkt_flags & PKT_FRAGMENT == 0 {
+    if has_ports(p.proto) && pkt_flags & PKT_FRAGMENT == 0 {
         key.port = p.dport;
         key.proto = p.proto;
         // SAFETY: as above.

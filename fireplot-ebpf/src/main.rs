@@ -96,7 +96,7 @@ static AGG_COARSE: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_ent
 #[map]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
-/// Unsolicited TCP/UDP hits per destination port, per family.
+/// Unsolicited hits per destination port, per protocol with ports and family.
 #[map]
 static PORT_HITS: PerCpuArray<[u64; PORT_CHUNK]> = PerCpuArray::with_max_entries(PORT_HITS_LEN, 0);
 

@@ -1,11 +1,11 @@
 //! Bounded header walk shared by the XDP ingress and TC egress programs:
 //! Ethernet, up to two VLAN tags, IPv4 (options, fragments), IPv6 with a
-//! bounded extension-header walk. Every read is checked against the end of
+//! bounded extension-header walk, then the L4 header's ports and types. Every read is checked against the end of
 //! the packet; every offset stays bounded so the verifier can follow it.
 
 use core::mem::size_of;
 
-use fireplot_common::proto::{FAMILY_V4, FAMILY_V6};
+use fireplot_common::proto::{FAMILY_V4, FAMILY_V6, IPPROTO_DCCP, IPPROTO_SCTP};
 
 /// Extension headers walked before an IPv6 packet counts as malformed.
 pub const MAX_IPV6_EXT: usize = 8;
@@ -316,6 +316,32 @@ pub fn udp(b: &Bounds, off: usize) -> Option<(u16, u16)> {
     let h = b.ptr::<[u8; 8]>(off)? as *const u8;
     // SAFETY: 8 bytes checked by `Bounds::ptr`.
     Some((be16(h), be16(unsafe { h.add(2) })))
+}
+
+/// Reads the ports of SCTP, UDP-Lite or DCCP at `off`, and the type byte
+/// of the two that have one: SCTP's first chunk (after the 12-byte common
+/// header, RFC 9260 §3.1; its 4-byte chunk header must be present), DCCP's
+/// packet type (in its generic header, 12 bytes at least, RFC 4340 §5.1).
+/// UDP-Lite's header is UDP's (RFC 3828), and its type is 0.
+#[inline(always)]
+pub fn port_proto(b: &Bounds, off: usize, proto: u8) -> Option<(u16, u16, u8)> {
+    match proto {
+        IPPROTO_SCTP => {
+            let h = b.ptr::<[u8; 16]>(off)? as *const u8;
+            // SAFETY: 16 bytes checked by `Bounds::ptr`.
+            unsafe { Some((be16(h), be16(h.add(2)), *h.add(12))) }
+        }
+        IPPROTO_DCCP => {
+            let h = b.ptr::<[u8; 12]>(off)? as *const u8;
+            // SAFETY: 12 bytes checked by `Bounds::ptr`; the type is bits
+            // 1..=4 of byte 8 (after 3 reserved bits).
+            unsafe { Some((be16(h), be16(h.add(2)), (*h.add(8) >> 1) & 0x0f)) }
+        }
+        _ => {
+            let (sport, dport) = udp(b, off)?;
+            Some((sport, dport, 0))
+        }
+    }
 }
 
 /// Reads ICMP/ICMPv6 type, code and echo identifier at `off` (8 bytes).

@@ -23,7 +23,9 @@ pub enum UnitError {
     #[error("invalid prefix `{text}`; use e.g. 198.51.100.0/24 or 2001:db8::/32")]
     Prefix { text: String },
     /// Not a protocol name or number.
-    #[error("invalid protocol `{text}`; use tcp, udp, icmp, icmpv6 or a number")]
+    #[error(
+        "invalid protocol `{text}`; use tcp, udp, icmp, icmpv6, sctp, udplite, dccp or a number"
+    )]
     Proto { text: String },
 }
 
@@ -99,23 +101,18 @@ impl FromStr for Cidr {
     }
 }
 
-/// An IP protocol by name (tcp, udp, icmp, icmpv6) or number.
+/// An IP protocol by name (tcp, udp, icmp, icmpv6, sctp, udplite, dccp)
+/// or number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProtoArg(pub u8);
 
 impl FromStr for ProtoArg {
     type Err = UnitError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "tcp" => Ok(ProtoArg(6)),
-            "udp" => Ok(ProtoArg(17)),
-            "icmp" => Ok(ProtoArg(1)),
-            "icmpv6" | "ipv6-icmp" => Ok(ProtoArg(58)),
-            n => n
-                .parse::<u8>()
-                .map(ProtoArg)
-                .map_err(|_| UnitError::Proto { text: s.into() }),
-        }
+        fireplot_common::proto::proto_named(s)
+            .or_else(|| s.parse::<u8>().ok())
+            .map(ProtoArg)
+            .ok_or_else(|| UnitError::Proto { text: s.into() })
     }
 }
 
@@ -145,6 +142,9 @@ mod tests {
         assert!("198.18.0.0/33".parse::<Cidr>().is_err());
         assert_eq!("TCP".parse::<ProtoArg>().unwrap().0, 6);
         assert_eq!("47".parse::<ProtoArg>().unwrap().0, 47);
+        assert_eq!("sctp".parse::<ProtoArg>().unwrap().0, 132);
+        assert_eq!("UDPLite".parse::<ProtoArg>().unwrap().0, 136);
+        assert_eq!("dccp".parse::<ProtoArg>().unwrap().0, 33);
         assert!("gre?".parse::<ProtoArg>().is_err());
     }
 

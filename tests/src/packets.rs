@@ -46,10 +46,83 @@ pub enum L4 {
         code: u8,
         rest: [u8; 4],
     },
+    /// SCTP: the common header (verification tag 0, checksum not
+    /// computed) and one chunk of type `chunk` (an INIT's 20 bytes for an
+    /// INIT, else a bare 4-byte chunk header).
+    Sctp {
+        sport: u16,
+        dport: u16,
+        chunk: u8,
+    },
+    /// UDP-Lite (checksum coverage 8: the header), checksum not computed.
+    UdpLite {
+        sport: u16,
+        dport: u16,
+    },
+    /// DCCP: a 16-byte generic header (extended sequence numbers) of type
+    /// `ty`, and a Request's service code; checksum not computed.
+    Dccp {
+        sport: u16,
+        dport: u16,
+        ty: u8,
+    },
     /// Any other protocol, with no header of its own.
     Raw {
         proto: u8,
     },
+}
+
+/// IP protocol numbers of the hand-built headers (this library does not
+/// depend on `fireplot_common` without its `bench` feature).
+const PROTO_SCTP: u8 = 132;
+const PROTO_UDPLITE: u8 = 136;
+const PROTO_DCCP: u8 = 33;
+
+impl L4 {
+    /// The protocol number and header bytes of the variants etherparse
+    /// cannot build (SCTP, UDP-Lite, DCCP), hand-made.
+    fn hand_built(self) -> Option<(u8, Vec<u8>)> {
+        let ports = |s: u16, d: u16| [s.to_be_bytes(), d.to_be_bytes()].concat();
+        match self {
+            L4::Sctp {
+                sport,
+                dport,
+                chunk,
+            } => {
+                let mut h = ports(sport, dport);
+                h.extend_from_slice(&[0; 8]); // verification tag, checksum
+                if chunk == 1 {
+                    // INIT: type, flags, length 20, initiate tag, a_rwnd,
+                    // outbound and inbound streams, initial TSN.
+                    h.extend_from_slice(&[1, 0, 0, 20]);
+                    h.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+                    h.extend_from_slice(&65535u32.to_be_bytes());
+                    h.extend_from_slice(&[0, 10, 0, 10]);
+                    h.extend_from_slice(&1u32.to_be_bytes());
+                } else {
+                    h.extend_from_slice(&[chunk, 0, 0, 4]);
+                }
+                Some((PROTO_SCTP, h))
+            }
+            L4::UdpLite { sport, dport } => {
+                let mut h = ports(sport, dport);
+                h.extend_from_slice(&[0, 8, 0, 0]); // coverage, checksum
+                Some((PROTO_UDPLITE, h))
+            }
+            L4::Dccp { sport, dport, ty } => {
+                let mut h = ports(sport, dport);
+                let words = if ty == 0 { 5 } else { 4 };
+                // data offset, CCVal/CsCov, checksum, Res|Type|X=1,
+                // reserved, 48-bit sequence number.
+                h.extend_from_slice(&[words, 0, 0, 0, (ty << 1) | 1, 0, 0, 0, 0, 0, 0, 1]);
+                if ty == 0 {
+                    h.extend_from_slice(&[0, 0, 0, 0]); // service code
+                }
+                Some((PROTO_DCCP, h))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// VLAN tagging of a frame.
@@ -94,6 +167,11 @@ macro_rules! finish {
             }
             L4::Icmp { ty, code, rest } => $ip.icmpv4_raw(ty, code, rest).write(&mut out, $payload),
             L4::Raw { proto } => $ip.write(&mut out, IpNumber(proto), $payload),
+            l4 => {
+                let (proto, mut body) = l4.hand_built().expect("a hand-built header");
+                body.extend_from_slice($payload);
+                $ip.write(&mut out, IpNumber(proto), &body)
+            }
         }
         .expect("frame builds");
         out

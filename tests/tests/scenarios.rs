@@ -2,7 +2,11 @@
 //! each asserting the exact set of alert kinds and their sources, and that
 //! `fireplot detect` over the run's events file gives the live alerts again.
 
-use std::{collections::BTreeSet, path::PathBuf, process::Command};
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use fireplot_tests::{
     addr, privileged,
@@ -58,12 +62,24 @@ fn scenario_any(
     traffic: impl FnOnce(&Lab),
     alternatives: &[&[(&str, &[&str])]],
 ) -> Collected {
+    let (c, dir) = past_a_sensor(name, traffic);
+    check_alerts(name, &c, &dir, alternatives);
+    c
+}
+
+/// Runs `traffic` past a fresh sensor: what it wrote, and where.
+fn past_a_sensor(name: &str, traffic: impl FnOnce(&Lab)) -> (Collected, PathBuf) {
     let lab = Lab::up(&unique_prefix(name)).expect("lab");
     let dir = out_dir(name);
     let sensor = Sensor::start(&lab, &dir, &[]).expect("sensor");
     traffic(&lab);
     sensor.settle(0);
-    let c = sensor.stop().expect("stop sensor");
+    (sensor.stop().expect("stop sensor"), dir)
+}
+
+/// The alerts of a run are one of `alternatives`, have every field, and
+/// `fireplot detect` over the run's events file gives them again.
+fn check_alerts(name: &str, c: &Collected, dir: &Path, alternatives: &[&[(&str, &[&str])]]) {
     let got = episodes(&c.alerts);
     assert!(
         alternatives.iter().any(|w| as_set(w) == got),
@@ -99,7 +115,7 @@ fn scenario_any(
     let replay = dir.join("replay.jsonl");
     let out = Command::new(fireplot_bin())
         .args(["detect", "--events"])
-        .arg(c_events(&dir))
+        .arg(c_events(dir))
         .arg("--alerts")
         .arg(&replay)
         .output()
@@ -114,7 +130,6 @@ fn scenario_any(
         c.alerts,
         "{name}: detect reproduces the live run"
     );
-    c
 }
 
 fn c_events(dir: &std::path::Path) -> PathBuf {
@@ -600,4 +615,73 @@ fn scenario_normal_outbound_traffic_gives_no_alert() {
         &[],
     );
     assert!(c.alerts.is_empty());
+}
+
+/// The SCTP probes of a run (events and aggregates with `proto` sctp):
+/// (destination, port) → packets. Every one names its ports and, when it
+/// is an event, its first chunk (1, INIT).
+fn sctp_probes(c: &Collected) -> std::collections::BTreeMap<(String, u64), u64> {
+    assert!(
+        c.events.iter().all(|e| e["proto"] != 132),
+        "SCTP is named, not numbered"
+    );
+    let mut probes = std::collections::BTreeMap::new();
+    for e in c.events.iter().filter(|e| e["proto"] == "sctp") {
+        assert_eq!(e["src"], INET, "{e}");
+        let dport = e["dport"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no dport: {e}"));
+        if e.get("aggregate").is_none() {
+            assert!(e["sport"].as_u64().is_some(), "no sport: {e}");
+            assert_eq!(e["sctp_chunk"], 1, "an INIT: {e}");
+        }
+        let dst = e["dst"].as_str().unwrap_or("?").to_string();
+        *probes.entry((dst, dport)).or_default() += e["count"].as_u64().unwrap_or(1);
+    }
+    probes
+}
+
+/// nmap's SCTP INIT scan of 100 ports of the lan host: one event per
+/// port, with its ports and chunk, and (from the detectors) a port scan
+/// by the scanner.
+#[test]
+fn scenario_sctp_init_scan() {
+    if !privileged("scenario_sctp_init_scan") {
+        return;
+    }
+    let (c, dir) = past_a_sensor("sct", |l| nmap(l, &["-sY", "-p", "1-100", addr::LAN_V4]));
+    let probes = sctp_probes(&c);
+    let want: std::collections::BTreeMap<(String, u64), u64> = (1..=100)
+        .map(|p| ((addr::LAN_V4.to_string(), p), 1))
+        .collect();
+    assert_eq!(probes, want, "one INIT per port, each with its port");
+    // The detectors count an INIT as a probe with its port.
+    check_alerts("sct", &c, &dir, &[&[("port_scan", &[INET])]]);
+    assert!(
+        c.alerts.iter().all(|a| a["proto"] == "sctp"),
+        "{:?}",
+        c.alerts
+    );
+}
+
+/// nmap's SCTP INIT sweep of port 80 over 16 lan addresses: an event to
+/// each, and (from the detectors) a port sweep by the scanner.
+#[test]
+fn scenario_sctp_sweep() {
+    if !privileged("scenario_sctp_sweep") {
+        return;
+    }
+    let (c, dir) = past_a_sensor("scw", |l| nmap(l, &["-sY", "-p", "80", "198.18.1.0/28"]));
+    let probes = sctp_probes(&c);
+    let want: std::collections::BTreeMap<(String, u64), u64> = (0..16)
+        .map(|h| (format!("198.18.1.{h}"), 80))
+        .map(|k| (k, 1))
+        .collect();
+    assert_eq!(probes, want, "one INIT to each address");
+    check_alerts("scw", &c, &dir, &[&[("port_sweep", &[INET])]]);
+    assert!(
+        c.alerts.iter().all(|a| a["proto"] == "sctp"),
+        "{:?}",
+        c.alerts
+    );
 }

@@ -1,5 +1,6 @@
 //! Property test of the XDP classifier: at least 10^6 random and mutated
-//! frames (built on valid Ethernet/VLAN/IPv4/IPv6/TCP/UDP/ICMP headers, then
+//! frames (built on valid Ethernet/VLAN/IPv4/IPv6/TCP/UDP/ICMP/SCTP/UDP-Lite/
+//! DCCP headers, then
 //! truncated, bit-flipped, extension chains lengthened) go through the real
 //! program with BPF_PROG_TEST_RUN. Whatever the frame:
 //! - the action is XDP_PASS (monitor mode never drops);
@@ -121,6 +122,14 @@ fn l4(rng: &mut Rng, v6: bool) -> L4 {
                 rest: (rng.next() as u32).to_be_bytes(),
             }
         }
+        9 if rng.chance(50) => {
+            let (sport, dport) = if reply {
+                (flow_dport, flow_sport)
+            } else {
+                (rng.port(), rng.port())
+            };
+            port_proto(rng, sport, dport)
+        }
         // (IPv6 extension-header numbers are not "raw": the builder would
         // need their headers; the chains are built by `v6_with_ext`.)
         _ if v6 => L4::Raw {
@@ -128,6 +137,29 @@ fn l4(rng: &mut Rng, v6: bool) -> L4 {
         },
         _ => L4::Raw {
             proto: [47, 50, 132, 41, 0, 255][rng.below(6) as usize],
+        },
+    }
+}
+
+/// SCTP (mostly INIT and its answers), UDP-Lite or DCCP (any type).
+fn port_proto(rng: &mut Rng, sport: u16, dport: u16) -> L4 {
+    match rng.below(3) {
+        0 => L4::Sctp {
+            sport,
+            dport,
+            chunk: match rng.below(5) {
+                0 => 2,
+                1 => 6,
+                2 => 10,
+                3 => rng.next() as u8,
+                _ => 1,
+            },
+        },
+        1 => L4::UdpLite { sport, dport },
+        _ => L4::Dccp {
+            sport,
+            dport,
+            ty: rng.below(16) as u8,
         },
     }
 }
@@ -301,6 +333,25 @@ fn run_phase(limits: Limits, frames: u64, seed: u64) {
                 },
             ),
             v6(INSIDE_V6, OUTSIDE_V6, L4::Udp { sport, dport }),
+            v4(
+                INSIDE_V4,
+                OUTSIDE_V4,
+                L4::Sctp {
+                    sport,
+                    dport,
+                    chunk: 1,
+                },
+            ),
+            v6(INSIDE_V6, OUTSIDE_V6, L4::UdpLite { sport, dport }),
+            v4(
+                INSIDE_V4,
+                OUTSIDE_V4,
+                L4::Dccp {
+                    sport,
+                    dport,
+                    ty: 0,
+                },
+            ),
         ] {
             sensor.test_run_egress(&f, 1).expect("egress");
         }

@@ -15,7 +15,10 @@ use fireplot::{
 };
 use fireplot_common::{
     event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
-    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    proto::{
+        has_ports, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+        IPPROTO_UDP, IPPROTO_UDPLITE,
+    },
 };
 use fireplot_tests::{
     packets::{flags::*, *},
@@ -139,6 +142,7 @@ struct Expect {
     sport: u16,
     dport: u16,
     tcp_flags: u8,
+    /// ICMP type, SCTP chunk or DCCP packet type.
     icmp_type: u8,
     pkt_flags: u8,
 }
@@ -172,6 +176,28 @@ fn tcp(sport: u16, dport: u16, flags: u8) -> L4 {
 fn udp(sport: u16, dport: u16) -> L4 {
     L4::Udp { sport, dport }
 }
+fn sctp(sport: u16, dport: u16, chunk: u8) -> L4 {
+    L4::Sctp {
+        sport,
+        dport,
+        chunk,
+    }
+}
+fn dccp(sport: u16, dport: u16, ty: u8) -> L4 {
+    L4::Dccp { sport, dport, ty }
+}
+fn udplite(sport: u16, dport: u16) -> L4 {
+    L4::UdpLite { sport, dport }
+}
+/// SCTP chunk types and DCCP packet types the rows use.
+const INIT: u8 = 1;
+const INIT_ACK: u8 = 2;
+const ABORT: u8 = 6;
+const COOKIE_ECHO: u8 = 10;
+const REQUEST: u8 = 0;
+const RESPONSE: u8 = 1;
+const RESET: u8 = 7;
+
 fn icmp(ty: u8, code: u8, id: u16) -> L4 {
     let b = id.to_be_bytes();
     L4::Icmp {
@@ -205,6 +231,13 @@ fn expect(src: IpAddr, dst: IpAddr, l4: L4) -> Expect {
             };
             (if v6 { IPPROTO_ICMPV6 } else { IPPROTO_ICMP }, id, 0, 0, ty)
         }
+        L4::Sctp {
+            sport,
+            dport,
+            chunk,
+        } => (IPPROTO_SCTP, sport, dport, 0, chunk),
+        L4::UdpLite { sport, dport } => (IPPROTO_UDPLITE, sport, dport, 0, 0),
+        L4::Dccp { sport, dport, ty } => (IPPROTO_DCCP, sport, dport, 0, ty),
         L4::Raw { proto } => (proto, 0, 0, 0, 0),
     };
     Expect {
@@ -232,6 +265,18 @@ fn record_inside_flows(h: &mut Harness) {
     h.egress(&eg6(tcp(40000, 443, SYN)));
     h.egress(&eg6(udp(5000, 53)));
     h.egress(&eg6(icmp(128, 0, 0x4321)));
+    // The other protocols with ports: an INIT, a UDP-Lite datagram and a
+    // DCCP Request open flows; an INIT-ACK accepts an association; an
+    // ABORT and a Reset answer a stranger (no state).
+    h.egress(&eg4(sctp(5001, 2905, INIT)));
+    h.egress(&eg4(sctp(2906, 40000, INIT_ACK)));
+    h.egress(&eg4(sctp(36412, 60000, ABORT)));
+    h.egress(&eg4(udplite(5002, 5004)));
+    h.egress(&eg4(dccp(5003, 5001, REQUEST)));
+    h.egress(&eg4(dccp(5005, 60000, RESET)));
+    h.egress(&eg6(sctp(5001, 2905, INIT)));
+    h.egress(&eg6(udplite(5002, 5004)));
+    h.egress(&eg6(dccp(5003, 5001, REQUEST)));
 }
 
 fn rows() -> Vec<Row> {
@@ -512,14 +557,15 @@ fn rows() -> Vec<Row> {
             ev6(OUTSIDE_V6, syn80),
         ),
         r(
-            "v6 raw protocol 132",
-            v6(OTHER_V6, INSIDE_V6, L4::Raw { proto: 132 }),
+            "v6 raw protocol 253",
+            v6(OTHER_V6, INSIDE_V6, L4::Raw { proto: 253 }),
             Class::Unsolicited,
             "ipv6",
             "other",
-            ev6(OTHER_V6, L4::Raw { proto: 132 }),
+            ev6(OTHER_V6, L4::Raw { proto: 253 }),
         ),
     ];
+    rows.extend(port_protocol_rows());
     // Every TCP flag mix a scanner uses, as an event with its flags.
     for (name, f) in [
         ("NULL", 0),
@@ -643,21 +689,199 @@ fn rows() -> Vec<Row> {
     rows
 }
 
+/// Rows of SCTP, UDP-Lite and DCCP: ports (and SCTP's chunk, DCCP's
+/// type) in events, replies to the flows `record_inside_flows` opened.
+fn port_protocol_rows() -> Vec<Row> {
+    let r = |name, frame, class, family, proto, event| Row {
+        name,
+        frame,
+        class,
+        family,
+        proto,
+        event,
+        misc: &[],
+    };
+    let quoted_sctp_v4 = ip_part(&v4(INSIDE_V4, OUTSIDE_V4, sctp(5001, 2905, INIT)));
+    let unreach = L4::Icmp {
+        ty: 3,
+        code: 3,
+        rest: [0; 4],
+    };
+    let (init4, init6) = (sctp(40000, 2905, INIT), sctp(40001, 38412, INIT));
+    vec![
+        // --- replies and services (no events) ---
+        r(
+            "v4 sctp init-ack reply",
+            v4(OUTSIDE_V4, INSIDE_V4, sctp(2905, 5001, INIT_ACK)),
+            Class::Reply,
+            "ipv4",
+            "sctp",
+            None,
+        ),
+        r(
+            "v4 sctp abort reply",
+            v4(OUTSIDE_V4, INSIDE_V4, sctp(2905, 5001, ABORT)),
+            Class::Reply,
+            "ipv4",
+            "sctp",
+            None,
+        ),
+        r(
+            "v6 sctp init-ack reply",
+            v6(OUTSIDE_V6, INSIDE_V6, sctp(2905, 5001, INIT_ACK)),
+            Class::Reply,
+            "ipv6",
+            "sctp",
+            None,
+        ),
+        r(
+            "v4 sctp cookie-echo on an association the inside accepted",
+            v4(OUTSIDE_V4, INSIDE_V4, sctp(40000, 2906, COOKIE_ECHO)),
+            Class::Service,
+            "ipv4",
+            "sctp",
+            None,
+        ),
+        r(
+            "v4 icmp error quoting an inside sctp flow",
+            v4_vlan(Vlan::None, OTHER_V4, INSIDE_V4, unreach, &quoted_sctp_v4),
+            Class::Related,
+            "ipv4",
+            "icmp",
+            None,
+        ),
+        r(
+            "v4 udplite reply",
+            v4(OUTSIDE_V4, INSIDE_V4, udplite(5004, 5002)),
+            Class::Reply,
+            "ipv4",
+            "udplite",
+            None,
+        ),
+        r(
+            "v6 udplite reply",
+            v6(OUTSIDE_V6, INSIDE_V6, udplite(5004, 5002)),
+            Class::Reply,
+            "ipv6",
+            "udplite",
+            None,
+        ),
+        r(
+            "v4 dccp response reply",
+            v4(OUTSIDE_V4, INSIDE_V4, dccp(5001, 5003, RESPONSE)),
+            Class::Reply,
+            "ipv4",
+            "dccp",
+            None,
+        ),
+        r(
+            "v6 dccp response reply",
+            v6(OUTSIDE_V6, INSIDE_V6, dccp(5001, 5003, RESPONSE)),
+            Class::Reply,
+            "ipv6",
+            "dccp",
+            None,
+        ),
+        // --- unsolicited (events) ---
+        r(
+            "v4 sctp init probe",
+            v4(OUTSIDE_V4, INSIDE_V4, init4),
+            Class::Unsolicited,
+            "ipv4",
+            "sctp",
+            ev4(OUTSIDE_V4, init4),
+        ),
+        r(
+            "v6 sctp init probe",
+            v6(OUTSIDE_V6, INSIDE_V6, init6),
+            Class::Unsolicited,
+            "ipv6",
+            "sctp",
+            ev6(OUTSIDE_V6, init6),
+        ),
+        r(
+            "v4 sctp init reusing the ports of an inside flow",
+            v4(OUTSIDE_V4, INSIDE_V4, sctp(2905, 5001, INIT)),
+            Class::Unsolicited,
+            "ipv4",
+            "sctp",
+            ev4(OUTSIDE_V4, sctp(2905, 5001, INIT)),
+        ),
+        r(
+            "v4 sctp cookie-echo from the scanner the inside answered with ABORT",
+            v4(OUTSIDE_V4, INSIDE_V4, sctp(60000, 36412, COOKIE_ECHO)),
+            Class::Unsolicited,
+            "ipv4",
+            "sctp",
+            ev4(OUTSIDE_V4, sctp(60000, 36412, COOKIE_ECHO)),
+        ),
+        r(
+            "v4 sctp abort from a stranger (backscatter)",
+            v4(OTHER_V4, INSIDE_V4, sctp(2905, 5001, ABORT)),
+            Class::Unsolicited,
+            "ipv4",
+            "sctp",
+            ev4(OTHER_V4, sctp(2905, 5001, ABORT)),
+        ),
+        r(
+            "v4 udplite probe",
+            v4(OUTSIDE_V4, INSIDE_V4, udplite(40002, 5004)),
+            Class::Unsolicited,
+            "ipv4",
+            "udplite",
+            ev4(OUTSIDE_V4, udplite(40002, 5004)),
+        ),
+        r(
+            "v6 udplite probe",
+            v6(OUTSIDE_V6, INSIDE_V6, udplite(40002, 5004)),
+            Class::Unsolicited,
+            "ipv6",
+            "udplite",
+            ev6(OUTSIDE_V6, udplite(40002, 5004)),
+        ),
+        r(
+            "v4 dccp request probe",
+            v4(OUTSIDE_V4, INSIDE_V4, dccp(40003, 5001, REQUEST)),
+            Class::Unsolicited,
+            "ipv4",
+            "dccp",
+            ev4(OUTSIDE_V4, dccp(40003, 5001, REQUEST)),
+        ),
+        r(
+            "v6 dccp request probe",
+            v6(OUTSIDE_V6, INSIDE_V6, dccp(40003, 5001, REQUEST)),
+            Class::Unsolicited,
+            "ipv6",
+            "dccp",
+            ev6(OUTSIDE_V6, dccp(40003, 5001, REQUEST)),
+        ),
+        r(
+            "v4 dccp data from the stranger the inside answered with Reset",
+            v4(OUTSIDE_V4, INSIDE_V4, dccp(60000, 5005, 2)),
+            Class::Unsolicited,
+            "ipv4",
+            "dccp",
+            ev4(OUTSIDE_V4, dccp(60000, 5005, 2)),
+        ),
+    ]
+}
+
 /// The dark bits an event of the table carries after `record_inside_flows`:
-/// both inside addresses sent packets out; only TCP/22 (v4, a SYN-ACK) and
-/// UDP/5000 (both families, a datagram) answered. An inside SYN (TCP/40000)
-/// does not make its port a server.
+/// both inside addresses sent packets out; only TCP/22 (v4, a SYN-ACK),
+/// SCTP/2906 (v4, an INIT-ACK), UDP/5000 (both families, a datagram) and
+/// UDP-Lite/5002 (both families) answered. An inside SYN (TCP/40000), INIT
+/// or DCCP Request does not make its port a server.
 fn table_dark(x: &Expect) -> u8 {
     let inside = x.dst == a4(INSIDE_V4) || x.dst == a6(INSIDE_V6);
     if !inside {
         return PKT_DARK_ADDR;
     }
-    if !matches!(x.proto, IPPROTO_TCP | IPPROTO_UDP) || x.pkt_flags & PKT_FRAGMENT != 0 {
+    if !has_ports(x.proto) || x.pkt_flags & PKT_FRAGMENT != 0 {
         return 0;
     }
     let served = match (x.proto, x.dport) {
-        (IPPROTO_TCP, 22) => x.dst.is_ipv4(),
-        (IPPROTO_UDP, 5000) => true,
+        (IPPROTO_TCP, 22) | (IPPROTO_SCTP, 2906) => x.dst.is_ipv4(),
+        (IPPROTO_UDP, 5000) | (IPPROTO_UDPLITE, 5002) => true,
         _ => false,
     };
     if served {
@@ -901,6 +1125,26 @@ fn malformed_corpus() {
     no_l4[16..18].copy_from_slice(&20u16.to_be_bytes());
     patch_v4(&mut no_l4, 2, 0);
     corpus.push(("v4 tcp without its header".into(), no_l4, "ipv4"));
+    // SCTP, UDP-Lite and DCCP headers shorter than what is read of them,
+    // inside consistent IP lengths.
+    for (name, l4, keep) in [
+        ("v4 sctp without its chunk header", sctp(1, 2, INIT), 12),
+        ("v4 sctp cut inside its chunk header", sctp(1, 2, INIT), 15),
+        (
+            "v4 dccp cut inside its generic header",
+            dccp(1, 2, REQUEST),
+            11,
+        ),
+        ("v4 udplite cut inside its header", udplite(1, 2), 7),
+    ] {
+        let mut f = v4(OUTSIDE_V4, INSIDE_V4, l4)[..34 + keep].to_vec();
+        f[16..18].copy_from_slice(&(20 + keep as u16).to_be_bytes());
+        patch_v4(&mut f, 2, 0);
+        corpus.push((name.into(), f, "ipv4"));
+    }
+    let mut sctp6 = v6(OUTSIDE_V6, INSIDE_V6, sctp(1, 2, INIT))[..54 + 13].to_vec();
+    sctp6[18..20].copy_from_slice(&13u16.to_be_bytes());
+    corpus.push(("v6 sctp cut inside its chunk header".into(), sctp6, "ipv6"));
     let mut ihl4 = syn4.clone();
     patch_v4(&mut ihl4, 0, 0x44);
     corpus.push(("v4 ihl 4".into(), ihl4, "ipv4"));

@@ -57,7 +57,8 @@ pub struct SourceArgs {
     #[arg(long)]
     pub iface: Option<String>,
 
-    /// Only this protocol: tcp, udp, icmp, icmpv6 or a number.
+    /// Only this protocol: tcp, udp, icmp, icmpv6, sctp, udplite, dccp or a
+    /// number.
     #[arg(long)]
     pub proto: Option<ProtoArg>,
 

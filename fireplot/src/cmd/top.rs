@@ -122,13 +122,6 @@ impl VectorCount {
     }
 }
 
-fn proto_name(p: u8) -> String {
-    match Proto::from_number(p) {
-        Proto::Name(n) => n,
-        Proto::Number(n) => n.to_string(),
-    }
-}
-
 fn top<K: Clone + Ord>(m: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
     let mut v: Vec<(K, u64)> = m.iter().map(|(k, c)| (k.clone(), *c)).collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -219,7 +212,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     if args.json {
         let mut v = json!({
             "from": from, "to": to, "events": total, "aggregated": aggregated, "distinct_sources": sources.len(),
-            "ports": tp.iter().map(|((p, port), c)| json!({"proto": proto_name(*p), "port": port, "events": c})).collect::<Vec<_>>(),
+            "ports": tp.iter().map(|((p, port), c)| json!({"proto": Proto::label(*p), "port": port, "events": c})).collect::<Vec<_>>(),
             "sources": ts.iter().map(|(s, c)| {
                 let mut o = json!({"src": s, "events": c});
                 if let Some(origin) = origin_of(s) {
@@ -229,7 +222,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
                 }
                 o
             }).collect::<Vec<_>>(),
-            "protocols": tpr.iter().map(|((f, p), c)| json!({"family": f, "proto": proto_name(*p), "events": c})).collect::<Vec<_>>(),
+            "protocols": tpr.iter().map(|((f, p), c)| json!({"family": f, "proto": Proto::label(*p), "events": c})).collect::<Vec<_>>(),
         });
         for (by, rows) in &groups {
             v[format!("by_{}", by.name())] = rows
@@ -267,7 +260,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     }
     println!("\n{:<18} {:>10}", "port", "events");
     for ((p, port), c) in &tp {
-        println!("{:<18} {c:>10}", format!("{}/{port}", proto_name(*p)));
+        println!("{:<18} {c:>10}", format!("{}/{port}", Proto::label(*p)));
     }
     println!("\n{:<40} {:>10}", "source", "events");
     for (s, c) in &ts {
@@ -305,7 +298,7 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
     }
     println!("\n{:<18} {:>10}", "protocol", "events");
     for ((f, p), c) in &tpr {
-        println!("{:<18} {c:>10}", format!("ipv{f}/{}", proto_name(*p)));
+        println!("{:<18} {c:>10}", format!("ipv{f}/{}", Proto::label(*p)));
     }
     Ok(())
 }

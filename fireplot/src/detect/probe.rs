@@ -13,11 +13,13 @@ pub use fireplot_common::proto::{
 /// How an event counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
-    /// A probe a scanner sends: SYN, ACK, UDP, ICMP echo, another protocol.
+    /// A probe a scanner sends: SYN, ACK, UDP, ICMP echo, SCTP INIT, DCCP
+    /// Request, another protocol.
     Probe,
     /// A TCP flag mix no stack sends to open a connection.
     Odd(FlagType),
-    /// An answer to something we never sent: SYN-ACK, RST, ICMP error.
+    /// An answer to something we never sent: SYN-ACK, RST, ICMP error,
+    /// SCTP INIT-ACK or ABORT, DCCP Response or Reset.
     Backscatter,
 }
 
@@ -132,11 +134,11 @@ pub struct Probe {
     pub src_ip: IpAddr,
     pub dst_ip: IpAddr,
     pub proto: u8,
-    /// TCP/UDP destination port, 0 otherwise.
+    /// Destination port of a protocol with ports ([`ported`]), 0 otherwise.
     pub port: u16,
     pub flags: u8,
     pub role: Role,
-    /// TCP/UDP source port (ICMP echo id), 0 otherwise.
+    /// Source port of a protocol with ports (ICMP echo id), 0 otherwise.
     pub sport: u16,
     /// Fields scanner fingerprints read.
     pub ip_id: u16,
@@ -154,9 +156,33 @@ pub struct Probe {
 }
 
 /// Does the protocol start with 16-bit source and destination ports: TCP,
-/// UDP, and those with UDP's port layout (SCTP, UDP-Lite, DCCP)?
+/// UDP, and those with UDP's port layout (SCTP, UDP-Lite, DCCP)? The
+/// kernel parser's own list.
 pub fn ported(proto: u8) -> bool {
-    matches!(proto, 6 | 17 | 33 | 132 | 136)
+    fireplot_common::proto::has_ports(proto)
+}
+
+/// The role of an SCTP packet by its first chunk (the event's
+/// `icmp_type`, JSON `sctp_chunk`). INIT (`nmap -sY`) and COOKIE-ECHO
+/// (`nmap -sZ`) open; INIT-ACK, HEARTBEAT-ACK, ABORT, SHUTDOWN-ACK,
+/// ERROR, COOKIE-ACK and SHUTDOWN-COMPLETE answer (from a stranger:
+/// backscatter of someone spoofing our address); any other chunk is
+/// counted as a probe.
+pub fn sctp_role(chunk: u8) -> Role {
+    match chunk {
+        2 | 5 | 6 | 8 | 9 | 11 | 14 => Role::Backscatter,
+        _ => Role::Probe,
+    }
+}
+
+/// The role of a DCCP packet by its type (the event's `icmp_type`, JSON
+/// `dccp_type`): Response, Reset and SyncAck answer; a Request and any
+/// other type are probes.
+pub fn dccp_role(ty: u8) -> Role {
+    match ty {
+        1 | 7 | 9 => Role::Backscatter,
+        _ => Role::Probe,
+    }
 }
 
 /// An address as a u128 key (IPv4 mapped).
@@ -220,6 +246,8 @@ impl Probe {
         let (src_ip, dst_ip) = (r.src?, r.dst?);
         let role = match r.proto {
             6 if r.has_ports() => tcp_role(r.tcp_flags),
+            132 if r.has_ports() => sctp_role(r.icmp_type),
+            33 if r.has_ports() => dccp_role(r.icmp_type),
             1 if matches!(r.icmp_type, 3 | 4 | 5 | 11 | 12) => Role::Backscatter,
             58 if matches!(r.icmp_type, 1..=4) => Role::Backscatter,
             _ => Role::Probe,
@@ -264,6 +292,34 @@ mod tests {
         assert_eq!(tcp_role(SYN | ACK), Role::Backscatter);
         assert_eq!(tcp_role(RST), Role::Backscatter);
         assert_eq!(tcp_role(RST | ACK), Role::Backscatter);
+    }
+
+    #[test]
+    fn sctp_and_dccp_roles() {
+        assert_eq!(sctp_role(1), Role::Probe, "INIT");
+        assert_eq!(sctp_role(10), Role::Probe, "COOKIE-ECHO");
+        for answer in [2, 5, 6, 8, 9, 11, 14] {
+            assert_eq!(sctp_role(answer), Role::Backscatter, "{answer}");
+        }
+        assert_eq!(dccp_role(0), Role::Probe, "Request");
+        for answer in [1, 7, 9] {
+            assert_eq!(dccp_role(answer), Role::Backscatter, "{answer}");
+        }
+        let mut r = super::super::tests::ev(0, "192.0.2.1", "198.18.1.2", 132, 80, 0);
+        r.icmp_type = 2;
+        assert_eq!(Probe::from_record(&r).unwrap().role, Role::Backscatter);
+        r.icmp_type = 1;
+        let p = Probe::from_record(&r).unwrap();
+        assert_eq!((p.role, p.port), (Role::Probe, 80));
+        // A fragment has no chunk: a probe, without a port.
+        r.pkt_flags = fireplot_common::event::PKT_FRAGMENT;
+        r.icmp_type = 0;
+        let p = Probe::from_record(&r).unwrap();
+        assert_eq!((p.role, p.port), (Role::Probe, 0));
+        for p in [6, 17, 33, 132, 136] {
+            assert!(ported(p) && fireplot_common::proto::has_ports(p));
+        }
+        assert!(!ported(1) && !ported(47));
     }
 
     #[test]

@@ -347,6 +347,85 @@ fn udp_scan_is_a_port_scan() {
     assert_eq!(started(&all, "port_scan")[0].proto, "udp");
 }
 
+/// An SCTP packet: `ev` with its first chunk's type.
+fn sctp(ts: i64, src: &str, dst: &str, dport: u16, chunk: u8) -> Record {
+    Record {
+        icmp_type: chunk,
+        ..ev(ts, src, dst, 132, dport, 0)
+    }
+}
+
+#[test]
+fn sctp_init_scan_is_a_port_scan_and_its_answers_are_not() {
+    // nmap -sY of 100 ports: INITs.
+    let evs: Vec<Record> = (1..=100u16)
+        .map(|p| sctp(T0 + p as i64 * MS, "192.0.2.63", "198.18.1.2", p, 1))
+        .collect();
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("port_scan".into(), vec!["192.0.2.63".to_string()])]
+    );
+    let s = started(&all, "port_scan")[0];
+    assert_eq!(s.proto, "sctp");
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!(end.ports.count, 100);
+    assert!(end.summary.contains("SCTP"), "{}", end.summary);
+    // DCCP Requests and UDP-Lite datagrams to 100 ports are port scans too.
+    for (proto, name) in [(33u8, "dccp"), (136, "udplite")] {
+        let evs: Vec<Record> = (1..=100u16)
+            .map(|p| ev(T0 + p as i64 * MS, "192.0.2.64", "198.18.1.2", proto, p, 0))
+            .collect();
+        let all = run(&evs);
+        assert_eq!(
+            kinds(&all),
+            vec![("port_scan".into(), vec!["192.0.2.64".to_string()])],
+            "{name}"
+        );
+        assert_eq!(started(&all, "port_scan")[0].proto, name);
+    }
+    // A host answering from 100 ports with INIT-ACKs and ABORTs (someone
+    // scanned in our name) probes nothing; nor do DCCP Resets.
+    for (proto, ty) in [(132u8, 2u8), (132, 6), (33, 7)] {
+        let evs: Vec<Record> = (1..=100u16)
+            .map(|p| Record {
+                icmp_type: ty,
+                ..ev(T0 + p as i64 * MS, "192.0.2.65", "198.18.1.2", proto, p, 0)
+            })
+            .collect();
+        let all = run(&evs);
+        assert!(
+            started(&all, "port_scan").is_empty() && started(&all, "port_sweep").is_empty(),
+            "{proto}/{ty}: {:?}",
+            kinds(&all)
+        );
+    }
+}
+
+#[test]
+fn sctp_init_sweep_is_a_port_sweep() {
+    let evs: Vec<Record> = (1..=40u16)
+        .map(|h| {
+            sctp(
+                T0 + h as i64 * MS,
+                "192.0.2.66",
+                &format!("198.18.1.{h}"),
+                2905,
+                1,
+            )
+        })
+        .collect();
+    let all = run(&evs);
+    assert_eq!(
+        kinds(&all),
+        vec![("port_sweep".into(), vec!["192.0.2.66".to_string()])]
+    );
+    let s = started(&all, "port_sweep")[0];
+    assert_eq!(s.proto, "sctp");
+    let end = all.iter().find(|a| a.status == "ended").unwrap();
+    assert_eq!((end.targets.count, end.ports.count), (40, 1));
+}
+
 #[test]
 fn protocol_scan() {
     let evs: Vec<Record> = (0..=40u8)

@@ -6,7 +6,7 @@
 //! needs:
 //! - the protocol's details are in parentheses after its name: TCP flags
 //!   as `(ACK,FIN,PSH)` (upper case, comma-separated), ICMP as `(type 8,
-//!   code 0)`; UDP has none;
+//!   code 0)`; UDP, SCTP, UDP-Lite and DCCP have none;
 //! - IPv6 endpoints are bracketed (`[2001:db8::9]:41000`); ICMP and other
 //!   port-less protocols have bare addresses;
 //! - NAT'd connections add `NAT (a:p->b:q)->(…)` after the connection,
@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use fireplot_common::proto::{
-    tcp_flags_named, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP,
+    proto_named, tcp_flags_named, IPPROTO_GRE, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP,
     IPPROTO_UDP,
 };
 use thiserror::Error;
@@ -65,18 +65,13 @@ fn endpoint(s: &str) -> Option<(IpAddr, Option<u16>)> {
     Some((a.parse().ok()?, Some(p.parse().ok()?)))
 }
 
+/// `proto NAME`: the names of `fireplot_common::proto::PROTO_NAMES`
+/// (`udp-lite` as RouterOS spells it), `gre`, or a number.
 fn protocol(name: &str) -> Result<u8, MikrotikError> {
-    Ok(match name.to_ascii_uppercase().as_str() {
-        "TCP" => IPPROTO_TCP,
-        "UDP" => IPPROTO_UDP,
-        "ICMP" => IPPROTO_ICMP,
-        "ICMPV6" | "IPV6-ICMP" => IPPROTO_ICMPV6,
-        "GRE" => IPPROTO_GRE,
-        "SCTP" => IPPROTO_SCTP,
-        n => n
-            .parse()
-            .map_err(|_| MikrotikError::UnknownProtocol { name: name.into() })?,
-    })
+    proto_named(name)
+        .or_else(|| name.eq_ignore_ascii_case("gre").then_some(IPPROTO_GRE))
+        .or_else(|| name.parse().ok())
+        .ok_or_else(|| MikrotikError::UnknownProtocol { name: name.into() })
 }
 
 /// One Mikrotik firewall line (its framing already split off) at time
@@ -118,6 +113,8 @@ pub fn parse_mikrotik(
     r.ifindex = 0;
     r.ttl = 0;
     r.tcp_flags = 0;
+    // No line says an SCTP chunk or a DCCP type.
+    r.icmp_type = 0;
     if let Some(i) = rest.find("len ") {
         r.len = rest[i + 4..]
             .split(|c: char| !c.is_ascii_digit())
@@ -187,6 +184,17 @@ mod tests {
         // NAT details after the connection do not confuse it.
         let (r, _) = event(Format::Mikrotik, "Nov 25 14:00:09 router firewall,info forward: in:ether1 out:bridge, proto TCP (SYN), 203.0.113.9:1->198.51.100.1:443, NAT (203.0.113.9:1->10.0.0.2:443)->(203.0.113.9:1->10.0.0.2:443), len 52");
         assert_eq!(r.dport, 443);
+        // The other protocols with ports, when RouterOS names their ports.
+        let (r, _) = event(Format::Mikrotik, "Nov 25 14:00:10 router firewall,info input: in:ether1 out:(unknown 0), proto sctp, 203.0.113.9:40000->198.51.100.1:2905, len 68");
+        assert_eq!(
+            (r.proto, r.sport, r.dport, r.icmp_type),
+            (132, 40000, 2905, 0)
+        );
+        assert!(r.has_ports());
+        let (r, _) = event(Format::Mikrotik, "Nov 25 14:00:11 router firewall,info input: in:ether1 out:(unknown 0), proto udp-lite, 203.0.113.9:4000->198.51.100.1:5004, len 48");
+        assert_eq!((r.proto, r.dport), (136, 5004));
+        let (r, _) = event(Format::Mikrotik, "Nov 25 14:00:12 router firewall,info input: in:ether1 out:(unknown 0), proto dccp, [2001:db8::9]:4000->[2001:db8:1::1]:5001, len 80");
+        assert_eq!((r.family, r.proto, r.dport), (6, 33, 5001));
     }
 
     #[test]

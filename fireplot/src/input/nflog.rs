@@ -14,6 +14,11 @@
 //!   `SEQ=`/`ACK=` before them, `--log-tcp-options` an `OPT (…)` after).
 //! - A later fragment says `FRAG:N` (N > 0) and has no transport header;
 //!   `--log-ip-options` adds an `OPT (…)` before `PROTO=`.
+//! - Ports are logged for TCP, UDP and UDP-Lite (`PROTO=UDPLITE`) only:
+//!   SCTP and DCCP are a bare `PROTO=132` / `PROTO=33` (`dump_ipv4_packet`
+//!   and `dump_ipv6_packet` in net/netfilter/nf_log_syslog.c, Linux 6.18),
+//!   so their events have ports 0 unless a line gives `SPT=`/`DPT=`; no
+//!   line says an SCTP chunk or DCCP type (0).
 //! - The text carries no time: the framing around it does ([`super::time`]).
 
 use std::net::IpAddr;
@@ -21,8 +26,8 @@ use std::net::IpAddr;
 use fireplot_common::{
     event::{Class, PKT_FRAGMENT},
     proto::{
-        tcp_flags_named, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP, IPPROTO_TCP, IPPROTO_UDP,
-        IPPROTO_UDPLITE,
+        proto_named, tcp_flags_named, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_SCTP,
+        IPPROTO_TCP, IPPROTO_UDP, IPPROTO_UDPLITE,
     },
 };
 use thiserror::Error;
@@ -47,7 +52,7 @@ pub enum NflogError {
     /// No `PROTO=`.
     #[error("no PROTO=")]
     NoProtocol,
-    /// A port protocol's first fragment (or whole packet) without ports.
+    /// A TCP, UDP or UDP-Lite first fragment (or whole packet) without ports.
     #[error("no readable SPT=/DPT=")]
     Ports,
 }
@@ -68,18 +73,12 @@ fn field<'a>(s: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
+/// `PROTO=`: TCP, UDP, UDPLITE, ICMP, ICMPv6 (and the other names of
+/// `fireplot_common::proto::PROTO_NAMES`), else a number.
 fn protocol(name: &str) -> Result<u8, NflogError> {
-    Ok(match name {
-        "TCP" => IPPROTO_TCP,
-        "UDP" => IPPROTO_UDP,
-        "UDPLITE" => IPPROTO_UDPLITE,
-        "ICMP" => IPPROTO_ICMP,
-        "ICMPv6" => IPPROTO_ICMPV6,
-        "SCTP" => IPPROTO_SCTP,
-        p => p
-            .parse::<u8>()
-            .map_err(|_| NflogError::UnknownProtocol { name: p.into() })?,
-    })
+    proto_named(name)
+        .or_else(|| name.parse::<u8>().ok())
+        .ok_or_else(|| NflogError::UnknownProtocol { name: name.into() })
 }
 
 /// One nf_log line (its framing already split off) at time `ts`: the
@@ -110,6 +109,7 @@ pub fn parse_nflog(
     r.family = family;
     r.sport = 0;
     r.tcp_flags = 0;
+    r.icmp_type = 0;
     r.ifindex = 0;
     r.ttl = num("TTL").or(num("HOPLIMIT")).unwrap_or(0).min(255) as u8;
     r.len = num("LEN").unwrap_or(0).min(65535) as u16;
@@ -123,13 +123,15 @@ pub fn parse_nflog(
         r.pkt_flags |= PKT_FRAGMENT;
     }
     match proto {
-        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP => {
+        IPPROTO_TCP | IPPROTO_UDP | IPPROTO_UDPLITE | IPPROTO_SCTP | IPPROTO_DCCP => {
             if !fragment {
                 match (num("SPT"), num("DPT")) {
                     (Some(s), Some(d)) if s <= 65535 && d <= 65535 => {
                         r.sport = s as u16;
                         r.dport = d as u16;
                     }
+                    // The kernel logs no ports for these (see above).
+                    (None, None) if matches!(proto, IPPROTO_SCTP | IPPROTO_DCCP) => {}
                     _ => return Err(NflogError::Ports),
                 }
             }
@@ -222,6 +224,27 @@ mod tests {
         assert_eq!(r.proto, 47);
     }
 
+    /// What Linux's nf_log writes for the other protocols with ports:
+    /// UDP-Lite by name with its ports, SCTP and DCCP by number without.
+    #[test]
+    fn udplite_sctp_and_dccp_lines() {
+        let (r, _) = event(Format::Iptables, "Nov 25 14:00:08 gw kernel: IN=eth0 OUT= SRC=203.0.113.5 DST=198.51.100.1 LEN=48 TOS=0x00 PREC=0x00 TTL=50 ID=1 PROTO=UDPLITE SPT=4000 DPT=5004 LEN=28 ");
+        assert_eq!((r.proto, r.sport, r.dport), (136, 4000, 5004));
+        assert!(r.has_ports());
+        for (proto, number) in [(132, "132"), (33, "33")] {
+            let (r, _) = event(
+                Format::Iptables,
+                &format!("Nov 25 14:00:09 gw kernel: IN=eth0 OUT= SRC=203.0.113.5 DST=198.51.100.1 LEN=80 TOS=0x00 PREC=0x00 TTL=50 ID=2 DF PROTO={number} "),
+            );
+            assert_eq!((r.proto, r.sport, r.dport, r.icmp_type), (proto, 0, 0, 0));
+        }
+        // One port without the other is a damaged line.
+        assert!(matches!(
+            parse_nflog("IN=eth0 SRC=1.2.3.4 DST=5.6.7.8 PROTO=132 DPT=9", Some(1)),
+            Err(NflogError::Ports)
+        ));
+    }
+
     #[test]
     fn nftables_log_lines_read_the_same() {
         let (r, iface) = event(Format::Nftables, "Nov 25 14:00:07 gw kernel: nft-wan-drop: IN=wan0 OUT= MAC=02:00:00:00:00:01:02:00:00:00:00:02:86:dd SRC=2001:db8::9 DST=2001:db8:1::2 LEN=80 TC=0 HOPLIMIT=63 FLOWLBL=0 PROTO=TCP SPT=41000 DPT=3389 WINDOW=1024 RES=0x00 SYN URGP=0 ");
@@ -237,6 +260,8 @@ mod tests {
         let text = "fw: IN=eth0 OUT= SRC=203.0.113.5 DST=198.51.100.1 LEN=40 TTL=9 ID=1 PROTO=SCTP SPT=7 DPT=2905 ";
         let (r, iface) = parse_nflog(text, Some(5)).unwrap().unwrap();
         assert_eq!((r.ts_ns, r.proto, r.sport, r.dport), (5, 132, 7, 2905));
+        assert!(r.has_ports());
+        assert_eq!(r.icmp_type, 0, "no line says the chunk");
         assert_eq!(r.class, Class::Unsolicited as u8);
         assert_eq!(iface.as_deref(), Some("eth0"));
         // `OUT=` empty is no interface; the first LEN= and ID= are the IP header's.

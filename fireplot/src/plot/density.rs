@@ -17,7 +17,7 @@ pub struct Density {
     h: usize,
     pub(super) cells: Vec<Vec<u32>>,
     /// Events per category in range.
-    pub totals: [u64; 7],
+    pub totals: [u64; Category::ALL.len()],
     /// Events outside the time range (not drawn).
     pub outside: u64,
     /// Colour by who the sources are instead of by category.
@@ -32,7 +32,7 @@ impl Density {
             w,
             h,
             cells: vec![Vec::new(); Category::ALL.len()],
-            totals: [0; 7],
+            totals: [0; Category::ALL.len()],
             outside: 0,
             groups: None,
         }
@@ -43,10 +43,6 @@ impl Density {
     /// pre-binned minutes do not know their sources.
     pub fn color_by_groups(&mut self, groups: Groups) {
         self.groups = Some(groups);
-    }
-
-    fn cat_index(c: Category) -> usize {
-        Category::ALL.iter().position(|x| *x == c).unwrap_or(6)
     }
 
     /// Bins one event.
@@ -85,7 +81,7 @@ impl Density {
     }
 
     fn bump(&mut self, cat: Category, x: u32, y: u32, n: u64) {
-        let i = Self::cat_index(cat);
+        let i = cat.index();
         self.totals[i] += n;
         if self.groups.is_some() {
             return;

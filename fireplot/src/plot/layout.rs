@@ -15,7 +15,7 @@ pub const EXTRA_PORT_TICKS: [u16; 4] = [23, 3389, 7547, 37777];
 pub enum Lane {
     Icmp,
     Other,
-    /// TCP/UDP without a port: non-first fragments, port 0.
+    /// Protocols with ports, without one: non-first fragments, port 0.
     NoPort,
 }
 

@@ -9,12 +9,9 @@ use crate::record::Record;
 /// One event as a Logstalgia line (without newline): code 200 for TCP,
 /// 404 for UDP, 500 for the rest.
 pub fn line(r: &Record) -> String {
-    let proto = match r.proto {
-        6 => "TCP".to_string(),
-        17 => "UDP".to_string(),
-        1 => "ICMP".to_string(),
-        58 => "ICMPv6".to_string(),
-        n => format!("P{n}"),
+    let proto = match fireplot_common::proto::proto_label(r.proto) {
+        Some(label) => label.to_string(),
+        None => format!("P{}", r.proto),
     };
     let code = match r.proto {
         6 => 200,

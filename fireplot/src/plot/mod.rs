@@ -1,6 +1,6 @@
 //! The fireplot (DESIGN §6): time on x, destination port on a log y axis,
-//! one dot per probe coloured by family and protocol, port-less protocols
-//! in their own lane, dense areas shaded rather than overdrawn.
+//! one dot per probe coloured by family and protocol (every protocol with
+//! ports on the port axis), port-less protocols in their own lane, dense areas shaded rather than overdrawn.
 //!
 //! Rendering scales with the picture, not the data: events are binned per
 //! pixel as they stream past ([`Density`]), then each occupied pixel is
@@ -26,26 +26,32 @@ use plotters::{
 use thiserror::Error;
 
 use crate::record::Record;
+use fireplot_common::proto::{has_ports, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP};
 use layout::{time_ticks, Lane, Layout, Zone};
 
-/// Colour categories, in legend order.
+/// Colour categories, in legend order (`Category::ALL[c.index()] == c`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Category {
     V4Tcp,
     V4Udp,
     V6Tcp,
     V6Udp,
+    /// The other protocols with ports: SCTP, UDP-Lite, DCCP (both
+    /// families), on the port axis.
+    PortOther,
     Icmp,
     Icmp6,
+    /// Protocols without ports, in their own lane.
     Other,
 }
 
 impl Category {
-    pub const ALL: [Category; 7] = [
+    pub const ALL: [Category; 8] = [
         Category::V4Tcp,
         Category::V4Udp,
         Category::V6Tcp,
         Category::V6Udp,
+        Category::PortOther,
         Category::Icmp,
         Category::Icmp6,
         Category::Other,
@@ -57,14 +63,20 @@ impl Category {
 
     pub fn from_parts(family: u8, proto: u8) -> Category {
         match (family, proto) {
-            (4, 6) => Category::V4Tcp,
-            (4, 17) => Category::V4Udp,
-            (6, 6) => Category::V6Tcp,
-            (6, 17) => Category::V6Udp,
-            (_, 1) => Category::Icmp,
-            (_, 58) => Category::Icmp6,
+            (4, IPPROTO_TCP) => Category::V4Tcp,
+            (4, IPPROTO_UDP) => Category::V4Udp,
+            (6, IPPROTO_TCP) => Category::V6Tcp,
+            (6, IPPROTO_UDP) => Category::V6Udp,
+            (_, IPPROTO_ICMP) => Category::Icmp,
+            (_, IPPROTO_ICMPV6) => Category::Icmp6,
+            (_, p) if has_ports(p) => Category::PortOther,
             _ => Category::Other,
         }
+    }
+
+    /// Position in [`Category::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
     }
 
     pub fn label(self) -> &'static str {
@@ -73,6 +85,7 @@ impl Category {
             Category::V4Udp => "IPv4/UDP",
             Category::V6Tcp => "IPv6/TCP",
             Category::V6Udp => "IPv6/UDP",
+            Category::PortOther => "SCTP/UDP-Lite/DCCP",
             Category::Icmp => "ICMP",
             Category::Icmp6 => "ICMPv6",
             Category::Other => "other",

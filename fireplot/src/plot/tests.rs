@@ -62,7 +62,9 @@ fn pixel(img: &image::RgbImage, x: u32, y: u32) -> [u8; 3] {
 fn known() -> Vec<(Record, Category)> {
     vec![
         (rec(T0 + HOUR / 10, 4, 6, 443), Category::V4Tcp),
+        (rec(T0 + 2 * HOUR / 10, 4, 132, 2905), Category::PortOther),
         (rec(T0 + 3 * HOUR / 10, 4, 17, 53), Category::V4Udp),
+        (rec(T0 + 4 * HOUR / 10, 6, 136, 5004), Category::PortOther),
         (rec(T0 + 5 * HOUR / 10, 6, 6, 22), Category::V6Tcp),
         (rec(T0 + 7 * HOUR / 10, 6, 17, 5000), Category::V6Udp),
         (rec(T0 + 9 * HOUR / 10, 4, 1, 0), Category::Icmp),
@@ -79,7 +81,7 @@ fn check_theme(theme: Theme) {
     assert_eq!(d.outside, 1);
     let path = out(&format!("known-{theme:?}.png"));
     let r = render(&d, &spec(theme), &path).unwrap();
-    assert_eq!(r.events, 5);
+    assert_eq!(r.events, known().len() as u64);
     let img = image::open(&path).unwrap().to_rgb8();
     assert_eq!(img.dimensions(), (1600, 900));
     assert_eq!(
@@ -126,6 +128,36 @@ fn dark_theme_puts_each_colour_at_its_time_and_port() {
 #[test]
 fn light_theme_puts_each_colour_at_its_time_and_port() {
     check_theme(Theme::Light);
+}
+
+/// Every category has its own colour in both themes, and the one of the
+/// other protocols with ports is far from every other and from the
+/// background (150 apart, summed over R, G and B).
+#[test]
+fn categories_have_distinct_colours_and_port_protocols_one_of_their_own() {
+    let rgb = |c: plotters::style::RGBColor| [c.0 as i32, c.1 as i32, c.2 as i32];
+    let apart = |a: [i32; 3], b: [i32; 3]| (0..3).map(|k| (a[k] - b[k]).abs()).sum::<i32>();
+    for theme in [Theme::Dark, Theme::Light] {
+        let ours = rgb(theme.color(Category::PortOther));
+        assert!(apart(ours, rgb(theme.background())) >= 150, "{theme:?}");
+        for (i, a) in Category::ALL.iter().enumerate() {
+            for b in &Category::ALL[i + 1..] {
+                let d = apart(rgb(theme.color(*a)), rgb(theme.color(*b)));
+                assert!(d > 0, "{theme:?}: {a:?} and {b:?} share a colour");
+                if *a == Category::PortOther || *b == Category::PortOther {
+                    assert!(d >= 150, "{theme:?}: {a:?} and {b:?} {d} apart");
+                }
+            }
+        }
+    }
+    for (i, c) in Category::ALL.iter().enumerate() {
+        assert_eq!(c.index(), i);
+    }
+    for (family, proto) in [(4, 132), (6, 132), (4, 136), (6, 33)] {
+        assert_eq!(Category::from_parts(family, proto), Category::PortOther);
+    }
+    assert_eq!(Category::from_parts(4, 47), Category::Other);
+    assert_eq!(Category::PortOther.label(), "SCTP/UDP-Lite/DCCP");
 }
 
 #[test]

@@ -35,13 +35,16 @@ impl Theme {
         }
     }
 
-    /// The colour of a category at full density.
+    /// The colour of a category at full density. TCP and UDP are the
+    /// original's (DESIGN §6); the other protocols with ports are cyan,
+    /// a hue none of the others is near on either background.
     pub fn color(self, c: Category) -> RGBColor {
         match (self, c) {
             (Theme::Dark, Category::V4Tcp) => RGBColor(0x00, 0xff, 0x00),
             (Theme::Dark, Category::V4Udp) => RGBColor(0xb0, 0xb0, 0xff),
             (Theme::Dark, Category::V6Tcp) => RGBColor(0xff, 0x00, 0x00),
             (Theme::Dark, Category::V6Udp) => RGBColor(0xff, 0xff, 0xff),
+            (Theme::Dark, Category::PortOther) => RGBColor(0x00, 0xd8, 0xd8),
             (Theme::Dark, Category::Icmp) => RGBColor(0xff, 0xa5, 0x00),
             (Theme::Dark, Category::Icmp6) => RGBColor(0xff, 0x40, 0xff),
             (Theme::Dark, Category::Other) => RGBColor(0xff, 0xff, 0x00),
@@ -49,6 +52,7 @@ impl Theme {
             (Theme::Light, Category::V4Udp) => RGBColor(0x40, 0x40, 0xd0),
             (Theme::Light, Category::V6Tcp) => RGBColor(0xd0, 0x00, 0x00),
             (Theme::Light, Category::V6Udp) => RGBColor(0x55, 0x55, 0x55),
+            (Theme::Light, Category::PortOther) => RGBColor(0x00, 0x80, 0x80),
             (Theme::Light, Category::Icmp) => RGBColor(0xd0, 0x70, 0x00),
             (Theme::Light, Category::Icmp6) => RGBColor(0xa0, 0x00, 0xa0),
             (Theme::Light, Category::Other) => RGBColor(0x90, 0x90, 0x00),

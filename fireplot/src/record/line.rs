@@ -1,17 +1,24 @@
 //! Event JSON lines (DESIGN §5): `ts`, `family`, `proto`, `src`, `sport`,
 //! `dst`, `dport`, `flags`, `ttl`, `len`, `class`, plus fields for tool
-//! fingerprints and ICMP. The same type reads the lines back.
+//! fingerprints, ICMP, SCTP chunks and DCCP types. The same type reads the
+//! lines back.
 
 use std::net::IpAddr;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use fireplot_common::{
     event::{Class, Event, PKT_DARK_ADDR, PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN},
-    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP, TCP_FLAG_NAMES},
+    proto::{
+        has_ports, proto_name, proto_named, IPPROTO_DCCP, IPPROTO_ICMP, IPPROTO_ICMPV6,
+        IPPROTO_SCTP, IPPROTO_TCP, TCP_FLAG_NAMES,
+    },
 };
 use serde::{Deserialize, Serialize};
 
-/// An IP protocol as written in JSON: a name for the common ones, else the number.
+/// An IP protocol as written in JSON: its name for those that have one
+/// (`fireplot_common::proto::PROTO_NAMES`: tcp, udp, icmp, icmpv6, sctp,
+/// udplite, dccp), else the number. Lines written before a protocol had a
+/// name (`"proto": 132`) read the same.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Proto {
@@ -21,12 +28,9 @@ pub enum Proto {
 
 impl Proto {
     pub fn from_number(p: u8) -> Proto {
-        match p {
-            IPPROTO_TCP => Proto::Name("tcp".into()),
-            IPPROTO_UDP => Proto::Name("udp".into()),
-            IPPROTO_ICMP => Proto::Name("icmp".into()),
-            IPPROTO_ICMPV6 => Proto::Name("icmpv6".into()),
-            n => Proto::Number(n),
+        match proto_name(p) {
+            Some(name) => Proto::Name(name.into()),
+            None => Proto::Number(p),
         }
     }
 
@@ -35,13 +39,54 @@ impl Proto {
     pub fn number(&self) -> Option<u8> {
         match self {
             Proto::Number(n) => Some(*n),
-            Proto::Name(s) => match s.to_ascii_lowercase().as_str() {
-                "tcp" => Some(IPPROTO_TCP),
-                "udp" => Some(IPPROTO_UDP),
-                "icmp" => Some(IPPROTO_ICMP),
-                "icmpv6" | "ipv6-icmp" => Some(IPPROTO_ICMPV6),
-                n => n.trim().parse().ok(),
+            Proto::Name(s) => proto_named(s).or_else(|| s.trim().parse().ok()),
+        }
+    }
+
+    /// As people read it: the name, else the number.
+    pub fn label(p: u8) -> String {
+        match proto_name(p) {
+            Some(name) => name.into(),
+            None => p.to_string(),
+        }
+    }
+}
+
+/// The type byte of an event (`Event::icmp_type`) as the JSON field of its
+/// protocol: ICMP type, SCTP chunk or DCCP type. None for fragments (no L4
+/// header) and for protocols without one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TypeFields {
+    pub icmp_type: Option<u8>,
+    pub icmp_code: Option<u8>,
+    /// The echo identifier of an ICMP echo request or reply.
+    pub icmp_id: Option<u16>,
+    pub sctp_chunk: Option<u8>,
+    pub dccp_type: Option<u8>,
+}
+
+impl TypeFields {
+    /// From an event's protocol, `PKT_*` bits, type, code and source port.
+    pub fn of(proto: u8, pkt_flags: u8, ty: u8, code: u8, sport: u16) -> TypeFields {
+        if pkt_flags & PKT_FRAGMENT != 0 {
+            return TypeFields::default();
+        }
+        match proto {
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => TypeFields {
+                icmp_type: Some(ty),
+                icmp_code: Some(code),
+                icmp_id: matches!(ty, 0 | 8 | 128 | 129).then_some(sport),
+                ..TypeFields::default()
             },
+            IPPROTO_SCTP => TypeFields {
+                sctp_chunk: Some(ty),
+                ..TypeFields::default()
+            },
+            IPPROTO_DCCP => TypeFields {
+                dccp_type: Some(ty),
+                ..TypeFields::default()
+            },
+            _ => TypeFields::default(),
         }
     }
 }
@@ -54,7 +99,8 @@ pub struct EventRecord {
     pub family: u8,
     pub proto: Proto,
     pub src: Option<IpAddr>,
-    /// TCP/UDP source port; null for other protocols.
+    /// Source port of TCP, UDP, SCTP, UDP-Lite and DCCP; null for other
+    /// protocols.
     pub sport: Option<u16>,
     pub dst: Option<IpAddr>,
     pub dport: Option<u16>,
@@ -82,13 +128,21 @@ pub struct EventRecord {
     /// Echo identifier of ICMP echo request/reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_id: Option<u16>,
+    /// SCTP: type of the packet's first chunk (RFC 9260 §3.2; 1 INIT is a
+    /// probe, 2 INIT-ACK and 6 ABORT are answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sctp_chunk: Option<u8>,
+    /// DCCP: packet type (RFC 4340 §5.1; 0 Request is a probe, 1 Response
+    /// and 7 Reset are answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dccp_type: Option<u8>,
     #[serde(default)]
     pub fragment: bool,
     #[serde(default)]
     pub vlan: bool,
     /// The destination never answered anyone since the sensor started:
     /// `addr` (it never sent a packet out) or `port` (the address did, this
-    /// TCP/UDP port never did). Absent: it answered, or marking was off.
+    /// port never did). Absent: it answered, or marking was off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dark: Option<Dark>,
     /// An aggregate: `count` packets of one second from the source prefix
@@ -187,11 +241,8 @@ pub fn rfc3339_ns(unix_ns: i128) -> String {
 impl EventRecord {
     /// Converts a kernel event; `wall_offset_ns` turns its monotonic time into Unix time.
     pub fn from_event(ev: &Event, wall_offset_ns: i128) -> EventRecord {
-        let ports =
-            matches!(ev.proto, IPPROTO_TCP | IPPROTO_UDP) && ev.pkt_flags & PKT_FRAGMENT == 0;
-        let icmp =
-            matches!(ev.proto, IPPROTO_ICMP | IPPROTO_ICMPV6) && ev.pkt_flags & PKT_FRAGMENT == 0;
-        let echo = icmp && matches!(ev.icmp_type, 0 | 8 | 128 | 129);
+        let ports = has_ports(ev.proto) && ev.pkt_flags & PKT_FRAGMENT == 0;
+        let types = TypeFields::of(ev.proto, ev.pkt_flags, ev.icmp_type, ev.icmp_code, ev.sport);
         EventRecord {
             ts: rfc3339_ns(ev.ts_ns as i128 + wall_offset_ns),
             family: ev.family,
@@ -216,9 +267,11 @@ impl EventRecord {
             ip_id: ev.ip_id,
             tcp_seq: ev.tcp_seq,
             tcp_window: ev.tcp_window,
-            icmp_type: icmp.then_some(ev.icmp_type),
-            icmp_code: icmp.then_some(ev.icmp_code),
-            icmp_id: echo.then_some(ev.sport),
+            icmp_type: types.icmp_type,
+            icmp_code: types.icmp_code,
+            icmp_id: types.icmp_id,
+            sctp_chunk: types.sctp_chunk,
+            dccp_type: types.dccp_type,
             fragment: ev.pkt_flags & PKT_FRAGMENT != 0,
             vlan: ev.pkt_flags & PKT_VLAN != 0,
             dark: Dark::from_pkt_flags(ev.pkt_flags),
@@ -341,6 +394,60 @@ mod tests {
             serde_json::from_str(&EventRecord::from_event(&ev, 0).to_json()).unwrap();
         assert_eq!(v["proto"], 47);
         assert!(v.get("icmp_type").is_none());
+    }
+
+    /// SCTP, UDP-Lite and DCCP: named, with their ports, and SCTP's
+    /// chunk and DCCP's type in fields of their own, read back the same.
+    #[test]
+    fn port_protocols_have_ports_names_and_types() {
+        for (proto, name, ty, field) in [
+            (132, "sctp", 1, Some("sctp_chunk")),
+            (136, "udplite", 0, None),
+            (33, "dccp", 0, Some("dccp_type")),
+        ] {
+            let mut ev = v4_syn();
+            ev.proto = proto;
+            ev.tcp_flags = 0;
+            ev.icmp_type = ty;
+            let rec = EventRecord::from_event(&ev, 0);
+            let v: serde_json::Value = serde_json::from_str(&rec.to_json()).unwrap();
+            assert_eq!(v["proto"], name);
+            assert_eq!(
+                (v["sport"].clone(), v["dport"].clone()),
+                (40000.into(), 443.into())
+            );
+            assert!(v.get("icmp_type").is_none(), "{name}: not ICMP");
+            for f in ["sctp_chunk", "dccp_type"] {
+                let want = (Some(f) == field).then_some(ty);
+                assert_eq!(
+                    v.get(f).and_then(|x| x.as_u64()),
+                    want.map(u64::from),
+                    "{name} {f}"
+                );
+            }
+            let r = crate::record::Record::try_from((&rec, 1)).unwrap();
+            assert_eq!(
+                (r.proto, r.sport, r.dport, r.icmp_type),
+                (proto, 40000, 443, ty)
+            );
+            assert!(r.has_ports());
+            assert_eq!(
+                r.to_json_record(),
+                rec,
+                "{name}: the record writes the same line"
+            );
+            // A fragment has no L4 header: no ports, no type.
+            ev.pkt_flags = PKT_FRAGMENT;
+            let v: serde_json::Value =
+                serde_json::from_str(&EventRecord::from_event(&ev, 0).to_json()).unwrap();
+            assert_eq!(v["sport"], serde_json::Value::Null);
+            assert!(v.get("sctp_chunk").is_none() && v.get("dccp_type").is_none());
+        }
+        // Lines written when SCTP was a number read the same.
+        let old = r#"{"ts":"2026-11-23T17:00:51Z","family":4,"proto":132,"src":"198.18.0.2","sport":null,"dst":"198.18.1.2","dport":null,"flags":"","ttl":1,"len":60,"class":"unsolicited"}"#;
+        let rec: EventRecord = serde_json::from_str(old).unwrap();
+        let r = crate::record::Record::try_from((&rec, 1)).unwrap();
+        assert_eq!((r.proto, r.dport), (132, 0));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use fireplot_common::{
         Class, Event, PKT_AGGREGATE, PKT_AGG_ONE_SOURCE, PKT_DARK_ADDR, PKT_DARK_PORT,
         PKT_FRAGMENT, PKT_VLAN,
     },
-    proto::{FAMILY_V4, FAMILY_V6},
+    proto::{has_ports, FAMILY_V4, FAMILY_V6, IPPROTO_DCCP, IPPROTO_SCTP, SCTP_INIT},
 };
 use thiserror::Error;
 
@@ -23,7 +23,7 @@ pub mod origin;
 #[cfg(test)]
 pub(crate) mod proptests;
 
-use line::{parse_flags, rfc3339_ns, EventRecord, Proto};
+use line::{parse_flags, rfc3339_ns, EventRecord, Proto, TypeFields};
 pub use origin::{GroupBy, Origin};
 
 /// One stored event.
@@ -35,7 +35,8 @@ pub struct Record {
     pub proto: u8,
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
-    /// TCP/UDP ports (0 when the protocol has none); for ICMP, `sport` is the echo id.
+    /// Ports of TCP, UDP, SCTP, UDP-Lite and DCCP (0 when the protocol has
+    /// none, [`Record::has_ports`]); for ICMP, `sport` is the echo id.
     pub sport: u16,
     pub dport: u16,
     pub tcp_flags: u8,
@@ -47,6 +48,8 @@ pub struct Record {
     pub ip_id: u16,
     pub tcp_seq: u32,
     pub tcp_window: u16,
+    /// ICMP type; SCTP: first chunk's type; DCCP: packet type (as the
+    /// kernel's `Event::icmp_type`; the store keeps it as `icmp_type`).
     pub icmp_type: u8,
     pub icmp_code: u8,
     /// `PKT_*` bits.
@@ -58,8 +61,9 @@ pub struct Record {
 
 impl Record {
     /// An unsolicited probe from `src` to `dst` (the family from `src`):
-    /// TCP SYN, UDP or another protocol, source port 40000, TTL 50, 60
-    /// bytes, interface 2. What tests, fixtures and benches start from.
+    /// TCP SYN, UDP, SCTP INIT, DCCP Request or another protocol, source
+    /// port 40000, TTL 50, 60 bytes, interface 2. What tests, fixtures and
+    /// benches start from.
     pub fn probe(ts_ns: i64, src: IpAddr, dst: IpAddr, proto: u8, dport: u16) -> Record {
         Record {
             ts_ns,
@@ -77,7 +81,7 @@ impl Record {
             ip_id: 0,
             tcp_seq: 0,
             tcp_window: 0,
-            icmp_type: 0,
+            icmp_type: if proto == IPPROTO_SCTP { SCTP_INIT } else { 0 },
             icmp_code: 0,
             pkt_flags: 0,
             count: 1,
@@ -184,21 +188,27 @@ impl Record {
         }
     }
 
-    /// Did the destination (address, or TCP/UDP port) never answer anyone?
+    /// Did the destination (address, or port) never answer anyone?
     pub fn dark(&self) -> bool {
         self.pkt_flags & (PKT_DARK_ADDR | PKT_DARK_PORT) != 0
     }
 
-    /// Does the destination port mean anything (TCP/UDP, not a fragment)?
+    /// Does the destination port mean anything (a protocol with ports,
+    /// `fireplot_common::proto::has_ports`, and not a fragment)?
     pub fn has_ports(&self) -> bool {
-        matches!(self.proto, 6 | 17) && self.pkt_flags & PKT_FRAGMENT == 0
+        has_ports(self.proto) && self.pkt_flags & PKT_FRAGMENT == 0
     }
 
     /// The JSON line form.
     pub fn to_json_record(&self) -> EventRecord {
         let ports = self.has_ports();
-        let icmp = matches!(self.proto, 1 | 58) && self.pkt_flags & PKT_FRAGMENT == 0;
-        let echo = icmp && matches!(self.icmp_type, 0 | 8 | 128 | 129);
+        let types = TypeFields::of(
+            self.proto,
+            self.pkt_flags,
+            self.icmp_type,
+            self.icmp_code,
+            self.sport,
+        );
         EventRecord {
             ts: rfc3339_ns(self.ts_ns as i128),
             family: self.family,
@@ -223,9 +233,11 @@ impl Record {
             ip_id: self.ip_id,
             tcp_seq: self.tcp_seq,
             tcp_window: self.tcp_window,
-            icmp_type: icmp.then_some(self.icmp_type),
-            icmp_code: icmp.then_some(self.icmp_code),
-            icmp_id: echo.then_some(self.sport),
+            icmp_type: types.icmp_type,
+            icmp_code: types.icmp_code,
+            icmp_id: types.icmp_id,
+            sctp_chunk: types.sctp_chunk,
+            dccp_type: types.dccp_type,
             fragment: self.pkt_flags & PKT_FRAGMENT != 0,
             vlan: self.pkt_flags & PKT_VLAN != 0,
             dark: line::Dark::from_pkt_flags(self.pkt_flags),
@@ -323,7 +335,12 @@ impl TryFrom<(&EventRecord, usize)> for Record {
             ip_id: r.ip_id,
             tcp_seq: r.tcp_seq,
             tcp_window: r.tcp_window,
-            icmp_type: r.icmp_type.unwrap_or(0),
+            icmp_type: match proto {
+                IPPROTO_SCTP => r.sctp_chunk,
+                IPPROTO_DCCP => r.dccp_type,
+                _ => r.icmp_type,
+            }
+            .unwrap_or(0),
             icmp_code: r.icmp_code.unwrap_or(0),
             pkt_flags,
             count: r.count,

@@ -16,7 +16,7 @@ pub struct Filter {
     pub ifindex: Option<u32>,
     /// Source network (address, prefix length).
     pub src: Option<(IpAddr, u8)>,
-    /// TCP/UDP destination ports, inclusive (other protocols never match).
+    /// Destination ports, inclusive (protocols without ports never match).
     pub ports: Option<(u16, u16)>,
     /// Only these source addresses (who they are: a country, network or
     /// tag resolved against the store's `origins`).

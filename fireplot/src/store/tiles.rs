@@ -31,7 +31,8 @@ pub const TILE_NS: i64 = 60_000_000_000;
 pub const HOUR_NS: i64 = 3_600_000_000_000;
 /// Rows of the log-port axis in `tile_counts`.
 pub const ROWS: i32 = 1024;
-/// The row of TCP/UDP events without a port (fragments) and of port-less protocols.
+/// The row of events of protocols with ports but without a port (fragments)
+/// and of port-less protocols.
 pub const NO_PORT: i32 = -1;
 
 /// Schema 3 and 4 kept a row per bin; schema 5 moves them to BLOBs.

@@ -348,7 +348,10 @@ mod tests {
     fn exposition_is_well_formed() {
         let s = serde_json::json!({
             "uptime_s": 3.5,
-            "classes": [{"class": "unsolicited", "family": "ipv4", "proto": "tcp", "packets": 7}],
+            "classes": [
+                {"class": "unsolicited", "family": "ipv4", "proto": "tcp", "packets": 7},
+                {"class": "unsolicited", "family": "ipv6", "proto": "sctp", "packets": 3},
+            ],
             "kernel": {"events_sent": 7, "ring_full": 1, "suppressed": 2},
             "userspace": {"events_received": 7},
             "store": {"stored": 5, "not_stored": 2, "queued": 0},
@@ -372,6 +375,9 @@ mod tests {
         }
         assert!(text.contains(
             "fireplot_packets_total{class=\"unsolicited\",family=\"ipv4\",proto=\"tcp\"} 7"
+        ));
+        assert!(text.contains(
+            "fireplot_packets_total{class=\"unsolicited\",family=\"ipv6\",proto=\"sctp\"} 3"
         ));
         assert!(text.contains("fireplot_packets_aggregated_total{reason=\"ring_full\"} 1"));
         assert!(text.contains("fireplot_alerts_total{kind=\"port_scan\",severity=\"3\"} 2"));

@@ -193,12 +193,14 @@ impl XdpFigures {
 /// unsolicited probes and a malformed frame.
 struct Frames {
     /// Outbound: they open the inside flows.
-    outbound: [Vec<u8>; 3],
+    outbound: [Vec<u8>; 4],
     reply_tcp: Vec<u8>,
     reply_udp: Vec<u8>,
     reply_tcp6: Vec<u8>,
+    reply_sctp: Vec<u8>,
     syn: Vec<u8>,
     udp6: Vec<u8>,
+    sctp_init: Vec<u8>,
     malformed: Vec<u8>,
     egress_ack: Vec<u8>,
 }
@@ -211,17 +213,26 @@ impl Frames {
             flags,
         };
         let udp = |sport, dport| L4::Udp { sport, dport };
+        let sctp = |sport, dport, chunk| L4::Sctp {
+            sport,
+            dport,
+            chunk,
+        };
         let syn = v4(OUTSIDE_V4, INSIDE_V4, tcp(55555, 80, SYN));
         Frames {
             outbound: [
                 v4(INSIDE_V4, OUTSIDE_V4, tcp(40000, 443, SYN)),
                 v4(INSIDE_V4, OUTSIDE_V4, udp(5000, 53)),
                 v6(INSIDE_V6, OUTSIDE_V6, tcp(40000, 443, SYN)),
+                v4(INSIDE_V4, OUTSIDE_V4, sctp(5001, 2905, 1)),
             ],
             reply_tcp: v4(OUTSIDE_V4, INSIDE_V4, tcp(443, 40000, ACK | PSH)),
             reply_udp: v4(OUTSIDE_V4, INSIDE_V4, udp(53, 5000)),
             reply_tcp6: v6(OUTSIDE_V6, INSIDE_V6, tcp(443, 40000, ACK)),
+            // An INIT-ACK answering the inside's INIT.
+            reply_sctp: v4(OUTSIDE_V4, INSIDE_V4, sctp(2905, 5001, 2)),
             udp6: v6(OUTSIDE_V6, INSIDE_V6, udp(55555, 53)),
+            sctp_init: v4(OUTSIDE_V4, INSIDE_V4, sctp(55555, 2905, 1)),
             malformed: syn[..30].to_vec(),
             syn,
             egress_ack: v4(INSIDE_V4, OUTSIDE_V4, tcp(40000, 443, ACK)),
@@ -262,6 +273,7 @@ fn xdp_figures(repeat: u32, runs: usize) -> Result<XdpFigures> {
         ("reply to inside TCP flow (v4)", &f.reply_tcp),
         ("reply to inside UDP flow (v4)", &f.reply_udp),
         ("reply to inside TCP flow (v6)", &f.reply_tcp6),
+        ("reply to inside SCTP flow (v4)", &f.reply_sctp),
         ("malformed (truncated IPv4)", &f.malformed),
     ] {
         rows.push((
@@ -272,6 +284,7 @@ fn xdp_figures(repeat: u32, runs: usize) -> Result<XdpFigures> {
     for (name, frame) in [
         ("unsolicited IPv4 SYN (event)", &f.syn),
         ("unsolicited IPv6 UDP (event)", &f.udp6),
+        ("unsolicited IPv4 SCTP INIT (event)", &f.sctp_init),
     ] {
         rows.push((name.into(), event_ns(&f, name, frame, repeat, runs)?));
     }

@@ -223,13 +223,13 @@ pub struct ClassifierArgs {
     /// Idle timeout of TCP flows after FIN/RST from the inside, seconds.
     #[arg(long, default_value_t = Limits::default().tcp_closing_timeout_s)]
     pub tcp_closing_timeout: u64,
-    /// Idle timeout of UDP flows, seconds.
+    /// Idle timeout of UDP and UDP-Lite flows, seconds.
     #[arg(long, default_value_t = Limits::default().udp_timeout_s)]
     pub udp_timeout: u64,
     /// Idle timeout of ICMP echo flows, seconds.
     #[arg(long, default_value_t = Limits::default().icmp_timeout_s)]
     pub icmp_timeout: u64,
-    /// Idle timeout of other protocols, seconds.
+    /// Idle timeout of other protocols (SCTP, DCCP, GRE...), seconds.
     #[arg(long, default_value_t = Limits::default().other_timeout_s)]
     pub other_timeout: u64,
 
@@ -238,8 +238,9 @@ pub struct ClassifierArgs {
     pub emit_malformed: bool,
 
     /// Do not mark events as `dark`. By default an event whose destination
-    /// address never sent a packet out, or whose TCP/UDP port never answered
-    /// anyone (no SYN-ACK, no datagram from it) since the sensor started,
+    /// address never sent a packet out, or whose port never answered anyone
+    /// (no SYN-ACK, INIT-ACK, DCCP Response or datagram from it) since the
+    /// sensor started,
     /// carries `"dark":"addr"` or `"dark":"port"`, and the detector counts it
     /// as stronger evidence (`dark_weight`). Turn it off where this interface
     /// does not see the inside's answers (asymmetric routing).

@@ -84,7 +84,7 @@ pub async fn at(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
         let mut list: Vec<_> = groups.into_iter().collect();
         // Most probes first; among equals, the one drawn nearest the pointer.
         let dist = |port: u16, proto: u8| {
-            if matches!(proto, 6 | 17) && port > 0 {
+            if fireplot_common::proto::has_ports(proto) && port > 0 {
                 (l.y_port(port) as i64 - y).abs()
             } else {
                 0

@@ -189,13 +189,11 @@ pub(super) fn past_key(path: &str, q: &Option<String>, v: &View) -> Option<Strin
     Some(format!("{path}?{pairs:?}"))
 }
 
+/// A protocol as the console names it: "TCP", "SCTP", "proto 47".
 pub(super) fn proto_name(p: u8) -> String {
-    match p {
-        6 => "TCP".into(),
-        17 => "UDP".into(),
-        1 => "ICMP".into(),
-        58 => "ICMPv6".into(),
-        n => format!("proto {n}"),
+    match fireplot_common::proto::proto_label(p) {
+        Some(label) => label.into(),
+        None => format!("proto {p}"),
     }
 }
 
@@ -254,6 +252,11 @@ pub async fn view(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer
         "left": l.left, "right": l.right, "top": l.top,
         "ports_bottom": l.ports_bottom, "lane_top": l.lane_top, "lane_row": l.lane_row,
         "lanes": Lane::ALL.iter().map(|x| x.label()).collect::<Vec<_>>(),
+        // The plot's palette, by category index (the live dots' `cat`).
+        "colors": Category::ALL.iter().map(|c| {
+            let rgb = v.theme.color(*c);
+            format!("#{:02x}{:02x}{:02x}", rgb.0, rgb.1, rgb.2)
+        }).collect::<Vec<_>>(),
         "zone": zone.name(),
         "today": today.to_string(),
         "day": day,

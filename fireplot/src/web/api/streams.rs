@@ -117,7 +117,7 @@ fn follow(
 /// One live event: [unix ms, category index, port (-1: lane), source, proto].
 fn live_item(r: &Record) -> Value {
     let cat = Category::of(r);
-    let ci = Category::ALL.iter().position(|c| *c == cat).unwrap_or(6);
+    let ci = cat.index();
     let port: i64 = match cat {
         Category::Icmp | Category::Icmp6 => -1,
         Category::Other => -2,

@@ -8,10 +8,6 @@ const $ = (id) => document.getElementById(id);
 const page = new URL(location.href);
 const token = page.searchParams.get("token");
 const VIEW_KEYS = ["from", "to", "last", "day", "since", "proto", "family", "src", "ports", "country", "asn", "tag", "color", "iface", "theme", "utc"];
-const COLORS = {
-  dark: ["#00ff00", "#b0b0ff", "#ff0000", "#ffffff", "#ffa500", "#ff40ff", "#ffff00"],
-  light: ["#009900", "#4040d0", "#d00000", "#555555", "#d07000", "#a000a0", "#909000"],
-};
 
 // What this page shows: the view parameters, from the path and the query.
 const view = new URLSearchParams();
@@ -232,13 +228,14 @@ function clearOverlay() {
     const x1 = Math.min(geo.right, Math.max(x0 + 2, xOf(band[1])));
     g.fillRect(x0, geo.top, x1 - x0, geo.lane_top + 3 * geo.lane_row - geo.top);
   }
-  const colors = COLORS[view.get("theme") === "light" ? "light" : "dark"];
+  // The plot's own palette in the view's theme (from /api/view).
+  const colors = geo.colors;
   const colourBy = (view.get("color") || "proto") !== "proto";
   for (const [ms, cat, port] of liveDots) {
     if (ms < geo.from_ms || ms >= geo.to_ms) continue;
     // Coloured by who the sources are, the plot's legend names the
     // colours; a live dot's source is not looked up, so it is drawn neutral.
-    g.fillStyle = colourBy ? (view.get("theme") === "light" ? "#606060" : "#c8c8c8") : colors[cat] || colors[6];
+    g.fillStyle = colourBy ? (view.get("theme") === "light" ? "#606060" : "#c8c8c8") : colors[cat] || colors[colors.length - 1];
     g.fillRect(xOf(ms), yOfPort(port), 2, 2);
   }
 }
