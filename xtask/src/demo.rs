@@ -317,6 +317,17 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
     let replayed = replay_public(bin, &out, &db, (started_ns, ended_ns), (&started, &ended))?;
     step("rendering the fireplot of this run from the history database");
     render_plots(bin, &db, &out, (&started, &ended))?;
+    step("writing the day's report (HTML, the fireplot embedded)");
+    let report = out.join("report.html");
+    let status = std::process::Command::new(bin)
+        .args(["report", "--format", "html", "--day", started.get(..10).unwrap_or_default(), "--db"])
+        .arg(&db)
+        .arg("-o")
+        .arg(&report)
+        .status()?;
+    if !status.success() {
+        anyhow::bail!("fireplot report failed ({status})");
+    }
     println!("{}", summarise(&collected, &out));
     print_alerts(&collected, &out);
     print!("{replayed}");
@@ -326,6 +337,7 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
         out.join("demo-networks.csv").display(),
         crate::setup::enrich_dir().display()
     );
+    println!("report:      {} (the day written up)", report.display());
     println!("fireplot:    {}", out.join("fireplot.png").display());
     println!(
         "             {} (coloured by the sources' countries, the capture's too)",
