@@ -309,6 +309,101 @@ fn crashes_of_the_collector_and_the_database_lose_and_duplicate_nothing() {
     );
 }
 
+/// A collector on the database at `url` (not the test server's default).
+fn collector_at(nats: &Nats, url: &str, extra: &[&str]) -> Collector {
+    Collector(Some(
+        Command::new(fireplot_bin())
+            .args(["collect", "--nats", &nats.url(), "--postgres", url])
+            .args(["--wait-for-servers", "60s", "--exit-when-idle", "60s"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start collect"),
+    ))
+}
+
+/// Waits (bounded) for a collector to give up by itself: its stderr. It
+/// must fail, and well before its 60 s of patience or idleness: it did not
+/// retry.
+fn gave_up(mut guard: Collector) -> String {
+    let mut c = guard.0.take().expect("running");
+    let limit = Duration::from_secs(30);
+    let started = Instant::now();
+    while c.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = c.kill();
+            let out = c.wait_with_output().unwrap();
+            panic!(
+                "collect still retried after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "collect exits non-zero: {err}");
+    eprintln!(
+        "gave up after {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        err.lines().last().unwrap_or("")
+    );
+    err
+}
+
+#[test]
+fn a_permanent_postgres_error_stops_the_collector_and_loses_nothing() {
+    if !servers_here("a_permanent_postgres_error_stops_the_collector_and_loses_nothing") {
+        return;
+    }
+    let d = out_dir("refused");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    let url_of = |user: &str, db: &str| format!("postgres://{user}@127.0.0.1:{}/{db}", pg.port);
+    // No such database (3D000): not waited for.
+    let err = gave_up(collector_at(&nats, &url_of("fireplot", "nosuchdb"), &[]));
+    assert!(err.contains("does not exist"), "{err}");
+    // The schema, made by a collector with nothing to do.
+    finished(
+        collector(&nats, &pg, &["--exit-when-idle", "1s"]),
+        Duration::from_secs(60),
+    );
+    let log = d.join("r1.log");
+    std::fs::write(&log, lines(300, 7, 0)).unwrap();
+    publish(&nats, "r1", &log, &d.join("spool"));
+    // A role that may read but not write (42501).
+    pg.sql("CREATE ROLE reader LOGIN; GRANT USAGE, CREATE ON SCHEMA public TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        .unwrap();
+    let err = gave_up(collector_at(&nats, &url_of("reader", "postgres"), &[]));
+    assert!(
+        err.contains("SQLSTATE 42501") && err.contains("permission denied"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("permission denied").count(),
+        1,
+        "said once: {err}"
+    );
+    // A table that is not the one fireplot made (42703).
+    pg.sql("ALTER TABLE events RENAME COLUMN icmp_code TO icmp_kode")
+        .unwrap();
+    let err = gave_up(collector_at(&nats, &pg.url(), &[]));
+    assert!(
+        err.contains("SQLSTATE 42703") && err.contains("icmp_code"),
+        "{err}"
+    );
+    assert!(stored(&pg).is_empty(), "nothing was stored meanwhile");
+    // Mended, a collector stores every event the refused ones left.
+    pg.sql("ALTER TABLE events RENAME COLUMN icmp_kode TO icmp_code")
+        .unwrap();
+    let s = finished(
+        collector(&nats, &pg, &["--exit-when-idle", "3s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(stored(&pg).get("r1"), Some(&(300, 300)), "{s}");
+}
+
 /// The sensor's closing fleet line: (spooled, drained, dropped, still spooled).
 fn spool_counts(log: &str) -> (u64, u64, u64, u64) {
     let line = log

@@ -50,7 +50,8 @@ pub struct CollectOptions {
     pub crash_after_commits: Option<u64>,
 }
 
-/// Errors of the collector, at its start (later outages are waited out).
+/// Errors of the collector: at its start, or one no retry mends (later
+/// outages are waited out).
 #[derive(Debug, Error)]
 pub enum CollectError {
     /// The NATS address, a connection option, or the stream.
@@ -81,9 +82,41 @@ pub enum CollectError {
         #[source]
         source: async_nats::jetstream::stream::ConsumerError,
     },
+    /// The database refuses what the collector writes, and would on every
+    /// retry (a schema that is not fireplot's, no permission): the
+    /// collector stops; the batches stay in the stream for a collector
+    /// that can store them.
+    #[error("PostgreSQL refuses the collector's writes{}; a retry would not change that, so the collector stops (the batches stay in the stream)", code.as_ref().map(|c| format!(" (SQLSTATE {c})")).unwrap_or_default())]
+    Refused {
+        code: Option<String>,
+        #[source]
+        source: PgError,
+    },
     /// SIGINT or SIGTERM could not be caught.
     #[error("cannot install a signal handler")]
     Signal(#[source] std::io::Error),
+}
+
+impl CollectError {
+    /// Waiting would not help: the server answered with an error that
+    /// comes back on every try (a failed login, no such database).
+    fn is_permanent(&self) -> bool {
+        match self {
+            CollectError::PgConnect { source, .. } => {
+                super::pg::sqlstate(source).is_some_and(super::pg::permanent_sqlstate)
+            }
+            CollectError::Pg(e) | CollectError::Refused { source: e, .. } => e.is_permanent(),
+            _ => false,
+        }
+    }
+
+    fn refused(source: PgError) -> CollectError {
+        let code = match &source {
+            PgError::Sql { source, .. } => super::pg::sqlstate(source).map(String::from),
+            PgError::TooNew { .. } => None,
+        };
+        CollectError::Refused { code, source }
+    }
 }
 
 /// What a collector did.
@@ -116,8 +149,14 @@ async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CollectError> {
     Ok(client)
 }
 
-/// Retries `f` until it works or `limit` has passed (then its last error).
-async fn patiently<T, E, F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<T, E>
+/// Retries `f` until it works or `limit` has passed (then its last
+/// error); an error that `permanent` says no retry mends at once.
+async fn patiently<T, E, F, Fut>(
+    what: &str,
+    limit: Duration,
+    permanent: impl Fn(&E) -> bool,
+    mut f: F,
+) -> Result<T, E>
 where
     E: std::error::Error,
     F: FnMut() -> Fut,
@@ -128,7 +167,7 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() + delay < limit => {
+            Err(e) if !permanent(&e) && started.elapsed() + delay < limit => {
                 log::warn!("{what}: {}; retrying", crate::error_chain(&e));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -143,12 +182,16 @@ where
 pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
     check_url(&args.nats)?;
     let wait = args.wait_for_servers;
-    let mut writer =
-        Writer::new(patiently("PostgreSQL", wait, || connect_pg(&args.postgres)).await?);
+    let mut writer = Writer::new(
+        patiently("PostgreSQL", wait, CollectError::is_permanent, || {
+            connect_pg(&args.postgres)
+        })
+        .await?,
+    );
     migrate(&mut writer.client).await?;
     log::info!("PostgreSQL at {} ready", redact(&args.postgres));
     let opts = args.nats_opts.clone();
-    let client = patiently("NATS", wait, || async {
+    let client = patiently("NATS", wait, |_| false, || async {
         opts.options("fireplot collect", false)
             .await?
             .connect(args.nats.as_str())
@@ -159,8 +202,8 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
             })
     })
     .await?;
-    let js = jetstream::new(client);
-    let stream = patiently("JetStream", wait, || {
+    let js = jetstream::new(client.clone());
+    let stream = patiently("JetStream", wait, |_| false, || {
         ensure_stream(&js, &args.nats_opts.stream)
     })
     .await?;
@@ -241,15 +284,25 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
                 args.crash_after_commits,
             )
             .await;
-            if stored {
-                backoff = Duration::from_millis(200);
-            } else {
+            match stored {
+                Taken::Stored => backoff = Duration::from_millis(200),
+                Taken::Refused(e) => {
+                    // The batches given back reach the broker before the
+                    // exit: sent again at once, not after --ack-wait.
+                    if let Err(e) = client.flush().await {
+                        log::warn!("NATS: {e}");
+                    }
+                    log::info!("{}", line(&c));
+                    return Err(CollectError::refused(e));
+                }
+                Taken::Failed => {
                 tokio::select! {
                     _ = term.recv() => break,
                     _ = int.recv() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
             }
         }
         if last_stats.elapsed() >= args.stats_every {
@@ -293,17 +346,30 @@ async fn retain(w: &mut Writer, keep: Duration) {
     }
 }
 
+/// What became of one fetch.
+enum Taken {
+    /// Stored (or dropped as not a batch) and acknowledged.
+    Stored,
+    /// Not stored, for a reason that may pass: the caller waits and goes
+    /// on.
+    Failed,
+    /// Not stored, for a reason that does not pass (`PgError::is_permanent`):
+    /// the caller stops.
+    Refused(PgError),
+}
+
 /// Writes one fetch and acknowledges it after the commit. On failure
 /// nothing is acknowledged (the broker sends it again), the database
-/// connection is made again when it broke, and false is returned (the
-/// caller waits before the next fetch).
+/// connection is made again when it broke, and `Failed` is returned (the
+/// caller waits before the next fetch), or `Refused` when no retry would
+/// mend it.
 async fn take(
     writer: &mut Writer,
     url: &str,
     msgs: Vec<jetstream::Message>,
     c: &mut Collected,
     crash_after: Option<u64>,
-) -> bool {
+) -> Taken {
     let mut batches = Vec::with_capacity(msgs.len());
     let mut good = Vec::with_capacity(msgs.len());
     let mut sseqs = Vec::with_capacity(msgs.len());
@@ -325,7 +391,7 @@ async fn take(
         }
     }
     if batches.is_empty() {
-        return true;
+        return Taken::Stored;
     }
     match writer.write(&batches, &sseqs).await {
         Ok(w) => {
@@ -350,10 +416,17 @@ async fn take(
             c.alerts += w.alerts;
             c.counters += w.counters;
             c.lines_duplicate += w.duplicates;
-            true
+            Taken::Stored
         }
         Err(e) => {
             c.failed_transactions += 1;
+            for m in &good {
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            if e.is_permanent() {
+                // Said once, by the caller's error.
+                return Taken::Refused(e);
+            }
             log::warn!(
                 "PostgreSQL: {}; {} batches not stored, the broker sends them again",
                 crate::error_chain(&e),
@@ -361,9 +434,6 @@ async fn take(
             );
             // Not acknowledged: sent again after a moment (to this
             // collector or another).
-            for m in &good {
-                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            }
             if writer.client.is_closed() {
                 match connect_pg(url).await {
                     Ok(client) => {
@@ -373,7 +443,7 @@ async fn take(
                     Err(e) => log::warn!("{}", crate::error_chain(&e)),
                 }
             }
-            false
+            Taken::Failed
         }
     }
 }
