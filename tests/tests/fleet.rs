@@ -717,3 +717,185 @@ fn a_sweep_across_three_routers_is_one_fleet_campaign_and_every_command_reads_po
     let (st, png) = http(port, &format!("/plot.png?{q}"));
     assert_eq!(st, 200, "{png}");
 }
+
+/// A psql session the test keeps open, to hold a transaction.
+struct Session {
+    child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    n: u32,
+}
+
+impl Session {
+    fn open(pg: &Postgres) -> Session {
+        let mut child = pg
+            .psql()
+            .unwrap()
+            .args(["-v", "ON_ERROR_STOP=1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("psql");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Session { child, out, n: 0 }
+    }
+
+    /// Runs `sql` and waits until psql has done it.
+    fn run(&mut self, sql: &str) {
+        use std::io::BufRead;
+        self.n += 1;
+        let mark = format!("done-{}", self.n);
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}\nSELECT '{mark}';").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.out.read_line(&mut line).unwrap();
+            assert!(n > 0, "psql ended before `{sql}` was done");
+            if line.trim() == mark {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A live stream (server-sent events) read as it comes.
+struct Live {
+    s: std::net::TcpStream,
+    seen: String,
+}
+
+impl Live {
+    fn open(port: u16, path: &str) -> Live {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        Live {
+            s,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until the stream has said `want`, `limit` at most.
+    fn until(&mut self, want: &str, limit: Duration) -> bool {
+        use std::io::Read;
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(want) {
+            if started.elapsed() > limit {
+                return false;
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {} // the read timeout: look at the clock
+            }
+        }
+        true
+    }
+}
+
+/// Two writers commit out of id order (the lower id last, as two
+/// collectors may): the console's live stream over PostgreSQL sends both
+/// rows, each once.
+#[test]
+fn the_live_stream_over_postgres_misses_no_row_committed_late() {
+    if !servers_here("the_live_stream_over_postgres_misses_no_row_committed_late") {
+        return;
+    }
+    let d = out_dir("late");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    // The schema, made by a collector with nothing to do; one sensor.
+    finished(
+        collector(&nats, &pg, &["--exit-when-idle", "1s"]),
+        Duration::from_secs(60),
+    );
+    let ts = 1_795_000_000_000_000_000i64;
+    let (part, from, to) = fireplot::fleet::pg::partition_of(ts);
+    pg.sql(&format!(
+        "INSERT INTO sensors (name) VALUES ('r1'); \
+         INSERT INTO interfaces VALUES (1, 2, 'eth0'); \
+         CREATE TABLE {part} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
+    ))
+    .unwrap();
+    let insert = |seq: u32, src: &str| {
+        format!(
+            "INSERT INTO events (sensor_id, seq, ts_ns, family, proto, src, dst, sport, dport, \
+             tcp_flags, ttl, len, class, ifindex, ip_id, tcp_seq, tcp_window, icmp_type, \
+             icmp_code, pkt_flags, count) VALUES (1, {seq}, {ts}, 4, 6, '{src}', '198.18.1.2', \
+             40000, 23, 2, 64, 60, 4, 2, 0, 0, 1024, 0, 0, 0, 1);"
+        )
+    };
+    let port = fireplot_tests::servers::free_port().unwrap();
+    struct Serving(Child);
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Serving(
+        Command::new(fireplot_bin())
+            .args(["serve", "--postgres", &pg.url()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut live = Live::open(port, "/api/live");
+    assert!(
+        live.until("text/event-stream", Duration::from_secs(10)),
+        "{}",
+        live.seen
+    );
+    // A takes the lower id and holds its transaction open; B takes the
+    // next one and commits; the stream sends B's row (its cursor passes
+    // A's id); then A commits.
+    let mut a = Session::open(&pg);
+    a.run(&format!("BEGIN; {}", insert(1, "198.51.100.1")));
+    pg.sql(&insert(2, "198.51.100.2")).unwrap();
+    assert_eq!(
+        pg.sql("SELECT string_agg(host(src), ',' ORDER BY id) FROM events")
+            .unwrap(),
+        "198.51.100.2",
+        "A's row is not committed yet"
+    );
+    assert!(
+        live.until("198.51.100.2", Duration::from_secs(15)),
+        "B's row is sent: {}",
+        live.seen
+    );
+    a.run("COMMIT;");
+    assert_eq!(
+        pg.sql("SELECT string_agg(host(src), ',' ORDER BY id) FROM events")
+            .unwrap(),
+        "198.51.100.1,198.51.100.2",
+        "A's row has the lower id"
+    );
+    assert!(
+        live.until("198.51.100.1", Duration::from_secs(15)),
+        "the row committed late is sent too: {}",
+        live.seen
+    );
+    // Some more polls: neither is sent twice.
+    live.until("never said", Duration::from_secs(2));
+    for src in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(live.seen.matches(src).count(), 1, "{src}: {}", live.seen);
+    }
+}
