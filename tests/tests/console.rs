@@ -64,7 +64,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(db: &PathBuf) -> Server {
+    fn start(db: &std::path::Path) -> Server {
         Self::with(&["--db".as_ref(), db.as_os_str()])
     }
 
