@@ -191,21 +191,29 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
     migrate(&mut writer.client).await?;
     log::info!("PostgreSQL at {} ready", redact(&args.postgres));
     let opts = args.nats_opts.clone();
-    let client = patiently("NATS", wait, |_| false, || async {
-        opts.options("fireplot collect", false)
-            .await?
-            .connect(args.nats.as_str())
-            .await
-            .map_err(|source| CollectError::NatsConnect {
-                url: args.nats.clone(),
-                source,
-            })
-    })
+    let client = patiently(
+        "NATS",
+        wait,
+        |_| false,
+        || async {
+            opts.options("fireplot collect", false)
+                .await?
+                .connect(args.nats.as_str())
+                .await
+                .map_err(|source| CollectError::NatsConnect {
+                    url: args.nats.clone(),
+                    source,
+                })
+        },
+    )
     .await?;
     let js = jetstream::new(client.clone());
-    let stream = patiently("JetStream", wait, |_| false, || {
-        ensure_stream(&js, &args.nats_opts.stream)
-    })
+    let stream = patiently(
+        "JetStream",
+        wait,
+        |_| false,
+        || ensure_stream(&js, &args.nats_opts.stream),
+    )
     .await?;
     let mut consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -296,11 +304,11 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
                     return Err(CollectError::refused(e));
                 }
                 Taken::Failed => {
-                tokio::select! {
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
-                    _ = tokio::time::sleep(backoff) => {}
-                }
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }

@@ -570,10 +570,14 @@ mod tests {
     #[test]
     fn permanent_errors_by_sqlstate_class() {
         use super::permanent_sqlstate as p;
-        for code in ["42501", "42P01", "42703", "42804", "28P01", "28000", "3D000", "3F000", "23502"] {
+        for code in [
+            "42501", "42P01", "42703", "42804", "28P01", "28000", "3D000", "3F000", "23502",
+        ] {
             assert!(p(code), "{code} is permanent");
         }
-        for code in ["40001", "40P01", "08006", "08001", "57P01", "57014", "53100", "XX000", "23505"] {
+        for code in [
+            "40001", "40P01", "08006", "08001", "57P01", "57014", "53100", "XX000", "23505",
+        ] {
             assert!(!p(code), "{code} is retried");
         }
     }
