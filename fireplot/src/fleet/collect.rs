@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{
     nats::{check_url, ensure_stream, NatsError, NatsOptions},
     pg::{migrate, redact, PgError, Writer},
-    wire::Batch,
+    wire::{Batch, LineError},
 };
 
 /// What `fireplot collect` does (its options are `cmd::collect`'s).
@@ -130,8 +130,33 @@ pub struct Collected {
     pub counters: u64,
     pub lines_duplicate: u64,
     pub bad_messages: u64,
+    /// Alert or counter lines dropped from batches otherwise stored: JSON
+    /// PostgreSQL refuses ([`super::wire::check_line`]).
+    pub bad_lines: u64,
     pub failed_transactions: u64,
     pub pending: u64,
+    /// Which reasons for a bad line were logged already (one bit each, in
+    /// the order of `LineError::ALL`): each is logged once.
+    #[serde(skip)]
+    bad_lines_said: u8,
+}
+
+impl Collected {
+    /// Counts a stored batch's bad lines; logs the first of each reason.
+    fn bad_lines(&mut self, subject: &str, b: &Batch) {
+        for &(i, why) in &b.bad_lines {
+            self.bad_lines += 1;
+            let bit = LineError::ALL.iter().position(|&r| r == why).unwrap_or(0);
+            if self.bad_lines_said & (1 << bit) == 0 {
+                self.bad_lines_said |= 1 << bit;
+                log::warn!(
+                    "a line on `{subject}` (sensor {}, seq {}) {why}; dropped, the rest of its batch stored (further lines dropped for this reason are only counted)",
+                    b.sensor,
+                    b.first_seq + i as u64
+                );
+            }
+        }
+    }
 }
 
 async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CollectError> {
@@ -332,7 +357,7 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
 /// What a collector did, in a line.
 pub fn line(c: &Collected) -> String {
     format!(
-        "collect: {} messages: {} events stored ({} already there), {} alerts, {} summaries ({} already there), {} bad messages, {} failed transactions; {} messages pending",
+        "collect: {} messages: {} events stored ({} already there), {} alerts, {} summaries ({} already there), {} bad messages, {} bad lines, {} failed transactions; {} messages pending",
         c.messages,
         c.events,
         c.events_duplicate,
@@ -340,6 +365,7 @@ pub fn line(c: &Collected) -> String {
         c.counters,
         c.lines_duplicate,
         c.bad_messages,
+        c.bad_lines,
         c.failed_transactions,
         c.pending
     )
@@ -419,6 +445,9 @@ async fn take(
                 }
             }
             c.messages += good.len() as u64;
+            for (m, b) in good.iter().zip(&batches) {
+                c.bad_lines(&m.subject, b);
+            }
             c.events += w.events;
             c.events_duplicate += w.events_duplicate;
             c.alerts += w.alerts;

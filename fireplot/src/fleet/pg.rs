@@ -373,7 +373,7 @@ impl Writer {
         for (b, &sid) in batches.iter().zip(&ids) {
             store_interfaces(&tx, b, sid).await?;
             if let Body::Lines(kind, lines) = &b.body {
-                store_lines(&tx, b.first_seq, *kind, lines, sid, &mut w).await?;
+                store_lines(&tx, b, *kind, lines, sid, &mut w).await?;
             }
         }
         tx.commit().await.map_err(sql("committing"))?;
@@ -507,17 +507,26 @@ async fn store_interfaces(tx: &Transaction<'_>, b: &Batch, sid: i32) -> Result<(
     Ok(())
 }
 
-/// A batch's alert records or counter summaries, each once.
+/// A batch's alert records or counter summaries, each once; its
+/// `bad_lines` (JSON PostgreSQL would refuse, failing the transaction)
+/// left out.
 async fn store_lines(
     tx: &Transaction<'_>,
-    first_seq: u64,
+    b: &Batch,
     kind: Kind,
     lines: &[String],
     sid: i32,
     w: &mut Written,
 ) -> Result<()> {
     for (i, line) in lines.iter().enumerate() {
-        let seq = (first_seq + i as u64) as i64;
+        // In order of index: decode lists them so.
+        if b.bad_lines
+            .binary_search_by_key(&i, |&(bad, _)| bad)
+            .is_ok()
+        {
+            continue;
+        }
+        let seq = (b.first_seq + i as u64) as i64;
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
         let n = match kind {
             Kind::Alerts => {
