@@ -900,3 +900,110 @@ fn the_live_stream_over_postgres_misses_no_row_committed_late() {
         assert_eq!(live.seen.matches(src).count(), 1, "{src}: {}", live.seen);
     }
 }
+
+/// Publishes raw bytes on a subject over the NATS text protocol (the
+/// stream keeps what arrives on `fireplot.>`); returns after the server's
+/// PONG, so the message was taken.
+fn publish_raw(nats: &Nats, subject: &str, payload: &[u8]) {
+    use std::io::{BufRead, BufReader};
+    let addr = nats.url().trim_start_matches("nats://").to_string();
+    let s = std::net::TcpStream::connect(&addr).expect("connect to nats-server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut w = s;
+    write!(
+        w,
+        "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
+    w.write_all(payload).unwrap();
+    w.write_all(b"\r\nPING\r\n").unwrap();
+    for _ in 0..10 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(!line.starts_with("-ERR"), "{line}");
+        if line.starts_with("PONG") {
+            return;
+        }
+    }
+    panic!("no PONG from nats-server");
+}
+
+#[test]
+fn alert_lines_postgres_refuses_are_dropped_and_the_rest_stored() {
+    if !servers_here("alert_lines_postgres_refuses_are_dropped_and_the_rest_stored") {
+        return;
+    }
+    use fireplot::fleet::wire::{Batch, Body, Kind};
+    let d = out_dir("badlines");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    // A sensor publishes first (the stream exists), then two batches with
+    // lines jsonb refuses: before the fix the transaction failed with
+    // SQLSTATE 22P05 / 22003 and was retried for ever.
+    let log = d.join("r1.log");
+    std::fs::write(&log, lines(200, 5, 0)).unwrap();
+    publish(&nats, "r1", &log, &d.join("spool"));
+    let first = 1u64 << 40;
+    let batch = |first_seq: u64, kind: Kind, lines: &[&str]| {
+        Batch {
+            sensor: "r1".into(),
+            first_seq,
+            interfaces: vec![],
+            body: Body::Lines(kind, lines.iter().map(|s| s.to_string()).collect()),
+            bad_lines: vec![],
+        }
+        .encode()
+    };
+    publish_raw(
+        &nats,
+        "fireplot.r1.alerts",
+        &batch(
+            first,
+            Kind::Alerts,
+            &[
+                r#"{"kind":"ok_before","first_seen":"2026-11-20T00:00:00Z"}"#,
+                r#"{"kind":"nul","note":"a\u0000b"}"#,
+                r#"{"kind":"tiny","n":1e-20000}"#,
+                r#"{"kind":"ok_after"}"#,
+            ],
+        ),
+    );
+    publish_raw(
+        &nats,
+        "fireplot.r1.counters",
+        &batch(
+            first + 4,
+            Kind::Counters,
+            &[r#"{"x":"\u0000"}"#, r#"{"ts":"2026-11-20T00:00:01Z"}"#],
+        ),
+    );
+    let c = finished(
+        collector(&nats, &pg, &["--exit-when-idle", "3s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(c["bad_lines"], 3, "{c}");
+    assert_eq!(c["bad_messages"], 0, "{c}");
+    assert_eq!(c["failed_transactions"], 0, "{c}");
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg(seq - {first} || ':' || kind, ',' ORDER BY seq) FROM alerts WHERE seq >= {first}"
+        ))
+        .unwrap(),
+        "0:ok_before,3:ok_after",
+        "the good lines stored under their own sequence numbers"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg((seq - {first})::text, ',') FROM counters WHERE seq >= {first}"
+        ))
+        .unwrap(),
+        "5"
+    );
+    // The events of the same sensor are all there too.
+    assert_eq!(stored(&pg)["r1"], (200, 200));
+}
