@@ -410,6 +410,14 @@ impl Postgres {
     }
 
     /// Runs SQL with psql; its output (unaligned, tuples only).
+    /// `psql` on this server, as the user `fireplot` (for a session the
+    /// test keeps open: a transaction it commits when it chooses).
+    pub fn psql(&self) -> Result<Command> {
+        let mut c = Command::new(pg_bin("psql")?);
+        c.args(self.client_args()).args(["-d", "postgres", "-At"]);
+        Ok(c)
+    }
+
     pub fn sql(&self, sql: &str) -> Result<String> {
         let out = Command::new(pg_bin("psql")?)
             .args(self.client_args())

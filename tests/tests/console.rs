@@ -2,7 +2,8 @@
 //! database, headless Chromium driven over WebDriver. The screenshot has
 //! the seed's colours where the probes are; hovering a known dot shows its
 //! source and port; clicking through opens the source's page; clicking an
-//! alert zooms to it.
+//! alert zooms to it. Over an events file (`serve --events`) the page is
+//! the file's span, not live, with the alerts the detectors found in it.
 
 use std::{
     io::{BufRead, BufReader},
@@ -63,10 +64,15 @@ struct Server {
 }
 
 impl Server {
-    fn start(db: &PathBuf) -> Server {
+    fn start(db: &std::path::Path) -> Server {
+        Self::with(&["--db".as_ref(), db.as_os_str()])
+    }
+
+    /// `fireplot serve` with these input arguments.
+    fn with(input: &[&std::ffi::OsStr]) -> Server {
         let mut child = Command::new(fireplot_bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--db"])
-            .arg(db)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(input)
             .env("RUST_LOG", "info")
             .stderr(Stdio::piped())
             .spawn()
@@ -311,6 +317,52 @@ fn console_in_a_real_browser() {
 }
 
 /// `from` and `to` (Unix ms) of a page address.
+/// `serve --events FILE` in a real browser: the front page is the file's
+/// whole span, not live, and the alerts panel lists what the detectors
+/// found in the file (a 100-port scan).
+#[test]
+fn an_events_file_in_a_real_browser() {
+    if !browser("an_events_file_in_a_real_browser") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("fireplot-console-file-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("events.jsonl");
+    let text: String = (0..100)
+        .map(|i| rec(T0 + i * 10 * MS, SCANNER, 6, 1 + i as u16 * 600))
+        .map(|r| r.to_json_record().to_json() + "\n")
+        .collect();
+    std::fs::write(&file, text).unwrap();
+    let server = Server::with(&["--events".as_ref(), file.as_os_str()]);
+    let b = Browser::start(1400, 900).expect("headless chromium");
+    b.goto(&format!("{}/?utc=1", server.base)).unwrap();
+    loaded(&b);
+    let v = b
+        .eval(
+            "return [document.getElementById('status').innerText, \
+             document.getElementById('alerts').innerText, \
+             document.getElementById('live').classList.contains('off'), '?' + view.toString()]",
+            json!([]),
+        )
+        .unwrap();
+    assert_eq!(v[0], "file view (not live)", "{v}");
+    let alerts = v[1].as_str().unwrap();
+    assert!(
+        alerts.contains("port_scan") || alerts.contains("port scan"),
+        "{v}"
+    );
+    assert!(alerts.contains(SCANNER), "{v}");
+    assert_eq!(v[2], true, "no live link: {v}");
+    let (from, to) = range_of(v[3].as_str().unwrap());
+    assert!(
+        from <= T0 / MS && to >= (T0 + 990 * MS) / MS,
+        "the front page is the file's span: {v}"
+    );
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 fn range_of(url: &str) -> (i64, i64) {
     let query = url.split_once('?').map(|x| x.1).unwrap_or("");
     let query = query.split('#').next().unwrap_or("");

@@ -309,6 +309,101 @@ fn crashes_of_the_collector_and_the_database_lose_and_duplicate_nothing() {
     );
 }
 
+/// A collector on the database at `url` (not the test server's default).
+fn collector_at(nats: &Nats, url: &str, extra: &[&str]) -> Collector {
+    Collector(Some(
+        Command::new(fireplot_bin())
+            .args(["collect", "--nats", &nats.url(), "--postgres", url])
+            .args(["--wait-for-servers", "60s", "--exit-when-idle", "60s"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start collect"),
+    ))
+}
+
+/// Waits (bounded) for a collector to give up by itself: its stderr. It
+/// must fail, and well before its 60 s of patience or idleness: it did not
+/// retry.
+fn gave_up(mut guard: Collector) -> String {
+    let mut c = guard.0.take().expect("running");
+    let limit = Duration::from_secs(30);
+    let started = Instant::now();
+    while c.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = c.kill();
+            let out = c.wait_with_output().unwrap();
+            panic!(
+                "collect still retried after {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = c.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "collect exits non-zero: {err}");
+    eprintln!(
+        "gave up after {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        err.lines().last().unwrap_or("")
+    );
+    err
+}
+
+#[test]
+fn a_permanent_postgres_error_stops_the_collector_and_loses_nothing() {
+    if !servers_here("a_permanent_postgres_error_stops_the_collector_and_loses_nothing") {
+        return;
+    }
+    let d = out_dir("refused");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    let url_of = |user: &str, db: &str| format!("postgres://{user}@127.0.0.1:{}/{db}", pg.port);
+    // No such database (3D000): not waited for.
+    let err = gave_up(collector_at(&nats, &url_of("fireplot", "nosuchdb"), &[]));
+    assert!(err.contains("does not exist"), "{err}");
+    // The schema, made by a collector with nothing to do.
+    finished(
+        collector(&nats, &pg, &["--exit-when-idle", "1s"]),
+        Duration::from_secs(60),
+    );
+    let log = d.join("r1.log");
+    std::fs::write(&log, lines(300, 7, 0)).unwrap();
+    publish(&nats, "r1", &log, &d.join("spool"));
+    // A role that may read but not write (42501).
+    pg.sql("CREATE ROLE reader LOGIN; GRANT USAGE, CREATE ON SCHEMA public TO reader; GRANT SELECT ON ALL TABLES IN SCHEMA public TO reader")
+        .unwrap();
+    let err = gave_up(collector_at(&nats, &url_of("reader", "postgres"), &[]));
+    assert!(
+        err.contains("SQLSTATE 42501") && err.contains("permission denied"),
+        "{err}"
+    );
+    assert_eq!(
+        err.matches("permission denied").count(),
+        1,
+        "said once: {err}"
+    );
+    // A table that is not the one fireplot made (42703).
+    pg.sql("ALTER TABLE events RENAME COLUMN icmp_code TO icmp_kode")
+        .unwrap();
+    let err = gave_up(collector_at(&nats, &pg.url(), &[]));
+    assert!(
+        err.contains("SQLSTATE 42703") && err.contains("icmp_code"),
+        "{err}"
+    );
+    assert!(stored(&pg).is_empty(), "nothing was stored meanwhile");
+    // Mended, a collector stores every event the refused ones left.
+    pg.sql("ALTER TABLE events RENAME COLUMN icmp_kode TO icmp_code")
+        .unwrap();
+    let s = finished(
+        collector(&nats, &pg, &["--exit-when-idle", "3s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(stored(&pg).get("r1"), Some(&(300, 300)), "{s}");
+}
+
 /// The sensor's closing fleet line: (spooled, drained, dropped, still spooled).
 fn spool_counts(log: &str) -> (u64, u64, u64, u64) {
     let line = log
@@ -621,4 +716,294 @@ fn a_sweep_across_three_routers_is_one_fleet_campaign_and_every_command_reads_po
     assert_eq!(top["total"], 220, "{top}");
     let (st, png) = http(port, &format!("/plot.png?{q}"));
     assert_eq!(st, 200, "{png}");
+}
+
+/// A psql session the test keeps open, to hold a transaction.
+struct Session {
+    child: Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+    n: u32,
+}
+
+impl Session {
+    fn open(pg: &Postgres) -> Session {
+        let mut child = pg
+            .psql()
+            .unwrap()
+            .args(["-v", "ON_ERROR_STOP=1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("psql");
+        let out = std::io::BufReader::new(child.stdout.take().unwrap());
+        Session { child, out, n: 0 }
+    }
+
+    /// Runs `sql` and waits until psql has done it.
+    fn run(&mut self, sql: &str) {
+        use std::io::BufRead;
+        self.n += 1;
+        let mark = format!("done-{}", self.n);
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{sql}\nSELECT '{mark}';").unwrap();
+        stdin.flush().unwrap();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.out.read_line(&mut line).unwrap();
+            assert!(n > 0, "psql ended before `{sql}` was done");
+            if line.trim() == mark {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A live stream (server-sent events) read as it comes.
+struct Live {
+    s: std::net::TcpStream,
+    seen: String,
+}
+
+impl Live {
+    fn open(port: u16, path: &str) -> Live {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        Live {
+            s,
+            seen: String::new(),
+        }
+    }
+
+    /// Reads until the stream has said `want`, `limit` at most.
+    fn until(&mut self, want: &str, limit: Duration) -> bool {
+        use std::io::Read;
+        let started = Instant::now();
+        let mut buf = [0u8; 4096];
+        while !self.seen.contains(want) {
+            if started.elapsed() > limit {
+                return false;
+            }
+            match self.s.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => self.seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {} // the read timeout: look at the clock
+            }
+        }
+        true
+    }
+}
+
+/// Two writers commit out of id order (the lower id last, as two
+/// collectors may): the console's live stream over PostgreSQL sends both
+/// rows, each once.
+#[test]
+fn the_live_stream_over_postgres_misses_no_row_committed_late() {
+    if !servers_here("the_live_stream_over_postgres_misses_no_row_committed_late") {
+        return;
+    }
+    let d = out_dir("late");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    // The schema, made by a collector with nothing to do; one sensor.
+    finished(
+        collector(&nats, &pg, &["--exit-when-idle", "1s"]),
+        Duration::from_secs(60),
+    );
+    let ts = 1_795_000_000_000_000_000i64;
+    let (part, from, to) = fireplot::fleet::pg::partition_of(ts);
+    pg.sql(&format!(
+        "INSERT INTO sensors (name) VALUES ('r1'); \
+         INSERT INTO interfaces VALUES (1, 2, 'eth0'); \
+         CREATE TABLE {part} PARTITION OF events FOR VALUES FROM ({from}) TO ({to})"
+    ))
+    .unwrap();
+    let insert = |seq: u32, src: &str| {
+        format!(
+            "INSERT INTO events (sensor_id, seq, ts_ns, family, proto, src, dst, sport, dport, \
+             tcp_flags, ttl, len, class, ifindex, ip_id, tcp_seq, tcp_window, icmp_type, \
+             icmp_code, pkt_flags, count) VALUES (1, {seq}, {ts}, 4, 6, '{src}', '198.18.1.2', \
+             40000, 23, 2, 64, 60, 4, 2, 0, 0, 1024, 0, 0, 0, 1);"
+        )
+    };
+    let port = fireplot_tests::servers::free_port().unwrap();
+    struct Serving(Child);
+    impl Drop for Serving {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Serving(
+        Command::new(fireplot_bin())
+            .args(["serve", "--postgres", &pg.url()])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut live = Live::open(port, "/api/live");
+    assert!(
+        live.until("text/event-stream", Duration::from_secs(10)),
+        "{}",
+        live.seen
+    );
+    // A takes the lower id and holds its transaction open; B takes the
+    // next one and commits; the stream sends B's row (its cursor passes
+    // A's id); then A commits.
+    let mut a = Session::open(&pg);
+    a.run(&format!("BEGIN; {}", insert(1, "198.51.100.1")));
+    pg.sql(&insert(2, "198.51.100.2")).unwrap();
+    assert_eq!(
+        pg.sql("SELECT string_agg(host(src), ',' ORDER BY id) FROM events")
+            .unwrap(),
+        "198.51.100.2",
+        "A's row is not committed yet"
+    );
+    assert!(
+        live.until("198.51.100.2", Duration::from_secs(15)),
+        "B's row is sent: {}",
+        live.seen
+    );
+    a.run("COMMIT;");
+    assert_eq!(
+        pg.sql("SELECT string_agg(host(src), ',' ORDER BY id) FROM events")
+            .unwrap(),
+        "198.51.100.1,198.51.100.2",
+        "A's row has the lower id"
+    );
+    assert!(
+        live.until("198.51.100.1", Duration::from_secs(15)),
+        "the row committed late is sent too: {}",
+        live.seen
+    );
+    // Some more polls: neither is sent twice.
+    live.until("never said", Duration::from_secs(2));
+    for src in ["198.51.100.1", "198.51.100.2"] {
+        assert_eq!(live.seen.matches(src).count(), 1, "{src}: {}", live.seen);
+    }
+}
+
+/// Publishes raw bytes on a subject over the NATS text protocol (the
+/// stream keeps what arrives on `fireplot.>`); returns after the server's
+/// PONG, so the message was taken.
+fn publish_raw(nats: &Nats, subject: &str, payload: &[u8]) {
+    use std::io::{BufRead, BufReader};
+    let addr = nats.url().trim_start_matches("nats://").to_string();
+    let s = std::net::TcpStream::connect(&addr).expect("connect to nats-server");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("INFO"), "{line}");
+    let mut w = s;
+    write!(
+        w,
+        "CONNECT {{\"verbose\":false,\"pedantic\":false}}\r\nPUB {subject} {}\r\n",
+        payload.len()
+    )
+    .unwrap();
+    w.write_all(payload).unwrap();
+    w.write_all(b"\r\nPING\r\n").unwrap();
+    for _ in 0..10 {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        assert!(!line.starts_with("-ERR"), "{line}");
+        if line.starts_with("PONG") {
+            return;
+        }
+    }
+    panic!("no PONG from nats-server");
+}
+
+#[test]
+fn alert_lines_postgres_refuses_are_dropped_and_the_rest_stored() {
+    if !servers_here("alert_lines_postgres_refuses_are_dropped_and_the_rest_stored") {
+        return;
+    }
+    use fireplot::fleet::wire::{Batch, Body, Kind};
+    let d = out_dir("badlines");
+    let nats = Nats::start(&d.join("nats")).expect("nats-server");
+    let pg = Postgres::start(&d.join("pg")).expect("postgres");
+    // A sensor publishes first (the stream exists), then two batches with
+    // lines jsonb refuses: before the fix the transaction failed with
+    // SQLSTATE 22P05 / 22003 and was retried for ever.
+    let log = d.join("r1.log");
+    std::fs::write(&log, lines(200, 5, 0)).unwrap();
+    publish(&nats, "r1", &log, &d.join("spool"));
+    let first = 1u64 << 40;
+    let batch = |first_seq: u64, kind: Kind, lines: &[&str]| {
+        Batch {
+            sensor: "r1".into(),
+            first_seq,
+            interfaces: vec![],
+            body: Body::Lines(kind, lines.iter().map(|s| s.to_string()).collect()),
+            bad_lines: vec![],
+        }
+        .encode()
+    };
+    publish_raw(
+        &nats,
+        "fireplot.r1.alerts",
+        &batch(
+            first,
+            Kind::Alerts,
+            &[
+                r#"{"kind":"ok_before","first_seen":"2026-11-20T00:00:00Z"}"#,
+                r#"{"kind":"nul","note":"a\u0000b"}"#,
+                r#"{"kind":"tiny","n":1e-20000}"#,
+                r#"{"kind":"ok_after"}"#,
+            ],
+        ),
+    );
+    publish_raw(
+        &nats,
+        "fireplot.r1.counters",
+        &batch(
+            first + 4,
+            Kind::Counters,
+            &[r#"{"x":"\u0000"}"#, r#"{"ts":"2026-11-20T00:00:01Z"}"#],
+        ),
+    );
+    let c = finished(
+        collector(&nats, &pg, &["--exit-when-idle", "3s"]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(c["bad_lines"], 3, "{c}");
+    assert_eq!(c["bad_messages"], 0, "{c}");
+    assert_eq!(c["failed_transactions"], 0, "{c}");
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg(seq - {first} || ':' || kind, ',' ORDER BY seq) FROM alerts WHERE seq >= {first}"
+        ))
+        .unwrap(),
+        "0:ok_before,3:ok_after",
+        "the good lines stored under their own sequence numbers"
+    );
+    assert_eq!(
+        pg.sql(&format!(
+            "SELECT string_agg((seq - {first})::text, ',') FROM counters WHERE seq >= {first}"
+        ))
+        .unwrap(),
+        "5"
+    );
+    // The events of the same sensor are all there too.
+    assert_eq!(stored(&pg)["r1"], (200, 200));
 }

@@ -22,6 +22,10 @@ pub struct CollectArgs {
     /// postgres://fireplot@127.0.0.1:5432/fireplot (a libpq-style
     /// "host=... user=..." string also works). Created tables: sensors,
     /// interfaces, events (partitioned by day), alerts, counters, origins.
+    /// An error no retry mends (a failed login, no such database, no
+    /// permission, a table that is not fireplot's: SQLSTATE classes 28, 3D,
+    /// 42, ...) stops the collector with exit status 1 and the reason; a
+    /// lost connection or a serialization failure is waited out.
     #[arg(long, value_name = "URL")]
     pub postgres: String,
 

@@ -6,15 +6,19 @@ use std::{
     fs::File,
     io::{self, BufWriter, Write},
     path::PathBuf,
+    sync::Arc,
 };
 
 use anyhow::{Context, Result};
 use clap::Args;
 
 use super::source::SourceArgs;
-use crate::detect::{DetectConfig, Engine};
+use crate::{
+    detect::{Alert, DetectConfig, Engine},
+    enrich::Enricher,
+};
 
-/// Detector settings shared by `run` and `detect`.
+/// Detector settings of `detect`, `replay`, `ingest` and `serve --events`.
 #[derive(Args, Debug, Clone, Default)]
 pub struct DetectArgs {
     /// Detector thresholds from a TOML file (keys as in `fireplot detect --print-config`).
@@ -91,9 +95,6 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
         ))
     };
     let enrich = args.enrich.open()?;
-    if enrich.is_none() && !cfg.ignore_tags.is_empty() {
-        anyhow::bail!("ignore_tags is set but no --tag list is given: no source could carry a tag");
-    }
     // A fleet's history (--postgres): which sensor each interface is, for
     // the campaigns that span sensors.
     let sensor_of: std::collections::HashMap<u32, String> = match source.store() {
@@ -105,8 +106,7 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
         None => Default::default(),
     };
     let mut campaigns = (!sensor_of.is_empty()).then(|| crate::detect::fleet::Campaigns::new(&cfg));
-    let mut engine = Engine::new(cfg);
-    engine.set_enricher(enrich);
+    let mut engine = engine(cfg, enrich)?;
     let mut write_err: Option<io::Error> = None;
     let mut n_alerts = 0u64;
     let started = std::time::Instant::now();
@@ -148,4 +148,22 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
         st.budget_bytes >> 20
     );
     Ok(())
+}
+
+/// The detectors with these settings, naming the alerts' sources with
+/// `enrich`. `ignore_tags` needs a tag list to mean anything.
+pub fn engine(cfg: DetectConfig, enrich: Option<Arc<Enricher>>) -> Result<Engine> {
+    if enrich.is_none() && !cfg.ignore_tags.is_empty() {
+        anyhow::bail!("ignore_tags is set but no --tag list is given: no source could carry a tag");
+    }
+    let mut engine = Engine::new(cfg);
+    engine.set_enricher(enrich);
+    Ok(engine)
+}
+
+/// An alert record's first and last time (ns), as the stores keep it.
+pub fn alert_span(a: &Alert) -> (i64, i64) {
+    let first = crate::record::parse_rfc3339_ns(&a.first_seen).unwrap_or(0);
+    let last = crate::record::parse_rfc3339_ns(&a.last_seen).unwrap_or(first);
+    (first, last)
 }

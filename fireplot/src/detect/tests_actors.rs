@@ -172,6 +172,14 @@ fn a_half_year_of_honeypot_traffic_is_announced_once_per_actor_and_day() {
         flooders,
         broad,
     } = half_year(180);
+    if let Some(path) = std::env::var_os("FIREPLOT_DUMP_HALF_YEAR") {
+        // For comparing engines on the same stream (`fireplot detect --events`).
+        use std::io::Write as _;
+        let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("dump file"));
+        for r in &evs {
+            writeln!(f, "{}", r.to_json_record().to_json()).expect("dump");
+        }
+    }
     let all = run(&evs);
     // At most one `started` per (source, kind, day), unless severity rose.
     let mut by_actor_day: BTreeMap<(String, String, i64), Vec<u8>> = BTreeMap::new();

@@ -16,7 +16,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use super::{
     nats::{check_url, ensure_stream, NatsError, NatsOptions},
     pg::{migrate, redact, PgError, Writer},
-    wire::Batch,
+    wire::{Batch, LineError},
 };
 
 /// What `fireplot collect` does (its options are `cmd::collect`'s).
@@ -50,7 +50,8 @@ pub struct CollectOptions {
     pub crash_after_commits: Option<u64>,
 }
 
-/// Errors of the collector, at its start (later outages are waited out).
+/// Errors of the collector: at its start, or one no retry mends (later
+/// outages are waited out).
 #[derive(Debug, Error)]
 pub enum CollectError {
     /// The NATS address, a connection option, or the stream.
@@ -81,9 +82,41 @@ pub enum CollectError {
         #[source]
         source: async_nats::jetstream::stream::ConsumerError,
     },
+    /// The database refuses what the collector writes, and would on every
+    /// retry (a schema that is not fireplot's, no permission): the
+    /// collector stops; the batches stay in the stream for a collector
+    /// that can store them.
+    #[error("PostgreSQL refuses the collector's writes{}; a retry would not change that, so the collector stops (the batches stay in the stream)", code.as_ref().map(|c| format!(" (SQLSTATE {c})")).unwrap_or_default())]
+    Refused {
+        code: Option<String>,
+        #[source]
+        source: PgError,
+    },
     /// SIGINT or SIGTERM could not be caught.
     #[error("cannot install a signal handler")]
     Signal(#[source] std::io::Error),
+}
+
+impl CollectError {
+    /// Waiting would not help: the server answered with an error that
+    /// comes back on every try (a failed login, no such database).
+    fn is_permanent(&self) -> bool {
+        match self {
+            CollectError::PgConnect { source, .. } => {
+                super::pg::sqlstate(source).is_some_and(super::pg::permanent_sqlstate)
+            }
+            CollectError::Pg(e) | CollectError::Refused { source: e, .. } => e.is_permanent(),
+            _ => false,
+        }
+    }
+
+    fn refused(source: PgError) -> CollectError {
+        let code = match &source {
+            PgError::Sql { source, .. } => super::pg::sqlstate(source).map(String::from),
+            PgError::TooNew { .. } => None,
+        };
+        CollectError::Refused { code, source }
+    }
 }
 
 /// What a collector did.
@@ -97,8 +130,33 @@ pub struct Collected {
     pub counters: u64,
     pub lines_duplicate: u64,
     pub bad_messages: u64,
+    /// Alert or counter lines dropped from batches otherwise stored: JSON
+    /// PostgreSQL refuses ([`super::wire::check_line`]).
+    pub bad_lines: u64,
     pub failed_transactions: u64,
     pub pending: u64,
+    /// Which reasons for a bad line were logged already (one bit each, in
+    /// the order of `LineError::ALL`): each is logged once.
+    #[serde(skip)]
+    bad_lines_said: u8,
+}
+
+impl Collected {
+    /// Counts a stored batch's bad lines; logs the first of each reason.
+    fn bad_lines(&mut self, subject: &str, b: &Batch) {
+        for &(i, why) in &b.bad_lines {
+            self.bad_lines += 1;
+            let bit = LineError::ALL.iter().position(|&r| r == why).unwrap_or(0);
+            if self.bad_lines_said & (1 << bit) == 0 {
+                self.bad_lines_said |= 1 << bit;
+                log::warn!(
+                    "a line on `{subject}` (sensor {}, seq {}) {why}; dropped, the rest of its batch stored (further lines dropped for this reason are only counted)",
+                    b.sensor,
+                    b.first_seq + i as u64
+                );
+            }
+        }
+    }
 }
 
 async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CollectError> {
@@ -116,8 +174,14 @@ async fn connect_pg(url: &str) -> Result<tokio_postgres::Client, CollectError> {
     Ok(client)
 }
 
-/// Retries `f` until it works or `limit` has passed (then its last error).
-async fn patiently<T, E, F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<T, E>
+/// Retries `f` until it works or `limit` has passed (then its last
+/// error); an error that `permanent` says no retry mends at once.
+async fn patiently<T, E, F, Fut>(
+    what: &str,
+    limit: Duration,
+    permanent: impl Fn(&E) -> bool,
+    mut f: F,
+) -> Result<T, E>
 where
     E: std::error::Error,
     F: FnMut() -> Fut,
@@ -128,7 +192,7 @@ where
     loop {
         match f().await {
             Ok(v) => return Ok(v),
-            Err(e) if started.elapsed() + delay < limit => {
+            Err(e) if !permanent(&e) && started.elapsed() + delay < limit => {
                 log::warn!("{what}: {}; retrying", crate::error_chain(&e));
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -143,26 +207,38 @@ where
 pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
     check_url(&args.nats)?;
     let wait = args.wait_for_servers;
-    let mut writer =
-        Writer::new(patiently("PostgreSQL", wait, || connect_pg(&args.postgres)).await?);
+    let mut writer = Writer::new(
+        patiently("PostgreSQL", wait, CollectError::is_permanent, || {
+            connect_pg(&args.postgres)
+        })
+        .await?,
+    );
     migrate(&mut writer.client).await?;
     log::info!("PostgreSQL at {} ready", redact(&args.postgres));
     let opts = args.nats_opts.clone();
-    let client = patiently("NATS", wait, || async {
-        opts.options("fireplot collect", false)
-            .await?
-            .connect(args.nats.as_str())
-            .await
-            .map_err(|source| CollectError::NatsConnect {
-                url: args.nats.clone(),
-                source,
-            })
-    })
+    let client = patiently(
+        "NATS",
+        wait,
+        |_| false,
+        || async {
+            opts.options("fireplot collect", false)
+                .await?
+                .connect(args.nats.as_str())
+                .await
+                .map_err(|source| CollectError::NatsConnect {
+                    url: args.nats.clone(),
+                    source,
+                })
+        },
+    )
     .await?;
-    let js = jetstream::new(client);
-    let stream = patiently("JetStream", wait, || {
-        ensure_stream(&js, &args.nats_opts.stream)
-    })
+    let js = jetstream::new(client.clone());
+    let stream = patiently(
+        "JetStream",
+        wait,
+        |_| false,
+        || ensure_stream(&js, &args.nats_opts.stream),
+    )
     .await?;
     let mut consumer: jetstream::consumer::PullConsumer = stream
         .get_or_create_consumer(
@@ -241,15 +317,25 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
                 args.crash_after_commits,
             )
             .await;
-            if stored {
-                backoff = Duration::from_millis(200);
-            } else {
-                tokio::select! {
-                    _ = term.recv() => break,
-                    _ = int.recv() => break,
-                    _ = tokio::time::sleep(backoff) => {}
+            match stored {
+                Taken::Stored => backoff = Duration::from_millis(200),
+                Taken::Refused(e) => {
+                    // The batches given back reach the broker before the
+                    // exit: sent again at once, not after --ack-wait.
+                    if let Err(e) = client.flush().await {
+                        log::warn!("NATS: {e}");
+                    }
+                    log::info!("{}", line(&c));
+                    return Err(CollectError::refused(e));
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                Taken::Failed => {
+                    tokio::select! {
+                        _ = term.recv() => break,
+                        _ = int.recv() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
             }
         }
         if last_stats.elapsed() >= args.stats_every {
@@ -271,7 +357,7 @@ pub async fn collect(args: CollectOptions) -> Result<Collected, CollectError> {
 /// What a collector did, in a line.
 pub fn line(c: &Collected) -> String {
     format!(
-        "collect: {} messages: {} events stored ({} already there), {} alerts, {} summaries ({} already there), {} bad messages, {} failed transactions; {} messages pending",
+        "collect: {} messages: {} events stored ({} already there), {} alerts, {} summaries ({} already there), {} bad messages, {} bad lines, {} failed transactions; {} messages pending",
         c.messages,
         c.events,
         c.events_duplicate,
@@ -279,6 +365,7 @@ pub fn line(c: &Collected) -> String {
         c.counters,
         c.lines_duplicate,
         c.bad_messages,
+        c.bad_lines,
         c.failed_transactions,
         c.pending
     )
@@ -293,17 +380,30 @@ async fn retain(w: &mut Writer, keep: Duration) {
     }
 }
 
+/// What became of one fetch.
+enum Taken {
+    /// Stored (or dropped as not a batch) and acknowledged.
+    Stored,
+    /// Not stored, for a reason that may pass: the caller waits and goes
+    /// on.
+    Failed,
+    /// Not stored, for a reason that does not pass (`PgError::is_permanent`):
+    /// the caller stops.
+    Refused(PgError),
+}
+
 /// Writes one fetch and acknowledges it after the commit. On failure
 /// nothing is acknowledged (the broker sends it again), the database
-/// connection is made again when it broke, and false is returned (the
-/// caller waits before the next fetch).
+/// connection is made again when it broke, and `Failed` is returned (the
+/// caller waits before the next fetch), or `Refused` when no retry would
+/// mend it.
 async fn take(
     writer: &mut Writer,
     url: &str,
     msgs: Vec<jetstream::Message>,
     c: &mut Collected,
     crash_after: Option<u64>,
-) -> bool {
+) -> Taken {
     let mut batches = Vec::with_capacity(msgs.len());
     let mut good = Vec::with_capacity(msgs.len());
     let mut sseqs = Vec::with_capacity(msgs.len());
@@ -325,7 +425,7 @@ async fn take(
         }
     }
     if batches.is_empty() {
-        return true;
+        return Taken::Stored;
     }
     match writer.write(&batches, &sseqs).await {
         Ok(w) => {
@@ -345,15 +445,25 @@ async fn take(
                 }
             }
             c.messages += good.len() as u64;
+            for (m, b) in good.iter().zip(&batches) {
+                c.bad_lines(&m.subject, b);
+            }
             c.events += w.events;
             c.events_duplicate += w.events_duplicate;
             c.alerts += w.alerts;
             c.counters += w.counters;
             c.lines_duplicate += w.duplicates;
-            true
+            Taken::Stored
         }
         Err(e) => {
             c.failed_transactions += 1;
+            for m in &good {
+                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+            if e.is_permanent() {
+                // Said once, by the caller's error.
+                return Taken::Refused(e);
+            }
             log::warn!(
                 "PostgreSQL: {}; {} batches not stored, the broker sends them again",
                 crate::error_chain(&e),
@@ -361,9 +471,6 @@ async fn take(
             );
             // Not acknowledged: sent again after a moment (to this
             // collector or another).
-            for m in &good {
-                let _ = m.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
-            }
             if writer.client.is_closed() {
                 match connect_pg(url).await {
                     Ok(client) => {
@@ -373,7 +480,7 @@ async fn take(
                     Err(e) => log::warn!("{}", crate::error_chain(&e)),
                 }
             }
-            false
+            Taken::Failed
         }
     }
 }

@@ -155,6 +155,46 @@ pub enum PgError {
 
 type Result<T> = std::result::Result<T, PgError>;
 
+/// Whether an error with this SQLSTATE comes back however often the same
+/// statement is tried again: the database refuses it (a schema that is
+/// not ours, a missing table or column, no permission, no such database,
+/// a failed login). Anything else — the connection lost (08), a
+/// serialization failure or deadlock (40), an administrator's shutdown
+/// (57), no space or memory (53), an unknown code — may pass and is
+/// retried.
+pub fn permanent_sqlstate(code: &str) -> bool {
+    const CLASSES: [&str; 6] = [
+        "28", // invalid authorization (a wrong password, no such role)
+        "3D", // invalid catalog name (no such database)
+        "3F", // invalid schema name
+        "42", // syntax error or access rule violation: 42501 permission
+        //       denied, 42P01 undefined table, 42703 undefined column,
+        //       42804 datatype mismatch
+        "0A", // feature not supported (a server too old for the schema)
+        "2B", // dependent privilege descriptors still exist
+    ];
+    // A NOT NULL column the collector does not fill: a schema that is
+    // not the one it made.
+    code == "23502" || CLASSES.iter().any(|c| code.starts_with(c))
+}
+
+/// The SQLSTATE of a database's answer (None: no answer, e.g. the
+/// connection broke).
+pub fn sqlstate(e: &tokio_postgres::Error) -> Option<&str> {
+    e.as_db_error().map(|d| d.code().code())
+}
+
+impl PgError {
+    /// The error comes back on every retry (see `permanent_sqlstate`);
+    /// a newer schema too.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            PgError::Sql { source, .. } => sqlstate(source).is_some_and(permanent_sqlstate),
+            PgError::TooNew { .. } => true,
+        }
+    }
+}
+
 /// `map_err` for a statement that failed while doing `what`.
 fn sql(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> PgError {
     let what = what.into();
@@ -333,7 +373,7 @@ impl Writer {
         for (b, &sid) in batches.iter().zip(&ids) {
             store_interfaces(&tx, b, sid).await?;
             if let Body::Lines(kind, lines) = &b.body {
-                store_lines(&tx, b.first_seq, *kind, lines, sid, &mut w).await?;
+                store_lines(&tx, b, *kind, lines, sid, &mut w).await?;
             }
         }
         tx.commit().await.map_err(sql("committing"))?;
@@ -467,17 +507,26 @@ async fn store_interfaces(tx: &Transaction<'_>, b: &Batch, sid: i32) -> Result<(
     Ok(())
 }
 
-/// A batch's alert records or counter summaries, each once.
+/// A batch's alert records or counter summaries, each once; its
+/// `bad_lines` (JSON PostgreSQL would refuse, failing the transaction)
+/// left out.
 async fn store_lines(
     tx: &Transaction<'_>,
-    first_seq: u64,
+    b: &Batch,
     kind: Kind,
     lines: &[String],
     sid: i32,
     w: &mut Written,
 ) -> Result<()> {
     for (i, line) in lines.iter().enumerate() {
-        let seq = (first_seq + i as u64) as i64;
+        // In order of index: decode lists them so.
+        if b.bad_lines
+            .binary_search_by_key(&i, |&(bad, _)| bad)
+            .is_ok()
+        {
+            continue;
+        }
+        let seq = (b.first_seq + i as u64) as i64;
         let v: serde_json::Value = serde_json::from_str(line).unwrap_or_default();
         let n = match kind {
             Kind::Alerts => {
@@ -527,6 +576,21 @@ async fn store_lines(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn permanent_errors_by_sqlstate_class() {
+        use super::permanent_sqlstate as p;
+        for code in [
+            "42501", "42P01", "42703", "42804", "28P01", "28000", "3D000", "3F000", "23502",
+        ] {
+            assert!(p(code), "{code} is permanent");
+        }
+        for code in [
+            "40001", "40P01", "08006", "08001", "57P01", "57014", "53100", "XX000", "23505",
+        ] {
+            assert!(!p(code), "{code} is retried");
+        }
+    }
+
     #[test]
     fn partitions_are_utc_days() {
         let t = 1_800_000_000_000_000_000i64; // 2027-01-15T08:00:00Z

@@ -348,17 +348,41 @@ impl History for PgStore {
     }
 
     fn events_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Record)>, StoreError> {
+        self.events_after_and_in(after, &[], limit)
+    }
+
+    /// Two collectors commit at once: the one with the lower ids may
+    /// commit last, after a reader has passed them.
+    fn late_rows(&self) -> bool {
+        true
+    }
+
+    fn events_after_and_in(
+        &self,
+        after: i64,
+        gaps: &[(i64, i64)],
+        limit: u32,
+    ) -> Result<Vec<(i64, Record)>, StoreError> {
         let mut out = Vec::new();
+        let mut params: Vec<Box<dyn ToSql + Sync + Send>> =
+            vec![Box::new(self.sensor), Box::new(after)];
+        let mut which = String::from("id > $2");
+        for &(lo, hi) in gaps {
+            params.push(Box::new(lo));
+            params.push(Box::new(hi));
+            which.push_str(&format!(
+                " OR (id > ${} AND id < ${})",
+                params.len() - 1,
+                params.len()
+            ));
+        }
         let sql = format!(
-            "{EVENT_SELECT} WHERE id > $1 AND ($2::int IS NULL OR sensor_id = $2) ORDER BY id LIMIT {}",
+            "{EVENT_SELECT} WHERE ($1::int IS NULL OR sensor_id = $1) AND ({which}) ORDER BY id LIMIT {}",
             limit.max(1)
         );
-        self.stream(
-            "reading new events",
-            sql,
-            vec![Box::new(after), Box::new(self.sensor)],
-            &mut |row| out.push((row.get::<_, i64>(20), self.record(row))),
-        )?;
+        self.stream("reading new events", sql, params, &mut |row| {
+            out.push((row.get::<_, i64>(20), self.record(row)))
+        })?;
         Ok(out)
     }
 

@@ -274,6 +274,7 @@ impl Publisher {
             first_seq,
             interfaces: st.interfaces.clone(),
             body,
+            bad_lines: Vec::new(),
         };
         let job = Job {
             first_seq,

@@ -57,6 +57,102 @@ pub enum WireError {
     SensorName { name: String },
 }
 
+/// Why a line of an alerts or counters batch cannot be stored: what
+/// PostgreSQL's `jsonb` refuses (an SQLSTATE class 22 error that would fail
+/// the whole transaction, on every retry).
+#[derive(Clone, Copy, Debug, Error, PartialEq, Eq, Hash)]
+pub enum LineError {
+    /// Not JSON (or a lone surrogate, or a number no float holds).
+    #[error("not JSON")]
+    NotJson,
+    /// A string or key holds U+0000, which `jsonb` (text) cannot.
+    #[error("holds \\u0000, which PostgreSQL's jsonb cannot store")]
+    Nul,
+    /// A number PostgreSQL's numeric cannot hold though a float can
+    /// (more than 16383 digits after the point, e.g. `1e-20000`, or an
+    /// exponent over 131071, e.g. `0e2000000000`).
+    #[error("a number PostgreSQL's numeric cannot hold (more than 16383 digits after the point, or an exponent over 131071)")]
+    Number,
+}
+
+impl LineError {
+    /// Every reason, in a fixed order (for "logged once per reason").
+    pub const ALL: [LineError; 3] = [LineError::NotJson, LineError::Nul, LineError::Number];
+}
+
+/// The most digits after the point PostgreSQL's numeric holds
+/// (NUMERIC_DSCALE_MAX).
+const PG_MAX_SCALE: i64 = 16383;
+/// The largest exponent it takes (about its most digits before the point).
+const PG_MAX_EXP: i64 = 131071;
+
+/// Checks one alert or counter line: JSON that PostgreSQL's `jsonb`
+/// accepts.
+pub fn check_line(line: &str) -> Result<(), LineError> {
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|_| LineError::NotJson)?;
+    if has_nul(&v) {
+        return Err(LineError::Nul);
+    }
+    if !numbers(line).all(numeric_holds) {
+        return Err(LineError::Number);
+    }
+    Ok(())
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value as V;
+    match v {
+        V::String(s) => s.contains('\0'),
+        V::Array(a) => a.iter().any(has_nul),
+        V::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// The number literals of a line that is JSON already.
+fn numbers(line: &str) -> impl Iterator<Item = &str> + '_ {
+    let b = line.as_bytes();
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        while at < b.len() {
+            match b[at] {
+                b'"' => {
+                    at += 1;
+                    while at < b.len() && b[at] != b'"' {
+                        at += if b[at] == b'\\' { 2 } else { 1 };
+                    }
+                    at += 1;
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = at;
+                    while at < b.len()
+                        && matches!(b[at], b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+                    {
+                        at += 1;
+                    }
+                    return Some(&line[start..at]);
+                }
+                _ => at += 1,
+            }
+        }
+        None
+    })
+}
+
+/// Whether PostgreSQL's numeric takes a JSON number literal: its scale
+/// (digits after the point, less the exponent) and its exponent in range.
+fn numeric_holds(num: &str) -> bool {
+    let (mantissa, exp) = match num.find(['e', 'E']) {
+        Some(i) => match num[i + 1..].parse::<i64>() {
+            Ok(e) => (&num[..i], e),
+            Err(_) => return false,
+        },
+        None => (num, 0),
+    };
+    let frac = mantissa.find('.').map_or(0, |i| mantissa.len() - i - 1) as i64;
+    exp <= PG_MAX_EXP && frac.saturating_sub(exp) <= PG_MAX_SCALE
+}
+
 /// What a batch holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -83,6 +179,11 @@ pub struct Batch {
     pub first_seq: u64,
     pub interfaces: Vec<(u32, String)>,
     pub body: Body,
+    /// Lines of an alerts or counters batch that PostgreSQL would refuse
+    /// ([`check_line`]), by index: [`Batch::decode`] finds them, the
+    /// collector stores the batch without them (their sequence numbers
+    /// stay unused). Empty for a batch being sent.
+    pub bad_lines: Vec<(usize, LineError)>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -146,7 +247,8 @@ impl Batch {
         b
     }
 
-    /// Reads a batch; a message that is not one says why.
+    /// Reads a batch; a message that is not one says why. Lines that are
+    /// not JSON PostgreSQL accepts are listed in `bad_lines`.
     pub fn decode(b: &[u8]) -> Result<Batch, WireError> {
         let mut r = Reader { b, at: 0 };
         if r.take(4)? != MAGIC {
@@ -172,6 +274,7 @@ impl Batch {
             let n = r.u8()? as usize;
             interfaces.push((i, r.string(n)?));
         }
+        let mut bad_lines = Vec::new();
         let body = match kind {
             Kind::Events => {
                 let rows = r.take(count.checked_mul(ROW).ok_or(WireError::CountOverflows)?)?;
@@ -179,9 +282,13 @@ impl Batch {
             }
             k => {
                 let mut lines = Vec::with_capacity(count.min(1 << 16));
-                for _ in 0..count {
+                for i in 0..count {
                     let n = u32::from_le_bytes(r.take(4)?.try_into().expect("4")) as usize;
-                    lines.push(r.string(n)?);
+                    let line = r.string(n)?;
+                    if let Err(e) = check_line(&line) {
+                        bad_lines.push((i, e));
+                    }
+                    lines.push(line);
                 }
                 Body::Lines(k, lines)
             }
@@ -196,6 +303,7 @@ impl Batch {
             first_seq,
             interfaces,
             body,
+            bad_lines,
         })
     }
 }
@@ -268,6 +376,7 @@ mod tests {
             first_seq: 41,
             interfaces: vec![(3, "wan0".into()), (7, "pppoe-wan".into())],
             body: Body::Events((0..100).map(rec).collect()),
+            bad_lines: vec![],
         };
         assert_eq!(Batch::decode(&b.encode()).unwrap(), b);
         let a = Batch {
@@ -278,6 +387,7 @@ mod tests {
                 Kind::Alerts,
                 vec!["{\"kind\":\"port_scan\"}".into(), "{}".into()],
             ),
+            bad_lines: vec![],
         };
         assert_eq!(Batch::decode(&a.encode()).unwrap(), a);
     }
@@ -289,6 +399,7 @@ mod tests {
             first_seq: 0,
             interfaces: vec![(1, "eth0".into())],
             body: Body::Events((0..3).map(rec).collect()),
+            bad_lines: vec![],
         }
         .encode();
         for cut in [0, 3, 5, 10, b.len() - 1] {
@@ -310,6 +421,47 @@ mod tests {
         // count field: after magic(4) kind(1) len(1) "s"(1) seq(8)
         count[15..19].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(Batch::decode(&count).is_err());
+    }
+
+    #[test]
+    fn lines_postgres_refuses_are_listed_the_rest_kept_in_place() {
+        let lines: Vec<String> = [
+            r#"{"kind":"port_scan","n":1.5e-400}"#,
+            r#"{"kind":"x","note":"a\u0000b"}"#,
+            r#"{"kind":"x"#,
+            r#"{"ok":"\ud83d\ude00 [1e5] \"1e-20000\""}"#,
+            r#"{"a\u0000":1}"#,
+            r#"[1e-20000]"#,
+            r#"{"z":0e2000000000}"#,
+            r#""\ud800""#,
+            r#"{"big":123456789012345678901234567890,"small":-0.25E+3}"#,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let b = Batch {
+            sensor: "edge-1".into(),
+            first_seq: 10,
+            interfaces: vec![],
+            body: Body::Lines(Kind::Alerts, lines.clone()),
+            bad_lines: vec![],
+        };
+        let d = Batch::decode(&b.encode()).unwrap();
+        use LineError::*;
+        assert_eq!(
+            d.bad_lines,
+            vec![
+                (1, Nul),
+                (2, NotJson),
+                (4, Nul),
+                (5, Number),
+                (6, Number),
+                (7, NotJson)
+            ]
+        );
+        // Every line still there: a line's sequence number is its index.
+        assert_eq!(d.body, Body::Lines(Kind::Alerts, lines));
+        assert!(Nul.to_string().contains("\\u0000"), "{}", Nul);
     }
 
     #[test]

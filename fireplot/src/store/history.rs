@@ -71,6 +71,24 @@ pub trait History: Send {
     /// The live stream's cursor: the newest event's, and events after one.
     fn last_cursor(&self) -> Result<i64, StoreError>;
     fn events_after(&self, after: i64, limit: u32) -> Result<Vec<(i64, Record)>, StoreError>;
+    /// Whether a row may become visible with a cursor below the newest
+    /// one already visible: several writers commit at once and a lower
+    /// cursor can commit last (PostgreSQL's collectors). Then the live
+    /// stream also re-reads the recent gaps below its cursor.
+    fn late_rows(&self) -> bool {
+        false
+    }
+    /// `events_after`, and the rows whose cursors lie inside one of `gaps`
+    /// (open intervals (lo, hi)), all in cursor order, `limit` at most.
+    fn events_after_and_in(
+        &self,
+        after: i64,
+        gaps: &[(i64, i64)],
+        limit: u32,
+    ) -> Result<Vec<(i64, Record)>, StoreError> {
+        let _ = gaps;
+        self.events_after(after, limit)
+    }
     /// Top (protocol, port)s and the number of events (from per-hour bins
     /// where there are some).
     fn top_ports(&self, filter: &Filter, n: usize) -> Result<(u64, PortCounts), StoreError> {

@@ -89,6 +89,9 @@ pub struct WebOptions {
     pub history: Arc<dyn crate::store::HistorySource>,
     /// What the title calls the input.
     pub label: String,
+    /// The history is a file's, loaded once (`serve --events`): nothing
+    /// new arrives, so the page is a view of the file, not live.
+    pub file_view: bool,
 }
 
 impl WebOptions {
@@ -161,6 +164,8 @@ impl<T: Clone> Cache<T> {
 pub struct Shared {
     pub history: Arc<dyn crate::store::HistorySource>,
     pub label: String,
+    /// A file's history (`WebOptions::file_view`).
+    pub file_view: bool,
     pub token: Option<String>,
     /// The daemon's latest counter summary (JSON), when running inside it.
     pub live_summary: Option<watch::Receiver<Option<String>>>,
@@ -200,6 +205,7 @@ impl Shared {
         Ok(Shared {
             history: opts.history.clone(),
             label: opts.label.clone(),
+            file_view: opts.file_view,
             token: opts.token.clone(),
             live_summary,
             scratch,
@@ -363,4 +369,4 @@ pub async fn serve(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -64,18 +64,23 @@ fn fixture(tag: &str) -> PathBuf {
 }
 
 fn app(db: PathBuf, token: Option<&str>) -> Router {
-    let opts = WebOptions {
+    app_with(&WebOptions {
         listen: "127.0.0.1:0".parse().unwrap(),
         token: token.map(String::from),
         history: Arc::new(crate::store::SqliteHistory(db)),
         label: "fixture".into(),
-    };
-    // The sender is dropped: the flag stays false (never stopping).
-    let (_, stopping) = tokio::sync::watch::channel(false);
-    router(Arc::new(Shared::new(&opts, None, stopping).unwrap()))
+        file_view: false,
+    })
 }
 
-async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
+/// The console's routes for `opts`, as `serve` makes them.
+pub(crate) fn app_with(opts: &WebOptions) -> Router {
+    // The sender is dropped: the flag stays false (never stopping).
+    let (_, stopping) = tokio::sync::watch::channel(false);
+    router(Arc::new(Shared::new(opts, None, stopping).unwrap()))
+}
+
+pub(crate) async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec<u8>) {
     let resp = app
         .clone()
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
@@ -93,7 +98,7 @@ async fn get(app: &Router, uri: &str) -> (StatusCode, axum::http::HeaderMap, Vec
     (status, headers, body)
 }
 
-async fn json(app: &Router, uri: &str) -> serde_json::Value {
+pub(crate) async fn json(app: &Router, uri: &str) -> serde_json::Value {
     let (st, _, body) = get(app, uri).await;
     assert_eq!(
         st,
@@ -316,6 +321,7 @@ fn listening_beyond_loopback_needs_a_token() {
         token: token.map(String::from),
         history: Arc::new(crate::store::SqliteHistory("x.db".into())),
         label: String::new(),
+        file_view: false,
     };
     assert!(opts("127.0.0.1:8780", None).check().is_ok());
     assert!(opts("[::1]:8780", None).check().is_ok());

@@ -276,6 +276,7 @@ impl Console {
                 token,
                 history: std::sync::Arc::new(crate::store::SqliteHistory(path)),
                 label: args.label(),
+                file_view: false,
             };
             let listener = crate::web::bind(&opts).await?;
             task = Some(tokio::spawn(crate::web::serve(

@@ -347,6 +347,7 @@ impl RunArgs {
                 token,
                 history: std::sync::Arc::new(crate::store::SqliteHistory(PathBuf::new())),
                 label: String::new(),
+                file_view: false,
             }
             .check()?;
         }

@@ -130,8 +130,7 @@ impl Detection {
                 p.alert(line.clone());
             }
             if let Some(w) = store {
-                let first = crate::record::parse_rfc3339_ns(&a.first_seen).unwrap_or(0);
-                let last = crate::record::parse_rfc3339_ns(&a.last_seen).unwrap_or(first);
+                let (first, last) = crate::cmd::detect::alert_span(&a);
                 w.alert(first, last, &a.kind, line);
             }
             log::info!("alert {} {}: {}", a.status, a.kind, a.summary);

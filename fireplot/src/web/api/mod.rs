@@ -221,7 +221,7 @@ pub async fn source_page(Path(ip): Path<String>) -> Answer {
 pub async fn view(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
     let p = params(&q, &[VIEW_KEYS])?;
     let mut v = View::parse(&p, now_ns())?;
-    let label = s.label.clone();
+    let (label, file_view) = (s.label.clone(), s.file_view);
     let (v, ifs, span) = with_store(&s, false, move |st| {
         resolve(st, &mut v)?;
         let ifs = st.interfaces().map_err(server)?;
@@ -247,7 +247,9 @@ pub async fn view(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer
         "to_ns": v.filter.to_ns.to_string(),
         "from_ms": v.filter.from_ns / 1_000_000,
         "to_ms": v.filter.to_ns / 1_000_000,
-        "live": v.live,
+        // A file's view never grows: no live stream.
+        "live": v.live && !file_view,
+        "file_view": file_view,
         "width": l.width, "height": l.height,
         "left": l.left, "right": l.right, "top": l.top,
         "ports_bottom": l.ports_bottom, "lane_top": l.lane_top, "lane_row": l.lane_row,

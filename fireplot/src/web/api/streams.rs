@@ -1,5 +1,7 @@
 //! What keeps flowing: the live events (SSE) and the Logstalgia feed.
 
+use std::time::Instant;
+
 use futures_util::StreamExt;
 
 use super::*;
@@ -71,10 +73,72 @@ struct Batch {
     records: Vec<Record>,
 }
 
+/// How long a gap below the live cursor is read again: a transaction
+/// that took its cursors longer than this before its commit shows at the
+/// next redraw only.
+const GAP_LIFE: Duration = Duration::from_secs(30);
+
+/// Gaps read again at most (the oldest are given up first).
+const MAX_GAPS: usize = 64;
+
+/// Where a live stream is: the newest cursor it read and, for a history
+/// whose rows may become visible late (`History::late_rows`), the recent
+/// gaps below it: cursors not seen, which a transaction still open may
+/// fill (or one rolled back, or rows of another sensor, never will).
+#[derive(Debug, Clone)]
+struct Cursor {
+    after: i64,
+    /// Open intervals (lo, hi), in order, each with when it was seen.
+    gaps: Vec<(i64, i64, Instant)>,
+}
+
+impl Cursor {
+    fn new(after: i64) -> Cursor {
+        Cursor {
+            after,
+            gaps: Vec::new(),
+        }
+    }
+
+    fn gaps(&self) -> Vec<(i64, i64)> {
+        self.gaps.iter().map(|g| (g.0, g.1)).collect()
+    }
+
+    /// Notes the cursors of the rows read (in order): each closes the
+    /// part of a gap it was in, or moves the cursor on, leaving a gap
+    /// behind when `late` and it skipped some. Gaps older than `GAP_LIFE`
+    /// and beyond `MAX_GAPS` are given up.
+    fn saw(&mut self, ids: impl Iterator<Item = i64>, late: bool, now: Instant) {
+        for id in ids {
+            if id > self.after {
+                if late && id > self.after + 1 {
+                    self.gaps.push((self.after, id, now));
+                }
+                self.after = id;
+            } else if let Some(i) = self.gaps.iter().position(|g| g.0 < id && id < g.1) {
+                let (lo, hi, since) = self.gaps[i];
+                self.gaps.remove(i);
+                let parts = [(id, hi), (lo, id)];
+                for (a, b) in parts {
+                    if b - a > 1 {
+                        self.gaps.insert(i, (a, b, since));
+                    }
+                }
+            }
+        }
+        self.gaps
+            .retain(|g| now.saturating_duration_since(g.2) < GAP_LIFE);
+        let extra = self.gaps.len().saturating_sub(MAX_GAPS);
+        self.gaps.drain(..extra);
+    }
+}
+
 /// The rows stored after `after` that match `filter` (its time range
 /// aside: whatever arrives from now on), polled every 500 ms (the first
 /// poll at once if `now`) until the server stops. `permit` is the stream's
-/// slot, held as long as it runs.
+/// slot, held as long as it runs. Over a history whose rows may commit out
+/// of cursor order (PostgreSQL), each poll also reads the gaps left behind
+/// in the last `GAP_LIFE`, so a row committed late is still sent (once).
 fn follow(
     s: &Shared,
     after: i64,
@@ -86,7 +150,8 @@ fn follow(
     filter.from_ns = i64::MIN;
     filter.to_ns = i64::MAX;
     let (db, stopping) = (s.history.clone(), s.stopping.clone());
-    futures_util::stream::unfold((after, permit, now), move |(after, permit, now)| {
+    let cursor = Cursor::new(after);
+    futures_util::stream::unfold((cursor, permit, now), move |(mut cursor, permit, now)| {
         let (db, filter, stopping) = (db.clone(), filter.clone(), stopping.clone());
         async move {
             if !now {
@@ -95,21 +160,26 @@ fn follow(
             if *stopping.borrow() {
                 return None;
             }
-            let rows = tokio::task::spawn_blocking(move || {
-                db.open().ok()?.events_after(after, LIVE_BATCH).ok()
+            let (after, gaps) = (cursor.after, cursor.gaps());
+            let (late, rows) = tokio::task::spawn_blocking(move || {
+                let db = db.open().ok()?;
+                let late = db.late_rows();
+                let rows = db.events_after_and_in(after, &gaps, LIVE_BATCH).ok()?;
+                Some((late, rows))
             })
             .await
             .ok()
             .flatten()
             .unwrap_or_default();
-            let last = rows.last().map(|r| r.0);
+            cursor.saw(rows.iter().map(|r| r.0), late, Instant::now());
+            let last = (!rows.is_empty()).then_some(cursor.after);
             let records = rows
                 .into_iter()
                 .filter(|(_, r)| filter.matches(r))
                 .map(|(_, r)| r)
                 .collect();
             let batch = Batch { last, records };
-            Some((batch, (last.unwrap_or(after), permit, false)))
+            Some((batch, (cursor, permit, false)))
         }
     })
 }
@@ -176,4 +246,48 @@ pub async fn logstalgia(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> 
     })
     .await?;
     Ok((text_plain, text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Cursor, GAP_LIFE, MAX_GAPS};
+
+    #[test]
+    fn a_late_row_fills_its_gap_and_is_read_once() {
+        let t = Instant::now();
+        let mut c = Cursor::new(10);
+        // 11 and 12 are still in an open transaction; 13..=14 committed.
+        c.saw([13, 14].into_iter(), true, t);
+        assert_eq!((c.after, c.gaps()), (14, vec![(10, 13)]));
+        // 12 commits: the gap shrinks to 11.
+        c.saw([12].into_iter(), true, t);
+        assert_eq!(c.gaps(), vec![(10, 12)]);
+        c.saw([11, 15].into_iter(), true, t);
+        assert_eq!((c.after, c.gaps()), (15, vec![]));
+        // A row inside a gap splits it.
+        c.saw([20].into_iter(), true, t);
+        c.saw([17].into_iter(), true, t);
+        assert_eq!(c.gaps(), vec![(15, 17), (17, 20)]);
+        // Without late rows (SQLite) no gap is kept.
+        let mut s = Cursor::new(0);
+        s.saw([5, 9].into_iter(), false, t);
+        assert_eq!((s.after, s.gaps()), (9, vec![]));
+    }
+
+    #[test]
+    fn gaps_are_given_up_when_old_or_too_many() {
+        let t = Instant::now();
+        let mut c = Cursor::new(0);
+        c.saw([2].into_iter(), true, t);
+        c.saw([].into_iter(), true, t + GAP_LIFE + Duration::from_secs(1));
+        assert_eq!(c.gaps(), vec![]);
+        let ids: Vec<i64> = (1..=(MAX_GAPS as i64 + 10)).map(|i| 2 + 2 * i).collect();
+        c.saw(ids.iter().copied(), true, t + GAP_LIFE * 2);
+        assert_eq!(c.gaps().len(), MAX_GAPS);
+        // The newest are kept.
+        let last = *ids.last().unwrap();
+        assert_eq!(c.gaps().last(), Some(&(last - 2, last)));
+    }
 }

@@ -132,6 +132,15 @@ async function load() {
     showError(e);
     return;
   }
+  if (geo.file_view && mode === "live" && geo.span_ms) {
+    // A file is not live: its front page is the whole file.
+    mode = "range";
+    view.delete("last");
+    view.delete("since");
+    view.set("from", String(geo.span_ms[0]));
+    view.set("to", String(geo.span_ms[1] + 1000));
+    return load();
+  }
   document.body.className = view.get("theme") === "light" ? "light" : "dark";
   $("title").textContent = mode === "source" ? `source ${sourceIp}` : geo.label;
   $("range").textContent = `${fmtTime(geo.from_ms)} – ${fmtTime(geo.to_ms)} (${geo.zone})`;
@@ -167,6 +176,10 @@ async function load() {
   loadStats();
   if (mode === "source") loadSource();
   if (geo.live) startLive(); else stopLive();
+  if (geo.file_view) {
+    $("status").textContent = "file view (not live)";
+    $("status").className = "file";
+  }
 }
 
 function setupNav() {
@@ -181,8 +194,9 @@ function setupNav() {
   nav("prev", day && day.prev ? pageUrl(`/day/${day.prev}`, extra) : null);
   nav("next", day && day.next ? pageUrl(`/day/${day.next}`, extra) : null);
   nav("today", pageUrl(`/day/${geo.today}`, extra));
-  nav("live", pageUrl("/", extra));
-  nav("midnight", pageUrl("/", Object.assign({ since: "midnight" }, extra)));
+  // A file's view has no "now": its whole span instead of live.
+  nav("live", geo.file_view ? null : pageUrl("/", extra));
+  nav("midnight", geo.file_view ? null : pageUrl("/", Object.assign({ since: "midnight" }, extra)));
 }
 
 let filtersFilled = false;
