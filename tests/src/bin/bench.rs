@@ -199,6 +199,8 @@ struct Frames {
     reply_tcp6: Vec<u8>,
     syn: Vec<u8>,
     udp6: Vec<u8>,
+    /// UDP from a reflection port (DNS): its aggregate keeps the port.
+    reflection: Vec<u8>,
     malformed: Vec<u8>,
     egress_ack: Vec<u8>,
 }
@@ -222,6 +224,7 @@ impl Frames {
             reply_udp: v4(OUTSIDE_V4, INSIDE_V4, udp(53, 5000)),
             reply_tcp6: v6(OUTSIDE_V6, INSIDE_V6, tcp(443, 40000, ACK)),
             udp6: v6(OUTSIDE_V6, INSIDE_V6, udp(55555, 53)),
+            reflection: v4(OUTSIDE_V4, INSIDE_V4, udp(53, 55555)),
             malformed: syn[..30].to_vec(),
             syn,
             egress_ack: v4(INSIDE_V4, OUTSIDE_V4, tcp(40000, 443, ACK)),
@@ -287,6 +290,10 @@ fn xdp_figures(repeat: u32, runs: usize) -> Result<XdpFigures> {
     rows.push((
         "unsolicited, rate-limited source (suppressed)".into(),
         xdp_ns(&mut l, PROG_INGRESS, &f.syn, repeat, runs)?,
+    ));
+    rows.push((
+        "UDP from port 53, rate-limited (suppressed)".into(),
+        xdp_ns(&mut l, PROG_INGRESS, &f.reflection, repeat, runs)?,
     ));
     let egress = egress_ns(&mut s, &f.egress_ack, repeat, runs)?;
     Ok(XdpFigures {
