@@ -5,7 +5,8 @@
 use fireplot_common::{
     agg::{AggKey, AggValue},
     event::{PKT_AGGREGATE, PKT_AGG_DST_PREFIX, PKT_AGG_ONE_SOURCE, PKT_FRAGMENT},
-    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6},
+    proto::{IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    vector::{tcp_vector, VECTOR_ACK, VECTOR_RST, VECTOR_SYN, VECTOR_SYN_ACK},
 };
 
 use super::Record;
@@ -50,7 +51,7 @@ impl Record {
             dst: k.dst_addr(),
             sport: k.sport,
             dport: k.dport,
-            tcp_flags: v.tcp_flags,
+            tcp_flags: tcp_flags(k, v.tcp_flags),
             ttl: 0,
             len: ((v.bytes + packets / 2) / packets).min(u16::MAX as u64) as u16,
             class: k.class,
@@ -66,6 +67,23 @@ impl Record {
     }
 }
 
+/// The TCP flags of an aggregate: its packets' flags OR-ed, unless that
+/// mix falls in another flag class than the key's (SYN|FIN and FIN|ACK are
+/// both "other", their OR a SYN-ACK): then the class's own flags, so the
+/// record's vector is the kernel's.
+fn tcp_flags(k: &AggKey, ored: u8) -> u8 {
+    if k.proto != IPPROTO_TCP || k.fragment != 0 || tcp_vector(ored) == k.vector {
+        return ored;
+    }
+    match k.vector {
+        VECTOR_SYN => TCP_SYN,
+        VECTOR_SYN_ACK => TCP_SYN | TCP_ACK,
+        VECTOR_ACK => TCP_ACK,
+        VECTOR_RST => TCP_RST,
+        _ => TCP_FIN,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
@@ -74,7 +92,7 @@ mod tests {
         agg::{AggKey, AggValue, DST_PREFIX_V4, DST_PREFIX_V6, PREFIX_V4},
         event::Class,
         proto::{FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_PSH, TCP_SYN},
-        vector::{VECTOR_ACK, VECTOR_SYN},
+        vector::{VECTOR_TCP_OTHER},
     };
 
     use super::*;
@@ -161,6 +179,11 @@ mod tests {
         k.vector = VECTOR_ACK;
         v.tcp_flags = TCP_ACK | TCP_PSH;
         assert_eq!(round_trip(&Record::from_aggregate(&k, &v, 0)).flags, "PSH|ACK");
+        // SYN|FIN and FIN|ACK are both "other"; their OR is not a SYN-ACK.
+        k.vector = VECTOR_TCP_OTHER;
+        v.tcp_flags = TCP_SYN | TCP_FIN | TCP_ACK;
+        let other = Record::from_aggregate(&k, &v, 0);
+        assert_eq!(tcp_vector(other.tcp_flags), VECTOR_TCP_OTHER);
 
         let (mut k, v) = agg(1, 0);
         k.vector = 8;
