@@ -228,7 +228,6 @@ fn syn_burst(lab: &Lab) {
     });
     let a = the_alert(&c, "flood", None);
     assert_eq!(a["sources"], serde_json::json!([addr::INET_V4]), "{a}");
-    assert_eq!(a["ports"]["min"], 80, "{a}");
     assert!(
         !c.alerts.iter().any(|a| a["kind"] == "ddos"),
         "one source is not a distributed attack: {:#?}",
