@@ -79,11 +79,16 @@ pub const PKT_DARK_PORT: u8 = 0x10;
 /// Record flag (userspace only, never set by the kernel on an event): the
 /// record is an aggregate of many packets (`fireplot_common::agg`): its
 /// source is the /24 or /48 they came from (none when the kernel's table
-/// was full), its count the packets, its length their mean.
+/// was full), its destination theirs, its count the packets, its length
+/// their mean (bytes ≈ length × count).
 pub const PKT_AGGREGATE: u8 = 0x20;
 /// Record flag (userspace only): an aggregate whose packets all came from
 /// one source; its `src` is that exact address, not a prefix.
 pub const PKT_AGG_ONE_SOURCE: u8 = 0x40;
+/// Record flag (userspace only): an aggregate of the coarse table, whose
+/// `dst` is the /24 or /64 of its destinations (`agg::DST_PREFIX_V4`,
+/// `agg::DST_PREFIX_V6`), not one address.
+pub const PKT_AGG_DST_PREFIX: u8 = 0x80;
 
 /// One inbound packet the classifier reported.
 ///

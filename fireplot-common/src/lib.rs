@@ -11,6 +11,7 @@ pub mod event;
 pub mod flood;
 pub mod flow;
 pub mod proto;
+pub mod vector;
 
 /// Size of one struct, checked at compile time against the layout the kernel
 /// side and userspace both assume.

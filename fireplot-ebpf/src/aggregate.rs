@@ -5,11 +5,15 @@
 
 use aya_ebpf::programs::XdpContext;
 use fireplot_common::{
-    agg::{prefix_mask, AggKey, AggValue, PREFIX_V4, PREFIX_V6},
+    agg::{
+        dst_prefix_mask, prefix_mask, AggKey, AggValue, DST_PREFIX_V4, DST_PREFIX_V6, PREFIX_V4,
+        PREFIX_V6,
+    },
     config::Config,
     counters::Misc,
-    event::Class,
-    proto::{FAMILY_V4, FAMILY_V6},
+    event::{Class, PKT_FRAGMENT},
+    proto::{FAMILY_V4, FAMILY_V6, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, IPPROTO_UDP},
+    vector::{is_reflection_port, tcp_vector},
 };
 
 use crate::{bump, ingress::Probe, AGGREGATES, AGG_COARSE, BUDGET, RATE_SLOTS};
@@ -128,16 +132,28 @@ fn agg_add(
     false
 }
 
-/// Counts a packet that is not sent as an event in its aggregate: its
-/// source prefix's, else (`AGGREGATES` full) one without the source in
-/// `AGG_COARSE`, else (both full) lost, and counted.
+/// The key of a packet's aggregate in `AGGREGATES`: its source prefix,
+/// its destination, and what names its vector (the TCP flag class, the
+/// ICMP type, a reflection source port, the fragment bit).
 #[inline(always)]
-pub fn aggregate(ctx: &XdpContext, p: &Probe, class: Class, now_ns: u64) {
+fn key_of(ctx: &XdpContext, p: &Probe, class: Class, fragment: bool, now_ns: u64) -> AggKey {
     let mask = prefix_mask(p.family);
-    let mut key = AggKey {
+    let (sport, vector) = if fragment {
+        (0, 0)
+    } else {
+        match p.proto {
+            IPPROTO_TCP => (0, tcp_vector(p.tcp_flags)),
+            IPPROTO_UDP if is_reflection_port(p.sport) => (p.sport, 0),
+            IPPROTO_ICMP | IPPROTO_ICMPV6 => (0, p.icmp_type),
+            _ => (0, 0),
+        }
+    };
+    AggKey {
         src: [p.src[0] & mask[0], p.src[1] & mask[1]],
+        dst: p.dst,
         sec: now_ns / 1_000_000_000,
         ifindex: ctx.ingress_ifindex() as u32,
+        sport,
         dport: p.dport,
         family: p.family,
         proto: p.proto,
@@ -149,15 +165,37 @@ pub fn aggregate(ctx: &XdpContext, p: &Probe, class: Class, now_ns: u64) {
         } else {
             0
         },
-        _pad: [0; 6],
-    };
+        vector,
+        fragment: fragment as u8,
+        dst_prefix: 0,
+        _pad: 0,
+    }
+}
+
+/// Counts a packet that is not sent as an event in its aggregate
+/// (`pkt_flags`: its `PKT_*` bits, of which the fragment bit is read): its
+/// source prefix's and destination's, else (`AGGREGATES` full) one without
+/// the source and with the destination's /24 or /64 in `AGG_COARSE`, else
+/// (both full) lost, and counted.
+#[inline(always)]
+pub fn aggregate(ctx: &XdpContext, p: &Probe, class: Class, pkt_flags: u8, now_ns: u64) {
+    let mut key = key_of(ctx, p, class, pkt_flags & PKT_FRAGMENT != 0, now_ns);
     let len = (ctx.data_end() - ctx.data()) as u64;
     if agg_add(&AGGREGATES, &key, &p.src, len, p.tcp_flags) {
         bump(Misc::Aggregated.index());
         return;
     }
+    let dst_mask = dst_prefix_mask(p.family);
     key.src = [0; 2];
     key.prefix = 0;
+    key.dst = [p.dst[0] & dst_mask[0], p.dst[1] & dst_mask[1]];
+    key.dst_prefix = if p.family == FAMILY_V4 {
+        DST_PREFIX_V4
+    } else if p.family == FAMILY_V6 {
+        DST_PREFIX_V6
+    } else {
+        0
+    };
     if agg_add(&AGG_COARSE, &key, &p.src, len, p.tcp_flags) {
         bump(Misc::Aggregated.index());
         bump(Misc::AggCoarse.index());

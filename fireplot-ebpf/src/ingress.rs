@@ -411,7 +411,7 @@ fn emit(
     };
     if let Some(why) = held {
         bump(why.index());
-        return aggregate(ctx, p, class, coarse_ns);
+        return aggregate(ctx, p, class, pkt_flags, coarse_ns);
     }
     let mut pkt_flags = pkt_flags;
     if cfg.mark_dark != 0 && class as u8 == Class::Unsolicited as u8 {
@@ -425,7 +425,7 @@ fn emit(
     };
     let Some(mut entry) = EVENTS.reserve::<Event>(0) else {
         bump(Misc::RingFull.index());
-        return aggregate(ctx, p, class, coarse_ns);
+        return aggregate(ctx, p, class, pkt_flags, coarse_ns);
     };
     let mut ev = Event::zeroed();
     ev.ts_ns = now_ns;

@@ -87,8 +87,9 @@ static BUDGET: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static AGGREGATES: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(65_536, 0);
 
-/// Aggregates without their source (`prefix` 0), for when `AGGREGATES` is
-/// full: a flood from everywhere still counts per port and second.
+/// Aggregates without their source (`prefix` 0) and with the destination's
+/// /24 or /64 (`dst_prefix`), for when `AGGREGATES` is full: a flood from
+/// everywhere on a whole network still counts per port, vector and second.
 #[map]
 static AGG_COARSE: PerCpuHashMap<AggKey, AggValue> = PerCpuHashMap::with_max_entries(16_384, 0);
 

@@ -1542,6 +1542,108 @@ fn a_flood_on_one_target_is_aggregated_and_a_scan_keeps_its_events() {
     assert_accounted(&mut h, frames, events.len() as u64, packets);
 }
 
+/// An address as the kernel's key holds it: two native-endian words of
+/// packet-order bytes.
+fn words(a: IpAddr) -> [u64; 2] {
+    let mut b = [0u8; 16];
+    match a {
+        IpAddr::V4(v) => b[..4].copy_from_slice(&v.octets()),
+        IpAddr::V6(v) => b = v.octets(),
+    }
+    [
+        u64::from_le_bytes(b[..8].try_into().unwrap()),
+        u64::from_le_bytes(b[8..].try_into().unwrap()),
+    ]
+}
+
+/// A harness whose every unsolicited packet is aggregated (at the frozen
+/// instant): the CPU's budget of one event went to a first packet.
+fn aggregating() -> Harness {
+    pin_to_cpu(0);
+    let cpus = fireplot::sensor::online_cpus().expect("online CPUs");
+    let limits = Limits {
+        rate_limit: 0,
+        target_limit: 0,
+        event_budget: cpus,
+        ..Limits::default()
+    };
+    let mut h = Harness::new(limits, &[], 1 << 20);
+    frozen(&mut h, &v4(OTHER_V4, INSIDE_V4, tcp(1, 9, SYN)), 1);
+    assert_eq!(h.drain().len(), 1, "the budget's one event");
+    h
+}
+
+/// What an aggregate's key says of its packets' destination and vector:
+/// (destination, protocol, source port, destination port, vector, fragment).
+type VectorKey = ([u64; 2], u8, u16, u16, u8, u8);
+
+/// Aggregate keys, row by row: each frame and the key it is counted
+/// under. The destination is in the key; TCP is split by flag class (a SYN
+/// and an ACK to one port are two aggregates, ECE/CWR change nothing);
+/// UDP keeps its source port only when it is a reflection port; ICMP keeps
+/// its type; a fragment is marked.
+#[test]
+fn aggregate_keys_hold_destination_and_vector() {
+    if !privileged("aggregate_keys_hold_destination_and_vector") {
+        return;
+    }
+    use fireplot_common::{
+        agg::{PREFIX_V4, PREFIX_V6},
+        vector::{VECTOR_ACK, VECTOR_RST, VECTOR_SYN, VECTOR_SYN_ACK, VECTOR_TCP_OTHER},
+    };
+    const OTHER_INSIDE_V4: [u8; 4] = [198, 18, 1, 3];
+    let (d4, d6) = (words(a4(INSIDE_V4)), words(a6(INSIDE_V6)));
+    let (u, t) = (IPPROTO_UDP, IPPROTO_TCP);
+    let rows: Vec<(&str, Vec<u8>, VectorKey)> = vec![
+        ("SYN", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN)), (d4, t, 0, 80, VECTOR_SYN, 0)),
+        ("SYN|ECE|CWR: a SYN", v4(OUTSIDE_V4, INSIDE_V4, tcp(1001, 80, SYN | ECE | CWR)), (d4, t, 0, 80, VECTOR_SYN, 0)),
+        ("ACK, same port", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, ACK)), (d4, t, 0, 80, VECTOR_ACK, 0)),
+        ("ACK|PSH: an ACK", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, ACK | PSH)), (d4, t, 0, 80, VECTOR_ACK, 0)),
+        ("SYN-ACK", v4(OUTSIDE_V4, INSIDE_V4, tcp(80, 40001, SYN | ACK)), (d4, t, 0, 40001, VECTOR_SYN_ACK, 0)),
+        ("RST|ACK: a RST", v4(OUTSIDE_V4, INSIDE_V4, tcp(80, 40001, RST | ACK)), (d4, t, 0, 40001, VECTOR_RST, 0)),
+        ("FIN|PSH|URG: other", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, FIN | PSH | URG)), (d4, t, 0, 80, VECTOR_TCP_OTHER, 0)),
+        ("SYN to another host", v4(OUTSIDE_V4, OTHER_INSIDE_V4, tcp(1000, 80, SYN)), (words(a4(OTHER_INSIDE_V4)), t, 0, 80, VECTOR_SYN, 0)),
+        ("UDP from DNS", v4(OUTSIDE_V4, INSIDE_V4, udp(53, 40000)), (d4, u, 53, 40000, 0, 0)),
+        ("UDP from memcached", v4(OUTSIDE_V4, INSIDE_V4, udp(11211, 40000)), (d4, u, 11211, 40000, 0, 0)),
+        ("UDP from 40000: port dropped", v4(OUTSIDE_V4, INSIDE_V4, udp(40000, 40000)), (d4, u, 0, 40000, 0, 0)),
+        ("UDP from 40001: the same", v4(OUTSIDE_V4, INSIDE_V4, udp(40001, 40000)), (d4, u, 0, 40000, 0, 0)),
+        ("ICMP echo", v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 7)), (d4, IPPROTO_ICMP, 0, 0, 8, 0)),
+        ("ICMP echo, another id", v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 9)), (d4, IPPROTO_ICMP, 0, 0, 8, 0)),
+        ("ICMP timestamp", v4(OUTSIDE_V4, INSIDE_V4, icmp(13, 0, 0)), (d4, IPPROTO_ICMP, 0, 0, 13, 0)),
+        ("IPv4 fragment", v4_fragment(OUTSIDE_V4, INSIDE_V4, u), (d4, u, 0, 0, 0, 1)),
+        ("IPv6 SYN", v6(OUTSIDE_V6, INSIDE_V6, tcp(1000, 80, SYN)), (d6, t, 0, 80, VECTOR_SYN, 0)),
+        ("IPv6 UDP from NTP", v6(OUTSIDE_V6, INSIDE_V6, udp(123, 40000)), (d6, u, 123, 40000, 0, 0)),
+        ("ICMPv6 echo", v6(OUTSIDE_V6, INSIDE_V6, icmp(128, 0, 7)), (d6, IPPROTO_ICMPV6, 0, 0, 128, 0)),
+        ("IPv6 fragment", v6_fragment(OUTSIDE_V6, INSIDE_V6, t), (d6, t, 0, 0, 0, 1)),
+    ];
+    let mut h = aggregating();
+    let mut want: BTreeMap<VectorKey, (u64, Vec<&str>)> = BTreeMap::new();
+    for (i, (what, frame, key)) in rows.iter().enumerate() {
+        let n = 2 + i as u32;
+        frozen(&mut h, frame, n);
+        let w = want.entry(*key).or_default();
+        w.0 += u64::from(n);
+        w.1.push(what);
+    }
+    assert!(h.drain().is_empty(), "every packet was aggregated");
+    let mut got: BTreeMap<VectorKey, u64> = BTreeMap::new();
+    for (k, v) in take_aggs(&mut h) {
+        let (prefix, src) = if k.family == 4 {
+            (PREFIX_V4, [u64::from(u32::from_le_bytes([198, 18, 0, 0])), 0])
+        } else {
+            (PREFIX_V6, [words(a6(OUTSIDE_V6))[0] & 0xFFFF_FFFF_FFFF, 0])
+        };
+        assert_eq!((k.prefix, k.src, k.dst_prefix), (prefix, src, 0), "{k:?}");
+        assert_eq!(v.bytes % v.packets, 0, "one frame size per row: {k:?} {v:?}");
+        let key = (k.dst, k.proto, k.sport, k.dport, k.vector, k.fragment);
+        assert!(got.insert(key, v.packets).is_none(), "one entry per key: {k:?}");
+    }
+    for (key, (packets, whats)) in &want {
+        assert_eq!(got.get(key), Some(packets), "{whats:?} → {key:?}; got {got:?}");
+    }
+    assert_eq!(got.len(), want.len(), "no other aggregate: {got:?}");
+}
+
 /// When the aggregate table is full, packets are counted without their
 /// source; when that table is full too, they are lost and counted.
 #[test]
@@ -1586,11 +1688,12 @@ fn a_full_aggregate_table_falls_back_then_counts_its_losses() {
     let ring = sensor.take_events().unwrap();
     let mut h = Harness { sensor, ring };
     let mut frames = 0;
-    // 12 /24s on two ports: 8 get their entry; the others go to the
-    // coarse table (one entry per port), a third port finds it full.
+    // 12 /24s on two ports of 12 hosts of one /24 (carpet bombing): 8 get
+    // their entry; the others go to the coarse table (one entry per port:
+    // no source, the destinations' /24), a third port finds it full.
     for i in 0..12u8 {
         let port = if i % 2 == 0 { 80 } else { 443 };
-        let f = v4([198, 19, i, 1], INSIDE_V4, tcp(3000, port, SYN));
+        let f = v4([198, 19, i, 1], [198, 18, 1, 2 + i], tcp(3000, port, SYN));
         frozen(&mut h, &f, 3);
         frames += 3;
     }
@@ -1611,6 +1714,18 @@ fn a_full_aggregate_table_falls_back_then_counts_its_losses() {
     assert_eq!(with_src, 8);
     assert_eq!(coarse.len(), 2, "{coarse:?}");
     assert!(coarse.iter().all(|(k, _)| k.src == [0, 0]));
+    assert!(
+        coarse
+            .iter()
+            .all(|(k, _)| (k.dst, k.dst_prefix) == (words(a4([198, 18, 1, 0])), 24)),
+        "the destinations' /24: {coarse:?}"
+    );
+    assert!(
+        aggs.iter()
+            .filter(|(k, _)| k.prefix != 0)
+            .all(|(k, _)| k.dst_prefix == 0),
+        "exact destinations in the main table"
+    );
     let packets: u64 = aggs.iter().map(|(_, v)| v.packets).sum();
     assert_eq!(
         c.misc(Misc::AggCoarse),

@@ -367,6 +367,8 @@ struct Traffic {
     /// An exact source (an event, or an aggregate of one source).
     exact: bool,
     dst: u128,
+    /// `dst` is a network (a coarse aggregate's /24 or /64), not a host.
+    dst_net: bool,
     vector: Vector,
     packets: u64,
     bytes: u64,
@@ -386,6 +388,7 @@ impl Detector for Ddos {
             src: p.src,
             exact: true,
             dst: p.dst,
+            dst_net: false,
             vector: p.vector,
             packets: 1,
             bytes: u64::from(p.len),
@@ -393,21 +396,35 @@ impl Detector for Ddos {
         self.account(cx, &t, Some(p));
     }
 
+    /// An aggregate counts its packets and bytes (its mean length times
+    /// its count) on its destination and vector; one of the kernel's
+    /// coarse table, whose destination is a /24 or /64, on that network
+    /// only.
     fn observe_aggregate(&mut self, r: &Record, cx: &mut Context) {
         let Some(dst) = r.dst else {
             return;
         };
+        if r.class != fireplot_common::event::Class::Unsolicited as u8 {
+            return;
+        }
         let packets = u64::from(r.count.max(1));
         let t = Traffic {
             ts_ns: r.ts_ns,
             src: r.src.map_or(0, addr_key),
             exact: r.src.is_some() && r.src_prefix().is_none(),
             dst: addr_key(dst),
+            dst_net: r.dst_prefix().is_some(),
             vector: Vector::of(r),
             packets,
             bytes: u64::from(r.len) * packets,
         };
-        self.account(cx, &t, None);
+        match r.dst_prefix() {
+            Some(len) => {
+                let key = (t.dst, t.vector.code() | PREFIX);
+                self.account_one(cx, &t, None, key, Some(len));
+            }
+            None => self.account(cx, &t, None),
+        }
     }
 
     fn finished(&self, ep: &Episode, cx: &Context) -> bool {
@@ -504,7 +521,7 @@ impl Ddos {
         if e.sources_now < 64 || e.inserts.is_multiple_of(64) {
             e.sources_now = e.sources.count();
         }
-        if prefix.is_some() {
+        if prefix.is_some() && !t.dst_net {
             e.hosts.insert(t.dst);
         }
         let heavy = if t.exact && prefix.is_none() && sec == e.sec {

@@ -4,46 +4,18 @@
 //!
 //! UDP from one of the well-known amplifiers' ports is reflection (an
 //! attacker spoofed our address in small requests to many servers, which
-//! answer us with large ones); the ports are [`REFLECTION`], the one
-//! table the kernel's aggregates and the docs read too.
+//! answer us with large ones); the ports are
+//! `fireplot_common::vector::REFLECTION`, the one table the kernel's
+//! aggregates, this detector and the docs read; the TCP flag classes are
+//! its `tcp_vector`, the kernel's too.
 
 use fireplot_common::{
     event::PKT_FRAGMENT,
-    proto::{TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN},
+    vector::{is_reflection_port, tcp_vector, VECTOR_ACK, VECTOR_RST, VECTOR_SYN, VECTOR_SYN_ACK},
 };
+use fireplot_common::vector::reflector;
 
 use crate::record::Record;
-
-/// UDP source ports of services abused for reflection and amplification,
-/// with their names (US-CERT TA14-017A, Akvorado's and FastNetMon's lists).
-pub const REFLECTION: [(u16, &str); 18] = [
-    (17, "qotd"),
-    (19, "chargen"),
-    (53, "DNS"),
-    (69, "TFTP"),
-    (111, "portmap"),
-    (123, "NTP"),
-    (137, "NetBIOS"),
-    (161, "SNMP"),
-    (389, "CLDAP"),
-    (520, "RIP"),
-    (1900, "SSDP"),
-    (3283, "Apple Remote Desktop"),
-    (3702, "WS-Discovery"),
-    (5353, "mDNS"),
-    (10001, "Ubiquiti discovery"),
-    (11211, "memcached"),
-    (27015, "Steam"),
-    (37810, "DVR discovery"),
-];
-
-/// The service name of a reflection port.
-pub fn reflector(port: u16) -> Option<&'static str> {
-    REFLECTION
-        .iter()
-        .find(|(p, _)| *p == port)
-        .map(|(_, name)| *name)
-}
 
 /// One vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,24 +44,15 @@ impl Vector {
             return Vector::Fragment;
         }
         match r.proto {
-            6 => {
-                let f = r.tcp_flags & 0x3f;
-                if f & TCP_RST != 0 {
-                    Vector::Rst
-                } else if f & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK {
-                    Vector::SynAck
-                } else if f & (TCP_SYN | TCP_FIN) == TCP_SYN {
-                    Vector::Syn
-                } else if f == TCP_ACK || f == TCP_ACK | 0x08 {
-                    Vector::Ack
-                } else {
-                    Vector::TcpOther
-                }
-            }
-            17 => match reflector(r.sport) {
-                Some(_) => Vector::Reflection(r.sport),
-                None => Vector::Udp,
+            6 => match tcp_vector(r.tcp_flags) {
+                VECTOR_SYN => Vector::Syn,
+                VECTOR_SYN_ACK => Vector::SynAck,
+                VECTOR_ACK => Vector::Ack,
+                VECTOR_RST => Vector::Rst,
+                _ => Vector::TcpOther,
             },
+            17 if is_reflection_port(r.sport) => Vector::Reflection(r.sport),
+            17 => Vector::Udp,
             1 | 58 => Vector::Icmp(r.icmp_type),
             p => Vector::Other(p),
         }

@@ -107,7 +107,7 @@ pub struct EventRecord {
     /// TCP flags joined with `|` ("SYN", "FIN|PSH|URG"); "" for none or not TCP.
     pub flags: String,
     pub ttl: u8,
-    /// Frame length in bytes.
+    /// Frame length in bytes (of an aggregate: the mean).
     pub len: u16,
     pub class: String,
     #[serde(default)]
@@ -146,12 +146,16 @@ pub struct EventRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dark: Option<Dark>,
     /// An aggregate: `count` packets of one second from the source prefix
-    /// `src`/`src_prefix` (no `src`: any source) to `dport`, sent as counts
-    /// because a flood was past the kernel's limits.
+    /// `src`/`src_prefix` (no `src`: any source) to `dst` (or the network
+    /// `dst`/`dst_prefix`) and `dport`, of one vector (TCP flag class,
+    /// ICMP type, reflection `sport`, `fragment`), sent as counts because
+    /// a flood was past the kernel's limits; `len` is their mean length.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub aggregate: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src_prefix: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst_prefix: Option<u8>,
     /// Packets this line stands for (1 for an event).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub count: u32,
@@ -277,6 +281,7 @@ impl EventRecord {
             dark: Dark::from_pkt_flags(ev.pkt_flags),
             aggregate: false,
             src_prefix: None,
+            dst_prefix: None,
             count: 1,
             origin: Default::default(),
         }

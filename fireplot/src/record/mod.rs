@@ -9,15 +9,16 @@ use std::{
 
 use chrono::DateTime;
 use fireplot_common::{
-    agg::{AggKey, AggValue, PREFIX_V4, PREFIX_V6},
+    agg::{DST_PREFIX_V4, DST_PREFIX_V6, PREFIX_V4, PREFIX_V6},
     event::{
-        Class, Event, PKT_AGGREGATE, PKT_AGG_ONE_SOURCE, PKT_DARK_ADDR, PKT_DARK_PORT,
-        PKT_FRAGMENT, PKT_VLAN,
+        Class, Event, PKT_AGGREGATE, PKT_AGG_DST_PREFIX, PKT_AGG_ONE_SOURCE, PKT_DARK_ADDR,
+        PKT_DARK_PORT, PKT_FRAGMENT, PKT_VLAN,
     },
     proto::{has_ports, FAMILY_V4, FAMILY_V6, IPPROTO_DCCP, IPPROTO_SCTP, SCTP_INIT},
 };
 use thiserror::Error;
 
+mod aggregate;
 pub mod line;
 pub mod origin;
 #[cfg(test)]
@@ -36,11 +37,15 @@ pub struct Record {
     pub src: Option<IpAddr>,
     pub dst: Option<IpAddr>,
     /// Ports of TCP, UDP, SCTP, UDP-Lite and DCCP (0 when the protocol has
-    /// none, [`Record::has_ports`]); for ICMP, `sport` is the echo id.
+    /// none, [`Record::has_ports`]); for ICMP, `sport` is the echo id. An
+    /// aggregate's `sport` is its reflection port
+    /// (`fireplot_common::vector::REFLECTION`) or 0.
     pub sport: u16,
     pub dport: u16,
     pub tcp_flags: u8,
     pub ttl: u8,
+    /// Frame length in bytes; for an aggregate, the mean of its packets',
+    /// rounded: its bytes are about `len` × `count`.
     pub len: u16,
     /// A `Class` value.
     pub class: u8,
@@ -113,52 +118,6 @@ impl Record {
         }
     }
 
-    /// From a kernel aggregate (its counts summed over the CPUs), with the
-    /// monotonic→wall offset. It stands at the middle of its second, so
-    /// its dot is within half a second of each of its packets.
-    /// When every packet came from one source, the record names that
-    /// source exactly (`PKT_AGG_ONE_SOURCE`); else the key's prefix.
-    pub fn from_aggregate(k: &AggKey, v: &AggValue, wall_offset_ns: i128) -> Record {
-        let one = v.mixed == 0;
-        let words = if one { v.src } else { k.src };
-        let mut bytes = [0u8; 16];
-        bytes[..8].copy_from_slice(&words[0].to_le_bytes());
-        bytes[8..].copy_from_slice(&words[1].to_le_bytes());
-        let src = if k.prefix == 0 && !one {
-            None
-        } else {
-            match k.family {
-                FAMILY_V4 => Some(IpAddr::V4(Ipv4Addr::new(
-                    bytes[0], bytes[1], bytes[2], bytes[3],
-                ))),
-                FAMILY_V6 => Some(IpAddr::V6(Ipv6Addr::from(bytes))),
-                _ => None,
-            }
-        };
-        let packets = v.packets.max(1);
-        Record {
-            ts_ns: (k.sec as i128 * 1_000_000_000 + 500_000_000 + wall_offset_ns) as i64,
-            family: k.family,
-            proto: k.proto,
-            src,
-            dst: None,
-            sport: 0,
-            dport: k.dport,
-            tcp_flags: v.tcp_flags,
-            ttl: 0,
-            len: (v.bytes / packets).min(u16::MAX as u64) as u16,
-            class: k.class,
-            ifindex: k.ifindex,
-            ip_id: 0,
-            tcp_seq: 0,
-            tcp_window: 0,
-            icmp_type: 0,
-            icmp_code: 0,
-            pkt_flags: PKT_AGGREGATE | if one { PKT_AGG_ONE_SOURCE } else { 0 },
-            count: packets.min(u32::MAX as u64) as u32,
-        }
-    }
-
     /// The source as people read it: the address of an event, the
     /// prefix of an aggregate ("198.51.100.0/24"), "any" for an aggregate
     /// without source, "?" for an event without one.
@@ -188,6 +147,19 @@ impl Record {
         }
     }
 
+    /// The destination prefix length of an aggregate of the kernel's
+    /// coarse table (`PKT_AGG_DST_PREFIX`): its `dst` is that network.
+    pub fn dst_prefix(&self) -> Option<u8> {
+        if !self.is_aggregate() || self.pkt_flags & PKT_AGG_DST_PREFIX == 0 {
+            return None;
+        }
+        match self.dst {
+            Some(IpAddr::V4(_)) => Some(DST_PREFIX_V4),
+            Some(IpAddr::V6(_)) => Some(DST_PREFIX_V6),
+            None => None,
+        }
+    }
+
     /// Did the destination (address, or port) never answer anyone?
     pub fn dark(&self) -> bool {
         self.pkt_flags & (PKT_DARK_ADDR | PKT_DARK_PORT) != 0
@@ -202,19 +174,28 @@ impl Record {
     /// The JSON line form.
     pub fn to_json_record(&self) -> EventRecord {
         let ports = self.has_ports();
-        let types = TypeFields::of(
+        let mut types = TypeFields::of(
             self.proto,
             self.pkt_flags,
             self.icmp_type,
             self.icmp_code,
             self.sport,
         );
+        let agg = self.is_aggregate();
+        if agg {
+            // An aggregate has a source port only when it is a reflection
+            // port, and no ICMP code or echo id.
+            types.icmp_code = None;
+            types.icmp_id = None;
+            types.sctp_chunk = None;
+            types.dccp_type = None;
+        }
         EventRecord {
             ts: rfc3339_ns(self.ts_ns as i128),
             family: self.family,
             proto: Proto::from_number(self.proto),
             src: self.src,
-            sport: (ports && !self.is_aggregate()).then_some(self.sport),
+            sport: (ports && !(agg && self.sport == 0)).then_some(self.sport),
             dst: self.dst,
             dport: ports.then_some(self.dport),
             flags: if self.proto == 6 {
@@ -241,8 +222,9 @@ impl Record {
             fragment: self.pkt_flags & PKT_FRAGMENT != 0,
             vlan: self.pkt_flags & PKT_VLAN != 0,
             dark: line::Dark::from_pkt_flags(self.pkt_flags),
-            aggregate: self.is_aggregate(),
+            aggregate: agg,
             src_prefix: self.src_prefix(),
+            dst_prefix: self.dst_prefix(),
             count: self.count,
             origin: Default::default(),
         }
@@ -312,6 +294,9 @@ impl TryFrom<(&EventRecord, usize)> for Record {
             // A source without a prefix: every packet came from it.
             if r.src.is_some() && r.src_prefix.is_none() {
                 pkt_flags |= PKT_AGG_ONE_SOURCE;
+            }
+            if r.dst.is_some() && r.dst_prefix.is_some() {
+                pkt_flags |= PKT_AGG_DST_PREFIX;
             }
         }
         if r.count == 0 {

@@ -544,6 +544,7 @@ fn aggregates_are_weighted_rows() {
     let t0 = 1_800_000_000i64;
     let key = AggKey {
         src: [u64::from(u32::from_le_bytes([198, 19, 7, 0])), 0],
+        dst: [u64::from(u32::from_le_bytes([198, 18, 1, 2])), 0],
         sec: t0 as u64,
         ifindex: 2,
         dport: 80,
@@ -551,7 +552,8 @@ fn aggregates_are_weighted_rows() {
         proto: 6,
         class: 4,
         prefix: PREFIX_V4,
-        _pad: [0; 6],
+        vector: fireplot_common::vector::VECTOR_SYN,
+        ..AggKey::default()
     };
     let value = AggValue {
         packets: 250_000,

@@ -201,6 +201,8 @@ struct Frames {
     syn: Vec<u8>,
     udp6: Vec<u8>,
     sctp_init: Vec<u8>,
+    /// UDP from a reflection port (DNS): its aggregate keeps the port.
+    reflection: Vec<u8>,
     malformed: Vec<u8>,
     egress_ack: Vec<u8>,
 }
@@ -233,6 +235,7 @@ impl Frames {
             reply_sctp: v4(OUTSIDE_V4, INSIDE_V4, sctp(2905, 5001, 2)),
             udp6: v6(OUTSIDE_V6, INSIDE_V6, udp(55555, 53)),
             sctp_init: v4(OUTSIDE_V4, INSIDE_V4, sctp(55555, 2905, 1)),
+            reflection: v4(OUTSIDE_V4, INSIDE_V4, udp(53, 55555)),
             malformed: syn[..30].to_vec(),
             syn,
             egress_ack: v4(INSIDE_V4, OUTSIDE_V4, tcp(40000, 443, ACK)),
@@ -300,6 +303,10 @@ fn xdp_figures(repeat: u32, runs: usize) -> Result<XdpFigures> {
     rows.push((
         "unsolicited, rate-limited source (suppressed)".into(),
         xdp_ns(&mut l, PROG_INGRESS, &f.syn, repeat, runs)?,
+    ));
+    rows.push((
+        "UDP from port 53, rate-limited (suppressed)".into(),
+        xdp_ns(&mut l, PROG_INGRESS, &f.reflection, repeat, runs)?,
     ));
     let egress = egress_ns(&mut s, &f.egress_ack, repeat, runs)?;
     Ok(XdpFigures {
