@@ -654,7 +654,10 @@ fn a_restart_warmed_up_on_its_history_sees_a_surge_at_once() {
         out
     };
     let mut cold = Engine::new(DetectConfig::default());
-    assert!(surges(&live(&mut cold)).is_empty(), "a cold start is blind for 6 h");
+    assert!(
+        surges(&live(&mut cold)).is_empty(),
+        "a cold start is blind for 6 h"
+    );
     let mut warm = Engine::new(DetectConfig::default());
     warm.start_warm_up();
     for r in &history {
