@@ -391,8 +391,8 @@ document.addEventListener("keydown", (ev) => {
 function attackFacts(a) {
   const dst = a.destination ? `${a.destination}${a.prefix_len ? "/" + a.prefix_len : ""}` : "?";
   const vector = a.vector ? `${a.vector}${a.reflector_port ? " from port " + a.reflector_port : ""}` : a.proto || "";
-  const peak = a.peak_pps ? `peak ${si(a.peak_pps)}packets/s` : "";
-  const bps = a.peak_bps ? `${si(a.peak_bps)}bit/s` : "";
+  const peak = a.peak_pps ? `peak ${rate(a.peak_pps, false)}` : "";
+  const bps = a.peak_bps ? rate(a.peak_bps, true) : "";
   const secs = Math.max(0, Math.round((a.last_ms - a.first_ms) / 1000));
   const parts = [`→ ${dst}`, vector, peak, bps, `${num(a.source_count)} sources`, `${num(secs)} s`].filter((x) => x);
   return `<span class="facts">${esc(parts.join(" · "))}</span>`;
@@ -451,6 +451,9 @@ function si(v) {
   return v >= 10 || v === 0 ? `${Math.round(v)} ` : `${v.toFixed(1)} `;
 }
 
+/// A rate with its unit: "5.2 k packets/s", "2.5 Mbit/s".
+const rate = (v, bits) => (bits ? `${si(v)}bit/s` : `${si(v).trim()} packets/s`);
+
 async function loadRates() {
   const note = $("rate-note");
   const bins = Math.max(1, Math.min(600, geo.right - geo.left));
@@ -495,7 +498,6 @@ function drawRates() {
   g.fillStyle = dark ? "#aaa" : "#444";
   g.font = "11px sans-serif";
   g.textAlign = "right";
-  const unit = bits ? "bit/s" : "packets/s";
   const ticks = log ? Array.from({ length: Math.ceil(hi) + 1 }, (_, k) => 10 ** k).filter((v) => Math.log10(v) <= hi) : [0, hi / 4, hi / 2, (3 * hi) / 4];
   for (const v of ticks) {
     const y = yOf(v);
@@ -503,7 +505,7 @@ function drawRates() {
     g.moveTo(geo.left, y + 0.5);
     g.lineTo(geo.right, y + 0.5);
     g.stroke();
-    g.fillText(`${si(v)}${unit}`, geo.left - 4, y + 4);
+    g.fillText(rate(v, bits), geo.left - 4, y + 4);
   }
   g.strokeRect(geo.left + 0.5, top + 0.5, geo.right - geo.left, bottom - top);
   series.forEach((s, k) => {
@@ -520,7 +522,9 @@ function drawRates() {
     const li = document.createElement("li");
     li.dataset.vector = s.vector;
     const peak = Math.max(...s.packets.map((_, i) => value(s, i)));
-    li.innerHTML = `<span class="swatch" style="background:${color}"></span>${esc(s.label)} <span class="hint">peak ${esc(si(peak))}${unit}</span>`;
+    // Colours through the CSSOM: the page's policy allows no inline style.
+    li.innerHTML = `<span class="swatch"></span>${esc(s.label)} <span class="hint">peak ${esc(rate(peak, bits))}</span>`;
+    li.firstChild.style.background = color;
     legend.appendChild(li);
   });
   g.lineWidth = 1;
