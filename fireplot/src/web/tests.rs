@@ -280,6 +280,7 @@ async fn a_token_guards_every_data_route() {
     for uri in [
         "/",
         "/api/view",
+        "/api/rates",
         "/plot.png",
         "/metrics",
         "/api/live",
