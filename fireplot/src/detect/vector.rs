@@ -212,6 +212,8 @@ mod tests {
         let mut f = rec(17, 0, 0);
         f.pkt_flags = PKT_FRAGMENT;
         assert_eq!(Vector::of(&f), Vector::Fragment);
+        assert_eq!(Vector::Reflection(53).label(), "UDP from port 53 (DNS)");
+        assert_eq!(Vector::Icmp(8).label(), "ICMP type 8");
         assert_eq!(
             Vector::Reflection(11211).title(),
             "UDP reflection (memcached, source port 11211)"

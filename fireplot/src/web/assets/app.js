@@ -457,12 +457,21 @@ const rate = (v, bits) => (bits ? `${si(v)}bit/s` : `${si(v).trim()} packets/s`)
 async function loadRates() {
   const note = $("rate-note");
   const bins = Math.max(1, Math.min(600, geo.right - geo.left));
-  try {
-    rates = await getJson(url("/api/rates", { bins }));
-    note.textContent = "";
-  } catch (e) {
-    rates = null;
-    note.textContent = e.message;
+  // A heavy query like the plot and the top sources: when the server is
+  // busy with those (503), ask again a little later.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      rates = await getJson(url("/api/rates", { bins }));
+      note.textContent = "";
+    } catch (e) {
+      if (e.message.startsWith("503") && attempt < 3) {
+        await new Promise((r) => setTimeout(r, 2000));
+        continue;
+      }
+      rates = null;
+      note.textContent = e.message;
+    }
+    break;
   }
   drawRates();
 }
