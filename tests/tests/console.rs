@@ -21,6 +21,10 @@ const T0: i64 = 1_800_000_000_000_000_000;
 const MS: i64 = 1_000_000;
 const SCANNER: &str = "198.51.100.7";
 const V6: &str = "2001:db8:77::9";
+const VICTIM: &str = "198.18.1.6";
+/// The SYN flood: 2 h after T0, out of the first view (its brightest
+/// pixel would dim the scan's dots).
+const FLOOD: i64 = T0 + 7_200_000 * MS;
 
 fn rec(ts: i64, src: &str, proto: u8, dport: u16) -> Record {
     let src: std::net::IpAddr = src.parse().unwrap();
@@ -46,6 +50,23 @@ fn fixture() -> PathBuf {
     for i in 0..10 {
         recs.push(rec(T0 + 3_600_000 * MS + i * 1000 * MS, V6, 17, 53));
     }
+    // A spoofed SYN flood at 198.18.1.6:80 for 1 s at FLOOD: 200 events and
+    // a kernel aggregate of 5,000 packets.
+    let victim: std::net::IpAddr = VICTIM.parse().unwrap();
+    for i in 0..200 {
+        let src: std::net::IpAddr = format!("192.0.2.{}", 1 + i % 250).parse().unwrap();
+        recs.push(Record::probe(FLOOD + i * 5 * MS, src, victim, 6, 80));
+    }
+    let mut agg = Record::probe(
+        FLOOD + 500 * MS,
+        "192.0.2.0".parse().unwrap(),
+        victim,
+        6,
+        80,
+    );
+    agg.pkt_flags = fireplot_common::event::PKT_AGGREGATE;
+    agg.count = 5000;
+    recs.push(agg);
     s.insert(&recs).unwrap();
     s.set_interface(2, "wan0").unwrap();
     let alert = json!({
@@ -54,6 +75,16 @@ fn fixture() -> PathBuf {
         "sources": [SCANNER], "source_count": 1, "proto": "tcp", "tool": "unknown",
     });
     s.insert_alert(T0, T0 + 39 * 30_000 * MS, "port_scan", &alert.to_string())
+        .unwrap();
+    // Its attack record: less severe than the scan, listed first all the same.
+    let ddos = json!({
+        "id": 2, "kind": "ddos", "status": "ended", "severity": 2,
+        "summary": format!("{VICTIM} under TCP SYN flood: peak 5,200 packets/s, 2.5 Mbit/s, 200 sources, 1 s"),
+        "sources": ["192.0.2.1"], "source_count": 200, "proto": "tcp",
+        "targets": {"count": 1, "sample": [VICTIM]}, "ports": {"count": 1, "sample": [80]},
+        "vector": "syn", "peak_pps": 5200, "peak_bps": 2_496_000,
+    });
+    s.insert_alert(FLOOD, FLOOD + 1000 * MS, "ddos", &ddos.to_string())
         .unwrap();
     path
 }
@@ -234,7 +265,7 @@ fn console_in_a_real_browser() {
     b.goto(&format!("{}/?from={from}&to={to}&utc=1", server.base))
         .unwrap();
     loaded(&b);
-    b.click("#alerts li").unwrap();
+    b.click("#alerts li[data-id='1']").unwrap();
     let url = b
         .wait_for(
             "return document.body.dataset.loaded === '1' && location.hash === '#alert=1' && document.querySelector('#alerts li.on') && location.href",
@@ -277,6 +308,78 @@ fn console_in_a_real_browser() {
     assert!(
         (zt - (T0 + 600_000 * MS) / MS).abs() <= 10_000,
         "and ends there: {url}"
+    );
+
+    // The rate strip, over a view with the scan and the flood: drawn on the
+    // plot's x axis, the SYN flood (the heaviest vector: the first colour)
+    // peaking at the flood's x and flat where there was none.
+    b.goto(&format!(
+        "{}/?from=2027-01-15T07:50:00Z&to=2027-01-15T10:10:00Z&utc=1",
+        server.base
+    ))
+    .unwrap();
+    loaded(&b);
+    let (_, _, _, _, w, h) = plot_box(&b);
+    let l = Layout::new(w, h, T0 - 600_000 * MS, T0 + 7_800_000 * MS);
+    b.wait_for(
+        "return Number(document.getElementById('rates').dataset.series) >= 2",
+        Duration::from_secs(30),
+    )
+    .expect("the rate strip is drawn");
+    let legend = b
+        .eval(
+            "return document.getElementById('rate-legend').innerText",
+            json!([]),
+        )
+        .unwrap();
+    let legend = legend.as_str().unwrap();
+    assert!(
+        legend.contains("TCP SYN") && legend.contains("UDP"),
+        "{legend}"
+    );
+    let strip = |x: u32| {
+        b.eval(
+            "const c = document.getElementById('rates'); const g = c.getContext('2d');
+             let top = c.height;
+             for (let x = arguments[0] - 4; x <= arguments[0] + 4; x++) {
+               const d = g.getImageData(x, 0, 1, c.height).data;
+               for (let y = 0; y < c.height; y++) {
+                 const [r, gr, b] = [d[4 * y], d[4 * y + 1], d[4 * y + 2]];
+                 if (r > 180 && gr < 150 && b < 150) { top = Math.min(top, y); break; }
+               }
+             }
+             return [top, c.height, c.width];",
+            json!([x]),
+        )
+        .unwrap()
+    };
+    let flood_x = l.x(FLOOD).unwrap();
+    let quiet_x = l.x(T0 + 1_800_000 * MS).unwrap();
+    let (peak, quiet) = (strip(flood_x), strip(quiet_x));
+    assert_eq!(peak[2], w, "the strip is as wide as the plot");
+    let height = peak[1].as_u64().unwrap();
+    assert!(
+        peak[0].as_u64().unwrap() < height / 3,
+        "the flood's rate peaks at its x ({flood_x}): {peak}"
+    );
+    assert!(
+        quiet[0].as_u64().unwrap() > height - 24,
+        "flat at the baseline 10 min before it ({quiet_x}): {quiet}"
+    );
+
+    // The attack first in the alerts panel, with its facts.
+    let first = b
+        .eval(
+            "return document.querySelector('#alerts li').innerText",
+            json!([]),
+        )
+        .unwrap();
+    let first = first.as_str().unwrap();
+    assert!(first.contains("ddos"), "{first}");
+    assert!(first.contains(&format!("→ {VICTIM}")), "{first}");
+    assert!(
+        first.contains("syn") && first.contains("5.2 k") && first.contains("200 sources"),
+        "{first}"
     );
 
     // Colour by country, chosen in the form: the page asks for it and the

@@ -110,6 +110,25 @@ impl Vector {
         }
     }
 
+    /// For a legend of traffic (not all of it an attack): "TCP SYN",
+    /// "UDP from port 53 (DNS)", "ICMP type 8", "IP fragments".
+    pub fn label(self) -> String {
+        match self {
+            Vector::Syn => "TCP SYN".into(),
+            Vector::SynAck => "TCP SYN-ACK".into(),
+            Vector::Ack => "TCP ACK".into(),
+            Vector::Rst => "TCP RST".into(),
+            Vector::TcpOther => "TCP other flags".into(),
+            Vector::Reflection(p) => {
+                format!("UDP from port {p} ({})", reflector(p).unwrap_or("?"))
+            }
+            Vector::Udp => "UDP".into(),
+            Vector::Icmp(t) => format!("ICMP type {t}"),
+            Vector::Fragment => "IP fragments".into(),
+            Vector::Other(p) => format!("IP protocol {p}"),
+        }
+    }
+
     /// Answers to something we never sent (SYN-ACK, RST, ICMP errors):
     /// backscatter unless their rate makes them an attack on us.
     pub fn is_answer(self) -> bool {
@@ -156,6 +175,8 @@ mod tests {
         let mut f = rec(17, 0, 0);
         f.pkt_flags = PKT_FRAGMENT;
         assert_eq!(Vector::of(&f), Vector::Fragment);
+        assert_eq!(Vector::Reflection(53).label(), "UDP from port 53 (DNS)");
+        assert_eq!(Vector::Icmp(8).label(), "ICMP type 8");
         assert_eq!(
             Vector::Reflection(11211).title(),
             "UDP reflection (memcached, source port 11211)"

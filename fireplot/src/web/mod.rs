@@ -236,6 +236,7 @@ pub fn router(state: Arc<Shared>) -> Router {
         .route("/api/top", get(api::top))
         .route("/api/source", get(api::source))
         .route("/api/stats", get(api::stats))
+        .route("/api/rates", get(api::rates))
         .route("/plot.png", get(api::plot_png))
         .route("/plot.svg", get(api::plot_svg))
         .route("/metrics", get(api::metrics))

@@ -285,6 +285,7 @@ async fn a_token_guards_every_data_route() {
     for uri in [
         "/",
         "/api/view",
+        "/api/rates",
         "/plot.png",
         "/metrics",
         "/api/live",
@@ -490,4 +491,203 @@ async fn the_console_says_who_a_source_is() {
         assert_eq!(st, StatusCode::BAD_REQUEST, "{q}");
         assert!(String::from_utf8_lossy(&body).contains(says), "{q}");
     }
+}
+
+/// An attack fixture around T0: a spoofed SYN flood (events and a kernel
+/// aggregate), a DNS reflection (UDP from source port 53), an ICMP echo
+/// flood and a fragment flood at 198.18.1.6; the `ddos` alert of the SYN
+/// flood and a more severe port scan.
+fn attack_fixture(tag: &str) -> (PathBuf, Vec<Record>) {
+    use fireplot_common::event::{PKT_AGGREGATE, PKT_FRAGMENT};
+    let dir = std::env::temp_dir().join(format!("fireplot-web-test-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("h.db");
+    let mut s = Store::open(&path).unwrap();
+    let victim: std::net::IpAddr = "198.18.1.6".parse().unwrap();
+    let at = |ts: i64, src: String, proto: u8| {
+        Record::probe(ts, src.parse().unwrap(), victim, proto, 80)
+    };
+    let mut recs = Vec::new();
+    for i in 0..50 {
+        recs.push(at(T0 + i * 10 * MS, format!("192.0.2.{}", i + 1), 6));
+    }
+    let mut agg = at(T0 + 600 * MS, "192.0.2.0".into(), 6);
+    agg.pkt_flags = PKT_AGGREGATE;
+    agg.count = 1000;
+    recs.push(agg);
+    for i in 0..30 {
+        let mut r = at(T0 + 5000 * MS + i * MS, format!("203.0.113.{}", i + 1), 17);
+        r.sport = 53;
+        r.dport = 41000;
+        r.len = 400;
+        recs.push(r);
+    }
+    for i in 0..20 {
+        let mut r = at(
+            T0 - 10_000 * MS + i * MS,
+            format!("198.51.100.{}", i + 1),
+            1,
+        );
+        r.icmp_type = 8;
+        r.len = 84;
+        recs.push(r);
+    }
+    for i in 0..10 {
+        let mut r = at(
+            T0 + 20_000 * MS + i * MS,
+            format!("198.51.100.{}", i + 50),
+            17,
+        );
+        r.pkt_flags = PKT_FRAGMENT;
+        r.len = 1500;
+        recs.push(r);
+    }
+    s.insert(&recs).unwrap();
+    let scan = serde_json::json!({
+        "id": 1, "kind": "port_scan", "status": "ended", "severity": 5,
+        "summary": "198.51.100.7 probed 100 TCP ports", "sources": ["198.51.100.7"], "source_count": 1,
+    });
+    s.insert_alert(
+        T0 - 20_000 * MS,
+        T0 - 19_000 * MS,
+        "port_scan",
+        &scan.to_string(),
+    )
+    .unwrap();
+    let ddos = serde_json::json!({
+        "id": 2, "kind": "ddos", "status": "ended", "severity": 4,
+        "summary": "198.18.1.6 under TCP SYN flood: peak 1,050 packets/s",
+        "sources": ["192.0.2.1"], "source_count": 50,
+        "targets": {"count": 1, "sample": ["198.18.1.6"]}, "ports": {"count": 1, "sample": [80]},
+        "vector": "syn", "peak_pps": 1050, "peak_bps": 504000, "probes": 1050,
+    });
+    s.insert_alert(T0, T0 + 1000 * MS, "ddos", &ddos.to_string())
+        .unwrap();
+    (path, recs)
+}
+
+const ATTACK_RANGE: &str = "from=2027-01-15T07:59:30Z&to=2027-01-15T08:00:30Z";
+
+#[tokio::test]
+async fn the_rate_strip_sums_the_records_by_vector() {
+    let (db, recs) = attack_fixture("rates");
+    let app = app(db, None);
+    let r = json(&app, &format!("/api/rates?{ATTACK_RANGE}&bins=60")).await;
+    assert_eq!(r["bins"], 60);
+    assert_eq!(r["bin_s"], 1.0);
+    let series = r["series"].as_array().unwrap();
+    // Every packet and byte of the range, once.
+    let want_packets: u64 = recs.iter().map(|r| u64::from(r.count)).sum();
+    let want_bytes: u64 = recs
+        .iter()
+        .map(|r| u64::from(r.count) * u64::from(r.len))
+        .sum();
+    let sum = |key: &str| -> u64 {
+        series
+            .iter()
+            .flat_map(|s| s[key].as_array().unwrap())
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(sum("packets"), want_packets);
+    assert_eq!(sum("bytes"), want_bytes);
+    assert_eq!(r["packets_total"], want_packets);
+    // The detector's vectors, heaviest first.
+    let by = |name: &str| {
+        series
+            .iter()
+            .find(|s| s["vector"] == name)
+            .unwrap_or_else(|| panic!("{name} in {series:?}"))
+    };
+    assert_eq!(series[0]["vector"], "syn");
+    let syn = by("syn");
+    assert_eq!(
+        syn["packets_total"], 1050,
+        "50 events and an aggregate of 1,000"
+    );
+    assert_eq!(syn["bytes_total"], 1050 * 60);
+    assert_eq!(syn["packets"][30], 1050, "all within the second at T0");
+    let dns = by("udp_reflection");
+    assert_eq!(dns["packets_total"], 30);
+    assert_eq!(dns["bytes"][35], 30 * 400);
+    assert_eq!(dns["label"], "UDP from port 53 (DNS)");
+    let icmp = by("icmp");
+    assert_eq!(
+        (icmp["packets"][20].as_u64(), icmp["label"].as_str()),
+        (Some(20), Some("ICMP type 8"))
+    );
+    let frag = by("fragment");
+    assert_eq!(
+        frag["packets"][50], 10,
+        "fragments, whatever their protocol"
+    );
+    assert!(series.iter().all(|s| s["vector"] != "udp"), "{series:?}");
+    // The default: at most 600 bins.
+    let r = json(&app, &format!("/api/rates?{ATTACK_RANGE}")).await;
+    assert_eq!(r["bins"], 600);
+    assert_eq!(r["series"][0]["packets"].as_array().unwrap().len(), 600);
+}
+
+#[tokio::test]
+async fn the_rate_strip_refuses_what_it_cannot_bound() {
+    let (db, _) = attack_fixture("rates-bounds");
+    let app = app(db, None);
+    for (q, says) in [
+        ("bins=601", "`bins` must be an integer from 1 to 600"),
+        ("bins=0", "`bins`"),
+        ("bins=99999999999999999999", "`bins`"),
+        ("bins=-5", "`bins`"),
+        ("bins=x", "`bins`"),
+        ("nonsense=1", "nonsense"),
+    ] {
+        let (st, _, body) = get(&app, &format!("/api/rates?{ATTACK_RANGE}&{q}")).await;
+        let body = String::from_utf8_lossy(&body);
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{q}: {body}");
+        assert!(body.contains(says), "{q}: {body}");
+    }
+    let (st, _, body) = get(
+        &app,
+        "/api/rates?from=2026-11-01T00:00:00Z&to=2027-01-15T00:00:00Z",
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("at most 31 days"));
+    let (st, _, _) = get(
+        &app,
+        "/api/rates?from=2020-01-01T00:00:00Z&to=2027-01-15T00:00:00Z",
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "longer than any view");
+    // 31 days is fine.
+    json(
+        &app,
+        "/api/rates?from=2026-12-15T08:00:00Z&to=2027-01-15T08:00:00Z&bins=31",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn attacks_come_first_in_the_alerts_panel() {
+    let (db, _) = attack_fixture("attacks-first");
+    let app = app(db, None);
+    let list = json(&app, &format!("/api/alerts?{ATTACK_RANGE}")).await;
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let a = &list[0];
+    assert_eq!(a["kind"], "ddos", "before a more severe scan: {list:?}");
+    assert_eq!(a["attack"], true);
+    assert_eq!(a["destination"], "198.18.1.6");
+    assert_eq!(a["vector"], "syn");
+    assert_eq!(
+        (a["peak_pps"].as_u64(), a["peak_bps"].as_u64()),
+        (Some(1050), Some(504000))
+    );
+    assert_eq!(a["source_count"], 50);
+    assert_eq!(
+        a["last_ms"].as_i64().unwrap() - a["first_ms"].as_i64().unwrap(),
+        1000
+    );
+    assert_eq!(list[1]["kind"], "port_scan");
+    assert_eq!(list[1]["attack"], false);
 }

@@ -1,16 +1,19 @@
 //! The console's handlers. Pages are one embedded document whose script
 //! asks the API; the API answers in JSON, images and text. Here: errors,
 //! the store helper, pages and the view's geometry; plots, what is under
-//! the pointer, the panels and the streams each have their file.
+//! the pointer, the panels, the rate strip and the streams each have
+//! their file.
 
 mod hover;
 mod panels;
 mod plot;
+mod rates;
 mod streams;
 
 pub use hover::at;
 pub use panels::{alerts, metrics, source, stats, top};
 pub use plot::{plot_png, plot_svg};
+pub use rates::rates;
 pub use streams::{live, logstalgia};
 
 use std::{collections::HashMap, convert::Infallible, net::IpAddr, sync::Arc, time::Duration};

@@ -6,6 +6,11 @@ use crate::store::Source;
 
 // ---- alerts ----
 
+/// An attack on our hosts: `ddos`, or a `flood`.
+fn is_attack(a: &Value) -> bool {
+    matches!(a["kind"].as_str(), Some("ddos" | "flood"))
+}
+
 /// The episodes in view, most severe first, with what the panel shows.
 pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answer {
     let p = params(&q, &[VIEW_KEYS])?;
@@ -22,10 +27,12 @@ pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
             })
         });
     }
+    // Attacks on our hosts first (an operator's first question), then by
+    // severity.
     list.sort_by(|a, b| {
-        b["severity"]
-            .as_u64()
-            .cmp(&a["severity"].as_u64())
+        is_attack(b)
+            .cmp(&is_attack(a))
+            .then(b["severity"].as_u64().cmp(&a["severity"].as_u64()))
             .then(a["first_ms"].as_i64().cmp(&b["first_ms"].as_i64()))
     });
     list.truncate(500);
@@ -41,6 +48,12 @@ pub async fn alerts(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Answ
                 "source_count": a["source_count"], "proto": a["proto"], "tool": a["tool"],
                 "origins": a["origins"], "asns": a["asns"], "countries": a["countries"],
                 "sensor": a["sensor"], "sensors": a["sensors"],
+                "attack": is_attack(&a),
+                "destination": a["targets"]["sample"].get(0),
+                "ports": a["ports"]["sample"],
+                "vector": a["vector"], "reflector_port": a["reflector_port"],
+                "peak_pps": a["peak_pps"], "peak_bps": a["peak_bps"],
+                "probes": a["probes"], "bytes": a["bytes"], "prefix_len": a["prefix_len"],
             })
         })
         .collect();

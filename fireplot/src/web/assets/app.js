@@ -1,6 +1,7 @@
 // fireplot console. The server draws the plot (the same renderer as
 // `fireplot plot`, binned per pixel) and answers what is under a pixel; this
-// script adds hover, pinning, zoom, the day links, the alerts panel and the
+// script adds hover, pinning, zoom, the day links, the alerts panel, the
+// rate strip under the plot (drawn here from bins the server counts) and the
 // live dots. No data is ever sent as raw rows for a range.
 "use strict";
 
@@ -172,6 +173,7 @@ async function load() {
   $("png").href = url("/plot.png", { w: size.w, h: size.h, download: 1 });
   $("svg").href = url("/plot.svg", { w: size.w, h: size.h, download: 1 });
   loadAlerts();
+  loadRates();
   loadTop();
   loadStats();
   if (mode === "source") loadSource();
@@ -395,6 +397,18 @@ document.addEventListener("keydown", (ev) => {
 
 // ---- panels ----
 
+/// An attack's facts in one line: destination, vector, peaks, sources,
+/// duration.
+function attackFacts(a) {
+  const dst = a.destination ? `${a.destination}${a.prefix_len ? "/" + a.prefix_len : ""}` : "?";
+  const vector = a.vector ? `${a.vector}${a.reflector_port ? " from port " + a.reflector_port : ""}` : a.proto || "";
+  const peak = a.peak_pps ? `peak ${rate(a.peak_pps, false)}` : "";
+  const bps = a.peak_bps ? rate(a.peak_bps, true) : "";
+  const secs = Math.max(0, Math.round((a.last_ms - a.first_ms) / 1000));
+  const parts = [`→ ${dst}`, vector, peak, bps, `${num(a.source_count)} sources`, `${num(secs)} s`].filter((x) => x);
+  return `<span class="facts">${esc(parts.join(" · "))}</span>`;
+}
+
 async function loadAlerts() {
   const ol = $("alerts");
   try {
@@ -411,7 +425,8 @@ async function loadAlerts() {
     // A per-source alert says who its source is (when the detector knew).
     const who = a.origins && a.origins.length === 1 && a.source_count === 1 ? originHtml(a.origins[0]) : "";
     const sensor = a.sensor ? ` <span class="sensor">[${esc(a.sensor)}]</span>` : a.sensors ? ` <span class="sensor">[${esc(a.sensors.join(", "))}]</span>` : "";
-    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span>${sensor} ${esc(a.summary)}${who}`;
+    li.innerHTML = `<span class="sev s${esc(a.severity)}">${esc(a.severity)}</span><span class="kind">${esc(a.kind)}</span>${sensor} ${esc(a.summary)}${who}${a.attack ? attackFacts(a) : ""}`;
+    if (a.attack) li.classList.add("attack");
     li.addEventListener("click", () => {
       const pad = Math.max(60000, (a.last_ms - a.first_ms) * 0.1);
       const q = new URLSearchParams();
@@ -434,6 +449,114 @@ async function loadAlerts() {
     }
   }
 }
+
+// ---- rate strip ----
+
+const RATE_COLORS = ["#ff5050", "#50a0ff", "#ffd000", "#40e040", "#ff60ff", "#40e0e0", "#ff9030", "#b090ff", "#c0c0c0", "#90ff90"];
+let rates = null;
+
+/// "1.5 k", "12 M": SI prefixes for rates.
+function si(v) {
+  const units = [[1e12, "T"], [1e9, "G"], [1e6, "M"], [1e3, "k"]];
+  for (const [f, u] of units) if (v >= f) return `${(v / f).toFixed(v >= 10 * f ? 0 : 1)} ${u}`;
+  return v >= 10 || v === 0 ? `${Math.round(v)} ` : `${v.toFixed(1)} `;
+}
+
+/// A rate with its unit: "5.2 k packets/s", "2.5 Mbit/s".
+const rate = (v, bits) => (bits ? `${si(v)}bit/s` : `${si(v).trim()} packets/s`);
+
+async function loadRates() {
+  const note = $("rate-note");
+  const bins = Math.max(1, Math.min(600, geo.right - geo.left));
+  // A heavy query like the plot and the top sources: when the server is
+  // busy with those (503), ask again a little later.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      rates = await getJson(url("/api/rates", { bins }));
+      note.textContent = "";
+    } catch (e) {
+      if (e.message.startsWith("503") && attempt < 3) {
+        await new Promise((r) => setTimeout(r, 2000));
+        continue;
+      }
+      rates = null;
+      note.textContent = e.message;
+    }
+    break;
+  }
+  drawRates();
+}
+
+function drawRates() {
+  const c = $("rates");
+  const img = $("plot");
+  c.width = img.naturalWidth || size.w;
+  c.style.width = (img.clientWidth || c.width) + "px";
+  const g = c.getContext("2d");
+  const dark = document.body.className !== "light";
+  g.fillStyle = dark ? "#000" : "#fff";
+  g.fillRect(0, 0, c.width, c.height);
+  const legend = $("rate-legend");
+  legend.innerHTML = "";
+  c.dataset.series = "0";
+  if (!rates || !geo) return;
+  const bits = document.querySelector('input[name="rate-unit"]:checked').value === "bps";
+  const log = $("rate-log").checked;
+  const top = 8, bottom = c.height - 16;
+  const series = rates.series.filter((s) => s.packets_total > 0);
+  const value = (s, i) => (bits ? s.bytes[i] * 8 : s.packets[i]) / rates.bin_s;
+  let max = 0;
+  for (const s of series) for (let i = 0; i < rates.bins; i++) max = Math.max(max, value(s, i));
+  const hi = log ? Math.log10(Math.max(10, max)) + 0.1 : Math.max(1, max) * 1.05;
+  const yOf = (v) => {
+    const f = log ? Math.log10(Math.max(1, v)) / hi : v / hi;
+    return bottom - Math.round(f * (bottom - top));
+  };
+  // The plot's x axis: the same left and right edges and range.
+  const xOfBin = (i) => geo.left + Math.round((i / rates.bins) * (geo.right - geo.left));
+  g.strokeStyle = dark ? "#333" : "#ccc";
+  g.fillStyle = dark ? "#aaa" : "#444";
+  g.font = "11px sans-serif";
+  g.textAlign = "right";
+  const ticks = log ? Array.from({ length: Math.ceil(hi) + 1 }, (_, k) => 10 ** k).filter((v) => Math.log10(v) <= hi) : [0, hi / 4, hi / 2, (3 * hi) / 4];
+  for (const v of ticks) {
+    const y = yOf(v);
+    g.beginPath();
+    g.moveTo(geo.left, y + 0.5);
+    g.lineTo(geo.right, y + 0.5);
+    g.stroke();
+    g.fillText(rate(v, bits), geo.left - 4, y + 4);
+  }
+  g.strokeRect(geo.left + 0.5, top + 0.5, geo.right - geo.left, bottom - top);
+  series.forEach((s, k) => {
+    const color = RATE_COLORS[k % RATE_COLORS.length];
+    g.strokeStyle = color;
+    g.lineWidth = 1.5;
+    g.beginPath();
+    for (let i = 0; i < rates.bins; i++) {
+      const y = yOf(value(s, i));
+      if (i === 0) g.moveTo(xOfBin(0), y); else g.lineTo(xOfBin(i), y);
+      g.lineTo(xOfBin(i + 1), y);
+    }
+    g.stroke();
+    const li = document.createElement("li");
+    li.dataset.vector = s.vector;
+    const peak = Math.max(...s.packets.map((_, i) => value(s, i)));
+    // Colours through the CSSOM: the page's policy allows no inline style.
+    li.innerHTML = `<span class="swatch"></span>${esc(s.label)} <span class="hint">peak ${esc(rate(peak, bits))}</span>`;
+    li.firstChild.style.background = color;
+    legend.appendChild(li);
+  });
+  g.lineWidth = 1;
+  c.dataset.series = String(series.length);
+  if (!series.length) {
+    g.fillStyle = dark ? "#888" : "#666";
+    g.textAlign = "center";
+    g.fillText("no packets in view", (geo.left + geo.right) / 2, (top + bottom) / 2);
+  }
+}
+
+for (const el of document.querySelectorAll('input[name="rate-unit"], #rate-log')) el.addEventListener("change", drawRates);
 
 async function loadTop() {
   // Ports come from pre-binned hours (fast); sources need the events, so
