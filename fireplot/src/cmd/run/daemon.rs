@@ -31,6 +31,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     sink.start_publishing(
         &args.output.fleet,
         Some((ifindex_of(&args.iface), args.iface.as_str())),
+        None,
     )
     .await?;
     // The console: checked before anything else listens, stopped with the run.
