@@ -4,7 +4,6 @@
 
 use std::{
     collections::BTreeSet,
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
