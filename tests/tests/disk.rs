@@ -193,6 +193,7 @@ fn a_file_ingest_on_a_full_disk_waits_for_space_or_stops_clearly() {
     assert!(!ok, "{err}");
     assert!(err.contains("the disk is full"), "the reason: {err}");
     assert!(err.contains("disk_full"), "counted by reason: {err}");
+    assert!(err.contains("resume from there (`tail -n +"), "where to resume: {err}");
     let (stored, not_stored) = ingest_stored(&err);
     assert!(not_stored > 0, "{err}");
     assert!(waited < Duration::from_secs(90), "bounded: {waited:?}");
@@ -267,6 +268,14 @@ fn a_kill_9_during_ingest_leaves_every_committed_batch() {
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)))
         .expect("integrity_check");
     assert_eq!(check, "ok");
+    // The database takes more: a second ingest into it works.
+    let small = dir.join("small.log");
+    write_iptables_mix(&small, 1000).expect("write");
+    let (ok, err) = ingest(&small, &db, &[]);
+    assert!(ok, "{err}");
+    assert_eq!(ingest_stored(&err), (1000, 0), "{err}");
+    let again = fireplot::store::Store::open(&db).expect("opens").count().expect("count");
+    assert_eq!(again, after + 1000, "the re-ingest's events are there");
     eprintln!("kill -9: {committed} events committed before the kill, {after} in the database after");
     let _ = std::fs::remove_dir_all(&dir);
 }

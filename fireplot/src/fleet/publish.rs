@@ -373,7 +373,8 @@ impl Publisher {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        let _ = self.client.flush().await;
+        // A client that is not connected would wait for the broker forever.
+        let _ = tokio::time::timeout(ACK_TIMEOUT, self.client.flush()).await;
         self.counts()
     }
 }

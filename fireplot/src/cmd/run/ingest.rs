@@ -150,7 +150,14 @@ struct Tally {
     /// Why reading stopped before the end: the history or the fleet could
     /// not take more for the whole `--store-wait`.
     stopped: Option<String>,
+    /// The line of each of the last [`RECENT`] events (event number, line
+    /// number): where to resume when the history gave up on the last ones.
+    recent: std::collections::VecDeque<(u64, u64)>,
 }
+
+/// Events whose line is remembered: more than the writer's queue and the
+/// sink's batch hold (all that may be handed over but not stored).
+const RECENT: usize = 1 << 18;
 
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let detect_cfg = args.detect.load()?;
@@ -188,11 +195,29 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     source.close();
     let kept = close(sink, &tally, db_path.as_deref()).await?;
     report(&tally, &reading);
-    let stopped = tally
-        .stopped
-        .as_ref()
-        .map(|why| format!("reading stopped after line {}: {why}", tally.lines));
+    let stopped = tally.stopped.as_ref().map(|why| {
+        format!(
+            "reading stopped after line {}: {why}{}",
+            tally.lines,
+            resume_at(&tally, &kept, &reading)
+        )
+    });
     kept.check(tally.events, stopped.as_deref())
+}
+
+/// Where to go on when the history gave up: the first line whose event
+/// was not stored (those before it are, in order).
+fn resume_at(tally: &Tally, kept: &Kept, reading: &Reading) -> String {
+    let Some(stored) = kept.store.map(|c| c.stored) else {
+        return String::new();
+    };
+    match tally.recent.iter().find(|(n, _)| *n == stored + 1) {
+        Some((_, line)) => format!(
+            "; every event before line {line} is stored: resume from there (`tail -n +{line} {}`)",
+            reading.what
+        ),
+        None => String::new(),
+    }
 }
 
 /// How the lines of `args`' input become events.
@@ -308,6 +333,10 @@ impl Tally {
         match parse(reading.format, &line, &clock, self.lines as usize) {
             Parsed::Event(mut rec, iface) => {
                 self.events += 1;
+                if self.recent.len() == RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((self.events, self.lines));
                 if let Some(name) = &iface {
                     let n = self.ifaces.len() as u32;
                     rec.ifindex = *self.ifaces.entry(name.clone()).or_insert(IFINDEX_BASE + n);
