@@ -118,7 +118,23 @@ impl StoreError {
             StoreError::Open { source, .. } | StoreError::Sql { source, .. } => source,
             _ => return false,
         };
-        source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+        // A full tmpfs also fails growing the WAL's shared memory.
+        let shm = matches!(source, rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE);
+        shm || source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+/// Opening for a file input: a full disk is not an error yet (the
+/// writer waits for space, `--store-wait`); anything else is.
+pub fn open_waiting(path: &Path) -> Result<(), StoreError> {
+    match Store::open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_disk_full() => {
+            log::warn!("{}: the disk is full; waiting for space", crate::error_chain(&e));
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

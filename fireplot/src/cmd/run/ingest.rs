@@ -168,7 +168,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
-        Store::open(&path)?;
+        crate::store::open_waiting(&path)?;
         sink.store = Some(args.file_input.store_writer(path));
         sink.store_origins();
     }
@@ -370,9 +370,15 @@ async fn close(mut sink: EventSink, tally: &Tally, db_path: Option<&Path>) -> an
     let fleet = sink.stop_publishing().await;
     let store = sink.store.take().map(|w| w.close());
     if let Some(path) = db_path {
-        let s = Store::open(path)?;
-        for (name, idx) in &tally.ifaces {
-            s.set_interface(*idx, name)?;
+        // The names are a nicety: a full disk must not hide the counts.
+        let named = Store::open(path).and_then(|s| {
+            tally
+                .ifaces
+                .iter()
+                .try_for_each(|(name, idx)| s.set_interface(*idx, name))
+        });
+        if let Err(e) = named {
+            log::warn!("the interfaces' names are not stored: {}", crate::error_chain(&e));
         }
     }
     if let Some(c) = store.filter(|c| c.waited_ms > 0) {

@@ -128,7 +128,7 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     sensor.configure(&limits, &args.classifier.services)?;
     let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
-        Store::open(&path)?;
+        crate::store::open_waiting(&path)?;
         log::info!("storing history in {}", path.display());
         sink.store = Some(args.file_input.store_writer(path));
         sink.store_origins();
@@ -179,9 +179,15 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         + sink.counts.aggregates_received;
     let stored = sink.store.take().map(|w| w.close());
     if let Some(path) = db_path {
-        let s = Store::open(&path)?;
-        for (id, name) in &capture.seen {
-            s.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"))?;
+        // The names are a nicety: a full disk must not hide the counts.
+        let named = Store::open(&path).and_then(|s| {
+            capture
+                .seen
+                .iter()
+                .try_for_each(|(id, name)| s.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}")))
+        });
+        if let Err(e) = named {
+            log::warn!("the interfaces' names are not stored: {}", crate::error_chain(&e));
         }
     }
     if frames > 0 && dirs.to_egress() == 0 {
