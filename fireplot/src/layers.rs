@@ -10,6 +10,8 @@
 const LAYERS: &[&[&str]] = &[
     // The crate root's helpers, and this table.
     &["lib", "layers"],
+    // A long job's progress: a bar on a terminal, a log line otherwise.
+    &["progress"],
     // Load, attach and read the kernel side (fireplot-common's types).
     &["sensor"],
     // The event as userspace holds it, its JSON lines and who its source is.

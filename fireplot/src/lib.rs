@@ -13,6 +13,7 @@ pub mod enrich;
 pub mod fleet;
 pub mod input;
 pub mod plot;
+pub mod progress;
 pub mod record;
 pub mod report;
 pub mod sensor;

@@ -306,11 +306,17 @@ impl RunSummary {
             );
         }
         if let Some(st) = &self.store {
+            let why: String = st
+                .not_stored_by_reason()
+                .iter()
+                .map(|(r, n)| format!(" {} {n}", r.name()))
+                .collect();
             let _ = writeln!(
                 s,
-                "  history: events stored {} not_stored {}, alerts stored {} not_stored {}, summaries stored {} not_stored {}",
+                "  history: events stored {} not_stored {}{}, alerts stored {} not_stored {}, summaries stored {} not_stored {}",
                 st.stored,
                 st.not_stored,
+                if why.is_empty() { String::new() } else { format!(" (why:{why})") },
                 st.alerts_stored,
                 st.alerts_not_stored,
                 st.summaries_stored,

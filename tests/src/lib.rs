@@ -304,6 +304,14 @@ pub fn teardown(prefix: &str) {
     }
 }
 
+/// A fresh, empty directory for `test`'s output under the temp dir.
+pub fn out_dir(test: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("fireplot-test-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
+}
+
 /// A prefix unique to this process and call, for tests that run side by side.
 pub fn unique_prefix(tag: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};

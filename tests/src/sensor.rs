@@ -23,6 +23,26 @@ pub fn fireplot_bin() -> PathBuf {
     root.join("target/release/fireplot")
 }
 
+/// The "N stored, M not stored" of `fireplot ingest`'s closing line in
+/// its stderr `log`.
+pub fn ingest_stored(log: &str) -> (u64, u64) {
+    let line = log
+        .lines()
+        .find(|l| l.starts_with("ingest: "))
+        .unwrap_or_else(|| panic!("no closing line: {log}"));
+    let before = |word: &str| -> u64 {
+        let at = line
+            .find(word)
+            .unwrap_or_else(|| panic!("no `{word}`: {line}"));
+        line[..at]
+            .split_whitespace()
+            .last()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count before `{word}`: {line}"))
+    };
+    (before(" stored,"), before(" not stored"))
+}
+
 /// A running sensor.
 pub struct Sensor {
     child: Child,

@@ -500,3 +500,85 @@ pub fn iptables_syn(sec: usize, micros: usize, src: &str, dst: &str, dport: u16)
         micros % 1_000_000
     )
 }
+
+/// `n` iptables/ip6tables `-j LOG` lines, one event each, in time order
+/// from 2026-11-20 00:00 UTC (20 µs apart), in the bench detector's
+/// realistic mix (`fireplot-bench`'s `mix`): 20 % background noise (one or
+/// two probes per source to common ports), 60 % from 500 scanners walking
+/// ports of 8 hosts, 15 % from 100 sweepers of port 443 over 256 hosts,
+/// 5 % backscatter (SYN-ACKs from 20,000 victims); one line in ten UDP, one
+/// in twenty IPv6. Written to `out`; returns the bytes written.
+pub fn iptables_mix(n: usize, out: &mut impl std::io::Write) -> std::io::Result<u64> {
+    let common = [
+        22u16, 23, 80, 443, 445, 3389, 8080, 5060, 7547, 37777, 53, 123,
+    ];
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut bytes = 0u64;
+    let mut line = String::with_capacity(256);
+    for i in 0..n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let kind = x % 100;
+        let (src, dport, flags): (u32, u16, &str) = match kind {
+            0..=19 => (
+                0x0b00_0000 + (i / 10) as u32 + (x >> 60) as u32 % 2,
+                common[(x >> 8) as usize % common.len()],
+                "SYN",
+            ),
+            20..=79 => (
+                0x0c00_0000 + (x >> 40) as u32 % 500,
+                (x >> 16) as u16 | 1,
+                "SYN",
+            ),
+            80..=94 => (0x0d00_0000 + (x >> 40) as u32 % 100, 443, "SYN"),
+            _ => (
+                0x0e00_0000 + (x >> 20) as u32 % 20_000,
+                (x >> 24) as u16 | 1024,
+                "ACK SYN",
+            ),
+        };
+        let host = (x >> 56) as u32 % if (80..=94).contains(&kind) { 256 } else { 8 };
+        let t = i * 20;
+        let (sec, micros) = (t / 1_000_000, t % 1_000_000);
+        let stamp = format!(
+            "2026-11-20T{:02}:{:02}:{:02}.{micros:06}Z router kernel: [1.0] IN=eth0 OUT= MAC=00 ",
+            (sec / 3600) % 24,
+            (sec / 60) % 60,
+            sec % 60
+        );
+        line.clear();
+        line.push_str(&stamp);
+        let (a, d) = (std::net::Ipv4Addr::from(src), 0xc612_0000u32 + 256 + host);
+        let dst = std::net::Ipv4Addr::from(d);
+        let l4 = if x % 10 == 3 {
+            format!("PROTO=UDP SPT=40000 DPT={dport} LEN=20")
+        } else {
+            format!("PROTO=TCP SPT=40000 DPT={dport} WINDOW=1024 RES=0x00 {flags} URGP=0")
+        };
+        if x % 20 == 7 {
+            line.push_str(&format!(
+                "SRC=2001:db8:{:x}:{:x}::1 DST=2001:db8:1::{:x} LEN=80 TC=0 HOPLIMIT=50 FLOWLBL=0 {l4}\n",
+                src >> 16,
+                src & 0xffff,
+                host + 2
+            ));
+        } else {
+            line.push_str(&format!(
+                "SRC={a} DST={dst} LEN=60 TOS=0x00 PREC=0x00 TTL=50 ID=1 {l4}\n"
+            ));
+        }
+        out.write_all(line.as_bytes())?;
+        bytes += line.len() as u64;
+    }
+    Ok(bytes)
+}
+
+/// [`iptables_mix`] into a new file at `path`.
+pub fn write_iptables_mix(path: &std::path::Path, n: usize) -> std::io::Result<u64> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let bytes = iptables_mix(n, &mut f)?;
+    f.flush()?;
+    Ok(bytes)
+}

@@ -112,7 +112,9 @@ fn attack(lab: &Lab, name: &str, kind: &str, traffic: impl FnOnce(&Path)) -> Col
     eprintln!(
         "{name}: traffic {traffic_s:.2} s; first `{kind}` record {}; {} events, {} aggregated \
          packets in {} aggregates",
-        first.map_or("after the traffic".into(), |s| format!("{s:.2} s after the start")),
+        first.map_or("after the traffic".into(), |s| format!(
+            "{s:.2} s after the start"
+        )),
         c.events.len(),
         c.aggregated_packets(),
         c.aggregates.len()
@@ -180,7 +182,10 @@ fn reflection(lab: &Lab) {
     });
     let a = the_alert(&c, "ddos", Some("udp_reflection"));
     assert_eq!(a["reflector_port"], 53, "{a}");
-    assert!(a["source_count"].as_u64().unwrap() >= 100, "many sources: {a}");
+    assert!(
+        a["source_count"].as_u64().unwrap() >= 100,
+        "many sources: {a}"
+    );
     assert!(
         a["summary"].as_str().unwrap().contains("DNS"),
         "the summary names the reflector: {a}"
@@ -198,7 +203,10 @@ fn icmp_flood(lab: &Lab) {
         spoofed(lab, dir, &spec, 8_000);
     });
     let a = the_alert(&c, "ddos", Some("icmp"));
-    assert!(a["source_count"].as_u64().unwrap() >= 100, "many sources: {a}");
+    assert!(
+        a["source_count"].as_u64().unwrap() >= 100,
+        "many sources: {a}"
+    );
     no_spoofed_flooder(&c);
 }
 
@@ -212,7 +220,10 @@ fn fragment_flood(lab: &Lab) {
         spoofed(lab, dir, &spec, 8_000);
     });
     let a = the_alert(&c, "ddos", Some("fragment"));
-    assert!(a["source_count"].as_u64().unwrap() >= 100, "many sources: {a}");
+    assert!(
+        a["source_count"].as_u64().unwrap() >= 100,
+        "many sources: {a}"
+    );
     no_spoofed_flooder(&c);
 }
 

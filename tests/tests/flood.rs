@@ -173,8 +173,8 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
         flood_aggs.iter().all(|a| a["len"] == frame_len),
         "every aggregate's mean length is the frame's ({frame_len})"
     );
-    let bytes_off =
-        (agg_bytes as f64 - (aggregated * frame_len) as f64).abs() / (aggregated * frame_len) as f64;
+    let bytes_off = (agg_bytes as f64 - (aggregated * frame_len) as f64).abs()
+        / (aggregated * frame_len) as f64;
     assert!(bytes_off <= 0.01, "bytes within 1 %: {agg_bytes}");
     // Detection counts the aggregates: a spoofed flood is one attack on its
     // victim (`ddos`, SYN), not a flood of each spoofed address.
@@ -198,9 +198,8 @@ fn a_spoofed_flood_is_counted_while_a_scan_keeps_its_events() {
         "the attack counts the flood within 1 % ({probes} of {counted}): {ddos}"
     );
     assert!(
-        !c.alerts
-            .iter()
-            .any(|a| a["kind"] == "flood" && a["sources"].as_array().is_some_and(|s| s
+        !c.alerts.iter().any(|a| a["kind"] == "flood"
+            && a["sources"].as_array().is_some_and(|s| s
                 .iter()
                 .any(|s| s.as_str().is_some_and(|s| s.starts_with("198.19."))))),
         "no spoofed address is a flooder"

@@ -4,25 +4,17 @@
 
 use std::{
     collections::BTreeSet,
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use fireplot_tests::{
-    addr, privileged,
-    sensor::{fireplot_bin, read_lines, Sensor},
-    traffic::nmap,
+    addr, out_dir, privileged,
+    sensor::{fireplot_bin, ingest_stored, read_lines, Sensor},
+    traffic::{nmap, write_iptables_mix},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
-
-fn out_dir(test: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("fireplot-test-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).expect("temp dir");
-    d
-}
 
 /// `net.netfilter.nf_log_all_netns` on (namespaces may log to the kernel
 /// log), put back as it was when dropped.
@@ -347,4 +339,98 @@ fn journald_is_followed_through_journalctl() {
         .filter_map(|e| e["dport"].as_u64())
         .collect();
     assert_eq!(ports, BTreeSet::from([22, 23]), "{err}");
+}
+
+/// `fireplot ingest` with its stderr: (exit ok, stderr).
+fn ingest_args(args: &[&std::ffi::OsStr]) -> (bool, String) {
+    let out = Command::new(fireplot_bin())
+        .arg("ingest")
+        .args(args)
+        .env("RUST_LOG", "info")
+        .output()
+        .expect("fireplot ingest");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_big_file_is_stored_whole_however_slow_the_writer() {
+    // No privileges: 2 M firewall lines of many sources into a database
+    // whose writer holds one batch at a time, so the reader waits on it
+    // (before, a full queue lost batches: "369661 stored, 81920 not stored").
+    let dir = out_dir("ingest-exact");
+    let log = dir.join("big.log");
+    let db = dir.join("big.db");
+    let n = 2_000_000;
+    write_iptables_mix(&log, n).expect("write the log");
+    let started = Instant::now();
+    let (ok, err) = ingest_args(&[
+        "--format".as_ref(),
+        "iptables".as_ref(),
+        log.as_os_str(),
+        "--db".as_ref(),
+        db.as_os_str(),
+        "--store-queue".as_ref(),
+        "1".as_ref(),
+    ]);
+    let secs = started.elapsed().as_secs_f64();
+    assert!(ok, "ingest failed: {err}");
+    assert!(err.contains(&format!("{n} events")), "{err}");
+    assert_eq!(ingest_stored(&err), (n as u64, 0), "{err}");
+    assert!(
+        err.contains("waited") && err.contains("for the history database"),
+        "the reader waited for the writer: {err}"
+    );
+    let stored = fireplot::store::Store::open(&db)
+        .expect("the database opens")
+        .count()
+        .expect("count");
+    assert_eq!(stored, n as u64, "rows in the database");
+    eprintln!("{n} lines stored in {secs:.1} s");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_publisher_whose_spool_stays_full_stops_the_ingest_clearly() {
+    // No privileges: no broker at the address, a spool of 1 MiB. The file
+    // waits for the broker for --store-wait, then stops with the reason
+    // and exit 1, instead of dropping batches as it reads on.
+    let dir = out_dir("ingest-spool");
+    let log = dir.join("fw.log");
+    write_iptables_mix(&log, 200_000).expect("write the log");
+    let spool = dir.join("spool");
+    let started = Instant::now();
+    let (ok, err) = ingest_args(&[
+        "--format".as_ref(),
+        "iptables".as_ref(),
+        log.as_os_str(),
+        "--publish".as_ref(),
+        "nats://127.0.0.1:9".as_ref(),
+        "--sensor".as_ref(),
+        "spooltest".as_ref(),
+        "--spool-dir".as_ref(),
+        spool.as_os_str(),
+        "--spool-max-mib".as_ref(),
+        "1".as_ref(),
+        "--store-wait".as_ref(),
+        "3s".as_ref(),
+    ]);
+    assert!(!ok, "not everything was kept: exit 1; {err}");
+    assert!(
+        err.contains("the fleet's spool stayed full for 3 s"),
+        "the reason: {err}"
+    );
+    assert!(err.contains("reading stopped after line"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+    let spooled = std::fs::read_dir(spool.join("spooltest.spool"))
+        .expect("the spool")
+        .count();
+    assert!(spooled > 0, "what fit is kept in the spool");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1595,26 +1595,106 @@ fn aggregate_keys_hold_destination_and_vector() {
     let (d4, d6) = (words(a4(INSIDE_V4)), words(a6(INSIDE_V6)));
     let (u, t) = (IPPROTO_UDP, IPPROTO_TCP);
     let rows: Vec<(&str, Vec<u8>, VectorKey)> = vec![
-        ("SYN", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN)), (d4, t, 0, 80, VECTOR_SYN, 0)),
-        ("SYN|ECE|CWR: a SYN", v4(OUTSIDE_V4, INSIDE_V4, tcp(1001, 80, SYN | ECE | CWR)), (d4, t, 0, 80, VECTOR_SYN, 0)),
-        ("ACK, same port", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, ACK)), (d4, t, 0, 80, VECTOR_ACK, 0)),
-        ("ACK|PSH: an ACK", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, ACK | PSH)), (d4, t, 0, 80, VECTOR_ACK, 0)),
-        ("SYN-ACK", v4(OUTSIDE_V4, INSIDE_V4, tcp(80, 40001, SYN | ACK)), (d4, t, 0, 40001, VECTOR_SYN_ACK, 0)),
-        ("RST|ACK: a RST", v4(OUTSIDE_V4, INSIDE_V4, tcp(80, 40001, RST | ACK)), (d4, t, 0, 40001, VECTOR_RST, 0)),
-        ("FIN|PSH|URG: other", v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, FIN | PSH | URG)), (d4, t, 0, 80, VECTOR_TCP_OTHER, 0)),
-        ("SYN to another host", v4(OUTSIDE_V4, OTHER_INSIDE_V4, tcp(1000, 80, SYN)), (words(a4(OTHER_INSIDE_V4)), t, 0, 80, VECTOR_SYN, 0)),
-        ("UDP from DNS", v4(OUTSIDE_V4, INSIDE_V4, udp(53, 40000)), (d4, u, 53, 40000, 0, 0)),
-        ("UDP from memcached", v4(OUTSIDE_V4, INSIDE_V4, udp(11211, 40000)), (d4, u, 11211, 40000, 0, 0)),
-        ("UDP from 40000: port dropped", v4(OUTSIDE_V4, INSIDE_V4, udp(40000, 40000)), (d4, u, 0, 40000, 0, 0)),
-        ("UDP from 40001: the same", v4(OUTSIDE_V4, INSIDE_V4, udp(40001, 40000)), (d4, u, 0, 40000, 0, 0)),
-        ("ICMP echo", v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 7)), (d4, IPPROTO_ICMP, 0, 0, 8, 0)),
-        ("ICMP echo, another id", v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 9)), (d4, IPPROTO_ICMP, 0, 0, 8, 0)),
-        ("ICMP timestamp", v4(OUTSIDE_V4, INSIDE_V4, icmp(13, 0, 0)), (d4, IPPROTO_ICMP, 0, 0, 13, 0)),
-        ("IPv4 fragment", v4_fragment(OUTSIDE_V4, INSIDE_V4, u), (d4, u, 0, 0, 0, 1)),
-        ("IPv6 SYN", v6(OUTSIDE_V6, INSIDE_V6, tcp(1000, 80, SYN)), (d6, t, 0, 80, VECTOR_SYN, 0)),
-        ("IPv6 UDP from NTP", v6(OUTSIDE_V6, INSIDE_V6, udp(123, 40000)), (d6, u, 123, 40000, 0, 0)),
-        ("ICMPv6 echo", v6(OUTSIDE_V6, INSIDE_V6, icmp(128, 0, 7)), (d6, IPPROTO_ICMPV6, 0, 0, 128, 0)),
-        ("IPv6 fragment", v6_fragment(OUTSIDE_V6, INSIDE_V6, t), (d6, t, 0, 0, 0, 1)),
+        (
+            "SYN",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, SYN)),
+            (d4, t, 0, 80, VECTOR_SYN, 0),
+        ),
+        (
+            "SYN|ECE|CWR: a SYN",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(1001, 80, SYN | ECE | CWR)),
+            (d4, t, 0, 80, VECTOR_SYN, 0),
+        ),
+        (
+            "ACK, same port",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, ACK)),
+            (d4, t, 0, 80, VECTOR_ACK, 0),
+        ),
+        (
+            "ACK|PSH: an ACK",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, ACK | PSH)),
+            (d4, t, 0, 80, VECTOR_ACK, 0),
+        ),
+        (
+            "SYN-ACK",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(80, 40001, SYN | ACK)),
+            (d4, t, 0, 40001, VECTOR_SYN_ACK, 0),
+        ),
+        (
+            "RST|ACK: a RST",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(80, 40001, RST | ACK)),
+            (d4, t, 0, 40001, VECTOR_RST, 0),
+        ),
+        (
+            "FIN|PSH|URG: other",
+            v4(OUTSIDE_V4, INSIDE_V4, tcp(1000, 80, FIN | PSH | URG)),
+            (d4, t, 0, 80, VECTOR_TCP_OTHER, 0),
+        ),
+        (
+            "SYN to another host",
+            v4(OUTSIDE_V4, OTHER_INSIDE_V4, tcp(1000, 80, SYN)),
+            (words(a4(OTHER_INSIDE_V4)), t, 0, 80, VECTOR_SYN, 0),
+        ),
+        (
+            "UDP from DNS",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(53, 40000)),
+            (d4, u, 53, 40000, 0, 0),
+        ),
+        (
+            "UDP from memcached",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(11211, 40000)),
+            (d4, u, 11211, 40000, 0, 0),
+        ),
+        (
+            "UDP from 40000: port dropped",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(40000, 40000)),
+            (d4, u, 0, 40000, 0, 0),
+        ),
+        (
+            "UDP from 40001: the same",
+            v4(OUTSIDE_V4, INSIDE_V4, udp(40001, 40000)),
+            (d4, u, 0, 40000, 0, 0),
+        ),
+        (
+            "ICMP echo",
+            v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 7)),
+            (d4, IPPROTO_ICMP, 0, 0, 8, 0),
+        ),
+        (
+            "ICMP echo, another id",
+            v4(OUTSIDE_V4, INSIDE_V4, icmp(8, 0, 9)),
+            (d4, IPPROTO_ICMP, 0, 0, 8, 0),
+        ),
+        (
+            "ICMP timestamp",
+            v4(OUTSIDE_V4, INSIDE_V4, icmp(13, 0, 0)),
+            (d4, IPPROTO_ICMP, 0, 0, 13, 0),
+        ),
+        (
+            "IPv4 fragment",
+            v4_fragment(OUTSIDE_V4, INSIDE_V4, u),
+            (d4, u, 0, 0, 0, 1),
+        ),
+        (
+            "IPv6 SYN",
+            v6(OUTSIDE_V6, INSIDE_V6, tcp(1000, 80, SYN)),
+            (d6, t, 0, 80, VECTOR_SYN, 0),
+        ),
+        (
+            "IPv6 UDP from NTP",
+            v6(OUTSIDE_V6, INSIDE_V6, udp(123, 40000)),
+            (d6, u, 123, 40000, 0, 0),
+        ),
+        (
+            "ICMPv6 echo",
+            v6(OUTSIDE_V6, INSIDE_V6, icmp(128, 0, 7)),
+            (d6, IPPROTO_ICMPV6, 0, 0, 128, 0),
+        ),
+        (
+            "IPv6 fragment",
+            v6_fragment(OUTSIDE_V6, INSIDE_V6, t),
+            (d6, t, 0, 0, 0, 1),
+        ),
     ];
     let mut h = aggregating();
     let mut want: BTreeMap<VectorKey, (u64, Vec<&str>)> = BTreeMap::new();
@@ -1629,17 +1709,31 @@ fn aggregate_keys_hold_destination_and_vector() {
     let mut got: BTreeMap<VectorKey, u64> = BTreeMap::new();
     for (k, v) in take_aggs(&mut h) {
         let (prefix, src) = if k.family == 4 {
-            (PREFIX_V4, [u64::from(u32::from_le_bytes([198, 18, 0, 0])), 0])
+            (
+                PREFIX_V4,
+                [u64::from(u32::from_le_bytes([198, 18, 0, 0])), 0],
+            )
         } else {
             (PREFIX_V6, [words(a6(OUTSIDE_V6))[0] & 0xFFFF_FFFF_FFFF, 0])
         };
         assert_eq!((k.prefix, k.src, k.dst_prefix), (prefix, src, 0), "{k:?}");
-        assert_eq!(v.bytes % v.packets, 0, "one frame size per row: {k:?} {v:?}");
+        assert_eq!(
+            v.bytes % v.packets,
+            0,
+            "one frame size per row: {k:?} {v:?}"
+        );
         let key = (k.dst, k.proto, k.sport, k.dport, k.vector, k.fragment);
-        assert!(got.insert(key, v.packets).is_none(), "one entry per key: {k:?}");
+        assert!(
+            got.insert(key, v.packets).is_none(),
+            "one entry per key: {k:?}"
+        );
     }
     for (key, (packets, whats)) in &want {
-        assert_eq!(got.get(key), Some(packets), "{whats:?} → {key:?}; got {got:?}");
+        assert_eq!(
+            got.get(key),
+            Some(packets),
+            "{whats:?} → {key:?}; got {got:?}"
+        );
     }
     assert_eq!(got.len(), want.len(), "no other aggregate: {got:?}");
 }

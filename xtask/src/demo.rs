@@ -320,7 +320,14 @@ pub fn demo(prefix: &str, out: Option<PathBuf>, bin: &Path, serve: bool) -> Resu
     step("writing the day's report (HTML, the fireplot embedded)");
     let report = out.join("report.html");
     let status = std::process::Command::new(bin)
-        .args(["report", "--format", "html", "--day", started.get(..10).unwrap_or_default(), "--db"])
+        .args([
+            "report",
+            "--format",
+            "html",
+            "--day",
+            started.get(..10).unwrap_or_default(),
+            "--db",
+        ])
         .arg(&db)
         .arg("-o")
         .arg(&report)

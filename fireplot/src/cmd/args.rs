@@ -157,6 +157,7 @@ impl PublishArgs {
             spool_dir: self.spool_dir.clone(),
             spool_max_mib: self.spool_max_mib,
             nats: self.nats.options(),
+            wait: None,
         }
     }
 
@@ -170,4 +171,36 @@ impl PublishArgs {
     pub async fn start(&self) -> Result<Option<Publisher>, PublishError> {
         self.options().start().await
     }
+}
+
+/// How a file input keeps everything it reads (`ingest`, `replay`): its
+/// reader waits for the history and the fleet instead of losing events.
+#[derive(Args, Debug, Clone)]
+pub struct FileInputArgs {
+    /// How long a file input waits for a history database that cannot be
+    /// written (disk full, locked), or a full fleet spool, before it stops
+    /// with an error. Everything stored before is kept (committed).
+    #[arg(long, value_name = "DURATION", default_value = "60s")]
+    pub store_wait: crate::units::HumanDuration,
+
+    /// Batches the history writer's queue holds before the reader waits
+    /// (tests: 1 makes the reader wait on every batch).
+    #[arg(long, hide = true, default_value_t = crate::store::writer::FILE_QUEUE_BATCHES)]
+    pub store_queue: usize,
+}
+
+impl FileInputArgs {
+    /// The history writer of a file input.
+    pub fn store_writer(&self, path: PathBuf) -> crate::store::writer::StoreWriter {
+        crate::store::writer::StoreWriter::waiting(path, self.store_queue, self.store_wait.0)
+    }
+}
+
+/// `--quiet` of the commands that show progress on long work.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ProgressArgs {
+    /// No progress: neither the bar on a terminal nor the periodic log
+    /// line otherwise.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }

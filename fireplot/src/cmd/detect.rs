@@ -77,6 +77,9 @@ pub struct DetectCmdArgs {
 
     #[command(flatten)]
     pub enrich: super::args::EnrichArgs,
+
+    #[command(flatten)]
+    pub progress: super::args::ProgressArgs,
 }
 
 pub fn detect(args: &DetectCmdArgs) -> Result<()> {
@@ -110,7 +113,7 @@ pub fn detect(args: &DetectCmdArgs) -> Result<()> {
     let mut write_err: Option<io::Error> = None;
     let mut n_alerts = 0u64;
     let started = std::time::Instant::now();
-    let (events, bad) = source.for_each(|r| {
+    let (events, bad) = source.for_each_shown("detect", args.progress.quiet, |r| {
         if let (Some(c), Some(s)) = (campaigns.as_mut(), sensor_of.get(&r.ifindex)) {
             c.push(r, s);
         }

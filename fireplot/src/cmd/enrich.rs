@@ -9,6 +9,7 @@ use clap::Args;
 
 use super::args::EnrichArgs;
 use crate::{
+    progress::{Progress, Unit},
     record::now_ns,
     store::{Filter, Store},
 };
@@ -23,6 +24,9 @@ pub struct EnrichCmdArgs {
 
     #[command(flatten)]
     pub enrich: EnrichArgs,
+
+    #[command(flatten)]
+    pub progress: super::args::ProgressArgs,
 }
 
 pub fn enrich(args: &EnrichCmdArgs) -> Result<()> {
@@ -32,17 +36,25 @@ pub fn enrich(args: &EnrichCmdArgs) -> Result<()> {
     let path = crate::store::existing_db(Some(&args.db))?;
     let mut store = Store::open(&path)?;
     let started = std::time::Instant::now();
+    let quiet = args.progress.quiet;
     let mut sources: HashSet<IpAddr> = HashSet::new();
+    let mut progress =
+        Progress::start("enrich", Unit::Items("events"), Some(store.count()?), quiet);
     store.for_each_plot(&Filter::range(i64::MIN, i64::MAX), |r| {
+        progress.add(1);
         // An aggregate's source is a /24 or /48, not one address.
         if let (Some(a), None) = (r.src, r.src_prefix()) {
             sources.insert(a);
         }
     })?;
+    progress.finish();
+    let total = Some(sources.len() as u64);
+    let mut progress = Progress::start("enrich", Unit::Items("sources"), total, quiet);
     let (mut country, mut asn, mut tagged, mut none) = (0u64, 0u64, 0u64, 0u64);
     let mut batch = Vec::with_capacity(10_000);
     let now = now_ns();
     for a in sources.iter().copied() {
+        progress.add(1);
         let o = (*e.lookup(a)).clone();
         country += u64::from(o.country.is_some());
         asn += u64::from(o.asn.is_some());
@@ -55,6 +67,7 @@ pub fn enrich(args: &EnrichCmdArgs) -> Result<()> {
         }
     }
     store.set_origins(&batch, now)?;
+    progress.finish();
     println!(
         "{}: {} sources in {:.2} s: {country} with a country, {asn} with a network, {tagged} tagged, {none} unknown to the files",
         path.display(),

@@ -44,6 +44,9 @@ pub struct PlotArgs {
     /// nothing stored "unknown". Needs the database.
     #[arg(long, value_name = "BY", default_value = "proto", value_parser = parse_color_by)]
     pub color_by: GroupBy,
+
+    #[command(flatten)]
+    pub progress: super::args::ProgressArgs,
 }
 
 fn parse_color_by(s: &str) -> Result<GroupBy, String> {
@@ -77,7 +80,7 @@ pub fn plot(args: &PlotArgs) -> Result<()> {
         density.color_by_groups(Groups::new(groups));
     }
     let started = std::time::Instant::now();
-    let (n, bad) = source.fill(&mut density)?;
+    let (n, bad) = source.fill(&mut density, args.progress.quiet)?;
     let marks = if args.mark_alerts {
         marks_from_alerts(source.alerts()?)
     } else {

@@ -131,7 +131,7 @@ fn plot_day(source: &mut super::source::Source, start: i64) -> Result<Vec<u8>> {
     let week = (source.filter.from_ns, source.filter.to_ns);
     (source.filter.from_ns, source.filter.to_ns) = (start, end);
     let mut density = Density::new(Layout::new(1600, 900, start, end));
-    let filled = source.fill(&mut density);
+    let filled = source.fill(&mut density, true);
     (source.filter.from_ns, source.filter.to_ns) = week;
     filled?;
     let spec = Spec {

@@ -285,6 +285,7 @@ mod tests {
             alerts: printed.display().to_string(),
             print_config: false,
             enrich: Default::default(),
+            progress: Default::default(),
         })
         .expect("detect --events");
         let printed: Vec<Value> = std::fs::read_to_string(&printed)

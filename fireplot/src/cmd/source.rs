@@ -3,9 +3,11 @@
 //! filters.
 
 use std::{
+    cell::Cell,
     fs::File,
-    io::{BufRead, BufReader},
+    io::{BufRead, BufReader, Read},
     path::PathBuf,
+    rc::Rc,
 };
 
 use anyhow::{bail, Context, Result};
@@ -13,6 +15,7 @@ use clap::Args;
 
 use crate::{
     cmd::history::HistorySpec,
+    progress::{Progress, Unit},
     record::{now_ns, read_lines, Record},
     store::{existing_db, Filter, History, HistorySource},
     units::{Cidr, HumanDuration, ProtoArg, TimeArg},
@@ -86,12 +89,39 @@ enum Input {
 }
 
 fn open_events(path: &PathBuf) -> Result<Box<dyn BufRead>> {
-    if path.as_os_str() == "-" {
-        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    open_counted(path, None)
+}
+
+/// As [`open_events`], adding the bytes read to `counter` (progress).
+fn open_counted(path: &PathBuf, counter: Option<Rc<Cell<u64>>>) -> Result<Box<dyn BufRead>> {
+    let read: Box<dyn Read> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            File::open(path)
+                .with_context(|| format!("cannot open events file `{}`", path.display()))?,
+        )
+    };
+    Ok(Box::new(BufReader::with_capacity(
+        1 << 20,
+        Counted { read, counter },
+    )))
+}
+
+/// A reader that counts the bytes it reads.
+struct Counted {
+    read: Box<dyn Read>,
+    counter: Option<Rc<Cell<u64>>>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.read.read(buf)?;
+        if let Some(c) = &self.counter {
+            c.set(c.get() + n as u64);
+        }
+        Ok(n)
     }
-    let f = File::open(path)
-        .with_context(|| format!("cannot open events file `{}`", path.display()))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
 impl SourceArgs {
@@ -186,13 +216,59 @@ impl SourceArgs {
 impl Source {
     /// Streams the matching records in file or time order. Returns
     /// (records passed to `f`, unreadable lines).
-    pub fn for_each(&self, mut f: impl FnMut(&Record)) -> Result<(u64, u64)> {
+    pub fn for_each(&self, f: impl FnMut(&Record)) -> Result<(u64, u64)> {
+        self.for_each_counted(f, None)
+    }
+
+    /// As [`Source::for_each`], showing progress as `what` (the
+    /// command): a file's bytes read out of its size, or the database's
+    /// events done (see [`crate::progress`]).
+    pub fn for_each_shown(
+        &self,
+        what: &'static str,
+        quiet: bool,
+        mut f: impl FnMut(&Record),
+    ) -> Result<(u64, u64)> {
+        let file = match &self.input {
+            Input::Events(p) => Some(p),
+            Input::Db(_) => None,
+        };
+        let (unit, total) = match file {
+            Some(p) => (
+                Unit::Bytes,
+                std::fs::metadata(p)
+                    .ok()
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len()),
+            ),
+            None => (Unit::Items("events"), None),
+        };
+        let mut progress = Progress::start(what, unit, total, quiet);
+        let counter: Rc<Cell<u64>> = Rc::default();
+        let mut n = 0u64;
+        let done = self.for_each_counted(
+            |r| {
+                n += 1;
+                progress.set(if file.is_some() { counter.get() } else { n });
+                f(r)
+            },
+            file.map(|_| counter.clone()),
+        );
+        progress.finish();
+        done
+    }
+
+    fn for_each_counted(
+        &self,
+        mut f: impl FnMut(&Record),
+        counter: Option<Rc<Cell<u64>>>,
+    ) -> Result<(u64, u64)> {
         match &self.input {
             Input::Db(store) => Ok((store.for_each(&self.filter, |r| f(&r))?, 0)),
             Input::Events(p) => {
                 let mut n = 0;
                 let read = read_lines(
-                    open_events(p)?,
+                    open_counted(p, counter)?,
                     |r, iface| {
                         if let (Some(want), Some(have)) = (&self.iface_name, iface) {
                             if want != have {
@@ -225,10 +301,10 @@ impl Source {
 
     /// Bins the source into `d`: from a database its pre-binned minutes
     /// where they fit ([`Density::fill`]), from a file every event.
-    pub fn fill(&self, d: &mut crate::plot::Density) -> Result<(u64, u64)> {
+    pub fn fill(&self, d: &mut crate::plot::Density, quiet: bool) -> Result<(u64, u64)> {
         match &self.input {
             Input::Db(store) => Ok((d.fill(store.as_ref(), &self.filter)?, 0)),
-            Input::Events(_) => self.for_each(|r| d.add(r)),
+            Input::Events(_) => self.for_each_shown("plot", quiet, |r| d.add(r)),
         }
     }
 

@@ -9,11 +9,11 @@
 //! aggregates, this detector and the docs read; the TCP flag classes are
 //! its `tcp_vector`, the kernel's too.
 
+use fireplot_common::vector::reflector;
 use fireplot_common::{
     event::PKT_FRAGMENT,
     vector::{is_reflection_port, tcp_vector, VECTOR_ACK, VECTOR_RST, VECTOR_SYN, VECTOR_SYN_ACK},
 };
-use fireplot_common::vector::reflector;
 
 use crate::record::Record;
 

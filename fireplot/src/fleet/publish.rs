@@ -6,7 +6,7 @@
 
 use std::{
     path::PathBuf,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{atomic::Ordering, Arc, Mutex, OnceLock},
     time::Duration,
 };
 
@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 
 use super::{
     nats::{check_url, NatsError, NatsOptions},
-    sender::{run, spool, Counts, Job, State, ACK_TIMEOUT},
+    sender::{run, spool, Counts, Job, State, Waiting, ACK_TIMEOUT},
     spool::{Sequence, Spool, SpoolCounts, SpoolError},
     wire::{check_sensor_name, Batch, Body, Kind, WireError},
 };
@@ -37,6 +37,12 @@ pub struct PublishOptions {
     /// The spool's bound.
     pub spool_max_mib: u64,
     pub nats: NatsOptions,
+    /// A file input, which can wait: batches wait for room in memory, and
+    /// a full spool for the broker to take some of it, for up to this
+    /// long; then the input is told to stop ([`Publisher::failure`]).
+    /// None (a live input): nothing waits; past the bounds batches are
+    /// spooled, and past the spool's, dropped and counted.
+    pub wait: Option<Duration>,
 }
 
 /// Errors of starting to publish.
@@ -76,6 +82,9 @@ const START_WAIT: Duration = Duration::from_secs(3);
 /// Items queued in memory for the publisher before batches go straight to
 /// the spool (the broker is slow or away).
 const MAX_QUEUED_ITEMS: u64 = 1 << 20;
+/// Items a file input may queue in memory before it waits for the
+/// publisher (at least one batch is always let through).
+const FILE_QUEUED_ITEMS: u64 = 1 << 16;
 
 /// What the publisher did, for the summaries.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -99,6 +108,10 @@ pub struct Publisher {
     counts: Arc<Counts>,
     client: async_nats::Client,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// See [`PublishOptions::wait`].
+    wait: Option<Duration>,
+    /// Set once a waiting publisher gives up: why.
+    failure: Arc<OnceLock<String>>,
 }
 
 fn host_name() -> String {
@@ -198,7 +211,17 @@ impl PublishOptions {
             interfaces: Vec::new(),
         }));
         let counts = Arc::new(Counts::default());
-        let (tx, rx) = mpsc::channel(4096);
+        let failure = Arc::new(OnceLock::new());
+        // A file input's batches wait for room by items; its channel can
+        // hold as many batches as that lets in (one item each at least).
+        let (tx, rx) = mpsc::channel(match self.wait {
+            Some(_) => FILE_QUEUED_ITEMS as usize + 1,
+            None => 4096,
+        });
+        let waiting = self.wait.map(|give_up| Waiting {
+            give_up,
+            failure: failure.clone(),
+        });
         let task = tokio::spawn(run(
             rx,
             client.clone(),
@@ -207,6 +230,7 @@ impl PublishOptions {
             sensor.clone(),
             state.clone(),
             counts.clone(),
+            waiting,
         ));
         log::info!(
             "publishing to {url} as sensor `{sensor}` (spool in {})",
@@ -219,6 +243,8 @@ impl PublishOptions {
             counts,
             client,
             task: Some(task),
+            wait: self.wait,
+            failure,
         }))
     }
 }
@@ -249,14 +275,42 @@ impl Publisher {
         self.send(Body::Lines(Kind::Counters, vec![json]));
     }
 
+    /// Why a waiting publisher gave up (the input should stop), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+
+    /// A file input: waits until the queue has room for `items` more (or
+    /// the publisher gave up). Call it only where the thread may block (a
+    /// blocking task, not a runtime's worker).
+    fn wait_for_room(&self, items: u64) {
+        let (lock, room) = &self.counts.room;
+        let mut guard = lock.lock().expect("publisher room");
+        loop {
+            let queued = self.counts.queued_items.load(Ordering::Relaxed);
+            if queued == 0 || queued + items <= FILE_QUEUED_ITEMS || self.failure.get().is_some() {
+                return;
+            }
+            guard = room
+                .wait_timeout(guard, Duration::from_millis(100))
+                .expect("publisher room")
+                .0;
+        }
+    }
+
     /// Numbers the items and hands the batch over; never waits for the
-    /// network. When the queue is long, the batch goes to the spool here.
+    /// network. A live input's batch goes to the spool here when the queue
+    /// is long; a file input's events wait for room instead.
     fn send(&self, body: Body) {
-        let mut st = self.state.lock().expect("publisher state");
         let items = match &body {
             Body::Events(e) => e.len(),
             Body::Lines(_, l) => l.len(),
         } as u64;
+        let waits = self.wait.is_some() && matches!(body, Body::Events(_));
+        if waits {
+            self.wait_for_room(items);
+        }
+        let mut st = self.state.lock().expect("publisher state");
         let first_seq = match st.seq.take(items) {
             Ok(f) => f,
             Err(e) => {
@@ -283,7 +337,7 @@ impl Publisher {
             bytes: batch.encode(),
         };
         let queued = self.counts.queued_items.load(Ordering::Relaxed);
-        let job = if queued + items <= MAX_QUEUED_ITEMS {
+        let job = if self.wait.is_some() || queued + items <= MAX_QUEUED_ITEMS {
             match self.tx.as_ref().map(|tx| tx.try_send(job)) {
                 Some(Ok(())) => {
                     self.counts.queued_items.fetch_add(items, Ordering::Relaxed);
@@ -320,7 +374,8 @@ impl Publisher {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        let _ = self.client.flush().await;
+        // A client that is not connected would wait for the broker forever.
+        let _ = tokio::time::timeout(ACK_TIMEOUT, self.client.flush()).await;
         self.counts()
     }
 }

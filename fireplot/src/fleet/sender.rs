@@ -5,7 +5,7 @@
 use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
-        Arc, Mutex,
+        Arc, Condvar, Mutex, OnceLock,
     },
     time::Duration,
 };
@@ -56,6 +56,24 @@ pub(super) struct Counts {
     pub(super) publish_errors: AtomicU64,
     pub(super) queued_items: AtomicU64,
     pub(super) spool_errors: AtomicU64,
+    /// Signalled when queued items are taken (a file input waits on it).
+    pub(super) room: (Mutex<()>, Condvar),
+}
+
+impl Counts {
+    /// The task took a job: `items` fewer queued.
+    fn taken(&self, items: u64) {
+        self.queued_items.fetch_sub(items, Ordering::Relaxed);
+        self.room.1.notify_all();
+    }
+}
+
+/// A file input's publisher: a full spool waits for the broker.
+pub(super) struct Waiting {
+    /// How long a batch may wait for room in the spool.
+    pub(super) give_up: Duration,
+    /// Why it gave up, for the input to stop.
+    pub(super) failure: Arc<OnceLock<String>>,
 }
 
 pub(super) fn spool(s: &mut Spool, j: &Job, counts: &Counts) {
@@ -152,6 +170,68 @@ async fn send_oldest(
     }
 }
 
+/// A file input's batch and a full spool: sends the spool's oldest
+/// batches until the batch fits, for up to the bound. False: it still does
+/// not fit (the broker is away); the input is told to stop.
+async fn make_room(
+    js: &jetstream::Context,
+    sensor: &str,
+    state: &Mutex<State>,
+    counts: &Counts,
+    bytes: u64,
+    w: &Waiting,
+) -> bool {
+    let started = tokio::time::Instant::now();
+    let mut said = false;
+    loop {
+        if state.lock().expect("state").spool.has_room(bytes) {
+            return true;
+        }
+        if w.failure.get().is_some() {
+            return false;
+        }
+        if !said {
+            log::warn!(
+                "fleet: the spool is full; the input waits for the broker to take some of it (up to {} s)",
+                w.give_up.as_secs()
+            );
+            said = true;
+        }
+        if started.elapsed() >= w.give_up {
+            let _ = w.failure.set(format!(
+                "the fleet's spool stayed full for {} s (the broker does not take it)",
+                w.give_up.as_secs()
+            ));
+            counts.room.1.notify_all();
+            return false;
+        }
+        if !matches!(send_oldest(js, sensor, state, counts).await, Sent::Yes) {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Spools a job the broker cannot take now. A file input's first waits
+/// for room ([`make_room`]); past the bound, or for a live input, a full
+/// spool drops it (counted).
+async fn keep(
+    js: &jetstream::Context,
+    sensor: &str,
+    state: &Mutex<State>,
+    counts: &Counts,
+    j: &Job,
+    waiting: Option<&Waiting>,
+) {
+    if let Some(w) = waiting {
+        make_room(js, sensor, state, counts, j.bytes.len() as u64, w).await;
+    }
+    spool(&mut state.lock().expect("state").spool, j, counts);
+}
+
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the task's whole context, given once at its start"
+)]
 pub(super) async fn run(
     mut rx: mpsc::Receiver<Job>,
     client: async_nats::Client,
@@ -160,6 +240,7 @@ pub(super) async fn run(
     sensor: String,
     state: Arc<Mutex<State>>,
     counts: Arc<Counts>,
+    waiting: Option<Waiting>,
 ) {
     let mut have_stream = false;
     // Until this instant the broker is taken to be away (no waiting on it).
@@ -208,17 +289,12 @@ pub(super) async fn run(
         }
         let up = up && have_stream;
         if let Some(j) = job {
-            counts.queued_items.fetch_sub(j.items, Ordering::Relaxed);
-            let behind = {
-                let mut st = state.lock().expect("state");
-                let behind = !up || !st.spool.is_empty();
-                if behind {
-                    // Behind what is spooled (order), or the broker is away.
-                    spool(&mut st.spool, &j, &counts);
-                }
-                behind
-            };
-            if !behind {
+            counts.taken(j.items);
+            // Behind what is spooled (order), or the broker is away.
+            let behind = !up || !state.lock().expect("state").spool.is_empty();
+            if behind {
+                keep(&js, &sensor, &state, &counts, &j, waiting.as_ref()).await;
+            } else {
                 match publish(&js, &sensor, j.kind, j.first_seq, j.bytes.clone()).await {
                     Ok(()) => {
                         counts.published_batches.fetch_add(1, Ordering::Relaxed);
@@ -231,7 +307,7 @@ pub(super) async fn run(
                             crate::error_chain(&e)
                         );
                         away_until = tokio::time::Instant::now() + Duration::from_secs(1);
-                        spool(&mut state.lock().expect("state").spool, &j, &counts);
+                        keep(&js, &sensor, &state, &counts, &j, waiting.as_ref()).await;
                     }
                 }
             }

@@ -224,10 +224,15 @@ impl Spool {
         self.files.is_empty()
     }
 
+    /// A batch of `bytes` fits under the bound now.
+    pub fn has_room(&self, bytes: u64) -> bool {
+        self.counts.queued_bytes + bytes <= self.max_bytes
+    }
+
     /// Keeps a batch. Returns false (and counts it lost) when the spool is
     /// full: what is already spooled is kept, in order, and never replaced.
     pub fn push(&mut self, first_seq: u64, items: u64, bytes: &[u8]) -> Result<bool> {
-        if self.counts.queued_bytes + bytes.len() as u64 > self.max_bytes {
+        if !self.has_room(bytes.len() as u64) {
             self.counts.dropped_batches += 1;
             self.counts.dropped_items += items;
             return Ok(false);

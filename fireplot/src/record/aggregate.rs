@@ -92,7 +92,7 @@ mod tests {
         agg::{AggKey, AggValue, DST_PREFIX_V4, DST_PREFIX_V6, PREFIX_V4},
         event::Class,
         proto::{FAMILY_V4, FAMILY_V6, IPPROTO_TCP, IPPROTO_UDP, TCP_ACK, TCP_PSH, TCP_SYN},
-        vector::{VECTOR_TCP_OTHER},
+        vector::VECTOR_TCP_OTHER,
     };
 
     use super::*;
@@ -178,7 +178,10 @@ mod tests {
         assert_eq!(round_trip(&syn).flags, "SYN");
         k.vector = VECTOR_ACK;
         v.tcp_flags = TCP_ACK | TCP_PSH;
-        assert_eq!(round_trip(&Record::from_aggregate(&k, &v, 0)).flags, "PSH|ACK");
+        assert_eq!(
+            round_trip(&Record::from_aggregate(&k, &v, 0)).flags,
+            "PSH|ACK"
+        );
         // SYN|FIN and FIN|ACK are both "other"; their OR is not a SYN-ACK.
         k.vector = VECTOR_TCP_OTHER;
         v.tcp_flags = TCP_SYN | TCP_FIN | TCP_ACK;
@@ -190,7 +193,10 @@ mod tests {
         let echo = Record::from_aggregate(&k, &v, 0);
         assert_eq!(echo.icmp_type, 8);
         let line = round_trip(&echo);
-        assert_eq!((line.icmp_type, line.icmp_code, line.icmp_id), (Some(8), None, None));
+        assert_eq!(
+            (line.icmp_type, line.icmp_code, line.icmp_id),
+            (Some(8), None, None)
+        );
 
         let (mut k, v) = agg(IPPROTO_UDP, 0);
         k.fragment = 1;

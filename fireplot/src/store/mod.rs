@@ -2,8 +2,9 @@
 //! snapshots and alerts, with a versioned schema migrated on open.
 //!
 //! Events are written in batches, one transaction each, by a dedicated
-//! writer thread ([`writer`]) so that ingest never waits on the disk and a
-//! failing disk never stops the sensor.
+//! writer thread ([`writer`]) so that the live sensor never waits on the
+//! disk and a failing disk never stops it; a file input waits instead and
+//! loses nothing.
 
 mod bins;
 mod blocks;
@@ -107,6 +108,37 @@ pub enum StoreError {
         name: String,
         known: Vec<String>,
     },
+}
+
+impl StoreError {
+    /// The filesystem is full (SQLite says SQLITE_FULL when a write
+    /// fails with ENOSPC).
+    pub fn is_disk_full(&self) -> bool {
+        let source = match self {
+            StoreError::Open { source, .. } | StoreError::Sql { source, .. } => source,
+            _ => return false,
+        };
+        // A full tmpfs also fails growing the WAL's shared memory.
+        let shm = matches!(source, rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE);
+        shm || source.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+    }
+}
+
+/// Opening for a file input: a full disk is not an error yet (the
+/// writer waits for space, `--store-wait`); anything else is.
+pub fn open_waiting(path: &Path) -> Result<(), StoreError> {
+    match Store::open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_disk_full() => {
+            log::warn!(
+                "{}: the disk is full; waiting for space",
+                crate::error_chain(&e)
+            );
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The default database path for a daemon: `/var/lib/fireplot/fireplot.db`
@@ -432,3 +464,5 @@ impl Store {
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod tests_writer;

@@ -11,7 +11,7 @@ use super::History;
 use super::{writer::StoreWriter, Filter, Store, SCHEMA_VERSION};
 use crate::record::Record;
 
-fn temp_db(tag: &str) -> PathBuf {
+pub(super) fn temp_db(tag: &str) -> PathBuf {
     static N: AtomicU32 = AtomicU32::new(0);
     let dir = std::env::temp_dir().join(format!(
         "fireplot-store-{tag}-{}-{}",

@@ -1,8 +1,11 @@
 //! The store's writer thread. Ingest hands it batches through a bounded
-//! queue and never waits on the disk. If the database cannot be opened or
-//! written (disk full, locked, corrupt, read-only), the writer says so once,
-//! counts every event it could not store, retries every few seconds and
-//! says when it has resumed. Retention deletes old rows in small chunks
+//! queue. What happens when the queue is full or the database cannot be
+//! written (disk full, locked, corrupt, read-only) depends on the input
+//! ([`Pressure`]): a live interface cannot wait, so the writer never makes
+//! it wait and counts every event it could not store, by reason, retries
+//! every few seconds and says when it has resumed; a file can wait, so its
+//! reader waits for room and a failed write is retried until it succeeds
+//! or a bound has passed. Retention deletes old rows in small chunks
 //! between batches.
 
 use std::{
@@ -10,7 +13,7 @@ use std::{
     sync::{
         atomic::{AtomicU64, Ordering},
         mpsc::{self, RecvTimeoutError, SyncSender, TrySendError},
-        Arc,
+        Arc, OnceLock,
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -23,8 +26,57 @@ use crate::record::Record;
 
 /// Batches the queue holds before new ones are counted as not stored.
 const QUEUE_BATCHES: usize = 1024;
+/// Batches the queue of a file input holds before its reader waits (of
+/// at most 8192 events each: memory stays bounded whatever the file's size).
+pub const FILE_QUEUE_BATCHES: usize = 8;
 /// How often a broken database is retried.
 const RETRY: Duration = Duration::from_secs(5);
+/// How often a file input's writer retries a write that failed.
+const RETRY_WAITING: Duration = Duration::from_secs(1);
+
+/// What the writer does when the disk is slower than the input, or fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pressure {
+    /// A live interface, which cannot wait: the caller never waits; what
+    /// cannot be queued or written is counted by reason
+    /// ([`StoreCounts::not_stored`]).
+    Lossy,
+    /// A file, which can: the caller waits for room in the queue, and a
+    /// write that fails is retried until it succeeds or `give_up` has
+    /// passed; then the writer takes no more ([`StoreWriter::failure`]
+    /// says why) and counts what it is handed as not stored.
+    Wait { give_up: Duration },
+}
+
+/// Why events were not stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotStored {
+    /// The writer's queue was full (a live input only).
+    QueueFull,
+    /// The filesystem is full (SQLITE_FULL).
+    DiskFull,
+    /// Any other failure of the database: locked, corrupt, read-only, cannot be opened.
+    DbError,
+}
+
+impl NotStored {
+    /// The reason's name in summaries and /metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            NotStored::QueueFull => "queue_full",
+            NotStored::DiskFull => "disk_full",
+            NotStored::DbError => "db_error",
+        }
+    }
+
+    fn of(e: &super::StoreError) -> NotStored {
+        if e.is_disk_full() {
+            NotStored::DiskFull
+        } else {
+            NotStored::DbError
+        }
+    }
+}
 /// Events deleted per retention step (whole blocks: a step may go a block past it).
 const RETENTION_CHUNK: u32 = 20_000;
 
@@ -53,12 +105,18 @@ enum Msg {
 pub struct WriterCounts {
     pub stored: AtomicU64,
     pub not_stored: AtomicU64,
+    /// `not_stored` by [`NotStored`] reason.
+    pub not_stored_queue_full: AtomicU64,
+    pub not_stored_disk_full: AtomicU64,
+    pub not_stored_db_error: AtomicU64,
     pub alerts_stored: AtomicU64,
     pub alerts_not_stored: AtomicU64,
     pub summaries_stored: AtomicU64,
     pub summaries_not_stored: AtomicU64,
     /// Events in the queue, handed over but not yet written (or failed).
     pub queued: AtomicU64,
+    /// Milliseconds callers waited for room ([`Pressure::Wait`]).
+    pub waited_ms: AtomicU64,
 }
 
 /// A snapshot of [`WriterCounts`]. `stored`/`not_stored` count events.
@@ -67,12 +125,41 @@ pub struct WriterCounts {
 pub struct StoreCounts {
     pub stored: u64,
     pub not_stored: u64,
+    /// Events not stored because the queue was full (the disk was slower
+    /// than a live input).
+    pub not_stored_queue_full: u64,
+    /// Events not stored because the filesystem was full.
+    pub not_stored_disk_full: u64,
+    /// Events not stored because the database failed otherwise (locked,
+    /// corrupt, read-only, cannot be opened).
+    pub not_stored_db_error: u64,
     pub alerts_stored: u64,
     pub alerts_not_stored: u64,
     pub summaries_stored: u64,
     pub summaries_not_stored: u64,
     /// Events waiting in the writer's queue right now.
     pub queued: u64,
+    /// Milliseconds a file input's reader waited for the writer.
+    pub waited_ms: u64,
+}
+
+impl StoreCounts {
+    /// The events not stored, by reason (those that happened).
+    pub fn not_stored_by_reason(&self) -> Vec<(NotStored, u64)> {
+        [
+            (NotStored::QueueFull, self.not_stored_queue_full),
+            (NotStored::DiskFull, self.not_stored_disk_full),
+            (NotStored::DbError, self.not_stored_db_error),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .collect()
+    }
+
+    /// Every item handed over was stored: events, alerts and summaries.
+    pub fn all_stored(&self) -> bool {
+        self.not_stored + self.alerts_not_stored + self.summaries_not_stored == 0
+    }
 }
 
 /// What a message is, for counting it.
@@ -84,14 +171,23 @@ enum Kind {
 }
 
 impl WriterCounts {
-    fn add(&self, kind: Kind, ok: bool, n: u64) {
-        let c = match (kind, ok) {
-            (Kind::Events, true) => &self.stored,
-            (Kind::Events, false) => &self.not_stored,
-            (Kind::Alerts, true) => &self.alerts_stored,
-            (Kind::Alerts, false) => &self.alerts_not_stored,
-            (Kind::Summaries, true) => &self.summaries_stored,
-            (Kind::Summaries, false) => &self.summaries_not_stored,
+    /// Counts `n` items of `kind`: stored, or not stored for a reason.
+    fn add(&self, kind: Kind, outcome: Result<(), NotStored>, n: u64) {
+        let c = match (kind, outcome) {
+            (Kind::Events, Ok(())) => &self.stored,
+            (Kind::Events, Err(why)) => {
+                let by = match why {
+                    NotStored::QueueFull => &self.not_stored_queue_full,
+                    NotStored::DiskFull => &self.not_stored_disk_full,
+                    NotStored::DbError => &self.not_stored_db_error,
+                };
+                by.fetch_add(n, Ordering::Relaxed);
+                &self.not_stored
+            }
+            (Kind::Alerts, Ok(())) => &self.alerts_stored,
+            (Kind::Alerts, Err(_)) => &self.alerts_not_stored,
+            (Kind::Summaries, Ok(())) => &self.summaries_stored,
+            (Kind::Summaries, Err(_)) => &self.summaries_not_stored,
         };
         c.fetch_add(n, Ordering::Relaxed);
     }
@@ -114,15 +210,21 @@ pub struct StoreWriter {
     tx: Option<SyncSender<Msg>>,
     handle: Option<JoinHandle<()>>,
     counts: Arc<WriterCounts>,
+    pressure: Pressure,
+    /// Set once a waiting writer gives up: why.
+    failure: Arc<OnceLock<String>>,
 }
 
 struct State {
     path: PathBuf,
     store: Option<Store>,
-    broken_since: Option<Instant>,
+    /// Since when, and why, the database cannot be written.
+    broken: Option<(Instant, NotStored)>,
     last_try: Option<Instant>,
     ifaces: Vec<(u32, String)>,
     counts: Arc<WriterCounts>,
+    pressure: Pressure,
+    failure: Arc<OnceLock<String>>,
     enrich: Option<Arc<crate::enrich::Enricher>>,
     /// Sources whose origin is stored (as of the enricher's `generation`).
     known: rustc_hash::FxHashSet<std::net::IpAddr>,
@@ -130,8 +232,18 @@ struct State {
 }
 
 impl State {
-    fn store(&mut self) -> Option<&mut Store> {
-        if self.store.is_none() && self.last_try.is_none_or(|t| t.elapsed() >= RETRY) {
+    /// How often a broken database is retried.
+    fn retry(&self) -> Duration {
+        match self.pressure {
+            Pressure::Lossy => RETRY,
+            Pressure::Wait { .. } => RETRY_WAITING,
+        }
+    }
+
+    /// The open database, (re)opened when the last try is `retry()` ago.
+    /// Err: why there is none.
+    fn store(&mut self) -> Result<&mut Store, NotStored> {
+        if self.store.is_none() && self.last_try.is_none_or(|t| t.elapsed() >= self.retry()) {
             self.last_try = Some(Instant::now());
             match Store::open(&self.path) {
                 Ok(s) => {
@@ -140,28 +252,41 @@ impl State {
                     }
                     self.store = Some(s);
                 }
-                Err(e) => self.fail(&e),
+                Err(e) => return Err(self.fail(&e)),
             }
         }
-        self.store.as_mut()
+        let why = self.broken.map_or(NotStored::DbError, |b| b.1);
+        self.store.as_mut().ok_or(why)
     }
 
-    fn fail(&mut self, e: &super::StoreError) {
-        if self.broken_since.is_none() {
-            log::error!(
-                "HISTORY NOT STORED: {}; the sensor keeps running, counts every event it cannot store and retries every {} s",
-                crate::error_chain(e),
-                RETRY.as_secs()
-            );
-            self.broken_since = Some(Instant::now());
+    /// Notes a failure (said once per outage); returns its reason.
+    fn fail(&mut self, e: &super::StoreError) -> NotStored {
+        let why = NotStored::of(e);
+        if self.broken.is_none() {
+            match self.pressure {
+                Pressure::Lossy => log::error!(
+                    "HISTORY NOT STORED: {}; the sensor keeps running, counts every event it cannot store ({}) and retries every {} s",
+                    crate::error_chain(e),
+                    why.name(),
+                    RETRY.as_secs()
+                ),
+                Pressure::Wait { give_up } => log::warn!(
+                    "the history database cannot be written: {}; the input waits, retrying every {} s for up to {} s",
+                    crate::error_chain(e),
+                    RETRY_WAITING.as_secs(),
+                    give_up.as_secs()
+                ),
+            }
         }
+        self.broken = Some((self.broken.map_or_else(Instant::now, |b| b.0), why));
         // Reopen on the next try: a corrupt or replaced file needs a new handle.
         self.store = None;
         self.last_try = Some(Instant::now());
+        why
     }
 
     fn ok(&mut self) {
-        if let Some(since) = self.broken_since.take() {
+        if let Some((since, _)) = self.broken.take() {
             log::warn!(
                 "history database writable again after {:.0} s; {} events were not stored meanwhile",
                 since.elapsed().as_secs_f64(),
@@ -199,7 +324,7 @@ impl State {
         if new.is_empty() {
             return;
         }
-        if let Some(s) = self.store() {
+        if let Ok(s) = self.store() {
             if let Err(err) = s.set_origins(&new, now_ns()) {
                 log::warn!(
                     "cannot store who the sources are: {}",
@@ -212,17 +337,11 @@ impl State {
         }
     }
 
-    /// Writes one message and counts its items as stored or not.
-    fn write(&mut self, msg: Msg) {
-        let Some((kind, n)) = msg.items() else {
-            return;
-        };
-        if matches!(kind, Kind::Events) {
-            self.counts.queued.fetch_sub(n, Ordering::Relaxed);
-        }
-        let result = self.store().map(|s| match &msg {
+    /// One try at writing a message.
+    fn try_write(&mut self, msg: &Msg) -> Result<(), NotStored> {
+        let s = self.store()?;
+        let written = match msg {
             Msg::Events(batch) => s.insert(batch),
-            Msg::Enricher(_) => Ok(()),
             Msg::Counters { ts_ns, iface, json } => s.insert_counters(*ts_ns, iface, json),
             Msg::Alert {
                 first_ns,
@@ -230,27 +349,72 @@ impl State {
                 kind,
                 json,
             } => s.insert_alert(*first_ns, *last_ns, kind, json),
-            Msg::Flush(_) => Ok(()),
-        });
-        match result {
-            Some(Ok(())) => {
-                self.counts.add(kind, true, n);
-                self.ok();
-                if let Msg::Events(batch) = &msg {
-                    self.store_origins(batch);
+            Msg::Flush(_) | Msg::Enricher(_) => Ok(()),
+        };
+        written.map_err(|e| self.fail(&e))
+    }
+
+    /// Writes one message and counts its items as stored or not. A waiting
+    /// writer retries a failed write until its bound; then it gives up,
+    /// and from then on counts everything as not stored at once.
+    fn write(&mut self, msg: Msg) {
+        let Some((kind, n)) = msg.items() else {
+            return;
+        };
+        if matches!(kind, Kind::Events) {
+            self.counts.queued.fetch_sub(n, Ordering::Relaxed);
+        }
+        if self.failure.get().is_some() {
+            let why = self.broken.map_or(NotStored::DbError, |b| b.1);
+            self.counts.add(kind, Err(why), n);
+            return;
+        }
+        let started = Instant::now();
+        loop {
+            match self.try_write(&msg) {
+                Ok(()) => {
+                    self.counts.add(kind, Ok(()), n);
+                    self.ok();
+                    if let Msg::Events(batch) = &msg {
+                        self.store_origins(batch);
+                    }
+                    return;
+                }
+                Err(why) => {
+                    let Pressure::Wait { give_up } = self.pressure else {
+                        self.counts.add(kind, Err(why), n);
+                        return;
+                    };
+                    if started.elapsed() >= give_up {
+                        self.give_up(why, give_up);
+                        self.counts.add(kind, Err(why), n);
+                        return;
+                    }
+                    std::thread::sleep(RETRY_WAITING.min(give_up));
                 }
             }
-            Some(Err(e)) => {
-                self.counts.add(kind, false, n);
-                self.fail(&e);
-            }
-            None => self.counts.add(kind, false, n),
         }
+    }
+
+    /// A waiting writer stops trying: says why, once.
+    fn give_up(&mut self, why: NotStored, waited: Duration) {
+        let text = format!(
+            "the history database `{}` could not be written for {} s ({})",
+            self.path.display(),
+            waited.as_secs(),
+            match why {
+                NotStored::DiskFull => "the disk is full",
+                NotStored::QueueFull | NotStored::DbError => "database error, see the log",
+            }
+        );
+        log::error!("{text}: giving up; everything stored before is committed");
+        let _ = self.failure.set(text);
     }
 }
 
 impl StoreWriter {
-    /// Starts the writer for the database at `path` (opened on the thread).
+    /// Starts the writer of a live input for the database at `path`
+    /// (opened on the thread): [`Pressure::Lossy`].
     pub fn start(
         path: PathBuf,
         retain: Option<Duration>,
@@ -266,67 +430,62 @@ impl StoreWriter {
         ifaces: Vec<(u32, String)>,
         queue: usize,
     ) -> StoreWriter {
+        Self::spawn(path, retain, ifaces, queue, Pressure::Lossy)
+    }
+
+    /// The writer of a file input: its reader waits for room in a queue of
+    /// `queue` messages, and a failed write is retried for up to `give_up`
+    /// ([`Pressure::Wait`]).
+    pub fn waiting(path: PathBuf, queue: usize, give_up: Duration) -> StoreWriter {
+        Self::spawn(
+            path,
+            None,
+            Vec::new(),
+            queue.max(1),
+            Pressure::Wait { give_up },
+        )
+    }
+
+    fn spawn(
+        path: PathBuf,
+        retain: Option<Duration>,
+        ifaces: Vec<(u32, String)>,
+        queue: usize,
+        pressure: Pressure,
+    ) -> StoreWriter {
         let (tx, rx) = mpsc::sync_channel::<Msg>(queue);
         let counts = Arc::new(WriterCounts::default());
-        let c = counts.clone();
+        let failure = Arc::new(OnceLock::new());
+        let st = State {
+            path,
+            store: None,
+            broken: None,
+            last_try: None,
+            ifaces,
+            counts: counts.clone(),
+            pressure,
+            failure: failure.clone(),
+            enrich: None,
+            known: Default::default(),
+            generation: 0,
+        };
         let handle = std::thread::Builder::new()
             .name("fireplot-store".into())
-            .spawn(move || {
-                let mut st = State {
-                    path,
-                    store: None,
-                    broken_since: None,
-                    last_try: None,
-                    ifaces,
-                    counts: c.clone(),
-                    enrich: None,
-                    known: Default::default(),
-                    generation: 0,
-                };
-                let _ = st.store();
-                let mut last_retention = Instant::now() - Duration::from_secs(3600);
-                loop {
-                    match rx.recv_timeout(Duration::from_secs(1)) {
-                        Ok(Msg::Flush(done)) => {
-                            let _ = done.send(());
-                        }
-                        Ok(Msg::Enricher(e)) => {
-                            st.generation = e.generation();
-                            st.enrich = Some(e);
-                        }
-                        Ok(msg) => st.write(msg),
-                        Err(RecvTimeoutError::Timeout) => {}
-                        Err(RecvTimeoutError::Disconnected) => break,
-                    }
-                    if let Some(keep) = retain {
-                        if last_retention.elapsed() >= Duration::from_secs(60) {
-                            last_retention = Instant::now();
-                            let cutoff = now_ns() - keep.as_nanos() as i64;
-                            // One chunk per pass: batches queued meanwhile go first.
-                            if let Some(s) = st.store() {
-                                match s.delete_older(cutoff, RETENTION_CHUNK) {
-                                    Ok(n) if n as u32 >= RETENTION_CHUNK => {
-                                        last_retention -= Duration::from_secs(60)
-                                    }
-                                    Ok(_) => {}
-                                    Err(e) => st.fail(&e),
-                                }
-                            }
-                        }
-                    }
-                }
-            })
+            .spawn(move || writer_loop(st, &rx, retain))
             .expect("spawn the store writer");
         StoreWriter {
             tx: Some(tx),
             handle: Some(handle),
             counts,
+            pressure,
+            failure,
         }
     }
 
-    /// Queues a message without ever waiting: if the queue is full (the
-    /// disk is slower than ingest, or stalled) its items are counted as
-    /// not stored, and ingest goes on.
+    /// Queues a message. A live input's writer never waits: if the queue
+    /// is full (the disk is slower than ingest, or stalled) its items are
+    /// counted as not stored, and ingest goes on. A file input's waits for
+    /// room.
     fn send(&self, msg: Msg) {
         let Some((kind, n)) = msg.items() else {
             return;
@@ -337,16 +496,24 @@ impl StoreWriter {
         }
         let sent = match &self.tx {
             Some(tx) => match tx.try_send(msg) {
-                Ok(()) => true,
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+                Ok(()) => Ok(()),
+                Err(TrySendError::Full(msg)) if self.pressure != Pressure::Lossy => {
+                    let waiting = Instant::now();
+                    let sent = tx.send(msg).map_err(|_| NotStored::DbError);
+                    let ms = waiting.elapsed().as_millis() as u64;
+                    self.counts.waited_ms.fetch_add(ms, Ordering::Relaxed);
+                    sent
+                }
+                Err(TrySendError::Full(_)) => Err(NotStored::QueueFull),
+                Err(TrySendError::Disconnected(_)) => Err(NotStored::DbError),
             },
-            None => false,
+            None => Err(NotStored::DbError),
         };
-        if !sent {
+        if let Err(why) = sent {
             if matches!(kind, Kind::Events) {
                 self.counts.queued.fetch_sub(n, Ordering::Relaxed);
             }
-            self.counts.add(kind, false, n);
+            self.counts.add(kind, Err(why), n);
         }
     }
 
@@ -387,12 +554,22 @@ impl StoreWriter {
 
     /// Waits until everything queued so far is written (or failed).
     pub fn flush(&self) {
+        let bound = match self.pressure {
+            Pressure::Lossy => Duration::from_secs(60),
+            // Each queued message may be retried that long.
+            Pressure::Wait { give_up } => Duration::from_secs(60) + give_up,
+        };
         if let Some(tx) = &self.tx {
             let (done_tx, done_rx) = mpsc::channel();
             if tx.send(Msg::Flush(done_tx)).is_ok() {
-                let _ = done_rx.recv_timeout(Duration::from_secs(60));
+                let _ = done_rx.recv_timeout(bound);
             }
         }
+    }
+
+    /// Why a waiting writer gave up (the input should stop), if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
     }
 
     pub fn counts(&self) -> StoreCounts {
@@ -401,11 +578,15 @@ impl StoreWriter {
         StoreCounts {
             stored: get(&c.stored),
             not_stored: get(&c.not_stored),
+            not_stored_queue_full: get(&c.not_stored_queue_full),
+            not_stored_disk_full: get(&c.not_stored_disk_full),
+            not_stored_db_error: get(&c.not_stored_db_error),
             alerts_stored: get(&c.alerts_stored),
             alerts_not_stored: get(&c.alerts_not_stored),
             summaries_stored: get(&c.summaries_stored),
             summaries_not_stored: get(&c.summaries_not_stored),
             queued: get(&c.queued),
+            waited_ms: get(&c.waited_ms),
         }
     }
 
@@ -416,6 +597,42 @@ impl StoreWriter {
             let _ = h.join();
         }
         self.counts()
+    }
+}
+
+/// The writer thread: messages in order, retention between them.
+fn writer_loop(mut st: State, rx: &mpsc::Receiver<Msg>, retain: Option<Duration>) {
+    let _ = st.store();
+    let mut last_retention = Instant::now() - Duration::from_secs(3600);
+    loop {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(Msg::Flush(done)) => {
+                let _ = done.send(());
+            }
+            Ok(Msg::Enricher(e)) => {
+                st.generation = e.generation();
+                st.enrich = Some(e);
+            }
+            Ok(msg) => st.write(msg),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        let Some(keep) = retain else { continue };
+        if last_retention.elapsed() < Duration::from_secs(60) {
+            continue;
+        }
+        last_retention = Instant::now();
+        let cutoff = now_ns() - keep.as_nanos() as i64;
+        // One chunk per pass: batches queued meanwhile go first.
+        if let Ok(s) = st.store() {
+            match s.delete_older(cutoff, RETENTION_CHUNK) {
+                Ok(n) if n as u32 >= RETENTION_CHUNK => last_retention -= Duration::from_secs(60),
+                Ok(_) => {}
+                Err(e) => {
+                    st.fail(&e);
+                }
+            }
+        }
     }
 }
 

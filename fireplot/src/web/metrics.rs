@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use fireplot_common::counters::Misc;
 
 use crate::{
-    store::writer::StoreCounts,
+    store::writer::{NotStored, StoreCounts},
     summary::{DetectSummary, RunSummary},
 };
 
@@ -214,6 +214,22 @@ fn store(o: &mut Out, st: &StoreCounts) {
         o.sample(
             "fireplot_store_items_total",
             &[("kind", kind), ("outcome", outcome)],
+            v,
+        );
+    }
+    o.head(
+        "fireplot_store_events_not_stored_total",
+        "counter",
+        "Events the history writer could not store, by reason",
+    );
+    for (reason, v) in [
+        (NotStored::QueueFull, st.not_stored_queue_full),
+        (NotStored::DiskFull, st.not_stored_disk_full),
+        (NotStored::DbError, st.not_stored_db_error),
+    ] {
+        o.sample(
+            "fireplot_store_events_not_stored_total",
+            &[("reason", reason.name())],
             v,
         );
     }
@@ -446,7 +462,11 @@ mod tests {
                 alerts_not_stored: n(),
                 summaries_stored: n(),
                 summaries_not_stored: n(),
+                not_stored_queue_full: n(),
+                not_stored_disk_full: n(),
+                not_stored_db_error: n(),
                 queued: n(),
+                waited_ms: n(),
             }),
             fleet: Some(PublishCounts {
                 spool: SpoolCounts::default(),
@@ -562,6 +582,18 @@ mod tests {
             (
                 "fireplot_store_items_total{kind=\"summaries\",outcome=\"not_stored\"}",
                 st.summaries_not_stored.to_string(),
+            ),
+            (
+                "fireplot_store_events_not_stored_total{reason=\"queue_full\"}",
+                st.not_stored_queue_full.to_string(),
+            ),
+            (
+                "fireplot_store_events_not_stored_total{reason=\"disk_full\"}",
+                st.not_stored_disk_full.to_string(),
+            ),
+            (
+                "fireplot_store_events_not_stored_total{reason=\"db_error\"}",
+                st.not_stored_db_error.to_string(),
             ),
             ("fireplot_store_queue_events", st.queued.to_string()),
             (

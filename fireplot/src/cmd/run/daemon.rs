@@ -28,7 +28,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     args.check()?;
     let (mut sensor, mut sink, mut stats) = attach(&args)?;
     let db_path = keep_history(&args, &mut sink)?;
-    sink.start_publishing(&args.output.fleet, &interfaces(&args))
+    sink.start_publishing(&args.output.fleet, &interfaces(&args), None)
         .await?;
     // The console: checked before anything else listens, stopped with the run.
     let mut console = Console::start(&args, db_path.clone()).await?;

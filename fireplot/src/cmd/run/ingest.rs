@@ -19,21 +19,23 @@ use chrono::FixedOffset;
 use clap::Args;
 
 use super::{
+    kept::Kept,
     sinks::{db_path, EventSink},
     OutputArgs,
 };
 use crate::{
-    cmd::detect::DetectArgs,
+    cmd::{
+        args::{FileInputArgs, ProgressArgs},
+        detect::DetectArgs,
+    },
     input::{
         follow::Got,
         parse,
         time::{parse_zone, Clock},
         Format, LineSource, Parsed,
     },
-    store::{
-        writer::{StoreCounts, StoreWriter},
-        Store,
-    },
+    progress::{Progress, Unit},
+    store::Store,
 };
 
 /// The formats `fireplot ingest` reads.
@@ -103,7 +105,13 @@ pub struct IngestArgs {
     pub output: OutputArgs,
 
     #[command(flatten)]
+    pub file_input: FileInputArgs,
+
+    #[command(flatten)]
     pub detect: DetectArgs,
+
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 }
 
 /// Interface indexes of ingested logs, apart from live and replayed ones.
@@ -118,8 +126,14 @@ struct Reading {
     clock: Clock,
     /// Following: "now" (for times without a year or date) moves on.
     follow: bool,
+    /// A pipe or `journalctl`: what came is written out whenever it
+    /// pauses. (A file never pauses: its batches stay whole.)
+    may_pause: bool,
     /// The input, as messages name it.
     what: String,
+    /// The file's size, for progress (a file read once).
+    size: Option<u64>,
+    quiet: bool,
 }
 
 /// What an ingest read.
@@ -133,7 +147,17 @@ struct Tally {
     /// Interface names of the lines, with the indexes given them.
     ifaces: BTreeMap<String, u32>,
     secs: f64,
+    /// Why reading stopped before the end: the history or the fleet could
+    /// not take more for the whole `--store-wait`.
+    stopped: Option<String>,
+    /// The line of each of the last [`RECENT`] events (event number, line
+    /// number): where to resume when the history gave up on the last ones.
+    recent: std::collections::VecDeque<(u64, u64)>,
 }
+
+/// Events whose line is remembered: more than the writer's queue and the
+/// sink's batch hold (all that may be handed over but not stored).
+const RECENT: usize = 1 << 18;
 
 pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     let detect_cfg = args.detect.load()?;
@@ -144,34 +168,77 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     }
     let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
-        Store::open(&path)?;
-        sink.store = Some(StoreWriter::start(path, None, Vec::new()));
+        crate::store::open_waiting(&path)?;
+        sink.store = Some(args.file_input.store_writer(path));
         sink.store_origins();
     }
-    sink.start_publishing(&args.output.fleet, &[]).await?;
+    let wait = Some(args.file_input.store_wait.0);
+    sink.start_publishing(&args.output.fleet, &[], wait).await?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), source.child_pid());
-    let reading = Reading {
-        format: args.format.into(),
-        clock: Clock::system(args.tz, args.year),
-        follow: args.follow,
-        what: args
-            .file
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "journalctl -k -f".into()),
-    };
+    let reading = reading(&args);
+    // The reader waits for the store and the fleet: a blocking task, so
+    // the runtime's workers go on (the publisher is one of their tasks).
     let (source, sink, reading, tally) = tokio::task::spawn_blocking(move || {
         let (mut source, mut sink) = (source, sink);
         let tally = read_all(&mut source, &mut sink, &reading, &stop);
+        if let Some(p) = &sink.publish {
+            for (name, idx) in &tally.ifaces {
+                p.set_interface(*idx, name);
+            }
+        }
+        sink.finish();
         (source, sink, reading, tally)
     })
     .await
     .context("the ingest task failed")?;
     source.close();
-    close(sink, &tally, db_path.as_deref()).await?;
+    let kept = close(sink, &tally, db_path.as_deref()).await?;
     report(&tally, &reading);
-    Ok(())
+    let stopped = tally.stopped.as_ref().map(|why| {
+        format!(
+            "reading stopped after line {}: {why}{}",
+            tally.lines,
+            resume_at(&tally, &kept, &reading)
+        )
+    });
+    kept.check(tally.events, stopped.as_deref())
+}
+
+/// Where to go on when the history gave up: the first line whose event
+/// was not stored (those before it are, in order).
+fn resume_at(tally: &Tally, kept: &Kept, reading: &Reading) -> String {
+    let Some(stored) = kept.store.map(|c| c.stored) else {
+        return String::new();
+    };
+    match tally.recent.iter().find(|(n, _)| *n == stored + 1) {
+        Some((_, line)) => format!(
+            "; every event before line {line} is stored: resume from there (`tail -n +{line} {}`)",
+            reading.what
+        ),
+        None => String::new(),
+    }
+}
+
+/// How the lines of `args`' input become events.
+fn reading(args: &IngestArgs) -> Reading {
+    let file = args.file.as_ref().filter(|p| p.as_os_str() != "-");
+    Reading {
+        format: args.format.into(),
+        clock: Clock::system(args.tz, args.year),
+        follow: args.follow,
+        may_pause: file.is_none(),
+        what: args
+            .file
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "journalctl -k -f".into()),
+        size: file
+            .filter(|_| !args.follow)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len()),
+        quiet: args.progress.quiet || args.follow,
+    }
 }
 
 /// Where the lines come from: `-`, a FILE (followed or not), or the
@@ -217,11 +284,17 @@ fn read_all(
     let started = Instant::now();
     let mut tally = Tally::default();
     let mut buf = Vec::with_capacity(4096);
+    let mut progress = Progress::start("ingest", Unit::Bytes, reading.size, reading.quiet);
     while !stop.load(Ordering::Relaxed) {
+        if let Some(why) = sink.failure() {
+            tally.stopped = Some(why);
+            break;
+        }
         match source.read_line(&mut buf, stop) {
             Ok(Got::Line) => {
+                progress.add(buf.len() as u64);
                 tally.take_line(&buf, reading, sink);
-                if source.paused() {
+                if reading.may_pause && source.paused() {
                     sink.flush();
                     sink.store_batch(true);
                 }
@@ -242,6 +315,7 @@ fn read_all(
             }
         }
     }
+    progress.finish();
     tally.secs = started.elapsed().as_secs_f64();
     tally
 }
@@ -259,6 +333,10 @@ impl Tally {
         match parse(reading.format, &line, &clock, self.lines as usize) {
             Parsed::Event(mut rec, iface) => {
                 self.events += 1;
+                if self.recent.len() == RECENT {
+                    self.recent.pop_front();
+                }
+                self.recent.push_back((self.events, self.lines));
                 if let Some(name) = &iface {
                     let n = self.ifaces.len() as u32;
                     rec.ifindex = *self.ifaces.entry(name.clone()).or_insert(IFINDEX_BASE + n);
@@ -278,15 +356,10 @@ impl Tally {
     }
 }
 
-/// Ends the outputs: the interfaces' names, the last batches, the store
-/// (whose counts go in the closing line).
-async fn close(mut sink: EventSink, tally: &Tally, db_path: Option<&Path>) -> anyhow::Result<()> {
-    if let Some(p) = &sink.publish {
-        for (name, idx) in &tally.ifaces {
-            p.set_interface(*idx, name);
-        }
-    }
-    sink.finish();
+/// Ends the outputs (the last batches are handed over already): the
+/// fleet's last batch, the store (whose counts go in the closing line)
+/// and the interfaces' names.
+async fn close(mut sink: EventSink, tally: &Tally, db_path: Option<&Path>) -> anyhow::Result<Kept> {
     if let Some(p) = &sink.publish {
         // The interfaces' names travel with a batch: one last one.
         p.counters(
@@ -294,20 +367,36 @@ async fn close(mut sink: EventSink, tally: &Tally, db_path: Option<&Path>) -> an
                 .to_string(),
         );
     }
-    sink.stop_publishing().await;
-    let stored = sink.store.take().map(|w| w.close());
+    let fleet = sink.stop_publishing().await;
+    let store = sink.store.take().map(|w| w.close());
     if let Some(path) = db_path {
-        let s = Store::open(path)?;
-        for (name, idx) in &tally.ifaces {
-            s.set_interface(*idx, name)?;
+        // The names are a nicety: a full disk must not hide the counts.
+        let named = Store::open(path).and_then(|s| {
+            tally
+                .ifaces
+                .iter()
+                .try_for_each(|(name, idx)| s.set_interface(*idx, name))
+        });
+        if let Err(e) = named {
+            log::warn!(
+                "the interfaces' names are not stored: {}",
+                crate::error_chain(&e)
+            );
         }
     }
-    closing_line(tally, &sink, stored);
-    Ok(())
+    if let Some(c) = store.filter(|c| c.waited_ms > 0) {
+        log::info!(
+            "the reader waited {:.1} s in all for the history database (it writes more slowly than the input reads)",
+            c.waited_ms as f64 / 1000.0
+        );
+    }
+    let kept = Kept { store, fleet };
+    closing_line(tally, &sink, &kept);
+    Ok(kept)
 }
 
 /// The closing line: what was read, what became of it.
-fn closing_line(tally: &Tally, sink: &EventSink, stored: Option<StoreCounts>) {
+fn closing_line(tally: &Tally, sink: &EventSink, kept: &Kept) {
     eprintln!(
         "ingest: {} lines in {:.2} s ({:.0} lines/s): {} events, {} other lines skipped, {} unreadable{}{}",
         tally.lines,
@@ -320,9 +409,7 @@ fn closing_line(tally: &Tally, sink: &EventSink, stored: Option<StoreCounts>) {
             .as_ref()
             .map(|d| format!(", {} alert records", d.alerts))
             .unwrap_or_default(),
-        stored
-            .map(|c| format!(", {} stored, {} not stored", c.stored, c.not_stored))
-            .unwrap_or_default(),
+        kept.text(),
     );
 }
 

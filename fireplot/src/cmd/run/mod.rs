@@ -4,6 +4,7 @@
 
 mod daemon;
 mod ingest;
+mod kept;
 mod replay;
 mod sinks;
 mod stats;

@@ -14,18 +14,23 @@ use aya::maps::{MapData, RingBuf};
 use clap::Args;
 
 use super::{
+    kept::Kept,
     sinks::{db_path, EventSink},
     stats::StatsWriter,
     ClassifierArgs, OutputArgs,
 };
 use crate::{
-    cmd::detect::DetectArgs,
+    cmd::{
+        args::{FileInputArgs, ProgressArgs},
+        detect::DetectArgs,
+    },
     input::{
         frame::{fit_frame, Directions},
         Capture,
     },
+    progress::{Progress, Unit},
     sensor::Sensor,
-    store::{in_prefix, writer::StoreWriter, Store},
+    store::{in_prefix, Store},
     summary::CaptureCounts,
     units::Cidr,
 };
@@ -65,6 +70,12 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub detect: DetectArgs,
+
+    #[command(flatten)]
+    pub file_input: FileInputArgs,
+
+    #[command(flatten)]
+    pub progress: ProgressArgs,
 
     /// The summary as a JSON line instead of text.
     #[arg(long)]
@@ -119,25 +130,32 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
     sensor.configure(&limits, &args.classifier.services)?;
     let db_path = db_path(args.output.db.as_deref());
     if let Some(path) = db_path.clone() {
-        Store::open(&path)?;
+        crate::store::open_waiting(&path)?;
         log::info!("storing history in {}", path.display());
-        sink.store = Some(StoreWriter::start(path, None, Vec::new()));
+        sink.store = Some(args.file_input.store_writer(path));
         sink.store_origins();
     }
     sink.ifindex = Some(IFINDEX_BASE);
-    sink.start_publishing(&args.output.fleet, &[]).await?;
+    let wait = Some(args.file_input.store_wait.0);
+    sink.start_publishing(&args.output.fleet, &[], wait).await?;
     let mut ring = sensor.take_events()?;
-    // Per-CPU state (flow cache, rate buckets) must be one CPU's throughout.
-    pin_to_current_cpu();
 
     let started = Instant::now();
-    let run = replay_frames(&mut capture, &mut sensor, &mut ring, &mut sink, &args);
-    let secs = started.elapsed().as_secs_f64();
-    sink.finish();
+    // The frames wait for the store and the fleet: this thread leaves the
+    // runtime's work to the others meanwhile (the publisher is a task).
+    let (run, secs) = tokio::task::block_in_place(|| {
+        // Per-CPU state (flow cache, rate buckets) must be one CPU's throughout.
+        pin_to_current_cpu();
+        let run = replay_frames(&mut capture, &mut sensor, &mut ring, &mut sink, &args);
+        let secs = started.elapsed().as_secs_f64();
+        sink.finish();
+        (run, secs)
+    });
     let Replayed {
         mut counts,
         dirs,
         failure,
+        stopped,
     } = run;
     counts.frames = capture.read;
     counts.not_read = capture.skipped;
@@ -164,14 +182,22 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         }
     }
     stats.write(&sensor, &label, started, &sink);
-    sink.stop_publishing().await;
-    if let Some(w) = sink.store.take() {
-        w.close();
-    }
+    let fleet = sink.stop_publishing().await;
+    let handed =
+        sink.counts.events_received - sink.counts.decode_errors + sink.counts.aggregates_received;
+    let stored = sink.store.take().map(|w| w.close());
     if let Some(path) = db_path {
-        let s = Store::open(&path)?;
-        for (id, name) in capture.interfaces() {
-            s.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"))?;
+        // The names are a nicety: a full disk must not hide the counts.
+        let named = Store::open(&path).and_then(|s| {
+            capture.interfaces().iter().try_for_each(|(id, name)| {
+                s.set_interface(IFINDEX_BASE + id, &format!("{label}:{name}"))
+            })
+        });
+        if let Err(e) = named {
+            log::warn!(
+                "the interfaces' names are not stored: {}",
+                crate::error_chain(&e)
+            );
         }
     }
     if frames > 0 && dirs.to_egress() == 0 {
@@ -180,12 +206,16 @@ pub async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
              Give --inside (or --router-mac) if the capture holds both directions"
         );
     }
-    match failure {
-        Some(e) => Err(e.context(format!(
+    if let Some(e) = failure {
+        return Err(e.context(format!(
             "the {frames} frames before it were replayed and their events kept"
-        ))),
-        None => Ok(()),
+        )));
     }
+    Kept {
+        store: stored,
+        fleet,
+    }
+    .check(handed, stopped.as_deref())
 }
 
 /// What the frames of a capture did.
@@ -197,6 +227,9 @@ struct Replayed {
     /// What ended the capture early: a damaged file, or a frame the
     /// kernel refused.
     failure: Option<anyhow::Error>,
+    /// Why reading stopped early: the history or the fleet could not take
+    /// more for the whole `--store-wait`.
+    stopped: Option<String>,
 }
 
 /// Every frame of the capture through the kernel programs, in order, on
@@ -212,11 +245,24 @@ fn replay_frames(
         counts: CaptureCounts::default(),
         dirs: Directions::default(),
         failure: None,
+        stopped: None,
     };
     let is_inside = |a| args.inside.iter().any(|c| in_prefix(a, c.0, c.1));
     let mut last_ts = 0u64;
     let mut agg_sec = 0u64;
+    let size = std::fs::metadata(&args.pcap).ok().map(|m| m.len());
+    let mut progress = Progress::start("replay", Unit::Bytes, size, args.progress.quiet);
+    // Where the reader is, estimated from the frames (pcap's 16-byte
+    // record header each): the capture's reader does not say.
+    let mut position = 24u64;
     while let Some(next) = capture.next() {
+        if let Some(why) = sink.failure() {
+            run.stopped = Some(format!(
+                "reading stopped after frame {}: {why}",
+                capture.read
+            ));
+            break;
+        }
         let frame = match next {
             Ok(f) => f,
             Err(e) => {
@@ -231,6 +277,8 @@ fn replay_frames(
             frame.ts_ns
         };
         last_ts = ts;
+        position += 16 + frame.data.len() as u64;
+        progress.set(position.min(size.unwrap_or(u64::MAX).saturating_sub(1)));
         let egress = run.dirs.egress(&frame, is_inside, args.router_mac);
         sink.ifindex = Some(IFINDEX_BASE + frame.iface);
         // Events say the wire's length, whatever the test run was given.
@@ -260,6 +308,7 @@ fn replay_frames(
         sink.store_batch(false);
     }
     take_aggregates(sensor, sink, None);
+    progress.finish();
     run
 }
 

@@ -345,19 +345,31 @@ impl EventSink {
         }
     }
 
+    /// Why a file input must stop reading: its history (or its fleet
+    /// spool) could not take anything for the whole `--store-wait`.
+    pub(super) fn failure(&self) -> Option<String> {
+        let store = self.store.as_ref().and_then(|w| w.failure());
+        let fleet = self.publish.as_ref().and_then(|p| p.failure());
+        store.or(fleet).map(String::from)
+    }
+
     /// Records are batched: for the store, the fleet, or both.
     fn keeps(&self) -> bool {
         self.store.is_some() || self.publish.is_some()
     }
 
-    /// Starts publishing (`--publish`), naming the interfaces (ifindex, name) in
-    /// the batches when there is one.
+    /// Starts publishing (`--publish`), naming the interfaces (ifindex,
+    /// name) in the batches when there is one. `wait`: a file input's bound
+    /// (see `PublishOptions::wait`); None for a live one.
     pub(super) async fn start_publishing(
         &mut self,
         args: &crate::cmd::args::PublishArgs,
         ifaces: &[(u32, String)],
+        wait: Option<std::time::Duration>,
     ) -> anyhow::Result<()> {
-        self.publish = args.start().await?;
+        let mut options = args.options();
+        options.wait = wait;
+        self.publish = options.start().await?;
         if let Some(p) = &self.publish {
             for (i, n) in ifaces {
                 p.set_interface(*i, n);
@@ -368,20 +380,19 @@ impl EventSink {
 
     /// Sends what is queued for the fleet (or spools it) and stops
     /// publishing; says what was sent.
-    pub(super) async fn stop_publishing(&mut self) {
-        if let Some(p) = self.publish.take() {
-            let c = p.close().await;
-            log::info!(
-                "fleet: sensor `{}` published {} items in {} batches; spooled {}, drained {}, dropped (spool full) {}, still spooled {} batches",
-                c.sensor,
-                c.published_items,
-                c.published_batches,
-                c.spool.spooled_items,
-                c.spool.drained_items,
-                c.spool.dropped_items,
-                c.spool.queued_batches
-            );
-        }
+    pub(super) async fn stop_publishing(&mut self) -> Option<crate::fleet::publish::PublishCounts> {
+        let c = self.publish.take()?.close().await;
+        log::info!(
+            "fleet: sensor `{}` published {} items in {} batches; spooled {}, drained {}, dropped (spool full) {}, still spooled {} batches",
+            c.sensor,
+            c.published_items,
+            c.published_batches,
+            c.spool.spooled_items,
+            c.spool.drained_items,
+            c.spool.dropped_items,
+            c.spool.queued_batches
+        );
+        Some(c)
     }
 
     /// At the end of the input: the event lines flushed, the episodes
