@@ -129,12 +129,9 @@ fn top<K: Clone + Ord>(m: &HashMap<K, u64>, n: usize) -> Vec<(K, u64)> {
     v
 }
 
-pub fn run_top(args: &TopArgs) -> Result<()> {
-    let enrich = args.enrich.open()?;
-    let source = args.source.open()?;
-    // Without files, a database answers with who its sources were when
-    // stored (or last `fireplot enrich`ed).
-    let stored = enrich.is_none() && source.store().is_some();
+/// Each `--by` has what it needs: its lookup file, or a database whose
+/// sources were enriched.
+fn check_by(args: &TopArgs, stored: bool) -> Result<()> {
     for by in &args.by {
         let given = match by {
             By::Country => !args.enrich.geoip.is_empty(),
@@ -155,6 +152,16 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+pub fn run_top(args: &TopArgs) -> Result<()> {
+    let enrich = args.enrich.open()?;
+    let source = args.source.open()?;
+    // Without files, a database answers with who its sources were when
+    // stored (or last `fireplot enrich`ed).
+    let stored = enrich.is_none() && source.store().is_some();
+    check_by(args, stored)?;
     let lookup = |a: std::net::IpAddr| -> Option<crate::enrich::Origin> {
         match (&enrich, source.store()) {
             (Some(e), _) => Some((*e.lookup(a)).clone()),
@@ -281,24 +288,29 @@ pub fn run_top(args: &TopArgs) -> Result<()> {
         }
     }
     if by_vector {
-        println!(
-            "\n{:<44} {:>10} {:>12} {:>8}  busiest destination",
-            "vector", "packets", "bytes", "sources"
-        );
-        for (k, c) in &vectors {
-            let (dst, n) = c.busiest();
-            println!(
-                "{:<44} {:>10} {:>12} {:>8}  {dst} ({n})",
-                k.title(),
-                c.packets,
-                c.bytes,
-                c.sources.len()
-            );
-        }
+        print_vectors(&vectors);
     }
     println!("\n{:<18} {:>10}", "protocol", "events");
     for ((f, p), c) in &tpr {
         println!("{:<18} {c:>10}", format!("ipv{f}/{}", Proto::label(*p)));
     }
     Ok(())
+}
+
+/// The `--by vector` table.
+fn print_vectors(vectors: &[(Vector, VectorCount)]) {
+    println!(
+        "\n{:<44} {:>10} {:>12} {:>8}  busiest destination",
+        "vector", "packets", "bytes", "sources"
+    );
+    for (k, c) in vectors {
+        let (dst, n) = c.busiest();
+        println!(
+            "{:<44} {:>10} {:>12} {:>8}  {dst} ({n})",
+            k.title(),
+            c.packets,
+            c.bytes,
+            c.sources.len()
+        );
+    }
 }
