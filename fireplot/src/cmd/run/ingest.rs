@@ -172,9 +172,7 @@ pub async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         sink.store = Some(args.file_input.store_writer(path));
         sink.store_origins();
     }
-    // A followed log is live: the broker being away must not hold up its
-    // reading (and detection); its batches are spooled, as `run`'s.
-    let wait = (!args.follow).then_some(args.file_input.store_wait.0);
+    let wait = Some(args.file_input.store_wait.0);
     sink.start_publishing(&args.output.fleet, &[], wait).await?;
     let stop = Arc::new(AtomicBool::new(false));
     stop_on_signal(stop.clone(), source.child_pid());
