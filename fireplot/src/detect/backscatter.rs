@@ -212,7 +212,8 @@ impl Detector for Backscatter {
     fn bytes(&self) -> usize {
         // Between prunes, the maps' own growth (their entries' sets as of
         // the last prune).
-        self.bytes.max((self.win.capacity() + self.victims.capacity()) * 17)
+        self.bytes
+            .max((self.win.capacity() + self.victims.capacity()) * 17)
     }
 }
 
