@@ -9,28 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{
     tests::{ev, run, S, T0},
+    tests_pace::Rng,
     Alert,
 };
 use crate::record::{parse_rfc3339_ns, Record};
 
 const H: i64 = 3600 * S;
 const DAY: i64 = 24 * H;
-
-/// xorshift: the same stream every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 fn honeypot(i: u64) -> String {
     format!("198.18.2.{}", 1 + i % 9)

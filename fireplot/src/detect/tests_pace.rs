@@ -13,14 +13,18 @@ const H: i64 = 3600 * S;
 const DAY: i64 = 24 * H;
 
 /// xorshift: the same stream every run.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
+    }
+    /// Uniform in [0, n).
+    pub(super) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
     }
     /// Uniform in [0, 1).
     fn unit(&mut self) -> f64 {
