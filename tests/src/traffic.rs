@@ -582,3 +582,58 @@ pub fn write_iptables_mix(path: &std::path::Path, n: usize) -> std::io::Result<u
     f.flush()?;
     Ok(bytes)
 }
+
+/// A capturing process (tcpdump or tshark) in a lab node, until stopped
+/// or dropped.
+pub struct Tap(std::process::Child);
+
+impl Tap {
+    pub fn start(lab: &Lab, node: Node, program: &str, args: &[&str]) -> Tap {
+        let mut child = lab
+            .command(node, program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} (installed by `cargo xtask setup`): {e}"));
+        let err = child.stderr.take().expect("stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(err)).map_while(Result::ok)
+            {
+                // tcpdump: "listening on"; tshark: "Capturing on".
+                if line.contains("listening on") || line.contains("Capturing on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        let tap = Tap(child);
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            panic!("{program} {args:?} did not start capturing within 20 s");
+        }
+        tap
+    }
+
+    /// Stops it as an operator would (SIGINT: it writes what it has).
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("a capture did not stop within 10 s of SIGINT");
+    }
+}
+
+impl Drop for Tap {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -8,11 +8,10 @@
 
 use std::{
     collections::BTreeSet,
-    io::{BufRead, BufReader},
     os::fd::AsRawFd,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    process::{Command, Stdio},
+    time::Duration,
 };
 
 use fireplot_tests::{
@@ -20,7 +19,7 @@ use fireplot_tests::{
     packets::{flags::SYN, ip_part, v4, v4_vlan, v6, Vlan, L4},
     privileged,
     sensor::{fireplot_bin, read_collected, read_lines, Collected},
-    traffic::{in_netns, nmap},
+    traffic::{in_netns, nmap, Tap},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
@@ -30,60 +29,6 @@ fn out_dir(test: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).expect("temp dir");
     d
-}
-
-/// A capturing process (tcpdump or tshark) in a lab node, until stopped
-/// or dropped.
-struct Tap(Child);
-
-impl Tap {
-    fn start(lab: &Lab, node: Node, program: &str, args: &[&str]) -> Tap {
-        let mut child = lab
-            .command(node, program)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{program} (installed by `cargo xtask setup`): {e}"));
-        let err = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                // tcpdump: "listening on"; tshark: "Capturing on".
-                if line.contains("listening on") || line.contains("Capturing on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        let tap = Tap(child);
-        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
-            panic!("{program} {args:?} did not start capturing within 20 s");
-        }
-        tap
-    }
-
-    /// Stops it as an operator would (SIGINT: it writes what it has).
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("a capture did not stop within 10 s of SIGINT");
-    }
-}
-
-impl Drop for Tap {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Frames in a capture as the tools count them: tcpdump, or capinfos for

@@ -1,18 +1,12 @@
 //! `fireplot replay`: a tcpdump capture of the lab's WAN, replayed through
 //! the kernel programs, gives what the live sensor saw while it was taken.
 
-use std::{
-    collections::BTreeSet,
-    io::{BufRead, BufReader},
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::{collections::BTreeSet, path::PathBuf, process::Command, time::Duration};
 
 use fireplot_tests::{
     addr, privileged,
     sensor::{fireplot_bin, read_collected, read_lines, Collected, Sensor},
-    traffic::{masscan, nmap, outbound, Servers},
+    traffic::{masscan, nmap, outbound, Servers, Tap},
     unique_prefix, Lab, Node,
 };
 use serde_json::Value;
@@ -24,66 +18,23 @@ fn out_dir(test: &str) -> PathBuf {
     d
 }
 
-/// tcpdump on the router's wan0, writing `path`, until dropped.
-struct Dump(std::process::Child);
-
-impl Dump {
-    fn start(lab: &Lab, path: &std::path::Path) -> Dump {
-        let mut child = lab
-            .command(Node::Router, "tcpdump")
-            // Immediate mode: no packet waits in a ring block when SIGINT comes.
-            .args([
-                "-i",
-                "wan0",
-                "-n",
-                "-U",
-                "--immediate-mode",
-                "-s",
-                "512",
-                "-w",
-            ])
-            .arg(path)
-            .arg("ip or ip6")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump (installed by `cargo xtask setup`)");
-        let err = child.stderr.take().expect("stderr");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
-                    let _ = tx.send(());
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(20))
-            .expect("tcpdump did not start listening within 20 s");
-        Dump(child)
-    }
-
-    /// Stops it as an operator would (SIGINT: it writes what it has).
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("tcpdump did not stop within 10 s of SIGINT");
-    }
-}
-
-impl Drop for Dump {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+/// tcpdump on the router's wan0, writing `path`, until stopped or dropped.
+fn dump(lab: &Lab, path: &std::path::Path) -> Tap {
+    let path = path.to_str().expect("a UTF-8 path");
+    // Immediate mode: no packet waits in a ring block when SIGINT comes.
+    let args = [
+        "-i",
+        "wan0",
+        "-n",
+        "-U",
+        "--immediate-mode",
+        "-s",
+        "512",
+        "-w",
+        path,
+        "ip or ip6",
+    ];
+    Tap::start(lab, Node::Router, "tcpdump", &args)
 }
 
 /// Packets per (class, family, proto) of TCP and UDP.
@@ -146,7 +97,7 @@ fn a_capture_replays_as_the_live_run_saw_it() {
     let pcap = dir.join("wan0.pcap");
     let servers = Servers::start(&lab, 8080, 5353).expect("servers");
     let sensor = Sensor::start(&lab, &dir.join("live"), &[]).expect("sensor");
-    let dump = Dump::start(&lab, &pcap);
+    let dump = dump(&lab, &pcap);
     // Normal traffic out, then scans in: nmap SYN and UDP, masscan.
     let o = outbound(&lab, &servers, 5).expect("outbound");
     nmap(&lab, &["-sS", "-p", "1-300", addr::LAN_V4]).expect("nmap");
@@ -297,7 +248,7 @@ fn a_damaged_capture_keeps_what_came_before_the_damage() {
     let lab = Lab::up(&unique_prefix("rpd")).expect("lab");
     let dir = out_dir("replay-cut");
     let pcap = dir.join("scan.pcap");
-    let dump = Dump::start(&lab, &pcap);
+    let dump = dump(&lab, &pcap);
     nmap(&lab, &["-sS", "-p", "1-100", addr::LAN_V4]).expect("nmap");
     std::thread::sleep(Duration::from_millis(300));
     dump.stop();
